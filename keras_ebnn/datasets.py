@@ -1,0 +1,106 @@
+"""MNIST and Fashion-MNIST loaders that work offline.
+
+Where the IDX .gz files are looked for, in order:
+  1. the `data_dir` argument (the directory holding `train-images-idx3-ubyte.gz` etc.; a parent
+     directory with an `mnist/` or `fashion-mnist/` sub-directory also works);
+  2. the directory in the `EBNN_DATA_DIR` environment variable (same layout);
+  3. Keras's own cache / download (`tf.keras.datasets.<name>.load_data()`), on a machine with internet.
+Images are returned as uint8 arrays of shape (N, 28, 28, 1), labels as uint8 (N,).
+"""
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+
+FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+SUBDIRS = {"mnist": "mnist", "fashion_mnist": "fashion-mnist"}
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The IDX files were not found in any of the places searched."""
+
+
+def read_idx(path):
+    """Read one IDX file (gzip-compressed or not) into a NumPy array."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 8:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file")
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise ValueError(f"{path}: header says {dims} but holds {body.size} bytes")
+    return body.reshape(dims)
+
+
+def _candidate_dirs(name, data_dir):
+    roots = []
+    if data_dir is not None:
+        roots.append(Path(data_dir))
+    env = os.environ.get("EBNN_DATA_DIR")
+    if env:
+        roots.append(Path(env))
+    dirs = []
+    for root in roots:
+        dirs += [root, root / SUBDIRS[name]]
+    return dirs
+
+
+def find_dir(name="mnist", data_dir=None):
+    """The first directory holding all four IDX files of `name`, or None."""
+    for d in _candidate_dirs(name, data_dir):
+        if all((d / f).is_file() for pair in FILES.values() for f in pair):
+            return d
+    return None
+
+
+def load(name="mnist", data_dir=None, split=None):
+    """Load `name` ("mnist" or "fashion_mnist").
+
+    Returns ((x_train, y_train), (x_test, y_test)), or one (x, y) pair when split is "train"/"test".
+    """
+    name = name.replace("-", "_")
+    if name not in SUBDIRS:
+        raise ValueError(f"unknown dataset {name!r}; choose 'mnist' or 'fashion_mnist'")
+    if split not in (None, "train", "test"):
+        raise ValueError("split must be None, 'train' or 'test'")
+    d = find_dir(name, data_dir)
+    if d is not None:
+        parts = {}
+        for key, (img, lab) in FILES.items():
+            if split in (None, key):
+                x = read_idx(d / img)
+                y = read_idx(d / lab)
+                parts[key] = (x.reshape(-1, 28, 28, 1), y)
+        return parts[split] if split else (parts["train"], parts["test"])
+    searched = [str(p) for p in _candidate_dirs(name, data_dir)]
+    try:
+        from ._tf import import_tf
+
+        tf = import_tf()
+        (xtr, ytr), (xte, yte) = getattr(tf.keras.datasets, name).load_data()
+    except Exception as exc:
+        raise DatasetNotFoundError(
+            f"{name}: the IDX files ({', '.join(FILES['train'] + FILES['test'])}) were not found in "
+            f"{searched or 'any directory (no data_dir given, EBNN_DATA_DIR unset)'}, and Keras could "
+            f"not load or download them ({type(exc).__name__}: {exc}). Pass data_dir=... or set "
+            "EBNN_DATA_DIR to the directory holding them."
+        ) from exc
+    train = (xtr.reshape(-1, 28, 28, 1), ytr)
+    test = (xte.reshape(-1, 28, 28, 1), yte)
+    return {"train": train, "test": test}[split] if split else (train, test)
+
+
+def load_mnist(data_dir=None, split=None):
+    return load("mnist", data_dir, split)
+
+
+def load_fashion_mnist(data_dir=None, split=None):
+    return load("fashion_mnist", data_dir, split)
