@@ -23,20 +23,20 @@ SIGN_QUANTIZERS = {"ste_sign", "approx_sign", "swish_sign", "SteSign", "ApproxSi
 NOOP_LAYERS = {"Dropout", "GaussianNoise", "GaussianDropout", "AlphaDropout", "SpatialDropout1D",
                "SpatialDropout2D", "SpatialDropout3D", "ActivityRegularization"}
 UNSUPPORTED_HINTS = {
-    "Conv2D": "float-weight convolutions cannot run on bits: use larq.layers.QuantConv2D with "
+    "Conv2D": "Float-weight convolutions cannot run on bits: use larq.layers.QuantConv2D with "
               "kernel_quantizer='ste_sign'.",
-    "Dense": "float-weight dense layers are not supported: use larq.layers.QuantDense with "
+    "Dense": "Float-weight dense layers are not supported: use larq.layers.QuantDense with "
              "kernel_quantizer='ste_sign' (and input_quantizer='ste_sign').",
-    "AveragePooling2D": "only max pooling is supported (MaxPooling2D).",
-    "GlobalAveragePooling2D": "only max pooling followed by Flatten is supported.",
-    "ReLU": "activations between binary layers are not supported: the next layer's sign "
+    "AveragePooling2D": "Only max pooling is supported (MaxPooling2D).",
+    "GlobalAveragePooling2D": "Only max pooling followed by Flatten is supported.",
+    "ReLU": "Activations between binary layers are not supported: the next layer's sign "
             "input_quantizer is the activation.",
-    "DepthwiseConv2D": "depthwise convolutions are not supported: use QuantConv2D.",
-    "QuantDepthwiseConv2D": "depthwise convolutions are not supported: use QuantConv2D.",
-    "SeparableConv2D": "separable convolutions are not supported: use QuantConv2D.",
-    "QuantSeparableConv2D": "separable convolutions are not supported: use QuantConv2D.",
-    "Add": "residual and branching graphs are not supported: the model must be a single chain.",
-    "Concatenate": "branching graphs are not supported: the model must be a single chain.",
+    "DepthwiseConv2D": "Depthwise convolutions are not supported: use QuantConv2D.",
+    "QuantDepthwiseConv2D": "Depthwise convolutions are not supported: use QuantConv2D.",
+    "SeparableConv2D": "Separable convolutions are not supported: use QuantConv2D.",
+    "QuantSeparableConv2D": "Separable convolutions are not supported: use QuantConv2D.",
+    "Add": "Residual and branching graphs are not supported: the model must be a single chain.",
+    "Concatenate": "Branching graphs are not supported: the model must be a single chain.",
 }
 
 
@@ -231,7 +231,9 @@ def group_blocks(layers):
             group.softmax = True
             group.layers.append(lay)
             continue
-        if group.flatten_after and cls != "Flatten":
+        if cls not in ("MaxPooling2D", "BatchNormalization"):
+            raise UnsupportedModelError(f"{cls} is not supported.", lay, i, UNSUPPORTED_HINTS.get(cls))
+        if group.flatten_after:
             raise UnsupportedModelError(f"{cls} after Flatten is not supported.", lay, i,
                                         "Put pooling and batch normalization before Flatten.")
         if cls == "MaxPooling2D":
@@ -253,9 +255,6 @@ def group_blocks(layers):
                                             lay, i, "Normalize the channel axis (axis=-1).")
             (group.post_bn if group.pool is not None else group.pre_bn).append(lay)
             group.layers.append(lay)
-            continue
-        hint = UNSUPPORTED_HINTS.get(cls)
-        raise UnsupportedModelError(f"{cls} is not supported.", lay, i, hint)
     last = groups[-1]
     if last.is_conv:
         raise UnsupportedModelError("the model must end with a QuantDense (after Flatten).", last.layer,

@@ -1,0 +1,21 @@
+"""keras-ebnn packaging: `keras_ebnn/` is the package, `exporters/` is installed as
+`keras_ebnn.exporters` and the C runtime `runtime_c/` as package data `keras_ebnn.runtime_c`."""
+from setuptools import setup
+
+setup(
+    name="keras-ebnn",
+    version="0.1.0",
+    description="Train binarized neural networks with Keras/Larq and export them as small, exact C "
+                "for microcontrollers (eBNN-style fused blocks).",
+    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=["keras_ebnn", "keras_ebnn.exporters", "keras_ebnn.runtime_c"],
+    package_dir={"keras_ebnn": "keras_ebnn", "keras_ebnn.exporters": "exporters",
+                 "keras_ebnn.runtime_c": "runtime_c"},
+    package_data={"keras_ebnn.runtime_c": ["*.c", "*.h", "*.md"]},
+    include_package_data=False,
+    install_requires=["numpy", "tensorflow>=2.16", "tf-keras", "larq>=0.13"],
+    extras_require={"test": ["pytest"], "plot": ["matplotlib"]},
+    entry_points={"console_scripts": ["keras-ebnn-convert=keras_ebnn.convert:main"]},
+)
