@@ -4,10 +4,23 @@ The pieces, in the order data flows through them:
   lowering   (keras_ebnn.lowering.lower)   Keras/Larq model -> fused blocks (keras_ebnn.blocks)
   reference  (keras_ebnn.reference.run)    NumPy executor that defines the blocks' semantics
   exporters  (keras_ebnn.exporters)        C / Zephyr / Arduino back ends, runtime in runtime_c/
+  export     (keras_ebnn.exporting)           lower + plan + write + verify + report, atomically
+  EbnnExport (keras_ebnn.callback)         the Keras callback; keras_ebnn.convert is the CLI
 """
 from ._tf import import_larq, import_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
 from .blocks import LoweredModel  # noqa: F401
 from .errors import UnsupportedModelError  # noqa: F401
 from .lowering import lower  # noqa: F401
+from .report import summary  # noqa: F401
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):  # the callback and export pull in TensorFlow layers: load on first use
+    if name == "EbnnExport":
+        from .callback import EbnnExport
+        return EbnnExport
+    if name in ("export", "BudgetError"):
+        from . import exporting
+        return getattr(exporting, name)
+    raise AttributeError(name)

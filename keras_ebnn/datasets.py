@@ -61,6 +61,13 @@ def find_dir(name="mnist", data_dir=None):
     return None
 
 
+def _keras_load(name):
+    """Keras's loader: its cache (~/.keras/datasets), else a download."""
+    from ._tf import import_tf
+
+    return getattr(import_tf().keras.datasets, name).load_data()
+
+
 def load(name="mnist", data_dir=None, split=None):
     """Load `name` ("mnist" or "fashion_mnist").
 
@@ -82,10 +89,7 @@ def load(name="mnist", data_dir=None, split=None):
         return parts[split] if split else (parts["train"], parts["test"])
     searched = [str(p) for p in _candidate_dirs(name, data_dir)]
     try:
-        from ._tf import import_tf
-
-        tf = import_tf()
-        (xtr, ytr), (xte, yte) = getattr(tf.keras.datasets, name).load_data()
+        (xtr, ytr), (xte, yte) = _keras_load(name)
     except Exception as exc:
         raise DatasetNotFoundError(
             f"{name}: the IDX files ({', '.join(FILES['train'] + FILES['test'])}) were not found in "

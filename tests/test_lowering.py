@@ -78,3 +78,28 @@ def test_generated_models_cover_the_options():
             "dense3", "k1", "k3", "k5", "k7", "s1", "s2", "pad0", "pad1", "valid", "pool", "pool_min",
             "binary_conv", "constant-channel"}
     assert need <= seen, need - seen
+
+
+def test_first_layer_ties():
+    """A uint8 first layer with neither bias nor batch norm has its threshold exactly on the integer
+    grid: Keras's float32 rounding then decides the sign of an exact 0. Every bit on which Keras and
+    the reference differ must be such a tie (accumulator == threshold); all other bits are equal."""
+    from keras_ebnn.reference import _conv_acc, _input_values
+    from modelgen import import_larq
+    tf, lq = import_larq()
+    model = tf.keras.Sequential([
+        tf.keras.layers.InputLayer((14, 11, 1)), tf.keras.layers.Rescaling(1 / 255.0),
+        lq.layers.QuantConv2D(8, 3, use_bias=False, kernel_quantizer="ste_sign"),
+        tf.keras.layers.Flatten(),
+        lq.layers.QuantDense(4, input_quantizer="ste_sign", kernel_quantizer="ste_sign")])
+    x = np.random.default_rng(3).integers(0, 256, (400, 14, 11, 1)).astype(np.uint8)
+    lowered = lower(model)
+    block = lowered.blocks[0]
+    assert np.all(block.threshold == 0)
+    kbits, _, _ = keras_outputs(model, lowered, x)
+    values, _ = _input_values(block.input, x)
+    acc = _conv_acc(values, block, True, 0)
+    ref_bits = reference.run(lowered, x)["bits"][0]
+    differ = kbits[0] != ref_bits
+    assert np.all(acc[differ] == 0)
+    print(f"tie mismatches: {differ.mean():.2e} of bits, {np.mean(acc == 0):.2e} of bits are ties")

@@ -1,0 +1,165 @@
+"""`EbnnExport`: a Keras callback that exports the model being trained as C (ModelCheckpoint-style)."""
+import logging
+import math
+
+import numpy as np
+
+from ._tf import import_tf
+from .errors import UnsupportedModelError
+from .lowering import lower
+
+tf = import_tf()
+log = logging.getLogger("keras_ebnn")
+
+
+def is_chief(strategy=None):
+    """True on the worker that should write files under a tf.distribute strategy.
+
+    Single-worker strategies (default, MirroredStrategy) always are. For multi-worker strategies the
+    chief is the task of type "chief", or worker 0 when the cluster has no chief task.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if resolver is None or task_type is None:
+        return True
+    task_id = getattr(resolver, "task_id", 0) or 0
+    if task_type == "chief":
+        return True
+    try:
+        jobs = resolver.cluster_spec().as_dict()
+    except Exception:  # pragma: no cover - unusual resolvers
+        jobs = {}
+    return task_type == "worker" and task_id == 0 and "chief" not in jobs
+
+
+class EbnnExport(tf.keras.callbacks.Callback):
+    """Export the model as C (or a Zephyr module / Arduino library) during `model.fit`.
+
+    Arguments follow `tf.keras.callbacks.ModelCheckpoint`:
+      output_dir:     folder to write (replaced atomically at each export).
+      name:           C name prefix of the generated API (`NAME_predict`).
+      target:         "c", "zephyr" or "arduino".
+      monitor, mode:  the metric deciding "best" (default "val_loss" when save_best_only, else unused)
+                      and "min" / "max" / "auto".
+      save_best_only: export whenever the monitored metric improves (at epoch end); otherwise export
+                      once, at the end of training, the final weights.
+      verify:         after each export, run the exported model against Keras on `verify_data`
+                      (reference executor, and the compiled C when a C compiler is present) and log
+                      the agreement (also written into the report).
+      verify_data:    x or (x, y) for verification and the report's accuracy; without it, 256
+                      random inputs in the model's input range are used (agreement only).
+      reestimate_bn:  x data on which to re-estimate batch-norm statistics before exporting (the
+                      training model itself is left untouched: a copy is re-estimated), or None.
+      max_ram, max_flash: byte budgets; an export that does not fit is logged as an error and skipped.
+    The model is lowered at `on_train_begin`: an unsupported model raises `UnsupportedModelError`
+    before any training time is spent. Under tf.distribute only the chief worker writes.
+    """
+
+    def __init__(self, output_dir, name="model", target="c", monitor=None, mode="auto",
+                 save_best_only=False, verify=True, verify_data=None, reestimate_bn=None,
+                 max_ram=None, max_flash=None, verbose=1):
+        super().__init__()
+        if target not in ("c", "zephyr", "arduino"):
+            raise ValueError(f"target must be 'c', 'zephyr' or 'arduino', not {target!r}")
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"mode must be 'auto', 'min' or 'max', not {mode!r}")
+        self.output_dir = str(output_dir)
+        self.name = name
+        self.target = target
+        self.save_best_only = save_best_only
+        self.monitor = monitor or ("val_loss" if save_best_only else None)
+        if mode == "auto":
+            mode = "max" if self.monitor and ("acc" in self.monitor or self.monitor.startswith("fmeasure")) else "min"
+        self.mode = mode
+        self.best = math.inf if mode == "min" else -math.inf
+        self.verify = verify
+        self.verify_data = verify_data
+        self.reestimate_bn = reestimate_bn
+        self.max_ram, self.max_flash = max_ram, max_flash
+        self.verbose = verbose
+        self.exports = []  # ExportResult of every export made, in order
+        self.best_epoch = None
+
+    # -- Keras hooks ---------------------------------------------------------------------------
+    def on_train_begin(self, logs=None):
+        try:
+            lower(self.model, self.name)
+        except UnsupportedModelError as exc:
+            self.model.stop_training = True
+            raise UnsupportedModelError(f"EbnnExport cannot export this model: {exc}") from exc
+        _validate_name(self.name)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.save_best_only:
+            return
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            log.warning("EbnnExport: metric %r is not available (have: %s); skipping export",
+                        self.monitor, ", ".join(sorted(logs or {})))
+            return
+        better = value < self.best if self.mode == "min" else value > self.best
+        if better:
+            self._say(f"epoch {epoch + 1}: {self.monitor} improved from {self.best:.5g} to {value:.5g}, "
+                      f"exporting to {self.output_dir}")
+            self.best, self.best_epoch = value, epoch
+            self._export(epoch)
+
+    def on_train_end(self, logs=None):
+        if not self.save_best_only:
+            self._export(None)
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _say(self, msg):
+        if self.verbose:
+            print(f"EbnnExport: {msg}")
+        log.info(msg)
+
+    def _export(self, epoch):
+        if not is_chief(getattr(self.model, "distribute_strategy", None)):
+            return None
+        from .exporting import BudgetError, export
+        model = self.model
+        if self.reestimate_bn is not None:
+            from .training import reestimate_batchnorm
+            model = tf.keras.models.clone_model(self.model)
+            model.set_weights(self.model.get_weights())
+            reestimate_batchnorm(model, self.reestimate_bn)
+        x, y = _split(self.verify_data)
+        if x is None and self.verify:
+            x = random_inputs(model, 256)
+        try:
+            result = export(model, self.output_dir, name=self.name, target=self.target,
+                            verify_inputs=x if self.verify else None,
+                            verify_labels=y if self.verify else None,
+                            max_ram=self.max_ram, max_flash=self.max_flash)
+        except BudgetError as exc:  # report, keep training
+            log.error("EbnnExport: %s", exc)
+            print(f"EbnnExport: not exported: {exc}")
+            return None
+        result.epoch = epoch
+        self.exports.append(result)
+        self._say(result.summary())
+        return result
+
+
+def _split(data):
+    if data is None:
+        return None, None
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return np.asarray(data[0]), np.asarray(data[1])
+    return np.asarray(data), None
+
+
+def random_inputs(model, n, seed=0):
+    """Random inputs in the model's input range (uint8 values when it starts with Rescaling)."""
+    lowered = lower(model)
+    rng = np.random.default_rng(seed)
+    shape = (n,) + tuple(lowered.input.shape)
+    if lowered.input.dtype == np.uint8:
+        return rng.integers(0, 256, shape).astype(np.uint8)
+    return rng.normal(0, 1, shape).astype(np.float32)
+
+
+def _validate_name(name):
+    if not (name.isidentifier() and name.isascii()):
+        raise ValueError(f"name {name!r} must be a C identifier (letters, digits, underscore)")

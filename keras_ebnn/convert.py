@@ -1,0 +1,109 @@
+"""keras-ebnn-convert: export a saved Keras/Larq model as C, a Zephyr module or an Arduino library.
+
+Exit codes: 0 exported; 1 export error (unsupported model, budget overrun, failed verification or C
+build); 2 usage error (bad arguments, missing files).
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+EXIT_OK, EXIT_EXPORT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="keras-ebnn-convert",
+        description="Convert a saved Keras/Larq binarized model (.keras/.h5) into dependency-free C "
+                    "(fused eBNN blocks), a Zephyr module or an Arduino library, with a memory report.",
+        epilog="Exit codes: 0 ok, 1 export error (unsupported model, budget overrun, verification "
+               "failure), 2 usage error.")
+    p.add_argument("model", help="saved model file (.keras or .h5)")
+    p.add_argument("-o", "--output", required=True, help="output folder (replaced atomically)")
+    p.add_argument("--name", default=None,
+                   help="C name prefix: NAME_predict(), NAME.h (default: the model file's stem)")
+    p.add_argument("--target", choices=("c", "zephyr", "arduino"), default="c",
+                   help="output kind (default: c)")
+    p.add_argument("--verify-data", metavar="DIR",
+                   help="folder with the dataset's IDX .gz test files: print Keras vs exported accuracy "
+                        "on the whole test set")
+    p.add_argument("--dataset", choices=("mnist", "fashion_mnist"), default="mnist",
+                   help="dataset in --verify-data (default: mnist)")
+    p.add_argument("--max-ram", type=int, metavar="BYTES", help="fail if the model needs more RAM")
+    p.add_argument("--max-flash", type=int, metavar="BYTES", help="fail if the model needs more flash")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    return p
+
+
+def _progress(done, total, start, label, stream=sys.stderr):
+    width = 30
+    frac = done / max(total, 1)
+    bar = "#" * int(frac * width) + "." * (width - int(frac * width))
+    stream.write(f"\r{label} [{bar}] {done}/{total} {time.time() - start:5.1f}s")
+    if done >= total:
+        stream.write("\n")
+    stream.flush()
+
+
+def keras_predict(model, x, batch=1000, quiet=False):
+    out, start = [], time.time()
+    for i in range(0, len(x), batch):
+        out.append(np.argmax(model.predict(np.asarray(x[i:i + batch], np.float32), verbose=0), axis=1))
+        if not quiet:
+            _progress(min(i + batch, len(x)), len(x), start, "Keras    ")
+    return np.concatenate(out)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)  # exits with 2 on usage errors
+    say = (lambda *a: None) if args.quiet else print
+    model_path = Path(args.model)
+    if not model_path.exists():
+        print(f"error: model file {model_path} does not exist", file=sys.stderr)
+        return EXIT_USAGE
+    name = args.name or "".join(ch if ch.isalnum() else "_" for ch in model_path.stem)
+    if not (name.isidentifier() and name.isascii()):
+        print(f"error: --name {name!r} must be a C identifier", file=sys.stderr)
+        return EXIT_USAGE
+    x = y = None
+    if args.verify_data:
+        from .datasets import DatasetNotFoundError, load
+        try:
+            x, y = load(args.dataset, args.verify_data, split="test")
+        except DatasetNotFoundError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+
+    from .errors import UnsupportedModelError
+    from .exporting import BudgetError, export
+    from .lowering import load_model
+    try:
+        model = load_model(model_path)
+        result = export(model, args.output, name=name, target=args.target, verify_inputs=x,
+                        verify_labels=y, max_ram=args.max_ram, max_flash=args.max_flash,
+                        progress=not args.quiet)
+    except (UnsupportedModelError, BudgetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_EXPORT_ERROR
+    except (OSError, RuntimeError) as exc:
+        print(f"error: export failed: {exc}", file=sys.stderr)
+        return EXIT_EXPORT_ERROR
+    say(result.summary())
+    if x is not None:
+        keras_cls = keras_predict(model, x, quiet=args.quiet)
+        k_acc = float(np.mean(keras_cls == y))
+        say(f"accuracy on {len(x)} {args.dataset} test images: Keras {k_acc * 100:.2f}%, "
+            f"exported {result.accuracy * 100:.2f}% (reference executor"
+            f"{', C' if result.c_checked else ''}); classes differ on "
+            f"{int(np.sum(keras_cls != result.classes))} images")
+        if result.c_checked and not result.c_matches_reference:
+            print("error: the compiled C does not match the reference executor", file=sys.stderr)
+            return EXIT_EXPORT_ERROR
+    say(f"wrote {result.out_dir}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""`export()`: the one front door used by the callback, the CLI and the demo.
+
+lower -> plan memory (and check budgets) -> write the target's files into a temporary folder ->
+verify (reference vs Keras, compiled C vs reference) -> write the report -> swap the folder into place.
+Nothing is left half-written: on any error the temporary folder is removed and `out_dir` is untouched.
+"""
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from . import reference, report
+from .blocks import LoweredModel
+from .lowering import lower
+
+TARGETS = ("c", "zephyr", "arduino")
+
+
+class BudgetError(RuntimeError):
+    """The model does not fit the RAM or flash budget; the message says by how much and why."""
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    name: str
+    target: str
+    lowered: LoweredModel
+    plan: dict
+    agreement: Optional[object] = None  # verify.Agreement (reference vs Keras)
+    accuracy: Optional[float] = None  # exported model's accuracy on the labels given
+    keras_accuracy: Optional[float] = None
+    classes: Optional[np.ndarray] = None  # exported model's classes on the verification inputs
+    c_checked: bool = False
+    c_matches_reference: Optional[bool] = None
+    c_max_logit_diff: Optional[float] = None
+    report_path: Optional[Path] = None
+    epoch: Optional[int] = None
+    notes: list = field(default_factory=list)
+
+    def summary(self):
+        t = self.plan["totals"]
+        parts = [f"{self.name} -> {self.out_dir} ({self.target}): flash {t['flash_bytes']} B "
+                 f"(data {t['flash_data_bytes']} B + code ~{t['code_bytes_estimate']} B), RAM "
+                 f"{t['ram_bytes']} B (activations {t['activation_bytes']} B + stack ~{t['stack_bytes_estimate']} B)"]
+        if self.agreement is not None:
+            parts.append(f"reference vs Keras: {self.agreement.summary()}")
+        if self.c_checked:
+            parts.append("compiled C vs reference: " + ("identical classes and logits" if self.c_matches_reference
+                                                        else "MISMATCH"))
+        if self.accuracy is not None:
+            parts.append(f"accuracy: exported {self.accuracy * 100:.2f}%"
+                         + (f", Keras {self.keras_accuracy * 100:.2f}%" if self.keras_accuracy is not None else ""))
+        return "\n  ".join(parts)
+
+
+def _exporter(target):
+    if target == "c":
+        from .exporters.c import export_c
+        return lambda lowered, out, name, **kw: export_c(lowered, out, name)
+    if target == "arduino":
+        from .exporters.arduino import export_arduino
+        return export_arduino
+    if target == "zephyr":
+        from .exporters.zephyr import export_zephyr
+        return lambda lowered, out, name, **kw: export_zephyr(lowered, out, name)
+    raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+
+
+def check_budget(plan, max_ram=None, max_flash=None):
+    """Raise BudgetError when the plan exceeds a budget, naming the blocks that dominate."""
+    t = plan["totals"]
+    problems = []
+    for what, limit, total, key in (("RAM", max_ram, t["ram_bytes"], "ram_bytes"),
+                                    ("flash", max_flash, t["flash_bytes"], "flash_bytes")):
+        if limit is not None and total > limit:
+            blocks = sorted(plan["blocks"], key=lambda b: -b[key])[:3]
+            top = ", ".join(f"block {b['index']} {b['kind']} {b[key]} B" for b in blocks)
+            problems.append(f"{what} {total} B exceeds the budget of {limit} B by {total - limit} B "
+                            f"(largest: {top})")
+    if problems:
+        raise BudgetError("; ".join(problems))
+
+
+def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_labels=None,
+           max_ram=None, max_flash=None, keras_model=None, check_c=True, progress=False):
+    """Export `model` (Keras model, model file or LoweredModel) to `out_dir`; return an ExportResult.
+
+    verify_inputs/labels: when given, the exported model is run on them with the reference executor
+    (and compiled with the host C compiler when one exists) and compared with Keras; the figures
+    go into the report. Raises UnsupportedModelError, BudgetError, or RuntimeError (C mismatch).
+    """
+    from .exporters.c import memory_plan
+    from .host import find_cc, predict_c
+    from .verify import compare
+
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    if not (name.isidentifier() and name.isascii()):
+        raise ValueError(f"name {name!r} must be a C identifier")
+    if isinstance(model, LoweredModel):
+        lowered = model
+    else:
+        keras_model = model if keras_model is None else keras_model
+        lowered = lower(model, name)
+    lowered.name = name
+    plan = memory_plan(lowered)
+    check_budget(plan, max_ram, max_flash)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        sample = None if verify_inputs is None else verify_inputs[:8]
+        labels = None if verify_labels is None else verify_labels[:8]
+        _exporter(target)(lowered, tmp, name, sample_images=sample, sample_labels=labels)
+        result = ExportResult(out_dir=out_dir, name=name, target=target, lowered=lowered, plan=plan)
+        if verify_inputs is not None:
+            _verify(result, keras_model, verify_inputs, verify_labels, tmp, check_c and find_cc() is not None,
+                    compare, predict_c)
+        result.report_path = report.write(result, tmp)
+        _swap_into_place(tmp, out_dir)
+        result.report_path = out_dir / result.report_path.name
+        return result
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _c_dir(tmp, target):
+    return tmp / "src" if target == "arduino" else tmp
+
+
+def _verify(result, keras_model, x, y, tmp, check_c, compare, predict_c):
+    lowered = result.lowered
+    if keras_model is not None:
+        agreement, ref, kout = compare(keras_model, lowered, x)
+        result.agreement = agreement
+        if y is not None:
+            result.keras_accuracy = float(np.mean(np.argmax(kout, axis=1) == y))
+    else:
+        ref = reference.run(lowered, x, keep_bits=False)
+    result.classes = ref["classes"]
+    if y is not None:
+        result.accuracy = float(np.mean(ref["classes"] == y))
+    if check_c:
+        cls, logits = predict_c(lowered, _c_dir(tmp, result.target), result.name, x)
+        result.c_checked = True
+        result.c_max_logit_diff = float(np.max(np.abs(logits - ref["logits"]))) if len(x) else 0.0
+        result.c_matches_reference = bool(np.array_equal(cls, ref["classes"])
+                                          and np.array_equal(logits, ref["logits"]))
+        if not result.c_matches_reference:
+            raise RuntimeError(
+                f"compiled C differs from the reference executor: {int(np.sum(cls != ref['classes']))} "
+                f"classes differ, max logit difference {result.c_max_logit_diff:.3g}")
+
+
+def _swap_into_place(tmp, out_dir):
+    """Replace out_dir by tmp with renames only (the old folder is removed after the swap)."""
+    old = None
+    if out_dir.exists():
+        old = out_dir.parent / f".{out_dir.name}.old-{tmp.name.rsplit('-', 1)[-1]}"
+        out_dir.rename(old)
+    try:
+        tmp.rename(out_dir)
+    except BaseException:
+        if old is not None:
+            old.rename(out_dir)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

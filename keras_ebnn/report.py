@@ -1,0 +1,133 @@
+"""Memory/agreement report written next to every export (`NAME_report.md`, `NAME_memory.png`)."""
+from pathlib import Path
+
+from .blocks import fan_in
+
+
+def block_macs(block):
+    """Multiply-accumulates (binary XNOR-popcount terms for binary blocks) per inference."""
+    o = block.weights.shape[0]
+    if block.kind in ("input_conv", "binary_conv"):
+        ch, cw = block.geometry.conv_shape
+        return ch * cw * o * fan_in(block)
+    return o * fan_in(block)
+
+
+def _shape(s):
+    return "x".join(str(d) for d in s)
+
+
+def block_rows(lowered, plan):
+    """One dict per block: what the report and `summary()` print."""
+    rows, in_shape = [], lowered.input.shape
+    for b, p in zip(lowered.blocks, plan["blocks"]):
+        rows.append({
+            "index": p["index"], "kind": b.kind, "layers": ", ".join(b.source_layers),
+            "in": _shape(in_shape), "out": _shape(b.out_shape), "macs": block_macs(b),
+            "weights": p["weight_bytes"], "params": p["param_bytes"], "flash": p["flash_bytes"],
+            "ram": p["ram_bytes"],
+        })
+        in_shape = b.out_shape
+    return rows
+
+
+def table(lowered, plan):
+    """The per-block markdown table with totals."""
+    rows = block_rows(lowered, plan)
+    t = plan["totals"]
+    lines = ["| # | block | Keras layers | in | out | MACs | weights B | thresholds/affine B | flash B | activation RAM B |",
+             "|---|---|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['index']} | {r['kind']} | {r['layers']} | {r['in']} | {r['out']} | {r['macs']:,} | "
+                     f"{r['weights']:,} | {r['params']:,} | {r['flash']:,} | {r['ram']:,} |")
+    lines.append(f"| | **total** | | | | **{sum(r['macs'] for r in rows):,}** | "
+                 f"**{sum(r['weights'] for r in rows):,}** | **{sum(r['params'] for r in rows):,}** | "
+                 f"**{t['flash_data_bytes']:,}** | **{t['activation_bytes']:,}** |")
+    return "\n".join(lines)
+
+
+def totals_text(lowered, plan):
+    t = plan["totals"]
+    inp = lowered.input
+    return "\n".join([
+        f"- Flash: **{t['flash_bytes']:,} B** = model data {t['flash_data_bytes']:,} B + runtime code "
+        f"~{t['code_bytes_estimate']:,} B (estimate; the target's size tool gives the exact figure)",
+        f"- RAM: **{t['ram_bytes']:,} B** = activation buffers {t['activation_bytes']:,} B + stack "
+        f"~{t['stack_bytes_estimate']:,} B (bound estimate)",
+        f"- Input buffer (caller's): {inp.length} x {'uint8' if inp.dtype.__name__ == 'uint8' else 'float'} = "
+        f"{t['input_bytes']:,} B, not counted above",
+    ])
+
+
+def write(result, folder):
+    """Write NAME_report.md (and NAME_memory.png when matplotlib is installed) into `folder`."""
+    folder = Path(folder)
+    lowered, plan = result.lowered, result.plan
+    md = [f"# {result.name}: keras-ebnn export report", "",
+          f"Target: `{result.target}`. Input: {_shape(lowered.input.shape)} ({lowered.input.mode}). "
+          f"Classes: {lowered.num_classes}.", "", "## Memory", "", totals_text(lowered, plan), "",
+          table(lowered, plan), ""]
+    png = _chart(result, folder)
+    if png is not None:
+        md += [f"![memory per block]({png.name})", ""]
+    md += ["## Agreement", ""]
+    if result.agreement is None and result.accuracy is None:
+        md.append("Not verified (no verification data given).")
+    else:
+        if result.agreement is not None:
+            a = result.agreement
+            md.append(f"- Reference executor vs Keras on {a.samples} inputs: classes agree on "
+                      f"{a.class_agreement * 100:.2f}% ({a.class_flips} differ); hidden-bit mismatch "
+                      f"{a.bit_mismatch_total:.2e}" + (f"; max logit difference {a.max_logit_error:.2e}"
+                                                        if a.max_logit_error is not None else ""))
+        if result.c_checked:
+            md.append(f"- Compiled C (host) vs reference executor: "
+                      f"{'identical classes and bit-identical logits' if result.c_matches_reference else 'MISMATCH'}")
+        if result.accuracy is not None:
+            md.append(f"- Accuracy on the verification labels: exported {result.accuracy * 100:.2f}%"
+                      + (f", Keras {result.keras_accuracy * 100:.2f}%" if result.keras_accuracy is not None else ""))
+    path = folder / f"{result.name}_report.md"
+    path.write_text("\n".join(md) + "\n")
+    return path
+
+
+def _chart(result, folder):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    rows = block_rows(result.lowered, result.plan)
+    labels = [f"{r['index']}:{r['kind']}" for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    xs = range(len(rows))
+    ax.bar([x - 0.2 for x in xs], [r["flash"] for r in rows], width=0.4, label="flash (weights+thresholds)")
+    ax.bar([x + 0.2 for x in xs], [r["ram"] for r in rows], width=0.4, label="RAM (output bits)")
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels(labels, rotation=20, fontsize=8)
+    ax.set_ylabel("bytes")
+    ax.set_title(f"{result.name}: memory per block")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(folder) / f"{result.name}_memory.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def summary(model, print_fn=print):
+    """Per-block flash / RAM / MACs table of a Keras model (trained or not), before any export.
+
+    Use it to design a network for a memory budget: the figures are those the export would have.
+    Returns the table as a string.
+    """
+    from .exporters.c import memory_plan
+    from .lowering import lower
+
+    lowered = model if hasattr(model, "blocks") else lower(model)
+    plan = memory_plan(lowered)
+    text = table(lowered, plan) + "\n" + totals_text(lowered, plan)
+    if print_fn is not None:
+        print_fn(text)
+    return text
