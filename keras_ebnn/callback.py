@@ -51,6 +51,8 @@ class EbnnExport(tf.keras.callbacks.Callback):
       reestimate_bn:  x data on which to re-estimate batch-norm statistics before exporting (the
                       training model itself is left untouched: a copy is re-estimated), or None.
       max_ram, max_flash: byte budgets; an export that does not fit is logged as an error and skipped.
+    An export that fails (budget overrun, I/O error...) is logged and recorded in `errors`; training
+    goes on and the previous export, if any, stays in place.
     The model is lowered at `on_train_begin`: an unsupported model raises `UnsupportedModelError`
     before any training time is spent. Under tf.distribute only the chief worker writes.
     """
@@ -78,6 +80,7 @@ class EbnnExport(tf.keras.callbacks.Callback):
         self.max_ram, self.max_flash = max_ram, max_flash
         self.verbose = verbose
         self.exports = []  # ExportResult of every export made, in order
+        self.errors = []  # exceptions of exports that failed (training goes on; nothing is written)
         self.best_epoch = None
 
     # -- Keras hooks ---------------------------------------------------------------------------
@@ -132,9 +135,11 @@ class EbnnExport(tf.keras.callbacks.Callback):
                             verify_inputs=x if self.verify else None,
                             verify_labels=y if self.verify else None,
                             max_ram=self.max_ram, max_flash=self.max_flash)
-        except BudgetError as exc:  # report, keep training
-            log.error("EbnnExport: %s", exc)
-            print(f"EbnnExport: not exported: {exc}")
+        except Exception as exc:  # budget overrun, disk full, C mismatch...: report, keep training
+            kind = "" if isinstance(exc, BudgetError) else f"{type(exc).__name__}: "
+            log.error("EbnnExport: not exported: %s%s", kind, exc)
+            print(f"EbnnExport: not exported: {kind}{exc}")
+            self.errors.append(exc)
             return None
         result.epoch = epoch
         self.exports.append(result)

@@ -5,10 +5,7 @@ build); 2 usage error (bad arguments, missing files).
 """
 import argparse
 import sys
-import time
 from pathlib import Path
-
-import numpy as np
 
 EXIT_OK, EXIT_EXPORT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -35,25 +32,6 @@ def build_parser():
     p.add_argument("--max-flash", type=int, metavar="BYTES", help="fail if the model needs more flash")
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     return p
-
-
-def _progress(done, total, start, label, stream=sys.stderr):
-    width = 30
-    frac = done / max(total, 1)
-    bar = "#" * int(frac * width) + "." * (width - int(frac * width))
-    stream.write(f"\r{label} [{bar}] {done}/{total} {time.time() - start:5.1f}s")
-    if done >= total:
-        stream.write("\n")
-    stream.flush()
-
-
-def keras_predict(model, x, batch=1000, quiet=False):
-    out, start = [], time.time()
-    for i in range(0, len(x), batch):
-        out.append(np.argmax(model.predict(np.asarray(x[i:i + batch], np.float32), verbose=0), axis=1))
-        if not quiet:
-            _progress(min(i + batch, len(x)), len(x), start, "Keras    ")
-    return np.concatenate(out)
 
 
 def main(argv=None):
@@ -92,12 +70,10 @@ def main(argv=None):
         return EXIT_EXPORT_ERROR
     say(result.summary())
     if x is not None:
-        keras_cls = keras_predict(model, x, quiet=args.quiet)
-        k_acc = float(np.mean(keras_cls == y))
-        say(f"accuracy on {len(x)} {args.dataset} test images: Keras {k_acc * 100:.2f}%, "
+        say(f"accuracy on {len(x)} {args.dataset} test images: Keras {result.keras_accuracy * 100:.2f}%, "
             f"exported {result.accuracy * 100:.2f}% (reference executor"
             f"{', C' if result.c_checked else ''}); classes differ on "
-            f"{int(np.sum(keras_cls != result.classes))} images")
+            f"{result.agreement.class_flips} images")
         if result.c_checked and not result.c_matches_reference:
             print("error: the compiled C does not match the reference executor", file=sys.stderr)
             return EXIT_EXPORT_ERROR

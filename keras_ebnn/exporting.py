@@ -119,7 +119,7 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
         result = ExportResult(out_dir=out_dir, name=name, target=target, lowered=lowered, plan=plan)
         if verify_inputs is not None:
             _verify(result, keras_model, verify_inputs, verify_labels, tmp, check_c and find_cc() is not None,
-                    compare, predict_c)
+                    compare, predict_c, progress_bar if progress else None)
         result.report_path = report.write(result, tmp)
         _swap_into_place(tmp, out_dir)
         result.report_path = out_dir / result.report_path.name
@@ -133,15 +133,33 @@ def _c_dir(tmp, target):
     return tmp / "src" if target == "arduino" else tmp
 
 
-def _verify(result, keras_model, x, y, tmp, check_c, compare, predict_c):
+def progress_bar(label, stream=None):
+    """A text progress bar on stderr: returns a callable(done, total)."""
+    import sys
+    import time
+    stream = stream or sys.stderr
+    start = time.time()
+
+    def update(done, total):
+        width = 30
+        filled = int(width * done / max(total, 1))
+        stream.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
+                     f"{time.time() - start:5.1f}s")
+        if done >= total:
+            stream.write("\n")
+        stream.flush()
+    return update
+
+
+def _verify(result, keras_model, x, y, tmp, check_c, compare, predict_c, progress=None):
     lowered = result.lowered
     if keras_model is not None:
-        agreement, ref, kout = compare(keras_model, lowered, x)
+        agreement, ref, kout = compare(keras_model, lowered, x, progress=progress)
         result.agreement = agreement
         if y is not None:
             result.keras_accuracy = float(np.mean(np.argmax(kout, axis=1) == y))
     else:
-        ref = reference.run(lowered, x, keep_bits=False)
+        ref = reference.run(lowered, x, keep_bits=False, progress=progress and progress("reference"))
     result.classes = ref["classes"]
     if y is not None:
         result.accuracy = float(np.mean(ref["classes"] == y))

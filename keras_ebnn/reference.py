@@ -124,11 +124,12 @@ def run_block(block, inputs, spec=None):
     raise ValueError(f"unknown block kind {block.kind!r}")
 
 
-def run(model: LoweredModel, x, keep_bits=True, batch=BATCH):
+def run(model: LoweredModel, x, keep_bits=True, batch=BATCH, progress=None):
     """Run the lowered model on inputs `x` (N, H, W, C).
 
     Returns a dict: "logits" float32 (N, K), "classes" int (N,), and, with keep_bits, "bits": one
     bool array (N, H, W, C) per hidden block (block outputs before the output dense block).
+    `progress`, if given, is called as progress(done, total) after each batch.
     """
     x = np.asarray(x)
     if x.shape[1:] != tuple(model.input.shape):
@@ -145,6 +146,8 @@ def run(model: LoweredModel, x, keep_bits=True, batch=BATCH):
                 act = unpack_bits(packed, out.shape[1:])
             else:
                 logits.append(out)
+        if progress is not None:
+            progress(min(start + batch, x.shape[0]), x.shape[0])
     logits = np.concatenate(logits) if logits else np.zeros((0, model.num_classes), np.float32)
     result = {"logits": logits, "classes": np.argmax(logits, axis=1)}
     if keep_bits:

@@ -8,7 +8,7 @@ from . import reference
 from ._tf import import_tf
 
 
-def keras_outputs(model, lowered, x, batch_size=256):
+def keras_outputs(model, lowered, x, batch_size=256, progress=None):
     """Keras's view of every block: (hidden block outputs as bool bits, logits or None, probs or None).
 
     Hidden bits are the sign (>= 0) of the Keras tensor that feeds the next layer's sign quantizer.
@@ -23,8 +23,14 @@ def keras_outputs(model, lowered, x, batch_size=256):
     logits_are_probs = getattr(getattr(final, "activation", None), "__name__", "") == "softmax"
     outs.append(final.output)
     probe = tf.keras.Model(model.inputs, outs)
-    res = probe.predict(np.asarray(x, dtype=np.float32), batch_size=batch_size, verbose=0)
-    res = res if isinstance(res, list) else [res]
+    chunks, chunk = [], 2000
+    for start in range(0, len(x), chunk):
+        part = probe.predict(np.asarray(x[start:start + chunk], dtype=np.float32), batch_size=batch_size,
+                             verbose=0)
+        chunks.append(part if isinstance(part, list) else [part])
+        if progress is not None:
+            progress(min(start + chunk, len(x)), len(x))
+    res = [np.concatenate([c[i] for c in chunks]) for i in range(len(outs))]
     bits = [np.asarray(r).reshape((len(x),) + tuple(b.out_shape)) >= 0
             for r, b in zip(res[:-1], lowered.blocks[:-1])]
     last_out = np.asarray(res[-1], dtype=np.float32)
@@ -66,10 +72,13 @@ class Agreement:
         return txt
 
 
-def compare(model, lowered, x, ref=None):
-    """Run Keras and the reference on `x`; return (Agreement, reference result, keras logits/probs)."""
-    ref = reference.run(lowered, x) if ref is None else ref
-    kbits, klogits, kprobs = keras_outputs(model, lowered, x)
+def compare(model, lowered, x, ref=None, progress=None):
+    """Run Keras and the reference on `x`; return (Agreement, reference result, keras logits/probs).
+
+    `progress`, if given, is a factory: progress(label) returns a callable(done, total)."""
+    bar = (lambda label: None) if progress is None else progress
+    ref = reference.run(lowered, x, progress=bar("reference")) if ref is None else ref
+    kbits, klogits, kprobs = keras_outputs(model, lowered, x, progress=bar("Keras    "))
     mism = [float(np.mean(a != b)) for a, b in zip(kbits, ref["bits"])]
     total_bits = sum(b[0].size for b in kbits)
     total = (sum(m * b[0].size for m, b in zip(mism, kbits)) / total_bits) if total_bits else 0.0

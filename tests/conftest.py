@@ -1,0 +1,53 @@
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def small_mnist_model(tf, lq, pool_layer=None):
+    """A small, fast eBNN-style model on uint8 28x28 input."""
+    L = tf.keras.layers
+    sign = dict(kernel_quantizer="ste_sign", kernel_constraint="weight_clip", use_bias=False)
+    return tf.keras.Sequential([
+        L.InputLayer((28, 28, 1)), L.Rescaling(1 / 255.0),
+        lq.layers.QuantConv2D(8, 3, strides=2, **sign),
+        pool_layer or L.MaxPooling2D(2),
+        L.BatchNormalization(momentum=0.9),
+        lq.layers.QuantConv2D(16, 3, input_quantizer="ste_sign", **sign),
+        L.BatchNormalization(momentum=0.9),
+        L.Flatten(),
+        lq.layers.QuantDense(10, input_quantizer="ste_sign", **sign),
+        L.BatchNormalization(momentum=0.9),
+        L.Activation("softmax"),
+    ])
+
+
+@pytest.fixture(scope="session")
+def mnist_small():
+    """(x_train, y_train, x_test, y_test): a few thousand real MNIST images, or the shipped sample."""
+    from keras_ebnn import datasets
+    if datasets.find_dir("mnist") is not None:
+        (xtr, ytr), (xte, yte) = datasets.load("mnist")
+        return xtr[:3000], ytr[:3000], xte[:500], yte[:500]
+    data = np.load(ROOT / "examples" / "data" / "mnist_test_sample.npz")
+    return data["x"][:700], data["y"][:700], data["x"][700:], data["y"][700:]
+
+
+@pytest.fixture(scope="session")
+def trained_model_file(tmp_path_factory, mnist_small):
+    """A small model trained for one epoch and saved as .keras."""
+    from keras_ebnn import import_larq
+    tf, lq = import_larq()
+    tf.keras.utils.set_random_seed(0)
+    xtr, ytr, _, _ = mnist_small
+    model = small_mnist_model(tf, lq)
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(xtr, ytr, epochs=1, batch_size=64, verbose=0)
+    path = tmp_path_factory.mktemp("model") / "small.keras"
+    model.save(path)
+    return path

@@ -1,0 +1,89 @@
+"""python -m keras_ebnn.convert / keras-ebnn-convert (issue: user entry points)."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import small_mnist_model
+from keras_ebnn import convert, import_larq
+
+tf, lq = import_larq()
+DATA = os.environ.get("EBNN_DATA_DIR")
+
+
+def test_ok_exit_0(trained_model_file, tmp_path, capsys):
+    code = convert.main([str(trained_model_file), "-o", str(tmp_path / "out"), "--name", "digits"])
+    assert code == 0
+    assert (tmp_path / "out" / "digits.h").is_file()
+    assert (tmp_path / "out" / "digits_report.md").is_file()
+    assert "flash" in capsys.readouterr().out
+
+
+def test_default_name_from_file(trained_model_file, tmp_path):
+    assert convert.main([str(trained_model_file), "-o", str(tmp_path / "o"), "-q"]) == 0
+    assert (tmp_path / "o" / "small.h").is_file()
+
+
+def test_unsupported_model_exit_1(tmp_path, capsys):
+    model = small_mnist_model(tf, lq, pool_layer=tf.keras.layers.AveragePooling2D(2, name="avg"))
+    path = tmp_path / "bad.keras"
+    model.save(path)
+    assert convert.main([str(path), "-o", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "'avg' (AveragePooling2D)" in err and "max pooling" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_budget_errors_exit_1(trained_model_file, tmp_path, capsys):
+    assert convert.main([str(trained_model_file), "-o", str(tmp_path / "o"), "--max-ram", "100"]) == 1
+    err = capsys.readouterr().err
+    assert "RAM" in err and "exceeds the budget of 100 B by" in err and "largest: block" in err
+    assert convert.main([str(trained_model_file), "-o", str(tmp_path / "o"), "--max-flash", "200"]) == 1
+    err = capsys.readouterr().err
+    assert "flash" in err and "exceeds the budget of 200 B by" in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("argv", [
+    [],  # no model
+    ["model.keras"],  # no -o
+    ["model.keras", "-o", "x", "--target", "vhdl"],
+    ["model.keras", "-o", "x", "--max-ram", "lots"],
+])
+def test_usage_errors_exit_2(argv):
+    with pytest.raises(SystemExit) as info:
+        convert.main(argv)
+    assert info.value.code == 2
+
+
+def test_missing_file_and_bad_name_exit_2(trained_model_file, tmp_path, capsys):
+    assert convert.main([str(tmp_path / "nope.keras"), "-o", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert convert.main([str(trained_model_file), "-o", str(tmp_path / "o"), "--name", "2bad"]) == 2
+    assert convert.main([str(trained_model_file), "-o", str(tmp_path / "o"),
+                         "--verify-data", str(tmp_path / "nodata")]) == 2
+    assert "EBNN_DATA_DIR" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not DATA, reason="EBNN_DATA_DIR is not set")
+def test_verify_data_prints_accuracies(trained_model_file, tmp_path, capsys):
+    code = convert.main([str(trained_model_file), "-o", str(tmp_path / "o"), "--verify-data",
+                         os.path.join(DATA, "mnist")])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "accuracy on 10000 mnist test images: Keras" in captured.out
+    assert "exported" in captured.out and "reference executor, C" in captured.out
+    assert "10000/10000" in captured.err  # progress bar
+
+
+def test_console_script_and_module(trained_model_file, tmp_path):
+    exe = shutil.which("keras-ebnn-convert", path=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    assert exe, "console script keras-ebnn-convert is not installed"
+    proc = subprocess.run([exe, "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "--max-flash" in proc.stdout and "--target" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "keras_ebnn.convert", str(trained_model_file), "-o",
+                           str(tmp_path / "o"), "--target", "c", "-q"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "o" / "small.c").is_file()
