@@ -47,7 +47,12 @@ def main(argv=None):
         return EXIT_USAGE
     x = y = None
     if args.verify_data:
-        from .datasets import DatasetNotFoundError, load
+        from .datasets import FILES, DatasetNotFoundError, find_dir, load
+        if find_dir(args.dataset, args.verify_data, use_env=False) is None:
+            print(f"error: --verify-data {args.verify_data}: no {args.dataset} IDX files "
+                  f"({', '.join(FILES['test'])}) there or in its {args.dataset.replace('_', '-')}/ "
+                  "sub-folder (EBNN_DATA_DIR is not used when --verify-data is given)", file=sys.stderr)
+            return EXIT_USAGE
         try:
             x, y = load(args.dataset, args.verify_data, split="test")
         except DatasetNotFoundError as exc:

@@ -40,12 +40,12 @@ def read_idx(path):
     return body.reshape(dims)
 
 
-def _candidate_dirs(name, data_dir):
+def _candidate_dirs(name, data_dir, use_env=True):
     roots = []
     if data_dir is not None:
         roots.append(Path(data_dir))
     env = os.environ.get("EBNN_DATA_DIR")
-    if env:
+    if env and use_env:
         roots.append(Path(env))
     dirs = []
     for root in roots:
@@ -53,9 +53,9 @@ def _candidate_dirs(name, data_dir):
     return dirs
 
 
-def find_dir(name="mnist", data_dir=None):
+def find_dir(name="mnist", data_dir=None, use_env=True):
     """The first directory holding all four IDX files of `name`, or None."""
-    for d in _candidate_dirs(name, data_dir):
+    for d in _candidate_dirs(name, data_dir, use_env):
         if all((d / f).is_file() for pair in FILES.values() for f in pair):
             return d
     return None
