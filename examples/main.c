@@ -42,7 +42,8 @@ int main(int argc, char **argv)
     }
     while (fread(record, 1, sizeof(record), f) == sizeof(record)) {
         clock_t start;
-        int i, cls;
+        unsigned i;
+        int cls;
         for (i = 0; i < INPUT_LEN; i++)
             input[i] = (input_t)record[1 + i]; /* uint8 model: raw pixels; float model: 0..255 */
         start = clock();

@@ -50,7 +50,7 @@ def main(argv=None):
         result["test_accuracy_bn_reestimated"] = round(training.evaluate(model, xte, yte), 4)
         result["val_accuracy_bn_reestimated"] = round(training.evaluate(model, xval, yval), 4)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    model.save(args.out)
+    model.save(args.out, include_optimizer=False)
     result["file"] = args.out
     result["command"] = "python examples/train_mnist.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print(json.dumps(result))

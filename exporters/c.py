@@ -15,7 +15,7 @@ import numpy as np
 from keras_ebnn.blocks import LoweredModel
 
 RUNTIME_FILES = ("ebnn.h", "ebnn_kernels.c")
-PARAMS_STRUCT_BYTES = 48  # sizeof(ebnn_conv_params_t) on 32-bit targets
+PARAMS_STRUCT_BYTES = 56  # sizeof(ebnn_conv_params_t) on 32- and 64-bit targets (54 on AVR: no padding)
 # Code size of the runtime kernels and the generated predict function, in bytes, measured with
 # arm-none-eabi-gcc -mcpu=cortex-m3 -mthumb -O2 (tests/test_c_runtime.py::test_code_size_estimate
 # checks these against the real ELF). Kernels a model does not use are dropped by the linker.

@@ -1,0 +1,92 @@
+/* ebnn_binary_conv against a naive loop: random geometries (1x1..7x7 kernels, strides 1-2, valid and
+ * same padding with pad values 0 and 1, channels not multiples of 8/32, pool windows off the edge). */
+#include "testlib.h"
+
+#define MAXBITS 20000
+
+static uint32_t in[MAXBITS / 32 + 2], out[MAXBITS / 32 + 2], wpk[MAXBITS / 32 + 64 * 2];
+static uint8_t w[MAXBITS], pool_min[64];
+static int32_t thr[64];
+
+static int32_t naive_acc(const ebnn_conv_params_t *p, int o, int cy, int cx)
+{
+    int ky, kx, c;
+    int32_t acc = 0;
+    int taps = p->kh * p->kw * p->in_c;
+    for (ky = 0; ky < p->kh; ky++)
+        for (kx = 0; kx < p->kw; kx++)
+            for (c = 0; c < p->in_c; c++) {
+                int iy = cy * p->sh - p->pad_t + ky, ix = cx * p->sw - p->pad_l + kx;
+                int wv = w[o * taps + (ky * p->kw + kx) * p->in_c + c] ? 1 : -1;
+                int a;
+                if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w)
+                    a = p->pad_value ? 1 : 0;
+                else
+                    a = get_bit(in, (uint32_t)((iy * p->in_w + ix) * p->in_c + c)) ? 1 : -1;
+                acc += wv * a;
+            }
+    return acc;
+}
+
+static int naive_bit(const ebnn_conv_params_t *p, int o, int oy, int ox)
+{
+    int py, px, first = 1;
+    int32_t agg = 0;
+    for (py = 0; py < p->pool_h; py++)
+        for (px = 0; px < p->pool_w; px++) {
+            int cy = oy * p->pool_sh - p->pool_t + py, cx = ox * p->pool_sw - p->pool_l + px;
+            int32_t a;
+            if (cy < 0 || cy >= p->conv_h || cx < 0 || cx >= p->conv_w)
+                continue;
+            a = naive_acc(p, o, cy, cx);
+            if (first || (pool_min[o] ? a < agg : a > agg))
+                agg = a;
+            first = 0;
+        }
+    return agg >= thr[o];
+}
+
+int main(void)
+{
+    int trial, done = 0;
+    for (trial = 0; trial < 400; trial++) {
+        ebnn_conv_params_t p;
+        int taps, o, i, oy, ox;
+        uint32_t fw, in_bits, out_bits;
+        if (!random_geometry(&p, 40, 40))
+            continue;
+        taps = p.kh * p.kw * p.in_c;
+        in_bits = (uint32_t)(p.in_h * p.in_w * p.in_c);
+        out_bits = (uint32_t)(p.out_h * p.out_w * p.out_c);
+        if ((uint32_t)(taps * p.out_c) > MAXBITS || in_bits > MAXBITS || out_bits > MAXBITS)
+            continue;
+        fw = ((uint32_t)taps + 31u) / 32u;
+        for (i = 0; i < (int)(in_bits / 32 + 2); i++)
+            in[i] = rnd();
+        for (i = 0; i < taps * p.out_c; i++)
+            w[i] = (uint8_t)(rnd() & 1u);
+        for (o = 0; o < p.out_c; o++) {
+            pool_min[o] = (uint8_t)(rnd() & 1u);
+            thr[o] = (int32_t)rnd_below((uint32_t)(taps / 2 + 3)) - (taps / 4 + 1);
+            if (rnd_below(20) == 0)
+                thr[o] = (rnd() & 1u) ? taps + 1 : -taps - 1; /* constant channels */
+        }
+        pack_rows(w, p.out_c, taps, fw, wpk);
+        memset(out, 0xA5, sizeof(out));
+        CHECK(ebnn_binary_conv(&p, in, wpk, fw, thr, pool_min, out) == EBNN_OK, "status");
+        for (oy = 0; oy < p.out_h; oy++)
+            for (ox = 0; ox < p.out_w; ox++)
+                for (o = 0; o < p.out_c; o++) {
+                    uint32_t bit = (uint32_t)((oy * p.out_w + ox) * p.out_c + o);
+                    CHECK(get_bit(out, bit) == naive_bit(&p, o, oy, ox),
+                          "trial %d k%dx%d s%d pad%d/%d c%d o%d pool%d/%d at (%d,%d,%d)", trial, p.kh, p.kw,
+                          p.sh, p.pad_t, p.pad_value, p.in_c, p.out_c, p.pool_h, p.pool_sh, oy, ox, o);
+                }
+        for (i = (int)out_bits; i < (int)((out_bits + 31u) / 32u * 32u + 32u); i++)
+            CHECK(get_bit(out, (uint32_t)i) == 0, "bits past the end must be cleared (trial %d)", trial);
+        done++;
+    }
+    CHECK(done > 200, "too few geometries tried: %d", done);
+    CHECK(ebnn_binary_conv(NULL, in, wpk, 1, thr, pool_min, out) == EBNN_ERROR_ARGUMENT, "NULL params");
+    return report("test_binary_conv");
+}

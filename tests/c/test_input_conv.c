@@ -1,0 +1,112 @@
+/* ebnn_input_conv_u8 / ebnn_input_conv_f32 against naive loops, all four input modes. */
+#include "testlib.h"
+
+#define MAXV 6000
+#define MAXW 20000
+
+static uint8_t in_u8[MAXV], w[MAXW], pool_min[70];
+static float in_f[MAXV];
+static uint32_t out[MAXV * 70 / 32 + 4], wpk[MAXW / 32 * 2 + 64];
+static int32_t thr[70];
+static float thr_f[70];
+
+/* accumulator as double: exact for the integer modes; float mode is summed in float below */
+static double naive_acc(const ebnn_conv_params_t *p, int o, int cy, int cx)
+{
+    int ky, kx, c, taps = p->kh * p->kw * p->in_c;
+    double acc = 0.0;
+    float facc = 0.0f;
+    for (ky = 0; ky < p->kh; ky++)
+        for (kx = 0; kx < p->kw; kx++)
+            for (c = 0; c < p->in_c; c++) {
+                int iy = cy * p->sh - p->pad_t + ky, ix = cx * p->sw - p->pad_l + kx;
+                int inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
+                int idx = (iy * p->in_w + ix) * p->in_c + c;
+                int wv = w[o * taps + (ky * p->kw + kx) * p->in_c + c] ? 1 : -1;
+                double v;
+                if (!inside && !p->pad_value)
+                    continue;
+                switch (p->input_mode) {
+                case EBNN_INPUT_UINT8: v = inside ? p->q_mul * in_u8[idx] + p->q_add : p->pad_q; break;
+                case EBNN_INPUT_SIGN_UINT8: v = inside ? (in_u8[idx] >= p->sign_threshold_u8 ? 1 : -1) : 1; break;
+                case EBNN_INPUT_SIGN_FLOAT: v = inside ? (in_f[idx] >= p->sign_threshold_f ? 1 : -1) : 1; break;
+                default: v = inside ? in_f[idx] : 1.0; facc = facc + (wv > 0 ? (float)v : -(float)v); continue;
+                }
+                acc += wv * v;
+            }
+    return p->input_mode == EBNN_INPUT_FLOAT ? (double)facc : acc;
+}
+
+static int naive_bit(const ebnn_conv_params_t *p, int o, int oy, int ox)
+{
+    int py, px, first = 1;
+    double agg = 0;
+    for (py = 0; py < p->pool_h; py++)
+        for (px = 0; px < p->pool_w; px++) {
+            int cy = oy * p->pool_sh - p->pool_t + py, cx = ox * p->pool_sw - p->pool_l + px;
+            double a;
+            if (cy < 0 || cy >= p->conv_h || cx < 0 || cx >= p->conv_w)
+                continue;
+            a = naive_acc(p, o, cy, cx);
+            if (first || (pool_min[o] ? a < agg : a > agg))
+                agg = a;
+            first = 0;
+        }
+    if (p->input_mode == EBNN_INPUT_FLOAT)
+        return agg >= thr_f[o];
+    return agg >= thr[o];
+}
+
+int main(void)
+{
+    int trial, done = 0;
+    for (trial = 0; trial < 300; trial++) {
+        ebnn_conv_params_t p;
+        int taps, o, i, oy, ox, n_in, mode = trial % 4, status;
+        if (!random_geometry(&p, 4, 70))
+            continue;
+        taps = p.kh * p.kw * p.in_c;
+        n_in = p.in_h * p.in_w * p.in_c;
+        if (n_in > MAXV || taps * p.out_c > MAXW)
+            continue;
+        p.input_mode = (uint8_t)mode;
+        p.q_mul = (int16_t)(1 + rnd_below(2));
+        p.q_add = (int16_t)(p.q_mul == 2 ? -255 : 0);
+        p.pad_q = 255;
+        p.sign_threshold_u8 = (int16_t)rnd_below(257);
+        p.sign_threshold_f = 0.25f;
+        for (i = 0; i < n_in; i++) {
+            in_u8[i] = (uint8_t)rnd();
+            in_f[i] = (float)((int32_t)rnd_below(2001) - 1000) / 337.0f;
+        }
+        for (i = 0; i < taps * p.out_c; i++)
+            w[i] = (uint8_t)(rnd() & 1u);
+        for (o = 0; o < p.out_c; o++) {
+            int32_t span = mode == EBNN_INPUT_UINT8 ? taps * 255 : taps;
+            pool_min[o] = (uint8_t)(rnd() & 1u);
+            thr[o] = (int32_t)rnd_below((uint32_t)span / 2u + 3u) - span / 4 - 1;
+            thr_f[o] = (float)((int32_t)rnd_below(2001) - 1000) / 500.0f;
+        }
+        pack_taps(w, p.out_c, taps, wpk);
+        memset(out, 0xA5, sizeof(out));
+        if (mode == EBNN_INPUT_UINT8 || mode == EBNN_INPUT_SIGN_UINT8)
+            status = ebnn_input_conv_u8(&p, in_u8, wpk, thr, pool_min, out);
+        else
+            status = ebnn_input_conv_f32(&p, in_f, wpk, mode == EBNN_INPUT_FLOAT ? (const void *)thr_f
+                                                                                    : (const void *)thr,
+                                         pool_min, out);
+        CHECK(status == EBNN_OK, "status");
+        for (oy = 0; oy < p.out_h; oy++)
+            for (ox = 0; ox < p.out_w; ox++)
+                for (o = 0; o < p.out_c; o++) {
+                    uint32_t bit = (uint32_t)((oy * p.out_w + ox) * p.out_c + o);
+                    CHECK(get_bit(out, bit) == naive_bit(&p, o, oy, ox),
+                          "trial %d mode %d k%dx%d s%d pad%d c%d o%d at (%d,%d,%d)", trial, mode, p.kh, p.kw,
+                          p.sh, p.pad_value, p.in_c, p.out_c, oy, ox, o);
+                }
+        done++;
+    }
+    CHECK(done > 150, "too few geometries tried: %d", done);
+    CHECK(ebnn_input_conv_u8(NULL, in_u8, wpk, thr, pool_min, out) == EBNN_ERROR_ARGUMENT, "NULL params");
+    return report("test_input_conv");
+}
