@@ -1,0 +1,170 @@
+"""Cortex-M bare metal under QEMU: build an exported model with arm-none-eabi-gcc, run it on
+`qemu-system-arm -M mps2-an385` (Cortex-M3, and M0+ code, which is a subset) or `mps2-an386`
+(Cortex-M4) with semihosting, and count executed instructions exactly with our TCG plugin.
+
+Method: the driver brackets every NAME_predict call with two marker functions; the plugin
+(cortexm/insn_count.c) counts every executed guest instruction from the start marker's first
+instruction to the stop marker's first instruction. The marker pair's own cost (measured by
+running it with nothing in between) is subtracted, so the figure is the instructions of
+NAME_predict and everything it calls, including the call itself. Deterministic: same ELF, same
+inputs, same count.
+"""
+import re
+import shutil
+import subprocess
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent / "cortexm"
+CPUS = {
+    "cortex-m0plus": (["-mcpu=cortex-m0plus", "-mthumb"], "mps2-an385"),
+    "cortex-m3": (["-mcpu=cortex-m3", "-mthumb"], "mps2-an385"),
+    "cortex-m4": (["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"], "mps2-an386"),
+}
+CC = "arm-none-eabi-gcc"
+
+
+def available():
+    return all(shutil.which(t) for t in (CC, "arm-none-eabi-size", "arm-none-eabi-nm", "qemu-system-arm", "gcc"))
+
+
+@lru_cache(maxsize=1)
+def plugin():
+    """Build the instruction-counting plugin once per process."""
+    out = Path(tempfile.mkdtemp(prefix="ebnn-qemu-plugin-")) / "insn_count.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(out),
+                    str(HERE / "insn_count.c")], check=True, capture_output=True, text=True)
+    return out
+
+
+def images_header(path, images, ctype):
+    images = np.asarray(images)
+    n = images.shape[0]
+    flat = images.reshape(n, -1)
+    rows = []
+    for img in flat:
+        if ctype == "float":
+            vals = ", ".join(f"{float(v):.9g}f" if np.isfinite(v) else "0.0f" for v in img)
+        else:
+            vals = ", ".join(str(int(v)) for v in img)
+        rows.append("    {" + vals + "}")
+    path.write_text(f"#define N_IMAGES {n}u\nstatic const {ctype} images[{n}][{flat.shape[1]}] = {{\n"
+                    + ",\n".join(rows) + "\n};\n")
+
+
+def build(export_dir, name, images, cpu="cortex-m3", opt="-O2", workdir=None, empty=False):
+    """Compile the export + driver into an ELF. `empty=True` builds the marker-calibration ELF."""
+    flags, _ = CPUS[cpu]
+    work = Path(workdir or tempfile.mkdtemp(prefix=f"ebnn-{cpu}-"))
+    work.mkdir(parents=True, exist_ok=True)
+    export_dir = Path(export_dir)
+    ctype = "uint8_t" if "uint8_t" in (export_dir / f"{name}.h").read_text().split(f"{name}_input_t")[0][-40:] \
+        else "float"
+    images_header(work / "images.h", images, ctype)
+    elf = work / f"{name}_{cpu}{'_empty' if empty else ''}.elf"
+    cmd = [CC, *flags, "-std=c99", "-Wall", "-Wextra", "-Werror", opt, "-ffunction-sections", "-fdata-sections",
+           f"-I{export_dir}", f"-I{work}", f"-DMODEL_HEADER=\"{name}.h\"", f"-DMODEL={name}",
+           *(["-DPREDICT_EMPTY"] if empty else []),
+           *sorted(str(p) for p in export_dir.glob("*.c")), str(HERE / "driver.c"), str(HERE / "startup.c"),
+           "-nostartfiles", "--specs=nano.specs", "-T", str(HERE / "link.ld"), "-Wl,--gc-sections",
+           "-o", str(elf), "-lc", "-lgcc"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"Cortex-M build failed:\n{' '.join(cmd)}\n{proc.stderr}")
+    return elf
+
+
+def symbols(elf, nm="arm-none-eabi-nm", with_type=False):
+    """{name: (address, size)} (or (address, size, type letter)) of an ELF's or object's symbols."""
+    out = subprocess.run([nm, "-S", str(elf)], capture_output=True, text=True, check=True).stdout
+    syms = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4:
+            entry = (int(parts[0], 16), int(parts[1], 16), parts[2])
+        elif len(parts) == 3 and parts[0] != "U":
+            entry = (int(parts[0], 16), 0, parts[1])
+        else:
+            continue
+        syms[parts[-1]] = entry if with_type else entry[:2]
+    return syms
+
+
+def code_bytes(elf, export_dir, cpu, opt, work, nm="arm-none-eabi-nm", cc=None, flags=None):
+    """Bytes of machine code linked into `elf` from the runtime and the generated model source: the
+    sizes of the ELF's function symbols that those files define (libgcc helpers such as soft-float
+    routines they pull in are listed separately)."""
+    cc = cc or CC
+    flags = CPUS[cpu][0] if flags is None else flags
+    defined = set()
+    for src in sorted(Path(export_dir).glob("*.c")):
+        obj = Path(work) / (src.stem + ".o")
+        subprocess.run([cc, *flags, "-std=c99", opt, "-ffunction-sections", "-fdata-sections",
+                        f"-I{export_dir}", "-c", str(src), "-o", str(obj)], check=True, capture_output=True)
+        defined |= {k for k, v in symbols(obj, nm, True).items() if v[2] in "tT"}
+    syms = symbols(elf, nm, True)
+    ours = sum(v[1] for k, v in syms.items() if k in defined and v[2] in "tT")
+    helpers = {k: v[1] for k, v in syms.items() if k.startswith("__aeabi_") or k.startswith("__")
+               and v[2] in "tT" and ("sf" in k or "df" in k or "popcount" in k)}
+    return ours, helpers
+
+
+def size(elf):
+    out = subprocess.run(["arm-none-eabi-size", "-A", str(elf)], capture_output=True, text=True, check=True).stdout
+    sec = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].startswith("."):
+            sec[parts[0]] = int(parts[1])
+    return {"text": sec.get(".text", 0) + sec.get(".ARM.exidx", 0), "data": sec.get(".data", 0),
+            "bss": sec.get(".bss", 0)}
+
+
+def run(elf, cpu="cortex-m3", timeout=600):
+    """Run an ELF under QEMU; return (lines printed, plugin counters)."""
+    _, machine = CPUS[cpu]
+    syms = symbols(elf)
+    start, stop = syms["ebnn_mark_start"][0], syms["ebnn_mark_stop"][0]
+    cmd = ["qemu-system-arm", "-M", machine, "-nographic", "-monitor", "none", "-serial", "none",
+           "-semihosting-config", "enable=on,target=native", "-kernel", str(elf),
+           "-plugin", f"{plugin()},start={start:#x},stop={stop:#x}", "-d", "plugin"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    text = proc.stdout + proc.stderr
+    m = re.search(r"insn_count total=(\d+) marked=(\d+) pairs=(\d+)", text)
+    if proc.returncode != 0 or m is None or "DONE" not in text:
+        raise RuntimeError(f"QEMU run failed ({proc.returncode}):\n{text[-3000:]}")
+    counters = {"total": int(m.group(1)), "marked": int(m.group(2)), "pairs": int(m.group(3))}
+    return [ln for ln in text.splitlines() if ln.startswith("R ")], counters
+
+
+def parse(lines, num_classes):
+    classes, logits = [], []
+    for ln in lines:
+        parts = ln.split()
+        classes.append(int(parts[2]))
+        logits.append([int(h, 16) for h in parts[3:3 + num_classes]])
+    return np.array(classes), np.array(logits, dtype=np.uint32).view(np.float32)
+
+
+def build_and_run(export_dir, name, images, num_classes, cpu="cortex-m3", opt="-O2", workdir=None):
+    """Build, run, and measure. Returns a dict with classes, logits, instructions per inference
+    (marker cost subtracted), ELF section sizes and the model's object sizes from the symbol table."""
+    work = Path(workdir or tempfile.mkdtemp(prefix=f"ebnn-{cpu}-"))
+    elf = build(export_dir, name, images, cpu, opt, work)
+    lines, counters = run(elf, cpu)
+    classes, logits = parse(lines, num_classes)
+    empty = build(export_dir, name, images[:4], cpu, opt, work / "empty", empty=True)
+    _, empty_counters = run(empty, cpu)
+    marker_cost = empty_counters["marked"] / max(empty_counters["pairs"], 1)
+    syms = symbols(elf)
+    model_syms = {k: v[1] for k, v in syms.items() if k.startswith(f"{name}_")}
+    return {
+        "cpu": cpu, "opt": opt, "classes": classes, "logits": logits, "images": len(images),
+        "instructions_per_inference": counters["marked"] / max(counters["pairs"], 1) - marker_cost,
+        "marker_cost": marker_cost, "size": size(elf), "symbols": model_syms, "elf": str(elf),
+        "code_bytes": code_bytes(elf, export_dir, cpu, opt, work)[0],
+        "libgcc_helpers": code_bytes(elf, export_dir, cpu, opt, work)[1],
+    }
