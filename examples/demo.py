@@ -1,7 +1,7 @@
 """MNIST demo, offline: export the shipped pretrained model as C, build it, run it on the shipped
 sample of test images, and print accuracy, memory and the C-vs-Keras agreement.
 
-    python examples/demo.py [--model examples/models/mnist_demo.keras] [--out out/mnist_demo]
+    python examples/demo.py [--model examples/models/uno_mnist.keras] [--out out/mnist_demo]
 """
 import argparse
 import subprocess
@@ -16,7 +16,7 @@ HERE = Path(__file__).resolve().parent
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(HERE / "models" / "mnist_demo.keras"))
+    ap.add_argument("--model", default=str(HERE / "models" / "uno_mnist.keras"))
     ap.add_argument("--samples", default=str(HERE / "data" / "mnist_test_sample.npz"))
     ap.add_argument("--out", default="out/mnist_demo")
     ap.add_argument("--name", default="mnist")

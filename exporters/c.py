@@ -15,13 +15,20 @@ import numpy as np
 from keras_ebnn.blocks import LoweredModel
 
 RUNTIME_FILES = ("ebnn.h", "ebnn_kernels.c")
-PARAMS_STRUCT_BYTES = 56  # sizeof(ebnn_conv_params_t) on 32- and 64-bit targets (54 on AVR: no padding)
-# Code size of the runtime kernels and the generated predict function, in bytes, measured with
-# arm-none-eabi-gcc -mcpu=cortex-m3 -mthumb -O2 (tests/test_c_runtime.py::test_code_size_estimate
-# checks these against the real ELF). Kernels a model does not use are dropped by the linker.
-CODE_BYTES = {"common": 420, "input_conv_int": 560, "input_conv_f32": 520, "binary_conv": 640,
-              "binary_dense": 110, "output_dense": 150, "predict_per_block": 24}
-STACK_BYTES = {"input_conv": 400, "binary_conv": 160, "binary_dense": 64, "output_dense": 64, "predict": 48}
+# sizeof(ebnn_conv_params_t): 56 on 32- and 64-bit targets, 54 on AVR (no alignment padding)
+PARAMS_STRUCT_BYTES = {"32bit": 56, "avr": 54}
+# Code size, in bytes, of the runtime kernels (each with the static helpers it inlines) and of the
+# generated predict function, measured with arm-none-eabi-gcc -mcpu=cortex-m3 -mthumb -O2 -ffunction-sections
+# (`arm-none-eabi-nm -S` of ebnn_kernels.o). "common" is ebnn_xor_popcount + ebnn_const_popcount +
+# memcpy. Kernels a model does not use are dropped by the linker. Not included: libgcc's soft-float
+# routines used by the output block's logits on FPU-less cores (about 1 KB). The benchmarks and
+# tests/test_targets.py report the exact figure from each target's ELF.
+CODE_BYTES = {"common": 888, "input_conv_int": 1264, "input_conv_f32": 1228, "binary_conv": 1276,
+              "binary_dense": 148, "output_dense": 160, "predict": 40, "predict_per_block": 36}
+# Deepest stack frame chain of each kernel, in bytes, from arm-none-eabi-gcc -mcpu=cortex-m3 -O2
+# -fstack-usage (kernel + the helpers it calls); on AVR the input convolution uses fewer accumulators
+# (EBNN_INPUT_CONV_BATCH) and tests/test_targets.py measures the real high-water mark.
+STACK_BYTES = {"input_conv": 600, "binary_conv": 440, "binary_dense": 104, "output_dense": 112, "predict": 24}
 
 
 def runtime_dir():
@@ -90,7 +97,7 @@ def _out_bits(block):
     return int(np.prod(block.out_shape))
 
 
-def memory_plan(model: LoweredModel):
+def memory_plan(model: LoweredModel, target="32bit"):
     """Flash and RAM of an export, per block and in total.
 
     Returns a dict:
@@ -105,6 +112,7 @@ def memory_plan(model: LoweredModel):
         CODE_BYTES), flash_bytes (data + code), activation_bytes (= arena), stack_bytes_estimate
         (deepest kernel frame + predict, see STACK_BYTES), ram_bytes (activations + stack),
         input_bytes (the caller's input array, not counted in ram_bytes).
+    target: "32bit" (Cortex-M, hosts) or "avr" (which packs the parameter struct without padding).
     """
     blocks, sizes = [], []
     for i, b in enumerate(model.blocks):
@@ -113,7 +121,7 @@ def memory_plan(model: LoweredModel):
         pbytes = sum(arr.size * np.dtype(arr.dtype).itemsize if ctype != "int32_t" else arr.size * 4
                      for key, (ctype, arr) in data.items() if key != "w")
         if b.kind in ("input_conv", "binary_conv"):
-            pbytes += PARAMS_STRUCT_BYTES
+            pbytes += PARAMS_STRUCT_BYTES[target]
         hidden = b.kind != "output_dense"
         ram = words(_out_bits(b)) * 4 if hidden else 0
         if hidden:
@@ -125,13 +133,13 @@ def memory_plan(model: LoweredModel):
     for i, size in enumerate(sizes):
         blocks[i]["buffer_offset"] = 0 if i % 2 == 0 else arena - size
     kinds = {b.kind for b in model.blocks}
-    code = CODE_BYTES["common"] + CODE_BYTES["predict_per_block"] * len(model.blocks)
+    code = CODE_BYTES["common"] + CODE_BYTES["predict"] + CODE_BYTES["predict_per_block"] * len(model.blocks)
     for kind in kinds:
         if kind == "input_conv":
             code += CODE_BYTES["input_conv_f32" if model.input.mode == "float" else "input_conv_int"]
         else:
             code += CODE_BYTES[kind]
-    stack = max(STACK_BYTES[k.replace("input_conv", "input_conv")] for k in kinds) + STACK_BYTES["predict"]
+    stack = max(STACK_BYTES[k] for k in kinds) + STACK_BYTES["predict"]
     data_bytes = sum(b["flash_bytes"] for b in blocks)
     in_bytes = model.input.length * (1 if model.input.dtype == np.uint8 else 4)
     totals = {"flash_data_bytes": int(data_bytes), "code_bytes_estimate": int(code),
@@ -223,7 +231,7 @@ typedef {in_t} {name}_input_t;
  * {name}_NUM_CLASSES logits (pre-softmax). Uses a static activation arena: not reentrant. */
 int {name}_predict(const {name}_input_t *input, float *scores);
 
-/* Same, with caller-provided scratch memory: {name}_SCRATCH_SIZE bytes, 4-byte aligned.
+/* Same, with caller-provided scratch memory: {name}_SCRATCH_SIZE bytes, aligned for uint32_t.
  * Returns -1 if scratch is NULL or misaligned. */
 int {name}_predict_scratch(const {name}_input_t *input, float *scores, void *scratch);
 
@@ -277,7 +285,7 @@ extern void (*{name}_debug_hook)(int block, const uint32_t *bits, uint32_t nbits
     src.append(f"""int {name}_predict_scratch(const {name}_input_t *input, float *scores, void *scratch)
 {{
     uint32_t *arena = (uint32_t *)scratch;
-    if (scratch == NULL || ((uintptr_t)scratch & 3u) != 0u || input == NULL)
+    if (scratch == NULL || ((uintptr_t)scratch % EBNN_WORD_ALIGN) != 0u || input == NULL)
         return -1;
 {chr(10).join(body)}
 }}

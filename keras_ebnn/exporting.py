@@ -17,6 +17,7 @@ from .blocks import LoweredModel
 from .lowering import lower
 
 TARGETS = ("c", "zephyr", "arduino")
+SAMPLES_PER_TARGET = {"c": 0, "arduino": 8, "zephyr": 32}  # test inputs embedded in the example
 
 
 class BudgetError(RuntimeError):
@@ -66,7 +67,7 @@ def _exporter(target):
         return export_arduino
     if target == "zephyr":
         from .exporters.zephyr import export_zephyr
-        return lambda lowered, out, name, **kw: export_zephyr(lowered, out, name)
+        return export_zephyr
     raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
 
 
@@ -113,8 +114,9 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        sample = None if verify_inputs is None else verify_inputs[:8]
-        labels = None if verify_labels is None else verify_labels[:8]
+        n_samples = SAMPLES_PER_TARGET[target]
+        sample = None if verify_inputs is None else verify_inputs[:n_samples]
+        labels = None if verify_labels is None else verify_labels[:n_samples]
         _exporter(target)(lowered, tmp, name, sample_images=sample, sample_labels=labels)
         result = ExportResult(out_dir=out_dir, name=name, target=target, lowered=lowered, plan=plan)
         if verify_inputs is not None:
@@ -130,7 +132,7 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
 
 
 def _c_dir(tmp, target):
-    return tmp / "src" if target == "arduino" else tmp
+    return tmp if target == "c" else tmp / "src"
 
 
 def progress_bar(label, stream=None):

@@ -20,6 +20,7 @@
 #ifndef EBNN_H
 #define EBNN_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -83,6 +84,13 @@ typedef struct {
     int16_t sign_threshold_u8;      /* input conv, EBNN_INPUT_SIGN_UINT8 (0..256) */
     float sign_threshold_f;         /* input conv, EBNN_INPUT_SIGN_FLOAT */
 } ebnn_conv_params_t;
+
+/* Alignment of uint32_t (4 on Cortex-M and hosts, 1 on AVR): scratch memory must be aligned so. */
+typedef struct {
+    char c;
+    uint32_t w;
+} ebnn_align_probe_t;
+#define EBNN_WORD_ALIGN (offsetof(ebnn_align_probe_t, w))
 
 /* Number of uint32_t words holding n bits, plus one guard word (kernels may read one word ahead). */
 #define EBNN_WORDS(nbits) ((((uint32_t)(nbits)) + 31u) / 32u + 1u)

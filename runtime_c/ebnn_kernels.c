@@ -4,7 +4,16 @@
 
 #include "ebnn.h"
 
-#define GROUP 32 /* filters per accumulator group in the input convolution */
+#define GROUP 32 /* filters per weight word in the input convolution's tap-major layout */
+/* Filters accumulated at once by the input convolution (a divisor of 32): its stack holds two
+ * arrays of this many accumulators. Small on AVR, where RAM is 2 KB. */
+#ifndef EBNN_INPUT_CONV_BATCH
+#if defined(__AVR__)
+#define EBNN_INPUT_CONV_BATCH 8
+#else
+#define EBNN_INPUT_CONV_BATCH 32
+#endif
+#endif
 
 /* ---- bits ------------------------------------------------------------------------------------ */
 #if EBNN_POPCOUNT == EBNN_POPCOUNT_TABLE
@@ -135,9 +144,12 @@ static int32_t input_value_f32(const ebnn_conv_params_t *p, float v)
 }
 
 /* acc[o] for one convolution position, all filters of one group, integer inputs. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
 static void conv_position_int(const ebnn_conv_params_t *p, const uint8_t *in_u8, const float *in_f32,
-                              const uint32_t *weights, uint32_t groups, uint32_t g, uint16_t n_o,
-                              int32_t cy, int32_t cx, int32_t *acc)
+                              const uint32_t *weights, uint32_t groups, uint32_t g, uint8_t shift,
+                              uint16_t n_o, int32_t cy, int32_t cx, int32_t *acc)
 {
     int32_t pad = p->input_mode == EBNN_INPUT_UINT8 ? p->pad_q : 1;
     uint16_t ky, kx, c, o;
@@ -154,7 +166,7 @@ static void conv_position_int(const ebnn_conv_params_t *p, const uint8_t *in_u8,
                 continue; /* zero padding: the tap adds nothing */
             for (c = 0; c < p->in_c; c++) {
                 int32_t v;
-                uint32_t mask = EBNN_READ_U32(&weights[(tap + c) * groups + g]);
+                uint32_t mask = EBNN_READ_U32(&weights[(tap + c) * groups + g]) >> shift;
                 if (!inside)
                     v = pad;
                 else if (in_u8 != NULL)
@@ -173,9 +185,9 @@ static int input_conv_int(const ebnn_conv_params_t *params, const uint8_t *in_u8
                           uint32_t *output)
 {
     ebnn_conv_params_t p;
-    int32_t acc[GROUP], best[GROUP];
-    uint32_t groups, g;
-    uint16_t oy, ox, o;
+    int32_t acc[EBNN_INPUT_CONV_BATCH], best[EBNN_INPUT_CONV_BATCH];
+    uint32_t groups;
+    uint16_t oy, ox, o, o0;
     bit_writer_t bw;
     if (params == NULL || weights == NULL || thresholds == NULL || pool_min == NULL || output == NULL)
         return EBNN_ERROR_ARGUMENT;
@@ -190,16 +202,17 @@ static int input_conv_int(const ebnn_conv_params_t *params, const uint8_t *in_u8
         for (ox = 0; ox < p.out_w; ox++) {
             uint16_t px0, px1, py, px;
             tap_range((int32_t)ox * p.pool_sw - p.pool_l, p.pool_w, p.conv_w, &px0, &px1);
-            for (g = 0; g < groups; g++) {
-                uint16_t o0 = (uint16_t)(g * GROUP);
-                uint16_t n_o = (uint16_t)(p.out_c - o0 < GROUP ? p.out_c - o0 : GROUP);
+            for (o0 = 0; o0 < p.out_c; o0 = (uint16_t)(o0 + EBNN_INPUT_CONV_BATCH)) {
+                uint16_t n_o = (uint16_t)(p.out_c - o0 < EBNN_INPUT_CONV_BATCH ? p.out_c - o0 : EBNN_INPUT_CONV_BATCH);
+                uint32_t g = o0 / GROUP;
+                uint8_t shift = (uint8_t)(o0 % GROUP);
                 for (o = 0; o < n_o; o++)
                     best[o] = INT32_MIN;
                 for (py = py0; py < py1; py++) {
                     for (px = px0; px < px1; px++) {
                         int32_t cy = (int32_t)oy * p.pool_sh - p.pool_t + py;
                         int32_t cx = (int32_t)ox * p.pool_sw - p.pool_l + px;
-                        conv_position_int(&p, in_u8, in_f32, weights, groups, g, n_o, cy, cx, acc);
+                        conv_position_int(&p, in_u8, in_f32, weights, groups, g, shift, n_o, cy, cx, acc);
                         for (o = 0; o < n_o; o++) { /* pool as max of acc, or of -acc (min) */
                             int32_t v = EBNN_READ_U8(&pool_min[o0 + o]) ? -acc[o] : acc[o];
                             if (v > best[o])
@@ -228,8 +241,12 @@ int ebnn_input_conv_u8(const ebnn_conv_params_t *params, const uint8_t *input, c
 
 /* ---- input convolution, float accumulator ---------------------------------------------------- */
 /* acc[o] for one convolution position: a float32 sum in (ky, kx, c) order, starting from 0. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
 static void conv_position_f32(const ebnn_conv_params_t *p, const float *in, const uint32_t *weights,
-                              uint32_t groups, uint32_t g, uint16_t n_o, int32_t cy, int32_t cx, float *acc)
+                              uint32_t groups, uint32_t g, uint8_t shift, uint16_t n_o, int32_t cy, int32_t cx,
+                              float *acc)
 {
     uint16_t ky, kx, c, o;
     for (o = 0; o < n_o; o++)
@@ -245,7 +262,7 @@ static void conv_position_f32(const ebnn_conv_params_t *p, const float *in, cons
                 continue;
             for (c = 0; c < p->in_c; c++) {
                 float v = inside ? in[base + c] : 1.0f;
-                uint32_t mask = EBNN_READ_U32(&weights[(tap + c) * groups + g]);
+                uint32_t mask = EBNN_READ_U32(&weights[(tap + c) * groups + g]) >> shift;
                 for (o = 0; o < n_o; o++, mask >>= 1)
                     acc[o] = acc[o] + ((mask & 1u) ? v : -v);
             }
@@ -257,10 +274,10 @@ int ebnn_input_conv_f32(const ebnn_conv_params_t *params, const float *input, co
                         const void *thresholds, const uint8_t *pool_min, uint32_t *output)
 {
     ebnn_conv_params_t p;
-    float acc[GROUP], best[GROUP];
+    float acc[EBNN_INPUT_CONV_BATCH], best[EBNN_INPUT_CONV_BATCH];
     const float *thr = (const float *)thresholds;
-    uint32_t groups, g;
-    uint16_t oy, ox, o;
+    uint32_t groups;
+    uint16_t oy, ox, o, o0;
     bit_writer_t bw;
     if (params == NULL || input == NULL || weights == NULL || thresholds == NULL || pool_min == NULL ||
         output == NULL)
@@ -278,15 +295,16 @@ int ebnn_input_conv_f32(const ebnn_conv_params_t *params, const float *input, co
         for (ox = 0; ox < p.out_w; ox++) {
             uint16_t px0, px1, py, px;
             tap_range((int32_t)ox * p.pool_sw - p.pool_l, p.pool_w, p.conv_w, &px0, &px1);
-            for (g = 0; g < groups; g++) {
-                uint16_t o0 = (uint16_t)(g * GROUP);
-                uint16_t n_o = (uint16_t)(p.out_c - o0 < GROUP ? p.out_c - o0 : GROUP);
+            for (o0 = 0; o0 < p.out_c; o0 = (uint16_t)(o0 + EBNN_INPUT_CONV_BATCH)) {
+                uint16_t n_o = (uint16_t)(p.out_c - o0 < EBNN_INPUT_CONV_BATCH ? p.out_c - o0 : EBNN_INPUT_CONV_BATCH);
+                uint32_t g = o0 / GROUP;
+                uint8_t shift = (uint8_t)(o0 % GROUP);
                 int first = 1;
                 for (py = py0; py < py1; py++) {
                     for (px = px0; px < px1; px++) {
                         int32_t cy = (int32_t)oy * p.pool_sh - p.pool_t + py;
                         int32_t cx = (int32_t)ox * p.pool_sw - p.pool_l + px;
-                        conv_position_f32(&p, input, weights, groups, g, n_o, cy, cx, acc);
+                        conv_position_f32(&p, input, weights, groups, g, shift, n_o, cy, cx, acc);
                         for (o = 0; o < n_o; o++) {
                             float v = EBNN_READ_U8(&pool_min[o0 + o]) ? -acc[o] : acc[o];
                             if (first || v > best[o])

@@ -1,0 +1,135 @@
+"""Presets (keras_ebnn.models) and the training helpers (keras_ebnn.training): fast checks only.
+
+Builds every preset, checks shapes, parameter counts and the memory budgets each one is designed for,
+runs one training step on 256 images, and checks batch-norm re-estimation.
+"""
+import numpy as np
+import pytest
+
+from keras_ebnn import import_larq, models, training
+
+# preset -> (Keras parameter count incl. latent weights and BN, binary weight bits)
+EXPECTED = {
+    "paper_mnist": (3750, 10 * 9 + 360 * 10),
+    "tiny_mnist": (12926, 16 * 9 + 16 * 32 * 9 + 800 * 10),
+    "uno_mnist": (88462, 24 * 9 + 24 * 48 * 9 + 1200 * 64 + 64 * 10),
+    "demo_mnist": (35038, 32 * 9 + 32 * 64 * 9 + 1600 * 10),
+    "m15_mnist": (59950, 32 * 9 + 32 * 64 * 9 + 64 * 48 * 9 + 192 * 64 + 64 * 10),
+    "m15_fashion_mnist": (59950, 32 * 9 + 32 * 64 * 9 + 64 * 48 * 9 + 192 * 64 + 64 * 10),
+}
+
+
+@pytest.fixture(scope="module")
+def tf_lq():
+    return import_larq()
+
+
+def _kernel_bits(model, lq):
+    return sum(int(np.prod(lay.kernel.shape)) for lay in model.layers
+               if isinstance(lay, (lq.layers.QuantConv2D, lq.layers.QuantDense)))
+
+
+def _plan(model):
+    from keras_ebnn.exporters.c import memory_plan
+    from keras_ebnn.lowering import lower
+    return memory_plan(lower(model))["totals"]
+
+
+def test_every_preset_is_listed():
+    assert set(EXPECTED) == set(models.PRESETS)
+    with pytest.raises(ValueError, match="unknown preset"):
+        models.get("nope")
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_preset_shapes_params_and_lowering(tf_lq, name):
+    tf, lq = tf_lq
+    model = models.get(name)
+    assert model.input_shape == (None, 28, 28, 1)
+    assert model.output_shape == (None, 10)
+    assert isinstance(model.layers[0], tf.keras.layers.Rescaling)  # uint8 input, integer first layer
+    params, bits = EXPECTED[name]
+    assert model.count_params() == params
+    assert _kernel_bits(model, lq) == bits
+    totals = _plan(model)  # the exporter accepts it
+    assert totals["input_bytes"] == 784
+    assert models.get(name, classes=3).output_shape == (None, 3)
+
+
+def test_budgets(tf_lq):
+    uno = _plan(models.uno_mnist())
+    assert uno["activation_bytes"] <= 900  # Uno: 2 KB SRAM incl. 784 B input and the stack
+    assert uno["flash_bytes"] <= 30 * 1024
+    m15 = _plan(models.m15_mnist())
+    assert m15["flash_bytes"] + m15["ram_bytes"] <= 15 * 1024
+    paper = _plan(models.paper_mnist())
+    assert paper["flash_data_bytes"] < 1024
+
+
+def test_one_training_step_every_preset(tf_lq, mnist_small):
+    xtr, ytr, _, _ = mnist_small
+    x, y = xtr[:256], ytr[:256]
+    for name in ("paper_mnist", "uno_mnist", "m15_mnist"):
+        model = models.get(name)
+        hist = training.train(model, x, y, epochs=1, batch_size=128, verbose=0)
+        assert np.isfinite(hist.history["loss"][0])
+        for lay in model.layers:  # weight_clip keeps latent weights in [-1, 1]
+            if hasattr(lay, "kernel"):
+                assert np.abs(lay.kernel.numpy()).max() <= 1.0 + 1e-6
+
+
+def test_shift_augmentation_and_schedules(tf_lq, mnist_small):
+    xtr, ytr, _, _ = mnist_small
+    x = xtr[:64]
+    rng = np.random.default_rng(0)
+    shifted = training.shift_augment(x, 2, rng)
+    assert shifted.shape == x.shape and shifted.dtype == x.dtype
+    assert not np.array_equal(shifted, x)
+    assert shifted.sum(axis=(1, 2, 3)).max() <= x.sum(axis=(1, 2, 3)).max()  # zero fill, no wrap
+    assert training.shift_augment(x, 0, rng) is x
+    for kind in ("cosine", "exponential"):
+        sched = training.lr_schedule(kind, 1e-3, 1e-5, 100)
+        assert float(sched(0)) == pytest.approx(1e-3)
+        assert float(sched(100)) == pytest.approx(1e-5, rel=1e-3)
+    model = models.tiny_mnist()
+    hist = training.train(model, xtr[:256], ytr[:256], xtr[256:384], ytr[256:384], epochs=2,
+                          batch_size=128, max_shift=1, verbose=0)
+    assert len(hist.history["loss"]) == 2 and len(hist.history["val_accuracy"]) == 2
+
+
+def test_reestimate_batchnorm(tf_lq, mnist_small):
+    tf, _ = tf_lq
+    xtr, ytr, _, _ = mnist_small
+    model = models.tiny_mnist()
+    training.train(model, xtr[:512], ytr[:512], epochs=1, batch_size=128, verbose=0)
+    bns = [lay for lay in model.layers if isinstance(lay, tf.keras.layers.BatchNormalization)]
+    before = [(b.moving_mean.numpy().copy(), b.moving_variance.numpy().copy()) for b in bns]
+    gamma_beta = [[w.copy() for w in b.get_weights()[:-2]] for b in bns]
+    kernels = [lay.kernel.numpy().copy() for lay in model.layers if hasattr(lay, "kernel")]
+
+    x = xtr[:256].astype(np.float32)
+    training.reestimate_batchnorm(model, x, batch_size=100)
+    for b, (mean, var), gb in zip(bns, before, gamma_beta):
+        assert not np.allclose(b.moving_mean.numpy(), mean)  # after 4 steps at momentum 0.9: stale
+        assert not np.allclose(b.moving_variance.numpy(), var)
+        assert np.all(b.moving_variance.numpy() >= 0)
+        for w, w0 in zip(b.get_weights()[:-2], gb):
+            np.testing.assert_array_equal(w, w0)
+    for lay, k in zip([lay for lay in model.layers if hasattr(lay, "kernel")], kernels):
+        np.testing.assert_array_equal(lay.kernel.numpy(), k)
+
+    # The moving statistics are now the exact statistics of x: inference on x equals training-mode
+    # (batch statistics) on the whole of x, up to float rounding right at a sign threshold.
+    infer = model(x, training=False).numpy()
+    batch = model(x, training=True).numpy()
+    assert np.all(np.isfinite(infer))
+    np.testing.assert_allclose(infer.sum(1), 1.0, rtol=1e-5)
+    assert np.mean(infer.argmax(1) == batch.argmax(1)) >= 0.99
+    assert np.median(np.abs(infer - batch)) < 1e-4
+
+    # steps limits the pass to the first steps * batch_size images
+    training.reestimate_batchnorm(model, x, batch_size=64, steps=1)
+    first = bns[0]
+    probe = tf.keras.Model(model.inputs, first.input)
+    act = probe(x[:64], training=False).numpy().reshape(-1, first.moving_mean.shape[0])
+    np.testing.assert_allclose(first.moving_mean.numpy(), act.mean(0), rtol=1e-4, atol=1e-5)
