@@ -67,11 +67,23 @@ def _pack_taps(weights):
     return _pack_rows(taps, groups)
 
 
+MAX_WINDOW = 64  # EBNN_MAX_WINDOW in ebnn.h
+
+
+def filter_major(block):
+    """Input conv blocks with an integer accumulator and a small window use the kernel's fast path
+    (window gathered once per position, filter-major weights); others the general tap-major path."""
+    return block.input.mode != "float" and int(np.prod(block.weights.shape[1:])) <= MAX_WINDOW
+
+
 def block_data(block):
     """Packed constant arrays of a block: dict of name -> (C type, numpy array)."""
     kind = block.kind
     out = {}
-    if kind == "input_conv":
+    if kind == "input_conv" and filter_major(block):
+        k = int(np.prod(block.weights.shape[1:]))
+        out["w"] = ("uint32_t", _pack_rows(block.weights.reshape(block.weights.shape[0], -1), (k + 31) // 32))
+    elif kind == "input_conv":
         out["w"] = ("uint32_t", _pack_taps(block.weights))
     elif kind == "binary_conv":
         k = int(np.prod(block.weights.shape[1:]))
@@ -190,7 +202,7 @@ def _conv_params(name, block):
         spec = block.input
         mode = {"float": "EBNN_INPUT_FLOAT", "uint8": "EBNN_INPUT_UINT8", "sign_float": "EBNN_INPUT_SIGN_FLOAT",
                 "sign_uint8": "EBNN_INPUT_SIGN_UINT8"}[spec.mode]
-        fields.update({"input_mode": mode, "q_mul": spec.q_mul, "q_add": spec.q_add, "pad_q": spec.pad_q,
+        fields.update({"input_mode": mode, "filter_major": int(filter_major(block)), "q_mul": spec.q_mul, "q_add": spec.q_add, "pad_q": spec.pad_q,
                        "sign_threshold_u8": int(spec.sign_threshold) if spec.mode == "sign_uint8" else 0,
                        "sign_threshold_f": _c_number("float", spec.sign_threshold)})
         for key in ("q_mul", "q_add", "pad_q"):

@@ -80,6 +80,7 @@ typedef struct {
     uint16_t out_h, out_w, out_c;   /* block output */
     uint8_t pad_value;              /* 0: padded taps add nothing, 1: padded taps are +1 (or pad_q) */
     uint8_t input_mode;             /* input conv only: EBNN_INPUT_* */
+    uint8_t filter_major;           /* input conv only: weights in filter-major layout (see below) */
     int16_t q_mul, q_add, pad_q;    /* input conv, EBNN_INPUT_UINT8 */
     int16_t sign_threshold_u8;      /* input conv, EBNN_INPUT_SIGN_UINT8 (0..256) */
     float sign_threshold_f;         /* input conv, EBNN_INPUT_SIGN_FLOAT */
@@ -95,9 +96,14 @@ typedef struct {
 /* Number of uint32_t words holding n bits, plus one guard word (kernels may read one word ahead). */
 #define EBNN_WORDS(nbits) ((((uint32_t)(nbits)) + 31u) / 32u + 1u)
 
+/* Largest kernel window (kh * kw * in_c taps) of the input convolution's filter-major fast path. */
+#define EBNN_MAX_WINDOW 64
+
 /* ---- kernels ------------------------------------------------------------------------------- */
 /* Weights of input conv blocks are tap-major: for tap t = (ky * kw + kx) * in_c + c and filter
- * group g = o / 32, word t * groups + g holds bit o % 32 (groups = ceil(out_c / 32)).
+ * group g = o / 32, word t * groups + g holds bit o % 32 (groups = ceil(out_c / 32)); or, when
+ * filter_major is set (integer input modes, at most EBNN_MAX_WINDOW taps), filter o's taps in
+ * (ky, kx, c) order from word o * ceil(taps / 32).
  * Weights of binary conv blocks are filter-major: filter o's kh*kw*in_c bits in (ky, kx, c) order,
  * starting at word o * filter_words. Dense weights: row o's n_in bits at word o * row_words.
  * thresholds: one per output channel (int32, or float for EBNN_INPUT_FLOAT).

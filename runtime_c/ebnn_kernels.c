@@ -180,6 +180,110 @@ static void conv_position_int(const ebnn_conv_params_t *p, const uint8_t *in_u8,
     }
 }
 
+/* Integer input convolution, filter-major weights: the window's values are gathered once per
+ * convolution position and shared by all filters; each filter then sums the values where its
+ * weight is +1 (P), and acc = 2 * P - (sum of the window). */
+#if defined(__AVR__)
+typedef int16_t ebnn_win_t; /* uint8 values times q_mul (<= 2), 64 taps at most: fits */
+#else
+typedef int32_t ebnn_win_t;
+#endif
+
+static int32_t window_sum(const ebnn_win_t *win, const uint32_t *w, uint16_t taps)
+{
+    int32_t sum = 0;
+    uint16_t t0;
+    for (t0 = 0; t0 < taps; t0 = (uint16_t)(t0 + 32u)) {
+        uint32_t m = EBNN_READ_U32(w++);
+        const ebnn_win_t *v = win + t0;
+        if ((uint16_t)(taps - t0) < 32u)
+            m &= (1uL << (uint16_t)(taps - t0)) - 1u;
+#if defined(__GNUC__) && (defined(__ARM_FEATURE_CLZ) || defined(__x86_64__) || defined(__aarch64__))
+        while (m != 0u) { /* one step per +1 weight: count trailing zeros is one or two instructions */
+            sum += v[__builtin_ctzl((unsigned long)m)];
+            m &= m - 1u;
+        }
+#else
+        for (; m != 0u; m >>= 1, v++)
+            if (m & 1u)
+                sum += *v;
+#endif
+    }
+    return sum;
+}
+
+static int input_conv_window(const ebnn_conv_params_t *p, const uint8_t *in_u8, const float *in_f32,
+                             const uint32_t *weights, const int32_t *thresholds, const uint8_t *pool_min,
+                             uint32_t *output)
+{
+    ebnn_win_t win[EBNN_MAX_WINDOW];
+    int32_t best[EBNN_INPUT_CONV_BATCH];
+    uint16_t taps = (uint16_t)(p->kh * p->kw * p->in_c);
+    uint32_t row_words = ((uint32_t)taps + 31u) / 32u;
+    int32_t pad = p->input_mode == EBNN_INPUT_UINT8 ? p->pad_q : 1;
+    uint16_t oy, ox, o, o0;
+    bit_writer_t bw;
+    if (taps > EBNN_MAX_WINDOW)
+        return EBNN_ERROR_ARGUMENT;
+    bw.out = output;
+    bw.word = 0;
+    bw.fill = 0;
+    for (oy = 0; oy < p->out_h; oy++) {
+        uint16_t py0, py1;
+        tap_range((int32_t)oy * p->pool_sh - p->pool_t, p->pool_h, p->conv_h, &py0, &py1);
+        for (ox = 0; ox < p->out_w; ox++) {
+            uint16_t px0, px1;
+            tap_range((int32_t)ox * p->pool_sw - p->pool_l, p->pool_w, p->conv_w, &px0, &px1);
+            for (o0 = 0; o0 < p->out_c; o0 = (uint16_t)(o0 + EBNN_INPUT_CONV_BATCH)) {
+                uint16_t n_o = (uint16_t)(p->out_c - o0 < EBNN_INPUT_CONV_BATCH ? p->out_c - o0 : EBNN_INPUT_CONV_BATCH);
+                uint16_t py, px;
+                for (o = 0; o < n_o; o++)
+                    best[o] = INT32_MIN;
+                for (py = py0; py < py1; py++) {
+                    for (px = px0; px < px1; px++) {
+                        int32_t cy = (int32_t)oy * p->pool_sh - p->pool_t + py;
+                        int32_t cx = (int32_t)ox * p->pool_sw - p->pool_l + px;
+                        int32_t total = 0;
+                        uint16_t ky, kx, c, t = 0;
+                        for (ky = 0; ky < p->kh; ky++) { /* gather the window once */
+                            int32_t iy = cy * p->sh - p->pad_t + ky;
+                            for (kx = 0; kx < p->kw; kx++) {
+                                int32_t ix = cx * p->sw - p->pad_l + kx;
+                                int inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
+                                uint32_t base = inside ? ((uint32_t)iy * p->in_w + (uint32_t)ix) * p->in_c : 0u;
+                                for (c = 0; c < p->in_c; c++, t++) {
+                                    int32_t v;
+                                    if (!inside)
+                                        v = p->pad_value ? pad : 0;
+                                    else if (in_u8 != NULL)
+                                        v = input_value_u8(p, in_u8[base + c]);
+                                    else
+                                        v = input_value_f32(p, in_f32[base + c]);
+                                    win[t] = (ebnn_win_t)v;
+                                    total += v;
+                                }
+                            }
+                        }
+                        for (o = 0; o < n_o; o++) {
+                            int32_t acc = 2 * window_sum(win, weights + (uint32_t)(o0 + o) * row_words, taps) - total;
+                            if (EBNN_READ_U8(&pool_min[o0 + o]))
+                                acc = -acc;
+                            if (acc > best[o])
+                                best[o] = acc;
+                        }
+                    }
+                }
+                for (o = 0; o < n_o; o++) {
+                    int32_t agg = EBNN_READ_U8(&pool_min[o0 + o]) ? -best[o] : best[o];
+                    put_bit(&bw, agg >= EBNN_READ_I32(&thresholds[o0 + o]) ? 1u : 0u);
+                }
+            }
+        }
+    }
+    flush_bits(&bw);
+    return EBNN_OK;
+}
+
 static int input_conv_int(const ebnn_conv_params_t *params, const uint8_t *in_u8, const float *in_f32,
                           const uint32_t *weights, const int32_t *thresholds, const uint8_t *pool_min,
                           uint32_t *output)
@@ -192,6 +296,8 @@ static int input_conv_int(const ebnn_conv_params_t *params, const uint8_t *in_u8
     if (params == NULL || weights == NULL || thresholds == NULL || pool_min == NULL || output == NULL)
         return EBNN_ERROR_ARGUMENT;
     load_params(&p, params);
+    if (p.filter_major)
+        return input_conv_window(&p, in_u8, in_f32, weights, thresholds, pool_min, output);
     groups = ((uint32_t)p.out_c + GROUP - 1u) / GROUP;
     bw.out = output;
     bw.word = 0;

@@ -59,8 +59,8 @@ static int naive_bit(const ebnn_conv_params_t *p, int o, int oy, int ox)
 
 int main(void)
 {
-    int trial, done = 0;
-    for (trial = 0; trial < 300; trial++) {
+    int trial, done = 0, filter_major_trials = 0;
+    for (trial = 0; trial < 400; trial++) {
         ebnn_conv_params_t p;
         int taps, o, i, oy, ox, n_in, mode = trial % 4, status;
         if (!random_geometry(&p, 4, 70))
@@ -87,7 +87,14 @@ int main(void)
             thr[o] = (int32_t)rnd_below((uint32_t)span / 2u + 3u) - span / 4 - 1;
             thr_f[o] = (float)((int32_t)rnd_below(2001) - 1000) / 500.0f;
         }
-        pack_taps(w, p.out_c, taps, wpk);
+        /* integer modes with small windows may use the filter-major fast path */
+        p.filter_major = (uint8_t)(mode != EBNN_INPUT_FLOAT && taps <= EBNN_MAX_WINDOW && (rnd() & 1u));
+        if (p.filter_major) {
+            filter_major_trials++;
+            pack_rows(w, p.out_c, taps, ((uint32_t)taps + 31u) / 32u, wpk);
+        } else {
+            pack_taps(w, p.out_c, taps, wpk);
+        }
         memset(out, 0xA5, sizeof(out));
         if (mode == EBNN_INPUT_UINT8 || mode == EBNN_INPUT_SIGN_UINT8)
             status = ebnn_input_conv_u8(&p, in_u8, wpk, thr, pool_min, out);
@@ -107,6 +114,7 @@ int main(void)
         done++;
     }
     CHECK(done > 150, "too few geometries tried: %d", done);
+    CHECK(filter_major_trials > 40, "too few filter-major trials: %d", filter_major_trials);
     CHECK(ebnn_input_conv_u8(NULL, in_u8, wpk, thr, pool_min, out) == EBNN_ERROR_ARGUMENT, "NULL params");
     return report("test_input_conv");
 }
