@@ -73,7 +73,10 @@ MAX_WINDOW = 64  # EBNN_MAX_WINDOW in ebnn.h
 def filter_major(block):
     """Input conv blocks with an integer accumulator and a small window use the kernel's fast path
     (window gathered once per position, filter-major weights); others the general tap-major path."""
-    return block.input.mode != "float" and int(np.prod(block.weights.shape[1:])) <= MAX_WINDOW
+    if block.input.mode == "float" or int(np.prod(block.weights.shape[1:])) > MAX_WINDOW:
+        return False
+    lo, hi = block.input.value_range()
+    return max(abs(lo), abs(hi)) <= 32767
 
 
 def block_data(block):
@@ -202,7 +205,7 @@ def _conv_params(name, block):
         spec = block.input
         mode = {"float": "EBNN_INPUT_FLOAT", "uint8": "EBNN_INPUT_UINT8", "sign_float": "EBNN_INPUT_SIGN_FLOAT",
                 "sign_uint8": "EBNN_INPUT_SIGN_UINT8"}[spec.mode]
-        fields.update({"input_mode": mode, "filter_major": int(filter_major(block)), "q_mul": spec.q_mul, "q_add": spec.q_add, "pad_q": spec.pad_q,
+        fields.update({"input_mode": mode, "q_mul": spec.q_mul, "q_add": spec.q_add, "pad_q": spec.pad_q,
                        "sign_threshold_u8": int(spec.sign_threshold) if spec.mode == "sign_uint8" else 0,
                        "sign_threshold_f": _c_number("float", spec.sign_threshold)})
         for key in ("q_mul", "q_add", "pad_q"):
@@ -276,7 +279,8 @@ extern void (*{name}_debug_hook)(int block, const uint32_t *bits, uint32_t nbits
         buf = f"(arena + {p['buffer_offset'] // 4})"
         wname = f"{name}_b{i}_w"
         if b.kind == "input_conv":
-            fn = "ebnn_input_conv_u8" if model.input.dtype == np.uint8 else "ebnn_input_conv_f32"
+            fn = "ebnn_input_conv_window" if filter_major(b) else "ebnn_input_conv"
+            fn += "_u8" if model.input.dtype == np.uint8 else "_f32"
             body.append(f"    {fn}(&{name}_b{i}_params, input, {wname}, {name}_b{i}_t, {name}_b{i}_pool_min, {buf});")
         elif b.kind == "binary_conv":
             fw = (int(np.prod(b.weights.shape[1:])) + 31) // 32

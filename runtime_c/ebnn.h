@@ -80,7 +80,6 @@ typedef struct {
     uint16_t out_h, out_w, out_c;   /* block output */
     uint8_t pad_value;              /* 0: padded taps add nothing, 1: padded taps are +1 (or pad_q) */
     uint8_t input_mode;             /* input conv only: EBNN_INPUT_* */
-    uint8_t filter_major;           /* input conv only: weights in filter-major layout (see below) */
     int16_t q_mul, q_add, pad_q;    /* input conv, EBNN_INPUT_UINT8 */
     int16_t sign_threshold_u8;      /* input conv, EBNN_INPUT_SIGN_UINT8 (0..256) */
     float sign_threshold_f;         /* input conv, EBNN_INPUT_SIGN_FLOAT */
@@ -100,10 +99,11 @@ typedef struct {
 #define EBNN_MAX_WINDOW 64
 
 /* ---- kernels ------------------------------------------------------------------------------- */
-/* Weights of input conv blocks are tap-major: for tap t = (ky * kw + kx) * in_c + c and filter
- * group g = o / 32, word t * groups + g holds bit o % 32 (groups = ceil(out_c / 32)); or, when
- * filter_major is set (integer input modes, at most EBNN_MAX_WINDOW taps), filter o's taps in
- * (ky, kx, c) order from word o * ceil(taps / 32).
+/* Weights of ebnn_input_conv_u8/_f32 are tap-major: for tap t = (ky * kw + kx) * in_c + c and filter
+ * group g = o / 32, word t * groups + g holds bit o % 32 (groups = ceil(out_c / 32)).
+ * ebnn_input_conv_window_u8/_f32 (integer input modes with at most EBNN_MAX_WINDOW taps and input
+ * values within int16) take filter-major weights: filter o's taps in (ky, kx, c) order from word
+ * o * ceil(taps / 32); they gather each window once and share it across filters (faster).
  * Weights of binary conv blocks are filter-major: filter o's kh*kw*in_c bits in (ky, kx, c) order,
  * starting at word o * filter_words. Dense weights: row o's n_in bits at word o * row_words.
  * thresholds: one per output channel (int32, or float for EBNN_INPUT_FLOAT).
@@ -113,6 +113,10 @@ int ebnn_input_conv_u8(const ebnn_conv_params_t *params, const uint8_t *input, c
                        const int32_t *thresholds, const uint8_t *pool_min, uint32_t *output);
 int ebnn_input_conv_f32(const ebnn_conv_params_t *params, const float *input, const uint32_t *weights,
                         const void *thresholds, const uint8_t *pool_min, uint32_t *output);
+int ebnn_input_conv_window_u8(const ebnn_conv_params_t *params, const uint8_t *input, const uint32_t *weights,
+                              const int32_t *thresholds, const uint8_t *pool_min, uint32_t *output);
+int ebnn_input_conv_window_f32(const ebnn_conv_params_t *params, const float *input, const uint32_t *weights,
+                               const int32_t *thresholds, const uint8_t *pool_min, uint32_t *output);
 int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *input, const uint32_t *weights,
                      uint32_t filter_words, const int32_t *thresholds, const uint8_t *pool_min,
                      uint32_t *output);

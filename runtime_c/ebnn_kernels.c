@@ -183,11 +183,7 @@ static void conv_position_int(const ebnn_conv_params_t *p, const uint8_t *in_u8,
 /* Integer input convolution, filter-major weights: the window's values are gathered once per
  * convolution position and shared by all filters; each filter then sums the values where its
  * weight is +1 (P), and acc = 2 * P - (sum of the window). */
-#if defined(__AVR__)
-typedef int16_t ebnn_win_t; /* uint8 values times q_mul (<= 2), 64 taps at most: fits */
-#else
-typedef int32_t ebnn_win_t;
-#endif
+typedef int16_t ebnn_win_t; /* the generator uses this path only when input values fit int16 */
 
 static int32_t window_sum(const ebnn_win_t *win, const uint32_t *w, uint16_t taps)
 {
@@ -212,18 +208,26 @@ static int32_t window_sum(const ebnn_win_t *win, const uint32_t *w, uint16_t tap
     return sum;
 }
 
-static int input_conv_window(const ebnn_conv_params_t *p, const uint8_t *in_u8, const float *in_f32,
+static int input_conv_window(const ebnn_conv_params_t *params, const uint8_t *in_u8, const float *in_f32,
                              const uint32_t *weights, const int32_t *thresholds, const uint8_t *pool_min,
                              uint32_t *output)
 {
+    ebnn_conv_params_t params_copy;
+    const ebnn_conv_params_t *p = &params_copy;
     ebnn_win_t win[EBNN_MAX_WINDOW];
     int32_t best[EBNN_INPUT_CONV_BATCH];
-    uint16_t taps = (uint16_t)(p->kh * p->kw * p->in_c);
-    uint32_t row_words = ((uint32_t)taps + 31u) / 32u;
-    int32_t pad = p->input_mode == EBNN_INPUT_UINT8 ? p->pad_q : 1;
-    uint16_t oy, ox, o, o0;
+    uint16_t taps, oy, ox, o, o0;
+    uint32_t row_words;
+    int32_t pad;
     bit_writer_t bw;
-    if (taps > EBNN_MAX_WINDOW)
+    if (params == NULL || weights == NULL || thresholds == NULL || pool_min == NULL || output == NULL ||
+        (in_u8 == NULL && in_f32 == NULL))
+        return EBNN_ERROR_ARGUMENT;
+    load_params(&params_copy, params);
+    taps = (uint16_t)(p->kh * p->kw * p->in_c);
+    row_words = ((uint32_t)taps + 31u) / 32u;
+    pad = p->input_mode == EBNN_INPUT_UINT8 ? p->pad_q : 1;
+    if (taps > EBNN_MAX_WINDOW || p->input_mode == EBNN_INPUT_FLOAT)
         return EBNN_ERROR_ARGUMENT;
     bw.out = output;
     bw.word = 0;
@@ -284,6 +288,22 @@ static int input_conv_window(const ebnn_conv_params_t *p, const uint8_t *in_u8, 
     return EBNN_OK;
 }
 
+int ebnn_input_conv_window_u8(const ebnn_conv_params_t *params, const uint8_t *input, const uint32_t *weights,
+                              const int32_t *thresholds, const uint8_t *pool_min, uint32_t *output)
+{
+    if (input == NULL)
+        return EBNN_ERROR_ARGUMENT;
+    return input_conv_window(params, input, NULL, weights, thresholds, pool_min, output);
+}
+
+int ebnn_input_conv_window_f32(const ebnn_conv_params_t *params, const float *input, const uint32_t *weights,
+                               const int32_t *thresholds, const uint8_t *pool_min, uint32_t *output)
+{
+    if (input == NULL)
+        return EBNN_ERROR_ARGUMENT;
+    return input_conv_window(params, NULL, input, weights, thresholds, pool_min, output);
+}
+
 static int input_conv_int(const ebnn_conv_params_t *params, const uint8_t *in_u8, const float *in_f32,
                           const uint32_t *weights, const int32_t *thresholds, const uint8_t *pool_min,
                           uint32_t *output)
@@ -296,8 +316,6 @@ static int input_conv_int(const ebnn_conv_params_t *params, const uint8_t *in_u8
     if (params == NULL || weights == NULL || thresholds == NULL || pool_min == NULL || output == NULL)
         return EBNN_ERROR_ARGUMENT;
     load_params(&p, params);
-    if (p.filter_major)
-        return input_conv_window(&p, in_u8, in_f32, weights, thresholds, pool_min, output);
     groups = ((uint32_t)p.out_c + GROUP - 1u) / GROUP;
     bw.out = output;
     bw.word = 0;

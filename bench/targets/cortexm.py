@@ -107,8 +107,11 @@ def code_bytes(elf, export_dir, cpu, opt, work, nm="arm-none-eabi-nm", cc=None, 
         defined |= {k for k, v in symbols(obj, nm, True).items() if v[2] in "tT"}
     syms = symbols(elf, nm, True)
     ours = sum(v[1] for k, v in syms.items() if k in defined and v[2] in "tT")
-    helpers = {k: v[1] for k, v in syms.items() if k.startswith("__aeabi_") or k.startswith("__")
-               and v[2] in "tT" and ("sf" in k or "df" in k or "popcount" in k)}
+    helpers, seen = {}, set()  # runtime-library routines linked in (aliases share an address: count once)
+    for k, v in sorted(syms.items()):
+        if v[2] in "tT" and k.startswith("__") and v[0] not in seen and v[1] > 0 and k not in defined:
+            seen.add(v[0])
+            helpers[k] = v[1]
     return ours, helpers
 
 
@@ -137,6 +140,8 @@ def run(elf, cpu="cortex-m3", timeout=600):
     if proc.returncode != 0 or m is None or "DONE" not in text:
         raise RuntimeError(f"QEMU run failed ({proc.returncode}):\n{text[-3000:]}")
     counters = {"total": int(m.group(1)), "marked": int(m.group(2)), "pairs": int(m.group(3))}
+    st = re.search(r"^S (\d+)", text, re.M)
+    counters["stack"] = int(st.group(1)) if st else None
     return [ln for ln in text.splitlines() if ln.startswith("R ")], counters
 
 
@@ -165,6 +170,7 @@ def build_and_run(export_dir, name, images, num_classes, cpu="cortex-m3", opt="-
         "cpu": cpu, "opt": opt, "classes": classes, "logits": logits, "images": len(images),
         "instructions_per_inference": counters["marked"] / max(counters["pairs"], 1) - marker_cost,
         "marker_cost": marker_cost, "size": size(elf), "symbols": model_syms, "elf": str(elf),
+        "stack_bytes": counters["stack"],
         "code_bytes": code_bytes(elf, export_dir, cpu, opt, work)[0],
         "libgcc_helpers": code_bytes(elf, export_dir, cpu, opt, work)[1],
     }

@@ -62,7 +62,7 @@ int main(void)
     int trial, done = 0, filter_major_trials = 0;
     for (trial = 0; trial < 400; trial++) {
         ebnn_conv_params_t p;
-        int taps, o, i, oy, ox, n_in, mode = trial % 4, status;
+        int taps, o, i, oy, ox, n_in, mode = trial % 4, status, filter_major;
         if (!random_geometry(&p, 4, 70))
             continue;
         taps = p.kh * p.kw * p.in_c;
@@ -88,15 +88,19 @@ int main(void)
             thr_f[o] = (float)((int32_t)rnd_below(2001) - 1000) / 500.0f;
         }
         /* integer modes with small windows may use the filter-major fast path */
-        p.filter_major = (uint8_t)(mode != EBNN_INPUT_FLOAT && taps <= EBNN_MAX_WINDOW && (rnd() & 1u));
-        if (p.filter_major) {
+        filter_major = mode != EBNN_INPUT_FLOAT && taps <= EBNN_MAX_WINDOW && (rnd() & 1u);
+        if (filter_major) {
             filter_major_trials++;
             pack_rows(w, p.out_c, taps, ((uint32_t)taps + 31u) / 32u, wpk);
         } else {
             pack_taps(w, p.out_c, taps, wpk);
         }
         memset(out, 0xA5, sizeof(out));
-        if (mode == EBNN_INPUT_UINT8 || mode == EBNN_INPUT_SIGN_UINT8)
+        if (filter_major && (mode == EBNN_INPUT_UINT8 || mode == EBNN_INPUT_SIGN_UINT8))
+            status = ebnn_input_conv_window_u8(&p, in_u8, wpk, thr, pool_min, out);
+        else if (filter_major)
+            status = ebnn_input_conv_window_f32(&p, in_f, wpk, thr, pool_min, out);
+        else if (mode == EBNN_INPUT_UINT8 || mode == EBNN_INPUT_SIGN_UINT8)
             status = ebnn_input_conv_u8(&p, in_u8, wpk, thr, pool_min, out);
         else
             status = ebnn_input_conv_f32(&p, in_f, wpk, mode == EBNN_INPUT_FLOAT ? (const void *)thr_f

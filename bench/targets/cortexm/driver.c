@@ -13,6 +13,7 @@
 #define INPUT_LEN CAT(MODEL, _INPUT_LEN)
 
 void sh_puts(const char *s);
+extern uint32_t _ebss;
 
 __attribute__((noinline)) void ebnn_mark_start(void) { __asm__ volatile("" ::: "memory"); }
 __attribute__((noinline)) void ebnn_mark_stop(void) { __asm__ volatile("" ::: "memory"); }
@@ -45,6 +46,11 @@ int main(void)
     static CAT(MODEL, _input_t) input[INPUT_LEN];
     float scores[NUM_CLASSES];
     uint32_t i, k;
+    uint32_t *p, sp;
+    /* paint the free RAM between the end of .bss and the stack, to measure the stack's high-water mark */
+    __asm__ volatile("mov %0, sp" : "=r"(sp));
+    for (p = &_ebss; p < (uint32_t *)(sp - 64u); p++)
+        *p = 0xA5A5A5A5u;
     for (i = 0; i < N_IMAGES; i++) {
         char *p = line;
         int cls;
@@ -74,6 +80,17 @@ int main(void)
         }
         *p++ = '\n';
         *p = 0;
+        sh_puts(line);
+    }
+    for (p = &_ebss; p < (uint32_t *)sp && *p == 0xA5A5A5A5u; p++) {
+    }
+    {
+        char *q = line;
+        *q++ = 'S';
+        *q++ = ' ';
+        q = put_dec(q, sp - (uint32_t)p); /* stack bytes used below main's frame */
+        *q++ = '\n';
+        *q = 0;
         sh_puts(line);
     }
     sh_puts("DONE\n");
