@@ -5,7 +5,8 @@
 Method: instructions are counted exactly under QEMU (mps2-an385) by our TCG plugin between markers
 around each NAME_predict call, averaged over 20 test images, arm-none-eabi-gcc -O2 (M0+ code runs on
 the same machine). ATmega328P cycles are counted by simavr's cycle-accurate core between markers,
-avr-gcc -Os, averaged over 5 images; ms = cycles / 16 MHz. Host: the C export built with gcc -O2 runs
+avr-gcc -Os, averaged over 5 images; ms = cycles / 16 MHz. Host: the C export built with gcc -O2 (and
+with -O2 -march=native) runs
 1,000 test images in one process (wall time / 1,000, median of 5 runs); the NumPy reference executor
 and Keras (model.predict, batch 1,000) on the same 1,000 images, per image, median of 5 runs, all
 in this one run on this machine. Writes the "cost" section of BENCHMARKS.md.
@@ -20,9 +21,9 @@ import numpy as np
 from common import available_models, load_export, md_table, test_set, write_section
 
 
-def host_us(lowered, out, name, x, repeat=5):
+def host_us(lowered, out, name, x, repeat=5, flags=()):
     from keras_ebnn import host
-    exe = host.build_runner(out, name, opt="-O2")
+    exe = host.build_runner(out, name, opt="-O2", extra_flags=list(flags))
     times = []
     for _ in range(repeat):
         t = time.perf_counter()
@@ -62,6 +63,7 @@ def main(argv=None):
                 except (RuntimeError, subprocess.SubprocessError) as exc:
                     print(f"{name}: AVR run failed: {exc}")
             row["host_us"] = host_us(lowered, out, name, x)
+            row["host_native_us"] = host_us(lowered, out, name, x, flags=["-march=native"])
             ref_t, keras_t = [], []
             for _ in range(5):
                 t = time.perf_counter()
@@ -78,11 +80,11 @@ def main(argv=None):
     def fmt(v, f="{:,.0f}"):
         return "-" if v is None else f.format(v)
     table = md_table(["model", "Cortex-M3 instr.", "Cortex-M0+ instr.", "ATmega328P cycles", "ms @16 MHz",
-                      "host C µs", "NumPy ref µs", "Keras µs"],
+                      "host C µs (-O2)", "host C µs (-O2 -march=native)", "NumPy ref µs", "Keras µs"],
                      [[r["model"], fmt(r.get("cortex-m3")), fmt(r.get("cortex-m0plus")),
                        fmt(r.get("avr_cycles")) if r.get("avr_fits", True) else "does not fit",
                        fmt(r["avr_cycles"] / 16e3, "{:,.1f}") if r.get("avr_cycles") else "-",
-                       fmt(r["host_us"], "{:.1f}"), fmt(r["numpy_us"], "{:.1f}"), fmt(r["keras_us"], "{:.1f}")]
+                       fmt(r["host_us"], "{:.1f}"), fmt(r["host_native_us"], "{:.1f}"), fmt(r["numpy_us"], "{:.1f}"), fmt(r["keras_us"], "{:.1f}")]
                       for r in rows])
     print(table)
     text = "## Cost per inference\n\n" + __doc__.split("Method:")[1].split("Writes")[0].strip().replace("\n", " ") \
