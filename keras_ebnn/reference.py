@@ -63,7 +63,11 @@ def _conv_acc(values, block, integer, pad_fill):
     w = np.where(block.weights, 1, -1).reshape(block.weights.shape[0], -1)  # (O, K)
     cols = _windows(values, geom, pad_fill)
     if integer:
-        return np.rint(cols.astype(np.float64) @ w.T.astype(np.float64)).astype(np.int64)
+        # a float matrix product is exact for integers below the mantissa limit: float32 when sums stay
+        # under 2**24, else float64
+        bound = float(w.shape[1]) * float(max(np.abs(values).max(initial=0), abs(pad_fill)))
+        ftype = np.float32 if bound < 2 ** 24 else np.float64
+        return np.rint(cols.astype(ftype) @ w.T.astype(ftype)).astype(np.int64)
     # float input: sequential float32 sum over taps, as the C kernel does
     wf = w.astype(np.float32)
     acc = np.zeros(cols.shape[:3] + (w.shape[0],), dtype=np.float32)
@@ -98,8 +102,9 @@ def _pool_threshold(acc, block):
 
 
 def _dense_acc(bits, weights):
-    a = np.where(bits.reshape(bits.shape[0], -1), 1.0, -1.0)
-    w = np.where(weights, 1.0, -1.0)
+    ftype = np.float32 if weights.shape[1] < 2 ** 24 else np.float64  # exact: |sum| <= n_in
+    a = np.where(bits.reshape(bits.shape[0], -1), 1, -1).astype(ftype)
+    w = np.where(weights, 1, -1).astype(ftype)
     return np.rint(a @ w.T).astype(np.int64)
 
 
