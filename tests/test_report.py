@@ -1,0 +1,37 @@
+"""keras_ebnn.summary() before training, and the report written next to an export."""
+import numpy as np
+import pytest
+
+from conftest import small_mnist_model
+from keras_ebnn import import_larq, summary
+from keras_ebnn.exporters.c import memory_plan
+from keras_ebnn.lowering import lower
+
+tf, lq = import_larq()
+
+
+def test_summary_before_training():
+    model = small_mnist_model(tf, lq)  # never trained, never compiled
+    lines = []
+    text = summary(model, print_fn=lines.append)
+    assert lines == [text]
+    plan = memory_plan(lower(model))
+    for kind in ("input_conv", "binary_conv", "output_dense"):
+        assert kind in text
+    assert f"**{plan['totals']['flash_bytes']:,} B**" in text
+    assert f"**{plan['totals']['ram_bytes']:,} B**" in text
+    assert "MACs" in text
+
+
+def test_report_and_chart(tmp_path):
+    from keras_ebnn.exporting import export
+    model = small_mnist_model(tf, lq)
+    x = np.random.default_rng(0).integers(0, 256, (32, 28, 28, 1)).astype(np.uint8)
+    result = export(model, tmp_path / "out", name="rep", verify_inputs=x)
+    text = (tmp_path / "out" / "rep_report.md").read_text()
+    assert "keras-ebnn export report" in text and "| 0 | input_conv |" in text
+    assert "Reference executor vs Keras on 32 inputs" in text
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "out" / "rep_memory.png"
+    assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
+    assert "rep_memory.png" in text
