@@ -1,9 +1,19 @@
 """C back end: a LoweredModel -> NAME.h / NAME.c + the runtime (ebnn.h, ebnn_kernels.c).
 
-The generated NAME.c holds the bit-packed weights, thresholds and block parameters as `const` data
-(PROGMEM on AVR, via EBNN_CONST), one statically sized activation arena, and NAME_predict(): a plain
-sequence of kernel calls. `memory_plan()` sizes and places the activation buffers and reports flash
-and RAM per block; it is what `keras_ebnn.summary()` and the export report print.
+`export_c(model, out_dir, name)` writes the files (atomically: into a temporary folder, then renamed
+into place) and returns the memory plan. `memory_plan(model)` computes that plan without writing.
+
+The generated NAME.c holds, per block, the bit-packed weights (`NAME_b<i>_w`), thresholds
+(`NAME_b<i>_t`), min-pool flags (`NAME_b<i>_flip`), conv geometry (`NAME_b<i>_params`) or the output
+affine (`NAME_b<i>_scale`, `NAME_b<i>_offset`), all `const ... EBNN_CONST` (flash; PROGMEM on AVR),
+one statically sized activation arena `NAME_arena`, and NAME_predict_scratch(): a plain sequence of
+kernel calls. What the generator precomputes so the kernels don't have to:
+  * weight layouts: filter-major, each filter (or dense row) from a word boundary, zero padded
+    (see ebnn.h);
+  * min-pooled channels: weights inverted and threshold t stored as 1 - t, plus a flip bit, so every
+    kernel max-pools and compares with `>=` (exact: the accumulator is linear in the weights);
+  * thresholds clamped into [lo, hi + 1] of the block's reachable accumulator range (same bits);
+  * buffer offsets in the arena (ping-pong with a scratch gap, see `memory_plan`).
 """
 import os
 import shutil
@@ -12,23 +22,25 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_ebnn.blocks import LoweredModel
+from keras_ebnn.blocks import LoweredModel, accumulator_range
 
 RUNTIME_FILES = ("ebnn.h", "ebnn_kernels.c")
-# sizeof(ebnn_conv_params_t): 56 on 32- and 64-bit targets, 54 on AVR (no alignment padding)
-PARAMS_STRUCT_BYTES = {"32bit": 56, "avr": 54}
-# Code size, in bytes, of the runtime kernels (each with the static helpers it inlines) and of the
-# generated predict function, measured with arm-none-eabi-gcc -mcpu=cortex-m3 -mthumb -O2 -ffunction-sections
-# (`arm-none-eabi-nm -S` of ebnn_kernels.o). "common" is ebnn_xor_popcount + ebnn_const_popcount +
-# memcpy. Kernels a model does not use are dropped by the linker. Not included: libgcc's soft-float
-# routines used by the output block's logits on FPU-less cores (about 1 KB). The benchmarks and
-# tests/test_targets.py report the exact figure from each target's ELF.
-CODE_BYTES = {"common": 888, "input_conv_int": 1264, "input_conv_f32": 1228, "binary_conv": 1276,
-              "binary_dense": 148, "output_dense": 160, "predict": 40, "predict_per_block": 36}
-# Deepest stack frame chain of each kernel, in bytes, from arm-none-eabi-gcc -mcpu=cortex-m3 -O2
-# -fstack-usage (kernel + the helpers it calls); on AVR the input convolution uses fewer accumulators
-# (EBNN_INPUT_CONV_BATCH) and tests/test_targets.py measures the real high-water mark.
-STACK_BYTES = {"input_conv": 600, "binary_conv": 440, "binary_dense": 104, "output_dense": 112, "predict": 24}
+PARAMS_STRUCT_BYTES = 56  # sizeof(ebnn_conv_params_t) on every target (no padding, no pointers)
+# Machine code, in bytes, of each kernel with the static helpers it uses, and of the generated
+# predict function, measured with arm-none-eabi-gcc 13 -mcpu=cortex-m3 -mthumb -O2
+# -ffunction-sections (`arm-none-eabi-nm -S` of ebnn_kernels.o); "common" is the popcount helpers.
+# Kernels a model does not call are dropped by the linker (--gc-sections). Not included: libgcc's
+# soft-float routines used by the logits (and the float input conv) on FPU-less cores (~1 KB).
+# tests/test_targets.py and the benchmarks report the exact figure from each target's ELF.
+CODE_BYTES = {"common": 200, "input_conv_int": 900, "input_conv_f32": 500, "binary_conv": 1000,
+              "binary_dense": 150, "output_dense": 150, "predict": 40, "predict_per_block": 30}
+# Stack bound of each kernel call chain in bytes: the deepest frame chain reported by
+# arm-none-eabi-gcc -mcpu=cortex-m3 -O2 -fstack-usage for the kernel plus the helpers it calls (all
+# static sizes: no recursion, no VLAs), rounded up; "predict" is the generated caller's frame. The
+# largest local arrays are the EBNN_CHUNK accumulators of the conv kernels. On AVR the chunk is
+# 16; tests/test_targets.py measures the real high-water mark in simavr.
+STACK_BYTES = {"input_conv_int": 400, "input_conv_f32": 160, "binary_conv": 300, "binary_dense": 64,
+               "output_dense": 64, "predict": 32}
 
 
 def runtime_dir():
@@ -44,67 +56,54 @@ def runtime_dir():
 
 
 def words(nbits):
-    """uint32 words for n bits plus the guard word the kernels may read ahead (EBNN_WORDS)."""
-    return (int(nbits) + 31) // 32 + 1
+    """uint32 words holding n bits (EBNN_WORDS): activation buffers are exactly this long."""
+    return (int(nbits) + 31) // 32
 
 
-def _pack_rows(bits, row_words):
-    """bool (R, n) -> uint32 (R * row_words + 1,): each row LSB-first from a word boundary."""
+def _words_of_bits(bits):
+    """bool (R, n) -> uint32 (R * words(n),): each row LSB-first from a word boundary, zero padded."""
+    bits = np.asarray(bits, dtype=bool)
     r, n = bits.shape
-    padded = np.zeros((r, row_words * 32), dtype=bool)
+    rw = words(n)
+    padded = np.zeros((r, rw * 32), dtype=bool)
     padded[:, :n] = bits
-    packed = np.packbits(padded.reshape(r, row_words, 32), axis=2, bitorder="little")
-    w = packed.astype(np.uint32)
-    vals = w[..., 0] | (w[..., 1] << 8) | (w[..., 2] << 16) | (w[..., 3] << 24)
-    return np.concatenate([vals.reshape(-1), np.zeros(1, np.uint32)])
+    packed = np.packbits(padded.reshape(r, rw, 32), axis=2, bitorder="little").astype(np.uint32)
+    vals = packed[..., 0] | (packed[..., 1] << 8) | (packed[..., 2] << 16) | (packed[..., 3] << 24)
+    return vals.reshape(-1)
 
 
-def _pack_taps(weights):
-    """Input-conv weights (O, KH, KW, C) -> tap-major group masks (taps * groups + 1,)."""
-    o = weights.shape[0]
-    taps = weights.reshape(o, -1).T  # (taps, O)
-    groups = (o + 31) // 32
-    return _pack_rows(taps, groups)
-
-
-MAX_WINDOW = 64  # EBNN_MAX_WINDOW in ebnn.h
-
-
-def filter_major(block):
-    """Input conv blocks with an integer accumulator and a small window use the kernel's fast path
-    (window gathered once per position, filter-major weights); others the general tap-major path."""
-    if block.input.mode == "float" or int(np.prod(block.weights.shape[1:])) > MAX_WINDOW:
-        return False
-    lo, hi = block.input.value_range()
-    return max(abs(lo), abs(hi)) <= 32767
+def _has_pool(block):
+    g = block.geometry
+    return g.pool is not None and tuple(g.pool) != (1, 1)
 
 
 def block_data(block):
-    """Packed constant arrays of a block: dict of name -> (C type, numpy array)."""
+    """Constant arrays of a block as stored in C: dict of suffix -> (C type, numpy array)."""
     kind = block.kind
     out = {}
-    if kind == "input_conv" and filter_major(block):
-        k = int(np.prod(block.weights.shape[1:]))
-        out["w"] = ("uint32_t", _pack_rows(block.weights.reshape(block.weights.shape[0], -1), (k + 31) // 32))
-    elif kind == "input_conv":
-        out["w"] = ("uint32_t", _pack_taps(block.weights))
-    elif kind == "binary_conv":
-        k = int(np.prod(block.weights.shape[1:]))
-        out["w"] = ("uint32_t", _pack_rows(block.weights.reshape(block.weights.shape[0], -1), (k + 31) // 32))
-    else:
-        n = block.weights.shape[1]
-        out["w"] = ("uint32_t", _pack_rows(block.weights, (n + 31) // 32))
+    w = np.asarray(block.weights, dtype=bool).reshape(block.weights.shape[0], -1)
+    flip = np.zeros(w.shape[0], dtype=bool)
+    if kind in ("input_conv", "binary_conv") and _has_pool(block):
+        flip = np.asarray(block.pool_min, dtype=bool)
+    w = np.where(flip[:, None], ~w, w)  # min-pooled channels: max-pool the negated accumulator
+    out["w"] = ("uint32_t", _words_of_bits(w))
     if kind == "output_dense":
-        out["scale"] = ("float", block.scale.astype(np.float32))
-        out["offset"] = ("float", block.offset.astype(np.float32))
+        out["scale"] = ("float", np.asarray(block.scale, dtype=np.float32))
+        out["offset"] = ("float", np.asarray(block.offset, dtype=np.float32))
+        return out
+    rng = accumulator_range(block)
+    if rng is None:  # float accumulator
+        out["t"] = ("float", np.asarray(block.threshold, dtype=np.float32))
     else:
-        float_thr = kind == "input_conv" and block.input.mode == "float"
-        thr = block.threshold.astype(np.float32 if float_thr else np.int64)
-        if not float_thr and (thr.max() > 2**31 - 1 or thr.min() < -(2**31)):
-            raise ValueError("threshold does not fit int32")
-        out["t"] = ("float" if float_thr else "int32_t", thr)
+        lo, hi = rng
+        if kind == "input_conv" and 2 * hi > 2**31 - 1:
+            raise ValueError(f"input accumulator range {rng} does not fit the int32 kernels")
+        thr = np.clip(np.asarray(block.threshold, dtype=np.float64), lo, hi + 1)
+        thr = np.ceil(thr).astype(np.int64)  # acc >= t  <=>  acc >= ceil(t) for integer acc
+        thr = np.where(flip, 1 - thr, thr)
+        out["t"] = ("int32_t", thr)
     if kind in ("input_conv", "binary_conv"):
-        out["pool_min"] = ("uint8_t", block.pool_min.astype(np.uint8))
+        out["flip"] = ("uint32_t", _words_of_bits(flip[None, :]))
     return out
 
 
@@ -112,55 +111,92 @@ def _out_bits(block):
     return int(np.prod(block.out_shape))
 
 
-def memory_plan(model: LoweredModel, target="32bit"):
-    """Flash and RAM of an export, per block and in total.
+def _scratch_bytes(block):
+    """Kernel scratch RAM: the patch and mask of ebnn_binary_conv (EBNN_BINARY_CONV_SCRATCH_WORDS)."""
+    if block.kind != "binary_conv":
+        return 0
+    kh, kw = block.geometry.kernel
+    return 2 * words(kh * kw * block.geometry.in_shape[2]) * 4
 
-    Returns a dict:
-      blocks: one dict per block with index, kind, out_bits, weight_bytes (packed weights incl.
-        word padding), param_bytes (thresholds, pool flags, parameter struct or per-class affine),
-        flash_bytes (their sum), ram_bytes (its output buffer, 4-byte words incl. one guard word;
-        0 for the output block, whose logits go to the caller), buffer_offset (bytes into the arena).
-      arena_bytes: activation arena (= NAME_SCRATCH_SIZE). Buffers are placed alternately at the
-        bottom and the top of the arena, so block i's output never overlaps its input and the arena
-        is the largest adjacent (input + output) pair of hidden buffers.
-      totals: flash_data_bytes (all blocks), code_bytes_estimate (kernels used + predict, see
-        CODE_BYTES), flash_bytes (data + code), activation_bytes (= arena), stack_bytes_estimate
-        (deepest kernel frame + predict, see STACK_BYTES), ram_bytes (activations + stack),
-        input_bytes (the caller's input array, not counted in ram_bytes).
-    target: "32bit" (Cortex-M, hosts) or "avr" (which packs the parameter struct without padding).
+
+def memory_plan(model: LoweredModel, target="32bit"):
+    """Flash and RAM of an export, per block and in total (a plain dict of ints and lists).
+
+    Keys:
+      blocks: one dict per block, in order:
+        index, kind, out_bits (0 for the output block),
+        weight_bytes   packed weights incl. word padding (flash),
+        param_bytes    thresholds + min-pool flip words + the 56-byte geometry struct (conv blocks),
+                       or the per-class scale and offset (output block) (flash),
+        flash_bytes    weight_bytes + param_bytes,
+        ram_bytes      its output activation buffer: 4 * ceil(out_bits / 32) (0 for the output
+                       block, whose logits go to the caller's array),
+        buffer_offset  byte offset of that buffer in the arena,
+        scratch_bytes, scratch_offset  kernel scratch (binary conv patch + mask) while it runs.
+      buffers: [{block, offset, bytes}] the activation buffers, for drawing the arena.
+      activation_bytes: the largest (input buffer + output buffer) of any block: what the
+        activation buffers need. Buffers are placed alternately at the bottom and the top of the
+        arena, so a block's input and output never overlap while buffer i and i+2 share memory.
+      arena_bytes: NAME_SCRATCH_SIZE = the static arena = max over blocks of (input + output +
+        kernel scratch); the scratch sits in the gap between the two buffers, so it only adds
+        bytes when that gap is too small.
+      totals: flash_data_bytes (all blocks' constant data, exact: equals the object's symbol sizes),
+        code_bytes_estimate (CODE_BYTES of the kernels used + predict: measured on Cortex-M3 -O2),
+        flash_bytes (data + code), activation_bytes, kernel_scratch_bytes (arena - activations),
+        arena_bytes, stack_bytes_estimate (deepest kernel call chain + predict, from -fstack-usage:
+        see STACK_BYTES), ram_bytes (arena + stack), input_bytes (the caller's input array, not
+        counted in ram_bytes).
+    target: accepted for compatibility ("32bit" or "avr"): every size is the same on both.
     """
-    blocks, sizes = [], []
+    del target
+    blocks = []
     for i, b in enumerate(model.blocks):
         data = block_data(b)
         wbytes = data["w"][1].size * 4
-        pbytes = sum(arr.size * np.dtype(arr.dtype).itemsize if ctype != "int32_t" else arr.size * 4
-                     for key, (ctype, arr) in data.items() if key != "w")
+        pbytes = sum(arr.size * 4 for key, (_, arr) in data.items() if key != "w")
         if b.kind in ("input_conv", "binary_conv"):
-            pbytes += PARAMS_STRUCT_BYTES[target]
+            pbytes += PARAMS_STRUCT_BYTES
         hidden = b.kind != "output_dense"
-        ram = words(_out_bits(b)) * 4 if hidden else 0
-        if hidden:
-            sizes.append(ram)
         blocks.append({"index": i, "kind": b.kind, "out_bits": _out_bits(b) if hidden else 0,
-                       "weight_bytes": int(wbytes), "param_bytes": int(pbytes),
-                       "flash_bytes": int(wbytes + pbytes), "ram_bytes": int(ram), "buffer_offset": 0})
-    arena = max([sizes[0]] + [a + b for a, b in zip(sizes, sizes[1:])]) if sizes else 0
-    for i, size in enumerate(sizes):
-        blocks[i]["buffer_offset"] = 0 if i % 2 == 0 else arena - size
+                       "weight_bytes": int(wbytes), "param_bytes": int(pbytes), "flash_bytes": int(wbytes + pbytes),
+                       "ram_bytes": words(_out_bits(b)) * 4 if hidden else 0, "buffer_offset": 0,
+                       "scratch_bytes": _scratch_bytes(b), "scratch_offset": 0})
+    hidden = [b for b in blocks if b["kind"] != "output_dense"]
+    sizes = [b["ram_bytes"] for b in hidden]
+    activation = max([sizes[0]] + [a + c for a, c in zip(sizes, sizes[1:])]) if sizes else 0
+    arena = activation
+    for b in blocks:  # block i reads buffer i-1 and writes buffer i (if hidden)
+        i = b["index"]
+        live = (sizes[i - 1] if i > 0 else 0) + (sizes[i] if i < len(sizes) else 0)
+        arena = max(arena, live + b["scratch_bytes"])
+    for i, b in enumerate(hidden):
+        b["buffer_offset"] = 0 if i % 2 == 0 else arena - b["ram_bytes"]
+    for b in blocks:
+        if b["scratch_bytes"]:
+            i = b["index"]
+            below = i if i % 2 == 0 else i - 1  # the buffer at the bottom of (input i-1, output i)
+            b["scratch_offset"] = hidden[below]["ram_bytes"] if 0 <= below < len(hidden) else 0
     kinds = {b.kind for b in model.blocks}
     code = CODE_BYTES["common"] + CODE_BYTES["predict"] + CODE_BYTES["predict_per_block"] * len(model.blocks)
+    stack = 0
     for kind in kinds:
+        key = kind
         if kind == "input_conv":
-            code += CODE_BYTES["input_conv_f32" if model.input.mode == "float" else "input_conv_int"]
-        else:
-            code += CODE_BYTES[kind]
-    stack = max(STACK_BYTES[k] for k in kinds) + STACK_BYTES["predict"]
+            key = "input_conv_f32" if model.input.mode == "float" else "input_conv_int"
+            if model.input.mode == "sign_float":
+                code += CODE_BYTES["input_conv_f32"]  # the float entry point dispatches to the integer one
+        code += CODE_BYTES[key]
+        stack = max(stack, STACK_BYTES[key])
+    stack += STACK_BYTES["predict"]
     data_bytes = sum(b["flash_bytes"] for b in blocks)
     in_bytes = model.input.length * (1 if model.input.dtype == np.uint8 else 4)
     totals = {"flash_data_bytes": int(data_bytes), "code_bytes_estimate": int(code),
-              "flash_bytes": int(data_bytes + code), "activation_bytes": int(arena),
+              "flash_bytes": int(data_bytes + code), "activation_bytes": int(activation),
+              "kernel_scratch_bytes": int(arena - activation), "arena_bytes": int(arena),
               "stack_bytes_estimate": int(stack), "ram_bytes": int(arena + stack), "input_bytes": int(in_bytes)}
-    return {"blocks": blocks, "arena_bytes": int(arena), "totals": totals}
+    buffers = [{"block": b["index"], "offset": b["buffer_offset"], "bytes": b["ram_bytes"]} for b in hidden]
+    return {"blocks": blocks, "buffers": buffers, "activation_bytes": int(activation), "arena_bytes": int(arena),
+            "totals": totals}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -169,14 +205,19 @@ def memory_plan(model: LoweredModel, target="32bit"):
 
 def _c_number(ctype, v):
     if ctype == "float":
-        v = float(np.float32(v))
+        v = np.float32(v)
+        if np.isnan(v):
+            raise ValueError("NaN in model parameters")
         if np.isinf(v):
             return "INFINITY" if v > 0 else "-INFINITY"
-        return f"{v:.9g}f" if ("e" in f"{v:.9g}" or "." in f"{v:.9g}") else f"{v:.9g}.0f"
+        text = repr(float(v))  # shortest repr that round-trips through double, hence float32 too
+        return (text if ("e" in text or "." in text) else text + ".0") + "f"
     if ctype == "uint32_t":
         return f"0x{int(v):08x}u"
     if ctype == "int32_t":
         v = int(v)
+        if not -(2**31) <= v < 2**31:
+            raise ValueError(f"{v} does not fit int32")
         return "INT32_MIN" if v == -(2**31) else str(v)
     return str(int(v))
 
@@ -190,31 +231,34 @@ def _c_array(name, ctype, values, per_line=8):
 
 def _conv_params(name, block):
     g = block.geometry
-    pool = g.pool or (1, 1)
-    pstr = g.pool_strides if g.pool else (1, 1)
-    ppad = g.pool_pad if g.pool else (0, 0)
+    has_pool = g.pool is not None
     fields = {
         "in_h": g.in_shape[0], "in_w": g.in_shape[1], "in_c": g.in_shape[2],
         "kh": g.kernel[0], "kw": g.kernel[1], "sh": g.strides[0], "sw": g.strides[1],
         "pad_t": g.pad[0], "pad_l": g.pad[1], "conv_h": g.conv_shape[0], "conv_w": g.conv_shape[1],
-        "pool_h": pool[0], "pool_w": pool[1], "pool_sh": pstr[0], "pool_sw": pstr[1],
-        "pool_t": ppad[0], "pool_l": ppad[1], "out_h": g.out_hw[0], "out_w": g.out_hw[1],
-        "out_c": block.weights.shape[0], "pad_value": g.pad_value,
+        "pool_h": g.pool[0] if has_pool else 1, "pool_w": g.pool[1] if has_pool else 1,
+        "pool_sh": g.pool_strides[0] if has_pool else 1, "pool_sw": g.pool_strides[1] if has_pool else 1,
+        "pool_t": g.pool_pad[0] if has_pool else 0, "pool_l": g.pool_pad[1] if has_pool else 0,
+        "out_h": g.out_hw[0], "out_w": g.out_hw[1], "out_c": block.weights.shape[0],
     }
+    for key, v in fields.items():
+        if not 0 <= int(v) <= 65535:
+            raise ValueError(f"block geometry {key}={v} does not fit uint16")
+    rng = accumulator_range(block)
+    fields["pad_value"] = int(g.pad_value)
+    fields["input_mode"] = "EBNN_INPUT_FLOAT"
+    fields["acc16"] = int(rng is not None and rng[1] < 2**15 - 1)
     if block.kind == "input_conv":
         spec = block.input
-        mode = {"float": "EBNN_INPUT_FLOAT", "uint8": "EBNN_INPUT_UINT8", "sign_float": "EBNN_INPUT_SIGN_FLOAT",
-                "sign_uint8": "EBNN_INPUT_SIGN_UINT8"}[spec.mode]
-        fields.update({"input_mode": mode, "q_mul": spec.q_mul, "q_add": spec.q_add, "pad_q": spec.pad_q,
-                       "sign_threshold_u8": int(spec.sign_threshold) if spec.mode == "sign_uint8" else 0,
+        fields["input_mode"] = {"float": "EBNN_INPUT_FLOAT", "uint8": "EBNN_INPUT_UINT8",
+                                "sign_float": "EBNN_INPUT_SIGN_FLOAT", "sign_uint8": "EBNN_INPUT_SIGN_UINT8"}[spec.mode]
+        thr_u8 = int(np.ceil(spec.sign_threshold)) if spec.mode == "sign_uint8" else 0
+        fields.update({"q_mul": int(spec.q_mul), "q_add": int(spec.q_add), "pad_q": int(spec.pad_q),
+                       "sign_threshold_u8": min(max(thr_u8, 0), 256),
                        "sign_threshold_f": _c_number("float", spec.sign_threshold)})
         for key in ("q_mul", "q_add", "pad_q"):
-            if not -32768 <= int(fields[key]) <= 32767:
+            if not -32768 <= fields[key] <= 32767:
                 raise ValueError(f"input encoding {key}={fields[key]} does not fit int16")
-    for key, v in fields.items():
-        if isinstance(v, (int, np.integer)) and key not in ("q_mul", "q_add", "pad_q", "sign_threshold_u8") \
-                and not 0 <= int(v) <= 65535:
-            raise ValueError(f"block geometry {key}={v} does not fit uint16")
     body = ",\n    ".join(f".{k} = {v}" for k, v in fields.items())
     return f"static const ebnn_conv_params_t {name} EBNN_CONST = {{\n    {body}\n}};\n"
 
@@ -224,10 +268,11 @@ def generate(model: LoweredModel, name):
     plan = memory_plan(model)
     up = name.upper()
     in_t = "uint8_t" if model.input.dtype == np.uint8 else "float"
-    arena_words = plan["arena_bytes"] // 4
-    header = f"""/* {name}.h - generated by keras-ebnn from Keras model '{model.name}'. Do not edit.
+    hidden_bits = ", ".join(str(b["out_bits"]) for b in plan["blocks"][:-1])
+    header = f"""/* {name}.h - generated by keras-ebnn from model '{model.name}'. Do not edit.
  * Blocks: {", ".join(b.kind for b in model.blocks)}.
- * Flash: {plan['totals']['flash_data_bytes']} B of model data; RAM: {plan['arena_bytes']} B activation arena. */
+ * Flash: {plan['totals']['flash_data_bytes']} B of model data; RAM: {plan['arena_bytes']} B arena
+ * ({plan['activation_bytes']} B activation bits + {plan['totals']['kernel_scratch_bytes']} B kernel scratch). */
 #ifndef {up}_H
 #define {up}_H
 
@@ -237,21 +282,26 @@ def generate(model: LoweredModel, name):
 extern "C" {{
 #endif
 
-#define {name}_INPUT_LEN {model.input.length}u  /* input values, NHWC {"x".join(map(str, model.input.shape))} */
+#define {name}_INPUT_LEN {model.input.length}u /* input values, NHWC {"x".join(map(str, model.input.shape))} */
 #define {name}_NUM_CLASSES {model.num_classes}
-#define {name}_SCRATCH_SIZE {plan['arena_bytes']}u  /* bytes of scratch for {name}_predict_scratch */
+#define {name}_NUM_BLOCKS {len(model.blocks)}
+#define {name}_SCRATCH_SIZE {plan['arena_bytes']}u /* bytes of scratch for {name}_predict_scratch */
 typedef {in_t} {name}_input_t;
 
-/* Classifies one input; returns the class index (argmax). scores may be NULL, else it receives
- * {name}_NUM_CLASSES logits (pre-softmax). Uses a static activation arena: not reentrant. */
+/* Classifies one input; returns the class index (argmax, first maximum wins). scores may be NULL,
+ * else it receives {name}_NUM_CLASSES logits (pre-softmax). Uses the static arena {name}_arena:
+ * not reentrant. */
 int {name}_predict(const {name}_input_t *input, float *scores);
 
-/* Same, with caller-provided scratch memory: {name}_SCRATCH_SIZE bytes, aligned for uint32_t.
- * Returns -1 if scratch is NULL or misaligned. */
+/* Same, with caller-provided scratch: {name}_SCRATCH_SIZE bytes aligned for uint32_t (CMSIS-NN
+ * style). Reentrant. Returns -1 if input or scratch is NULL or scratch is misaligned. */
 int {name}_predict_scratch(const {name}_input_t *input, float *scores, void *scratch);
 
 #ifdef EBNN_DEBUG_HOOK
-/* Test hook: when set, called after every hidden block with its output bits (ebnn.h layout). */
+/* Test hook (compile everything with -DEBNN_DEBUG_HOOK): when non-NULL, called after each hidden
+ * block (0 .. {name}_NUM_BLOCKS - 2) with its output bits: nbits bits in (nbits + 31) / 32 words,
+ * bit i = word i >> 5, position i & 31, bit 1 = +1, HWC order (i = (y * W + x) * C + c); the unused
+ * high bits of the last word are 0. nbits per block: {hidden_bits}. */
 extern void (*{name}_debug_hook)(int block, const uint32_t *bits, uint32_t nbits);
 #endif
 
@@ -264,44 +314,42 @@ extern void (*{name}_debug_hook)(int block, const uint32_t *bits, uint32_t nbits
     src = [f"/* {name}.c - generated by keras-ebnn. Do not edit. See {name}.h and ebnn.h. */",
            "#include <math.h>", "#include <stddef.h>", "", '#include "ebnn.h"', f'#include "{name}.h"', ""]
     for i, b in enumerate(model.blocks):
-        src.append(f"/* block {i}: {b.kind} {'x'.join(map(str, b.out_shape))} <- {', '.join(b.source_layers)} */")
+        shape = "x".join(map(str, b.out_shape))
+        src.append(f"/* block {i}: {b.kind} -> {shape} (from {', '.join(b.source_layers) or '-'}) */")
         for key, (ctype, arr) in block_data(b).items():
             src.append(_c_array(f"{name}_b{i}_{key}", ctype, arr))
         if b.kind in ("input_conv", "binary_conv"):
             src.append(_conv_params(f"{name}_b{i}_params", b))
-    src.append(f"static uint32_t {name}_arena[{max(arena_words, 1)}];")
+    src.append(f"static uint32_t {name}_arena[{max(plan['arena_bytes'] // 4, 1)}];")
     src.append("")
-    src.append(f"#ifdef EBNN_DEBUG_HOOK\nvoid (*{name}_debug_hook)(int block, const uint32_t *bits, uint32_t nbits) = NULL;\n#endif\n")
-    body = []
-    prev = "input"
+    src.append(f"#ifdef EBNN_DEBUG_HOOK\nvoid (*{name}_debug_hook)(int block, const uint32_t *bits, uint32_t nbits) = NULL;\n"
+               f"#define DEBUG_HOOK(i, buf, nbits) if ({name}_debug_hook != NULL) {name}_debug_hook(i, buf, nbits)\n"
+               "#else\n#define DEBUG_HOOK(i, buf, nbits) (void)0\n#endif\n")
+    body, prev = [], "input"
     for i, b in enumerate(model.blocks):
         p = plan["blocks"][i]
-        buf = f"(arena + {p['buffer_offset'] // 4})"
-        wname = f"{name}_b{i}_w"
+        buf = f"arena + {p['buffer_offset'] // 4}"
+        pre = f"{name}_b{i}_"
         if b.kind == "input_conv":
-            fn = "ebnn_input_conv_window" if filter_major(b) else "ebnn_input_conv"
-            fn += "_u8" if model.input.dtype == np.uint8 else "_f32"
-            body.append(f"    {fn}(&{name}_b{i}_params, input, {wname}, {name}_b{i}_t, {name}_b{i}_pool_min, {buf});")
+            fn = "ebnn_input_conv_u8" if model.input.dtype == np.uint8 else "ebnn_input_conv_f32"
+            body.append(f"    if ({fn}(&{pre}params, input, {pre}w, {pre}t, {pre}flip, {buf}) != EBNN_OK)\n"
+                        "        return -1;")
         elif b.kind == "binary_conv":
-            fw = (int(np.prod(b.weights.shape[1:])) + 31) // 32
-            body.append(f"    ebnn_binary_conv(&{name}_b{i}_params, {prev}, {wname}, {fw}u, {name}_b{i}_t, "
-                        f"{name}_b{i}_pool_min, {buf});")
+            body.append(f"    ebnn_binary_conv(&{pre}params, {prev}, {pre}w, {pre}t, {pre}flip, {buf}, "
+                        f"arena + {p['scratch_offset'] // 4});")
         elif b.kind == "binary_dense":
-            n = b.weights.shape[1]
-            body.append(f"    ebnn_binary_dense({n}u, {b.weights.shape[0]}u, {prev}, {wname}, {(n + 31) // 32}u, "
-                        f"{name}_b{i}_t, {buf});")
+            body.append(f"    ebnn_binary_dense({b.weights.shape[1]}u, {b.weights.shape[0]}u, {prev}, {pre}w, "
+                        f"{pre}t, {buf});")
         else:
-            n = b.weights.shape[1]
-            body.append(f"    return ebnn_output_dense({n}u, {b.weights.shape[0]}u, {prev}, {wname}, "
-                        f"{(n + 31) // 32}u, {name}_b{i}_scale, {name}_b{i}_offset, scores);")
+            body.append(f"    return ebnn_output_dense({b.weights.shape[1]}u, {b.weights.shape[0]}u, {prev}, "
+                        f"{pre}w, {pre}scale, {pre}offset, scores);")
             break
-        body.append(f"#ifdef EBNN_DEBUG_HOOK\n    if ({name}_debug_hook != NULL)\n"
-                    f"        {name}_debug_hook({i}, {buf}, {p['out_bits']}u);\n#endif")
+        body.append(f"    DEBUG_HOOK({i}, {buf}, {p['out_bits']}u);")
         prev = buf
     src.append(f"""int {name}_predict_scratch(const {name}_input_t *input, float *scores, void *scratch)
 {{
     uint32_t *arena = (uint32_t *)scratch;
-    if (scratch == NULL || ((uintptr_t)scratch % EBNN_WORD_ALIGN) != 0u || input == NULL)
+    if (input == NULL || scratch == NULL || ((uintptr_t)scratch % EBNN_WORD_ALIGN) != 0u)
         return -1;
 {chr(10).join(body)}
 }}
@@ -315,9 +363,11 @@ int {name}_predict(const {name}_input_t *input, float *scores)
 
 
 def export_c(model: LoweredModel, out_dir, name):
-    """Write NAME.h, NAME.c and the runtime files into out_dir (created or replaced atomically).
+    """Write NAME.h, NAME.c and the runtime files (ebnn.h, ebnn_kernels.c) into out_dir.
 
-    Returns the memory plan (see `memory_plan`)."""
+    The files are written into a temporary folder beside out_dir and then moved into place, so a
+    failure never leaves half-written output. An existing out_dir is kept (other files in it stay);
+    the four files are replaced. Returns the memory plan (see `memory_plan`)."""
     if not (name.isidentifier() and name.isascii()):
         raise ValueError(f"name {name!r} must be a C identifier")
     header, source = generate(model, name)

@@ -1,21 +1,40 @@
 /* ebnn.h - the one public header of the keras-ebnn C runtime.
  *
- * Fused binarized-network kernels (eBNN style): each kernel computes convolution, pooling and the
- * folded batch-norm + sign (one integer threshold per channel) in one pass and writes output *bits*.
- * Portable C99; no malloc, no recursion; float only in the float-input kernel and the final logits.
+ * Fused binarized-network kernels (eBNN style): every kernel computes its convolution or dense
+ * product, the max/min pooling and the folded batch norm + sign (one threshold per channel) in ONE
+ * pass and writes output *bits*; only the last block writes float logits. Portable C99: no malloc,
+ * no recursion, fixed-width integer types only (AVR's int is 16 bits), float only in the
+ * float-input kernel and the final logits. The exact semantics are keras_ebnn/blocks.py; the NumPy
+ * reference executor keras_ebnn/reference.py is matched bit for bit. See README.md in this folder.
  *
- * Bit layout (activations and weights): a bitstream packed into uint32_t words, bit i in word i / 32
- * at position i % 32 (LSB first); bit 1 means +1, bit 0 means -1. Feature maps are stored in HWC
- * order: bit (y * W + x) * C + c. On a little-endian machine the bytes of a buffer equal NumPy's
- * np.packbits(bits, bitorder="little") of the flattened map.
+ * Bit layout (activations and weights)
+ *   A bitstream packed into uint32_t words: bit i is in word i >> 5 at position i & 31 (LSB first);
+ *   bit 1 means +1, bit 0 means -1. A feature map (H, W, C) is stored in HWC order: bit
+ *   (y * W + x) * C + c. A buffer of n bits is exactly EBNN_WORDS(n) words; kernels write the unused
+ *   high bits of the last word as 0 (the kernels rely on it: weight rows are zero-padded the same
+ *   way, so padding bits never count). On a little-endian machine the bytes of a buffer equal
+ *   np.packbits(bits, bitorder="little") of the flattened map (plus zero bytes up to the word).
  *
- * Constant data (weights, thresholds, parameters) is read through EBNN_READ_* so that the same
- * kernels work with data in flash on AVR (PROGMEM) and in plain const memory elsewhere.
+ * Weight layouts (written by keras_ebnn.exporters.c; T = kh * kw * in_c taps in (ky, kx, c) order)
+ *   conv blocks: filter o's T bits start at word o * EBNN_WORDS(T) (the integer input conv reads
+ *     them as nibbles: bits 4g .. 4g+3 are the weights of taps 4g .. 4g+3).
+ *   dense blocks: row o's n_in bits start at word o * EBNN_WORDS(n_in).
+ *   Min-pooled channels are stored *negated* (weights inverted): the kernel then max-pools the
+ *   negated accumulator. Their bit in the `flip` bitmask is 1, and for integer blocks the stored
+ *   threshold is 1 - t: bit = (max(-acc) >= 1 - t) XOR 1 == (min(acc) >= t). Float thresholds are
+ *   stored unchanged and the kernel compares -max(-acc) >= t.
  *
- * Options (compile-time macros):
- *   EBNN_POPCOUNT = EBNN_POPCOUNT_BUILTIN | EBNN_POPCOUNT_SWAR | EBNN_POPCOUNT_TABLE
- *     default: builtin where the CPU has a popcount instruction (x86 with POPCNT, AArch64),
- *     a 256-entry table on AVR, SWAR (shifts, masks, one multiply) elsewhere (Cortex-M).
+ * Constant data (weights, thresholds, flags, parameters) is declared EBNN_CONST and read only
+ * through EBNN_READ_* / EBNN_COPY_CONST, so the same kernels run with data in flash on AVR
+ * (PROGMEM) and in plain const memory on Cortex-M and hosts.
+ *
+ * Compile-time options
+ *   EBNN_POPCOUNT = EBNN_POPCOUNT_BUILTIN (1) | EBNN_POPCOUNT_SWAR (2) | EBNN_POPCOUNT_TABLE (3)
+ *     default: builtin where the CPU has a popcount instruction (x86 with POPCNT, AArch64), a
+ *     256-byte table in flash on AVR, SWAR (shifts, masks, one multiply per row) elsewhere, e.g. on
+ *     Cortex-M0+/M3/M4 where __builtin_popcount is a libgcc call.
+ *   EBNN_CHUNK: filters processed at once by the conv kernels (accumulators on the stack);
+ *     default 32, 8 on AVR (2 KB of SRAM). Must be 8, 16 or 32.
  */
 #ifndef EBNN_H
 #define EBNN_H
@@ -27,7 +46,7 @@
 extern "C" {
 #endif
 
-/* ---- constant data in flash ------------------------------------------------------------------ */
+/* ---- constant data: the only place that knows where it lives -------------------------------- */
 #if defined(__AVR__)
 #include <avr/pgmspace.h>
 #define EBNN_CONST PROGMEM
@@ -37,6 +56,7 @@ extern "C" {
 #define EBNN_READ_F32(p) pgm_read_float(p)
 #define EBNN_COPY_CONST(dst, src, n) memcpy_P((dst), (src), (n))
 #else
+#include <string.h>
 #define EBNN_CONST
 #define EBNN_READ_U8(p) (*(const uint8_t *)(p))
 #define EBNN_READ_U32(p) (*(const uint32_t *)(p))
@@ -45,7 +65,7 @@ extern "C" {
 #define EBNN_COPY_CONST(dst, src, n) memcpy((dst), (src), (n))
 #endif
 
-/* ---- popcount selection -------------------------------------------------------------------- */
+/* ---- popcount selection ---------------------------------------------------------------------- */
 #define EBNN_POPCOUNT_BUILTIN 1
 #define EBNN_POPCOUNT_SWAR 2
 #define EBNN_POPCOUNT_TABLE 3
@@ -59,31 +79,23 @@ extern "C" {
 #endif
 #endif
 
-/* ---- status codes ---------------------------------------------------------------------------- */
+#ifndef EBNN_CHUNK
+#if defined(__AVR__)
+#define EBNN_CHUNK 8
+#else
+#define EBNN_CHUNK 32
+#endif
+#endif
+
+/* ---- status codes ----------------------------------------------------------------------------- */
 #define EBNN_OK 0
 #define EBNN_ERROR_ARGUMENT (-1)
 
-/* ---- block parameters ---------------------------------------------------------------------- */
-/* Input encodings of the first block (see keras_ebnn/blocks.py, InputSpec). */
-#define EBNN_INPUT_FLOAT 0      /* float input, float32 accumulator */
-#define EBNN_INPUT_UINT8 1      /* q = q_mul * p + q_add, integer accumulator */
-#define EBNN_INPUT_SIGN_FLOAT 2 /* +1 if x >= sign_threshold_f else -1 */
-#define EBNN_INPUT_SIGN_UINT8 3 /* +1 if p >= sign_threshold_u8 else -1 */
-
-/* Convolution + pooling geometry. Without pooling: pool window 1x1, stride 1, no padding. */
-typedef struct {
-    uint16_t in_h, in_w, in_c;      /* block input */
-    uint16_t kh, kw, sh, sw;        /* kernel and strides */
-    uint16_t pad_t, pad_l;          /* leading padding of the convolution */
-    uint16_t conv_h, conv_w;        /* convolution output (before pooling) */
-    uint16_t pool_h, pool_w, pool_sh, pool_sw, pool_t, pool_l;
-    uint16_t out_h, out_w, out_c;   /* block output */
-    uint8_t pad_value;              /* 0: padded taps add nothing, 1: padded taps are +1 (or pad_q) */
-    uint8_t input_mode;             /* input conv only: EBNN_INPUT_* */
-    int16_t q_mul, q_add, pad_q;    /* input conv, EBNN_INPUT_UINT8 */
-    int16_t sign_threshold_u8;      /* input conv, EBNN_INPUT_SIGN_UINT8 (0..256) */
-    float sign_threshold_f;         /* input conv, EBNN_INPUT_SIGN_FLOAT */
-} ebnn_conv_params_t;
+/* ---- sizes ------------------------------------------------------------------------------------ */
+/* uint32_t words holding n bits (activation buffers are exactly this long). */
+#define EBNN_WORDS(nbits) ((((uint32_t)(nbits)) + 31u) >> 5)
+/* Scratch words ebnn_binary_conv needs: the patch of the current window and its validity mask. */
+#define EBNN_BINARY_CONV_SCRATCH_WORDS(kh, kw, in_c) (2u * EBNN_WORDS((uint32_t)(kh) * (kw) * (in_c)))
 
 /* Alignment of uint32_t (4 on Cortex-M and hosts, 1 on AVR): scratch memory must be aligned so. */
 typedef struct {
@@ -92,47 +104,62 @@ typedef struct {
 } ebnn_align_probe_t;
 #define EBNN_WORD_ALIGN (offsetof(ebnn_align_probe_t, w))
 
-/* Number of uint32_t words holding n bits, plus one guard word (kernels may read one word ahead). */
-#define EBNN_WORDS(nbits) ((((uint32_t)(nbits)) + 31u) / 32u + 1u)
+/* ---- block parameters ------------------------------------------------------------------------- */
+/* Input encodings of the first block (keras_ebnn/blocks.py, InputSpec.mode). */
+#define EBNN_INPUT_FLOAT 0      /* value = x (float32 accumulator, summed in tap order) */
+#define EBNN_INPUT_UINT8 1      /* value = q_mul * p + q_add (integer accumulator) */
+#define EBNN_INPUT_SIGN_FLOAT 2 /* value = +1 if x >= sign_threshold_f else -1 */
+#define EBNN_INPUT_SIGN_UINT8 3 /* value = +1 if p >= sign_threshold_u8 else -1 */
 
-/* Largest kernel window (kh * kw * in_c taps) of the input convolution's filter-major fast path. */
-#define EBNN_MAX_WINDOW 64
+/* Convolution + pooling geometry of a conv block (56 bytes on every target; lives in flash).
+ * Without pooling: pool window 1x1, stride 1, no padding, out = conv. */
+typedef struct {
+    uint16_t in_h, in_w, in_c;    /* block input (H, W, C) */
+    uint16_t kh, kw, sh, sw;      /* kernel and strides */
+    uint16_t pad_t, pad_l;        /* leading padding of the convolution */
+    uint16_t conv_h, conv_w;      /* convolution output before pooling */
+    uint16_t pool_h, pool_w, pool_sh, pool_sw, pool_t, pool_l;
+    uint16_t out_h, out_w, out_c; /* block output (H, W, C) */
+    uint8_t pad_value;            /* 0: a padded tap adds nothing; 1: it reads +1 (pad_q in uint8 mode) */
+    uint8_t input_mode;           /* input conv only: EBNN_INPUT_* */
+    uint8_t acc16;                /* 1: every accumulator fits int16 (required by the input conv on AVR) */
+    uint8_t reserved;
+    int16_t q_mul, q_add, pad_q;  /* EBNN_INPUT_UINT8 */
+    int16_t sign_threshold_u8;    /* EBNN_INPUT_SIGN_UINT8: 0 .. 256 */
+    float sign_threshold_f;       /* EBNN_INPUT_SIGN_FLOAT */
+} ebnn_conv_params_t;
 
-/* ---- kernels ------------------------------------------------------------------------------- */
-/* Weights of ebnn_input_conv_u8/_f32 are tap-major: for tap t = (ky * kw + kx) * in_c + c and filter
- * group g = o / 32, word t * groups + g holds bit o % 32 (groups = ceil(out_c / 32)).
- * ebnn_input_conv_window_u8/_f32 (integer input modes with at most EBNN_MAX_WINDOW taps and input
- * values within int16) take filter-major weights: filter o's taps in (ky, kx, c) order from word
- * o * ceil(taps / 32); they gather each window once and share it across filters (faster).
- * Weights of binary conv blocks are filter-major: filter o's kh*kw*in_c bits in (ky, kx, c) order,
- * starting at word o * filter_words. Dense weights: row o's n_in bits at word o * row_words.
- * thresholds: one per output channel (int32, or float for EBNN_INPUT_FLOAT).
- * pool_min: one byte per channel, 1 = the pooled value is the minimum of the accumulator.
- * All kernels overwrite the whole output buffer (EBNN_WORDS(out bits) words). */
+/* ---- kernels ---------------------------------------------------------------------------------- */
+/* All kernels write the whole output buffer (EBNN_WORDS(out_h * out_w * out_c) words) and return
+ * EBNN_OK, or EBNN_ERROR_ARGUMENT for a NULL pointer. `thresholds` are int32_t (float for
+ * EBNN_INPUT_FLOAT), `flip` is a bitmask of min-pooled channels (see the layout notes above).
+ * Constant arguments (params, weights, thresholds, flip) may live in flash. */
+
+/* First block on a uint8 input (modes EBNN_INPUT_UINT8 and EBNN_INPUT_SIGN_UINT8). */
 int ebnn_input_conv_u8(const ebnn_conv_params_t *params, const uint8_t *input, const uint32_t *weights,
-                       const int32_t *thresholds, const uint8_t *pool_min, uint32_t *output);
+                       const int32_t *thresholds, const uint32_t *flip, uint32_t *output);
+/* First block on a float input: EBNN_INPUT_FLOAT (float thresholds, filter-major weights) or
+ * EBNN_INPUT_SIGN_FLOAT (int32 thresholds). */
 int ebnn_input_conv_f32(const ebnn_conv_params_t *params, const float *input, const uint32_t *weights,
-                        const void *thresholds, const uint8_t *pool_min, uint32_t *output);
-int ebnn_input_conv_window_u8(const ebnn_conv_params_t *params, const uint8_t *input, const uint32_t *weights,
-                              const int32_t *thresholds, const uint8_t *pool_min, uint32_t *output);
-int ebnn_input_conv_window_f32(const ebnn_conv_params_t *params, const float *input, const uint32_t *weights,
-                               const int32_t *thresholds, const uint8_t *pool_min, uint32_t *output);
+                        const void *thresholds, const uint32_t *flip, uint32_t *output);
+/* Binary convolution over a bit map. scratch: EBNN_BINARY_CONV_SCRATCH_WORDS words of RAM. */
 int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *input, const uint32_t *weights,
-                     uint32_t filter_words, const int32_t *thresholds, const uint8_t *pool_min,
-                     uint32_t *output);
+                     const int32_t *thresholds, const uint32_t *flip, uint32_t *output, uint32_t *scratch);
+/* Binary dense: n_in bits -> n_out bits, bit o = (n_in - 2 * popcount(x ^ w_o) >= thresholds[o]). */
 int ebnn_binary_dense(uint32_t n_in, uint32_t n_out, const uint32_t *input, const uint32_t *weights,
-                      uint32_t row_words, const int32_t *thresholds, uint32_t *output);
-/* Output block: logits[k] = (float)x[k] * scale[k] + offset[k]; returns the argmax (first maximum).
- * logits may be NULL. */
+                      const int32_t *thresholds, uint32_t *output);
+/* Output block: x[k] = n_in - 2 * popcount(a ^ w_k); logits[k] = (float)x[k] * scale[k] + offset[k]
+ * (two float32 operations, never fused). Returns the argmax (first maximum wins), or
+ * EBNN_ERROR_ARGUMENT. logits may be NULL. */
 int ebnn_output_dense(uint32_t n_in, uint32_t n_out, const uint32_t *input, const uint32_t *weights,
-                      uint32_t row_words, const float *scale, const float *offset, float *logits);
+                      const float *scale, const float *offset, float *logits);
 
-/* Helpers, exposed for tests. */
+/* Helpers, exposed for the unit tests. */
 uint32_t ebnn_popcount32(uint32_t x);
-/* Number of differing bits between a[abit .. abit+n) and the constant w[wbit .. wbit+n). */
-uint32_t ebnn_xor_popcount(const uint32_t *a, uint32_t abit, const uint32_t *w, uint32_t wbit, uint32_t n);
-/* Number of set bits in the constant w[wbit .. wbit+n). */
-uint32_t ebnn_const_popcount(const uint32_t *w, uint32_t wbit, uint32_t n);
+/* popcount(a[i] ^ w[i]) summed over n words; a in RAM, w constant (flash). */
+uint32_t ebnn_xor_popcount(const uint32_t *a, const uint32_t *w, uint32_t n);
+/* popcount((a[i] ^ w[i]) & m[i]) summed over n words; a and m in RAM, w constant. */
+uint32_t ebnn_xor_popcount_masked(const uint32_t *a, const uint32_t *w, const uint32_t *m, uint32_t n);
 
 #ifdef __cplusplus
 }

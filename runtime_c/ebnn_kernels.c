@@ -1,21 +1,20 @@
-/* ebnn_kernels.c - fused eBNN kernels (see ebnn.h for layouts and keras_ebnn/blocks.py for the exact
- * semantics, which keras_ebnn/reference.py implements in NumPy: these kernels match it bit for bit). */
-#include <string.h>
+/* ebnn_kernels.c - the fused eBNN kernels. Layouts and options: ebnn.h and README.md; semantics:
+ * keras_ebnn/blocks.py (matched bit for bit against keras_ebnn/reference.py by the tests).
+ *
+ * Sections: popcount, bit streams, pooling windows, input convolution (integer: 4-tap subset-sum
+ * tables; float: sequential float32 sums), binary convolution (patch + XOR-popcount), dense blocks. */
+#include <math.h> /* INFINITY (a constant: no libm needed) */
 
 #include "ebnn.h"
 
-#define GROUP 32 /* filters per weight word in the input convolution's tap-major layout */
-/* Filters accumulated at once by the input convolution (a divisor of 32): its stack holds two
- * arrays of this many accumulators. Small on AVR, where RAM is 2 KB. */
-#ifndef EBNN_INPUT_CONV_BATCH
-#if defined(__AVR__)
-#define EBNN_INPUT_CONV_BATCH 8
-#else
-#define EBNN_INPUT_CONV_BATCH 32
-#endif
+#if EBNN_CHUNK != 8 && EBNN_CHUNK != 16 && EBNN_CHUNK != 32
+#error "EBNN_CHUNK must be 8, 16 or 32"
 #endif
 
-/* ---- bits ------------------------------------------------------------------------------------ */
+#define ONE32 ((uint32_t)1)
+#define LOW_BITS(n) ((n) >= 32u ? 0xffffffffu : (ONE32 << (n)) - 1u) /* n in 0..32 */
+
+/* ==== popcount ================================================================================ */
 #if EBNN_POPCOUNT == EBNN_POPCOUNT_TABLE
 static const uint8_t popcount_table[256] EBNN_CONST = {
 #define B2(n) n, n + 1, n + 1, n + 2
@@ -26,6 +25,7 @@ static const uint8_t popcount_table[256] EBNN_CONST = {
 #undef B4
 #undef B6
 };
+#define POPCOUNT8(b) ((uint_fast16_t)EBNN_READ_U8(&popcount_table[(uint8_t)(b)]))
 #endif
 
 uint32_t ebnn_popcount32(uint32_t x)
@@ -33,8 +33,7 @@ uint32_t ebnn_popcount32(uint32_t x)
 #if EBNN_POPCOUNT == EBNN_POPCOUNT_BUILTIN
     return (uint32_t)__builtin_popcountl((unsigned long)x);
 #elif EBNN_POPCOUNT == EBNN_POPCOUNT_TABLE
-    return (uint32_t)EBNN_READ_U8(&popcount_table[x & 0xffu]) + EBNN_READ_U8(&popcount_table[(x >> 8) & 0xffu]) +
-           EBNN_READ_U8(&popcount_table[(x >> 16) & 0xffu]) + EBNN_READ_U8(&popcount_table[x >> 24]);
+    return (uint32_t)(POPCOUNT8(x) + POPCOUNT8(x >> 8) + POPCOUNT8(x >> 16) + POPCOUNT8(x >> 24));
 #else
     x = x - ((x >> 1) & 0x55555555u);
     x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
@@ -43,76 +42,155 @@ uint32_t ebnn_popcount32(uint32_t x)
 #endif
 }
 
-/* 32 bits starting at bit `bit` of a RAM bitstream (reads one word ahead: buffers have a guard word). */
-static uint32_t get32(const uint32_t *p, uint32_t bit)
-{
-    uint32_t w = bit >> 5, s = bit & 31u;
-    uint32_t v = p[w] >> s;
-    if (s != 0u)
-        v |= p[w + 1u] << (32u - s);
-    return v;
-}
+#if EBNN_POPCOUNT == EBNN_POPCOUNT_SWAR
+/* SWAR down to per-byte counts (each <= 8); the bytes of up to 7 words are summed before the one
+ * multiply that adds the 4 bytes (7 * 32 = 224 < 256: no byte overflows). */
+#define SWAR_BYTES(x) \
+    ((x) = (x) - (((x) >> 1) & 0x55555555u), (x) = ((x) & 0x33333333u) + (((x) >> 2) & 0x33333333u), \
+     ((x) + ((x) >> 4)) & 0x0f0f0f0fu)
+#endif
 
-/* Same for a constant (flash) bitstream. */
-static uint32_t get32_const(const uint32_t *p, uint32_t bit)
-{
-    uint32_t w = bit >> 5, s = bit & 31u;
-    uint32_t v = EBNN_READ_U32(&p[w]) >> s;
-    if (s != 0u)
-        v |= EBNN_READ_U32(&p[w + 1u]) << (32u - s);
-    return v;
-}
-
-uint32_t ebnn_xor_popcount(const uint32_t *a, uint32_t abit, const uint32_t *w, uint32_t wbit, uint32_t n)
+uint32_t ebnn_xor_popcount(const uint32_t *a, const uint32_t *w, uint32_t n)
 {
     uint32_t count = 0;
-    if (((abit | wbit) & 31u) == 0u) { /* both word-aligned: whole words */
-        const uint32_t *pa = a + (abit >> 5), *pw = w + (wbit >> 5);
-        for (; n >= 32u; n -= 32u)
-            count += ebnn_popcount32(*pa++ ^ EBNN_READ_U32(pw++));
-        if (n != 0u)
-            count += ebnn_popcount32((*pa ^ EBNN_READ_U32(pw)) & ((1uL << n) - 1u));
-        return count;
+#if EBNN_POPCOUNT == EBNN_POPCOUNT_SWAR
+    while (n != 0u) {
+        uint32_t k = n < 7u ? n : 7u, bytes = 0;
+        n -= k;
+        do {
+            uint32_t x = *a++ ^ EBNN_READ_U32(w++);
+            bytes += SWAR_BYTES(x);
+        } while (--k != 0u);
+        count += (bytes * 0x01010101u) >> 24;
     }
-    for (; n >= 32u; n -= 32u, abit += 32u, wbit += 32u)
-        count += ebnn_popcount32(get32(a, abit) ^ get32_const(w, wbit));
-    if (n != 0u)
-        count += ebnn_popcount32((get32(a, abit) ^ get32_const(w, wbit)) & ((1uL << n) - 1u));
+#elif EBNN_POPCOUNT == EBNN_POPCOUNT_TABLE
+    /* byte by byte: popcount of the whole range does not depend on the byte order */
+    const uint8_t *pa = (const uint8_t *)a, *pw = (const uint8_t *)w;
+    for (; n != 0u; n--, pa += 4, pw += 4)
+        count += POPCOUNT8(pa[0] ^ EBNN_READ_U8(pw)) + POPCOUNT8(pa[1] ^ EBNN_READ_U8(pw + 1)) +
+                 POPCOUNT8(pa[2] ^ EBNN_READ_U8(pw + 2)) + POPCOUNT8(pa[3] ^ EBNN_READ_U8(pw + 3));
+#else
+    for (; n != 0u; n--)
+        count += ebnn_popcount32(*a++ ^ EBNN_READ_U32(w++));
+#endif
     return count;
 }
 
-uint32_t ebnn_const_popcount(const uint32_t *w, uint32_t wbit, uint32_t n)
+uint32_t ebnn_xor_popcount_masked(const uint32_t *a, const uint32_t *w, const uint32_t *m, uint32_t n)
 {
     uint32_t count = 0;
-    for (; n >= 32u; n -= 32u, wbit += 32u)
-        count += ebnn_popcount32(get32_const(w, wbit));
-    if (n != 0u)
-        count += ebnn_popcount32(get32_const(w, wbit) & ((1uL << n) - 1u));
+#if EBNN_POPCOUNT == EBNN_POPCOUNT_SWAR
+    while (n != 0u) {
+        uint32_t k = n < 7u ? n : 7u, bytes = 0;
+        n -= k;
+        do {
+            uint32_t x = (*a++ ^ EBNN_READ_U32(w++)) & *m++;
+            bytes += SWAR_BYTES(x);
+        } while (--k != 0u);
+        count += (bytes * 0x01010101u) >> 24;
+    }
+#elif EBNN_POPCOUNT == EBNN_POPCOUNT_TABLE
+    const uint8_t *pa = (const uint8_t *)a, *pw = (const uint8_t *)w, *pm = (const uint8_t *)m;
+    for (; n != 0u; n--, pa += 4, pw += 4, pm += 4)
+        count += POPCOUNT8((pa[0] ^ EBNN_READ_U8(pw)) & pm[0]) + POPCOUNT8((pa[1] ^ EBNN_READ_U8(pw + 1)) & pm[1]) +
+                 POPCOUNT8((pa[2] ^ EBNN_READ_U8(pw + 2)) & pm[2]) + POPCOUNT8((pa[3] ^ EBNN_READ_U8(pw + 3)) & pm[3]);
+#else
+    for (; n != 0u; n--)
+        count += ebnn_popcount32((*a++ ^ EBNN_READ_U32(w++)) & *m++);
+#endif
     return count;
 }
 
-/* Writes output bits one after the other (bit index increasing by one each time). */
+/* ==== bit streams ============================================================================= */
+/* Appends bit fields to a word buffer, LSB first; the last partial word is completed with zeros. */
 typedef struct {
     uint32_t *out;
     uint32_t word;
-    uint8_t fill;
+    uint_fast8_t fill; /* bits already in `word`, 0..31 */
 } bit_writer_t;
 
-static void put_bit(bit_writer_t *bw, uint32_t bit)
+static void bw_init(bit_writer_t *bw, uint32_t *out)
 {
-    bw->word |= bit << bw->fill;
-    if (++bw->fill == 32u) {
-        *bw->out++ = bw->word;
-        bw->word = 0;
-        bw->fill = 0;
-    }
+    bw->out = out;
+    bw->word = 0;
+    bw->fill = 0;
 }
 
-static void flush_bits(bit_writer_t *bw)
+/* Appends the n low bits of `bits` (1 <= n <= 32; the bits above n must be 0). */
+static void bw_put(bit_writer_t *bw, uint32_t bits, uint_fast8_t n)
 {
-    *bw->out++ = bw->word; /* last partial word, then the zeroed guard word */
+    uint_fast8_t fill = bw->fill;
+    bw->word |= bits << fill;
+    fill = (uint_fast8_t)(fill + n);
+    if (fill >= 32u) {
+        *bw->out++ = bw->word;
+        fill = (uint_fast8_t)(fill - 32u);
+        bw->word = fill != 0u ? bits >> (n - fill) : 0u;
+    }
+    bw->fill = fill;
+}
+
+/* Appends n copies of one bit value (fill = 0 or 0xffffffff). */
+static void bw_put_run(bit_writer_t *bw, uint32_t fill, uint32_t n)
+{
+    for (; n >= 32u; n -= 32u)
+        bw_put(bw, fill, 32u);
+    if (n != 0u)
+        bw_put(bw, fill & LOW_BITS(n), (uint_fast8_t)n);
+}
+
+static void bw_flush(bit_writer_t *bw)
+{
     if (bw->fill != 0u)
-        *bw->out = 0;
+        *bw->out++ = bw->word;
+    bw->word = 0;
+    bw->fill = 0;
+}
+
+/* n bits (1..32) of a RAM bit stream from bit `bit`; never reads past the word holding the last. */
+static uint32_t get_bits(const uint32_t *p, uint32_t bit, uint_fast8_t n)
+{
+    const uint32_t *q = p + (bit >> 5);
+    uint_fast8_t s = (uint_fast8_t)(bit & 31u);
+    uint32_t v = q[0] >> s;
+    if (s + n > 32u)
+        v |= q[1] << (32u - s);
+    return v & LOW_BITS(n);
+}
+
+/* Appends bits [bit, bit + n) of a RAM bit stream. */
+static void bw_copy(bit_writer_t *bw, const uint32_t *src, uint32_t bit, uint32_t n)
+{
+    for (; n >= 32u; n -= 32u, bit += 32u)
+        bw_put(bw, get_bits(src, bit, 32u), 32u);
+    if (n != 0u)
+        bw_put(bw, get_bits(src, bit, (uint_fast8_t)n), (uint_fast8_t)n);
+}
+
+/* ==== windows ================================================================================= */
+/* Taps [*lo, *hi) of a window of `k` taps starting at `start` that fall inside 0 .. size-1. */
+static void clip_window(int32_t start, uint_fast16_t k, uint_fast16_t size, uint_fast16_t *lo, uint_fast16_t *hi)
+{
+    int32_t a = start < 0 ? -start : 0;
+    int32_t b = (int32_t)size - start;
+    if (b > (int32_t)k)
+        b = (int32_t)k;
+    if (b < a)
+        b = a;
+    *lo = (uint_fast16_t)a;
+    *hi = (uint_fast16_t)b;
+}
+
+/* The flip bits of channels o0 .. o0+n-1 (a chunk never straddles a word). */
+static uint32_t flip_bits(const uint32_t *flip, uint_fast16_t o0, uint_fast8_t n)
+{
+    return (EBNN_READ_U32(&flip[o0 >> 5]) >> (o0 & 31u)) & LOW_BITS(n);
+}
+
+/* First input row (or column) of the window of convolution output row (column) `pos`. */
+static int32_t conv_start(int32_t pos, uint_fast16_t stride, uint_fast16_t pad)
+{
+    return pos * (int32_t)stride - (int32_t)pad;
 }
 
 static void load_params(ebnn_conv_params_t *dst, const ebnn_conv_params_t *src)
@@ -120,447 +198,514 @@ static void load_params(ebnn_conv_params_t *dst, const ebnn_conv_params_t *src)
     EBNN_COPY_CONST(dst, src, sizeof(*dst));
 }
 
-/* Valid range [lo, hi) of kernel taps along one axis for output position `pos`. */
-static void tap_range(int32_t start, uint16_t k, uint16_t size, uint16_t *lo, uint16_t *hi)
-{
-    int32_t a = start < 0 ? -start : 0;
-    int32_t b = (int32_t)size - start;
-    *lo = (uint16_t)a;
-    *hi = (uint16_t)(b < (int32_t)k ? (b < a ? a : b) : (int32_t)k);
-}
-
-/* ---- input convolution, integer accumulator ------------------------------------------------- */
-/* Input value at tap (iy, ix, c), as the accumulator sees it. */
-static int32_t input_value_u8(const ebnn_conv_params_t *p, uint8_t v)
-{
-    if (p->input_mode == EBNN_INPUT_SIGN_UINT8)
-        return (int16_t)v >= p->sign_threshold_u8 ? 1 : -1;
-    return (int32_t)p->q_mul * v + p->q_add;
-}
-
-static int32_t input_value_f32(const ebnn_conv_params_t *p, float v)
-{
-    return v >= p->sign_threshold_f ? 1 : -1;
-}
-
-/* acc[o] for one convolution position, all filters of one group, integer inputs. */
-#if defined(__GNUC__)
-__attribute__((noinline))
+/* ==== input convolution, integer accumulator ==================================================
+ * acc = sum_t s_t * v_t (s = +1/-1 weight, v = input value) = 2 * P - S with P = sum of v_t over
+ * the taps whose weight is +1 and S = sum of all v_t. Taps are taken four at a time: the 16 subset
+ * sums of their values are tabulated once per position and every filter adds the entry that its 4
+ * weight bits (a nibble of its filter-major row) select: one lookup per 4 taps and filter. Taps are
+ * processed in passes of PASS_TAPS (the tables live on the stack). */
+#define PASS_TAPS 16 /* taps per pass: 4 groups, the nibbles of one half weight word */
+/* Tap values and their partial-sum tables: 16-bit on AVR (2 KB of SRAM: halves the stack), where the
+ * kernel requires params->acc16 (every accumulator, hence every partial sum, fits int16). */
+#if defined(__AVR__)
+typedef int16_t ebnn_tab_t;
+typedef int16_t ebnn_acc_t; /* per-filter maxima of the integer input convolution */
+#define EBNN_ACC_MIN INT16_MIN
+#else
+typedef int32_t ebnn_tab_t;
+typedef int32_t ebnn_acc_t;
+#define EBNN_ACC_MIN INT32_MIN
 #endif
-static void conv_position_int(const ebnn_conv_params_t *p, const uint8_t *in_u8, const float *in_f32,
-                              const uint32_t *weights, uint32_t groups, uint32_t g, uint8_t shift,
-                              uint16_t n_o, int32_t cy, int32_t cx, int32_t *acc)
+
+#ifndef EBNN_LOW_STACK
+#if defined(__AVR__)
+#define EBNN_LOW_STACK 1 /* 2 KB of SRAM: tap by tap, no tables (about 200 B less stack, slower) */
+#else
+#define EBNN_LOW_STACK 0
+#endif
+#endif
+
+/* Walks the taps of one convolution position in (ky, kx, c) order, yielding input values. */
+typedef struct {
+    const ebnn_conv_params_t *p;
+    const uint8_t *in_u8;
+    const float *in_f32;
+    int32_t iy0, ix0;        /* top-left tap of the window in input coordinates */
+    uint_fast16_t ky, kx, c; /* next tap */
+    int32_t pad;             /* value of a tap outside the input */
+    int interior;            /* the whole window is inside the input */
+} tap_walker_t;
+
+/* Input value of element `i` of the input (integer modes). */
+static int32_t input_value(const tap_walker_t *tw, uint32_t i)
 {
-    int32_t pad = p->input_mode == EBNN_INPUT_UINT8 ? p->pad_q : 1;
-    uint16_t ky, kx, c, o;
-    for (o = 0; o < n_o; o++)
-        acc[o] = 0;
-    for (ky = 0; ky < p->kh; ky++) {
-        int32_t iy = cy * p->sh - p->pad_t + ky;
-        for (kx = 0; kx < p->kw; kx++) {
-            int32_t ix = cx * p->sw - p->pad_l + kx;
-            int inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
-            uint32_t base = inside ? ((uint32_t)iy * p->in_w + (uint32_t)ix) * p->in_c : 0u;
-            uint32_t tap = ((uint32_t)ky * p->kw + kx) * p->in_c;
-            if (!inside && p->pad_value == 0u)
-                continue; /* zero padding: the tap adds nothing */
-            for (c = 0; c < p->in_c; c++) {
-                int32_t v;
-                uint32_t mask = EBNN_READ_U32(&weights[(tap + c) * groups + g]) >> shift;
-                if (!inside)
-                    v = pad;
-                else if (in_u8 != NULL)
-                    v = input_value_u8(p, in_u8[base + c]);
-                else
-                    v = input_value_f32(p, in_f32[base + c]);
-                for (o = 0; o < n_o; o++, mask >>= 1)
-                    acc[o] += (mask & 1u) ? v : -v;
+    const ebnn_conv_params_t *p = tw->p;
+    if (tw->in_f32 != NULL)
+        return tw->in_f32[i] >= p->sign_threshold_f ? 1 : -1;
+    if (p->input_mode == EBNN_INPUT_SIGN_UINT8)
+        return (int16_t)tw->in_u8[i] >= p->sign_threshold_u8 ? 1 : -1;
+    return (int32_t)p->q_mul * tw->in_u8[i] + p->q_add;
+}
+
+/* Writes the values of the next `count` taps to vals. */
+static void gather_taps(tap_walker_t *tw, ebnn_tab_t *vals, uint_fast16_t count)
+{
+    const ebnn_conv_params_t *p = tw->p;
+    while (count != 0u) {
+        int32_t iy = tw->iy0 + (int32_t)tw->ky, ix = tw->ix0 + (int32_t)tw->kx;
+        uint_fast16_t m = (uint_fast16_t)(p->in_c - tw->c), i;
+        if (m > count)
+            m = count;
+        count = (uint_fast16_t)(count - m);
+        if (iy >= 0 && iy < (int32_t)p->in_h && ix >= 0 && ix < (int32_t)p->in_w) {
+            uint32_t base = ((uint32_t)iy * p->in_w + (uint32_t)ix) * p->in_c + tw->c;
+            for (i = 0; i < m; i++)
+                *vals++ = input_value(tw, base + i);
+        } else {
+            for (i = 0; i < m; i++)
+                *vals++ = tw->pad;
+        }
+        tw->c = (uint_fast16_t)(tw->c + m);
+        if (tw->c == p->in_c) {
+            tw->c = 0;
+            if (++tw->kx == p->kw) {
+                tw->kx = 0;
+                tw->ky++;
             }
         }
     }
 }
 
-/* Integer input convolution, filter-major weights: the window's values are gathered once per
- * convolution position and shared by all filters; each filter then sums the values where its
- * weight is +1 (P), and acc = 2 * P - (sum of the window). */
-typedef int16_t ebnn_win_t; /* the generator uses this path only when input values fit int16 */
+#if !EBNN_LOW_STACK
+/* Same for a window that lies entirely inside the input and a pass holding all its taps. */
+static void gather_interior(const tap_walker_t *tw, ebnn_tab_t *vals)
+{
+    const ebnn_conv_params_t *p = tw->p;
+    uint_fast16_t row = (uint_fast16_t)(p->kw * p->in_c), kh = p->kh, i;
+    uint32_t stride = (uint32_t)p->in_w * p->in_c;
+    uint32_t base = ((uint32_t)tw->iy0 * p->in_w + (uint32_t)tw->ix0) * p->in_c;
+    if (tw->in_u8 != NULL && p->input_mode == EBNN_INPUT_UINT8) {
+        const uint8_t *src = tw->in_u8 + base;
+        int32_t mul = p->q_mul, add = p->q_add;
+        for (; kh != 0u; kh--, src += stride)
+            for (i = 0; i < row; i++)
+                *vals++ = mul * src[i] + add;
+    } else {
+        for (; kh != 0u; kh--, base += stride)
+            for (i = 0; i < row; i++)
+                *vals++ = input_value(tw, base + i);
+    }
+}
+#endif
 
-static int32_t window_sum(const ebnn_win_t *win, const uint32_t *w, uint16_t taps)
+#if !EBNN_LOW_STACK
+/* table[16 * g + s] = sum of the values of group g's taps selected by the bits of s (entry 0 of
+ * every group is 0 and never written). Returns the sum of all values. */
+static int32_t build_tables(const ebnn_tab_t *vals, uint_fast8_t groups, ebnn_tab_t *table)
 {
     int32_t sum = 0;
-    uint16_t t0;
-    for (t0 = 0; t0 < taps; t0 = (uint16_t)(t0 + 32u)) {
-        uint32_t m = EBNN_READ_U32(w++);
-        const ebnn_win_t *v = win + t0;
-        if ((uint16_t)(taps - t0) < 32u)
-            m &= (1uL << (uint16_t)(taps - t0)) - 1u;
-#if defined(__GNUC__) && (defined(__ARM_FEATURE_CLZ) || defined(__x86_64__) || defined(__aarch64__))
-        while (m != 0u) { /* one step per +1 weight: count trailing zeros is one or two instructions */
-            sum += v[__builtin_ctzl((unsigned long)m)];
-            m &= m - 1u;
-        }
-#else
-        for (; m != 0u; m >>= 1, v++)
-            if (m & 1u)
-                sum += *v;
-#endif
+    for (; groups != 0u; groups--, vals += 4, table += 16) {
+        int32_t v0 = vals[0], v1 = vals[1], v2 = vals[2], v3 = vals[3], v01 = v0 + v1;
+        table[1] = v0;
+        table[2] = v1;
+        table[3] = v01;
+        table[4] = v2;
+        table[5] = v0 + v2;
+        table[6] = v1 + v2;
+        table[7] = v01 + v2;
+        table[8] = v3;
+        table[9] = v0 + v3;
+        table[10] = v1 + v3;
+        table[11] = v01 + v3;
+        table[12] = v2 + v3;
+        table[13] = table[5] + v3;
+        table[14] = table[6] + v3;
+        table[15] = table[7] + v3;
+        sum += table[15];
     }
     return sum;
 }
+#endif
 
-static int input_conv_window(const ebnn_conv_params_t *params, const uint8_t *in_u8, const float *in_f32,
-                             const uint32_t *weights, const int32_t *thresholds, const uint8_t *pool_min,
-                             uint32_t *output)
+#if EBNN_LOW_STACK
+/* colmax[o] = max(colmax[o], acc of filter o0 + o) for the convolution position whose window
+ * starts at (tw->iy0, tw->ix0): one tap at a time, each filter adding +v or -v. */
+static void input_position_int(const ebnn_conv_params_t *p, tap_walker_t *tw, const uint32_t *weights,
+                               uint_fast16_t o0, uint_fast8_t n, ebnn_acc_t *colmax)
 {
-    ebnn_conv_params_t params_copy;
-    const ebnn_conv_params_t *p = &params_copy;
-    ebnn_win_t win[EBNN_MAX_WINDOW];
-    int32_t best[EBNN_INPUT_CONV_BATCH];
-    uint16_t taps, oy, ox, o, o0;
-    uint32_t row_words;
-    int32_t pad;
+    ebnn_acc_t acc[EBNN_CHUNK];
+    uint32_t taps = (uint32_t)p->kh * p->kw * p->in_c, fwords = EBNN_WORDS(taps), t;
+    uint_fast8_t o;
+    for (o = 0; o < n; o++)
+        acc[o] = 0;
+    tw->ky = tw->kx = tw->c = 0;
+    for (t = 0; t < taps; t++) {
+        ebnn_tab_t v;
+        const uint32_t *row = weights + (uint32_t)o0 * fwords + (t >> 5);
+        gather_taps(tw, &v, 1u);
+        for (o = 0; o < n; o++, row += fwords)
+            acc[o] = (ebnn_acc_t)(acc[o] + (((EBNN_READ_U32(row) >> (t & 31u)) & 1u) ? v : -v));
+    }
+    for (o = 0; o < n; o++)
+        if (acc[o] > colmax[o])
+            colmax[o] = acc[o];
+}
+#else
+/* colmax[o] = max(colmax[o], acc of filter o0 + o) for the convolution position whose window
+ * starts at (tw->iy0, tw->ix0).*/
+static void input_position_int(const ebnn_conv_params_t *p, tap_walker_t *tw, const uint32_t *weights,
+                               uint_fast16_t o0, uint_fast8_t n, ebnn_acc_t *colmax)
+{
+    ebnn_acc_t part[EBNN_CHUNK];
+    ebnn_tab_t vals[PASS_TAPS + 3], table[64];
+    const ebnn_tab_t *t0_ = table, *t1_ = table + 16, *t2_ = table + 32, *t3_ = table + 48;
+    uint32_t taps = (uint32_t)p->kh * p->kw * p->in_c, fwords = EBNN_WORDS(taps), t0;
+    int32_t sum = 0;
+    table[0] = table[16] = table[32] = table[48] = 0; /* never written by build_tables */
+    tw->ky = tw->kx = tw->c = 0;
+    for (t0 = 0; t0 < taps; t0 += PASS_TAPS) {
+        uint_fast8_t cnt = (uint_fast8_t)(taps - t0 < PASS_TAPS ? taps - t0 : PASS_TAPS), o;
+        const uint32_t *row = weights + (uint32_t)o0 * fwords + (t0 >> 5);
+        uint_fast8_t shift = (uint_fast8_t)(t0 & 31u);
+        if (cnt == taps && tw->interior)
+            gather_interior(tw, vals);
+        else
+            gather_taps(tw, vals, cnt);
+        vals[cnt] = vals[cnt + 1u] = vals[cnt + 2u] = 0; /* missing taps of the last group (weight bits 0) */
+        sum += build_tables(vals, (uint_fast8_t)((cnt + 3u) / 4u), table);
+        /* 4 lookups even for fewer groups: the weight bits of missing taps are 0 and entry 0 of
+         * every table is 0 */
+        if (cnt == taps) { /* one pass (up to 16 taps) */
+            for (o = 0; o < n; o++, row += fwords) {
+                uint32_t w = EBNN_READ_U32(row);
+                int32_t acc = t0_[w & 15u] + t1_[(w >> 4) & 15u] + t2_[(w >> 8) & 15u] + t3_[(w >> 12) & 15u];
+                acc = 2 * acc - sum;
+                if (acc > colmax[o])
+                    colmax[o] = (ebnn_acc_t)acc;
+            }
+        } else if (t0 + cnt < taps) {
+            for (o = 0; o < n; o++, row += fwords) {
+                uint32_t w = EBNN_READ_U32(row) >> shift;
+                part[o] = (ebnn_acc_t)((t0 != 0u ? part[o] : 0) + t0_[w & 15u] + t1_[(w >> 4) & 15u] + t2_[(w >> 8) & 15u] +
+                          t3_[(w >> 12) & 15u]);
+            }
+        } else {
+            for (o = 0; o < n; o++, row += fwords) {
+                uint32_t w = EBNN_READ_U32(row) >> shift;
+                int32_t acc = t0_[w & 15u] + t1_[(w >> 4) & 15u] + t2_[(w >> 8) & 15u] + t3_[(w >> 12) & 15u];
+                if (t0 != 0u)
+                    acc += part[o];
+                acc = 2 * acc - sum;
+                if (acc > colmax[o])
+                    colmax[o] = (ebnn_acc_t)acc;
+            }
+        }
+    }
+}
+#endif /* EBNN_LOW_STACK */
+
+static int input_conv_int(const ebnn_conv_params_t *params, const uint8_t *in_u8, const float *in_f32,
+                          const uint32_t *weights, const int32_t *thresholds, const uint32_t *flip,
+                          uint32_t *output)
+{
+    ebnn_conv_params_t p;
+    ebnn_acc_t best[EBNN_CHUNK], cols[2][EBNN_CHUNK];
+    int32_t iy_max, ix_max;
+    uint_fast16_t oy, ox, o0;
+    int reuse;
     bit_writer_t bw;
-    if (params == NULL || weights == NULL || thresholds == NULL || pool_min == NULL || output == NULL ||
-        (in_u8 == NULL && in_f32 == NULL))
+    tap_walker_t tw;
+    load_params(&p, params);
+#if defined(__AVR__)
+    if (!p.acc16)
+        return EBNN_ERROR_ARGUMENT; /* 16-bit tables on AVR: see ebnn_tab_t */
+#endif
+    tw.p = &p;
+    tw.in_u8 = in_u8;
+    tw.in_f32 = in_f32;
+    tw.pad = p.pad_value == 0u ? 0 : (p.input_mode == EBNN_INPUT_UINT8 ? p.pad_q : 1);
+    /* Overlapping pool windows (pool_w = pool_sw + 1, e.g. 3x3 stride 2): the last conv column of
+     * a window is the first of the next one; its column max is kept instead of recomputed. */
+    reuse = p.pool_w == p.pool_sw + 1u && p.out_c <= EBNN_CHUNK;
+    iy_max = (int32_t)p.in_h - (int32_t)p.kh; /* last window start inside the input */
+    ix_max = (int32_t)p.in_w - (int32_t)p.kw;
+    bw_init(&bw, output);
+    for (oy = 0; oy < p.out_h; oy++) {
+        uint_fast16_t py0, py1;
+        int32_t cached_cx = -1;
+        uint_fast8_t cached = 0;
+        clip_window((int32_t)oy * p.pool_sh - p.pool_t, p.pool_h, p.conv_h, &py0, &py1);
+        for (ox = 0; ox < p.out_w; ox++) {
+            uint_fast16_t px0, px1;
+            clip_window((int32_t)ox * p.pool_sw - p.pool_l, p.pool_w, p.conv_w, &px0, &px1);
+            for (o0 = 0; o0 < p.out_c; o0 = (uint_fast16_t)(o0 + EBNN_CHUNK)) {
+                uint_fast8_t n = (uint_fast8_t)(p.out_c - o0 < EBNN_CHUNK ? p.out_c - o0 : EBNN_CHUNK), o;
+                uint_fast16_t py, px;
+                uint32_t bits = 0;
+                for (o = 0; o < n; o++)
+                    best[o] = EBNN_ACC_MIN;
+                for (px = px0; px < px1; px++) {
+                    int32_t cx = (int32_t)ox * p.pool_sw + (int32_t)px - p.pool_l;
+                    ebnn_acc_t *col = cols[cached ^ 1u];
+                    if (reuse && cx == cached_cx) {
+                        col = cols[cached];
+                    } else {
+                        for (o = 0; o < n; o++)
+                            col[o] = EBNN_ACC_MIN;
+                        tw.ix0 = conv_start(cx, p.sw, p.pad_l);
+                        for (py = py0; py < py1; py++) {
+                            tw.iy0 = conv_start((int32_t)oy * p.pool_sh + (int32_t)py - p.pool_t, p.sh, p.pad_t);
+                            tw.interior = tw.iy0 >= 0 && tw.ix0 >= 0 && tw.iy0 <= iy_max && tw.ix0 <= ix_max;
+                            input_position_int(&p, &tw, weights, o0, n, col);
+                        }
+                        if (reuse && px + 1u == px1) {
+                            cached = (uint_fast8_t)(cached ^ 1u);
+                            cached_cx = cx;
+                        }
+                    }
+                    for (o = 0; o < n; o++)
+                        if (col[o] > best[o])
+                            best[o] = col[o];
+                }
+                for (o = 0; o < n; o++)
+                    bits |= (uint32_t)(best[o] >= EBNN_READ_I32(&thresholds[o0 + o])) << o;
+                bw_put(&bw, bits ^ flip_bits(flip, o0, n), n);
+            }
+        }
+    }
+    bw_flush(&bw);
+    return EBNN_OK;
+}
+
+int ebnn_input_conv_u8(const ebnn_conv_params_t *params, const uint8_t *input, const uint32_t *weights,
+                       const int32_t *thresholds, const uint32_t *flip, uint32_t *output)
+{
+    if (params == NULL || input == NULL || weights == NULL || thresholds == NULL || flip == NULL || output == NULL)
         return EBNN_ERROR_ARGUMENT;
-    load_params(&params_copy, params);
-    taps = (uint16_t)(p->kh * p->kw * p->in_c);
-    row_words = ((uint32_t)taps + 31u) / 32u;
-    pad = p->input_mode == EBNN_INPUT_UINT8 ? p->pad_q : 1;
-    if (taps > EBNN_MAX_WINDOW || p->input_mode == EBNN_INPUT_FLOAT)
+    return input_conv_int(params, input, NULL, weights, thresholds, flip, output);
+}
+
+/* ==== input convolution, float accumulator ====================================================
+ * acc = float32 sum over the taps in (ky, kx, c) order starting from 0.0f, as the reference does;
+ * a tap outside the input adds nothing (pad 0) or +-1.0f (pad 1). */
+static float conv_position_f32(const ebnn_conv_params_t *p, const float *in, const uint32_t *w, int32_t iy0,
+                               int32_t ix0)
+{
+    float acc = 0.0f;
+    uint32_t wbits = 0;
+    uint_fast8_t left = 0; /* weight bits left in wbits */
+    uint_fast16_t ky, kx, c;
+    for (ky = 0; ky < p->kh; ky++) {
+        int32_t iy = iy0 + (int32_t)ky;
+        for (kx = 0; kx < p->kw; kx++) {
+            int32_t ix = ix0 + (int32_t)kx;
+            int inside = iy >= 0 && iy < (int32_t)p->in_h && ix >= 0 && ix < (int32_t)p->in_w;
+            const float *px = inside ? in + ((uint32_t)iy * p->in_w + (uint32_t)ix) * p->in_c : NULL;
+            for (c = 0; c < p->in_c; c++) {
+                uint32_t bit;
+                if (left == 0u) {
+                    wbits = EBNN_READ_U32(w++);
+                    left = 32;
+                }
+                bit = wbits & 1u;
+                wbits >>= 1;
+                left--;
+                if (px != NULL)
+                    acc = bit ? acc + px[c] : acc - px[c];
+                else if (p->pad_value != 0u)
+                    acc = bit ? acc + 1.0f : acc - 1.0f;
+            }
+        }
+    }
+    return acc;
+}
+
+int ebnn_input_conv_f32(const ebnn_conv_params_t *params, const float *input, const uint32_t *weights,
+                        const void *thresholds, const uint32_t *flip, uint32_t *output)
+{
+    ebnn_conv_params_t p;
+    const float *thr = (const float *)thresholds;
+    uint32_t fwords;
+    uint_fast16_t oy, ox, o;
+    bit_writer_t bw;
+    if (params == NULL || input == NULL || weights == NULL || thresholds == NULL || flip == NULL || output == NULL)
         return EBNN_ERROR_ARGUMENT;
-    bw.out = output;
-    bw.word = 0;
-    bw.fill = 0;
-    for (oy = 0; oy < p->out_h; oy++) {
-        uint16_t py0, py1;
-        tap_range((int32_t)oy * p->pool_sh - p->pool_t, p->pool_h, p->conv_h, &py0, &py1);
-        for (ox = 0; ox < p->out_w; ox++) {
-            uint16_t px0, px1;
-            tap_range((int32_t)ox * p->pool_sw - p->pool_l, p->pool_w, p->conv_w, &px0, &px1);
-            for (o0 = 0; o0 < p->out_c; o0 = (uint16_t)(o0 + EBNN_INPUT_CONV_BATCH)) {
-                uint16_t n_o = (uint16_t)(p->out_c - o0 < EBNN_INPUT_CONV_BATCH ? p->out_c - o0 : EBNN_INPUT_CONV_BATCH);
-                uint16_t py, px;
-                for (o = 0; o < n_o; o++)
+    load_params(&p, params);
+    if (p.input_mode == EBNN_INPUT_SIGN_FLOAT)
+        return input_conv_int(params, NULL, input, weights, (const int32_t *)thresholds, flip, output);
+    fwords = EBNN_WORDS((uint32_t)p.kh * p.kw * p.in_c);
+    bw_init(&bw, output);
+    for (oy = 0; oy < p.out_h; oy++) {
+        uint_fast16_t py0, py1;
+        clip_window((int32_t)oy * p.pool_sh - p.pool_t, p.pool_h, p.conv_h, &py0, &py1);
+        for (ox = 0; ox < p.out_w; ox++) {
+            uint_fast16_t px0, px1;
+            clip_window((int32_t)ox * p.pool_sw - p.pool_l, p.pool_w, p.conv_w, &px0, &px1);
+            for (o = 0; o < p.out_c; o++) {
+                float best = -INFINITY;
+                uint_fast16_t py, px;
+                for (py = py0; py < py1; py++) {
+                    for (px = px0; px < px1; px++) {
+                        int32_t iy0 = conv_start((int32_t)oy * p.pool_sh + (int32_t)py - p.pool_t, p.sh, p.pad_t);
+                        int32_t ix0 = conv_start((int32_t)ox * p.pool_sw + (int32_t)px - p.pool_l, p.sw, p.pad_l);
+                        float acc = conv_position_f32(&p, input, weights + (uint32_t)o * fwords, iy0, ix0);
+                        if (acc > best)
+                            best = acc;
+                    }
+                }
+                if (flip_bits(flip, o, 1u))
+                    best = -best; /* min(acc) = -max(-acc): the weights of this channel are negated */
+                bw_put(&bw, best >= EBNN_READ_F32(&thr[o]) ? 1u : 0u, 1u);
+            }
+        }
+    }
+    bw_flush(&bw);
+    return EBNN_OK;
+}
+
+/* ==== binary convolution ======================================================================
+ * For each convolution position the window's kh x kw x in_c input bits are copied once into an
+ * aligned patch (same (ky, kx, c) order as a filter); every filter is then a word-wise XOR-popcount
+ * against its bits: acc = taps - 2 * popcount(patch ^ w). Taps outside the input read +1 (pad 1:
+ * the patch bit is 1) or are masked out (pad 0: mask bit 0, and only the valid taps count). */
+
+/* Fills patch (and, when the window is clipped and pad_value is 0, mask). Returns the number of
+ * taps that count; *masked says whether the mask must be applied. */
+static uint32_t build_patch(const ebnn_conv_params_t *p, const uint32_t *in, int32_t iy0, int32_t ix0,
+                            uint32_t *patch, uint32_t *mask, int *masked)
+{
+    uint_fast16_t ky, ky0, ky1, kx0, kx1;
+    uint32_t row = (uint32_t)p->kw * p->in_c;
+    uint32_t pad = p->pad_value != 0u ? 0xffffffffu : 0u;
+    bit_writer_t pw, mw;
+    clip_window(iy0, p->kh, p->in_h, &ky0, &ky1);
+    clip_window(ix0, p->kw, p->in_w, &kx0, &kx1);
+    bw_init(&pw, patch);
+    if (ky0 == 0u && ky1 == p->kh && kx0 == 0u && kx1 == p->kw) { /* interior: plain copy */
+        uint32_t bit = ((uint32_t)iy0 * p->in_w + (uint32_t)ix0) * p->in_c;
+        uint32_t stride = (uint32_t)p->in_w * p->in_c;
+        for (ky = 0; ky < p->kh; ky++, bit += stride)
+            bw_copy(&pw, in, bit, row);
+        bw_flush(&pw);
+        *masked = 0;
+        return row * p->kh;
+    }
+    *masked = pad == 0u;
+    bw_init(&mw, mask);
+    {
+        uint32_t left = (uint32_t)kx0 * p->in_c, mid = (uint32_t)(kx1 - kx0) * p->in_c;
+        uint32_t right = row - left - mid;
+        for (ky = 0; ky < p->kh; ky++) {
+            if (ky < ky0 || ky >= ky1 || mid == 0u) {
+                bw_put_run(&pw, pad, row);
+                if (*masked)
+                    bw_put_run(&mw, 0u, row);
+                continue;
+            }
+            bw_put_run(&pw, pad, left);
+            bw_copy(&pw, in, ((uint32_t)(iy0 + (int32_t)ky) * p->in_w + (uint32_t)(ix0 + (int32_t)kx0)) * p->in_c,
+                    mid);
+            bw_put_run(&pw, pad, right);
+            if (*masked) {
+                bw_put_run(&mw, 0u, left);
+                bw_put_run(&mw, 0xffffffffu, mid);
+                bw_put_run(&mw, 0u, right);
+            }
+        }
+        bw_flush(&pw);
+        if (*masked) {
+            bw_flush(&mw);
+            return (uint32_t)(ky1 - ky0) * mid;
+        }
+    }
+    return row * p->kh;
+}
+
+int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *input, const uint32_t *weights,
+                     const int32_t *thresholds, const uint32_t *flip, uint32_t *output, uint32_t *scratch)
+{
+    ebnn_conv_params_t p;
+    int32_t best[EBNN_CHUNK];
+    uint32_t fwords, *patch, *mask;
+    uint_fast16_t oy, ox, o0;
+    bit_writer_t bw;
+    if (params == NULL || input == NULL || weights == NULL || thresholds == NULL || flip == NULL ||
+        output == NULL || scratch == NULL)
+        return EBNN_ERROR_ARGUMENT;
+    load_params(&p, params);
+    fwords = EBNN_WORDS((uint32_t)p.kh * p.kw * p.in_c);
+    patch = scratch;
+    mask = scratch + fwords;
+    bw_init(&bw, output);
+    for (oy = 0; oy < p.out_h; oy++) {
+        uint_fast16_t py0, py1;
+        clip_window((int32_t)oy * p.pool_sh - p.pool_t, p.pool_h, p.conv_h, &py0, &py1);
+        for (ox = 0; ox < p.out_w; ox++) {
+            uint_fast16_t px0, px1;
+            clip_window((int32_t)ox * p.pool_sw - p.pool_l, p.pool_w, p.conv_w, &px0, &px1);
+            for (o0 = 0; o0 < p.out_c; o0 = (uint_fast16_t)(o0 + EBNN_CHUNK)) {
+                uint_fast8_t n = (uint_fast8_t)(p.out_c - o0 < EBNN_CHUNK ? p.out_c - o0 : EBNN_CHUNK), o;
+                uint_fast16_t py, px;
+                uint32_t bits = 0;
+                for (o = 0; o < n; o++)
                     best[o] = INT32_MIN;
                 for (py = py0; py < py1; py++) {
                     for (px = px0; px < px1; px++) {
-                        int32_t cy = (int32_t)oy * p->pool_sh - p->pool_t + py;
-                        int32_t cx = (int32_t)ox * p->pool_sw - p->pool_l + px;
-                        int32_t total = 0;
-                        uint16_t ky, kx, c, t = 0;
-                        for (ky = 0; ky < p->kh; ky++) { /* gather the window once */
-                            int32_t iy = cy * p->sh - p->pad_t + ky;
-                            for (kx = 0; kx < p->kw; kx++) {
-                                int32_t ix = cx * p->sw - p->pad_l + kx;
-                                int inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
-                                uint32_t base = inside ? ((uint32_t)iy * p->in_w + (uint32_t)ix) * p->in_c : 0u;
-                                for (c = 0; c < p->in_c; c++, t++) {
-                                    int32_t v;
-                                    if (!inside)
-                                        v = p->pad_value ? pad : 0;
-                                    else if (in_u8 != NULL)
-                                        v = input_value_u8(p, in_u8[base + c]);
-                                    else
-                                        v = input_value_f32(p, in_f32[base + c]);
-                                    win[t] = (ebnn_win_t)v;
-                                    total += v;
-                                }
-                            }
-                        }
-                        for (o = 0; o < n_o; o++) {
-                            int32_t acc = 2 * window_sum(win, weights + (uint32_t)(o0 + o) * row_words, taps) - total;
-                            if (EBNN_READ_U8(&pool_min[o0 + o]))
-                                acc = -acc;
+                        int masked;
+                        int32_t iy0 = conv_start((int32_t)oy * p.pool_sh + (int32_t)py - p.pool_t, p.sh, p.pad_t);
+                        int32_t ix0 = conv_start((int32_t)ox * p.pool_sw + (int32_t)px - p.pool_l, p.sw, p.pad_l);
+                        int32_t taps = (int32_t)build_patch(&p, input, iy0, ix0, patch, mask, &masked);
+                        const uint32_t *w = weights + (uint32_t)o0 * fwords;
+                        for (o = 0; o < n; o++, w += fwords) {
+                            uint32_t pc = masked ? ebnn_xor_popcount_masked(patch, w, mask, fwords)
+                                                 : ebnn_xor_popcount(patch, w, fwords);
+                            int32_t acc = taps - 2 * (int32_t)pc;
                             if (acc > best[o])
                                 best[o] = acc;
                         }
                     }
                 }
-                for (o = 0; o < n_o; o++) {
-                    int32_t agg = EBNN_READ_U8(&pool_min[o0 + o]) ? -best[o] : best[o];
-                    put_bit(&bw, agg >= EBNN_READ_I32(&thresholds[o0 + o]) ? 1u : 0u);
-                }
+                for (o = 0; o < n; o++)
+                    bits |= (uint32_t)(best[o] >= EBNN_READ_I32(&thresholds[o0 + o])) << o;
+                bw_put(&bw, bits ^ flip_bits(flip, o0, n), n);
             }
         }
     }
-    flush_bits(&bw);
+    bw_flush(&bw);
     return EBNN_OK;
 }
 
-int ebnn_input_conv_window_u8(const ebnn_conv_params_t *params, const uint8_t *input, const uint32_t *weights,
-                              const int32_t *thresholds, const uint8_t *pool_min, uint32_t *output)
-{
-    if (input == NULL)
-        return EBNN_ERROR_ARGUMENT;
-    return input_conv_window(params, input, NULL, weights, thresholds, pool_min, output);
-}
-
-int ebnn_input_conv_window_f32(const ebnn_conv_params_t *params, const float *input, const uint32_t *weights,
-                               const int32_t *thresholds, const uint8_t *pool_min, uint32_t *output)
-{
-    if (input == NULL)
-        return EBNN_ERROR_ARGUMENT;
-    return input_conv_window(params, NULL, input, weights, thresholds, pool_min, output);
-}
-
-static int input_conv_int(const ebnn_conv_params_t *params, const uint8_t *in_u8, const float *in_f32,
-                          const uint32_t *weights, const int32_t *thresholds, const uint8_t *pool_min,
-                          uint32_t *output)
-{
-    ebnn_conv_params_t p;
-    int32_t acc[EBNN_INPUT_CONV_BATCH], best[EBNN_INPUT_CONV_BATCH];
-    uint32_t groups;
-    uint16_t oy, ox, o, o0;
-    bit_writer_t bw;
-    if (params == NULL || weights == NULL || thresholds == NULL || pool_min == NULL || output == NULL)
-        return EBNN_ERROR_ARGUMENT;
-    load_params(&p, params);
-    groups = ((uint32_t)p.out_c + GROUP - 1u) / GROUP;
-    bw.out = output;
-    bw.word = 0;
-    bw.fill = 0;
-    for (oy = 0; oy < p.out_h; oy++) {
-        uint16_t py0, py1;
-        tap_range((int32_t)oy * p.pool_sh - p.pool_t, p.pool_h, p.conv_h, &py0, &py1);
-        for (ox = 0; ox < p.out_w; ox++) {
-            uint16_t px0, px1, py, px;
-            tap_range((int32_t)ox * p.pool_sw - p.pool_l, p.pool_w, p.conv_w, &px0, &px1);
-            for (o0 = 0; o0 < p.out_c; o0 = (uint16_t)(o0 + EBNN_INPUT_CONV_BATCH)) {
-                uint16_t n_o = (uint16_t)(p.out_c - o0 < EBNN_INPUT_CONV_BATCH ? p.out_c - o0 : EBNN_INPUT_CONV_BATCH);
-                uint32_t g = o0 / GROUP;
-                uint8_t shift = (uint8_t)(o0 % GROUP);
-                for (o = 0; o < n_o; o++)
-                    best[o] = INT32_MIN;
-                for (py = py0; py < py1; py++) {
-                    for (px = px0; px < px1; px++) {
-                        int32_t cy = (int32_t)oy * p.pool_sh - p.pool_t + py;
-                        int32_t cx = (int32_t)ox * p.pool_sw - p.pool_l + px;
-                        conv_position_int(&p, in_u8, in_f32, weights, groups, g, shift, n_o, cy, cx, acc);
-                        for (o = 0; o < n_o; o++) { /* pool as max of acc, or of -acc (min) */
-                            int32_t v = EBNN_READ_U8(&pool_min[o0 + o]) ? -acc[o] : acc[o];
-                            if (v > best[o])
-                                best[o] = v;
-                        }
-                    }
-                }
-                for (o = 0; o < n_o; o++) {
-                    int32_t agg = EBNN_READ_U8(&pool_min[o0 + o]) ? -best[o] : best[o];
-                    put_bit(&bw, agg >= EBNN_READ_I32(&thresholds[o0 + o]) ? 1u : 0u);
-                }
-            }
-        }
-    }
-    flush_bits(&bw);
-    return EBNN_OK;
-}
-
-int ebnn_input_conv_u8(const ebnn_conv_params_t *params, const uint8_t *input, const uint32_t *weights,
-                       const int32_t *thresholds, const uint8_t *pool_min, uint32_t *output)
-{
-    if (input == NULL)
-        return EBNN_ERROR_ARGUMENT;
-    return input_conv_int(params, input, NULL, weights, thresholds, pool_min, output);
-}
-
-/* ---- input convolution, float accumulator ---------------------------------------------------- */
-/* acc[o] for one convolution position: a float32 sum in (ky, kx, c) order, starting from 0. */
-#if defined(__GNUC__)
-__attribute__((noinline))
-#endif
-static void conv_position_f32(const ebnn_conv_params_t *p, const float *in, const uint32_t *weights,
-                              uint32_t groups, uint32_t g, uint8_t shift, uint16_t n_o, int32_t cy, int32_t cx,
-                              float *acc)
-{
-    uint16_t ky, kx, c, o;
-    for (o = 0; o < n_o; o++)
-        acc[o] = 0.0f;
-    for (ky = 0; ky < p->kh; ky++) {
-        int32_t iy = cy * p->sh - p->pad_t + ky;
-        for (kx = 0; kx < p->kw; kx++) {
-            int32_t ix = cx * p->sw - p->pad_l + kx;
-            int inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
-            uint32_t base = inside ? ((uint32_t)iy * p->in_w + (uint32_t)ix) * p->in_c : 0u;
-            uint32_t tap = ((uint32_t)ky * p->kw + kx) * p->in_c;
-            if (!inside && p->pad_value == 0u)
-                continue;
-            for (c = 0; c < p->in_c; c++) {
-                float v = inside ? in[base + c] : 1.0f;
-                uint32_t mask = EBNN_READ_U32(&weights[(tap + c) * groups + g]) >> shift;
-                for (o = 0; o < n_o; o++, mask >>= 1)
-                    acc[o] = acc[o] + ((mask & 1u) ? v : -v);
-            }
-        }
-    }
-}
-
-int ebnn_input_conv_f32(const ebnn_conv_params_t *params, const float *input, const uint32_t *weights,
-                        const void *thresholds, const uint8_t *pool_min, uint32_t *output)
-{
-    ebnn_conv_params_t p;
-    float acc[EBNN_INPUT_CONV_BATCH], best[EBNN_INPUT_CONV_BATCH];
-    const float *thr = (const float *)thresholds;
-    uint32_t groups;
-    uint16_t oy, ox, o, o0;
-    bit_writer_t bw;
-    if (params == NULL || input == NULL || weights == NULL || thresholds == NULL || pool_min == NULL ||
-        output == NULL)
-        return EBNN_ERROR_ARGUMENT;
-    load_params(&p, params);
-    if (p.input_mode == EBNN_INPUT_SIGN_FLOAT)
-        return input_conv_int(params, NULL, input, weights, (const int32_t *)thresholds, pool_min, output);
-    groups = ((uint32_t)p.out_c + GROUP - 1u) / GROUP;
-    bw.out = output;
-    bw.word = 0;
-    bw.fill = 0;
-    for (oy = 0; oy < p.out_h; oy++) {
-        uint16_t py0, py1;
-        tap_range((int32_t)oy * p.pool_sh - p.pool_t, p.pool_h, p.conv_h, &py0, &py1);
-        for (ox = 0; ox < p.out_w; ox++) {
-            uint16_t px0, px1, py, px;
-            tap_range((int32_t)ox * p.pool_sw - p.pool_l, p.pool_w, p.conv_w, &px0, &px1);
-            for (o0 = 0; o0 < p.out_c; o0 = (uint16_t)(o0 + EBNN_INPUT_CONV_BATCH)) {
-                uint16_t n_o = (uint16_t)(p.out_c - o0 < EBNN_INPUT_CONV_BATCH ? p.out_c - o0 : EBNN_INPUT_CONV_BATCH);
-                uint32_t g = o0 / GROUP;
-                uint8_t shift = (uint8_t)(o0 % GROUP);
-                int first = 1;
-                for (py = py0; py < py1; py++) {
-                    for (px = px0; px < px1; px++) {
-                        int32_t cy = (int32_t)oy * p.pool_sh - p.pool_t + py;
-                        int32_t cx = (int32_t)ox * p.pool_sw - p.pool_l + px;
-                        conv_position_f32(&p, input, weights, groups, g, shift, n_o, cy, cx, acc);
-                        for (o = 0; o < n_o; o++) {
-                            float v = EBNN_READ_U8(&pool_min[o0 + o]) ? -acc[o] : acc[o];
-                            if (first || v > best[o])
-                                best[o] = v;
-                        }
-                        first = 0;
-                    }
-                }
-                for (o = 0; o < n_o; o++) {
-                    float agg = EBNN_READ_U8(&pool_min[o0 + o]) ? -best[o] : best[o];
-                    put_bit(&bw, agg >= EBNN_READ_F32(&thr[o0 + o]) ? 1u : 0u);
-                }
-            }
-        }
-    }
-    flush_bits(&bw);
-    return EBNN_OK;
-}
-
-/* ---- binary convolution -------------------------------------------------------------------- */
-/* Accumulator of filter `o` at convolution position (cy, cx): sum of w * a over the taps. */
-static int32_t binary_conv_position(const ebnn_conv_params_t *p, const uint32_t *in, const uint32_t *weights,
-                                    uint32_t filter_words, uint16_t o, int32_t cy, int32_t cx)
-{
-    uint32_t row_bits = (uint32_t)p->kw * p->in_c;
-    uint32_t wbase = (uint32_t)o * filter_words * 32u;
-    int32_t iy0 = cy * p->sh - p->pad_t, ix0 = cx * p->sw - p->pad_l;
-    uint16_t ky, kx0, kx1, ky0, ky1;
-    int32_t acc = 0;
-    tap_range(iy0, p->kh, p->in_h, &ky0, &ky1);
-    tap_range(ix0, p->kw, p->in_w, &kx0, &kx1);
-    for (ky = ky0; ky < ky1; ky++) {
-        uint32_t n = (uint32_t)(kx1 - kx0) * p->in_c;
-        uint32_t abit = ((uint32_t)(iy0 + ky) * p->in_w + (uint32_t)(ix0 + kx0)) * p->in_c;
-        uint32_t wbit = wbase + (uint32_t)ky * row_bits + (uint32_t)kx0 * p->in_c;
-        acc += (int32_t)n - 2 * (int32_t)ebnn_xor_popcount(in, abit, weights, wbit, n);
-    }
-    if (p->pad_value != 0u && (ky1 - ky0 != p->kh || kx1 - kx0 != p->kw)) {
-        /* one-padding: every padded tap is +1 and adds its weight: 2 * popcount(w) - count */
-        uint32_t n_pad = 0, ones = 0;
-        for (ky = 0; ky < p->kh; ky++) {
-            uint32_t wrow = wbase + (uint32_t)ky * row_bits;
-            if (ky < ky0 || ky >= ky1) {
-                ones += ebnn_const_popcount(weights, wrow, row_bits);
-                n_pad += row_bits;
-                continue;
-            }
-            ones += ebnn_const_popcount(weights, wrow, (uint32_t)kx0 * p->in_c);
-            ones += ebnn_const_popcount(weights, wrow + (uint32_t)kx1 * p->in_c, (uint32_t)(p->kw - kx1) * p->in_c);
-            n_pad += (uint32_t)(p->kw - (kx1 - kx0)) * p->in_c;
-        }
-        acc += 2 * (int32_t)ones - (int32_t)n_pad;
-    }
-    return acc;
-}
-
-int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *input, const uint32_t *weights,
-                     uint32_t filter_words, const int32_t *thresholds, const uint8_t *pool_min,
-                     uint32_t *output)
-{
-    ebnn_conv_params_t p;
-    uint16_t oy, ox, o;
-    bit_writer_t bw;
-    if (params == NULL || input == NULL || weights == NULL || thresholds == NULL || pool_min == NULL ||
-        output == NULL)
-        return EBNN_ERROR_ARGUMENT;
-    load_params(&p, params);
-    bw.out = output;
-    bw.word = 0;
-    bw.fill = 0;
-    for (oy = 0; oy < p.out_h; oy++) {
-        uint16_t py0, py1;
-        tap_range((int32_t)oy * p.pool_sh - p.pool_t, p.pool_h, p.conv_h, &py0, &py1);
-        for (ox = 0; ox < p.out_w; ox++) {
-            uint16_t px0, px1;
-            tap_range((int32_t)ox * p.pool_sw - p.pool_l, p.pool_w, p.conv_w, &px0, &px1);
-            for (o = 0; o < p.out_c; o++) {
-                int negate = EBNN_READ_U8(&pool_min[o]) != 0u;
-                int32_t best = INT32_MIN;
-                uint16_t py, px;
-                for (py = py0; py < py1; py++) {
-                    for (px = px0; px < px1; px++) {
-                        int32_t acc = binary_conv_position(&p, input, weights, filter_words, o,
-                                                           (int32_t)oy * p.pool_sh - p.pool_t + py,
-                                                           (int32_t)ox * p.pool_sw - p.pool_l + px);
-                        if (negate)
-                            acc = -acc;
-                        if (acc > best)
-                            best = acc;
-                    }
-                }
-                if (negate)
-                    best = -best;
-                put_bit(&bw, best >= EBNN_READ_I32(&thresholds[o]) ? 1u : 0u);
-            }
-        }
-    }
-    flush_bits(&bw);
-    return EBNN_OK;
-}
-
-/* ---- dense blocks ------------------------------------------------------------------------------ */
+/* ==== dense blocks ============================================================================ */
 int ebnn_binary_dense(uint32_t n_in, uint32_t n_out, const uint32_t *input, const uint32_t *weights,
-                      uint32_t row_words, const int32_t *thresholds, uint32_t *output)
+                      const int32_t *thresholds, uint32_t *output)
 {
-    uint32_t o;
+    uint32_t o, rwords = EBNN_WORDS(n_in);
     bit_writer_t bw;
     if (input == NULL || weights == NULL || thresholds == NULL || output == NULL)
         return EBNN_ERROR_ARGUMENT;
-    bw.out = output;
-    bw.word = 0;
-    bw.fill = 0;
-    for (o = 0; o < n_out; o++) {
-        int32_t acc = (int32_t)n_in - 2 * (int32_t)ebnn_xor_popcount(input, 0, weights + o * row_words, 0, n_in);
-        put_bit(&bw, acc >= EBNN_READ_I32(&thresholds[o]) ? 1u : 0u);
+    bw_init(&bw, output);
+    for (o = 0; o < n_out; o++, weights += rwords) {
+        int32_t acc = (int32_t)n_in - 2 * (int32_t)ebnn_xor_popcount(input, weights, rwords);
+        bw_put(&bw, acc >= EBNN_READ_I32(&thresholds[o]) ? 1u : 0u, 1u);
     }
-    flush_bits(&bw);
+    bw_flush(&bw);
     return EBNN_OK;
 }
 
 int ebnn_output_dense(uint32_t n_in, uint32_t n_out, const uint32_t *input, const uint32_t *weights,
-                      uint32_t row_words, const float *scale, const float *offset, float *logits)
+                      const float *scale, const float *offset, float *logits)
 {
-    uint32_t k;
+    uint32_t k, rwords = EBNN_WORDS(n_in);
     int best_k = 0;
     float best = 0.0f;
     if (input == NULL || weights == NULL || scale == NULL || offset == NULL || n_out == 0u)
         return EBNN_ERROR_ARGUMENT;
-    for (k = 0; k < n_out; k++) {
-        int32_t x = (int32_t)n_in - 2 * (int32_t)ebnn_xor_popcount(input, 0, weights + k * row_words, 0, n_in);
-        float y = (float)x * EBNN_READ_F32(&scale[k]); /* two float32 operations, in this order */
-        y = y + EBNN_READ_F32(&offset[k]);
+    for (k = 0; k < n_out; k++, weights += rwords) {
+        int32_t x = (int32_t)n_in - 2 * (int32_t)ebnn_xor_popcount(input, weights, rwords);
+        /* Two float32 operations, each rounded: the volatile store keeps compilers from fusing them
+         * into one FMA and forces float precision where FLT_EVAL_METHOD != 0. */
+        volatile float product = (float)x * EBNN_READ_F32(&scale[k]);
+        float y = product + EBNN_READ_F32(&offset[k]);
         if (logits != NULL)
             logits[k] = y;
         if (k == 0u || y > best) {

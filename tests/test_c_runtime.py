@@ -37,6 +37,16 @@ def test_kernel_unit_tests(test, variant, tmp_path):
     assert passed > 5000, out
 
 
+@pytest.mark.parametrize("chunk", [8, 16, 32])
+def test_input_conv_low_stack_path(chunk, tmp_path):
+    """The AVR default (EBNN_LOW_STACK: tap by tap, no tables) checked on the host, with every chunk size."""
+    exe = tmp_path / "low_stack"
+    _run([host.find_cc(), *STRICT, "-O1", *SANITIZE, "-DEBNN_LOW_STACK=1", f"-DEBNN_CHUNK={chunk}", f"-I{RUNTIME}",
+          str(ROOT / "tests" / "c" / "test_input_conv.c"), str(RUNTIME / "ebnn_kernels.c"), "-o", str(exe)])
+    out = _run([str(exe)])
+    assert out.strip().endswith(" 0 failed"), out
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """One generated model per input mode, exported as C."""
@@ -108,14 +118,15 @@ def test_memory_plan_is_minimal_and_safe():
         hidden = [b for b in plan["blocks"] if b["kind"] != "output_dense"]
         sizes = [b["ram_bytes"] for b in hidden]
         pairs = [sizes[0]] + [a + b for a, b in zip(sizes, sizes[1:])]
-        assert plan["arena_bytes"] == max(pairs)
+        assert plan["activation_bytes"] == max(pairs)
+        assert plan["arena_bytes"] == plan["activation_bytes"] + plan["totals"]["kernel_scratch_bytes"]
         for prev, cur in zip(hidden, hidden[1:]):
             a0, a1 = prev["buffer_offset"], prev["buffer_offset"] + prev["ram_bytes"]
             b0, b1 = cur["buffer_offset"], cur["buffer_offset"] + cur["ram_bytes"]
             assert a1 <= b0 or b1 <= a0
         for b in hidden:
             assert 0 <= b["buffer_offset"] and b["buffer_offset"] + b["ram_bytes"] <= plan["arena_bytes"]
-            assert b["ram_bytes"] == ((b["out_bits"] + 31) // 32 + 1) * 4
+            assert b["ram_bytes"] == (b["out_bits"] + 31) // 32 * 4  # exact: no guard word
 
 
 def _symbol_sizes(nm, obj):

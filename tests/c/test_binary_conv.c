@@ -6,7 +6,8 @@
 
 static uint32_t in[MAXBITS / 32 + 2], out[MAXBITS / 32 + 2], wpk[MAXBITS / 32 + 64 * 2];
 static uint8_t w[MAXBITS], pool_min[64];
-static int32_t thr[64];
+static int32_t thr[64], thr_stored[64];
+static uint32_t flip[2], scratch[2 * (MAXBITS / 32 + 1)];
 
 static int32_t naive_acc(const ebnn_conv_params_t *p, int o, int cy, int cx)
 {
@@ -52,7 +53,7 @@ int main(void)
     for (trial = 0; trial < 400; trial++) {
         ebnn_conv_params_t p;
         int taps, o, i, oy, ox;
-        uint32_t fw, in_bits, out_bits;
+        uint32_t in_bits, out_bits;
         if (!random_geometry(&p, 40, 40))
             continue;
         taps = p.kh * p.kw * p.in_c;
@@ -60,7 +61,6 @@ int main(void)
         out_bits = (uint32_t)(p.out_h * p.out_w * p.out_c);
         if ((uint32_t)(taps * p.out_c) > MAXBITS || in_bits > MAXBITS || out_bits > MAXBITS)
             continue;
-        fw = ((uint32_t)taps + 31u) / 32u;
         for (i = 0; i < (int)(in_bits / 32 + 2); i++)
             in[i] = rnd();
         for (i = 0; i < taps * p.out_c; i++)
@@ -71,9 +71,9 @@ int main(void)
             if (rnd_below(20) == 0)
                 thr[o] = (rnd() & 1u) ? taps + 1 : -taps - 1; /* constant channels */
         }
-        pack_rows(w, p.out_c, taps, fw, wpk);
+        store_conv(w, p.out_c, taps, pool_min, thr, wpk, thr_stored, flip);
         memset(out, 0xA5, sizeof(out));
-        CHECK(ebnn_binary_conv(&p, in, wpk, fw, thr, pool_min, out) == EBNN_OK, "status");
+        CHECK(ebnn_binary_conv(&p, in, wpk, thr_stored, flip, out, scratch) == EBNN_OK, "status");
         for (oy = 0; oy < p.out_h; oy++)
             for (ox = 0; ox < p.out_w; ox++)
                 for (o = 0; o < p.out_c; o++) {
@@ -82,11 +82,12 @@ int main(void)
                           "trial %d k%dx%d s%d pad%d/%d c%d o%d pool%d/%d at (%d,%d,%d)", trial, p.kh, p.kw,
                           p.sh, p.pad_t, p.pad_value, p.in_c, p.out_c, p.pool_h, p.pool_sh, oy, ox, o);
                 }
-        for (i = (int)out_bits; i < (int)((out_bits + 31u) / 32u * 32u + 32u); i++)
-            CHECK(get_bit(out, (uint32_t)i) == 0, "bits past the end must be cleared (trial %d)", trial);
+        for (i = (int)out_bits; i < (int)((out_bits + 31u) / 32u * 32u); i++)
+            CHECK(get_bit(out, (uint32_t)i) == 0, "unused bits of the last word must be 0 (trial %d)", trial);
+        CHECK(out[(out_bits + 31u) / 32u] == 0xA5A5A5A5u, "wrote past the exact buffer (trial %d)", trial);
         done++;
     }
     CHECK(done > 200, "too few geometries tried: %d", done);
-    CHECK(ebnn_binary_conv(NULL, in, wpk, 1, thr, pool_min, out) == EBNN_ERROR_ARGUMENT, "NULL params");
+    CHECK(ebnn_binary_conv(NULL, in, wpk, thr, flip, out, scratch) == EBNN_ERROR_ARGUMENT, "NULL params");
     return report("test_binary_conv");
 }

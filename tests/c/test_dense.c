@@ -41,12 +41,12 @@ int main(void)
             }
             pack_rows(w, n_out, n, row_words, wpk);
             memset(out, 0xA5, sizeof(out));
-            CHECK(ebnn_binary_dense((uint32_t)n, (uint32_t)n_out, in, wpk, row_words, thr, out) == EBNN_OK, "status");
+            CHECK(ebnn_binary_dense((uint32_t)n, (uint32_t)n_out, in, wpk, thr, out) == EBNN_OK, "status");
             for (o = 0; o < n_out; o++)
                 CHECK(get_bit(out, (uint32_t)o) == (naive_dot(n, o) >= thr[o]), "dense n=%d o=%d", n, o);
-            for (i = n_out; i < (n_out + 31) / 32 * 32 + 32; i++)
-                CHECK(get_bit(out, (uint32_t)i) == 0, "bits past the end must be cleared");
-            i = ebnn_output_dense((uint32_t)n, (uint32_t)n_out, in, wpk, row_words, scale, offset, logits);
+            for (i = n_out; i < (n_out + 31) / 32 * 32; i++)
+                CHECK(get_bit(out, (uint32_t)i) == 0, "unused bits of the last word must be 0");
+            i = ebnn_output_dense((uint32_t)n, (uint32_t)n_out, in, wpk, scale, offset, logits);
             for (o = 0; o < n_out; o++) {
                 float y = (float)naive_dot(n, o) * scale[o];
                 y = y + offset[o];
@@ -57,7 +57,7 @@ int main(void)
                 }
             }
             CHECK(i == best, "argmax n=%d: %d vs %d", n, i, best);
-            CHECK(ebnn_output_dense((uint32_t)n, (uint32_t)n_out, in, wpk, row_words, scale, offset, NULL) == best,
+            CHECK(ebnn_output_dense((uint32_t)n, (uint32_t)n_out, in, wpk, scale, offset, NULL) == best,
                   "argmax without logits");
         }
     /* ties: the first maximum wins */
@@ -65,6 +65,6 @@ int main(void)
         scale[o] = 0.0f;
         offset[o] = o == 1 || o == 3 ? 2.0f : 1.0f;
     }
-    CHECK(ebnn_output_dense(8, 4, in, wpk, 1, scale, offset, NULL) == 1, "first maximum wins");
+    CHECK(ebnn_output_dense(8, 4, in, wpk, scale, offset, NULL) == 1, "first maximum wins");
     return report("test_dense");
 }

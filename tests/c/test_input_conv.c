@@ -7,7 +7,9 @@
 static uint8_t in_u8[MAXV], w[MAXW], pool_min[70];
 static float in_f[MAXV];
 static uint32_t out[MAXV * 70 / 32 + 4], wpk[MAXW / 32 * 2 + 64];
-static int32_t thr[70];
+static int32_t thr[70], thr_stored[70];
+static float thr_f_stored[70];
+static uint32_t flip[3];
 static float thr_f[70];
 
 /* accumulator as double: exact for the integer modes; float mode is summed in float below */
@@ -59,10 +61,10 @@ static int naive_bit(const ebnn_conv_params_t *p, int o, int oy, int ox)
 
 int main(void)
 {
-    int trial, done = 0, filter_major_trials = 0;
+    int trial, done = 0;
     for (trial = 0; trial < 400; trial++) {
         ebnn_conv_params_t p;
-        int taps, o, i, oy, ox, n_in, mode = trial % 4, status, filter_major;
+        int taps, o, i, oy, ox, n_in, mode = trial % 4, status;
         if (!random_geometry(&p, 4, 70))
             continue;
         taps = p.kh * p.kw * p.in_c;
@@ -87,25 +89,17 @@ int main(void)
             thr[o] = (int32_t)rnd_below((uint32_t)span / 2u + 3u) - span / 4 - 1;
             thr_f[o] = (float)((int32_t)rnd_below(2001) - 1000) / 500.0f;
         }
-        /* integer modes with small windows may use the filter-major fast path */
-        filter_major = mode != EBNN_INPUT_FLOAT && taps <= EBNN_MAX_WINDOW && (rnd() & 1u);
-        if (filter_major) {
-            filter_major_trials++;
-            pack_rows(w, p.out_c, taps, ((uint32_t)taps + 31u) / 32u, wpk);
-        } else {
-            pack_taps(w, p.out_c, taps, wpk);
-        }
+        store_conv(w, p.out_c, taps, pool_min, thr, wpk, thr_stored, flip);
+        for (o = 0; o < p.out_c; o++)
+            thr_f_stored[o] = thr_f[o]; /* float thresholds are stored unchanged */
+        p.acc16 = 0;
         memset(out, 0xA5, sizeof(out));
-        if (filter_major && (mode == EBNN_INPUT_UINT8 || mode == EBNN_INPUT_SIGN_UINT8))
-            status = ebnn_input_conv_window_u8(&p, in_u8, wpk, thr, pool_min, out);
-        else if (filter_major)
-            status = ebnn_input_conv_window_f32(&p, in_f, wpk, thr, pool_min, out);
-        else if (mode == EBNN_INPUT_UINT8 || mode == EBNN_INPUT_SIGN_UINT8)
-            status = ebnn_input_conv_u8(&p, in_u8, wpk, thr, pool_min, out);
+        if (mode == EBNN_INPUT_UINT8 || mode == EBNN_INPUT_SIGN_UINT8)
+            status = ebnn_input_conv_u8(&p, in_u8, wpk, thr_stored, flip, out);
         else
-            status = ebnn_input_conv_f32(&p, in_f, wpk, mode == EBNN_INPUT_FLOAT ? (const void *)thr_f
-                                                                                    : (const void *)thr,
-                                         pool_min, out);
+            status = ebnn_input_conv_f32(&p, in_f, wpk, mode == EBNN_INPUT_FLOAT ? (const void *)thr_f_stored
+                                                                                    : (const void *)thr_stored,
+                                         flip, out);
         CHECK(status == EBNN_OK, "status");
         for (oy = 0; oy < p.out_h; oy++)
             for (ox = 0; ox < p.out_w; ox++)
@@ -118,7 +112,6 @@ int main(void)
         done++;
     }
     CHECK(done > 150, "too few geometries tried: %d", done);
-    CHECK(filter_major_trials > 40, "too few filter-major trials: %d", filter_major_trials);
-    CHECK(ebnn_input_conv_u8(NULL, in_u8, wpk, thr, pool_min, out) == EBNN_ERROR_ARGUMENT, "NULL params");
+    CHECK(ebnn_input_conv_u8(NULL, in_u8, wpk, thr, flip, out) == EBNN_ERROR_ARGUMENT, "NULL params");
     return report("test_input_conv");
 }

@@ -82,22 +82,31 @@ TESTLIB_FN int random_geometry(ebnn_conv_params_t *p, int max_c, int max_o)
     return p->out_h > 0 && p->out_w > 0;
 }
 
-/* Tap-major packing (input conv): w[o][t] -> word t * groups + o / 32, bit o % 32. */
-TESTLIB_FN void pack_taps(const uint8_t *w, int n_o, int taps, uint32_t *out)
+/* The generator's storage of a conv block (see ebnn.h): min-pooled channels get inverted weights,
+ * threshold 1 - t (integer) and a flip bit. Filter-major rows of row_words words. */
+TESTLIB_FN void store_conv(const uint8_t *w, int n_o, int taps, const uint8_t *pool_min, const int32_t *thr,
+                           uint32_t *wpk, int32_t *thr_out, uint32_t *flip)
 {
-    int groups = (n_o + 31) / 32, o, t;
-    memset(out, 0, sizeof(uint32_t) * (size_t)(taps * groups + 1));
-    for (o = 0; o < n_o; o++)
+    uint32_t row_words = ((uint32_t)taps + 31u) / 32u;
+    int o, t;
+    memset(wpk, 0, sizeof(uint32_t) * (size_t)n_o * row_words);
+    memset(flip, 0, sizeof(uint32_t) * (size_t)((n_o + 31) / 32));
+    for (o = 0; o < n_o; o++) {
         for (t = 0; t < taps; t++)
-            if (w[o * taps + t])
-                out[t * groups + o / 32] |= 1u << (o % 32);
+            if ((w[o * taps + t] != 0) != (pool_min[o] != 0))
+                wpk[(uint32_t)o * row_words + (uint32_t)t / 32u] |= (uint32_t)1 << (t % 32);
+        if (pool_min[o])
+            flip[o / 32] |= (uint32_t)1 << (o % 32);
+        if (thr != NULL)
+            thr_out[o] = pool_min[o] ? 1 - thr[o] : thr[o];
+    }
 }
 
 /* Row packing (binary conv filters, dense rows): row o from word o * row_words. */
 TESTLIB_FN void pack_rows(const uint8_t *w, int rows, int n, uint32_t row_words, uint32_t *out)
 {
     int r, i;
-    memset(out, 0, sizeof(uint32_t) * (size_t)(rows * (int)row_words + 1));
+    memset(out, 0, sizeof(uint32_t) * (size_t)(rows * (int)row_words));
     for (r = 0; r < rows; r++)
         for (i = 0; i < n; i++)
             set_bit(out + r * (int)row_words, (uint32_t)i, w[r * n + i]);

@@ -19,12 +19,20 @@
 extern uint8_t __heap_start;
 
 static void put_char(char c) { GPIOR1 = (uint8_t)c; }
-static void put_str(const char *s) { while (*s) put_char(*s++); }
+/* strings and tables stay in flash: on a 2 KB part every byte of .data counts */
+static void put_str_P(const char *s)
+{
+    char c;
+    while ((c = (char)pgm_read_byte(s++)) != 0)
+        put_char(c);
+}
 static void put_hex(uint32_t v)
 {
     int8_t i;
-    for (i = 7; i >= 0; i--)
-        put_char("0123456789abcdef"[(v >> (4 * i)) & 15u]);
+    for (i = 7; i >= 0; i--) {
+        uint8_t d = (uint8_t)((v >> (4 * i)) & 15u);
+        put_char((char)(d < 10u ? (uint8_t)('0' + d) : (uint8_t)('a' + d - 10u)));
+    }
 }
 static void put_dec(uint32_t v)
 {
@@ -65,7 +73,7 @@ int main(void)
         cls = PREDICT(input, scores);
         GPIOR0 = 2;
 #endif
-        put_str("R ");
+        put_str_P(PSTR("R "));
         put_dec(i);
         put_char(' ');
         put_dec((uint32_t)cls);
@@ -79,9 +87,9 @@ int main(void)
     }
     for (p = &__heap_start; *p == 0xA5 && p < (uint8_t *)RAMEND; p++) {
     }
-    put_str("S ");
+    put_str_P(PSTR("S "));
     put_dec((uint32_t)((uint8_t *)RAMEND + 1 - p));
-    put_str("\nDONE\n");
+    put_str_P(PSTR("\nDONE\n"));
     cli();
     sleep_cpu();
     return 0;
