@@ -29,6 +29,8 @@ def main(argv=None):
     ap.add_argument("--final-lr", type=float, default=1e-5)
     ap.add_argument("--schedule", default="cosine", choices=("cosine", "exponential", "constant"))
     ap.add_argument("--val-size", type=int, default=5000, help="last N training images held out")
+    ap.add_argument("--output-scale", action="store_true",
+                    help="let the last BatchNormalization learn a per-class scale (softmax temperature)")
     ap.add_argument("--shift", type=int, default=0, help="random shift augmentation, pixels (0: off)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", default=None, help="IDX folder (default: EBNN_DATA_DIR, Keras cache)")
@@ -46,7 +48,7 @@ def main(argv=None):
     (xtr, ytr), (xte, yte) = datasets.load(args.dataset, args.data_dir)
     xval, yval = xtr[-args.val_size:], ytr[-args.val_size:]
     xtr, ytr = xtr[:-args.val_size], ytr[:-args.val_size]
-    model = models.get(args.preset)
+    model = models.get(args.preset, output_scale=args.output_scale)
     start = time.time()
     training.train(model, xtr, ytr, xval, yval, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                    final_lr=args.final_lr, schedule=args.schedule, max_shift=args.shift, seed=args.seed)
@@ -56,7 +58,7 @@ def main(argv=None):
     val_before = training.evaluate(model, xval, yval)
     result = {"preset": args.preset, "dataset": args.dataset, "epochs": args.epochs,
               "batch_size": args.batch_size, "lr": args.lr, "final_lr": args.final_lr,
-              "schedule": args.schedule, "shift": args.shift, "seed": args.seed,
+              "schedule": args.schedule, "shift": args.shift, "output_scale": args.output_scale, "seed": args.seed,
               "params": model.count_params(), "train_minutes": round(minutes, 1),
               "test_accuracy": round(before, 4), "val_accuracy": round(val_before, 4)}
     if args.reestimate_bn:
