@@ -87,6 +87,15 @@ extern "C" {
 #endif
 #endif
 
+/* +infinity as a constant expression, without depending on <math.h> (Zephyr's minimal libc lacks
+ * INFINITY): float thresholds of constant channels and the float max-pool start value. */
+#if defined(__GNUC__) || defined(__clang__)
+#define EBNN_INFINITY (__builtin_inff())
+#else
+#include <math.h>
+#define EBNN_INFINITY INFINITY
+#endif
+
 /* ---- status codes ----------------------------------------------------------------------------- */
 #define EBNN_OK 0
 #define EBNN_ERROR_ARGUMENT (-1)

@@ -3,7 +3,6 @@
  *
  * Sections: popcount, bit streams, pooling windows, input convolution (integer: 4-tap subset-sum
  * tables; float: sequential float32 sums), binary convolution (patch + XOR-popcount), dense blocks. */
-#include <math.h> /* INFINITY (a constant: no libm needed) */
 
 #include "ebnn.h"
 
@@ -542,7 +541,7 @@ int ebnn_input_conv_f32(const ebnn_conv_params_t *params, const float *input, co
             uint_fast16_t px0, px1;
             clip_window((int32_t)ox * p.pool_sw - p.pool_l, p.pool_w, p.conv_w, &px0, &px1);
             for (o = 0; o < p.out_c; o++) {
-                float best = -INFINITY;
+                float best = -EBNN_INFINITY;
                 uint_fast16_t py, px;
                 for (py = py0; py < py1; py++) {
                     for (px = px0; px < px1; px++) {
