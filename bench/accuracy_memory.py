@@ -4,11 +4,12 @@
 
 Method: Keras accuracy from model.predict on the 10,000 test images; exported accuracy from the C
 export compiled with the host gcc -O2 and run on the same images (its classes must equal the NumPy
-reference executor's); memory from the Cortex-M3 ELF (arm-none-eabi-gcc -Os, our bare-metal driver):
+reference executor's); memory from the Cortex-M3 ELF built for size (arm-none-eabi-gcc -Os
+-DEBNN_CHUNK=8 -DEBNN_LOW_STACK=1, the runtime's small-stack options; our bare-metal driver):
 flash = the model's const objects (symbol sizes) + runtime and predict code (function symbol sizes) +
 the libgcc/libc helpers they pull in (soft-float routines for the logits, memcpy); RAM = the activation
-arena (symbol size) + the stack high-water mark measured by painting RAM and running 10 inferences
-under QEMU. The uint8 input buffer is listed separately and not counted. Writes the "accuracy"
+arena (symbol size) + the stack NAME_predict uses, measured by painting RAM and running 10 inferences
+under QEMU (minus what a build without the predict call reaches). The uint8 input buffer is listed separately and not counted. Writes the "accuracy"
 section of BENCHMARKS.md and bench/accuracy_memory.png.
 """
 import argparse
@@ -27,7 +28,10 @@ REFERENCE_POINTS = [  # (label, accuracy %, KB) from ../shared/REFERENCES.md; me
 ]
 
 
-def measure(name, path, dataset, work, opt="-Os"):
+SMALL = ["-DEBNN_CHUNK=8", "-DEBNN_LOW_STACK=1"]  # the runtime's size-over-speed options
+
+
+def measure(name, path, dataset, work, opt="-Os", flags=SMALL):
     from bench.targets import cortexm
     from keras_ebnn import host, reference
     model, lowered, out = load_export(name, path, work)
@@ -41,7 +45,7 @@ def measure(name, path, dataset, work, opt="-Os"):
            "input_bytes": lowered.input.length * (1 if lowered.input.dtype == np.uint8 else 4)}
     if cortexm.available():
         r = cortexm.build_and_run(out, name, x[:10], lowered.num_classes, cpu="cortex-m3", opt=opt,
-                                   workdir=f"{work}/m3_{name}")
+                                   workdir=f"{work}/m3_{name}", flags=flags)
         data = sum(v for k, v in r["symbols"].items() if k.startswith(f"{name}_b"))
         helpers = sum(r["libgcc_helpers"].values()) if r["libgcc_helpers"] else 0
         syms = cortexm.symbols(r["elf"])

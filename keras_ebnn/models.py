@@ -96,27 +96,6 @@ def m15_mnist(classes=10):
     return _model(tf, layers + _head(tf, lq, hidden=(64,), classes=classes), "m15_mnist")
 
 
-def _x_m15s(classes=10):  # experiment: m15 with 40 filters in conv3
-    tf, lq = import_larq()
-    layers = (_conv_block(tf, lq, 32, first=True) + _conv_block(tf, lq, 64)
-              + _conv_block(tf, lq, 40, pool=2, padding="same"))
-    return _model(tf, layers + _head(tf, lq, hidden=(64,), classes=classes), "x_m15s")
-
-
-def _x_fashA(classes=10):  # experiment: conv2 'same' (6x6 after pooling), conv3 40 pooled 3x3 -> 2x2
-    tf, lq = import_larq()
-    layers = (_conv_block(tf, lq, 32, first=True) + _conv_block(tf, lq, 64, padding="same")
-              + _conv_block(tf, lq, 40, pool=3, padding="same"))
-    return _model(tf, layers + _head(tf, lq, hidden=(64,), classes=classes), "x_fashA")
-
-
-def _x_fashB(classes=10):  # experiment: 5x5 first conv (12x12x32 after pooling)
-    tf, lq = import_larq()
-    layers = (_conv_block(tf, lq, 32, first=True, kernel=5) + _conv_block(tf, lq, 64)
-              + _conv_block(tf, lq, 48, pool=2, padding="same"))
-    return _model(tf, layers + _head(tf, lq, hidden=(64,), classes=classes), "x_fashB")
-
-
 def m15_fashion_mnist(classes=10):
     """The <= 15 KB budget for Fashion-MNIST: conv 5x5 (32) -> pool 2 -> conv 3x3 (64) -> pool 2 ->
     conv 3x3 same (40) -> pool 2 -> binary dense 160->64 -> dense 64->10 (each followed by BN).
@@ -133,8 +112,7 @@ def m15_fashion_mnist(classes=10):
 
 
 PRESETS = {"paper_mnist": paper_mnist, "tiny_mnist": tiny_mnist, "uno_mnist": uno_mnist,
-           "demo_mnist": demo_mnist, "m15_mnist": m15_mnist, "m15_fashion_mnist": m15_fashion_mnist,
-           "x_m15s": _x_m15s, "x_fashA": _x_fashA, "x_fashB": _x_fashB}
+           "demo_mnist": demo_mnist, "m15_mnist": m15_mnist, "m15_fashion_mnist": m15_fashion_mnist}
 
 
 def with_output_scale(model):

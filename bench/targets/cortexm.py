@@ -55,9 +55,10 @@ def images_header(path, images, ctype):
                     + ",\n".join(rows) + "\n};\n")
 
 
-def build(export_dir, name, images, cpu="cortex-m3", opt="-O2", workdir=None, empty=False):
-    """Compile the export + driver into an ELF. `empty=True` builds the marker-calibration ELF."""
-    flags, _ = CPUS[cpu]
+def build(export_dir, name, images, cpu="cortex-m3", opt="-O2", workdir=None, empty=False, flags=()):
+    """Compile the export + driver into an ELF. `empty=True` builds the marker-calibration ELF;
+    `flags` are extra compiler options (e.g. the runtime's -DEBNN_* settings)."""
+    cpu_flags, _ = CPUS[cpu]
     work = Path(workdir or tempfile.mkdtemp(prefix=f"ebnn-{cpu}-"))
     work.mkdir(parents=True, exist_ok=True)
     export_dir = Path(export_dir)
@@ -65,9 +66,9 @@ def build(export_dir, name, images, cpu="cortex-m3", opt="-O2", workdir=None, em
         else "float"
     images_header(work / "images.h", images, ctype)
     elf = work / f"{name}_{cpu}{'_empty' if empty else ''}.elf"
-    cmd = [CC, *flags, "-std=c99", "-Wall", "-Wextra", "-Werror", opt, "-ffunction-sections", "-fdata-sections",
+    cmd = [CC, *cpu_flags, "-std=c99", "-Wall", "-Wextra", "-Werror", opt, "-ffunction-sections", "-fdata-sections",
            f"-I{export_dir}", f"-I{work}", f"-DMODEL_HEADER=\"{name}.h\"", f"-DMODEL={name}",
-           *(["-DPREDICT_EMPTY"] if empty else []),
+           *(["-DPREDICT_EMPTY"] if empty else []), *flags,
            *sorted(str(p) for p in export_dir.glob("*.c")), str(HERE / "driver.c"), str(HERE / "startup.c"),
            "-nostartfiles", "--specs=nano.specs", "-T", str(HERE / "link.ld"), "-Wl,--gc-sections",
            "-o", str(elf), "-lc", "-lgcc"]
@@ -154,14 +155,14 @@ def parse(lines, num_classes):
     return np.array(classes), np.array(logits, dtype=np.uint32).view(np.float32)
 
 
-def build_and_run(export_dir, name, images, num_classes, cpu="cortex-m3", opt="-O2", workdir=None):
+def build_and_run(export_dir, name, images, num_classes, cpu="cortex-m3", opt="-O2", workdir=None, flags=()):
     """Build, run, and measure. Returns a dict with classes, logits, instructions per inference
     (marker cost subtracted), ELF section sizes and the model's object sizes from the symbol table."""
     work = Path(workdir or tempfile.mkdtemp(prefix=f"ebnn-{cpu}-"))
-    elf = build(export_dir, name, images, cpu, opt, work)
+    elf = build(export_dir, name, images, cpu, opt, work, flags=flags)
     lines, counters = run(elf, cpu)
     classes, logits = parse(lines, num_classes)
-    empty = build(export_dir, name, images[:4], cpu, opt, work / "empty", empty=True)
+    empty = build(export_dir, name, images[:4], cpu, opt, work / "empty", empty=True, flags=flags)
     _, empty_counters = run(empty, cpu)
     marker_cost = empty_counters["marked"] / max(empty_counters["pairs"], 1)
     syms = symbols(elf)
@@ -170,7 +171,9 @@ def build_and_run(export_dir, name, images, num_classes, cpu="cortex-m3", opt="-
         "cpu": cpu, "opt": opt, "classes": classes, "logits": logits, "images": len(images),
         "instructions_per_inference": counters["marked"] / max(counters["pairs"], 1) - marker_cost,
         "marker_cost": marker_cost, "size": size(elf), "symbols": model_syms, "elf": str(elf),
-        "stack_bytes": counters["stack"],
+        # stack used by NAME_predict: painted bytes reached, minus those reached by the calibration
+        # build (the paint stops 64 B below main's stack pointer)
+        "stack_bytes": None if counters["stack"] is None else counters["stack"] - (empty_counters["stack"] or 0),
         "code_bytes": code_bytes(elf, export_dir, cpu, opt, work)[0],
         "libgcc_helpers": code_bytes(elf, export_dir, cpu, opt, work)[1],
     }
