@@ -52,8 +52,9 @@ def totals_text(lowered, plan):
     return "\n".join([
         f"- Flash: **{t['flash_bytes']:,} B** = model data {t['flash_data_bytes']:,} B + runtime code "
         f"~{t['code_bytes_estimate']:,} B (estimate; the target's size tool gives the exact figure)",
-        f"- RAM: **{t['ram_bytes']:,} B** = activation buffers {t['activation_bytes']:,} B + stack "
-        f"~{t['stack_bytes_estimate']:,} B (bound estimate)",
+        f"- RAM: **{t['ram_bytes']:,} B** = activation buffers {t['activation_bytes']:,} B"
+        + (f" + kernel scratch {t['kernel_scratch_bytes']:,} B" if t.get("kernel_scratch_bytes") else "")
+        + f" + stack ~{t['stack_bytes_estimate']:,} B (bound estimate)",
         f"- Input buffer (caller's): {inp.length} x {'uint8' if inp.dtype.__name__ == 'uint8' else 'float'} = "
         f"{t['input_bytes']:,} B, not counted above",
     ])
