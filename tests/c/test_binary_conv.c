@@ -29,22 +29,14 @@ static int32_t naive_acc(const ebnn_conv_params_t *p, int o, int cy, int cx)
     return acc;
 }
 
+static double naive_acc_d(const ebnn_conv_params_t *p, int o, int cy, int cx)
+{
+    return (double)naive_acc(p, o, cy, cx);
+}
+
 static int naive_bit(const ebnn_conv_params_t *p, int o, int oy, int ox)
 {
-    int py, px, first = 1;
-    int32_t agg = 0;
-    for (py = 0; py < p->pool_h; py++)
-        for (px = 0; px < p->pool_w; px++) {
-            int cy = oy * p->pool_sh - p->pool_t + py, cx = ox * p->pool_sw - p->pool_l + px;
-            int32_t a;
-            if (cy < 0 || cy >= p->conv_h || cx < 0 || cx >= p->conv_w)
-                continue;
-            a = naive_acc(p, o, cy, cx);
-            if (first || (pool_min[o] ? a < agg : a > agg))
-                agg = a;
-            first = 0;
-        }
-    return agg >= thr[o];
+    return naive_pool(p, naive_acc_d, o, oy, ox, pool_min[o]) >= thr[o];
 }
 
 int main(void)

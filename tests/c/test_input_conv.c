@@ -41,19 +41,7 @@ static double naive_acc(const ebnn_conv_params_t *p, int o, int cy, int cx)
 
 static int naive_bit(const ebnn_conv_params_t *p, int o, int oy, int ox)
 {
-    int py, px, first = 1;
-    double agg = 0;
-    for (py = 0; py < p->pool_h; py++)
-        for (px = 0; px < p->pool_w; px++) {
-            int cy = oy * p->pool_sh - p->pool_t + py, cx = ox * p->pool_sw - p->pool_l + px;
-            double a;
-            if (cy < 0 || cy >= p->conv_h || cx < 0 || cx >= p->conv_w)
-                continue;
-            a = naive_acc(p, o, cy, cx);
-            if (first || (pool_min[o] ? a < agg : a > agg))
-                agg = a;
-            first = 0;
-        }
+    double agg = naive_pool(p, naive_acc, o, oy, ox, pool_min[o]);
     if (p->input_mode == EBNN_INPUT_FLOAT)
         return agg >= thr_f[o];
     return agg >= thr[o];

@@ -131,4 +131,26 @@ TESTLIB_FN int report(const char *name)
     printf("%s: %d passed, %d failed\n", name, checks - failures, failures);
     return failures != 0;
 }
+
+/* The naive pooled accumulator of filter o at pooled position (oy, ox): the max (or, with use_min, the
+ * min) of acc(p, o, cy, cx) over the pool window's convolution positions inside the map. */
+TESTLIB_FN double naive_pool(const ebnn_conv_params_t *p, double (*acc)(const ebnn_conv_params_t *, int, int, int),
+                             int o, int oy, int ox, int use_min)
+{
+    int py, px, first = 1;
+    double agg = 0;
+    for (py = 0; py < p->pool_h; py++)
+        for (px = 0; px < p->pool_w; px++) {
+            int cy = oy * p->pool_sh - p->pool_t + py, cx = ox * p->pool_sw - p->pool_l + px;
+            double a;
+            if (cy < 0 || cy >= p->conv_h || cx < 0 || cx >= p->conv_w)
+                continue;
+            a = acc(p, o, cy, cx);
+            if (first || (use_min ? a < agg : a > agg))
+                agg = a;
+            first = 0;
+        }
+    return agg;
+}
+
 #endif
