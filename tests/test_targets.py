@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,6 +69,19 @@ def test_cortex_m_under_qemu(cpu, shipped, tmp_path):
     assert 0 < r["instructions_per_inference"] < 50e6
 
 
+@pytest.mark.skipif(not cortexm.available(), reason="arm-none-eabi-gcc / qemu-system-arm not installed")
+def test_cortex_m0plus_on_an_armv6m_core(shipped, tmp_path):
+    """The M0+ build also runs on QEMU's micro:bit (nRF51: a real ARMv6-M Cortex-M0 core, which rejects
+    ARMv7-M instructions, and 256 KB flash / 16 KB RAM): same outputs, same instruction count as on the
+    Cortex-M3 machine."""
+    lowered, out, x, classes, logits = shipped
+    r = cortexm.build_and_run(out, "mnist", x, cpu="cortex-m0plus", workdir=tmp_path / "mb", machine="microbit")
+    assert r["machine"] == "microbit"
+    assert np.array_equal(r["classes"], classes) and np.array_equal(r["logits"], logits)
+    m3 = cortexm.build_and_run(out, "mnist", x, cpu="cortex-m0plus", workdir=tmp_path / "an385")
+    assert r["instructions_per_inference"] == m3["instructions_per_inference"]
+
+
 @pytest.mark.skipif(not avr.available(), reason="avr-gcc / libsimavr-dev not installed")
 def test_atmega328p_under_simavr(shipped, tmp_path):
     lowered, out, x, classes, logits = shipped
@@ -86,6 +100,75 @@ def test_atmega328p_under_simavr(shipped, tmp_path):
     assert sram < avr.SRAM_BYTES  # the stack never reached the end of .bss
     # logits: avr-libc's float routines are not all correctly rounded, so compare with a tolerance
     np.testing.assert_allclose(r["logits"], logits, rtol=1e-5, atol=1e-5)
+
+
+# --- the counters themselves: a stand-in "model" whose predict is hand-written assembly that spins
+# input[0] times, so the difference between two runs is known exactly -----------------------------
+STANDIN_H = """#ifndef EXACT_H
+#define EXACT_H
+#include <stdint.h>
+#define exact_INPUT_LEN 4u
+#define exact_NUM_CLASSES 1
+typedef uint8_t exact_input_t;
+int exact_predict(const exact_input_t *input, float *scores);
+#endif
+"""
+# Thumb (ARMv6-M subset, so also Cortex-M0+): 4 + 2 * input[0] instructions (input[0] >= 1)
+STANDIN_ARM = r"""#include "exact.h"
+__asm__(".pushsection .text.exact_predict,\"ax\",%progbits\n.syntax unified\n.thumb\n"
+        ".global exact_predict\n.type exact_predict, %function\n.thumb_func\nexact_predict:\n"
+        "  ldrb r2, [r0]\n  movs r0, #0\n  str r0, [r1]\n"
+        "1: subs r2, #1\n  bne 1b\n  bx lr\n.size exact_predict, .-exact_predict\n.popsection\n");
+"""
+# AVR: the loop costs 3 * input[0] - 1 cycles (dec 1 + brne 2 taken, 1 not taken)
+STANDIN_AVR = r"""#include "exact.h"
+__asm__(".pushsection .text.exact_predict,\"ax\",@progbits\n"
+        ".global exact_predict\n.type exact_predict, @function\nexact_predict:\n"
+        "  movw r30, r24\n  ld r18, Z\n  movw r30, r22\n  st Z, r1\n  std Z+1, r1\n  std Z+2, r1\n  std Z+3, r1\n"
+        "1: dec r18\n  brne 1b\n  ldi r24, 0\n  ldi r25, 0\n  ret\n.size exact_predict, .-exact_predict\n.popsection\n");
+"""
+
+
+def _standin(dirpath, source):
+    dirpath.mkdir(parents=True)
+    (dirpath / "exact.h").write_text(STANDIN_H)
+    (dirpath / "exact.c").write_text(source)
+    return dirpath
+
+
+def _spin_images(n, count=5):
+    x = np.zeros((count, 4), np.uint8)
+    x[:, 0] = n
+    return x
+
+
+@pytest.mark.skipif(not cortexm.available(), reason="arm-none-eabi-gcc / qemu-system-arm not installed")
+@pytest.mark.parametrize("cpu", ["cortex-m0plus", "cortex-m3"])
+def test_instruction_count_is_exact(cpu, tmp_path):
+    """The plugin's per-inference count moves by exactly 2 per loop turn of a hand-written predict,
+    is an integer, and repeats run to run; what remains besides predict's own 4 + 2n instructions
+    is the call itself (argument set-up, bl, result move)."""
+    export = _standin(tmp_path / "export", STANDIN_ARM)
+    res = {n: cortexm.build_and_run(export, "exact", _spin_images(n), cpu=cpu, workdir=tmp_path / f"w{n}")
+           for n in (10, 110)}
+    for n, r in res.items():
+        assert list(r["classes"]) == [0] * 5 and np.all(r["logits"] == 0)
+    a, b = res[10]["instructions_per_inference"], res[110]["instructions_per_inference"]
+    assert b - a == 200
+    overhead = a - (4 + 2 * 10)
+    assert overhead == int(overhead) and 0 <= overhead <= 8
+    again = cortexm.run(res[110]["elf"], cpu)[1]
+    assert again["marked"] == cortexm.run(res[110]["elf"], cpu)[1]["marked"]
+    print(f"\n{cpu}: call overhead {overhead:.0f} instructions, marker pair {res[10]['marker_cost']:.0f}")
+
+
+@pytest.mark.skipif(not avr.available(), reason="avr-gcc / libsimavr-dev not installed")
+def test_avr_cycle_count_is_exact(tmp_path):
+    export = _standin(tmp_path / "export", STANDIN_AVR)
+    res = {n: avr.build_and_run(export, "exact", _spin_images(n), workdir=tmp_path / f"w{n}") for n in (10, 110)}
+    for r in res.values():
+        assert list(r["classes"]) == [0] * 5 and np.all(r["logits"] == 0)
+    assert res[110]["cycles_per_inference"] - res[10]["cycles_per_inference"] == 300
 
 
 ARDUINO = ["arduino-builder", "-hardware", "/usr/share/arduino-builder", "-hardware", "/usr/share/arduino/hardware",
@@ -129,10 +212,22 @@ def test_arduino_library_builds_and_runs(tmp_path):
 ZEPHYR_BASE = os.environ.get("ZEPHYR_BASE")
 
 
+def _zephyr_python():
+    """A Python >= 3.12 with Zephyr's build-time packages: $EBNN_ZEPHYR_PYTHON, else python3 on PATH."""
+    for cand in (os.environ.get("EBNN_ZEPHYR_PYTHON"), shutil.which("python3"), shutil.which("python")):
+        if cand and subprocess.run([cand, "-c", "import sys; assert sys.version_info >= (3, 12); "
+                                    "import yaml, elftools, pykwalify, packaging"], capture_output=True).returncode == 0:
+            return cand
+    return None
+
+
 def _zephyr_build(board, module, build, env):
+    python = _zephyr_python()
+    if python is None:
+        pytest.skip("no Python >= 3.12 with Zephyr's packages (set EBNN_ZEPHYR_PYTHON)")
     modules = [str(module)] + [m for m in os.environ.get("EBNN_ZEPHYR_EXTRA_MODULES", "").split(";") if m]
     cmd = ["cmake", "-GNinja", "-S", str(ROOT / "examples" / "zephyr_mnist"), "-B", str(build), f"-DBOARD={board}",
-           f"-DZEPHYR_EXTRA_MODULES={';'.join(modules)}"]
+           f"-DZEPHYR_EXTRA_MODULES={';'.join(modules)}", f"-DPython3_EXECUTABLE={python}"]
     for c in (cmd, ["ninja", "-C", str(build)]):
         proc = subprocess.run(c, capture_output=True, text=True, env=env, timeout=1200)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -141,7 +236,8 @@ def _zephyr_build(board, module, build, env):
 @pytest.mark.skipif(not ZEPHYR_BASE, reason="ZEPHYR_BASE is not set (Zephyr is not installable from registries)")
 @pytest.mark.parametrize("board", ["native_sim", "qemu_cortex_m3"])
 def test_zephyr_sample(board, tmp_path):
-    """Builds examples/zephyr_mnist against the exported module; runs it on native_sim.
+    """Builds examples/zephyr_mnist against the exported module; runs it on native_sim, and the
+    qemu_cortex_m3 image under qemu-system-arm (lm3s6965evb) when QEMU is installed.
     qemu_cortex_m3 needs the cmsis_6 module: pass its path in EBNN_ZEPHYR_EXTRA_MODULES."""
     from keras_ebnn.exporting import export
     data = np.load(ROOT / "examples" / "data" / "mnist_test_sample.npz")
@@ -152,6 +248,12 @@ def test_zephyr_sample(board, tmp_path):
     if board == "native_sim":
         env["ZEPHYR_TOOLCHAIN_VARIANT"] = "host"
     else:
+        extra = [m for m in os.environ.get("EBNN_ZEPHYR_EXTRA_MODULES", "").split(";") if m]
+        if not any((Path(m) / "zephyr" / "module.yml").is_file() and "cmsis_6" in m for m in extra) and \
+                not (Path(ZEPHYR_BASE).parent / "modules" / "hal" / "cmsis_6" / "zephyr" / "module.yml").is_file():
+            pytest.skip("qemu_cortex_m3 needs the cmsis_6 module: pass its path in EBNN_ZEPHYR_EXTRA_MODULES")
+        if not shutil.which("arm-none-eabi-gcc"):
+            pytest.skip("arm-none-eabi-gcc not installed")
         env.setdefault("ZEPHYR_TOOLCHAIN_VARIANT", "cross-compile")
         env.setdefault("CROSS_COMPILE", "/usr/bin/arm-none-eabi-")
     _zephyr_build(board, module, tmp_path / "build", env)
@@ -163,4 +265,41 @@ def test_zephyr_sample(board, tmp_path):
         correct, total = (int(v) for v in run.stdout.split("accuracy: ")[1].split()[0].split("/"))
         assert total == 32 and correct >= 30
     else:
-        assert (tmp_path / "build" / "zephyr" / "zephyr.elf").is_file()
+        elf = tmp_path / "build" / "zephyr" / "zephyr.elf"
+        assert elf.is_file()
+        if not shutil.which("qemu-system-arm"):
+            return
+        # run it as Zephyr's own qemu_cortex_m3 board does (boards/qemu/cortex_m3/board.cmake)
+        text = _run_until(["qemu-system-arm", "-cpu", "cortex-m3", "-machine", "lm3s6965evb", "-nographic",
+                           "-vga", "none", "-monitor", "none", "-serial", "stdio", "-kernel", str(elf)],
+                          "accuracy: ", timeout=120)
+        print(text[-400:])
+        correct, total = (int(v) for v in text.split("accuracy: ")[1].split()[0].split("/"))
+        assert total == 32 and correct >= 30
+
+
+def _run_until(cmd, marker, timeout):
+    """Run cmd (an emulator that never exits by itself) until a line containing `marker` has been
+    printed, then stop it; returns everything it printed."""
+    import selectors
+    import time
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    out, deadline = b"", time.monotonic() + timeout
+    try:
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if sel.select(timeout=1.0):
+                chunk = os.read(proc.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                out += chunk
+                tail = out.decode(errors="replace").split(marker, 1)
+                if len(tail) == 2 and "\n" in tail[1]:
+                    break
+    finally:
+        proc.kill()
+        proc.wait()
+    text = out.decode(errors="replace")
+    assert marker in text, f"{cmd[0]}: no {marker!r} within {timeout} s:\n{text[-2000:]}"
+    return text

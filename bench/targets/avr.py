@@ -72,9 +72,12 @@ def run(elf, images, dtype, timeout=1800):
         {"marked": int(m.group(1)), "pairs": int(m.group(2)), "total": int(m.group(3)), "stack": stack}
 
 
-def build_and_run(export_dir, name, images, num_classes, dtype=np.uint8, workdir=None, opt="-Os"):
-    """Returns classes, logits, cycles per inference (markers subtracted), ms at 16 MHz, sizes."""
-    from .cortexm import code_bytes, parse, symbols
+def build_and_run(export_dir, name, images, num_classes=None, dtype=np.uint8, workdir=None, opt="-Os"):
+    """Returns classes, logits, cycles per inference (markers subtracted), ms at 16 MHz, sizes.
+    num_classes defaults to NAME_NUM_CLASSES from the exported header."""
+    from .cortexm import code_bytes, header_num_classes, parse, symbols
+    if num_classes is None:
+        num_classes = header_num_classes(export_dir, name)
     work = Path(workdir or tempfile.mkdtemp(prefix="ebnn-avr-"))
     work.mkdir(parents=True, exist_ok=True)
     elf = build(export_dir, name, work, opt)

@@ -25,6 +25,10 @@ CPUS = {
     "cortex-m4": (["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"], "mps2-an386"),
 }
 CC = "arm-none-eabi-gcc"
+# memory maps (flash, RAM) the linker script is sized for, per QEMU machine. "microbit" (nRF51, a real
+# ARMv6-M Cortex-M0 core, 256 KB flash, 16 KB RAM) is a stricter home for Cortex-M0+ builds than the
+# M3 machine: it rejects ARMv7-M instructions (e.g. from a wrongly chosen libgcc multilib).
+MACHINES = {"mps2-an385": ("4M", "4M"), "mps2-an386": ("4M", "4M"), "microbit": ("256K", "16K")}
 
 
 def available():
@@ -55,12 +59,26 @@ def images_header(path, images, ctype):
                     + ",\n".join(rows) + "\n};\n")
 
 
-def build(export_dir, name, images, cpu="cortex-m3", opt="-O2", workdir=None, empty=False, flags=()):
+def linker_script(work, machine):
+    """link.ld with the memory map of `machine` (see MACHINES), written into `work`."""
+    flash, ram = MACHINES[machine]
+    text = (HERE / "link.ld").read_text()
+    sized = text.replace("ORIGIN = 0x00000000, LENGTH = 4M", f"ORIGIN = 0x00000000, LENGTH = {flash}") \
+        .replace("ORIGIN = 0x20000000, LENGTH = 4M", f"ORIGIN = 0x20000000, LENGTH = {ram}")
+    assert machine.startswith("mps2") or sized != text
+    out = Path(work) / f"link_{machine}.ld"
+    out.write_text(sized)
+    return out
+
+
+def build(export_dir, name, images, cpu="cortex-m3", opt="-O2", workdir=None, empty=False, flags=(), machine=None):
     """Compile the export + driver into an ELF. `empty=True` builds the marker-calibration ELF;
-    `flags` are extra compiler options (e.g. the runtime's -DEBNN_* settings)."""
-    cpu_flags, _ = CPUS[cpu]
+    `flags` are extra compiler options (e.g. the runtime's -DEBNN_* settings); `machine` (default: the
+    cpu's, see CPUS) sizes the memory map."""
+    cpu_flags, default_machine = CPUS[cpu]
     work = Path(workdir or tempfile.mkdtemp(prefix=f"ebnn-{cpu}-"))
     work.mkdir(parents=True, exist_ok=True)
+    ld = linker_script(work, machine or default_machine)
     export_dir = Path(export_dir)
     ctype = "uint8_t" if "uint8_t" in (export_dir / f"{name}.h").read_text().split(f"{name}_input_t")[0][-40:] \
         else "float"
@@ -70,7 +88,7 @@ def build(export_dir, name, images, cpu="cortex-m3", opt="-O2", workdir=None, em
            f"-I{export_dir}", f"-I{work}", f"-DMODEL_HEADER=\"{name}.h\"", f"-DMODEL={name}",
            *(["-DPREDICT_EMPTY"] if empty else []), *flags,
            *sorted(str(p) for p in export_dir.glob("*.c")), str(HERE / "driver.c"), str(HERE / "startup.c"),
-           "-nostartfiles", "--specs=nano.specs", "-T", str(HERE / "link.ld"), "-Wl,--gc-sections",
+           "-nostartfiles", "--specs=nano.specs", "-T", str(ld), "-Wl,--gc-sections",
            "-o", str(elf), "-lc", "-lgcc"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -127,9 +145,9 @@ def size(elf):
             "bss": sec.get(".bss", 0)}
 
 
-def run(elf, cpu="cortex-m3", timeout=600):
+def run(elf, cpu="cortex-m3", timeout=600, machine=None):
     """Run an ELF under QEMU; return (lines printed, plugin counters)."""
-    _, machine = CPUS[cpu]
+    machine = machine or CPUS[cpu][1]
     syms = symbols(elf)
     start, stop = syms["ebnn_mark_start"][0], syms["ebnn_mark_stop"][0]
     cmd = ["qemu-system-arm", "-M", machine, "-nographic", "-monitor", "none", "-serial", "none",
@@ -146,6 +164,14 @@ def run(elf, cpu="cortex-m3", timeout=600):
     return [ln for ln in text.splitlines() if ln.startswith("R ")], counters
 
 
+def header_num_classes(export_dir, name):
+    """NAME_NUM_CLASSES from the exported NAME.h."""
+    m = re.search(rf"#define\s+{re.escape(name)}_NUM_CLASSES\s+(\d+)", (Path(export_dir) / f"{name}.h").read_text())
+    if m is None:
+        raise ValueError(f"{name}_NUM_CLASSES not found in {Path(export_dir) / (name + '.h')}")
+    return int(m.group(1))
+
+
 def parse(lines, num_classes):
     classes, logits = [], []
     for ln in lines:
@@ -155,20 +181,25 @@ def parse(lines, num_classes):
     return np.array(classes), np.array(logits, dtype=np.uint32).view(np.float32)
 
 
-def build_and_run(export_dir, name, images, num_classes, cpu="cortex-m3", opt="-O2", workdir=None, flags=()):
+def build_and_run(export_dir, name, images, num_classes=None, cpu="cortex-m3", opt="-O2", workdir=None, flags=(),
+                  machine=None):
     """Build, run, and measure. Returns a dict with classes, logits, instructions per inference
-    (marker cost subtracted), ELF section sizes and the model's object sizes from the symbol table."""
+    (marker cost subtracted), ELF section sizes and the model's object sizes from the symbol table.
+    num_classes defaults to NAME_NUM_CLASSES from the exported header; machine (default: the cpu's
+    machine in CPUS) may be "microbit" for a Cortex-M0+ build on a real ARMv6-M core."""
+    if num_classes is None:
+        num_classes = header_num_classes(export_dir, name)
     work = Path(workdir or tempfile.mkdtemp(prefix=f"ebnn-{cpu}-"))
-    elf = build(export_dir, name, images, cpu, opt, work, flags=flags)
-    lines, counters = run(elf, cpu)
+    elf = build(export_dir, name, images, cpu, opt, work, flags=flags, machine=machine)
+    lines, counters = run(elf, cpu, machine=machine)
     classes, logits = parse(lines, num_classes)
-    empty = build(export_dir, name, images[:4], cpu, opt, work / "empty", empty=True, flags=flags)
-    _, empty_counters = run(empty, cpu)
+    empty = build(export_dir, name, images[:4], cpu, opt, work / "empty", empty=True, flags=flags, machine=machine)
+    _, empty_counters = run(empty, cpu, machine=machine)
     marker_cost = empty_counters["marked"] / max(empty_counters["pairs"], 1)
     syms = symbols(elf)
     model_syms = {k: v[1] for k, v in syms.items() if k.startswith(f"{name}_")}
     return {
-        "cpu": cpu, "opt": opt, "classes": classes, "logits": logits, "images": len(images),
+        "cpu": cpu, "machine": machine or CPUS[cpu][1], "opt": opt, "classes": classes, "logits": logits, "images": len(images),
         "instructions_per_inference": counters["marked"] / max(counters["pairs"], 1) - marker_cost,
         "marker_cost": marker_cost, "size": size(elf), "symbols": model_syms, "elf": str(elf),
         # stack used by NAME_predict: painted bytes reached, minus those reached by the calibration
