@@ -46,7 +46,9 @@ class ExportResult:
         t = self.plan["totals"]
         parts = [f"{self.name} -> {self.out_dir} ({self.target}): flash {t['flash_bytes']} B "
                  f"(data {t['flash_data_bytes']} B + code ~{t['code_bytes_estimate']} B), RAM "
-                 f"{t['ram_bytes']} B (activations {t['activation_bytes']} B + stack ~{t['stack_bytes_estimate']} B)"]
+                 f"{t['ram_bytes']} B (activations {t['activation_bytes']} B"
+                 + (f" + kernel scratch {t['kernel_scratch_bytes']} B" if t.get("kernel_scratch_bytes") else "")
+                 + f" + stack ~{t['stack_bytes_estimate']} B)"]
         if self.agreement is not None:
             parts.append(f"reference vs Keras: {self.agreement.summary()}")
         if self.c_checked:

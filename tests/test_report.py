@@ -35,3 +35,20 @@ def test_report_and_chart(tmp_path):
     png = tmp_path / "out" / "rep_memory.png"
     assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
     assert "rep_memory.png" in text
+
+
+def test_export_summary_names_every_ram_part(tmp_path):
+    """ExportResult.summary(): RAM = activations (+ kernel scratch when the binary conv's patch does
+    not fit between the buffers) + stack, and the parts printed add up to the total."""
+    import re
+    from keras_ebnn.exporting import export
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "examples" / "models" / "uno_mnist.keras"
+    lowered = lower(path)
+    totals = memory_plan(lowered)["totals"]
+    result = export(lowered, tmp_path / "out", name="uno", check_c=False)
+    text = result.summary()
+    ram = re.search(r"RAM (\d+) B \(([^)]*)\)", text)
+    parts = [int(v) for v in re.findall(r"(\d+) B", ram.group(2))]
+    assert int(ram.group(1)) == totals["ram_bytes"] == sum(parts)
+    assert ("kernel scratch" in ram.group(2)) == bool(totals.get("kernel_scratch_bytes"))
