@@ -35,6 +35,11 @@
  *     Cortex-M0+/M3/M4 where __builtin_popcount is a libgcc call.
  *   EBNN_CHUNK: filters processed at once by the conv kernels (accumulators on the stack);
  *     default 32, 8 on AVR (2 KB of SRAM). Must be 8, 16 or 32.
+ *   EBNN_BYTE_KERNELS = 0 | 1: byte-oriented fast paths for 8-bit CPUs (default 1 on AVR, else 0):
+ *     byte XOR-popcounts with 8-bit counters and the 256-byte popcount table, binary conv patches
+ *     built once per pool window for all filters and two windows counted per weight byte, and a
+ *     16-bit subset-sum-table input conv. Used when every accumulator fits int16 (params->acc16;
+ *     input conv: also at most 16 taps); other blocks take the generic word path. Little-endian only.
  */
 #ifndef EBNN_H
 #define EBNN_H
@@ -84,6 +89,14 @@ extern "C" {
 #define EBNN_CHUNK 8
 #else
 #define EBNN_CHUNK 32
+#endif
+#endif
+
+#ifndef EBNN_BYTE_KERNELS
+#if defined(__AVR__)
+#define EBNN_BYTE_KERNELS 1
+#else
+#define EBNN_BYTE_KERNELS 0
 #endif
 #endif
 

@@ -14,8 +14,13 @@
 #define LOW_BITS(n) ((n) >= 32u ? 0xffffffffu : (ONE32 << (n)) - 1u) /* n in 0..32 */
 
 /* ==== popcount ================================================================================ */
-#if EBNN_POPCOUNT == EBNN_POPCOUNT_TABLE
-static const uint8_t popcount_table[256] EBNN_CONST = {
+#if EBNN_POPCOUNT == EBNN_POPCOUNT_TABLE || EBNN_BYTE_KERNELS
+#if defined(__AVR__) && EBNN_BYTE_KERNELS
+#define POPCOUNT_ALIGN __attribute__((aligned(256))) /* a lookup sets only ZL (byte kernels' asm) */
+#else
+#define POPCOUNT_ALIGN
+#endif
+static const uint8_t popcount_table[256] EBNN_CONST POPCOUNT_ALIGN = {
 #define B2(n) n, n + 1, n + 1, n + 2
 #define B4(n) B2(n), B2(n + 1), B2(n + 1), B2(n + 2)
 #define B6(n) B4(n), B4(n + 1), B4(n + 1), B4(n + 2)
@@ -129,6 +134,7 @@ static void bw_put(bit_writer_t *bw, uint32_t bits, uint_fast8_t n)
     bw->fill = fill;
 }
 
+#if !EBNN_BYTE_KERNELS /* used by the generic binary conv only */
 /* Appends n copies of one bit value (fill = 0 or 0xffffffff). */
 static void bw_put_run(bit_writer_t *bw, uint32_t fill, uint32_t n)
 {
@@ -137,6 +143,7 @@ static void bw_put_run(bit_writer_t *bw, uint32_t fill, uint32_t n)
     if (n != 0u)
         bw_put(bw, fill & LOW_BITS(n), (uint_fast8_t)n);
 }
+#endif
 
 static void bw_flush(bit_writer_t *bw)
 {
@@ -146,6 +153,7 @@ static void bw_flush(bit_writer_t *bw)
     bw->fill = 0;
 }
 
+#if !EBNN_BYTE_KERNELS /* used by the generic binary conv only */
 /* n bits (1..32) of a RAM bit stream from bit `bit`; never reads past the word holding the last. */
 static uint32_t get_bits(const uint32_t *p, uint32_t bit, uint_fast8_t n)
 {
@@ -165,6 +173,7 @@ static void bw_copy(bit_writer_t *bw, const uint32_t *src, uint32_t bit, uint32_
     if (n != 0u)
         bw_put(bw, get_bits(src, bit, (uint_fast8_t)n), (uint_fast8_t)n);
 }
+#endif
 
 /* ==== windows ================================================================================= */
 /* Taps [*lo, *hi) of a window of `k` taps starting at `start` that fall inside 0 .. size-1. */
@@ -196,6 +205,521 @@ static void load_params(ebnn_conv_params_t *dst, const ebnn_conv_params_t *src)
 {
     EBNN_COPY_CONST(dst, src, sizeof(*dst));
 }
+
+/* ==== byte kernels (EBNN_BYTE_KERNELS: 8-bit CPUs) =============================================
+ * The same semantics on bytes: an 8-bit CPU has no cheap 32-bit shift, so bit streams are handled a
+ * byte at a time (bit i of a word buffer is bit i & 7 of byte i >> 3 on a little-endian CPU), counts
+ * are 8-bit where they cannot overflow, and every popcount is one read of the 256-byte table. */
+#if EBNN_BYTE_KERNELS
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "EBNN_BYTE_KERNELS needs a little-endian CPU"
+#endif
+/* The helpers below stay separate functions: inlined into one big loop nest, avr-gcc runs out of
+ * registers and spills (measured: the input conv 30% slower). */
+#if defined(__GNUC__)
+#define NOINLINE __attribute__((noinline))
+#else
+#define NOINLINE
+#endif
+#define SLICE_BYTES 31u /* 31 * 8 = 248: a popcount over a slice fits a uint8_t counter */
+#define BYTE_CHUNK 32u  /* filters per pass of the byte conv kernels (their output bits: 4 bytes) */
+#define LOW8(n) ((uint8_t)((1u << (n)) - 1u)) /* n in 0..8 */
+
+/* Low 16 bits of an int32 threshold in flash: exact when the block's accumulators fit int16 (the
+ * exporter clamps thresholds into the reachable range). */
+#if defined(__AVR__)
+#define READ_THR16(p) ((int16_t)pgm_read_word(p))
+#else
+#define READ_THR16(p) ((int16_t)EBNN_READ_I32(p))
+#endif
+
+/* The two inner loops below, over k (1..SLICE_BYTES) bytes, adding to 8-bit counts. On AVR they are
+ * written in assembly: the weight pointer and the table lookup both need Z (lpm), which the compiler
+ * juggles badly (~21 instead of 16 cycles per byte); with the table 256-byte aligned a lookup only
+ * sets ZL. Elsewhere (and in the host tests of this path) plain C. */
+#if defined(__AVR__)
+#define XOR_POP_SLICE(a, w, k, x)                                                                   \
+    do {                                                                                            \
+        uint8_t wb_, save_lo_, save_hi_;                                                            \
+        __asm__ volatile("1: lpm %[wb], Z+\n\t"                                                     \
+                         "mov %[sl], r30\n\t"                                                      \
+                         "mov %[sh], r31\n\t"                                                      \
+                         "ldi r31, hi8(%[tab])\n\t"                                                \
+                         "ld r30, %a[pa]+\n\t"                                                     \
+                         "eor r30, %[wb]\n\t"                                                      \
+                         "lpm %[wb], Z\n\t"                                                        \
+                         "add %[cx], %[wb]\n\t"                                                    \
+                         "mov r30, %[sl]\n\t"                                                      \
+                         "mov r31, %[sh]\n\t"                                                      \
+                         "dec %[kk]\n\t"                                                           \
+                         "brne 1b"                                                                 \
+                         : [wb] "=&r"(wb_), [sl] "=&r"(save_lo_), [sh] "=&r"(save_hi_), [cx] "+r"(x), \
+                           [kk] "+r"(k), [pa] "+x"(a), "+z"(w)                                         \
+                         : [tab] "i"(popcount_table));                                              \
+    } while (0)
+#define XOR_POP_SLICE2(a, w, k, x0, x1)                                                             \
+    do {                                                                                            \
+        uint8_t wb_, t_, save_lo_, save_hi_;                                                        \
+        __asm__ volatile("1: lpm %[wb], Z+\n\t"                                                     \
+                         "mov %[sl], r30\n\t"                                                      \
+                         "mov %[sh], r31\n\t"                                                      \
+                         "ldi r31, hi8(%[tab])\n\t"                                                \
+                         "ld r30, %a[pa]+\n\t"                                                     \
+                         "eor r30, %[wb]\n\t"                                                      \
+                         "lpm %[t], Z\n\t"                                                         \
+                         "add %[c0], %[t]\n\t"                                                     \
+                         "ld r30, %a[pa]+\n\t"                                                     \
+                         "eor r30, %[wb]\n\t"                                                      \
+                         "lpm %[t], Z\n\t"                                                         \
+                         "add %[c1], %[t]\n\t"                                                     \
+                         "mov r30, %[sl]\n\t"                                                      \
+                         "mov r31, %[sh]\n\t"                                                      \
+                         "dec %[kk]\n\t"                                                           \
+                         "brne 1b"                                                                 \
+                         : [wb] "=&r"(wb_), [t] "=&r"(t_), [sl] "=&r"(save_lo_), [sh] "=&r"(save_hi_), \
+                           [c0] "+r"(x0), [c1] "+r"(x1), [kk] "+r"(k), [pa] "+x"(a), "+z"(w)            \
+                         : [tab] "i"(popcount_table));                                              \
+    } while (0)
+#else
+#define XOR_POP_SLICE(a, w, k, x)                                                                   \
+    do                                                                                              \
+        (x) = (uint8_t)((x) + POPCOUNT8(*(a)++ ^ EBNN_READ_U8((w)++)));                             \
+    while (--(k) != 0u)
+#define XOR_POP_SLICE2(a, w, k, x0, x1)                                                             \
+    do {                                                                                            \
+        uint8_t b_ = EBNN_READ_U8((w)++);                                                           \
+        (x0) = (uint8_t)((x0) + POPCOUNT8(*(a)++ ^ b_));                                            \
+        (x1) = (uint8_t)((x1) + POPCOUNT8(*(a)++ ^ b_));                                            \
+    } while (--(k) != 0u)
+#endif
+
+/* popcount(a[j] ^ w[j]) over n bytes; a in RAM, w constant. */
+NOINLINE static uint16_t xor_popcount8(const uint8_t *a, const uint8_t *w, uint16_t n)
+{
+    uint16_t count = 0;
+    while (n != 0u) {
+        uint8_t k = (uint8_t)(n < SLICE_BYTES ? n : SLICE_BYTES), c = 0;
+        n = (uint16_t)(n - k);
+        XOR_POP_SLICE(a, w, k, c);
+        count = (uint16_t)(count + c);
+    }
+    return count;
+}
+
+/* The same for two patches stored interleaved (a[2j], a[2j+1] = byte j of patch 0, 1): one weight
+ * read serves both. */
+NOINLINE static void xor_popcount8_x2(const uint8_t *a, const uint8_t *w, uint16_t n, uint16_t *c0, uint16_t *c1)
+{
+    uint16_t s0 = 0, s1 = 0;
+    while (n != 0u) {
+        uint8_t k = (uint8_t)(n < SLICE_BYTES ? n : SLICE_BYTES), x0 = 0, x1 = 0;
+        n = (uint16_t)(n - k);
+        XOR_POP_SLICE2(a, w, k, x0, x1);
+        s0 = (uint16_t)(s0 + x0);
+        s1 = (uint16_t)(s1 + x1);
+    }
+    *c0 = s0;
+    *c1 = s1;
+}
+
+/* popcount((a[j] ^ w[j]) & m[j]) over n bytes. */
+static uint16_t xor_popcount8_masked(const uint8_t *a, const uint8_t *w, const uint8_t *m, uint16_t n)
+{
+    uint16_t count = 0;
+    for (; n != 0u; n--)
+        count = (uint16_t)(count + POPCOUNT8((*a++ ^ EBNN_READ_U8(w++)) & *m++));
+    return count;
+}
+
+/* Appends bit fields to a byte buffer, LSB first; consecutive bytes are `step` apart (interleaved
+ * patches). The last partial byte is completed with zeros by bw8_flush. */
+typedef struct {
+    uint8_t *out;
+    uint8_t step, byte, fill;
+} bw8_t;
+
+static void bw8_init(bw8_t *w, uint8_t *out, uint8_t step)
+{
+    w->out = out;
+    w->step = step;
+    w->byte = 0;
+    w->fill = 0;
+}
+
+/* Appends the n low bits of `bits` (1 <= n <= 8; the bits above n must be 0). */
+static void bw8_put(bw8_t *w, uint8_t bits, uint8_t n)
+{
+    uint8_t fill = w->fill;
+    w->byte = (uint8_t)(w->byte | (uint8_t)(bits << fill));
+    fill = (uint8_t)(fill + n);
+    if (fill >= 8u) {
+        *w->out = w->byte;
+        w->out += w->step;
+        fill = (uint8_t)(fill - 8u);
+        w->byte = fill != 0u ? (uint8_t)(bits >> (n - fill)) : 0u;
+    }
+    w->fill = fill;
+}
+
+static void bw8_flush(bw8_t *w)
+{
+    if (w->fill != 0u) {
+        *w->out = w->byte;
+        w->out += w->step;
+    }
+    w->byte = 0;
+    w->fill = 0;
+}
+
+/* Appends n copies of one bit value (fill = 0 or 0xff). */
+static void bw8_run(bw8_t *w, uint8_t fill, uint16_t n)
+{
+    for (; n >= 8u; n = (uint16_t)(n - 8u))
+        bw8_put(w, fill, 8u);
+    if (n != 0u)
+        bw8_put(w, (uint8_t)(fill & LOW8(n)), (uint8_t)n);
+}
+
+/* Appends bits [bit, bit + n) of a RAM bit stream; whole bytes are copied when both sides are
+ * byte aligned (e.g. a multiple of 8 channels). Never reads past the byte holding the last bit. */
+static void bw8_copy(bw8_t *w, const uint8_t *src, uint32_t bit, uint16_t n)
+{
+    const uint8_t *s = src + (bit >> 3);
+    uint8_t sh = (uint8_t)(bit & 7u);
+    if (sh == 0u && w->fill == 0u) {
+        for (; n >= 8u; n = (uint16_t)(n - 8u)) {
+            *w->out = *s++;
+            w->out += w->step;
+        }
+        if (n != 0u)
+            bw8_put(w, (uint8_t)(*s & LOW8(n)), (uint8_t)n);
+        return;
+    }
+    for (; n >= 8u; n = (uint16_t)(n - 8u), s++)
+        bw8_put(w, sh == 0u ? *s : (uint8_t)((*s >> sh) | (s[1] << (8u - sh))), 8u);
+    if (n != 0u) {
+        uint8_t v = (uint8_t)(*s >> sh);
+        if (sh + n > 8u)
+            v = (uint8_t)(v | (s[1] << (8u - sh)));
+        bw8_put(w, (uint8_t)(v & LOW8(n)), (uint8_t)n);
+    }
+}
+
+/* Writes the patch of the window at (iy0, ix0) as bytes `step` apart from `patch` (and, if mask is
+ * not NULL, the validity mask likewise); the caller passes a mask exactly when pad_value is 0 and the
+ * window is clipped. Returns the number of taps that count. Same rules as build_patch. */
+NOINLINE static uint16_t build_patch8(const ebnn_conv_params_t *p, const uint8_t *in, int32_t iy0, int32_t ix0,
+                             uint8_t *patch, uint8_t *mask, uint8_t step)
+{
+    uint_fast16_t ky, ky0, ky1, kx0, kx1;
+    uint16_t row = (uint16_t)(p->kw * p->in_c), left, mid;
+    uint8_t pad = p->pad_value != 0u ? 0xffu : 0u;
+    bw8_t pw, mw;
+    clip_window(iy0, p->kh, p->in_h, &ky0, &ky1);
+    clip_window(ix0, p->kw, p->in_w, &kx0, &kx1);
+    left = (uint16_t)(kx0 * p->in_c);
+    mid = (uint16_t)((kx1 - kx0) * p->in_c);
+    bw8_init(&pw, patch, step);
+    bw8_init(&mw, mask, step);
+    for (ky = 0; ky < p->kh; ky++) {
+        if (ky < ky0 || ky >= ky1 || mid == 0u) {
+            bw8_run(&pw, pad, row);
+            if (mask != NULL)
+                bw8_run(&mw, 0u, row);
+            continue;
+        }
+        if (left != 0u)
+            bw8_run(&pw, pad, left);
+        bw8_copy(&pw, in, ((uint32_t)(iy0 + (int32_t)ky) * p->in_w + (uint32_t)(ix0 + (int32_t)kx0)) * p->in_c, mid);
+        if (row != left + mid)
+            bw8_run(&pw, pad, (uint16_t)(row - left - mid));
+        if (mask != NULL) {
+            bw8_run(&mw, 0u, left);
+            bw8_run(&mw, 0xffu, mid);
+            bw8_run(&mw, 0u, (uint16_t)(row - left - mid));
+        }
+    }
+    bw8_flush(&pw);
+    if (mask == NULL)
+        return (uint16_t)(row * p->kh);
+    bw8_flush(&mw);
+    return (uint16_t)((ky1 - ky0) * mid);
+}
+
+/* Output bits of one pixel: n channels from o0 (o0 a multiple of 8), bits[] XOR the flip bytes. */
+static void put_pixel_bits8(bw8_t *bw, const uint8_t *bits, const uint32_t *flip, uint_fast16_t o0, uint8_t n)
+{
+    const uint8_t *f = (const uint8_t *)flip + (o0 >> 3);
+    for (; n >= 8u; n = (uint8_t)(n - 8u))
+        bw8_put(bw, (uint8_t)(*bits++ ^ EBNN_READ_U8(f++)), 8u);
+    if (n != 0u)
+        bw8_put(bw, (uint8_t)((*bits ^ EBNN_READ_U8(f)) & LOW8(n)), n);
+}
+
+/* Completes an output buffer of nbits bits written through bw: zero bytes up to the word end. */
+static void finish_output8(bw8_t *bw, const uint32_t *output, uint32_t nbits)
+{
+    uint8_t *end = (uint8_t *)output + 4u * EBNN_WORDS(nbits);
+    bw8_flush(bw);
+    while (bw->out < end)
+        *bw->out++ = 0u;
+}
+
+/* Binary conv, byte path. For each output pixel and pass of up to BYTE_CHUNK filters, the windows
+ * of its pool window are taken two at a time: both patches are built (interleaved) once for all the
+ * filters of the pass, and each weight byte is read once for both. The pooled bit of a filter is the
+ * OR over windows of (acc >= threshold) (= max(acc) >= threshold), so a filter whose bit is already
+ * 1 skips the remaining windows. Clipped windows with pad 0 are counted one at a time, masked. */
+static void binary_conv8(const ebnn_conv_params_t *p, const uint8_t *in, const uint32_t *weights,
+                         const int32_t *thresholds, const uint32_t *flip, uint32_t *output, uint8_t *scratch)
+{
+    uint16_t taps = (uint16_t)(p->kh * p->kw * p->in_c), nb = (uint16_t)((taps + 7u) >> 3);
+    uint16_t row_bytes = (uint16_t)(4u * EBNN_WORDS(taps));
+    uint8_t *patch = scratch, *mask = scratch + nb; /* two interleaved patches, or a patch and a mask */
+    uint_fast16_t oy, ox, o0;
+    bw8_t bw;
+    bw8_init(&bw, (uint8_t *)output, 1u);
+    for (oy = 0; oy < p->out_h; oy++) {
+        uint_fast16_t py0, py1;
+        clip_window((int32_t)oy * p->pool_sh - p->pool_t, p->pool_h, p->conv_h, &py0, &py1);
+        for (ox = 0; ox < p->out_w; ox++) {
+            uint_fast16_t px0, px1, nwin;
+            clip_window((int32_t)ox * p->pool_sw - p->pool_l, p->pool_w, p->conv_w, &px0, &px1);
+            nwin = (py1 - py0) * (px1 - px0);
+            for (o0 = 0; o0 < p->out_c; o0 = (uint_fast16_t)(o0 + BYTE_CHUNK)) {
+                uint8_t n = (uint8_t)(p->out_c - o0 < BYTE_CHUNK ? p->out_c - o0 : BYTE_CHUNK);
+                uint8_t bits[BYTE_CHUNK / 8u] = {0};
+                uint_fast16_t k = 0, py = py0, px = px0;
+                while (k < nwin) {
+                    int32_t iy[2], ix[2];
+                    uint16_t cnt[2], valid = taps;
+                    uint8_t g, nw = (uint8_t)(nwin - k >= 2u ? 2u : 1u), o, m = 1u, *bp = bits;
+                    int masked = 0;
+                    const uint8_t *w = (const uint8_t *)weights + (uint32_t)o0 * row_bytes;
+                    for (g = 0; g < nw; g++) { /* the next windows, row by row */
+                        uint_fast16_t ky0, ky1, kx0, kx1;
+                        iy[g] = conv_start((int32_t)oy * p->pool_sh + (int32_t)py - p->pool_t, p->sh, p->pad_t);
+                        ix[g] = conv_start((int32_t)ox * p->pool_sw + (int32_t)px - p->pool_l, p->sw, p->pad_l);
+                        if (++px == px1) {
+                            px = px0;
+                            py++;
+                        }
+                        clip_window(iy[g], p->kh, p->in_h, &ky0, &ky1);
+                        clip_window(ix[g], p->kw, p->in_w, &kx0, &kx1);
+                        if (p->pad_value == 0u && (ky1 - ky0 != p->kh || kx1 - kx0 != p->kw))
+                            masked = 1;
+                    }
+                    if (masked && nw == 2u) { /* one window at a time, with its mask: undo the second */
+                        nw = 1;
+                        if (px == px0) {
+                            px = px1 - 1u;
+                            py--;
+                        } else {
+                            px--;
+                        }
+                    }
+                    for (g = 0; g < nw; g++) {
+                        uint16_t v = build_patch8(p, in, iy[g], ix[g], patch + g, masked ? mask : NULL, nw);
+                        if (masked)
+                            valid = v;
+                    }
+                    k += nw;
+                    for (o = 0; o < n; o++, w += row_bytes) {
+                        if ((*bp & m) == 0u) {
+                            uint16_t c;
+                            if (masked) {
+                                c = xor_popcount8_masked(patch, w, mask, nb);
+                            } else if (nw == 2u) {
+                                xor_popcount8_x2(patch, w, nb, &cnt[0], &cnt[1]);
+                                c = cnt[0] < cnt[1] ? cnt[0] : cnt[1]; /* the larger accumulator */
+                            } else {
+                                c = xor_popcount8(patch, w, nb);
+                            }
+                            if ((int16_t)(uint16_t)(valid - 2u * c) >= READ_THR16(&thresholds[o0 + o]))
+                                *bp |= m;
+                        }
+                        m = (uint8_t)(m << 1);
+                        if (m == 0u) {
+                            m = 1u;
+                            bp++;
+                        }
+                    }
+                }
+                put_pixel_bits8(&bw, bits, flip, o0, n);
+            }
+        }
+    }
+    finish_output8(&bw, output, (uint32_t)p->out_h * p->out_w * p->out_c);
+}
+
+/* Input conv, byte path (uint8 input modes, at most 16 taps, acc16, input shorter than 32 K values so
+ * that 16-bit coordinates suffice). Per window, each group g of 4 taps gets the table T_g[s] = sum of
+ * v_i over its taps i in s - sum over the others (16-bit), and a filter's accumulator is the sum of the
+ * entries its weight nibbles select: one lookup per group (up to 4: 2 weight bytes; missing groups' tables
+ * stay 0). Pooling and output as in binary_conv8. Small helpers keep the AVR stack frames short. */
+static int16_t start16(int16_t pos, uint16_t stride, uint16_t pad)
+{
+    return (int16_t)(pos * (int16_t)stride - (int16_t)pad);
+}
+
+typedef struct {
+    const ebnn_conv_params_t *p;
+    const uint8_t *in;
+    uint16_t stride;      /* input values per row */
+    int16_t pad, mul, add; /* value of a tap outside the input; value = mul * pixel + add */
+    int16_t thr_u8;       /* EBNN_INPUT_SIGN_UINT8: value = pixel >= thr_u8 ? 1 : -1 */
+    uint8_t sign, taps, groups;
+} input8_t;
+
+/* A window inside the input, mode EBNN_INPUT_UINT8: kh runs of `row` consecutive values. */
+NOINLINE static void interior_values8(const uint8_t *src, uint16_t stride, uint8_t kh, uint8_t row, int16_t mul, int16_t add,
+                             int16_t *vals)
+{
+    stride = (uint16_t)(stride - row);
+    for (; kh != 0u; kh--, src += stride) {
+        uint8_t j = row;
+        do
+            *vals++ = (int16_t)(mul * (int16_t)*src++ + add);
+        while (--j != 0u);
+    }
+}
+
+/* The values of the window at (iy0, ix0) in (ky, kx, c) order, zero up to 4 * groups. */
+NOINLINE static void window_values8(const input8_t *ic, int16_t iy0, int16_t ix0, int16_t *vals)
+{
+    const ebnn_conv_params_t *p = ic->p;
+    uint8_t ky, kx, c, t;
+    int16_t *v = vals;
+    if (!ic->sign && iy0 >= 0 && ix0 >= 0 && iy0 + (int16_t)p->kh <= (int16_t)p->in_h &&
+        ix0 + (int16_t)p->kw <= (int16_t)p->in_w) {
+        interior_values8(ic->in + (uint16_t)iy0 * ic->stride + (uint16_t)ix0 * p->in_c, ic->stride, (uint8_t)p->kh,
+                         (uint8_t)(p->kw * p->in_c), ic->mul, ic->add, vals);
+        v += ic->taps;
+    } else {
+        for (ky = 0; ky < p->kh; ky++) {
+            int16_t iy = (int16_t)(iy0 + ky);
+            for (kx = 0; kx < p->kw; kx++) {
+                int16_t ix = (int16_t)(ix0 + kx);
+                const uint8_t *src = NULL;
+                if (iy >= 0 && iy < (int16_t)p->in_h && ix >= 0 && ix < (int16_t)p->in_w)
+                    src = ic->in + (uint16_t)iy * ic->stride + (uint16_t)ix * p->in_c;
+                for (c = 0; c < p->in_c; c++) {
+                    if (src == NULL)
+                        *v++ = ic->pad;
+                    else if (ic->sign)
+                        *v++ = (int16_t)src[c] >= ic->thr_u8 ? 1 : -1;
+                    else
+                        *v++ = (int16_t)(ic->mul * (int16_t)src[c] + ic->add);
+                }
+            }
+        }
+    }
+    for (t = ic->taps; t < 4u * ic->groups; t++)
+        *v++ = 0; /* missing taps of the last group: weight bits 0, value 0 */
+}
+
+/* table[16 * g + s] for every group g (see above). */
+NOINLINE static void build_tables8(const int16_t *v, uint8_t groups, int16_t *tb)
+{
+    for (; groups != 0u; groups--, v += 4) { /* straight-line: entries stay in registers */
+        int16_t d2 = (int16_t)(2 * v[2]), d3 = (int16_t)(2 * v[3]);
+        int16_t t0 = (int16_t)(-v[0] - v[1] - v[2] - v[3]), t1 = (int16_t)(t0 + 2 * v[0]);
+        int16_t t2 = (int16_t)(t0 + 2 * v[1]), t3 = (int16_t)(t1 + 2 * v[1]);
+        int16_t t4 = (int16_t)(t0 + d2), t5 = (int16_t)(t1 + d2), t6 = (int16_t)(t2 + d2), t7 = (int16_t)(t3 + d2);
+        *tb++ = t0;
+        *tb++ = t1;
+        *tb++ = t2;
+        *tb++ = t3;
+        *tb++ = t4;
+        *tb++ = t5;
+        *tb++ = t6;
+        *tb++ = t7;
+        *tb++ = (int16_t)(t0 + d3);
+        *tb++ = (int16_t)(t1 + d3);
+        *tb++ = (int16_t)(t2 + d3);
+        *tb++ = (int16_t)(t3 + d3);
+        *tb++ = (int16_t)(t4 + d3);
+        *tb++ = (int16_t)(t5 + d3);
+        *tb++ = (int16_t)(t6 + d3);
+        *tb++ = (int16_t)(t7 + d3);
+    }
+}
+
+/* Entry of a 16-bit table at byte offset `off` (= 2 * index, computed in 8 bits). */
+#define TAB8(tab, off) (*(const int16_t *)(const void *)((const uint8_t *)(tab) + (off)))
+
+/* For n filters from w (rows row_bytes apart), thresholds thr: set bit o of bits[] when filter o's
+ * accumulator reaches its threshold; filters whose bit is already set are skipped. */
+NOINLINE static void input_filters8(const int16_t *tab, const uint8_t *w, uint16_t row_bytes, const int32_t *thr, uint8_t n,
+                           uint8_t groups, uint8_t *bits)
+{
+    for (; n != 0u; bits++) {
+        uint8_t cur = *bits, m;
+        for (m = 1u; m != 0u && n != 0u; m = (uint8_t)(m << 1), n--, w += row_bytes, thr++) {
+            if ((cur & m) == 0u) {
+                uint8_t b = EBNN_READ_U8(w);
+                int16_t acc = (int16_t)(TAB8(tab, (uint8_t)(b << 1) & 0x1eu) + TAB8(tab + 16, (b >> 3) & 0x1eu));
+                if (groups > 2u) {
+                    b = EBNN_READ_U8(w + 1);
+                    acc = (int16_t)(acc + TAB8(tab + 32, (uint8_t)(b << 1) & 0x1eu));
+                    if (groups > 3u)
+                        acc = (int16_t)(acc + TAB8(tab + 48, (b >> 3) & 0x1eu));
+                }
+                if (acc >= READ_THR16(thr))
+                    cur |= m;
+            }
+        }
+        *bits = cur;
+    }
+}
+
+static void input_conv8(const ebnn_conv_params_t *p, const uint8_t *in, const uint32_t *weights,
+                        const int32_t *thresholds, const uint32_t *flip, uint32_t *output)
+{
+    int16_t table[64] = {0}, vals[16]; /* the tables of missing groups stay 0 */
+    uint16_t row_bytes = (uint16_t)(4u * EBNN_WORDS((uint32_t)p->kh * p->kw * p->in_c));
+    uint_fast16_t oy, ox, o0;
+    input8_t ic;
+    bw8_t bw;
+    ic.p = p;
+    ic.in = in;
+    ic.stride = (uint16_t)(p->in_w * p->in_c);
+    ic.sign = p->input_mode == EBNN_INPUT_SIGN_UINT8;
+    ic.pad = p->pad_value == 0u ? 0 : (ic.sign ? 1 : p->pad_q);
+    ic.mul = p->q_mul;
+    ic.add = p->q_add;
+    ic.thr_u8 = p->sign_threshold_u8;
+    ic.taps = (uint8_t)(p->kh * p->kw * p->in_c);
+    ic.groups = (uint8_t)((ic.taps + 3u) >> 2);
+    bw8_init(&bw, (uint8_t *)output, 1u);
+    for (oy = 0; oy < p->out_h; oy++) {
+        uint_fast16_t py0, py1;
+        int16_t cy0 = start16((int16_t)oy, p->pool_sh, p->pool_t);
+        clip_window(cy0, p->pool_h, p->conv_h, &py0, &py1);
+        for (ox = 0; ox < p->out_w; ox++) {
+            uint_fast16_t px0, px1;
+            int16_t cx0 = start16((int16_t)ox, p->pool_sw, p->pool_l);
+            clip_window(cx0, p->pool_w, p->conv_w, &px0, &px1);
+            for (o0 = 0; o0 < p->out_c; o0 = (uint_fast16_t)(o0 + BYTE_CHUNK)) {
+                uint8_t n = (uint8_t)(p->out_c - o0 < BYTE_CHUNK ? p->out_c - o0 : BYTE_CHUNK);
+                uint8_t bits[BYTE_CHUNK / 8u] = {0};
+                uint_fast16_t py, px;
+                for (py = py0; py < py1; py++) {
+                    for (px = px0; px < px1; px++) {
+                        window_values8(&ic, start16((int16_t)(cy0 + (int16_t)py), p->sh, p->pad_t),
+                                       start16((int16_t)(cx0 + (int16_t)px), p->sw, p->pad_l), vals);
+                        build_tables8(vals, ic.groups, table);
+                        input_filters8(table, (const uint8_t *)weights + (uint32_t)o0 * row_bytes, row_bytes,
+                                       thresholds + o0, n, ic.groups, bits);
+                    }
+                }
+                put_pixel_bits8(&bw, bits, flip, o0, n);
+            }
+        }
+    }
+    finish_output8(&bw, output, (uint32_t)p->out_h * p->out_w * p->out_c);
+}
+#endif /* EBNN_BYTE_KERNELS */
 
 /* ==== input convolution, integer accumulator ==================================================
  * acc = sum_t s_t * v_t (s = +1/-1 weight, v = input value) = 2 * P - S with P = sum of v_t over
@@ -415,6 +939,13 @@ static int input_conv_int(const ebnn_conv_params_t *params, const uint8_t *in_u8
     bit_writer_t bw;
     tap_walker_t tw;
     load_params(&p, params);
+#if EBNN_BYTE_KERNELS
+    if (in_u8 != NULL && p.acc16 && (uint32_t)p.kh * p.kw * p.in_c <= 16u &&
+        (uint32_t)p.in_h * p.in_w * p.in_c < 32768u) {
+        input_conv8(&p, in_u8, weights, thresholds, flip, output);
+        return EBNN_OK;
+    }
+#endif
 #if defined(__AVR__)
     if (!p.acc16)
         return EBNN_ERROR_ARGUMENT; /* 16-bit tables on AVR: see ebnn_tab_t */
@@ -562,6 +1093,7 @@ int ebnn_input_conv_f32(const ebnn_conv_params_t *params, const float *input, co
     return EBNN_OK;
 }
 
+#if !EBNN_BYTE_KERNELS /* the generic word path; EBNN_BYTE_KERNELS: binary_conv8 */
 /* ==== binary convolution ======================================================================
  * For each convolution position the window's kh x kw x in_c input bits are copied once into an
  * aligned patch (same (ky, kx, c) order as a filter); every filter is then a word-wise XOR-popcount
@@ -620,30 +1152,25 @@ static uint32_t build_patch(const ebnn_conv_params_t *p, const uint32_t *in, int
     return row * p->kh;
 }
 
-int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *input, const uint32_t *weights,
-                     const int32_t *thresholds, const uint32_t *flip, uint32_t *output, uint32_t *scratch)
+static void binary_conv32(const ebnn_conv_params_t *p, const uint32_t *input, const uint32_t *weights,
+                          const int32_t *thresholds, const uint32_t *flip, uint32_t *output, uint32_t *scratch)
 {
-    ebnn_conv_params_t p;
     int32_t best[EBNN_CHUNK];
     uint32_t fwords, *patch, *mask;
     uint_fast16_t oy, ox, o0;
     bit_writer_t bw;
-    if (params == NULL || input == NULL || weights == NULL || thresholds == NULL || flip == NULL ||
-        output == NULL || scratch == NULL)
-        return EBNN_ERROR_ARGUMENT;
-    load_params(&p, params);
-    fwords = EBNN_WORDS((uint32_t)p.kh * p.kw * p.in_c);
+    fwords = EBNN_WORDS((uint32_t)p->kh * p->kw * p->in_c);
     patch = scratch;
     mask = scratch + fwords;
     bw_init(&bw, output);
-    for (oy = 0; oy < p.out_h; oy++) {
+    for (oy = 0; oy < p->out_h; oy++) {
         uint_fast16_t py0, py1;
-        clip_window((int32_t)oy * p.pool_sh - p.pool_t, p.pool_h, p.conv_h, &py0, &py1);
-        for (ox = 0; ox < p.out_w; ox++) {
+        clip_window((int32_t)oy * p->pool_sh - p->pool_t, p->pool_h, p->conv_h, &py0, &py1);
+        for (ox = 0; ox < p->out_w; ox++) {
             uint_fast16_t px0, px1;
-            clip_window((int32_t)ox * p.pool_sw - p.pool_l, p.pool_w, p.conv_w, &px0, &px1);
-            for (o0 = 0; o0 < p.out_c; o0 = (uint_fast16_t)(o0 + EBNN_CHUNK)) {
-                uint_fast8_t n = (uint_fast8_t)(p.out_c - o0 < EBNN_CHUNK ? p.out_c - o0 : EBNN_CHUNK), o;
+            clip_window((int32_t)ox * p->pool_sw - p->pool_l, p->pool_w, p->conv_w, &px0, &px1);
+            for (o0 = 0; o0 < p->out_c; o0 = (uint_fast16_t)(o0 + EBNN_CHUNK)) {
+                uint_fast8_t n = (uint_fast8_t)(p->out_c - o0 < EBNN_CHUNK ? p->out_c - o0 : EBNN_CHUNK), o;
                 uint_fast16_t py, px;
                 uint32_t bits = 0;
                 for (o = 0; o < n; o++)
@@ -651,9 +1178,9 @@ int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *input, co
                 for (py = py0; py < py1; py++) {
                     for (px = px0; px < px1; px++) {
                         int masked;
-                        int32_t iy0 = conv_start((int32_t)oy * p.pool_sh + (int32_t)py - p.pool_t, p.sh, p.pad_t);
-                        int32_t ix0 = conv_start((int32_t)ox * p.pool_sw + (int32_t)px - p.pool_l, p.sw, p.pad_l);
-                        int32_t taps = (int32_t)build_patch(&p, input, iy0, ix0, patch, mask, &masked);
+                        int32_t iy0 = conv_start((int32_t)oy * p->pool_sh + (int32_t)py - p->pool_t, p->sh, p->pad_t);
+                        int32_t ix0 = conv_start((int32_t)ox * p->pool_sw + (int32_t)px - p->pool_l, p->sw, p->pad_l);
+                        int32_t taps = (int32_t)build_patch(p, input, iy0, ix0, patch, mask, &masked);
                         const uint32_t *w = weights + (uint32_t)o0 * fwords;
                         for (o = 0; o < n; o++, w += fwords) {
                             uint32_t pc = masked ? ebnn_xor_popcount_masked(patch, w, mask, fwords)
@@ -671,10 +1198,40 @@ int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *input, co
         }
     }
     bw_flush(&bw);
+}
+
+#endif /* !EBNN_BYTE_KERNELS */
+
+/* The byte path needs acc16 (every accumulator fits int16: true unless a filter has 32767+ taps). */
+int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *input, const uint32_t *weights,
+                     const int32_t *thresholds, const uint32_t *flip, uint32_t *output, uint32_t *scratch)
+{
+    ebnn_conv_params_t p;
+    if (params == NULL || input == NULL || weights == NULL || thresholds == NULL || flip == NULL ||
+        output == NULL || scratch == NULL)
+        return EBNN_ERROR_ARGUMENT;
+    load_params(&p, params);
+#if EBNN_BYTE_KERNELS
+    if (!p.acc16)
+        return EBNN_ERROR_ARGUMENT;
+    binary_conv8(&p, (const uint8_t *)input, weights, thresholds, flip, output, (uint8_t *)scratch);
+#else
+    binary_conv32(&p, input, weights, thresholds, flip, output, scratch);
+#endif
     return EBNN_OK;
 }
 
 /* ==== dense blocks ============================================================================ */
+/* popcount(x ^ w) over a row of n_in bits (both zero-padded to the word). */
+static uint32_t dense_popcount(const uint32_t *x, const uint32_t *w, uint32_t n_in)
+{
+#if EBNN_BYTE_KERNELS
+    if (n_in <= 0xffffu)
+        return xor_popcount8((const uint8_t *)x, (const uint8_t *)w, (uint16_t)((n_in + 7u) >> 3));
+#endif
+    return ebnn_xor_popcount(x, w, EBNN_WORDS(n_in));
+}
+
 int ebnn_binary_dense(uint32_t n_in, uint32_t n_out, const uint32_t *input, const uint32_t *weights,
                       const int32_t *thresholds, uint32_t *output)
 {
@@ -684,7 +1241,7 @@ int ebnn_binary_dense(uint32_t n_in, uint32_t n_out, const uint32_t *input, cons
         return EBNN_ERROR_ARGUMENT;
     bw_init(&bw, output);
     for (o = 0; o < n_out; o++, weights += rwords) {
-        int32_t acc = (int32_t)n_in - 2 * (int32_t)ebnn_xor_popcount(input, weights, rwords);
+        int32_t acc = (int32_t)n_in - 2 * (int32_t)dense_popcount(input, weights, n_in);
         bw_put(&bw, acc >= EBNN_READ_I32(&thresholds[o]) ? 1u : 0u, 1u);
     }
     bw_flush(&bw);
@@ -700,7 +1257,7 @@ int ebnn_output_dense(uint32_t n_in, uint32_t n_out, const uint32_t *input, cons
     if (input == NULL || weights == NULL || scale == NULL || offset == NULL || n_out == 0u)
         return EBNN_ERROR_ARGUMENT;
     for (k = 0; k < n_out; k++, weights += rwords) {
-        int32_t x = (int32_t)n_in - 2 * (int32_t)ebnn_xor_popcount(input, weights, rwords);
+        int32_t x = (int32_t)n_in - 2 * (int32_t)dense_popcount(input, weights, n_in);
         /* Two float32 operations, each rounded: the volatile store keeps compilers from fusing them
          * into one FMA and forces float precision where FLT_EVAL_METHOD != 0. */
         volatile float product = (float)x * EBNN_READ_F32(&scale[k]);

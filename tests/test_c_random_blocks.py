@@ -28,6 +28,28 @@ def test_random_blocks_match_reference(seed, tmp_path):
     assert plan == memory_plan(model)
 
 
+@pytest.mark.parametrize("seed", range(0, N_MODELS, 3))
+def test_random_blocks_byte_kernels(seed, tmp_path):
+    """The same with the AVR default EBNN_BYTE_KERNELS=1 built on the host (ASan + UBSan): the byte
+    paths for the blocks whose accumulators fit int16, the generic paths for the others."""
+    import shutil
+    model, x = random_lowered(seed)
+    name = f"r{seed}"
+    export_c(model, tmp_path / "out", name)
+    exe = host.build_runner(tmp_path / "out", name, opt="-O1", sanitize=True, debug_hook=True,
+                            extra_flags=["-DEBNN_BYTE_KERNELS=1"])
+    try:
+        nbits = [int(np.prod(b.out_shape)) for b in model.blocks[:-1]]
+        classes, logits, bits = host.run_runner(exe, x, model.num_classes, model.input.dtype, nbits)
+    finally:
+        shutil.rmtree(exe.parent, ignore_errors=True)
+    ref = reference.run(model, x)
+    for i, (cb, rb) in enumerate(zip(bits, ref["bits"])):
+        assert np.array_equal(cb, rb.reshape(len(x), -1)), f"block {i} ({model.blocks[i].kind}) bits differ"
+    assert np.array_equal(classes, ref["classes"])
+    assert np.array_equal(logits.view(np.uint32), ref["logits"].view(np.uint32))
+
+
 def test_memory_plan_invariants():
     """Block i's input and output buffers never overlap, nor overlap its kernel scratch; the
     activation part is exactly the largest adjacent (input + output) pair; buffers are exact."""

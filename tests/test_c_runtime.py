@@ -47,6 +47,19 @@ def test_input_conv_low_stack_path(chunk, tmp_path):
     assert out.strip().endswith(" 0 failed"), out
 
 
+@pytest.mark.parametrize("popcount", ["swar", "table"])
+@pytest.mark.parametrize("test", ["test_binary_conv", "test_input_conv", "test_dense"])
+def test_byte_kernels_on_host(test, popcount, tmp_path):
+    """The AVR default (EBNN_BYTE_KERNELS: byte bit streams, 8-bit counts, subset-sum tables in 16 bits,
+    two windows per weight byte) built and checked on the host against the naive loops."""
+    exe = tmp_path / test
+    _run([host.find_cc(), *STRICT, "-O1", *SANITIZE, "-DEBNN_BYTE_KERNELS=1", f"-DEBNN_POPCOUNT={VARIANTS[popcount]}",
+          f"-I{RUNTIME}", str(ROOT / "tests" / "c" / f"{test}.c"), str(RUNTIME / "ebnn_kernels.c"), "-o", str(exe)])
+    out = _run([str(exe)])
+    assert out.strip().endswith(" 0 failed"), out
+    assert int(out.strip().split(": ")[-1].split(" passed")[0]) > 5000, out
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """One generated model per input mode, exported as C."""

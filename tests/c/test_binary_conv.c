@@ -64,6 +64,7 @@ int main(void)
                 thr[o] = (rnd() & 1u) ? taps + 1 : -taps - 1; /* constant channels */
         }
         store_conv(w, p.out_c, taps, pool_min, thr, wpk, thr_stored, flip);
+        p.acc16 = 1; /* true here (taps < 32767); the byte path requires it */
         memset(out, 0xA5, sizeof(out));
         CHECK(ebnn_binary_conv(&p, in, wpk, thr_stored, flip, out, scratch) == EBNN_OK, "status");
         for (oy = 0; oy < p.out_h; oy++)
