@@ -201,10 +201,15 @@ static int32_t conv_start(int32_t pos, uint_fast16_t stride, uint_fast16_t pad)
     return pos * (int32_t)stride - (int32_t)pad;
 }
 
-static void load_params(ebnn_conv_params_t *dst, const ebnn_conv_params_t *src)
-{
-    EBNN_COPY_CONST(dst, src, sizeof(*dst));
-}
+/* `const ebnn_conv_params_t *name` for the parameters at src: on AVR a copy from flash on the stack
+ * (56 B), elsewhere the constant itself (no copy: less stack). A declaration: opens a block's use. */
+#if defined(__AVR__)
+#define PARAMS_IN_RAM(name, src)                                                                    \
+    ebnn_conv_params_t name##_ram;                                                                  \
+    const ebnn_conv_params_t *name = (EBNN_COPY_CONST(&name##_ram, (src), sizeof(name##_ram)), &name##_ram)
+#else
+#define PARAMS_IN_RAM(name, src) const ebnn_conv_params_t *name = (src)
+#endif
 
 /* ==== byte kernels (EBNN_BYTE_KERNELS: 8-bit CPUs) =============================================
  * The same semantics on bytes: an 8-bit CPU has no cheap 32-bit shift, so bit streams are handled a
@@ -470,7 +475,7 @@ static void finish_output8(bw8_t *bw, const uint32_t *output, uint32_t nbits)
  * filters of the pass, and each weight byte is read once for both. The pooled bit of a filter is the
  * OR over windows of (acc >= threshold) (= max(acc) >= threshold), so a filter whose bit is already
  * 1 skips the remaining windows. Clipped windows with pad 0 are counted one at a time, masked. */
-static void binary_conv8(const ebnn_conv_params_t *p, const uint8_t *in, const uint32_t *weights,
+NOINLINE static void binary_conv8(const ebnn_conv_params_t *p, const uint8_t *in, const uint32_t *weights,
                          const int32_t *thresholds, const uint32_t *flip, uint32_t *output, uint8_t *scratch)
 {
     uint16_t taps = (uint16_t)(p->kh * p->kw * p->in_c), nb = (uint16_t)((taps + 7u) >> 3);
@@ -673,7 +678,7 @@ NOINLINE static void input_filters8(const int16_t *tab, const uint8_t *w, uint16
     }
 }
 
-static void input_conv8(const ebnn_conv_params_t *p, const uint8_t *in, const uint32_t *weights,
+NOINLINE static void input_conv8(const ebnn_conv_params_t *p, const uint8_t *in, const uint32_t *weights,
                         const int32_t *thresholds, const uint32_t *flip, uint32_t *output)
 {
     int16_t table[64] = {0}, vals[16]; /* the tables of missing groups stay 0 */
@@ -927,66 +932,57 @@ static void input_position_int(const ebnn_conv_params_t *p, tap_walker_t *tw, co
 }
 #endif /* EBNN_LOW_STACK */
 
-static int input_conv_int(const ebnn_conv_params_t *params, const uint8_t *in_u8, const float *in_f32,
+static int input_conv_int(const ebnn_conv_params_t *p, const uint8_t *in_u8, const float *in_f32,
                           const uint32_t *weights, const int32_t *thresholds, const uint32_t *flip,
                           uint32_t *output)
 {
-    ebnn_conv_params_t p;
     ebnn_acc_t best[EBNN_CHUNK], cols[2][EBNN_CHUNK];
     int32_t iy_max, ix_max;
     uint_fast16_t oy, ox, o0;
     int reuse;
     bit_writer_t bw;
     tap_walker_t tw;
-    load_params(&p, params);
-#if EBNN_BYTE_KERNELS
-    if (in_u8 != NULL && p.acc16 && (uint32_t)p.kh * p.kw * p.in_c <= 16u &&
-        (uint32_t)p.in_h * p.in_w * p.in_c < 32768u) {
-        input_conv8(&p, in_u8, weights, thresholds, flip, output);
-        return EBNN_OK;
-    }
-#endif
 #if defined(__AVR__)
-    if (!p.acc16)
+    if (!p->acc16)
         return EBNN_ERROR_ARGUMENT; /* 16-bit tables on AVR: see ebnn_tab_t */
 #endif
-    tw.p = &p;
+    tw.p = p;
     tw.in_u8 = in_u8;
     tw.in_f32 = in_f32;
-    tw.pad = p.pad_value == 0u ? 0 : (p.input_mode == EBNN_INPUT_UINT8 ? p.pad_q : 1);
+    tw.pad = p->pad_value == 0u ? 0 : (p->input_mode == EBNN_INPUT_UINT8 ? p->pad_q : 1);
     /* Overlapping pool windows (pool_w = pool_sw + 1, e.g. 3x3 stride 2): the last conv column of
      * a window is the first of the next one; its column max is kept instead of recomputed. */
-    reuse = p.pool_w == p.pool_sw + 1u && p.out_c <= EBNN_CHUNK;
-    iy_max = (int32_t)p.in_h - (int32_t)p.kh; /* last window start inside the input */
-    ix_max = (int32_t)p.in_w - (int32_t)p.kw;
+    reuse = p->pool_w == p->pool_sw + 1u && p->out_c <= EBNN_CHUNK;
+    iy_max = (int32_t)p->in_h - (int32_t)p->kh; /* last window start inside the input */
+    ix_max = (int32_t)p->in_w - (int32_t)p->kw;
     bw_init(&bw, output);
-    for (oy = 0; oy < p.out_h; oy++) {
+    for (oy = 0; oy < p->out_h; oy++) {
         uint_fast16_t py0, py1;
         int32_t cached_cx = -1;
         uint_fast8_t cached = 0;
-        clip_window((int32_t)oy * p.pool_sh - p.pool_t, p.pool_h, p.conv_h, &py0, &py1);
-        for (ox = 0; ox < p.out_w; ox++) {
+        clip_window((int32_t)oy * p->pool_sh - p->pool_t, p->pool_h, p->conv_h, &py0, &py1);
+        for (ox = 0; ox < p->out_w; ox++) {
             uint_fast16_t px0, px1;
-            clip_window((int32_t)ox * p.pool_sw - p.pool_l, p.pool_w, p.conv_w, &px0, &px1);
-            for (o0 = 0; o0 < p.out_c; o0 = (uint_fast16_t)(o0 + EBNN_CHUNK)) {
-                uint_fast8_t n = (uint_fast8_t)(p.out_c - o0 < EBNN_CHUNK ? p.out_c - o0 : EBNN_CHUNK), o;
+            clip_window((int32_t)ox * p->pool_sw - p->pool_l, p->pool_w, p->conv_w, &px0, &px1);
+            for (o0 = 0; o0 < p->out_c; o0 = (uint_fast16_t)(o0 + EBNN_CHUNK)) {
+                uint_fast8_t n = (uint_fast8_t)(p->out_c - o0 < EBNN_CHUNK ? p->out_c - o0 : EBNN_CHUNK), o;
                 uint_fast16_t py, px;
                 uint32_t bits = 0;
                 for (o = 0; o < n; o++)
                     best[o] = EBNN_ACC_MIN;
                 for (px = px0; px < px1; px++) {
-                    int32_t cx = (int32_t)ox * p.pool_sw + (int32_t)px - p.pool_l;
+                    int32_t cx = (int32_t)ox * p->pool_sw + (int32_t)px - p->pool_l;
                     ebnn_acc_t *col = cols[cached ^ 1u];
                     if (reuse && cx == cached_cx) {
                         col = cols[cached];
                     } else {
                         for (o = 0; o < n; o++)
                             col[o] = EBNN_ACC_MIN;
-                        tw.ix0 = conv_start(cx, p.sw, p.pad_l);
+                        tw.ix0 = conv_start(cx, p->sw, p->pad_l);
                         for (py = py0; py < py1; py++) {
-                            tw.iy0 = conv_start((int32_t)oy * p.pool_sh + (int32_t)py - p.pool_t, p.sh, p.pad_t);
+                            tw.iy0 = conv_start((int32_t)oy * p->pool_sh + (int32_t)py - p->pool_t, p->sh, p->pad_t);
                             tw.interior = tw.iy0 >= 0 && tw.ix0 >= 0 && tw.iy0 <= iy_max && tw.ix0 <= ix_max;
-                            input_position_int(&p, &tw, weights, o0, n, col);
+                            input_position_int(p, &tw, weights, o0, n, col);
                         }
                         if (reuse && px + 1u == px1) {
                             cached = (uint_fast8_t)(cached ^ 1u);
@@ -1012,7 +1008,16 @@ int ebnn_input_conv_u8(const ebnn_conv_params_t *params, const uint8_t *input, c
 {
     if (params == NULL || input == NULL || weights == NULL || thresholds == NULL || flip == NULL || output == NULL)
         return EBNN_ERROR_ARGUMENT;
-    return input_conv_int(params, input, NULL, weights, thresholds, flip, output);
+    {
+        PARAMS_IN_RAM(p, params);
+#if EBNN_BYTE_KERNELS
+        if (p->acc16 && (uint32_t)p->kh * p->kw * p->in_c <= 16u && (uint32_t)p->in_h * p->in_w * p->in_c < 32768u) {
+            input_conv8(p, input, weights, thresholds, flip, output);
+            return EBNN_OK;
+        }
+#endif
+        return input_conv_int(p, input, NULL, weights, thresholds, flip, output);
+    }
 }
 
 /* ==== input convolution, float accumulator ====================================================
@@ -1050,35 +1055,28 @@ static float conv_position_f32(const ebnn_conv_params_t *p, const float *in, con
     return acc;
 }
 
-int ebnn_input_conv_f32(const ebnn_conv_params_t *params, const float *input, const uint32_t *weights,
-                        const void *thresholds, const uint32_t *flip, uint32_t *output)
+static void input_conv_f32(const ebnn_conv_params_t *p, const float *input, const uint32_t *weights,
+                           const float *thr, const uint32_t *flip, uint32_t *output)
 {
-    ebnn_conv_params_t p;
-    const float *thr = (const float *)thresholds;
     uint32_t fwords;
     uint_fast16_t oy, ox, o;
     bit_writer_t bw;
-    if (params == NULL || input == NULL || weights == NULL || thresholds == NULL || flip == NULL || output == NULL)
-        return EBNN_ERROR_ARGUMENT;
-    load_params(&p, params);
-    if (p.input_mode == EBNN_INPUT_SIGN_FLOAT)
-        return input_conv_int(params, NULL, input, weights, (const int32_t *)thresholds, flip, output);
-    fwords = EBNN_WORDS((uint32_t)p.kh * p.kw * p.in_c);
+    fwords = EBNN_WORDS((uint32_t)p->kh * p->kw * p->in_c);
     bw_init(&bw, output);
-    for (oy = 0; oy < p.out_h; oy++) {
+    for (oy = 0; oy < p->out_h; oy++) {
         uint_fast16_t py0, py1;
-        clip_window((int32_t)oy * p.pool_sh - p.pool_t, p.pool_h, p.conv_h, &py0, &py1);
-        for (ox = 0; ox < p.out_w; ox++) {
+        clip_window((int32_t)oy * p->pool_sh - p->pool_t, p->pool_h, p->conv_h, &py0, &py1);
+        for (ox = 0; ox < p->out_w; ox++) {
             uint_fast16_t px0, px1;
-            clip_window((int32_t)ox * p.pool_sw - p.pool_l, p.pool_w, p.conv_w, &px0, &px1);
-            for (o = 0; o < p.out_c; o++) {
+            clip_window((int32_t)ox * p->pool_sw - p->pool_l, p->pool_w, p->conv_w, &px0, &px1);
+            for (o = 0; o < p->out_c; o++) {
                 float best = -EBNN_INFINITY;
                 uint_fast16_t py, px;
                 for (py = py0; py < py1; py++) {
                     for (px = px0; px < px1; px++) {
-                        int32_t iy0 = conv_start((int32_t)oy * p.pool_sh + (int32_t)py - p.pool_t, p.sh, p.pad_t);
-                        int32_t ix0 = conv_start((int32_t)ox * p.pool_sw + (int32_t)px - p.pool_l, p.sw, p.pad_l);
-                        float acc = conv_position_f32(&p, input, weights + (uint32_t)o * fwords, iy0, ix0);
+                        int32_t iy0 = conv_start((int32_t)oy * p->pool_sh + (int32_t)py - p->pool_t, p->sh, p->pad_t);
+                        int32_t ix0 = conv_start((int32_t)ox * p->pool_sw + (int32_t)px - p->pool_l, p->sw, p->pad_l);
+                        float acc = conv_position_f32(p, input, weights + (uint32_t)o * fwords, iy0, ix0);
                         if (acc > best)
                             best = acc;
                     }
@@ -1090,6 +1088,19 @@ int ebnn_input_conv_f32(const ebnn_conv_params_t *params, const float *input, co
         }
     }
     bw_flush(&bw);
+}
+
+int ebnn_input_conv_f32(const ebnn_conv_params_t *params, const float *input, const uint32_t *weights,
+                        const void *thresholds, const uint32_t *flip, uint32_t *output)
+{
+    if (params == NULL || input == NULL || weights == NULL || thresholds == NULL || flip == NULL || output == NULL)
+        return EBNN_ERROR_ARGUMENT;
+    {
+        PARAMS_IN_RAM(p, params);
+        if (p->input_mode == EBNN_INPUT_SIGN_FLOAT)
+            return input_conv_int(p, NULL, input, weights, (const int32_t *)thresholds, flip, output);
+        input_conv_f32(p, input, weights, (const float *)thresholds, flip, output);
+    }
     return EBNN_OK;
 }
 
@@ -1206,18 +1217,19 @@ static void binary_conv32(const ebnn_conv_params_t *p, const uint32_t *input, co
 int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *input, const uint32_t *weights,
                      const int32_t *thresholds, const uint32_t *flip, uint32_t *output, uint32_t *scratch)
 {
-    ebnn_conv_params_t p;
     if (params == NULL || input == NULL || weights == NULL || thresholds == NULL || flip == NULL ||
         output == NULL || scratch == NULL)
         return EBNN_ERROR_ARGUMENT;
-    load_params(&p, params);
+    {
+        PARAMS_IN_RAM(p, params);
 #if EBNN_BYTE_KERNELS
-    if (!p.acc16)
-        return EBNN_ERROR_ARGUMENT;
-    binary_conv8(&p, (const uint8_t *)input, weights, thresholds, flip, output, (uint8_t *)scratch);
+        if (!p->acc16)
+            return EBNN_ERROR_ARGUMENT;
+        binary_conv8(p, (const uint8_t *)input, weights, thresholds, flip, output, (uint8_t *)scratch);
 #else
-    binary_conv32(&p, input, weights, thresholds, flip, output, scratch);
+        binary_conv32(p, input, weights, thresholds, flip, output, scratch);
 #endif
+    }
     return EBNN_OK;
 }
 
