@@ -101,10 +101,20 @@ def block_data(block):
         thr = np.clip(np.asarray(block.threshold, dtype=np.float64), lo, hi + 1)
         thr = np.ceil(thr).astype(np.int64)  # acc >= t  <=>  acc >= ceil(t) for integer acc
         thr = np.where(flip, 1 - thr, thr)
-        out["t"] = ("int32_t", thr)
+        # int16 when every accumulator fits (ebnn_conv_params_t.acc16; ebnn_binary_dense16): then so
+        # does every stored threshold (in [-hi, hi + 1]); half the flash of int32.
+        out["t"] = ("int16_t" if _acc16(rng) else "int32_t", thr)
     if kind in ("input_conv", "binary_conv"):
         out["flip"] = ("uint32_t", _words_of_bits(flip[None, :]))
     return out
+
+
+def _acc16(rng):
+    """Every accumulator of the range fits int16 (and every clamped threshold, flipped or not)."""
+    return rng is not None and rng[1] < 2**15 - 1
+
+
+CTYPE_BYTES = {"uint32_t": 4, "int32_t": 4, "float": 4, "int16_t": 2}
 
 
 def _out_bits(block):
@@ -126,7 +136,8 @@ def memory_plan(model: LoweredModel, target="32bit"):
       blocks: one dict per block, in order:
         index, kind, out_bits (0 for the output block),
         weight_bytes   packed weights incl. word padding (flash),
-        param_bytes    thresholds + min-pool flip words + the 56-byte geometry struct (conv blocks),
+        param_bytes    thresholds (int16 when the accumulators fit int16, else int32) + min-pool flip
+                       words + the 56-byte geometry struct (conv blocks),
                        or the per-class scale and offset (output block) (flash),
         flash_bytes    weight_bytes + param_bytes,
         ram_bytes      its output activation buffer: 4 * ceil(out_bits / 32) (0 for the output
@@ -153,7 +164,7 @@ def memory_plan(model: LoweredModel, target="32bit"):
     for i, b in enumerate(model.blocks):
         data = block_data(b)
         wbytes = data["w"][1].size * 4
-        pbytes = sum(arr.size * 4 for key, (_, arr) in data.items() if key != "w")
+        pbytes = sum(arr.size * CTYPE_BYTES[ctype] for key, (ctype, arr) in data.items() if key != "w")
         if b.kind in ("input_conv", "binary_conv"):
             pbytes += PARAMS_STRUCT_BYTES
         hidden = b.kind != "output_dense"
@@ -214,6 +225,11 @@ def _c_number(ctype, v):
         return (text if ("e" in text or "." in text) else text + ".0") + "f"
     if ctype == "uint32_t":
         return f"0x{int(v):08x}u"
+    if ctype == "int16_t":
+        v = int(v)
+        if not -(2**15) < v < 2**15:
+            raise ValueError(f"{v} does not fit int16")
+        return str(v)
     if ctype == "int32_t":
         v = int(v)
         if not -(2**31) <= v < 2**31:
@@ -247,7 +263,7 @@ def _conv_params(name, block):
     rng = accumulator_range(block)
     fields["pad_value"] = int(g.pad_value)
     fields["input_mode"] = "EBNN_INPUT_FLOAT"
-    fields["acc16"] = int(rng is not None and rng[1] < 2**15 - 1)
+    fields["acc16"] = int(_acc16(rng))
     if block.kind == "input_conv":
         spec = block.input
         fields["input_mode"] = {"float": "EBNN_INPUT_FLOAT", "uint8": "EBNN_INPUT_UINT8",
@@ -338,7 +354,8 @@ extern void (*{name}_debug_hook)(int block, const uint32_t *bits, uint32_t nbits
             body.append(f"    ebnn_binary_conv(&{pre}params, {prev}, {pre}w, {pre}t, {pre}flip, {buf}, "
                         f"arena + {p['scratch_offset'] // 4});")
         elif b.kind == "binary_dense":
-            body.append(f"    ebnn_binary_dense({b.weights.shape[1]}u, {b.weights.shape[0]}u, {prev}, {pre}w, "
+            fn = "ebnn_binary_dense16" if block_data(b)["t"][0] == "int16_t" else "ebnn_binary_dense"
+            body.append(f"    {fn}({b.weights.shape[1]}u, {b.weights.shape[0]}u, {prev}, {pre}w, "
                         f"{pre}t, {buf});")
         else:
             body.append(f"    return ebnn_output_dense({b.weights.shape[1]}u, {b.weights.shape[0]}u, {prev}, "

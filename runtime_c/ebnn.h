@@ -57,6 +57,7 @@ extern "C" {
 #define EBNN_CONST PROGMEM
 #define EBNN_READ_U8(p) pgm_read_byte(p)
 #define EBNN_READ_U32(p) pgm_read_dword(p)
+#define EBNN_READ_I16(p) ((int16_t)pgm_read_word(p))
 #define EBNN_READ_I32(p) ((int32_t)pgm_read_dword(p))
 #define EBNN_READ_F32(p) pgm_read_float(p)
 #define EBNN_COPY_CONST(dst, src, n) memcpy_P((dst), (src), (n))
@@ -65,6 +66,7 @@ extern "C" {
 #define EBNN_CONST
 #define EBNN_READ_U8(p) (*(const uint8_t *)(p))
 #define EBNN_READ_U32(p) (*(const uint32_t *)(p))
+#define EBNN_READ_I16(p) (*(const int16_t *)(p))
 #define EBNN_READ_I32(p) (*(const int32_t *)(p))
 #define EBNN_READ_F32(p) (*(const float *)(p))
 #define EBNN_COPY_CONST(dst, src, n) memcpy((dst), (src), (n))
@@ -144,7 +146,7 @@ typedef struct {
     uint16_t out_h, out_w, out_c; /* block output (H, W, C) */
     uint8_t pad_value;            /* 0: a padded tap adds nothing; 1: it reads +1 (pad_q in uint8 mode) */
     uint8_t input_mode;           /* input conv only: EBNN_INPUT_* */
-    uint8_t acc16;                /* 1: every accumulator fits int16 (required by the input conv on AVR) */
+    uint8_t acc16;                /* 1: every accumulator fits int16; the thresholds are then int16_t */
     uint8_t reserved;
     int16_t q_mul, q_add, pad_q;  /* EBNN_INPUT_UINT8 */
     int16_t sign_threshold_u8;    /* EBNN_INPUT_SIGN_UINT8: 0 .. 256 */
@@ -153,23 +155,28 @@ typedef struct {
 
 /* ---- kernels ---------------------------------------------------------------------------------- */
 /* All kernels write the whole output buffer (EBNN_WORDS(out_h * out_w * out_c) words) and return
- * EBNN_OK, or EBNN_ERROR_ARGUMENT for a NULL pointer. `thresholds` are int32_t (float for
- * EBNN_INPUT_FLOAT), `flip` is a bitmask of min-pooled channels (see the layout notes above).
- * Constant arguments (params, weights, thresholds, flip) may live in flash. */
+ * EBNN_OK, or EBNN_ERROR_ARGUMENT for a NULL pointer. `thresholds` of a conv block are int16_t when
+ * params->acc16 (every accumulator and, clamped into the reachable range, every threshold fits: half
+ * the flash), else int32_t, and float for EBNN_INPUT_FLOAT; `flip` is a bitmask of min-pooled
+ * channels (see the layout notes above). Constant arguments (params, weights, thresholds, flip) may
+ * live in flash. */
 
 /* First block on a uint8 input (modes EBNN_INPUT_UINT8 and EBNN_INPUT_SIGN_UINT8). */
 int ebnn_input_conv_u8(const ebnn_conv_params_t *params, const uint8_t *input, const uint32_t *weights,
-                       const int32_t *thresholds, const uint32_t *flip, uint32_t *output);
+                       const void *thresholds, const uint32_t *flip, uint32_t *output);
 /* First block on a float input: EBNN_INPUT_FLOAT (float thresholds, filter-major weights) or
- * EBNN_INPUT_SIGN_FLOAT (int32 thresholds). */
+ * EBNN_INPUT_SIGN_FLOAT (integer thresholds as above). */
 int ebnn_input_conv_f32(const ebnn_conv_params_t *params, const float *input, const uint32_t *weights,
                         const void *thresholds, const uint32_t *flip, uint32_t *output);
 /* Binary convolution over a bit map. scratch: EBNN_BINARY_CONV_SCRATCH_WORDS words of RAM. */
 int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *input, const uint32_t *weights,
-                     const int32_t *thresholds, const uint32_t *flip, uint32_t *output, uint32_t *scratch);
+                     const void *thresholds, const uint32_t *flip, uint32_t *output, uint32_t *scratch);
 /* Binary dense: n_in bits -> n_out bits, bit o = (n_in - 2 * popcount(x ^ w_o) >= thresholds[o]). */
 int ebnn_binary_dense(uint32_t n_in, uint32_t n_out, const uint32_t *input, const uint32_t *weights,
                       const int32_t *thresholds, uint32_t *output);
+/* The same with int16_t thresholds (the exporter uses it when n_in < 32767). */
+int ebnn_binary_dense16(uint32_t n_in, uint32_t n_out, const uint32_t *input, const uint32_t *weights,
+                        const int16_t *thresholds, uint32_t *output);
 /* Output block: x[k] = n_in - 2 * popcount(a ^ w_k); logits[k] = (float)x[k] * scale[k] + offset[k]
  * (two float32 operations, never fused). Returns the argmax (first maximum wins), or
  * EBNN_ERROR_ARGUMENT. logits may be NULL. */

@@ -189,6 +189,12 @@ static void clip_window(int32_t start, uint_fast16_t k, uint_fast16_t size, uint
     *hi = (uint_fast16_t)b;
 }
 
+/* Threshold o of a block: int16_t when its accumulators fit int16 (params->acc16), else int32_t. */
+static int32_t read_threshold(const void *t, uint32_t o, uint_fast8_t is16)
+{
+    return is16 ? (int32_t)EBNN_READ_I16((const int16_t *)t + o) : EBNN_READ_I32((const int32_t *)t + o);
+}
+
 /* The flip bits of channels o0 .. o0+n-1 (a chunk never straddles a word). */
 static uint32_t flip_bits(const uint32_t *flip, uint_fast16_t o0, uint_fast8_t n)
 {
@@ -230,13 +236,6 @@ static int32_t conv_start(int32_t pos, uint_fast16_t stride, uint_fast16_t pad)
 #define BYTE_CHUNK 32u  /* filters per pass of the byte conv kernels (their output bits: 4 bytes) */
 #define LOW8(n) ((uint8_t)((1u << (n)) - 1u)) /* n in 0..8 */
 
-/* Low 16 bits of an int32 threshold in flash: exact when the block's accumulators fit int16 (the
- * exporter clamps thresholds into the reachable range). */
-#if defined(__AVR__)
-#define READ_THR16(p) ((int16_t)pgm_read_word(p))
-#else
-#define READ_THR16(p) ((int16_t)EBNN_READ_I32(p))
-#endif
 
 /* The two inner loops below, over k (1..SLICE_BYTES) bytes, adding to 8-bit counts. On AVR they are
  * written in assembly: the weight pointer and the table lookup both need Z (lpm), which the compiler
@@ -476,7 +475,7 @@ static void finish_output8(bw8_t *bw, const uint32_t *output, uint32_t nbits)
  * OR over windows of (acc >= threshold) (= max(acc) >= threshold), so a filter whose bit is already
  * 1 skips the remaining windows. Clipped windows with pad 0 are counted one at a time, masked. */
 NOINLINE static void binary_conv8(const ebnn_conv_params_t *p, const uint8_t *in, const uint32_t *weights,
-                         const int32_t *thresholds, const uint32_t *flip, uint32_t *output, uint8_t *scratch)
+                         const int16_t *thresholds, const uint32_t *flip, uint32_t *output, uint8_t *scratch)
 {
     uint16_t taps = (uint16_t)(p->kh * p->kw * p->in_c), nb = (uint16_t)((taps + 7u) >> 3);
     uint16_t row_bytes = (uint16_t)(4u * EBNN_WORDS(taps));
@@ -540,7 +539,7 @@ NOINLINE static void binary_conv8(const ebnn_conv_params_t *p, const uint8_t *in
                             } else {
                                 c = xor_popcount8(patch, w, nb);
                             }
-                            if ((int16_t)(uint16_t)(valid - 2u * c) >= READ_THR16(&thresholds[o0 + o]))
+                            if ((int16_t)(uint16_t)(valid - 2u * c) >= EBNN_READ_I16(&thresholds[o0 + o]))
                                 *bp |= m;
                         }
                         m = (uint8_t)(m << 1);
@@ -655,7 +654,7 @@ NOINLINE static void build_tables8(const int16_t *v, uint8_t groups, int16_t *tb
 
 /* For n filters from w (rows row_bytes apart), thresholds thr: set bit o of bits[] when filter o's
  * accumulator reaches its threshold; filters whose bit is already set are skipped. */
-NOINLINE static void input_filters8(const int16_t *tab, const uint8_t *w, uint16_t row_bytes, const int32_t *thr, uint8_t n,
+NOINLINE static void input_filters8(const int16_t *tab, const uint8_t *w, uint16_t row_bytes, const int16_t *thr, uint8_t n,
                            uint8_t groups, uint8_t *bits)
 {
     for (; n != 0u; bits++) {
@@ -670,7 +669,7 @@ NOINLINE static void input_filters8(const int16_t *tab, const uint8_t *w, uint16
                     if (groups > 3u)
                         acc = (int16_t)(acc + TAB8(tab + 48, (b >> 3) & 0x1eu));
                 }
-                if (acc >= READ_THR16(thr))
+                if (acc >= EBNN_READ_I16(thr))
                     cur |= m;
             }
         }
@@ -679,7 +678,7 @@ NOINLINE static void input_filters8(const int16_t *tab, const uint8_t *w, uint16
 }
 
 NOINLINE static void input_conv8(const ebnn_conv_params_t *p, const uint8_t *in, const uint32_t *weights,
-                        const int32_t *thresholds, const uint32_t *flip, uint32_t *output)
+                        const int16_t *thresholds, const uint32_t *flip, uint32_t *output)
 {
     int16_t table[64] = {0}, vals[16]; /* the tables of missing groups stay 0 */
     uint16_t row_bytes = (uint16_t)(4u * EBNN_WORDS((uint32_t)p->kh * p->kw * p->in_c));
@@ -933,7 +932,7 @@ static void input_position_int(const ebnn_conv_params_t *p, tap_walker_t *tw, co
 #endif /* EBNN_LOW_STACK */
 
 static int input_conv_int(const ebnn_conv_params_t *p, const uint8_t *in_u8, const float *in_f32,
-                          const uint32_t *weights, const int32_t *thresholds, const uint32_t *flip,
+                          const uint32_t *weights, const void *thresholds, const uint32_t *flip,
                           uint32_t *output)
 {
     ebnn_acc_t best[EBNN_CHUNK], cols[2][EBNN_CHUNK];
@@ -994,7 +993,7 @@ static int input_conv_int(const ebnn_conv_params_t *p, const uint8_t *in_u8, con
                             best[o] = col[o];
                 }
                 for (o = 0; o < n; o++)
-                    bits |= (uint32_t)(best[o] >= EBNN_READ_I32(&thresholds[o0 + o])) << o;
+                    bits |= (uint32_t)(best[o] >= read_threshold(thresholds, o0 + o, p->acc16)) << o;
                 bw_put(&bw, bits ^ flip_bits(flip, o0, n), n);
             }
         }
@@ -1004,7 +1003,7 @@ static int input_conv_int(const ebnn_conv_params_t *p, const uint8_t *in_u8, con
 }
 
 int ebnn_input_conv_u8(const ebnn_conv_params_t *params, const uint8_t *input, const uint32_t *weights,
-                       const int32_t *thresholds, const uint32_t *flip, uint32_t *output)
+                       const void *thresholds, const uint32_t *flip, uint32_t *output)
 {
     if (params == NULL || input == NULL || weights == NULL || thresholds == NULL || flip == NULL || output == NULL)
         return EBNN_ERROR_ARGUMENT;
@@ -1012,7 +1011,7 @@ int ebnn_input_conv_u8(const ebnn_conv_params_t *params, const uint8_t *input, c
         PARAMS_IN_RAM(p, params);
 #if EBNN_BYTE_KERNELS
         if (p->acc16 && (uint32_t)p->kh * p->kw * p->in_c <= 16u && (uint32_t)p->in_h * p->in_w * p->in_c < 32768u) {
-            input_conv8(p, input, weights, thresholds, flip, output);
+            input_conv8(p, input, weights, (const int16_t *)thresholds, flip, output);
             return EBNN_OK;
         }
 #endif
@@ -1098,7 +1097,7 @@ int ebnn_input_conv_f32(const ebnn_conv_params_t *params, const float *input, co
     {
         PARAMS_IN_RAM(p, params);
         if (p->input_mode == EBNN_INPUT_SIGN_FLOAT)
-            return input_conv_int(p, NULL, input, weights, (const int32_t *)thresholds, flip, output);
+            return input_conv_int(p, NULL, input, weights, thresholds, flip, output);
         input_conv_f32(p, input, weights, (const float *)thresholds, flip, output);
     }
     return EBNN_OK;
@@ -1164,7 +1163,7 @@ static uint32_t build_patch(const ebnn_conv_params_t *p, const uint32_t *in, int
 }
 
 static void binary_conv32(const ebnn_conv_params_t *p, const uint32_t *input, const uint32_t *weights,
-                          const int32_t *thresholds, const uint32_t *flip, uint32_t *output, uint32_t *scratch)
+                          const void *thresholds, const uint32_t *flip, uint32_t *output, uint32_t *scratch)
 {
     int32_t best[EBNN_CHUNK];
     uint32_t fwords, *patch, *mask;
@@ -1203,7 +1202,7 @@ static void binary_conv32(const ebnn_conv_params_t *p, const uint32_t *input, co
                     }
                 }
                 for (o = 0; o < n; o++)
-                    bits |= (uint32_t)(best[o] >= EBNN_READ_I32(&thresholds[o0 + o])) << o;
+                    bits |= (uint32_t)(best[o] >= read_threshold(thresholds, o0 + o, p->acc16)) << o;
                 bw_put(&bw, bits ^ flip_bits(flip, o0, n), n);
             }
         }
@@ -1215,7 +1214,7 @@ static void binary_conv32(const ebnn_conv_params_t *p, const uint32_t *input, co
 
 /* The byte path needs acc16 (every accumulator fits int16: true unless a filter has 32767+ taps). */
 int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *input, const uint32_t *weights,
-                     const int32_t *thresholds, const uint32_t *flip, uint32_t *output, uint32_t *scratch)
+                     const void *thresholds, const uint32_t *flip, uint32_t *output, uint32_t *scratch)
 {
     if (params == NULL || input == NULL || weights == NULL || thresholds == NULL || flip == NULL ||
         output == NULL || scratch == NULL)
@@ -1225,7 +1224,7 @@ int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *input, co
 #if EBNN_BYTE_KERNELS
         if (!p->acc16)
             return EBNN_ERROR_ARGUMENT;
-        binary_conv8(p, (const uint8_t *)input, weights, thresholds, flip, output, (uint8_t *)scratch);
+        binary_conv8(p, (const uint8_t *)input, weights, (const int16_t *)thresholds, flip, output, (uint8_t *)scratch);
 #else
         binary_conv32(p, input, weights, thresholds, flip, output, scratch);
 #endif
@@ -1244,8 +1243,8 @@ static uint32_t dense_popcount(const uint32_t *x, const uint32_t *w, uint32_t n_
     return ebnn_xor_popcount(x, w, EBNN_WORDS(n_in));
 }
 
-int ebnn_binary_dense(uint32_t n_in, uint32_t n_out, const uint32_t *input, const uint32_t *weights,
-                      const int32_t *thresholds, uint32_t *output)
+static int binary_dense(uint32_t n_in, uint32_t n_out, const uint32_t *input, const uint32_t *weights,
+                        const void *thresholds, uint_fast8_t thr16, uint32_t *output)
 {
     uint32_t o, rwords = EBNN_WORDS(n_in);
     bit_writer_t bw;
@@ -1254,10 +1253,22 @@ int ebnn_binary_dense(uint32_t n_in, uint32_t n_out, const uint32_t *input, cons
     bw_init(&bw, output);
     for (o = 0; o < n_out; o++, weights += rwords) {
         int32_t acc = (int32_t)n_in - 2 * (int32_t)dense_popcount(input, weights, n_in);
-        bw_put(&bw, acc >= EBNN_READ_I32(&thresholds[o]) ? 1u : 0u, 1u);
+        bw_put(&bw, acc >= read_threshold(thresholds, o, thr16) ? 1u : 0u, 1u);
     }
     bw_flush(&bw);
     return EBNN_OK;
+}
+
+int ebnn_binary_dense(uint32_t n_in, uint32_t n_out, const uint32_t *input, const uint32_t *weights,
+                      const int32_t *thresholds, uint32_t *output)
+{
+    return binary_dense(n_in, n_out, input, weights, thresholds, 0u, output);
+}
+
+int ebnn_binary_dense16(uint32_t n_in, uint32_t n_out, const uint32_t *input, const uint32_t *weights,
+                        const int16_t *thresholds, uint32_t *output)
+{
+    return binary_dense(n_in, n_out, input, weights, thresholds, 1u, output);
 }
 
 int ebnn_output_dense(uint32_t n_in, uint32_t n_out, const uint32_t *input, const uint32_t *weights,

@@ -7,6 +7,7 @@
 static uint32_t in[MAXBITS / 32 + 2], out[MAXBITS / 32 + 2], wpk[MAXBITS / 32 + 64 * 2];
 static uint8_t w[MAXBITS], pool_min[64];
 static int32_t thr[64], thr_stored[64];
+static int16_t thr16[64];
 static uint32_t flip[2], scratch[2 * (MAXBITS / 32 + 1)];
 
 static int32_t naive_acc(const ebnn_conv_params_t *p, int o, int cy, int cx)
@@ -64,9 +65,19 @@ int main(void)
                 thr[o] = (rnd() & 1u) ? taps + 1 : -taps - 1; /* constant channels */
         }
         store_conv(w, p.out_c, taps, pool_min, thr, wpk, thr_stored, flip);
-        p.acc16 = 1; /* true here (taps < 32767); the byte path requires it */
+        /* acc16 is true here (taps < 32767): int16 thresholds. The byte path requires it; the generic
+         * one also takes int32 thresholds (acc16 = 0). */
+#if EBNN_BYTE_KERNELS
+        p.acc16 = 1;
+#else
+        p.acc16 = (uint8_t)(rnd_below(2) != 0);
+#endif
+        for (o = 0; o < p.out_c; o++)
+            thr16[o] = (int16_t)thr_stored[o];
         memset(out, 0xA5, sizeof(out));
-        CHECK(ebnn_binary_conv(&p, in, wpk, thr_stored, flip, out, scratch) == EBNN_OK, "status");
+        CHECK(ebnn_binary_conv(&p, in, wpk, p.acc16 ? (const void *)thr16 : (const void *)thr_stored, flip, out,
+                               scratch) == EBNN_OK,
+              "status");
         for (oy = 0; oy < p.out_h; oy++)
             for (ox = 0; ox < p.out_w; ox++)
                 for (o = 0; o < p.out_c; o++) {

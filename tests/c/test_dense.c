@@ -7,6 +7,7 @@
 static uint8_t a[MAXN], w[MAXN * MAXO];
 static uint32_t in[MAXN / 32 + 2], wpk[(MAXN / 32 + 2) * MAXO + 1], out[MAXO / 32 + 2];
 static int32_t thr[MAXO];
+static int16_t thr16[MAXO];
 static float scale[MAXO], offset[MAXO], logits[MAXO];
 
 static int32_t naive_dot(int n, int o)
@@ -46,6 +47,14 @@ int main(void)
                 CHECK(get_bit(out, (uint32_t)o) == (naive_dot(n, o) >= thr[o]), "dense n=%d o=%d", n, o);
             for (i = n_out; i < (n_out + 31) / 32 * 32; i++)
                 CHECK(get_bit(out, (uint32_t)i) == 0, "unused bits of the last word must be 0");
+            for (o = 0; o < n_out; o++)
+                thr16[o] = (int16_t)thr[o];
+            memset(out, 0xA5, sizeof(out));
+            CHECK(ebnn_binary_dense16((uint32_t)n, (uint32_t)n_out, in, wpk, thr16, out) == EBNN_OK, "status 16");
+            for (o = 0; o < n_out; o++)
+                CHECK(get_bit(out, (uint32_t)o) == (naive_dot(n, o) >= thr[o]), "dense16 n=%d o=%d", n, o);
+            for (i = n_out; i < (n_out + 31) / 32 * 32; i++)
+                CHECK(get_bit(out, (uint32_t)i) == 0, "unused bits of the last word must be 0 (16)");
             i = ebnn_output_dense((uint32_t)n, (uint32_t)n_out, in, wpk, scale, offset, logits);
             for (o = 0; o < n_out; o++) {
                 float y = (float)naive_dot(n, o) * scale[o];

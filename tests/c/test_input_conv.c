@@ -8,6 +8,7 @@ static uint8_t in_u8[MAXV], w[MAXW], pool_min[70];
 static float in_f[MAXV];
 static uint32_t out[MAXV * 70 / 32 + 4], wpk[MAXW / 32 * 2 + 64];
 static int32_t thr[70], thr_stored[70];
+static int16_t thr16[70];
 static float thr_f_stored[70];
 static uint32_t flip[3];
 static float thr_f[70];
@@ -53,6 +54,7 @@ int main(void)
     for (trial = 0; trial < 400; trial++) {
         ebnn_conv_params_t p;
         int taps, o, i, oy, ox, n_in, mode = trial % 4, status;
+        const void *int_thr;
         if (!random_geometry(&p, 4, 70))
             continue;
         taps = p.kh * p.kw * p.in_c;
@@ -81,13 +83,15 @@ int main(void)
         for (o = 0; o < p.out_c; o++)
             thr_f_stored[o] = thr_f[o]; /* float thresholds are stored unchanged */
         /* every value is within +-255 here: acc16 holds iff taps * 255 < 32767 (allows the byte path) */
-        p.acc16 = (uint8_t)(taps * 255 < 32767 && rnd_below(4) != 0);
+        p.acc16 = (uint8_t)(taps * 255 < 32767 && rnd_below(4) != 0); /* then int16 thresholds */
+        for (o = 0; o < p.out_c; o++)
+            thr16[o] = (int16_t)thr_stored[o];
         memset(out, 0xA5, sizeof(out));
+        int_thr = p.acc16 ? (const void *)thr16 : (const void *)thr_stored;
         if (mode == EBNN_INPUT_UINT8 || mode == EBNN_INPUT_SIGN_UINT8)
-            status = ebnn_input_conv_u8(&p, in_u8, wpk, thr_stored, flip, out);
+            status = ebnn_input_conv_u8(&p, in_u8, wpk, int_thr, flip, out);
         else
-            status = ebnn_input_conv_f32(&p, in_f, wpk, mode == EBNN_INPUT_FLOAT ? (const void *)thr_f_stored
-                                                                                    : (const void *)thr_stored,
+            status = ebnn_input_conv_f32(&p, in_f, wpk, mode == EBNN_INPUT_FLOAT ? (const void *)thr_f_stored : int_thr,
                                          flip, out);
         CHECK(status == EBNN_OK, "status");
         for (oy = 0; oy < p.out_h; oy++)
