@@ -469,6 +469,40 @@ static void finish_output8(bw8_t *bw, const uint32_t *output, uint32_t nbits)
         *bw->out++ = 0u;
 }
 
+/* For n filters from w (rows row_bytes apart) against the nw (1 or 2) interleaved patches of nb bytes
+ * (or one patch and its mask): set bit o of bits[] when the larger accumulator valid - 2 * count
+ * reaches threshold o; filters whose bit is already set are skipped. */
+NOINLINE static void conv_filters8(const uint8_t *patch, const uint8_t *mask, uint8_t nw, uint16_t nb, uint16_t valid,
+                                   const uint8_t *w, uint16_t row_bytes, const int16_t *thr, uint8_t n, uint8_t *bits)
+{
+    for (; n != 0u; bits++) {
+        uint8_t cur = *bits, m;
+        for (m = 1u; m != 0u && n != 0u; m = (uint8_t)(m << 1), n--, w += row_bytes, thr++) {
+            uint16_t c, c1;
+            if ((cur & m) != 0u)
+                continue;
+            if (mask != NULL) {
+                c = xor_popcount8_masked(patch, w, mask, nb);
+            } else if (nw == 2u) {
+                xor_popcount8_x2(patch, w, nb, &c, &c1);
+                if (c1 < c)
+                    c = c1; /* the larger accumulator */
+            } else {
+                c = xor_popcount8(patch, w, nb);
+            }
+            if ((int16_t)(uint16_t)(valid - 2u * c) >= EBNN_READ_I16(thr))
+                cur |= m;
+        }
+        *bits = cur;
+    }
+}
+
+/* pos * stride - pad in 16 bits (the byte paths need geometries below 32768). */
+static int16_t start16(int16_t pos, uint16_t stride, uint16_t pad)
+{
+    return (int16_t)(pos * (int16_t)stride - (int16_t)pad);
+}
+
 /* Binary conv, byte path. For each output pixel and pass of up to BYTE_CHUNK filters, the windows
  * of its pool window are taken two at a time: both patches are built (interleaved) once for all the
  * filters of the pass, and each weight byte is read once for both. The pooled bit of a filter is the
@@ -495,23 +529,22 @@ NOINLINE static void binary_conv8(const ebnn_conv_params_t *p, const uint8_t *in
                 uint8_t bits[BYTE_CHUNK / 8u] = {0};
                 uint_fast16_t k = 0, py = py0, px = px0;
                 while (k < nwin) {
-                    int32_t iy[2], ix[2];
-                    uint16_t cnt[2], valid = taps;
-                    uint8_t g, nw = (uint8_t)(nwin - k >= 2u ? 2u : 1u), o, m = 1u, *bp = bits;
+                    int16_t iy[2], ix[2];
+                    uint16_t valid = taps;
+                    uint8_t g, nw = (uint8_t)(nwin - k >= 2u ? 2u : 1u);
                     int masked = 0;
-                    const uint8_t *w = (const uint8_t *)weights + (uint32_t)o0 * row_bytes;
                     for (g = 0; g < nw; g++) { /* the next windows, row by row */
-                        uint_fast16_t ky0, ky1, kx0, kx1;
-                        iy[g] = conv_start((int32_t)oy * p->pool_sh + (int32_t)py - p->pool_t, p->sh, p->pad_t);
-                        ix[g] = conv_start((int32_t)ox * p->pool_sw + (int32_t)px - p->pool_l, p->sw, p->pad_l);
+                        iy[g] = start16((int16_t)(start16((int16_t)oy, p->pool_sh, p->pool_t) + (int16_t)py), p->sh,
+                                        p->pad_t);
+                        ix[g] = start16((int16_t)(start16((int16_t)ox, p->pool_sw, p->pool_l) + (int16_t)px), p->sw,
+                                        p->pad_l);
                         if (++px == px1) {
                             px = px0;
                             py++;
                         }
-                        clip_window(iy[g], p->kh, p->in_h, &ky0, &ky1);
-                        clip_window(ix[g], p->kw, p->in_w, &kx0, &kx1);
-                        if (p->pad_value == 0u && (ky1 - ky0 != p->kh || kx1 - kx0 != p->kw))
-                            masked = 1;
+                        if (p->pad_value == 0u && (iy[g] < 0 || ix[g] < 0 || iy[g] + (int16_t)p->kh > (int16_t)p->in_h ||
+                                                   ix[g] + (int16_t)p->kw > (int16_t)p->in_w))
+                            masked = 1; /* clipped window, pad 0 */
                     }
                     if (masked && nw == 2u) { /* one window at a time, with its mask: undo the second */
                         nw = 1;
@@ -528,26 +561,8 @@ NOINLINE static void binary_conv8(const ebnn_conv_params_t *p, const uint8_t *in
                             valid = v;
                     }
                     k += nw;
-                    for (o = 0; o < n; o++, w += row_bytes) {
-                        if ((*bp & m) == 0u) {
-                            uint16_t c;
-                            if (masked) {
-                                c = xor_popcount8_masked(patch, w, mask, nb);
-                            } else if (nw == 2u) {
-                                xor_popcount8_x2(patch, w, nb, &cnt[0], &cnt[1]);
-                                c = cnt[0] < cnt[1] ? cnt[0] : cnt[1]; /* the larger accumulator */
-                            } else {
-                                c = xor_popcount8(patch, w, nb);
-                            }
-                            if ((int16_t)(uint16_t)(valid - 2u * c) >= EBNN_READ_I16(&thresholds[o0 + o]))
-                                *bp |= m;
-                        }
-                        m = (uint8_t)(m << 1);
-                        if (m == 0u) {
-                            m = 1u;
-                            bp++;
-                        }
-                    }
+                    conv_filters8(patch, masked ? mask : NULL, nw, nb, valid,
+                                  (const uint8_t *)weights + (uint32_t)o0 * row_bytes, row_bytes, thresholds + o0, n, bits);
                 }
                 put_pixel_bits8(&bw, bits, flip, o0, n);
             }
@@ -561,10 +576,6 @@ NOINLINE static void binary_conv8(const ebnn_conv_params_t *p, const uint8_t *in
  * v_i over its taps i in s - sum over the others (16-bit), and a filter's accumulator is the sum of the
  * entries its weight nibbles select: one lookup per group (up to 4: 2 weight bytes; missing groups' tables
  * stay 0). Pooling and output as in binary_conv8. Small helpers keep the AVR stack frames short. */
-static int16_t start16(int16_t pos, uint16_t stride, uint16_t pad)
-{
-    return (int16_t)(pos * (int16_t)stride - (int16_t)pad);
-}
 
 typedef struct {
     const ebnn_conv_params_t *p;
@@ -573,48 +584,31 @@ typedef struct {
     int16_t pad, mul, add; /* value of a tap outside the input; value = mul * pixel + add */
     int16_t thr_u8;       /* EBNN_INPUT_SIGN_UINT8: value = pixel >= thr_u8 ? 1 : -1 */
     uint8_t sign, taps, groups;
+    uint8_t plain;        /* mul == 1 and add == 0: value = pixel */
+    uint16_t off[16];     /* offset of each tap from the window's first value in the input */
 } input8_t;
 
-/* A window inside the input, mode EBNN_INPUT_UINT8: kh runs of `row` consecutive values. */
-NOINLINE static void interior_values8(const uint8_t *src, uint16_t stride, uint8_t kh, uint8_t row, int16_t mul, int16_t add,
-                             int16_t *vals)
-{
-    stride = (uint16_t)(stride - row);
-    for (; kh != 0u; kh--, src += stride) {
-        uint8_t j = row;
-        do
-            *vals++ = (int16_t)(mul * (int16_t)*src++ + add);
-        while (--j != 0u);
-    }
-}
 
-/* The values of the window at (iy0, ix0) in (ky, kx, c) order, zero up to 4 * groups. */
+/* The values of the window at (iy0, ix0) in (ky, kx, c) order, zero up to 4 * groups (any window). */
 NOINLINE static void window_values8(const input8_t *ic, int16_t iy0, int16_t ix0, int16_t *vals)
 {
     const ebnn_conv_params_t *p = ic->p;
     uint8_t ky, kx, c, t;
     int16_t *v = vals;
-    if (!ic->sign && iy0 >= 0 && ix0 >= 0 && iy0 + (int16_t)p->kh <= (int16_t)p->in_h &&
-        ix0 + (int16_t)p->kw <= (int16_t)p->in_w) {
-        interior_values8(ic->in + (uint16_t)iy0 * ic->stride + (uint16_t)ix0 * p->in_c, ic->stride, (uint8_t)p->kh,
-                         (uint8_t)(p->kw * p->in_c), ic->mul, ic->add, vals);
-        v += ic->taps;
-    } else {
-        for (ky = 0; ky < p->kh; ky++) {
-            int16_t iy = (int16_t)(iy0 + ky);
-            for (kx = 0; kx < p->kw; kx++) {
-                int16_t ix = (int16_t)(ix0 + kx);
-                const uint8_t *src = NULL;
-                if (iy >= 0 && iy < (int16_t)p->in_h && ix >= 0 && ix < (int16_t)p->in_w)
-                    src = ic->in + (uint16_t)iy * ic->stride + (uint16_t)ix * p->in_c;
-                for (c = 0; c < p->in_c; c++) {
-                    if (src == NULL)
-                        *v++ = ic->pad;
-                    else if (ic->sign)
-                        *v++ = (int16_t)src[c] >= ic->thr_u8 ? 1 : -1;
-                    else
-                        *v++ = (int16_t)(ic->mul * (int16_t)src[c] + ic->add);
-                }
+    for (ky = 0; ky < p->kh; ky++) {
+        int16_t iy = (int16_t)(iy0 + ky);
+        for (kx = 0; kx < p->kw; kx++) {
+            int16_t ix = (int16_t)(ix0 + kx);
+            const uint8_t *src = NULL;
+            if (iy >= 0 && iy < (int16_t)p->in_h && ix >= 0 && ix < (int16_t)p->in_w)
+                src = ic->in + (uint16_t)iy * ic->stride + (uint16_t)ix * p->in_c;
+            for (c = 0; c < p->in_c; c++) {
+                if (src == NULL)
+                    *v++ = ic->pad;
+                else if (ic->sign)
+                    *v++ = (int16_t)src[c] >= ic->thr_u8 ? 1 : -1;
+                else
+                    *v++ = (int16_t)(ic->mul * (int16_t)src[c] + ic->add);
             }
         }
     }
@@ -622,30 +616,58 @@ NOINLINE static void window_values8(const input8_t *ic, int16_t iy0, int16_t ix0
         *v++ = 0; /* missing taps of the last group: weight bits 0, value 0 */
 }
 
-/* table[16 * g + s] for every group g (see above). */
-NOINLINE static void build_tables8(const int16_t *v, uint8_t groups, int16_t *tb)
+/* The entries of one group's table from its values (straight-line: they stay in registers); a
+ * group of n < 4 taps needs only its first 2^n entries (the weight bits of missing taps are 0). */
+static void group_table8(int16_t v0, int16_t v1, int16_t v2, int16_t v3, uint8_t n, int16_t *tb)
 {
-    for (; groups != 0u; groups--, v += 4) { /* straight-line: entries stay in registers */
-        int16_t d2 = (int16_t)(2 * v[2]), d3 = (int16_t)(2 * v[3]);
-        int16_t t0 = (int16_t)(-v[0] - v[1] - v[2] - v[3]), t1 = (int16_t)(t0 + 2 * v[0]);
-        int16_t t2 = (int16_t)(t0 + 2 * v[1]), t3 = (int16_t)(t1 + 2 * v[1]);
-        int16_t t4 = (int16_t)(t0 + d2), t5 = (int16_t)(t1 + d2), t6 = (int16_t)(t2 + d2), t7 = (int16_t)(t3 + d2);
-        *tb++ = t0;
-        *tb++ = t1;
-        *tb++ = t2;
-        *tb++ = t3;
-        *tb++ = t4;
-        *tb++ = t5;
-        *tb++ = t6;
-        *tb++ = t7;
-        *tb++ = (int16_t)(t0 + d3);
-        *tb++ = (int16_t)(t1 + d3);
-        *tb++ = (int16_t)(t2 + d3);
-        *tb++ = (int16_t)(t3 + d3);
-        *tb++ = (int16_t)(t4 + d3);
-        *tb++ = (int16_t)(t5 + d3);
-        *tb++ = (int16_t)(t6 + d3);
-        *tb++ = (int16_t)(t7 + d3);
+    int16_t d2 = (int16_t)(2 * v2), d3 = (int16_t)(2 * v3);
+    int16_t t0 = (int16_t)(-v0 - v1 - v2 - v3), t1 = (int16_t)(t0 + 2 * v0);
+    int16_t t2 = (int16_t)(t0 + 2 * v1), t3 = (int16_t)(t1 + 2 * v1);
+    int16_t t4 = (int16_t)(t0 + d2), t5 = (int16_t)(t1 + d2), t6 = (int16_t)(t2 + d2), t7 = (int16_t)(t3 + d2);
+    *tb++ = t0;
+    *tb++ = t1;
+    if (n < 2u)
+        return;
+    *tb++ = t2;
+    *tb++ = t3;
+    if (n < 3u)
+        return;
+    *tb++ = t4;
+    *tb++ = t5;
+    *tb++ = t6;
+    *tb++ = t7;
+    if (n < 4u)
+        return;
+    *tb++ = (int16_t)(t0 + d3);
+    *tb++ = (int16_t)(t1 + d3);
+    *tb++ = (int16_t)(t2 + d3);
+    *tb++ = (int16_t)(t3 + d3);
+    *tb++ = (int16_t)(t4 + d3);
+    *tb++ = (int16_t)(t5 + d3);
+    *tb++ = (int16_t)(t6 + d3);
+    *tb = (int16_t)(t7 + d3);
+}
+
+/* table[16 * g + s] for every group g (see above) from the window's values. */
+NOINLINE static void build_tables8(const int16_t *v, uint8_t taps, int16_t *tb)
+{
+    for (; taps != 0u; taps = (uint8_t)(taps > 4u ? taps - 4u : 0u), v += 4, tb += 16)
+        group_table8(v[0], v[1], v[2], v[3], taps, tb);
+}
+
+/* The same for a window inside the input (mode EBNN_INPUT_UINT8) whose first value is src: the
+ * values are read straight from the input through the tap offsets. */
+NOINLINE static void interior_tables8(const input8_t *ic, const uint8_t *src, int16_t *tb)
+{
+    int16_t v[4];
+    const uint16_t *off = ic->off;
+    uint8_t left = ic->taps, i;
+    for (; left != 0u; left = (uint8_t)(left > 4u ? left - 4u : 0u), tb += 16) {
+        for (i = 0; i < 4u; i++) {
+            int16_t x = i < left ? (int16_t)src[*off++] : 0; /* missing taps: value 0 */
+            v[i] = ic->plain || i >= left ? x : (int16_t)(ic->mul * x + ic->add);
+        }
+        group_table8(v[0], v[1], v[2], v[3], left, tb);
     }
 }
 
@@ -695,6 +717,14 @@ NOINLINE static void input_conv8(const ebnn_conv_params_t *p, const uint8_t *in,
     ic.thr_u8 = p->sign_threshold_u8;
     ic.taps = (uint8_t)(p->kh * p->kw * p->in_c);
     ic.groups = (uint8_t)((ic.taps + 3u) >> 2);
+    ic.plain = ic.mul == 1 && ic.add == 0;
+    {
+        uint8_t ky, kx, c, t = 0;
+        for (ky = 0; ky < p->kh; ky++)
+            for (kx = 0; kx < p->kw; kx++)
+                for (c = 0; c < p->in_c; c++)
+                    ic.off[t++] = (uint16_t)(ky * ic.stride + kx * p->in_c + c);
+    }
     bw8_init(&bw, (uint8_t *)output, 1u);
     for (oy = 0; oy < p->out_h; oy++) {
         uint_fast16_t py0, py1;
@@ -708,13 +738,19 @@ NOINLINE static void input_conv8(const ebnn_conv_params_t *p, const uint8_t *in,
                 uint8_t n = (uint8_t)(p->out_c - o0 < BYTE_CHUNK ? p->out_c - o0 : BYTE_CHUNK);
                 uint8_t bits[BYTE_CHUNK / 8u] = {0};
                 uint_fast16_t py, px;
+                const uint8_t *w = (const uint8_t *)weights + (uint32_t)o0 * row_bytes;
                 for (py = py0; py < py1; py++) {
+                    int16_t iy0 = start16((int16_t)(cy0 + (int16_t)py), p->sh, p->pad_t);
                     for (px = px0; px < px1; px++) {
-                        window_values8(&ic, start16((int16_t)(cy0 + (int16_t)py), p->sh, p->pad_t),
-                                       start16((int16_t)(cx0 + (int16_t)px), p->sw, p->pad_l), vals);
-                        build_tables8(vals, ic.groups, table);
-                        input_filters8(table, (const uint8_t *)weights + (uint32_t)o0 * row_bytes, row_bytes,
-                                       thresholds + o0, n, ic.groups, bits);
+                        int16_t ix0 = start16((int16_t)(cx0 + (int16_t)px), p->sw, p->pad_l);
+                        if (!ic.sign && iy0 >= 0 && ix0 >= 0 && iy0 + (int16_t)p->kh <= (int16_t)p->in_h &&
+                            ix0 + (int16_t)p->kw <= (int16_t)p->in_w) {
+                            interior_tables8(&ic, in + (uint16_t)iy0 * ic.stride + (uint16_t)ix0 * p->in_c, table);
+                        } else {
+                            window_values8(&ic, iy0, ix0, vals);
+                            build_tables8(vals, ic.taps, table);
+                        }
+                        input_filters8(table, w, row_bytes, thresholds + o0, n, ic.groups, bits);
                     }
                 }
                 put_pixel_bits8(&bw, bits, flip, o0, n);
@@ -1222,8 +1258,8 @@ int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *input, co
     {
         PARAMS_IN_RAM(p, params);
 #if EBNN_BYTE_KERNELS
-        if (!p->acc16)
-            return EBNN_ERROR_ARGUMENT;
+        if (!p->acc16 || p->in_h > 32767u || p->in_w > 32767u)
+            return EBNN_ERROR_ARGUMENT; /* int16 accumulators and coordinates (see binary_conv8) */
         binary_conv8(p, (const uint8_t *)input, weights, (const int16_t *)thresholds, flip, output, (uint8_t *)scratch);
 #else
         binary_conv32(p, input, weights, thresholds, flip, output, scratch);
