@@ -244,29 +244,28 @@ static int32_t conv_start(int32_t pos, uint_fast16_t stride, uint_fast16_t pad)
 #if defined(__AVR__)
 #define XOR_POP_SLICE(a, w, k, x)                                                                   \
     do {                                                                                            \
-        uint8_t wb_, save_lo_, save_hi_;                                                            \
+        uint8_t wb_;                                                                                \
+        uint16_t save_; /* a register pair: movw */                                                 \
         __asm__ volatile("1: lpm %[wb], Z+\n\t"                                                     \
-                         "mov %[sl], r30\n\t"                                                      \
-                         "mov %[sh], r31\n\t"                                                      \
+                         "movw %[sv], r30\n\t"                                                     \
                          "ldi r31, hi8(%[tab])\n\t"                                                \
                          "ld r30, %a[pa]+\n\t"                                                     \
                          "eor r30, %[wb]\n\t"                                                      \
                          "lpm %[wb], Z\n\t"                                                        \
                          "add %[cx], %[wb]\n\t"                                                    \
-                         "mov r30, %[sl]\n\t"                                                      \
-                         "mov r31, %[sh]\n\t"                                                      \
+                         "movw r30, %[sv]\n\t"                                                     \
                          "dec %[kk]\n\t"                                                           \
                          "brne 1b"                                                                 \
-                         : [wb] "=&r"(wb_), [sl] "=&r"(save_lo_), [sh] "=&r"(save_hi_), [cx] "+r"(x), \
+                         : [wb] "=&r"(wb_), [sv] "=&r"(save_), [cx] "+r"(x),                       \
                            [kk] "+r"(k), [pa] "+x"(a), "+z"(w)                                         \
                          : [tab] "i"(popcount_table));                                              \
     } while (0)
 #define XOR_POP_SLICE2(a, w, k, x0, x1)                                                             \
     do {                                                                                            \
-        uint8_t wb_, t_, save_lo_, save_hi_;                                                        \
+        uint8_t wb_, t_;                                                                            \
+        uint16_t save_;                                                                             \
         __asm__ volatile("1: lpm %[wb], Z+\n\t"                                                     \
-                         "mov %[sl], r30\n\t"                                                      \
-                         "mov %[sh], r31\n\t"                                                      \
+                         "movw %[sv], r30\n\t"                                                     \
                          "ldi r31, hi8(%[tab])\n\t"                                                \
                          "ld r30, %a[pa]+\n\t"                                                     \
                          "eor r30, %[wb]\n\t"                                                      \
@@ -276,11 +275,10 @@ static int32_t conv_start(int32_t pos, uint_fast16_t stride, uint_fast16_t pad)
                          "eor r30, %[wb]\n\t"                                                      \
                          "lpm %[t], Z\n\t"                                                         \
                          "add %[c1], %[t]\n\t"                                                     \
-                         "mov r30, %[sl]\n\t"                                                      \
-                         "mov r31, %[sh]\n\t"                                                      \
+                         "movw r30, %[sv]\n\t"                                                     \
                          "dec %[kk]\n\t"                                                           \
                          "brne 1b"                                                                 \
-                         : [wb] "=&r"(wb_), [t] "=&r"(t_), [sl] "=&r"(save_lo_), [sh] "=&r"(save_hi_), \
+                         : [wb] "=&r"(wb_), [t] "=&r"(t_), [sv] "=&r"(save_), \
                            [c0] "+r"(x0), [c1] "+r"(x1), [kk] "+r"(k), [pa] "+x"(a), "+z"(w)            \
                          : [tab] "i"(popcount_table));                                              \
     } while (0)
