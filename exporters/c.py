@@ -34,11 +34,12 @@ PARAMS_STRUCT_BYTES = 56  # sizeof(ebnn_conv_params_t) on every target (no paddi
 # tests/test_targets.py and the benchmarks report the exact figure from each target's ELF.
 CODE_BYTES = {"common": 200, "input_conv_int": 900, "input_conv_f32": 500, "binary_conv": 1000,
               "binary_dense": 150, "output_dense": 150, "predict": 40, "predict_per_block": 30}
-# Stack bound of each kernel call chain in bytes: the deepest frame chain reported by
-# arm-none-eabi-gcc -mcpu=cortex-m3 -O2 -fstack-usage for the kernel plus the helpers it calls (all
-# static sizes: no recursion, no VLAs), rounded up; "predict" is the generated caller's frame. The
-# largest local arrays are the EBNN_CHUNK accumulators of the conv kernels. On AVR the chunk is
-# 16; tests/test_targets.py measures the real high-water mark in simavr.
+# Stack bound of each kernel call chain in bytes with the small-stack options (-DEBNN_CHUNK=8
+# -DEBNN_LOW_STACK=1): the deepest frame chain reported by arm-none-eabi-gcc -mcpu=cortex-m3 -Os
+# -fstack-usage for the kernel plus the helpers it calls (all static sizes: no recursion, no VLAs),
+# rounded up; "predict" is the generated caller's frame. The largest local arrays are the EBNN_CHUNK
+# accumulators of the conv kernels; with the defaults (EBNN_CHUNK=32, tables) the input conv needs
+# ~1.3 KB. On AVR (EBNN_BYTE_KERNELS) bench/targets/avr.py measures the real high-water mark.
 STACK_BYTES = {"input_conv_int": 400, "input_conv_f32": 160, "binary_conv": 300, "binary_dense": 64,
                "output_dense": 64, "predict": 32}
 

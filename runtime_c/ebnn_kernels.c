@@ -657,15 +657,22 @@ NOINLINE static void build_tables8(const int16_t *v, uint8_t taps, int16_t *tb)
  * values are read straight from the input through the tap offsets. */
 NOINLINE static void interior_tables8(const input8_t *ic, const uint8_t *src, int16_t *tb)
 {
-    int16_t v[4];
     const uint16_t *off = ic->off;
-    uint8_t left = ic->taps, i;
-    for (; left != 0u; left = (uint8_t)(left > 4u ? left - 4u : 0u), tb += 16) {
-        for (i = 0; i < 4u; i++) {
-            int16_t x = i < left ? (int16_t)src[*off++] : 0; /* missing taps: value 0 */
-            v[i] = ic->plain || i >= left ? x : (int16_t)(ic->mul * x + ic->add);
-        }
-        group_table8(v[0], v[1], v[2], v[3], left, tb);
+    int16_t mul = ic->mul, add = ic->add;
+    uint8_t left = ic->taps;
+    if (ic->plain) /* value = pixel */
+        for (; left >= 4u; left = (uint8_t)(left - 4u), off += 4, tb += 16)
+            group_table8(src[off[0]], src[off[1]], src[off[2]], src[off[3]], 4u, tb);
+    else
+        for (; left >= 4u; left = (uint8_t)(left - 4u), off += 4, tb += 16)
+            group_table8((int16_t)(mul * src[off[0]] + add), (int16_t)(mul * src[off[1]] + add),
+                         (int16_t)(mul * src[off[2]] + add), (int16_t)(mul * src[off[3]] + add), 4u, tb);
+    if (left != 0u) { /* the last group's 1..3 taps; the others read as value 0 */
+        int16_t v[3] = {0, 0, 0};
+        uint8_t i;
+        for (i = 0; i < left; i++)
+            v[i] = (int16_t)(mul * src[off[i]] + add);
+        group_table8(v[0], v[1], v[2], 0, left, tb);
     }
 }
 
