@@ -226,11 +226,13 @@ static int32_t conv_start(int32_t pos, uint_fast16_t stride, uint_fast16_t pad)
 #error "EBNN_BYTE_KERNELS needs a little-endian CPU"
 #endif
 /* The helpers below stay separate functions: inlined into one big loop nest, avr-gcc runs out of
- * registers and spills (measured: the input conv 30% slower). */
+ * registers and spills (measured: the input conv 30% slower); the innermost step is always inlined. */
 #if defined(__GNUC__)
 #define NOINLINE __attribute__((noinline))
+#define ALWAYS_INLINE __attribute__((always_inline)) inline
 #else
 #define NOINLINE
+#define ALWAYS_INLINE
 #endif
 #define SLICE_BYTES 31u /* 31 * 8 = 248: a popcount over a slice fits a uint8_t counter */
 #define BYTE_CHUNK 32u  /* filters per pass of the byte conv kernels (their output bits: 4 bytes) */
@@ -569,11 +571,12 @@ NOINLINE static void binary_conv8(const ebnn_conv_params_t *p, const uint8_t *in
     finish_output8(&bw, output, (uint32_t)p->out_h * p->out_w * p->out_c);
 }
 
-/* Input conv, byte path (uint8 input modes, at most 16 taps, acc16, input shorter than 32 K values so
+/* Input conv, byte path (uint8 input modes, acc16, at most 255 taps, input shorter than 32 K values so
  * that 16-bit coordinates suffice). Per window, each group g of 4 taps gets the table T_g[s] = sum of
  * v_i over its taps i in s - sum over the others (16-bit), and a filter's accumulator is the sum of the
- * entries its weight nibbles select: one lookup per group (up to 4: 2 weight bytes; missing groups' tables
- * stay 0). Pooling and output as in binary_conv8. Small helpers keep the AVR stack frames short. */
+ * entries its weight nibbles select: one lookup per group, up to 4 groups (16 taps, 2 weight bytes) per
+ * pass (missing groups' tables stay 0; more taps: several passes, window_passes8). Pooling and output as
+ * in binary_conv8. Small helpers keep the AVR stack frames short. */
 
 typedef struct {
     const ebnn_conv_params_t *p;
@@ -587,30 +590,30 @@ typedef struct {
 } input8_t;
 
 
-/* The values of the window at (iy0, ix0) in (ky, kx, c) order, zero up to 4 * groups (any window). */
-NOINLINE static void window_values8(const input8_t *ic, int16_t iy0, int16_t ix0, int16_t *vals)
+/* The values of taps t0 .. t0 + cnt - 1 of the window at (iy0, ix0) ((ky, kx, c) order; any window,
+ * any mode), then zeros up to the end of the last group. */
+NOINLINE static void window_values8(const input8_t *ic, int16_t iy0, int16_t ix0, uint8_t t0, uint8_t cnt, int16_t *v)
 {
     const ebnn_conv_params_t *p = ic->p;
-    uint8_t ky, kx, c, t;
-    int16_t *v = vals;
-    for (ky = 0; ky < p->kh; ky++) {
-        int16_t iy = (int16_t)(iy0 + ky);
-        for (kx = 0; kx < p->kw; kx++) {
-            int16_t ix = (int16_t)(ix0 + kx);
-            const uint8_t *src = NULL;
-            if (iy >= 0 && iy < (int16_t)p->in_h && ix >= 0 && ix < (int16_t)p->in_w)
-                src = ic->in + (uint16_t)iy * ic->stride + (uint16_t)ix * p->in_c;
-            for (c = 0; c < p->in_c; c++) {
-                if (src == NULL)
-                    *v++ = ic->pad;
-                else if (ic->sign)
-                    *v++ = (int16_t)src[c] >= ic->thr_u8 ? 1 : -1;
-                else
-                    *v++ = (int16_t)(ic->mul * (int16_t)src[c] + ic->add);
+    uint8_t row = (uint8_t)(p->kw * p->in_c), ky = (uint8_t)(t0 / row), kx = (uint8_t)(t0 % row / p->in_c);
+    uint8_t c = (uint8_t)(t0 % p->in_c), i;
+    for (i = 0; i < cnt; i++) {
+        int16_t iy = (int16_t)(iy0 + ky), ix = (int16_t)(ix0 + kx);
+        if (iy < 0 || iy >= (int16_t)p->in_h || ix < 0 || ix >= (int16_t)p->in_w) {
+            *v++ = ic->pad;
+        } else {
+            int16_t x = ic->in[(uint16_t)iy * ic->stride + (uint16_t)ix * p->in_c + c];
+            *v++ = ic->sign ? (x >= ic->thr_u8 ? 1 : -1) : (int16_t)(ic->mul * x + ic->add);
+        }
+        if (++c == p->in_c) {
+            c = 0;
+            if (++kx == p->kw) {
+                kx = 0;
+                ky++;
             }
         }
     }
-    for (t = ic->taps; t < 4u * ic->groups; t++)
+    for (; (i & 3u) != 0u; i++)
         *v++ = 0; /* missing taps of the last group: weight bits 0, value 0 */
 }
 
@@ -679,28 +682,76 @@ NOINLINE static void interior_tables8(const input8_t *ic, const uint8_t *src, in
 /* Entry of a 16-bit table at byte offset `off` (= 2 * index, computed in 8 bits). */
 #define TAB8(tab, off) (*(const int16_t *)(const void *)((const uint8_t *)(tab) + (off)))
 
+/* A filter's accumulator: the sum over its groups (up to 4) of the entry its weight nibble selects. */
+ALWAYS_INLINE static int16_t filter_acc8(const int16_t *tab, const uint8_t *w, uint8_t groups)
+{
+    uint8_t b = EBNN_READ_U8(w);
+    int16_t acc = (int16_t)(TAB8(tab, (uint8_t)(b << 1) & 0x1eu) + TAB8(tab + 16, (b >> 3) & 0x1eu));
+    if (groups > 2u) {
+        b = EBNN_READ_U8(w + 1);
+        acc = (int16_t)(acc + TAB8(tab + 32, (uint8_t)(b << 1) & 0x1eu));
+        if (groups > 3u)
+            acc = (int16_t)(acc + TAB8(tab + 48, (b >> 3) & 0x1eu));
+    }
+    return acc;
+}
+
 /* For n filters from w (rows row_bytes apart), thresholds thr: set bit o of bits[] when filter o's
  * accumulator reaches its threshold; filters whose bit is already set are skipped. */
 NOINLINE static void input_filters8(const int16_t *tab, const uint8_t *w, uint16_t row_bytes, const int16_t *thr, uint8_t n,
-                           uint8_t groups, uint8_t *bits)
+                                    uint8_t groups, uint8_t *bits)
 {
     for (; n != 0u; bits++) {
         uint8_t cur = *bits, m;
-        for (m = 1u; m != 0u && n != 0u; m = (uint8_t)(m << 1), n--, w += row_bytes, thr++) {
-            if ((cur & m) == 0u) {
-                uint8_t b = EBNN_READ_U8(w);
-                int16_t acc = (int16_t)(TAB8(tab, (uint8_t)(b << 1) & 0x1eu) + TAB8(tab + 16, (b >> 3) & 0x1eu));
-                if (groups > 2u) {
-                    b = EBNN_READ_U8(w + 1);
-                    acc = (int16_t)(acc + TAB8(tab + 32, (uint8_t)(b << 1) & 0x1eu));
-                    if (groups > 3u)
-                        acc = (int16_t)(acc + TAB8(tab + 48, (b >> 3) & 0x1eu));
-                }
-                if (acc >= EBNN_READ_I16(thr))
-                    cur |= m;
-            }
+        for (m = 1u; m != 0u && n != 0u; m = (uint8_t)(m << 1), n--, w += row_bytes, thr++)
+            if ((cur & m) == 0u && filter_acc8(tab, w, groups) >= EBNN_READ_I16(thr))
+                cur |= m;
+        *bits = cur;
+    }
+}
+
+/* The same for one pass of a window of more than 16 taps: add the pass's sums to part[] (first pass:
+ * set them), and on the last pass compare. A separate loop: the one-pass case stays lean. */
+#define PASS_ADD 1u  /* add the partial sums of the previous passes */
+#define PASS_LAST 2u /* compare with the thresholds (else store the partial sums) */
+NOINLINE static void input_filters_pass8(const int16_t *tab, const uint8_t *w, uint16_t row_bytes, const int16_t *thr,
+                                         uint8_t n, uint8_t groups, uint8_t *bits, int16_t *part, uint8_t pass)
+{
+    uint8_t o = 0;
+    for (; n != 0u; bits++) {
+        uint8_t cur = *bits, m;
+        for (m = 1u; m != 0u && n != 0u; m = (uint8_t)(m << 1), n--, w += row_bytes, thr++, o++) {
+            int16_t acc;
+            if ((cur & m) != 0u)
+                continue;
+            acc = filter_acc8(tab, w, groups);
+            if ((pass & PASS_ADD) != 0u)
+                acc = (int16_t)(acc + part[o]);
+            if ((pass & PASS_LAST) == 0u)
+                part[o] = acc;
+            else if (acc >= EBNN_READ_I16(thr))
+                cur |= m;
         }
         *bits = cur;
+    }
+}
+
+/* A window of more than 16 taps: passes of 16 taps (2 weight bytes), partial sums in part[]. Its
+ * own frame, so the usual case (one pass) does not carry part[] on the stack. */
+NOINLINE static void window_passes8(const input8_t *ic, int16_t iy0, int16_t ix0, int16_t *table, int16_t *vals,
+                                    const uint8_t *w, uint16_t row_bytes, const int16_t *thr, uint8_t n, uint8_t *bits)
+{
+    int16_t part[BYTE_CHUNK];
+    uint8_t t0;
+    for (t0 = 0; t0 < ic->taps; t0 = (uint8_t)(t0 + 16u)) {
+        uint8_t cnt = (uint8_t)(ic->taps - t0 < 16 ? ic->taps - t0 : 16);
+        uint8_t g;
+        window_values8(ic, iy0, ix0, t0, cnt, vals);
+        build_tables8(vals, cnt, table);
+        for (g = (uint8_t)((cnt + 3u) >> 2); g < 4u; g++)
+            table[16u * g] = 0; /* groups missing from this pass: their (zero) nibbles read entry 0 */
+        input_filters_pass8(table, w + (t0 >> 3), row_bytes, thr, n, (uint8_t)((cnt + 3u) >> 2), bits, part,
+                       (uint8_t)((t0 != 0u ? PASS_ADD : 0u) | (t0 + cnt == ic->taps ? PASS_LAST : 0u)));
     }
 }
 
@@ -723,7 +774,7 @@ NOINLINE static void input_conv8(const ebnn_conv_params_t *p, const uint8_t *in,
     ic.taps = (uint8_t)(p->kh * p->kw * p->in_c);
     ic.groups = (uint8_t)((ic.taps + 3u) >> 2);
     ic.plain = ic.mul == 1 && ic.add == 0;
-    {
+    if (ic.taps <= 16u) { /* the one-pass fast path reads interior windows through these offsets */
         uint8_t ky, kx, c, t = 0;
         for (ky = 0; ky < p->kh; ky++)
             for (kx = 0; kx < p->kw; kx++)
@@ -748,11 +799,15 @@ NOINLINE static void input_conv8(const ebnn_conv_params_t *p, const uint8_t *in,
                     int16_t iy0 = start16((int16_t)(cy0 + (int16_t)py), p->sh, p->pad_t);
                     for (px = px0; px < px1; px++) {
                         int16_t ix0 = start16((int16_t)(cx0 + (int16_t)px), p->sw, p->pad_l);
+                        if (ic.taps > 16u) {
+                            window_passes8(&ic, iy0, ix0, table, vals, w, row_bytes, thresholds + o0, n, bits);
+                            continue;
+                        }
                         if (!ic.sign && iy0 >= 0 && ix0 >= 0 && iy0 + (int16_t)p->kh <= (int16_t)p->in_h &&
                             ix0 + (int16_t)p->kw <= (int16_t)p->in_w) {
                             interior_tables8(&ic, in + (uint16_t)iy0 * ic.stride + (uint16_t)ix0 * p->in_c, table);
                         } else {
-                            window_values8(&ic, iy0, ix0, vals);
+                            window_values8(&ic, iy0, ix0, 0u, ic.taps, vals);
                             build_tables8(vals, ic.taps, table);
                         }
                         input_filters8(table, w, row_bytes, thresholds + o0, n, ic.groups, bits);
@@ -1050,13 +1105,14 @@ int ebnn_input_conv_u8(const ebnn_conv_params_t *params, const uint8_t *input, c
         return EBNN_ERROR_ARGUMENT;
     {
         PARAMS_IN_RAM(p, params);
-#if EBNN_BYTE_KERNELS
-        if (p->acc16 && (uint32_t)p->kh * p->kw * p->in_c <= 16u && (uint32_t)p->in_h * p->in_w * p->in_c < 32768u) {
-            input_conv8(p, input, weights, (const int16_t *)thresholds, flip, output);
-            return EBNN_OK;
-        }
-#endif
+#if EBNN_BYTE_KERNELS /* the only path: the generic one is not linked for uint8 inputs */
+        if (!p->acc16 || (uint32_t)p->kh * p->kw * p->in_c > 255u || (uint32_t)p->in_h * p->in_w * p->in_c >= 32768u)
+            return EBNN_ERROR_ARGUMENT; /* int16 accumulators, 8-bit tap counts, 16-bit coordinates */
+        input_conv8(p, input, weights, (const int16_t *)thresholds, flip, output);
+        return EBNN_OK;
+#else
         return input_conv_int(p, input, NULL, weights, thresholds, flip, output);
+#endif
     }
 }
 

@@ -83,7 +83,11 @@ int main(void)
         for (o = 0; o < p.out_c; o++)
             thr_f_stored[o] = thr_f[o]; /* float thresholds are stored unchanged */
         /* every value is within +-255 here: acc16 holds iff taps * 255 < 32767 (allows the byte path) */
+#if EBNN_BYTE_KERNELS /* the byte path is the only uint8 path there: it requires acc16 */
+        p.acc16 = (uint8_t)(taps * 255 < 32767);
+#else
         p.acc16 = (uint8_t)(taps * 255 < 32767 && rnd_below(4) != 0); /* then int16 thresholds */
+#endif
         for (o = 0; o < p.out_c; o++)
             thr16[o] = (int16_t)thr_stored[o];
         memset(out, 0xA5, sizeof(out));
@@ -93,6 +97,12 @@ int main(void)
         else
             status = ebnn_input_conv_f32(&p, in_f, wpk, mode == EBNN_INPUT_FLOAT ? (const void *)thr_f_stored : int_thr,
                                          flip, out);
+#if EBNN_BYTE_KERNELS
+        if (!p.acc16 && mode != EBNN_INPUT_FLOAT && mode != EBNN_INPUT_SIGN_FLOAT) {
+            CHECK(status == EBNN_ERROR_ARGUMENT, "byte path without acc16 must refuse");
+            continue;
+        }
+#endif
         CHECK(status == EBNN_OK, "status");
         for (oy = 0; oy < p.out_h; oy++)
             for (ox = 0; ox < p.out_w; ox++)
