@@ -586,7 +586,6 @@ typedef struct {
     int16_t thr_u8;       /* EBNN_INPUT_SIGN_UINT8: value = pixel >= thr_u8 ? 1 : -1 */
     uint8_t sign, taps, groups;
     uint8_t plain;        /* mul == 1 and add == 0: value = pixel */
-    uint16_t off[16];     /* offset of each tap from the window's first value in the input */
 } input8_t;
 
 
@@ -656,27 +655,22 @@ NOINLINE static void build_tables8(const int16_t *v, uint8_t taps, int16_t *tb)
         group_table8(v[0], v[1], v[2], v[3], taps, tb);
 }
 
-/* The same for a window inside the input (mode EBNN_INPUT_UINT8) whose first value is src: the
- * values are read straight from the input through the tap offsets. */
-NOINLINE static void interior_tables8(const input8_t *ic, const uint8_t *src, int16_t *tb)
+/* The values of a window inside the input (mode EBNN_INPUT_UINT8, at most 16 taps) whose first value
+ * is src: kh runs of kw * in_c consecutive pixels; then zeros up to the end of the last group. */
+NOINLINE static void interior_values8(const input8_t *ic, const uint8_t *src, int16_t *v)
 {
-    const uint16_t *off = ic->off;
-    int16_t mul = ic->mul, add = ic->add;
-    uint8_t left = ic->taps;
-    if (ic->plain) /* value = pixel */
-        for (; left >= 4u; left = (uint8_t)(left - 4u), off += 4, tb += 16)
-            group_table8(src[off[0]], src[off[1]], src[off[2]], src[off[3]], 4u, tb);
-    else
-        for (; left >= 4u; left = (uint8_t)(left - 4u), off += 4, tb += 16)
-            group_table8((int16_t)(mul * src[off[0]] + add), (int16_t)(mul * src[off[1]] + add),
-                         (int16_t)(mul * src[off[2]] + add), (int16_t)(mul * src[off[3]] + add), 4u, tb);
-    if (left != 0u) { /* the last group's 1..3 taps; the others read as value 0 */
-        int16_t v[3] = {0, 0, 0};
-        uint8_t i;
-        for (i = 0; i < left; i++)
-            v[i] = (int16_t)(mul * src[off[i]] + add);
-        group_table8(v[0], v[1], v[2], 0, left, tb);
+    const ebnn_conv_params_t *p = ic->p;
+    uint8_t row = (uint8_t)(p->kw * p->in_c), skip = (uint8_t)(ic->stride - row), ky, j, t;
+    for (ky = (uint8_t)p->kh; ky != 0u; ky--, src += skip) {
+        if (ic->plain) /* value = pixel */
+            for (j = row; j != 0u; j--)
+                *v++ = *src++;
+        else
+            for (j = row; j != 0u; j--)
+                *v++ = (int16_t)(ic->mul * *src++ + ic->add);
     }
+    for (t = ic->taps; (t & 3u) != 0u; t++)
+        *v++ = 0;
 }
 
 /* Entry of a 16-bit table at byte offset `off` (= 2 * index, computed in 8 bits). */
@@ -758,7 +752,11 @@ NOINLINE static void window_passes8(const input8_t *ic, int16_t iy0, int16_t ix0
 NOINLINE static void input_conv8(const ebnn_conv_params_t *p, const uint8_t *in, const uint32_t *weights,
                         const int16_t *thresholds, const uint32_t *flip, uint32_t *output)
 {
-    int16_t table[64] = {0}, vals[16]; /* the tables of missing groups stay 0 */
+    /* The tables of missing groups 1 and 2 stay 0 (group 3 is read only when it exists). The window's
+     * values (16 at most) live in group 3's table: build_tables8 reads a group's 4 values before
+     * writing its entries, and group 3's values are the last read (2 KB of SRAM on AVR: every byte of
+     * stack counts). */
+    int16_t table[64] = {0}, *vals = table + 48;
     uint16_t row_bytes = (uint16_t)(4u * EBNN_WORDS((uint32_t)p->kh * p->kw * p->in_c));
     uint_fast16_t oy, ox, o0;
     input8_t ic;
@@ -774,13 +772,6 @@ NOINLINE static void input_conv8(const ebnn_conv_params_t *p, const uint8_t *in,
     ic.taps = (uint8_t)(p->kh * p->kw * p->in_c);
     ic.groups = (uint8_t)((ic.taps + 3u) >> 2);
     ic.plain = ic.mul == 1 && ic.add == 0;
-    if (ic.taps <= 16u) { /* the one-pass fast path reads interior windows through these offsets */
-        uint8_t ky, kx, c, t = 0;
-        for (ky = 0; ky < p->kh; ky++)
-            for (kx = 0; kx < p->kw; kx++)
-                for (c = 0; c < p->in_c; c++)
-                    ic.off[t++] = (uint16_t)(ky * ic.stride + kx * p->in_c + c);
-    }
     bw8_init(&bw, (uint8_t *)output, 1u);
     for (oy = 0; oy < p->out_h; oy++) {
         uint_fast16_t py0, py1;
@@ -804,12 +795,11 @@ NOINLINE static void input_conv8(const ebnn_conv_params_t *p, const uint8_t *in,
                             continue;
                         }
                         if (!ic.sign && iy0 >= 0 && ix0 >= 0 && iy0 + (int16_t)p->kh <= (int16_t)p->in_h &&
-                            ix0 + (int16_t)p->kw <= (int16_t)p->in_w) {
-                            interior_tables8(&ic, in + (uint16_t)iy0 * ic.stride + (uint16_t)ix0 * p->in_c, table);
-                        } else {
+                            ix0 + (int16_t)p->kw <= (int16_t)p->in_w)
+                            interior_values8(&ic, in + (uint16_t)iy0 * ic.stride + (uint16_t)ix0 * p->in_c, vals);
+                        else
                             window_values8(&ic, iy0, ix0, 0u, ic.taps, vals);
-                            build_tables8(vals, ic.taps, table);
-                        }
+                        build_tables8(vals, ic.taps, table);
                         input_filters8(table, w, row_bytes, thresholds + o0, n, ic.groups, bits);
                     }
                 }
