@@ -419,6 +419,15 @@ NOINLINE static uint16_t build_patch8(const ebnn_conv_params_t *p, const uint8_t
     uint16_t row = (uint16_t)(p->kw * p->in_c), left, mid;
     uint8_t pad = p->pad_value != 0u ? 0xffu : 0u;
     bw8_t pw, mw;
+    if (mask == NULL && (p->in_c & 7u) == 0u && iy0 >= 0 && ix0 >= 0 && iy0 + (int32_t)p->kh <= (int32_t)p->in_h &&
+        ix0 + (int32_t)p->kw <= (int32_t)p->in_w) { /* unmasked, inside, whole bytes (8k channels): copies */
+        uint16_t rb = (uint16_t)(row >> 3), sb = (uint16_t)((p->in_w * p->in_c) >> 3), j;
+        const uint8_t *src = in + (((uint16_t)iy0 * p->in_w + (uint16_t)ix0) * p->in_c >> 3);
+        for (ky = 0; ky < p->kh; ky++, src += sb)
+            for (j = 0; j < rb; j++, patch += step)
+                *patch = src[j];
+        return (uint16_t)(row * p->kh);
+    }
     clip_window(iy0, p->kh, p->in_h, &ky0, &ky1);
     clip_window(ix0, p->kw, p->in_w, &kx0, &kx1);
     left = (uint16_t)(kx0 * p->in_c);
