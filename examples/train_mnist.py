@@ -3,10 +3,17 @@
     python examples/train_mnist.py --preset uno_mnist --epochs 15 --out examples/models/uno_mnist.keras
     python examples/train_mnist.py --preset m15_fashion_mnist --dataset fashion_mnist --epochs 15 \
         --out examples/models/m15_fashion_mnist.keras
+    # knowledge distillation: first a float teacher (not exportable), then the BNN student
+    python examples/train_mnist.py --preset teacher --dataset fashion_mnist --epochs 15 --out /tmp/teacher.keras
+    python examples/train_mnist.py --preset m15_fashion_mnist --dataset fashion_mnist --distill /tmp/teacher.keras \
+        --out examples/models/m15_fashion.keras
 
 Recipe (keras_ebnn.training.train): uint8 input (Rescaling 1/255 inside the model, so the exported C
 takes raw pixels), Adam with a cosine-decaying learning rate (1e-3 -> 1e-5), batch 128, latent weights
-clipped to [-1, 1] (weight_clip), BN momentum 0.9, optional random shifts (--shift), then batch-norm
+clipped to [-1, 1] (weight_clip), BN momentum 0.9, optional random shifts (--shift) and left-right flips
+(--hflip), optional distillation from a teacher model (--distill: loss = (1 - alpha) cross-entropy + alpha
+T^2 KL to the teacher's outputs softened by temperature T; `--preset teacher` trains the small float CNN
+keras_ebnn.training.teacher_model on the same split), then batch-norm
 moving statistics re-estimated exactly on the training images (--reestimate-bn, the default). The last
 5,000 training images are held out for validation (every choice was made on it); the test set is only
 used for the figures printed at the end: test accuracy before and after BN re-estimation. The saved
@@ -21,7 +28,8 @@ from pathlib import Path
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--preset", default="uno_mnist", help="keras_ebnn.models preset name")
+    ap.add_argument("--preset", default="uno_mnist",
+                    help="keras_ebnn.models preset name, or 'teacher' (float CNN to distil from)")
     ap.add_argument("--dataset", default="mnist", choices=("mnist", "fashion_mnist"))
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--batch-size", type=int, default=128)
@@ -32,6 +40,11 @@ def main(argv=None):
     ap.add_argument("--output-scale", action="store_true",
                     help="let the last BatchNormalization learn a per-class scale (softmax temperature)")
     ap.add_argument("--shift", type=int, default=0, help="random shift augmentation, pixels (0: off)")
+    ap.add_argument("--hflip", action="store_true", help="random left-right flip augmentation")
+    ap.add_argument("--distill", default=None, metavar="TEACHER.keras",
+                    help="distil from this trained model (e.g. made with --preset teacher)")
+    ap.add_argument("--alpha", type=float, default=0.5, help="distillation: weight of the teacher term")
+    ap.add_argument("--temperature", type=float, default=4.0, help="distillation: softmax temperature")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", default=None, help="IDX folder (default: EBNN_DATA_DIR, Keras cache)")
     ap.add_argument("--reestimate-bn", dest="reestimate_bn", action="store_true", default=True)
@@ -48,17 +61,27 @@ def main(argv=None):
     (xtr, ytr), (xte, yte) = datasets.load(args.dataset, args.data_dir)
     xval, yval = xtr[-args.val_size:], ytr[-args.val_size:]
     xtr, ytr = xtr[:-args.val_size], ytr[:-args.val_size]
-    model = models.get(args.preset, output_scale=args.output_scale)
+    if args.preset == "teacher":
+        model = training.teacher_model()
+    else:
+        model = models.get(args.preset, output_scale=args.output_scale)
+    teacher = None
+    if args.distill:
+        from keras_ebnn.lowering import load_model
+        teacher = load_model(args.distill)
     start = time.time()
     training.train(model, xtr, ytr, xval, yval, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                   final_lr=args.final_lr, schedule=args.schedule, max_shift=args.shift, seed=args.seed)
+                   final_lr=args.final_lr, schedule=args.schedule, max_shift=args.shift, seed=args.seed,
+                   hflip=args.hflip, teacher=teacher, alpha=args.alpha, temperature=args.temperature)
     minutes = (time.time() - start) / 60
     test = (lambda: float("nan")) if args.skip_test else (lambda: training.evaluate(model, xte, yte))
     before = test()
     val_before = training.evaluate(model, xval, yval)
     result = {"preset": args.preset, "dataset": args.dataset, "epochs": args.epochs,
               "batch_size": args.batch_size, "lr": args.lr, "final_lr": args.final_lr,
-              "schedule": args.schedule, "shift": args.shift, "output_scale": args.output_scale, "seed": args.seed,
+              "schedule": args.schedule, "shift": args.shift, "hflip": args.hflip,
+              "distill": args.distill, "alpha": args.alpha if args.distill else None,
+              "temperature": args.temperature if args.distill else None, "output_scale": args.output_scale, "seed": args.seed,
               "params": model.count_params(), "train_minutes": round(minutes, 1),
               "test_accuracy": round(before, 4), "val_accuracy": round(val_before, 4)}
     if args.reestimate_bn:

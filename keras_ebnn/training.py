@@ -6,7 +6,11 @@ The recipe (`train`) that produced the shipped models in examples/models/:
   * Adam, learning rate 1e-3 decaying to 1e-5 (cosine by default; "exponential" and "constant" too),
     batch 128, sparse categorical cross-entropy;
   * latent weights clipped to [-1, 1] by the layers' `kernel_constraint="weight_clip"`;
-  * optional light augmentation: random integer shifts of up to `max_shift` pixels, new every epoch;
+  * optional light augmentation: random integer shifts of up to `max_shift` pixels and/or random
+    horizontal flips (`hflip`), new every epoch;
+  * optional knowledge distillation (`teacher=`): the loss mixes the cross-entropy on the labels with
+    the KL divergence to a (float) teacher's outputs softened by a temperature (Hinton et al. 2015);
+    `teacher_model` builds a small float CNN for it;
   * afterwards `reestimate_batchnorm` on the training images (see there).
 """
 import numpy as np
@@ -76,6 +80,67 @@ def shift_augment(x, max_shift, rng):
     return out
 
 
+def flip_augment(x, rng):
+    """Mirror a random half of the images left-right (for data without a handedness, e.g. Fashion)."""
+    flip = rng.random(len(x)) < 0.5
+    out = x.copy()
+    out[flip] = x[flip, :, ::-1]
+    return out
+
+
+def teacher_model(classes=10, input_shape=(28, 28, 1), width=32):
+    """A small float CNN to distil from (not exportable: float layers): uint8 input, Rescaling(1/255),
+    conv 5x5 (width) -> BN -> ReLU -> pool 2 -> conv 3x3 (2 width) -> BN -> ReLU -> conv 3x3 same
+    (2 width) -> BN -> ReLU -> pool 2 -> dense 256 (dropout 0.3) -> dense classes -> softmax.
+    ~3 M MACs; train it with `train` like a preset."""
+    tf, _ = import_larq()
+    L = tf.keras.layers
+
+    def conv(filters, kernel, padding="valid"):
+        return [L.Conv2D(filters, kernel, padding=padding, use_bias=False), L.BatchNormalization(),
+                L.ReLU()]
+    layers = ([L.InputLayer(input_shape), L.Rescaling(1 / 255.0)] + conv(width, 5) + [L.MaxPooling2D(2)]
+              + conv(2 * width, 3) + conv(2 * width, 3, "same") + [L.MaxPooling2D(2), L.Flatten(),
+              L.Dropout(0.3), L.Dense(256, activation="relu"), L.Dropout(0.3), L.Dense(classes),
+              L.Activation("softmax")])
+    return tf.keras.Sequential(layers, name="teacher")
+
+
+def soft_targets(teacher, x, temperature, batch_size=1000):
+    """The teacher's class distribution on uint8 images x, softened: softmax(logits / temperature).
+    A teacher ending in softmax gives probabilities; their logarithm serves as logits."""
+    out = teacher.predict(np.asarray(x, np.float32), batch_size=batch_size, verbose=0).astype(np.float64)
+    if np.all(out >= 0) and np.allclose(out.sum(1), 1.0, atol=1e-3):
+        out = np.log(np.maximum(out, 1e-12))
+    z = out / temperature
+    z -= z.max(1, keepdims=True)
+    p = np.exp(z)
+    return (p / p.sum(1, keepdims=True)).astype(np.float32)
+
+
+def distillation_loss(alpha, temperature):
+    """Loss for targets packed as [label, soft targets...] (see `train`) and a softmax output p:
+    (1 - alpha) * cross-entropy(label, p) + alpha * T^2 * KL(soft || softmax(log p / T))."""
+    tf, _ = import_larq()
+
+    def loss(y, p):
+        label = tf.cast(y[:, 0], tf.int32)
+        soft = y[:, 1:]
+        hard = tf.keras.losses.sparse_categorical_crossentropy(label, p)
+        logq = tf.nn.log_softmax(tf.math.log(tf.clip_by_value(p, 1e-12, 1.0)) / temperature)
+        kl = tf.reduce_sum(soft * (tf.math.log(tf.clip_by_value(soft, 1e-12, 1.0)) - logq), axis=-1)
+        return (1.0 - alpha) * hard + alpha * temperature ** 2 * kl
+    return loss
+
+
+def _packed_accuracy(y, p):
+    tf, _ = import_larq()
+    return tf.cast(tf.equal(tf.cast(y[:, 0], tf.int64), tf.argmax(p, axis=-1)), tf.float32)
+
+
+_packed_accuracy.__name__ = "accuracy"
+
+
 def lr_schedule(kind, lr, final_lr, steps):
     """A Keras learning-rate schedule decaying from lr to final_lr over `steps` optimizer steps."""
     tf, _ = import_larq()
@@ -89,26 +154,45 @@ def lr_schedule(kind, lr, final_lr, steps):
 
 
 def train(model, x_train, y_train, x_val=None, y_val=None, epochs=15, batch_size=128, lr=1e-3,
-          final_lr=1e-5, schedule="cosine", max_shift=0, seed=0, verbose=2, callbacks=None):
+          final_lr=1e-5, schedule="cosine", max_shift=0, seed=0, verbose=2, callbacks=None,
+          hflip=False, teacher=None, alpha=0.5, temperature=4.0):
     """Compile `model` (Adam + schedule, sparse categorical cross-entropy, accuracy) and fit it.
 
     x_train are the raw uint8 images (the model rescales them). max_shift > 0 adds random shifts of up
-    to that many pixels, drawn anew every epoch. Validation data, if given, is evaluated every epoch
-    (use a split of the training set, never the test set). Returns the Keras History (one entry per
-    epoch even with augmentation).
+    to that many pixels, hflip=True random left-right flips, drawn anew every epoch. Validation data,
+    if given, is evaluated every epoch (use a split of the training set, never the test set).
+
+    teacher: a trained Keras model (e.g. `teacher_model`, or a larger BNN) to distil from; the loss is
+    then `distillation_loss(alpha, temperature)`, with the teacher's softened outputs computed on the
+    very images of each epoch (after augmentation). Returns the Keras History (one entry per epoch even
+    with augmentation).
     """
     tf, _ = import_larq()
     steps = epochs * int(np.ceil(len(x_train) / batch_size))
     opt = tf.keras.optimizers.Adam(lr_schedule(schedule, lr, final_lr, steps))
-    model.compile(opt, "sparse_categorical_crossentropy", metrics=["accuracy"])
-    val = None if x_val is None else (x_val, y_val)
-    if max_shift <= 0:
-        return model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, verbose=verbose,
-                         validation_data=val, callbacks=callbacks)
+    y_train = np.asarray(y_train).reshape(-1)
+
+    def targets(x, y):
+        if teacher is None:
+            return y
+        soft = soft_targets(teacher, x, temperature)
+        return np.concatenate([np.asarray(y, np.float32).reshape(-1, 1), soft], axis=1)
+
+    if teacher is None:
+        model.compile(opt, "sparse_categorical_crossentropy", metrics=["accuracy"])
+    else:
+        model.compile(opt, distillation_loss(alpha, temperature), metrics=[_packed_accuracy])
+    val = None if x_val is None else (x_val, targets(x_val, y_val))
+    if max_shift <= 0 and not hflip:
+        return model.fit(x_train, targets(x_train, y_train), batch_size=batch_size, epochs=epochs,
+                         verbose=verbose, validation_data=val, callbacks=callbacks)
     rng = np.random.default_rng(seed)
     history = None
     for epoch in range(epochs):
-        h = model.fit(shift_augment(x_train, max_shift, rng), y_train, batch_size=batch_size,
+        x = shift_augment(x_train, max_shift, rng)
+        if hflip:
+            x = flip_augment(x, rng)
+        h = model.fit(x, targets(x, y_train), batch_size=batch_size,
                       initial_epoch=epoch, epochs=epoch + 1, verbose=verbose, validation_data=val,
                       callbacks=callbacks)
         if history is None:
