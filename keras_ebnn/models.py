@@ -58,19 +58,20 @@ def tiny_mnist(classes=10):
 
 
 def uno_mnist(classes=10):
-    """For an Arduino Uno (ATmega328P: 2 KB SRAM that must also hold the 784-byte uint8 input and the
-    stack; 32 KB flash): conv 3x3 s1 valid (24 filters) -> pool 2 -> BN -> conv 3x3 valid (48) -> pool 2
-    -> BN -> binary dense 1200->64 -> BN -> dense 64->10 -> BN -> softmax.
+    """For an Arduino Uno (ATmega328P, 16 MHz: 2 KB SRAM that must also hold the 784-byte uint8 input
+    and the stack; 32 KB flash), sized for speed: conv 3x3 stride 2 (16 filters, no pooling) -> BN ->
+    conv 3x3 (24) -> pool 2 -> BN -> binary dense 600->128 -> BN -> dense 128->10 -> BN -> softmax.
 
-    Budget (keras_ebnn.summary): activation buffers 668 B (13x13x24 and 5x5x48 bits), so input + buffers
-    + ~200-450 B stack stays under 2 KB; model data ~13.5 KB flash (~12.2 KB weights); 1.49 M MACs, of
-    which 146 k integer MACs in the uint8 first layer and 1.25 M XNOR-popcount terms in the second conv.
-    The hidden dense layer costs 9.6 KB of flash but no RAM to speak of, and is where the
-    accuracy beyond tiny_mnist comes from (flash is the cheap resource on the Uno, SRAM the scarce one).
-    Goal >= 98% MNIST test (measured: examples/models/README.md)."""
+    The stride-2 first layer computes 13x13 positions instead of the 26x26 a stride-1 conv + pool 2
+    needs: the integer first layer is the most expensive per MAC on an 8-bit CPU. Budget
+    (keras_ebnn.summary): 24 k integer MACs, 0.35 M XNOR-popcount terms in the second conv, 78 k in the
+    dense layers; activation arena 456 B (13x13x16 bits, 5x5x24 bits, 40 B conv scratch); model data
+    ~11 KB flash, 9.7 KB of it the hidden dense layer, which costs flash (the cheap resource on the Uno)
+    and few cycles. Chosen among four candidates on validation accuracy (examples/models/README.md);
+    cycles and accuracy measured by bench/ are in BENCHMARKS.md."""
     tf, lq = import_larq()
-    layers = _conv_block(tf, lq, 24, first=True) + _conv_block(tf, lq, 48)
-    return _model(tf, layers + _head(tf, lq, hidden=(64,), classes=classes), "uno_mnist")
+    layers = [lq.layers.QuantConv2D(16, 3, strides=2, **SIGN), _bn(tf)] + _conv_block(tf, lq, 24)
+    return _model(tf, layers + _head(tf, lq, hidden=(128,), classes=classes), "uno_mnist")
 
 
 def demo_mnist(classes=10):

@@ -98,6 +98,9 @@ def test_atmega328p_under_simavr(shipped, tmp_path):
           f"runtime+predict code {r['code_bytes']} B")
     assert r["size"]["text"] + r["size"]["data"] <= avr.FLASH_BYTES
     assert sram < avr.SRAM_BYTES  # the stack never reached the end of .bss
+    # the Uno target for the shipped uno_mnist: <= 100 ms per image at 16 MHz (mean over the
+    # 100 images)
+    assert r["ms_per_inference_16mhz"] <= 100.0
     # logits: avr-libc's float routines are not all correctly rounded, so compare with a tolerance
     np.testing.assert_allclose(r["logits"], logits, rtol=1e-5, atol=1e-5)
 
