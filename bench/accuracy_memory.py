@@ -92,7 +92,8 @@ def plot(rows, path):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", help="comma-separated subset of the shipped models")
-    ap.add_argument("--no-write", action="store_true", help="print only, do not touch BENCHMARKS.md")
+    ap.add_argument("--no-write", action="store_true",
+                    help="print only, do not touch BENCHMARKS.md or bench/accuracy_memory.png")
     ap.add_argument("--opt", default="-Os", help="optimisation level of the Cortex-M3 build (default -Os)")
     args = ap.parse_args(argv)
     print(__doc__)
@@ -108,7 +109,7 @@ def main(argv=None):
                                r["differ"], r.get("weights", "-"), r.get("data", "-"), r.get("code", "-"),
                                r.get("flash", "-"), r.get("arena", "-"), r.get("stack", "-"), r.get("ram", "-"),
                                r.get("total", "-"), r["input_bytes"]] for r in rows])
-    png = plot(rows, ROOT / "bench" / "accuracy_memory.png")
+    png = None if args.no_write else plot(rows, ROOT / "bench" / "accuracy_memory.png")
     text = "## Accuracy vs memory\n\n" + __doc__.split("Method:")[1].split("Writes")[0].strip().replace("\n", " ") \
         + "\n\n" + table + ("\n\n![accuracy vs memory](bench/accuracy_memory.png)" if png else "")
     print(table)

@@ -72,9 +72,12 @@ def run(elf, images, dtype, timeout=1800):
         {"marked": int(m.group(1)), "pairs": int(m.group(2)), "total": int(m.group(3)), "stack": stack}
 
 
-def build_and_run(export_dir, name, images, num_classes=None, dtype=np.uint8, workdir=None, opt="-Os"):
+def build_and_run(export_dir, name, images, num_classes=None, dtype=np.uint8, workdir=None, opt="-Os",
+                  per_image=False):
     """Returns classes, logits, cycles per inference (markers subtracted), ms at 16 MHz, sizes.
-    num_classes defaults to NAME_NUM_CLASSES from the exported header."""
+    num_classes defaults to NAME_NUM_CLASSES from the exported header. per_image=True also runs every
+    image on its own and returns its cycles in "cycles_per_image" (the kernels' time depends on the
+    data: e.g. the binary conv stops a filter's pooling window once its bit is 1)."""
     from .cortexm import code_bytes, header_num_classes, parse, symbols
     if num_classes is None:
         num_classes = header_num_classes(export_dir, name)
@@ -84,7 +87,9 @@ def build_and_run(export_dir, name, images, num_classes=None, dtype=np.uint8, wo
     lines, counters = run(elf, images, dtype)
     classes, logits = parse(lines, num_classes)
     _, empty = run(build(export_dir, name, work / ".", opt, empty=True), images[:3], dtype)
-    cycles = counters["marked"] / max(counters["pairs"], 1) - empty["marked"] / max(empty["pairs"], 1)
+    marker = empty["marked"] / max(empty["pairs"], 1)
+    cycles = counters["marked"] / max(counters["pairs"], 1) - marker
+    each = [run(elf, images[i:i + 1], dtype)[1]["marked"] - marker for i in range(len(images))] if per_image else None
     sz = size(elf)
     syms = symbols(elf, "avr-nm")
     code, helpers = code_bytes(elf, export_dir, None, opt, work, nm="avr-nm", cc="avr-gcc",
@@ -93,4 +98,4 @@ def build_and_run(export_dir, name, images, num_classes=None, dtype=np.uint8, wo
             "ms_per_inference_16mhz": cycles / 16e3, "size": sz, "flash_bytes": sz["text"] + sz["data"],
             "sram_static_bytes": sz["data"] + sz["bss"], "stack_high_water_bytes": counters["stack"],
             "symbols": {k: v[1] for k, v in syms.items() if k.startswith(f"{name}_")},
-            "code_bytes": code, "libgcc_helpers": helpers, "elf": str(elf)}
+            "code_bytes": code, "libgcc_helpers": helpers, "elf": str(elf), "cycles_per_image": each}
