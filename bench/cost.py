@@ -1,11 +1,11 @@
 """Cost per inference of the shipped models: Cortex-M3 / M0+ instructions, ATmega328P cycles, host time.
 
-    EBNN_DATA_DIR=../shared/data python bench/cost.py [--models a,b] [--no-avr] [--no-write]
+    EBNN_DATA_DIR=../shared/data python bench/cost.py [--models a,b] [--no-avr] [--avr-opt=-Os] [--no-write]
 
 Method: instructions are counted exactly under QEMU (mps2-an385) by our TCG plugin between markers
 around each NAME_predict call, averaged over 100 test images, arm-none-eabi-gcc -O2 (M0+ code runs on
 the same machine). ATmega328P cycles are counted by simavr's cycle-accurate core between markers,
-avr-gcc -Os, averaged over the same 100 images, and each image alone for the slowest one (the
+avr-gcc -Os (--avr-opt), averaged over the same 100 images, and each image alone for the slowest one (the
 kernels' time depends on the data); ms = cycles / 16 MHz. Host: the C export built with gcc -O2 (and
 with -O2 -march=native) runs
 1,000 test images in one process (wall time / 1,000, median of 5 runs); the NumPy reference executor
@@ -37,6 +37,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", help="comma-separated subset of the shipped models")
     ap.add_argument("--no-avr", action="store_true")
+    ap.add_argument("--avr-opt", default="-Os", help="avr-gcc optimisation level (default -Os, the Arduino default)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     print(__doc__)
@@ -57,7 +58,7 @@ def main(argv=None):
             if avr.available() and not args.no_avr:
                 try:
                     r = avr.build_and_run(out, name, x[:100], lowered.num_classes, workdir=f"{work}/avr_{name}",
-                                          per_image=True)
+                                          opt=args.avr_opt, per_image=True)
                     fits = r["size"]["text"] + r["size"]["data"] <= avr.FLASH_BYTES and \
                         r["sram_static_bytes"] + r["stack_high_water_bytes"] < avr.SRAM_BYTES
                     row["avr_cycles"] = r["cycles_per_inference"] if fits else None
