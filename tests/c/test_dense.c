@@ -19,6 +19,16 @@ static int32_t naive_dot(int n, int o)
     return acc;
 }
 
+/* The hidden dense block's output bits against the naive dot products, and zeros past n_out. */
+static void check_dense_bits(int n, int n_out, const char *kernel)
+{
+    int o;
+    for (o = 0; o < n_out; o++)
+        CHECK(get_bit(out, (uint32_t)o) == (naive_dot(n, o) >= thr[o]), "%s n=%d o=%d", kernel, n, o);
+    for (o = n_out; o < (n_out + 31) / 32 * 32; o++)
+        CHECK(get_bit(out, (uint32_t)o) == 0, "%s: unused bits of the last word must be 0", kernel);
+}
+
 int main(void)
 {
     static const int sizes[] = {1, 5, 31, 32, 33, 63, 64, 65, 100, 360, 1024, 1089};
@@ -43,18 +53,12 @@ int main(void)
             pack_rows(w, n_out, n, row_words, wpk);
             memset(out, 0xA5, sizeof(out));
             CHECK(ebnn_binary_dense((uint32_t)n, (uint32_t)n_out, in, wpk, thr, out) == EBNN_OK, "status");
-            for (o = 0; o < n_out; o++)
-                CHECK(get_bit(out, (uint32_t)o) == (naive_dot(n, o) >= thr[o]), "dense n=%d o=%d", n, o);
-            for (i = n_out; i < (n_out + 31) / 32 * 32; i++)
-                CHECK(get_bit(out, (uint32_t)i) == 0, "unused bits of the last word must be 0");
+            check_dense_bits(n, n_out, "dense");
             for (o = 0; o < n_out; o++)
                 thr16[o] = (int16_t)thr[o];
             memset(out, 0xA5, sizeof(out));
             CHECK(ebnn_binary_dense16((uint32_t)n, (uint32_t)n_out, in, wpk, thr16, out) == EBNN_OK, "status 16");
-            for (o = 0; o < n_out; o++)
-                CHECK(get_bit(out, (uint32_t)o) == (naive_dot(n, o) >= thr[o]), "dense16 n=%d o=%d", n, o);
-            for (i = n_out; i < (n_out + 31) / 32 * 32; i++)
-                CHECK(get_bit(out, (uint32_t)i) == 0, "unused bits of the last word must be 0 (16)");
+            check_dense_bits(n, n_out, "dense16");
             i = ebnn_output_dense((uint32_t)n, (uint32_t)n_out, in, wpk, scale, offset, logits);
             for (o = 0; o < n_out; o++) {
                 float y = (float)naive_dot(n, o) * scale[o];
