@@ -6,8 +6,10 @@ Method: Keras accuracy from model.predict on the 10,000 test images; exported ac
 export compiled with the host gcc -O2 and run on the same images (its classes must equal the NumPy
 reference executor's); memory from the Cortex-M3 ELF built for size (arm-none-eabi-gcc -Os
 -DEBNN_CHUNK=8 -DEBNN_LOW_STACK=1, the runtime's small-stack options; our bare-metal driver):
-flash = the model's const objects (symbol sizes) + runtime and predict code (function symbol sizes) +
-the libgcc/libc helpers they pull in (soft-float routines for the logits, memcpy); RAM = the activation
+flash = what the model adds to the program: the ELF's flash (text + data) minus that of the same driver
+built without the NAME_predict call (the linker then drops the model, the runtime kernels and the
+library routines only they use: soft-float for the logits); code = that minus the model's const objects
+(symbol sizes), so it includes the runtime, predict and those library routines; RAM = the activation
 arena (symbol size) + the stack NAME_predict uses, measured by painting RAM and running 10 inferences
 under QEMU (minus what a build without the predict call reaches). The uint8 input buffer is listed separately and not counted. Writes the "accuracy"
 section of BENCHMARKS.md and bench/accuracy_memory.png.
@@ -47,13 +49,13 @@ def measure(name, path, dataset, work, opt="-Os", flags=SMALL):
         r = cortexm.build_and_run(out, name, x[:10], lowered.num_classes, cpu="cortex-m3", opt=opt,
                                    workdir=f"{work}/m3_{name}", flags=flags)
         data = sum(v for k, v in r["symbols"].items() if k.startswith(f"{name}_b"))
-        helpers = sum(r["libgcc_helpers"].values()) if r["libgcc_helpers"] else 0
-        syms = cortexm.symbols(r["elf"])
-        libc = sum(syms[k][1] for k in ("memcpy", "memset") if k in syms)
         row.update({"weights": sum(v for k, v in r["symbols"].items() if k.startswith(f"{name}_b") and k.endswith("_w")),
-                    "data": data, "code": r["code_bytes"] + helpers + libc,
+                    "data": data, "code": r["code_bytes"], "helpers": sum(r["libgcc_helpers"].values()),
                     "arena": r["symbols"][f"{name}_arena"], "stack": r["stack_bytes"]})
-        row["flash"] = row["data"] + row["code"]
+        row["flash"] = r["model_flash"]
+        assert row["flash"] == row["data"] + row["code"], (name, row)
+        print(f"  {name}: library routines in the code figure: "
+              + ", ".join(f"{k} {v} B" for k, v in r["libgcc_helpers"].items()), flush=True)
         row["ram"] = row["arena"] + row["stack"]
         row["total"] = row["flash"] + row["ram"]
     return row
@@ -104,9 +106,10 @@ def main(argv=None):
             print(r)
             rows.append(r)
     header = ["model", "dataset", "Keras acc", "C acc", "classes differ", "weights B", "model data B",
-              "code B", "flash B", "arena B", "stack B", "RAM B", "total B", "input B (separate)"]
+              "code B", "of which library B", "flash B", "arena B", "stack B", "RAM B", "total B", "input B (separate)"]
     table = md_table(header, [[r["model"], r["dataset"], f"{r['keras_acc'] * 100:.2f}%", f"{r['c_acc'] * 100:.2f}%",
                                r["differ"], r.get("weights", "-"), r.get("data", "-"), r.get("code", "-"),
+                               r.get("helpers", "-"),
                                r.get("flash", "-"), r.get("arena", "-"), r.get("stack", "-"), r.get("ram", "-"),
                                r.get("total", "-"), r["input_bytes"]] for r in rows])
     png = None if args.no_write else plot(rows, ROOT / "bench" / "accuracy_memory.png")

@@ -65,8 +65,14 @@ def test_cortex_m_under_qemu(cpu, shipped, tmp_path):
     print(f"\n{cpu}: {r['instructions_per_inference']:,.0f} instructions/inference; arm-none-eabi-size "
           f"text={r['size']['text']} data={r['size']['data']} bss={r['size']['bss']} (whole program incl. "
           f"{N_IMAGES} test images); model data {plan['totals']['flash_data_bytes']} B, runtime+predict code "
-          f"{r['code_bytes']} B, arena {plan['arena_bytes']} B")
+          f"{r['code_bytes']} B (library routines {r['libgcc_helpers']}), arena {plan['arena_bytes']} B")
     assert 0 < r["instructions_per_inference"] < 50e6
+    # flash the model adds = its data + code (runtime, predict, library routines), each counted once
+    assert r["model_flash"] == plan["totals"]["flash_data_bytes"] + r["code_bytes"]
+    helpers = r["libgcc_helpers"]
+    assert "__aeabi_fmul" in helpers  # the logits' float multiply (soft-float on these cores)
+    assert 0 < sum(helpers.values()) < r["code_bytes"] < 8192
+    assert "memcpy" not in helpers  # only the driver copies images
 
 
 @pytest.mark.skipif(not cortexm.available(), reason="arm-none-eabi-gcc / qemu-system-arm not installed")

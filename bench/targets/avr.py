@@ -78,7 +78,7 @@ def build_and_run(export_dir, name, images, num_classes=None, dtype=np.uint8, wo
     num_classes defaults to NAME_NUM_CLASSES from the exported header. per_image=True also runs every
     image on its own and returns its cycles in "cycles_per_image" (the kernels' time depends on the
     data: e.g. the binary conv stops a filter's pooling window once its bit is 1)."""
-    from .cortexm import code_bytes, header_num_classes, parse, symbols
+    from .cortexm import header_num_classes, model_flash, parse, symbols
     if num_classes is None:
         num_classes = header_num_classes(export_dir, name)
     work = Path(workdir or tempfile.mkdtemp(prefix="ebnn-avr-"))
@@ -86,16 +86,16 @@ def build_and_run(export_dir, name, images, num_classes=None, dtype=np.uint8, wo
     elf = build(export_dir, name, work, opt)
     lines, counters = run(elf, images, dtype)
     classes, logits = parse(lines, num_classes)
-    _, empty = run(build(export_dir, name, work / ".", opt, empty=True), images[:3], dtype)
+    empty_elf = build(export_dir, name, work, opt, empty=True)
+    _, empty = run(empty_elf, images[:3], dtype)
     marker = empty["marked"] / max(empty["pairs"], 1)
     cycles = counters["marked"] / max(counters["pairs"], 1) - marker
     each = [run(elf, images[i:i + 1], dtype)[1]["marked"] - marker for i in range(len(images))] if per_image else None
     sz = size(elf)
     syms = symbols(elf, "avr-nm")
-    code, helpers = code_bytes(elf, export_dir, None, opt, work, nm="avr-nm", cc="avr-gcc",
-                               flags=[*MCU_FLAGS, "-std=gnu99"])
+    flash = model_flash(elf, empty_elf, name, size, nm="avr-nm")
     return {"classes": classes, "logits": logits, "images": len(images), "cycles_per_inference": cycles,
             "ms_per_inference_16mhz": cycles / 16e3, "size": sz, "flash_bytes": sz["text"] + sz["data"],
             "sram_static_bytes": sz["data"] + sz["bss"], "stack_high_water_bytes": counters["stack"],
             "symbols": {k: v[1] for k, v in syms.items() if k.startswith(f"{name}_")},
-            "code_bytes": code, "libgcc_helpers": helpers, "elf": str(elf), "cycles_per_image": each}
+            "code_bytes": flash["code"], "libgcc_helpers": flash["helpers"], "model_flash": flash["flash"], "elf": str(elf), "cycles_per_image": each}

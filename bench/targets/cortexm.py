@@ -112,26 +112,36 @@ def symbols(elf, nm="arm-none-eabi-nm", with_type=False):
     return syms
 
 
-def code_bytes(elf, export_dir, cpu, opt, work, nm="arm-none-eabi-nm", cc=None, flags=None):
-    """Bytes of machine code linked into `elf` from the runtime and the generated model source: the
-    sizes of the ELF's function symbols that those files define (libgcc helpers such as soft-float
-    routines they pull in are listed separately)."""
-    cc = cc or CC
-    flags = CPUS[cpu][0] if flags is None else flags
-    defined = set()
-    for src in sorted(Path(export_dir).glob("*.c")):
-        obj = Path(work) / (src.stem + ".o")
-        subprocess.run([cc, *flags, "-std=c99", opt, "-ffunction-sections", "-fdata-sections",
-                        f"-I{export_dir}", "-c", str(src), "-o", str(obj)], check=True, capture_output=True)
-        defined |= {k for k, v in symbols(obj, nm, True).items() if v[2] in "tT"}
-    syms = symbols(elf, nm, True)
-    ours = sum(v[1] for k, v in syms.items() if k in defined and v[2] in "tT")
-    helpers, seen = {}, set()  # runtime-library routines linked in (aliases share an address: count once)
-    for k, v in sorted(syms.items()):
-        if v[2] in "tT" and k.startswith("__") and v[0] not in seen and v[1] > 0 and k not in defined:
-            seen.add(v[0])
-            helpers[k] = v[1]
-    return ours, helpers
+def model_flash(elf, empty_elf, name, size_fn=None, nm="arm-none-eabi-nm"):
+    """What the model adds to a program's flash, from two ELFs linked with --gc-sections: `elf`
+    calls NAME_predict, `empty_elf` (the PREDICT_EMPTY calibration build) does not, so the linker
+    drops the model's data, the runtime kernels and every library routine only they use.
+
+    Returns {"flash": bytes added (text + initialised data of `elf` minus those of `empty_elf`, the
+    drivers' own `images` arrays excluded), "data": the model's const objects (NAME_b* symbols),
+    "code": flash - data (runtime and predict code, alignment padding, and the helpers below),
+    "helpers": {routine: bytes} for the library routines (soft-float, libc) linked only into `elf`}.
+    Helper bytes are counted once per address (libgcc's float add/subtract entries share one body,
+    so their nm sizes overlap). Routines the rest of a program links anyway (memset, which the C
+    start-up code uses to clear .bss) are not counted."""
+    size_fn = size_fn or size
+    full, empty = symbols(elf, nm, True), symbols(empty_elf, nm, True)
+
+    def flash(path, syms):
+        sz = size_fn(path)
+        return sz["text"] + sz["data"] - (syms["images"][1] if "images" in syms else 0)
+
+    added = flash(elf, full) - flash(empty_elf, empty)
+    data = sum(v[1] for k, v in full.items() if k.startswith(f"{name}_b") and v[2] in "tTrRdD")
+    only = sorted((v[0], v[0] + v[1], k) for k, v in full.items()
+                  if v[2] in "tTwW" and v[1] > 0 and k not in empty and not k.startswith(f"{name}_")
+                  and (k.startswith("__") or k.startswith("mem")))
+    helpers, covered = {}, 0  # union of the address ranges, attributed to the first name at each start
+    for start, end, k in only:
+        if end > covered:
+            helpers[k] = end - max(start, covered)
+            covered = end
+    return {"flash": added, "data": data, "code": added - data, "helpers": helpers}
 
 
 def size(elf):
@@ -198,6 +208,7 @@ def build_and_run(export_dir, name, images, num_classes=None, cpu="cortex-m3", o
     marker_cost = empty_counters["marked"] / max(empty_counters["pairs"], 1)
     syms = symbols(elf)
     model_syms = {k: v[1] for k, v in syms.items() if k.startswith(f"{name}_")}
+    flash = model_flash(elf, empty, name)
     return {
         "cpu": cpu, "machine": machine or CPUS[cpu][1], "opt": opt, "classes": classes, "logits": logits, "images": len(images),
         "instructions_per_inference": counters["marked"] / max(counters["pairs"], 1) - marker_cost,
@@ -205,6 +216,6 @@ def build_and_run(export_dir, name, images, num_classes=None, cpu="cortex-m3", o
         # stack used by NAME_predict: painted bytes reached, minus those reached by the calibration
         # build (the paint stops 64 B below main's stack pointer)
         "stack_bytes": None if counters["stack"] is None else counters["stack"] - (empty_counters["stack"] or 0),
-        "code_bytes": code_bytes(elf, export_dir, cpu, opt, work)[0],
-        "libgcc_helpers": code_bytes(elf, export_dir, cpu, opt, work)[1],
+        # runtime + predict code incl. the library helpers it pulls in (see model_flash)
+        "code_bytes": flash["code"], "libgcc_helpers": flash["helpers"], "model_flash": flash["flash"],
     }
