@@ -13,6 +13,16 @@
 #define ONE32 ((uint32_t)1)
 #define LOW_BITS(n) ((n) >= 32u ? 0xffffffffu : (ONE32 << (n)) - 1u) /* n in 0..32 */
 
+/* Unit tests only (-DEBNN_TEST_COUNTERS): ebnn_test_zero_windows counts the conv windows (per pass of
+ * filters) that the integer input convolutions skipped as all-zero, to show the shortcut is taken. */
+#ifdef EBNN_TEST_COUNTERS
+extern uint32_t ebnn_test_zero_windows;
+uint32_t ebnn_test_zero_windows = 0;
+#define COUNT_ZERO_WINDOW() (ebnn_test_zero_windows++)
+#else
+#define COUNT_ZERO_WINDOW() ((void)0)
+#endif
+
 /* ==== popcount ================================================================================ */
 #if EBNN_POPCOUNT == EBNN_POPCOUNT_TABLE || EBNN_BYTE_KERNELS
 #if defined(__AVR__) && EBNN_BYTE_KERNELS
@@ -585,7 +595,11 @@ NOINLINE static void binary_conv8(const ebnn_conv_params_t *p, const uint8_t *in
  * v_i over its taps i in s - sum over the others (16-bit), and a filter's accumulator is the sum of the
  * entries its weight nibbles select: one lookup per group, up to 4 groups (16 taps, 2 weight bytes) per
  * pass (missing groups' tables stay 0; more taps: several passes, window_passes8). Pooling and output as
- * in binary_conv8. Small helpers keep the AVR stack frames short. */
+ * in binary_conv8. Small helpers keep the AVR stack frames short.
+ * All-zero windows: when every tap of a window is worth 0 (mode EBNN_INPUT_UINT8 with add == 0, all its
+ * pixels inside the input 0, padded taps 0), every filter's accumulator is exactly 0: no values, tables
+ * or weights, the window only ORs in the bits (0 >= threshold) of its pass (zero_bits8, computed once
+ * per pass). On MNIST about two thirds of the 3x3 windows are all zero. */
 
 typedef struct {
     const ebnn_conv_params_t *p;
@@ -595,7 +609,59 @@ typedef struct {
     int16_t thr_u8;       /* EBNN_INPUT_SIGN_UINT8: value = pixel >= thr_u8 ? 1 : -1 */
     uint8_t sign, taps, groups;
     uint8_t plain;        /* mul == 1 and add == 0: value = pixel */
+    uint8_t zero;         /* add == 0 and padded taps 0: an all-zero window has acc 0 for every filter */
 } input8_t;
+
+/* 1 when every pixel of the window at (iy0, ix0) that lies inside the input is 0 (padded taps are
+ * not read). With ic->zero (uint8 values, add == 0, padded taps 0) every tap's value is then 0, so
+ * every filter's accumulator is exactly 0. The window is clipped here in 16 bits (clip_window's 32-bit
+ * arithmetic costs more than the scan); a row that is not all zero ends the scan. */
+NOINLINE static uint8_t window_zero8(const input8_t *ic, int16_t iy0, int16_t ix0)
+{
+    const ebnn_conv_params_t *p = ic->p;
+    int16_t iy1 = (int16_t)(iy0 + (int16_t)p->kh), ix1 = (int16_t)(ix0 + (int16_t)p->kw); /* ends, exclusive */
+    const uint8_t *src;
+    uint8_t rows, n, j, any = 0;
+    uint16_t skip;
+    if (iy0 < 0)
+        iy0 = 0;
+    if (ix0 < 0)
+        ix0 = 0;
+    if (iy1 > (int16_t)p->in_h)
+        iy1 = (int16_t)p->in_h;
+    if (ix1 > (int16_t)p->in_w)
+        ix1 = (int16_t)p->in_w;
+    if (iy1 <= iy0 || ix1 <= ix0 || p->in_c == 0u)
+        return 1u; /* padding only (or no taps) */
+    rows = (uint8_t)(iy1 - iy0);
+    n = (uint8_t)((uint8_t)(ix1 - ix0) * p->in_c); /* bytes per row: at most kw * in_c <= 255 taps */
+    skip = (uint16_t)(ic->stride - n);
+    src = ic->in + (uint16_t)iy0 * ic->stride + (uint16_t)ix0 * p->in_c;
+    do {
+        j = n;
+        do
+            any |= *src++;
+        while (--j != 0u);
+        if (any != 0u)
+            return 0u;
+        src += skip;
+    } while (--rows != 0u);
+    return 1u;
+}
+
+/* The BYTE_CHUNK / 8 bytes bits[] of an all-zero window (acc 0) for the n filters from thr: bit o =
+ * (0 >= threshold o); the bits from n on are 0. */
+NOINLINE static void zero_bits8(const int16_t *thr, uint8_t n, uint8_t *bits)
+{
+    uint8_t b;
+    for (b = 0; b < BYTE_CHUNK / 8u; b++, bits++) {
+        uint8_t cur = 0, m;
+        for (m = 1u; m != 0u && n != 0u; m = (uint8_t)(m << 1), n--, thr++)
+            if (EBNN_READ_I16(thr) <= 0)
+                cur |= m;
+        *bits = cur;
+    }
+}
 
 
 /* The values of taps t0 .. t0 + cnt - 1 of the window at (iy0, ix0) ((ky, kx, c) order; any window,
@@ -767,7 +833,8 @@ NOINLINE static void input_conv8(const ebnn_conv_params_t *p, const uint8_t *in,
      * stack counts). */
     int16_t table[64] = {0}, *vals = table + 48;
     uint16_t row_bytes = (uint16_t)(4u * EBNN_WORDS((uint32_t)p->kh * p->kw * p->in_c));
-    uint_fast16_t oy, ox, o0;
+    uint_fast16_t oy, ox, o0, zero_o0 = 0xffffu; /* the pass of filters whose zero_bits8 are in zbits */
+    uint8_t zbits[BYTE_CHUNK / 8u] = {0};
     input8_t ic;
     bw8_t bw;
     ic.p = p;
@@ -781,6 +848,7 @@ NOINLINE static void input_conv8(const ebnn_conv_params_t *p, const uint8_t *in,
     ic.taps = (uint8_t)(p->kh * p->kw * p->in_c);
     ic.groups = (uint8_t)((ic.taps + 3u) >> 2);
     ic.plain = ic.mul == 1 && ic.add == 0;
+    ic.zero = !ic.sign && ic.add == 0 && ic.pad == 0;
     bw8_init(&bw, (uint8_t *)output, 1u);
     for (oy = 0; oy < p->out_h; oy++) {
         uint_fast16_t py0, py1;
@@ -799,6 +867,17 @@ NOINLINE static void input_conv8(const ebnn_conv_params_t *p, const uint8_t *in,
                     int16_t iy0 = start16((int16_t)(cy0 + (int16_t)py), p->sh, p->pad_t);
                     for (px = px0; px < px1; px++) {
                         int16_t ix0 = start16((int16_t)(cx0 + (int16_t)px), p->sw, p->pad_l);
+                        if (ic.zero && window_zero8(&ic, iy0, ix0)) { /* every acc is 0: no tables */
+                            uint8_t i;
+                            if (zero_o0 != o0) { /* once per call when out_c <= BYTE_CHUNK */
+                                zero_bits8(thresholds + o0, n, zbits);
+                                zero_o0 = o0;
+                            }
+                            for (i = 0; i < BYTE_CHUNK / 8u; i++)
+                                bits[i] |= zbits[i];
+                            COUNT_ZERO_WINDOW();
+                            continue;
+                        }
                         if (ic.taps > 16u) {
                             window_passes8(&ic, iy0, ix0, table, vals, w, row_bytes, thresholds + o0, n, bits);
                             continue;
@@ -825,7 +904,9 @@ NOINLINE static void input_conv8(const ebnn_conv_params_t *p, const uint8_t *in,
  * the taps whose weight is +1 and S = sum of all v_t. Taps are taken four at a time: the 16 subset
  * sums of their values are tabulated once per position and every filter adds the entry that its 4
  * weight bits (a nibble of its filter-major row) select: one lookup per 4 taps and filter. Taps are
- * processed in passes of PASS_TAPS (the tables live on the stack). */
+ * processed in passes of PASS_TAPS (the tables live on the stack). A position whose taps are all worth
+ * 0 (uint8 pixels 0 with q_add == 0, padded taps 0) has acc 0 for every filter and is not computed
+ * (window_is_zero). */
 #define PASS_TAPS 16 /* taps per pass: 4 groups, the nibbles of one half weight word */
 /* Tap values and their partial-sum tables: 16-bit on AVR (2 KB of SRAM: halves the stack), where the
  * kernel requires params->acc16 (every accumulator, hence every partial sum, fits int16). */
@@ -949,6 +1030,34 @@ static int32_t build_tables(const ebnn_tab_t *vals, uint_fast8_t groups, ebnn_ta
 }
 #endif
 
+/* 1 when every pixel of the window at (tw->iy0, tw->ix0) that lies inside the uint8 input is 0
+ * (padded taps are not read). In mode EBNN_INPUT_UINT8 with q_add == 0 and padded taps worth 0, every
+ * tap's value is then 0 and so is every filter's accumulator. A row that is not all zero ends the scan. */
+static int window_is_zero(const tap_walker_t *tw)
+{
+    const ebnn_conv_params_t *p = tw->p;
+    int32_t y0 = tw->iy0 > 0 ? tw->iy0 : 0, x0 = tw->ix0 > 0 ? tw->ix0 : 0; /* the part inside the input */
+    int32_t y1 = tw->iy0 + (int32_t)p->kh, x1 = tw->ix0 + (int32_t)p->kw;  /* (ends exclusive) */
+    uint32_t stride = (uint32_t)p->in_w * p->in_c, n, i;
+    const uint8_t *src;
+    unsigned any = 0;
+    if (y1 > (int32_t)p->in_h)
+        y1 = (int32_t)p->in_h;
+    if (x1 > (int32_t)p->in_w)
+        x1 = (int32_t)p->in_w;
+    if (y1 <= y0 || x1 <= x0)
+        return 1; /* padding only */
+    n = (uint32_t)(x1 - x0) * p->in_c;
+    src = tw->in_u8 + (uint32_t)y0 * stride + (uint32_t)x0 * p->in_c;
+    for (; y0 < y1; y0++, src += stride) {
+        for (i = 0; i < n; i++)
+            any |= src[i];
+        if (any != 0u)
+            return 0;
+    }
+    return 1;
+}
+
 #if EBNN_LOW_STACK
 /* colmax[o] = max(colmax[o], acc of filter o0 + o) for the convolution position whose window
  * starts at (tw->iy0, tw->ix0): one tap at a time, each filter adding +v or -v. */
@@ -1035,7 +1144,7 @@ static int input_conv_int(const ebnn_conv_params_t *pp, const uint8_t *in_u8, co
     ebnn_acc_t best[EBNN_CHUNK], cols[2][EBNN_CHUNK];
     int32_t iy_max, ix_max;
     uint_fast16_t oy, ox, o0;
-    int reuse;
+    int reuse, zero_ok;
     bit_writer_t bw;
     tap_walker_t tw;
 #if defined(__AVR__)
@@ -1046,6 +1155,9 @@ static int input_conv_int(const ebnn_conv_params_t *pp, const uint8_t *in_u8, co
     tw.in_u8 = in_u8;
     tw.in_f32 = in_f32;
     tw.pad = p->pad_value == 0u ? 0 : (p->input_mode == EBNN_INPUT_UINT8 ? p->pad_q : 1);
+    /* All-zero windows (acc 0 for every filter) are skipped: only where every tap of such a window
+     * is worth 0, i.e. uint8 values q_mul * pixel + 0 and padded taps worth 0. */
+    zero_ok = in_u8 != NULL && p->input_mode == EBNN_INPUT_UINT8 && p->q_add == 0 && tw.pad == 0;
     /* Overlapping pool windows (pool_w = pool_sw + 1, e.g. 3x3 stride 2): the last conv column of
      * a window is the first of the next one; its column max is kept instead of recomputed. */
     reuse = p->pool_w == p->pool_sw + 1u && p->out_c <= EBNN_CHUNK;
@@ -1072,14 +1184,24 @@ static int input_conv_int(const ebnn_conv_params_t *pp, const uint8_t *in_u8, co
                     if (reuse && cx == cached_cx) {
                         col = cols[cached];
                     } else {
+                        int zero = 0; /* an all-zero window of this column was skipped */
                         for (o = 0; o < n; o++)
                             col[o] = EBNN_ACC_MIN;
                         tw.ix0 = conv_start(cx, p->sw, p->pad_l);
                         for (py = py0; py < py1; py++) {
                             tw.iy0 = conv_start((int32_t)oy * p->pool_sh + (int32_t)py - p->pool_t, p->sh, p->pad_t);
                             tw.interior = tw.iy0 >= 0 && tw.ix0 >= 0 && tw.iy0 <= iy_max && tw.ix0 <= ix_max;
+                            if (zero_ok && window_is_zero(&tw)) {
+                                zero = 1;
+                                COUNT_ZERO_WINDOW();
+                                continue;
+                            }
                             input_position_int(p, &tw, weights, o0, n, col);
                         }
+                        if (zero) /* its accumulators: 0 for every filter */
+                            for (o = 0; o < n; o++)
+                                if (col[o] < 0)
+                                    col[o] = 0;
                         if (reuse && px + 1u == px1) {
                             cached = (uint_fast8_t)(cached ^ 1u);
                             cached_cx = cx;

@@ -60,6 +60,29 @@ def test_byte_kernels_on_host(test, popcount, tmp_path):
     assert int(out.strip().split(": ")[-1].split(" passed")[0]) > 5000, out
 
 
+ZERO_WINDOW_BUILDS = {
+    "generic": [],
+    "generic-chunk16": ["-DEBNN_CHUNK=16"],
+    "low-stack-chunk8": ["-DEBNN_LOW_STACK=1", "-DEBNN_CHUNK=8"],
+    "byte-kernels": ["-DEBNN_BYTE_KERNELS=1", f"-DEBNN_POPCOUNT={VARIANTS['table']}"],
+}
+
+
+@pytest.mark.parametrize("build", sorted(ZERO_WINDOW_BUILDS))
+def test_input_conv_zero_window_shortcut(build, tmp_path):
+    """The uint8 input conv's all-zero window shortcut on mostly-zero inputs, on every input conv path:
+    results against the naive loops, and the kernel's test-only count of skipped windows
+    (-DEBNN_TEST_COUNTERS) equal to the all-zero windows it visits (0 where q_add != 0, padded taps
+    are not 0, or in sign mode): fails if the shortcut is removed or taken wrongly."""
+    exe = tmp_path / "test_input_conv_zero"
+    _run([host.find_cc(), *STRICT, "-O1", *SANITIZE, "-DEBNN_TEST_COUNTERS", *ZERO_WINDOW_BUILDS[build],
+          f"-I{RUNTIME}", str(ROOT / "tests" / "c" / "test_input_conv_zero.c"), str(RUNTIME / "ebnn_kernels.c"),
+          "-o", str(exe)])
+    out = _run([str(exe)])
+    assert out.strip().endswith(" 0 failed"), out
+    assert int(out.strip().split(": ")[-1].split(" passed")[0]) > 5000, out
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """One generated model per input mode, exported as C."""

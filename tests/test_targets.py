@@ -71,7 +71,7 @@ def test_cortex_m_under_qemu(cpu, shipped, tmp_path):
     assert r["model_flash"] == plan["totals"]["flash_data_bytes"] + r["code_bytes"]
     helpers = r["libgcc_helpers"]
     assert "__aeabi_fmul" in helpers  # the logits' float multiply (soft-float on these cores)
-    assert 0 < sum(helpers.values()) < r["code_bytes"] < 8192
+    assert 0 < sum(helpers.values()) < r["code_bytes"] < 12_000
     assert "memcpy" not in helpers  # only the driver copies images
 
 
