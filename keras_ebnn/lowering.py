@@ -409,6 +409,10 @@ def lower(model, name="model"):
                 raise UnsupportedModelError("a single QuantDense on the raw input has no binary layer "
                                             "to run; add a hidden layer.", group.layer, group.index)
             scale, offset = thresholds.output_affine(group, bias)
+            if not (np.all(np.isfinite(scale)) and np.all(np.isfinite(offset))):
+                raise UnsupportedModelError("its bias / BatchNormalization give non-finite logit scales or "
+                                            "offsets (inf or NaN weights or statistics).", group.layer,
+                                            group.index, "Check the trained weights for inf/NaN.")
             blocks.append(OutputDenseBlock(weights=weights, scale=scale, offset=offset, source_layers=names))
             break
         rng = thresholds.block_range(spec if first else None, weights)

@@ -179,7 +179,8 @@ int ebnn_binary_dense16(uint32_t n_in, uint32_t n_out, const uint32_t *input, co
                         const int16_t *thresholds, uint32_t *output);
 /* Output block: x[k] = n_in - 2 * popcount(a ^ w_k); logits[k] = (float)x[k] * scale[k] + offset[k]
  * (two float32 operations, never fused). Returns the argmax (first maximum wins), or
- * EBNN_ERROR_ARGUMENT. logits may be NULL. */
+ * EBNN_ERROR_ARGUMENT. logits may be NULL. scale and offset must be finite (the exporter checks), so
+ * no logit is NaN; the argmax compares the float bits as integers (no soft-float compare). */
 int ebnn_output_dense(uint32_t n_in, uint32_t n_out, const uint32_t *input, const uint32_t *weights,
                       const float *scale, const float *offset, float *logits);
 

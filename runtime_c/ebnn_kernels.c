@@ -23,6 +23,24 @@ uint32_t ebnn_test_zero_windows = 0;
 #define COUNT_ZERO_WINDOW() ((void)0)
 #endif
 
+/* ==== float order without float instructions ==================================================
+ * Comparing float32 values as integers keeps libgcc's soft-float compare routines (~0.25 KB on
+ * Cortex-M3, more on M0+) out of FPU-less builds. For non-NaN a and b: float_key(a) < float_key(b)
+ * exactly when a < b, and float_key(-0.0f) == float_key(+0.0f), as for the float comparison. */
+static int32_t float_key(float f)
+{
+    union { float f; uint32_t u; } v;
+    v.f = f;
+    return (v.u & 0x80000000u) != 0u ? -(int32_t)(v.u & 0x7fffffffu) : (int32_t)v.u;
+}
+
+static int float_is_nan(float f)
+{
+    union { float f; uint32_t u; } v;
+    v.f = f;
+    return (v.u & 0x7fffffffu) > 0x7f800000u;
+}
+
 /* ==== popcount ================================================================================ */
 #if EBNN_POPCOUNT == EBNN_POPCOUNT_TABLE || EBNN_BYTE_KERNELS
 #if defined(__AVR__) && EBNN_BYTE_KERNELS
@@ -943,8 +961,8 @@ typedef struct {
 static int32_t input_value(const tap_walker_t *tw, uint32_t i)
 {
     const ebnn_conv_params_t *p = tw->p;
-    if (tw->in_f32 != NULL)
-        return tw->in_f32[i] >= p->sign_threshold_f ? 1 : -1;
+    if (tw->in_f32 != NULL) /* x >= threshold (false for NaN), without a soft-float compare */
+        return !float_is_nan(tw->in_f32[i]) && float_key(tw->in_f32[i]) >= float_key(p->sign_threshold_f) ? 1 : -1;
     if (p->input_mode == EBNN_INPUT_SIGN_UINT8)
         return (int16_t)tw->in_u8[i] >= p->sign_threshold_u8 ? 1 : -1;
     return (int32_t)p->q_mul * tw->in_u8[i] + p->q_add;
@@ -1498,7 +1516,7 @@ int ebnn_output_dense(uint32_t n_in, uint32_t n_out, const uint32_t *input, cons
 {
     uint32_t k, rwords = EBNN_WORDS(n_in);
     int best_k = 0;
-    float best = 0.0f;
+    int32_t best = 0; /* float_key of the largest logit so far */
     if (input == NULL || weights == NULL || scale == NULL || offset == NULL || n_out == 0u)
         return EBNN_ERROR_ARGUMENT;
     for (k = 0; k < n_out; k++, weights += rwords) {
@@ -1509,8 +1527,8 @@ int ebnn_output_dense(uint32_t n_in, uint32_t n_out, const uint32_t *input, cons
         float y = product + EBNN_READ_F32(&offset[k]);
         if (logits != NULL)
             logits[k] = y;
-        if (k == 0u || y > best) {
-            best = y;
+        if (k == 0u || float_key(y) > best) { /* y > largest so far (y is never NaN: see ebnn.h) */
+            best = float_key(y);
             best_k = (int)k;
         }
     }

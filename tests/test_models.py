@@ -64,10 +64,10 @@ def test_budgets(tf_lq):
     assert m15["flash_bytes"] + m15["ram_bytes"] <= 15 * 1024
     fashion = _plan(models.m15_fashion_mnist())
     assert fashion["flash_bytes"] + fashion["ram_bytes"] <= 15_000
-    # leaves >= 5.8 KB for runtime code + stack (Cortex-M3 ELF measured by bench/: 5.3 KB code incl.
-    # soft-float helpers, 0.4 KB stack)
+    # leaves >= 4.8 KB for runtime code + stack (Cortex-M3 ELF measured by bench/accuracy_memory.py:
+    # 4.2 KB code incl. 1.1 KB of soft-float routines, 0.4 KB stack)
     for plan in (m15, fashion):
-        assert plan["flash_data_bytes"] + plan["arena_bytes"] <= 15_000 - 5_800
+        assert plan["flash_data_bytes"] + plan["arena_bytes"] <= 15_000 - 4_800
     paper = _plan(models.paper_mnist())
     assert paper["flash_data_bytes"] < 1024
 

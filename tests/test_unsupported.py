@@ -102,3 +102,14 @@ def test_unsupported_error_names_index_and_class():
 def test_missing_model_file(tmp_path):
     with pytest.raises(UnsupportedModelError, match="could not load"):
         lower(str(tmp_path / "missing.keras"))
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_non_finite_output_affine(bad):
+    """Logit scales/offsets must be finite (the C argmax compares float bits; a NaN logit has no order)."""
+    model = seq(first(), L.Flatten(), lq.layers.QuantDense(3, name="out", **HID), L.BatchNormalization(name="bn"))
+    bn = model.get_layer("bn")
+    bn.beta.assign([0.0, bad, 0.0])
+    with pytest.raises(UnsupportedModelError, match="non-finite") as info:
+        lower(model)
+    assert "'out'" in str(info.value)

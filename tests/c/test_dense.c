@@ -79,5 +79,38 @@ int main(void)
         offset[o] = o == 1 || o == 3 ? 2.0f : 1.0f;
     }
     CHECK(ebnn_output_dense(8, 4, in, wpk, scale, offset, NULL) == 1, "first maximum wins");
+    /* signed zeros (equal: the first wins), subnormals, overflow to +-inf: the argmax compares float
+     * bits as integers and must agree with the float comparison */
+    {
+        static const float sc[] = {-3e38f, -1.0f, -0.0f, 0.0f, 1e-45f, 1.0f, 3e38f};
+        static const float of[] = {-1e30f, -1.0f, -0.0f, 0.0f, 1e-45f, -1e-45f, 1.0f, 1e30f};
+        int trial, n = 40, n_out = 6;
+        memset(in, 0, sizeof(in));
+        for (int i = 0; i < n; i++) {
+            a[i] = (uint8_t)(rnd() & 1u);
+            set_bit(in, (uint32_t)i, a[i]);
+        }
+        for (trial = 0; trial < 2000; trial++) {
+            int best = 0, o;
+            float best_v = 0.0f;
+            for (o = 0; o < n_out * n; o++)
+                w[o] = (uint8_t)(rnd() & 1u);
+            pack_rows(w, n_out, n, 2, wpk);
+            for (o = 0; o < n_out; o++) {
+                scale[o] = sc[rnd_below(7)];
+                offset[o] = of[rnd_below(8)];
+            }
+            for (o = 0; o < n_out; o++) {
+                volatile float y = (float)naive_dot(n, o) * scale[o];
+                float z = y + offset[o];
+                if (o == 0 || z > best_v) {
+                    best_v = z;
+                    best = o;
+                }
+            }
+            CHECK(ebnn_output_dense((uint32_t)n, (uint32_t)n_out, in, wpk, scale, offset, NULL) == best,
+                  "argmax with signed zeros / infinities, trial %d", trial);
+        }
+    }
     return report("test_dense");
 }

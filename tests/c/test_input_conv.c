@@ -71,6 +71,18 @@ int main(void)
             in_u8[i] = (uint8_t)rnd();
             in_f[i] = (float)((int32_t)rnd_below(2001) - 1000) / 337.0f;
         }
+        if (mode == EBNN_INPUT_SIGN_FLOAT) { /* the kernel compares float bits as integers: edge values */
+            static const float thresholds_f[] = {0.25f, 0.0f, -0.0f, -1.5f, 1e-45f};
+            float special[8];
+            special[0] = 0.0f; special[1] = -0.0f; special[2] = EBNN_INFINITY; special[3] = -EBNN_INFINITY;
+            special[4] = EBNN_INFINITY - EBNN_INFINITY; /* NaN: never >= the threshold */
+            special[5] = 1e-45f; special[6] = -1e-45f;
+            p.sign_threshold_f = thresholds_f[rnd_below(5)];
+            special[7] = p.sign_threshold_f;
+            for (i = 0; i < n_in; i++)
+                if (rnd_below(3) == 0u)
+                    in_f[i] = special[rnd_below(8)];
+        }
         for (i = 0; i < taps * p.out_c; i++)
             w[i] = (uint8_t)(rnd() & 1u);
         for (o = 0; o < p.out_c; o++) {
