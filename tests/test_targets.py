@@ -73,6 +73,9 @@ def test_cortex_m_under_qemu(cpu, shipped, tmp_path):
     assert "__aeabi_fmul" in helpers  # the logits' float multiply (soft-float on these cores)
     assert 0 < sum(helpers.values()) < r["code_bytes"] < 12_000
     assert "memcpy" not in helpers  # only the driver copies images
+    if cpu == "cortex-m3":  # the export report's code estimate (exporters/c.py CODE_BYTES) stays honest
+        estimate = plan["totals"]["code_bytes_estimate"]
+        assert abs(estimate - r["code_bytes"]) <= 0.25 * r["code_bytes"], (estimate, r["code_bytes"])
 
 
 @pytest.mark.skipif(not cortexm.available(), reason="arm-none-eabi-gcc / qemu-system-arm not installed")
