@@ -36,7 +36,8 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--final-lr", type=float, default=1e-5)
     ap.add_argument("--schedule", default="cosine", choices=("cosine", "exponential", "constant"))
-    ap.add_argument("--val-size", type=int, default=5000, help="last N training images held out")
+    ap.add_argument("--val-size", type=int, default=5000,
+                    help="last N training images held out for validation (0: train on all of them)")
     ap.add_argument("--output-scale", action="store_true",
                     help="let the last BatchNormalization learn a per-class scale (softmax temperature)")
     ap.add_argument("--shift", type=int, default=0, help="random shift augmentation, pixels (0: off)")
@@ -59,8 +60,11 @@ def main(argv=None):
     tf, _ = import_larq()
     tf.keras.utils.set_random_seed(args.seed)
     (xtr, ytr), (xte, yte) = datasets.load(args.dataset, args.data_dir)
-    xval, yval = xtr[-args.val_size:], ytr[-args.val_size:]
-    xtr, ytr = xtr[:-args.val_size], ytr[:-args.val_size]
+    if not 0 <= args.val_size < len(xtr):
+        ap.error(f"--val-size must be between 0 and {len(xtr) - 1}")
+    cut = len(xtr) - args.val_size
+    xval, yval = (xtr[cut:], ytr[cut:]) if args.val_size else (None, None)
+    xtr, ytr = xtr[:cut], ytr[:cut]
     if args.preset == "teacher":
         model = training.teacher_model()
     else:
@@ -76,7 +80,8 @@ def main(argv=None):
     minutes = (time.time() - start) / 60
     test = (lambda: float("nan")) if args.skip_test else (lambda: training.evaluate(model, xte, yte))
     before = test()
-    val_before = training.evaluate(model, xval, yval)
+    val = (lambda: float("nan")) if xval is None else (lambda: training.evaluate(model, xval, yval))
+    val_before = val()
     result = {"preset": args.preset, "dataset": args.dataset, "epochs": args.epochs,
               "batch_size": args.batch_size, "lr": args.lr, "final_lr": args.final_lr,
               "schedule": args.schedule, "shift": args.shift, "hflip": args.hflip,
@@ -87,13 +92,13 @@ def main(argv=None):
     if args.reestimate_bn:
         training.reestimate_batchnorm(model, xtr)
         result["test_accuracy_bn_reestimated"] = round(test(), 4)
-        result["val_accuracy_bn_reestimated"] = round(training.evaluate(model, xval, yval), 4)
+        result["val_accuracy_bn_reestimated"] = round(val(), 4)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     plain = tf.keras.models.clone_model(model)  # saved without optimizer state: a smaller file
     plain.set_weights(model.get_weights())
     plain.save(args.out)
     reloaded = tf.keras.models.load_model(args.out)  # the shipped file must reload (larq imported)
-    probe = xval[:256].astype("float32")
+    probe = xtr[-256:].astype("float32")
     result["reload_ok"] = bool((reloaded.predict(probe, verbose=0).argmax(1)
                                 == model.predict(probe, verbose=0).argmax(1)).all())
     result["file"] = args.out

@@ -51,3 +51,30 @@ def test_train_with_teacher(tf_lq, mnist_small):
     assert np.all(np.isfinite(hist.history["loss"]))
     assert len(hist.history["val_accuracy"]) == 2
     assert 0.0 <= training.evaluate(student, xtr[256:384], ytr[256:384]) <= 1.0
+
+
+def test_train_script_without_validation(tf_lq, tmp_path, monkeypatch):
+    """examples/train_mnist.py --val-size 0 trains on every training image (no held-out split) and
+    reports no validation accuracy; a negative size is refused."""
+    import json
+    import sys
+    from keras_ebnn import datasets
+    from conftest import ROOT
+    if datasets.find_dir("mnist") is None:
+        pytest.skip("MNIST not available (EBNN_DATA_DIR)")
+    sys.path.insert(0, str(ROOT / "examples"))
+    import train_mnist
+    (xtr, ytr), test = datasets.load("mnist")
+    monkeypatch.setattr(datasets, "load", lambda *a, **k: ((xtr[:600], ytr[:600]), test))
+    seen = {}
+    real_train = training.train
+    monkeypatch.setattr(training, "train", lambda model, x, y, xv, yv, **kw: seen.update(n=len(x), val=xv) or
+                        real_train(model, x, y, xv, yv, **kw))
+    results = tmp_path / "r.jsonl"
+    assert train_mnist.main(["--preset", "paper_mnist", "--epochs", "1", "--val-size", "0", "--skip-test",
+                             "--no-reestimate-bn", "--out", str(tmp_path / "m.keras"), "--results", str(results)]) == 0
+    assert seen == {"n": 600, "val": None}
+    row = json.loads(results.read_text())
+    assert row["val_accuracy"] != row["val_accuracy"] and row["reload_ok"]  # NaN: no validation split
+    with pytest.raises(SystemExit):
+        train_mnist.main(["--val-size", "-1", "--out", str(tmp_path / "x.keras")])
