@@ -8,7 +8,7 @@ reference executor's); memory from the Cortex-M3 ELF built for size (arm-none-ea
 -DEBNN_CHUNK=8 -DEBNN_LOW_STACK=1, the runtime's small-stack options; our bare-metal driver):
 flash = what the model adds to the program: the ELF's flash (text + data) minus that of the same driver
 built without the NAME_predict call (the linker then drops the model, the runtime kernels and the
-library routines only they use: soft-float for the logits; the size change of the driver's own
+library routines only they use; the size change of the driver's own
 functions is not counted); code = that minus the model's const objects
 (symbol sizes), so it includes the runtime, predict and those library routines; RAM = the activation
 arena (symbol size) + the stack NAME_predict uses, measured by painting RAM and running 10 inferences

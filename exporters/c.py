@@ -29,12 +29,12 @@ PARAMS_STRUCT_BYTES = 56  # sizeof(ebnn_conv_params_t) on every target (no paddi
 # Machine code, in bytes, of each kernel with the static helpers it uses, and of the generated
 # predict function, measured with arm-none-eabi-gcc 13 -mcpu=cortex-m3 -mthumb -O2
 # -ffunction-sections (`arm-none-eabi-nm -S` of ebnn_kernels.o and of a generated NAME.o); "common" is
-# the popcount helpers; "output_dense" includes libgcc's soft-float multiply and add (~0.9 KB) that
-# the logits need on FPU-less cores. Kernels a model does not call are dropped by the linker
+# the popcount helpers; "output_dense" includes the integer binary32 code that computes the logits
+# on FPU-less cores (EBNN_INT_LOGITS; with an FPU or on AVR the float code is smaller). Kernels a model does not call are dropped by the linker
 # (--gc-sections). tests/test_targets.py checks the estimate against the Cortex-M3 ELF (within 25%);
 # the benchmarks report each target's exact figure.
 CODE_BYTES = {"common": 290, "input_conv_int": 2700, "input_conv_f32": 950, "binary_conv": 1700,
-              "binary_dense": 210, "output_dense": 1100, "predict": 40, "predict_per_block": 30}
+              "binary_dense": 210, "output_dense": 900, "predict": 40, "predict_per_block": 30}
 # Stack bound of each kernel call chain in bytes with the small-stack options (-DEBNN_CHUNK=8
 # -DEBNN_LOW_STACK=1): the deepest frame chain reported by arm-none-eabi-gcc -mcpu=cortex-m3 -Os
 # -fstack-usage for the kernel plus the helpers it calls (all static sizes: no recursion, no VLAs),
@@ -154,7 +154,7 @@ def memory_plan(model: LoweredModel, target="32bit"):
         kernel scratch); the scratch sits in the gap between the two buffers, so it only adds
         bytes when that gap is too small.
       totals: flash_data_bytes (all blocks' constant data, exact: equals the object's symbol sizes),
-        code_bytes_estimate (CODE_BYTES of the kernels used + predict: Cortex-M3 -O2, soft-float incl.),
+        code_bytes_estimate (CODE_BYTES of the kernels used + predict, Cortex-M3 -O2),
         flash_bytes (data + code), activation_bytes, kernel_scratch_bytes (arena - activations),
         arena_bytes, stack_bytes_estimate (deepest kernel call chain + predict, from -fstack-usage:
         see STACK_BYTES), ram_bytes (arena + stack), input_bytes (the caller's input array, not

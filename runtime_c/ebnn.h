@@ -102,6 +102,18 @@ extern "C" {
 #endif
 #endif
 
+/* EBNN_INT_LOGITS=1: the logits' two float32 operations are done in integer arithmetic (exact IEEE-754
+ * binary32, round to nearest even: bit-identical results), so cores without an FPU link no soft-float
+ * routines (~0.9 KB on Cortex-M3, ~1.6 KB on Cortex-M0+). Default: 1 on Arm and RISC-V cores without a
+ * hardware FPU, 0 elsewhere (AVR's own float library is smaller than the 64-bit integer code). */
+#ifndef EBNN_INT_LOGITS
+#if (defined(__arm__) && !defined(__ARM_FP)) || (defined(__riscv) && !defined(__riscv_flen))
+#define EBNN_INT_LOGITS 1
+#else
+#define EBNN_INT_LOGITS 0
+#endif
+#endif
+
 /* +infinity as a constant expression, without depending on <math.h> (Zephyr's minimal libc lacks
  * INFINITY): float thresholds of constant channels and the float max-pool start value. */
 #if defined(__GNUC__) || defined(__clang__)
@@ -180,7 +192,8 @@ int ebnn_binary_dense16(uint32_t n_in, uint32_t n_out, const uint32_t *input, co
 /* Output block: x[k] = n_in - 2 * popcount(a ^ w_k); logits[k] = (float)x[k] * scale[k] + offset[k]
  * (two float32 operations, never fused). Returns the argmax (first maximum wins), or
  * EBNN_ERROR_ARGUMENT. logits may be NULL. scale and offset must be finite (the exporter checks), so
- * no logit is NaN; the argmax compares the float bits as integers (no soft-float compare). */
+ * no logit is NaN; the argmax compares the float bits as integers (no soft-float compare). With
+ * EBNN_INT_LOGITS the float operations are integer code (same bits) and n_in must be below 2^24. */
 int ebnn_output_dense(uint32_t n_in, uint32_t n_out, const uint32_t *input, const uint32_t *weights,
                       const float *scale, const float *offset, float *logits);
 

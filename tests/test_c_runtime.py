@@ -37,6 +37,19 @@ def test_kernel_unit_tests(test, variant, tmp_path):
     assert passed > 5000, out
 
 
+@pytest.mark.parametrize("int_logits", [0, 1])
+def test_logits_bit_exact(int_logits, tmp_path):
+    """The output block's logits against the host's float32 arithmetic, bit for bit, over the whole
+    binary32 range, with the float operations (0) and with the integer binary32 code that FPU-less
+    Arm/RISC-V builds use by default (EBNN_INT_LOGITS=1)."""
+    exe = tmp_path / "test_logits"
+    _run([host.find_cc(), *STRICT, "-O1", *SANITIZE, f"-DEBNN_INT_LOGITS={int_logits}", f"-I{RUNTIME}",
+          str(ROOT / "tests" / "c" / "test_logits.c"), str(RUNTIME / "ebnn_kernels.c"), "-o", str(exe)])
+    out = _run([str(exe)])
+    assert out.strip().endswith(" 0 failed"), out
+    assert int(out.strip().split(": ")[-1].split(" passed")[0]) > 100000, out
+
+
 @pytest.mark.parametrize("chunk", [8, 16, 32])
 def test_input_conv_low_stack_path(chunk, tmp_path):
     """The AVR default (EBNN_LOW_STACK: tap by tap, no tables) checked on the host, with every chunk size."""

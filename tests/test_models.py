@@ -64,7 +64,7 @@ def test_budgets(tf_lq):
     fashion = _plan(models.m15_fashion_mnist())
     # the 15 KB presets are measured in the size build (-Os, EBNN_CHUNK=8, EBNN_LOW_STACK=1), whose code
     # is smaller than the report's -O2 estimate: data + arena must leave >= 4.8 KB for code + stack
-    # (Cortex-M3 ELF, bench/accuracy_memory.py: 4.3 KB code incl. 0.9 KB of soft-float, 0.5 KB stack)
+    # (Cortex-M3 ELF, bench/accuracy_memory.py: 3.9 KB code, 0.5 KB stack)
     for plan in (m15, fashion):
         assert plan["flash_data_bytes"] + plan["arena_bytes"] <= 15_000 - 4_800
     paper = _plan(models.paper_mnist())

@@ -58,7 +58,7 @@ def test_cortex_m_under_qemu(cpu, shipped, tmp_path):
     r = cortexm.build_and_run(out, "mnist", x, lowered.num_classes, cpu=cpu, workdir=tmp_path)
     assert r["images"] == N_IMAGES
     assert np.array_equal(r["classes"], classes)
-    assert np.array_equal(r["logits"], logits)  # bit-identical, soft-float included
+    assert np.array_equal(r["logits"], logits)  # bit-identical (integer binary32 code on these cores)
     plan = memory_plan(lowered)
     assert _data_symbols(r["symbols"]) == plan["totals"]["flash_data_bytes"]
     assert r["symbols"]["mnist_arena"] == plan["arena_bytes"]
@@ -70,8 +70,10 @@ def test_cortex_m_under_qemu(cpu, shipped, tmp_path):
     # the flash the model adds (build with vs without the predict call) holds the model's data, and its
     # code holds the library routines only it uses, each counted once (see cortexm.model_flash)
     helpers = r["libgcc_helpers"]
-    assert "__aeabi_fmul" in helpers  # the logits' float multiply (soft-float on these cores)
-    assert 0 < sum(helpers.values()) < r["code_bytes"] < 12_000
+    # integer-only on these FPU-less cores (EBNN_INT_LOGITS): no soft-float routine is linked
+    assert not [k for k in helpers if k.startswith("__aeabi_f") or k.endswith(("sf3", "sf2", "sisf", "disf"))
+                or k.startswith(("__aeabi_i2f", "__aeabi_ui2f", "__aeabi_l2f", "__aeabi_ul2f"))], helpers
+    assert sum(helpers.values()) < r["code_bytes"] < 12_000
     assert "memcpy" not in helpers  # only the driver copies images
     # cross-check by symbols: the functions only the predict build links (runtime, predict, helpers)
     # fill the code figure up to alignment padding
