@@ -98,4 +98,5 @@ def build_and_run(export_dir, name, images, num_classes=None, dtype=np.uint8, wo
             "ms_per_inference_16mhz": cycles / 16e3, "size": sz, "flash_bytes": sz["text"] + sz["data"],
             "sram_static_bytes": sz["data"] + sz["bss"], "stack_high_water_bytes": counters["stack"],
             "symbols": {k: v[1] for k, v in syms.items() if k.startswith(f"{name}_")},
-            "code_bytes": flash["code"], "libgcc_helpers": flash["helpers"], "model_flash": flash["flash"], "elf": str(elf), "cycles_per_image": each}
+            "code_bytes": flash["code"], "libgcc_helpers": flash["helpers"], "model_flash": flash["flash"],
+            "elf": str(elf), "cycles_per_image": each}

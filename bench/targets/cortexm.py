@@ -117,10 +117,11 @@ def model_flash(elf, empty_elf, name, size_fn=None, nm="arm-none-eabi-nm"):
     calls NAME_predict, `empty_elf` (the PREDICT_EMPTY calibration build) does not, so the linker
     drops the model's data, the runtime kernels and every library routine only they use.
 
-    Returns {"flash": bytes added (text + initialised data of `elf` minus those of `empty_elf`, the
-    drivers' own `images` arrays and the size change of the driver's functions excluded), "data": the model's const objects (NAME_b* symbols),
-    "code": flash - data (runtime and predict code, alignment padding, and the helpers below),
-    "helpers": {routine: bytes} for the library routines (soft-float, libc) linked only into `elf`}.
+    Returns {"flash": bytes added (text + initialised data of `elf` minus those of `empty_elf`; the
+    drivers' own `images` arrays and the size change of the driver's functions excluded), "data": the
+    model's const objects (NAME_b* symbols), "code": flash - data (runtime and predict code, alignment padding, and the helpers below),
+    "helpers": {routine: bytes} for the library routines (soft-float, 64-bit arithmetic, libc) linked
+    only into `elf`}.
     Helper bytes are counted once per address (libgcc's float add/subtract entries share one body,
     so their nm sizes overlap). Routines the rest of a program links anyway (memset, which the C
     start-up code uses to clear .bss) are not counted."""
