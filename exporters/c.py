@@ -38,11 +38,12 @@ CODE_BYTES = {"common": 290, "input_conv_int": 2700, "input_conv_f32": 950, "bin
 # Stack bound of each kernel call chain in bytes with the small-stack options (-DEBNN_CHUNK=8
 # -DEBNN_LOW_STACK=1): the deepest frame chain reported by arm-none-eabi-gcc -mcpu=cortex-m3 -Os
 # -fstack-usage for the kernel plus the helpers it calls (all static sizes: no recursion, no VLAs),
-# rounded up; "predict" is the generated caller's frame. The largest local arrays are the EBNN_CHUNK
+# rounded up; "predict" is the generated caller's frame. tests/test_targets.py checks that the total
+# bounds the stack measured on Cortex-M3 under QEMU. The largest local arrays are the EBNN_CHUNK
 # accumulators of the conv kernels; with the defaults (EBNN_CHUNK=32, tables) the input conv needs
 # ~1.3 KB. On AVR (EBNN_BYTE_KERNELS) bench/targets/avr.py measures the real high-water mark.
-STACK_BYTES = {"input_conv_int": 400, "input_conv_f32": 160, "binary_conv": 300, "binary_dense": 64,
-               "output_dense": 64, "predict": 32}
+STACK_BYTES = {"input_conv_int": 480, "input_conv_f32": 200, "binary_conv": 360, "binary_dense": 64,
+               "output_dense": 64, "predict": 40}
 
 
 def runtime_dir():

@@ -323,3 +323,15 @@ def _run_until(cmd, marker, timeout):
     text = out.decode(errors="replace")
     assert marker in text, f"{cmd[0]}: no {marker!r} within {timeout} s:\n{text[-2000:]}"
     return text
+
+
+@pytest.mark.skipif(not cortexm.available(), reason="arm-none-eabi-gcc / qemu-system-arm not installed")
+def test_stack_estimate_bounds_the_small_build(shipped, tmp_path):
+    """The export report's stack figure (exporters/c.py STACK_BYTES, for the small-stack options) bounds
+    the stack NAME_predict really uses on Cortex-M3 built with those options, measured under QEMU."""
+    lowered, out, x, classes, _ = shipped
+    r = cortexm.build_and_run(out, "mnist", x[:10], lowered.num_classes, cpu="cortex-m3", opt="-Os",
+                              workdir=tmp_path, flags=["-DEBNN_CHUNK=8", "-DEBNN_LOW_STACK=1"])
+    assert np.array_equal(r["classes"], classes[:10])
+    estimate = memory_plan(lowered)["totals"]["stack_bytes_estimate"]
+    assert 0 < r["stack_bytes"] <= estimate <= 2 * r["stack_bytes"], (r["stack_bytes"], estimate)
