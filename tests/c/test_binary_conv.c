@@ -45,7 +45,8 @@ int main(void)
     int trial, done = 0;
     for (trial = 0; trial < 400; trial++) {
         ebnn_conv_params_t p;
-        int taps, o, i, oy, ox;
+        int taps, o, i;
+        char what[64];
         uint32_t in_bits, out_bits;
         if (!random_geometry(&p, 40, 40))
             continue;
@@ -78,14 +79,8 @@ int main(void)
         CHECK(ebnn_binary_conv(&p, in, wpk, p.acc16 ? (const void *)thr16 : (const void *)thr_stored, flip, out,
                                scratch) == EBNN_OK,
               "status");
-        for (oy = 0; oy < p.out_h; oy++)
-            for (ox = 0; ox < p.out_w; ox++)
-                for (o = 0; o < p.out_c; o++) {
-                    uint32_t bit = (uint32_t)((oy * p.out_w + ox) * p.out_c + o);
-                    CHECK(get_bit(out, bit) == naive_bit(&p, o, oy, ox),
-                          "trial %d k%dx%d s%d pad%d/%d c%d o%d pool%d/%d at (%d,%d,%d)", trial, p.kh, p.kw,
-                          p.sh, p.pad_t, p.pad_value, p.in_c, p.out_c, p.pool_h, p.pool_sh, oy, ox, o);
-                }
+        snprintf(what, sizeof(what), "trial %d", trial);
+        check_conv_bits(&p, out, naive_bit, what);
         for (i = (int)out_bits; i < (int)((out_bits + 31u) / 32u * 32u); i++)
             CHECK(get_bit(out, (uint32_t)i) == 0, "unused bits of the last word must be 0 (trial %d)", trial);
         CHECK(out[(out_bits + 31u) / 32u] == 0xA5A5A5A5u, "wrote past the exact buffer (trial %d)", trial);

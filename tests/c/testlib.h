@@ -132,6 +132,22 @@ TESTLIB_FN int report(const char *name)
     return failures != 0;
 }
 
+/* Every output bit of a conv kernel (HWC bit order) against want(p, o, oy, ox); the first mismatches
+ * are printed with `what` (e.g. the trial) and the geometry. */
+TESTLIB_FN void check_conv_bits(const ebnn_conv_params_t *p, const uint32_t *out,
+                                int (*want)(const ebnn_conv_params_t *, int, int, int), const char *what)
+{
+    int oy, ox, o;
+    for (oy = 0; oy < p->out_h; oy++)
+        for (ox = 0; ox < p->out_w; ox++)
+            for (o = 0; o < p->out_c; o++) {
+                uint32_t bit = (uint32_t)((oy * p->out_w + ox) * p->out_c + o);
+                CHECK(get_bit(out, bit) == want(p, o, oy, ox),
+                      "%s k%dx%d s%d pad%d/%d/%d c%d o%d pool%d/%d at (%d,%d,%d)", what, p->kh, p->kw, p->sh,
+                      p->pad_t, p->pad_value, p->pad_q, p->in_c, p->out_c, p->pool_h, p->pool_sh, oy, ox, o);
+            }
+}
+
 /* The naive pooled accumulator of filter o at pooled position (oy, ox): the max (or, with use_min, the
  * min) of acc(p, o, cy, cx) over the pool window's convolution positions inside the map. */
 TESTLIB_FN double naive_pool(const ebnn_conv_params_t *p, double (*acc)(const ebnn_conv_params_t *, int, int, int),
