@@ -5,7 +5,7 @@
 Method: instructions are counted exactly under QEMU (mps2-an385) by our TCG plugin between markers
 around each NAME_predict call, averaged over 100 test images, arm-none-eabi-gcc -O2 (M0+ code runs on
 the same machine). ATmega328P cycles are counted by simavr's cycle-accurate core between markers,
-avr-gcc -Os (--avr-opt), averaged over the same 100 images, and each image alone for the slowest one (the
+avr-gcc -Os (--avr-opt), averaged over the same 100 images, and each image's own marked cycles for the slowest one (the
 kernels' time depends on the data); ms = cycles / 16 MHz. Host: the C export built with gcc -O2 (and
 with -O2 -march=native) runs
 1,000 test images in one process (wall time / 1,000, median of 5 runs); the NumPy reference executor
@@ -58,7 +58,7 @@ def main(argv=None):
             if avr.available() and not args.no_avr:
                 try:
                     r = avr.build_and_run(out, name, x[:100], lowered.num_classes, workdir=f"{work}/avr_{name}",
-                                          opt=args.avr_opt, per_image=True)
+                                          opt=args.avr_opt)
                     fits = r["size"]["text"] + r["size"]["data"] <= avr.FLASH_BYTES and \
                         r["sram_static_bytes"] + r["stack_high_water_bytes"] < avr.SRAM_BYTES
                     row["avr_cycles"] = r["cycles_per_inference"] if fits else None

@@ -189,6 +189,11 @@ def test_avr_cycle_count_is_exact(tmp_path):
     for r in res.values():
         assert list(r["classes"]) == [0] * 5 and np.all(r["logits"] == 0)
     assert res[110]["cycles_per_inference"] - res[10]["cycles_per_inference"] == 300
+    # each image's own cycles, from the same run: 3 cycles per loop turn apart
+    mixed = avr.build_and_run(export, "exact", np.concatenate([_spin_images(n, 1) for n in (10, 110, 60)]),
+                              workdir=tmp_path / "mixed")
+    each = mixed["cycles_per_image"]
+    assert each[0] == res[10]["cycles_per_inference"] and [each[1] - each[0], each[2] - each[0]] == [300, 150]
 
 
 ARDUINO = ["arduino-builder", "-hardware", "/usr/share/arduino-builder", "-hardware", "/usr/share/arduino/hardware",

@@ -68,16 +68,17 @@ def run(elf, images, dtype, timeout=1800):
     if proc.returncode != 0 or m is None or "DONE" not in out:
         raise RuntimeError(f"simavr run failed ({proc.returncode}):\n{out[-2000:]}\n{proc.stderr[-2000:]}")
     stack = int(re.search(r"^S (\d+)", out, re.M).group(1))
+    each = [int(v) for v in re.search(r"^P([ \d]*)$", out, re.M).group(1).split()]
     return [ln for ln in out.splitlines() if ln.startswith("R ")], \
-        {"marked": int(m.group(1)), "pairs": int(m.group(2)), "total": int(m.group(3)), "stack": stack}
+        {"marked": int(m.group(1)), "pairs": int(m.group(2)), "total": int(m.group(3)), "stack": stack,
+         "each": each}
 
 
-def build_and_run(export_dir, name, images, num_classes=None, dtype=np.uint8, workdir=None, opt="-Os",
-                  per_image=False):
-    """Returns classes, logits, cycles per inference (markers subtracted), ms at 16 MHz, sizes.
-    num_classes defaults to NAME_NUM_CLASSES from the exported header. per_image=True also runs every
-    image on its own and returns its cycles in "cycles_per_image" (the kernels' time depends on the
-    data: e.g. the binary conv stops a filter's pooling window once its bit is 1)."""
+def build_and_run(export_dir, name, images, num_classes=None, dtype=np.uint8, workdir=None, opt="-Os"):
+    """Returns classes, logits, cycles per inference (markers subtracted), ms at 16 MHz, sizes, and
+    each image's cycles in "cycles_per_image" (the kernels' time depends on the data: e.g. the binary
+    conv stops a filter's pooling window once its bit is 1). num_classes defaults to
+    NAME_NUM_CLASSES from the exported header."""
     from .cortexm import header_num_classes, model_flash, parse, symbols
     if num_classes is None:
         num_classes = header_num_classes(export_dir, name)
@@ -90,7 +91,7 @@ def build_and_run(export_dir, name, images, num_classes=None, dtype=np.uint8, wo
     _, empty = run(empty_elf, images[:3], dtype)
     marker = empty["marked"] / max(empty["pairs"], 1)
     cycles = counters["marked"] / max(counters["pairs"], 1) - marker
-    each = [run(elf, images[i:i + 1], dtype)[1]["marked"] - marker for i in range(len(images))] if per_image else None
+    each = [c - marker for c in counters["each"]]
     sz = size(elf)
     syms = symbols(elf, "avr-nm")
     flash = model_flash(elf, empty_elf, name, size, nm="avr-nm")

@@ -6,7 +6,8 @@
  *   GPIOR2 (data address 0x4B): each read returns the next byte of the input file (the test images,
  *     so that any number of them can be fed without storing them in the 32 KB of flash).
  * The run ends when the firmware sleeps with interrupts disabled. Prints
- * "cycles marked=M pairs=P total=T" at the end. Usage: runner FIRMWARE.elf INPUT.bin */
+ * "cycles marked=M pairs=P total=T" at the end, then "P c1 c2 ..." (the cycles of each marked pair,
+ * for the first MAX_PAIRS). Usage: runner FIRMWARE.elf INPUT.bin */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,8 @@
 #include <simavr/sim_elf.h>
 #include <simavr/sim_io.h>
 
-static avr_cycle_count_t started, marked;
+#define MAX_PAIRS 100000
+static avr_cycle_count_t started, marked, each[MAX_PAIRS];
 static unsigned long pairs;
 static int running;
 
@@ -29,6 +31,8 @@ static void on_marker(struct avr_t *avr, avr_io_addr_t addr, uint8_t v, void *pa
         running = 1;
     } else if (v == 2 && running) {
         marked += avr->cycle - started;
+        if (pairs < MAX_PAIRS)
+            each[pairs] = avr->cycle - started;
         pairs++;
         running = 0;
     }
@@ -87,5 +91,9 @@ int main(int argc, char **argv)
     fflush(stdout);
     printf("cycles marked=%llu pairs=%lu total=%llu state=%d\n", (unsigned long long)marked, pairs,
            (unsigned long long)avr->cycle, state);
+    printf("P");
+    for (unsigned long i = 0; i < pairs && i < MAX_PAIRS; i++)
+        printf(" %llu", (unsigned long long)each[i]);
+    printf("\n");
     return state == cpu_Crashed;
 }
