@@ -31,6 +31,8 @@ REFERENCE_POINTS = [  # (label, accuracy %, KB) from ../shared/REFERENCES.md; me
 ]
 
 
+LABEL_OFFSETS = {"m15_mnist": (-8, 8)}  # plot labels (points) moved off a crowded spot
+
 SMALL = ["-DEBNN_CHUNK=8", "-DEBNN_LOW_STACK=1"]  # the runtime's size-over-speed options
 
 
@@ -68,23 +70,32 @@ def plot(rows, path):
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    accs = []
     for ds, marker in (("mnist", "o"), ("fashion_mnist", "s")):
         pts = [r for r in rows if r["dataset"] == ds and "total" in r]
         ax.scatter([r["total"] / 1024 for r in pts], [r["c_acc"] * 100 for r in pts], marker=marker,
-                   s=50, label=f"keras-ebnn ({ds}, total flash+RAM on Cortex-M3)")
+                   s=50, label=f"keras-ebnn ({ds}, total flash+RAM on Cortex-M3)", zorder=3)
         for r in pts:
-            ax.annotate(r["model"], (r["total"] / 1024, r["c_acc"] * 100), fontsize=7, xytext=(4, -8),
-                        textcoords="offset points")
-    for label, acc, kb in REFERENCE_POINTS:
-        ax.scatter([kb], [acc], marker="x", color="gray")
-        ax.annotate(label, (kb, acc), fontsize=6, color="gray", xytext=(4, 3), textcoords="offset points")
+            accs.append(r["c_acc"] * 100)
+            ax.annotate(r["model"], (r["total"] / 1024, r["c_acc"] * 100), fontsize=7,
+                        xytext=LABEL_OFFSETS.get(r["model"], (5, -11)), textcoords="offset points")
+    # reference points: a number beside the mark, the name in the legend (their labels would overlap)
+    for i, (label, acc, kb) in enumerate(REFERENCE_POINTS, 1):
+        accs.append(acc)
+        ax.scatter([kb], [acc], marker="x", color="gray", label=f"{i}: {label}")
+        ax.annotate(str(i), (kb, acc), fontsize=7, color="gray", xytext=(3, 3), textcoords="offset points")
     ax.axvline(15, color="red", lw=0.7, ls="--")
     ax.set_xscale("log")
+    ticks = [3, 5, 10, 15, 20, 40]
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([str(t) for t in ticks])
+    ax.minorticks_off()
+    ax.set_ylim(min(accs) - 4.5, max(accs) + 0.8)  # room for the legend below the points
     ax.set_xlabel("memory, KB (log scale; reference points: as published, mostly weights only)")
     ax.set_ylabel("test accuracy, %")
-    ax.set_title("Accuracy vs memory")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("Accuracy vs memory (red line: 15 KB)")
+    ax.legend(fontsize=6.5, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
