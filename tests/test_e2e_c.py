@@ -1,5 +1,7 @@
 """Keras -> lowering -> generated C (host gcc with ASan/UBSan) vs the reference executor, on the same
 generated models as test_lowering.py: identical classes and bit-identical logits (issue: C runtime)."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -24,3 +26,30 @@ def test_generated_c_matches_reference(seed, tmp_path):
         assert np.array_equal(cb, rb.reshape(len(x), -1)), f"block {i} bits differ: {desc}"
     assert np.array_equal(classes, ref["classes"]), desc
     assert np.array_equal(logits, ref["logits"]), (np.abs(logits - ref["logits"]).max(), desc)
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SHIPPED = sorted((EXAMPLES / "models").glob("*.keras"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_model_c_matches_keras(path, tmp_path):
+    """Every model shipped in examples/models: its C export (ASan/UBSan) gives the reference executor's
+    logits bit for bit and Keras's classes, on 300 test images of its dataset."""
+    from keras_ebnn import datasets
+    from keras_ebnn.exporters.c import export_c
+    from keras_ebnn.lowering import load_model
+    fashion = "fashion" in path.stem
+    if fashion and datasets.find_dir("fashion_mnist") is None:
+        pytest.skip("Fashion-MNIST not found (set EBNN_DATA_DIR)")
+    x = datasets.load("fashion_mnist", split="test")[0][:300] if fashion else \
+        np.load(EXAMPLES / "data" / "mnist_test_sample.npz")["x"][:300]
+    model = load_model(path)
+    lowered = lower(model, name="shipped")
+    export_c(lowered, tmp_path / "out", "shipped")
+    exe = host.build_runner(tmp_path / "out", "shipped", sanitize=True)
+    classes, logits = host.run_runner(exe, x, lowered.num_classes, lowered.input.dtype)
+    ref = reference.run(lowered, x)
+    assert np.array_equal(logits, ref["logits"]) and np.array_equal(classes, ref["classes"])
+    keras_classes = model.predict(x.astype(np.float32), batch_size=300, verbose=0).argmax(axis=1)
+    assert np.array_equal(classes, keras_classes)
