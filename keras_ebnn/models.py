@@ -52,7 +52,8 @@ def paper_mnist(classes=10):
 
 def tiny_mnist(classes=10):
     """conv 3x3 (16) -> pool 2 -> conv 3x3 (32) -> pool 2 -> binary dense 800->classes (+ BN each):
-    ~1.6 KB of binary weights, ~2 KB model data, ~0.4 KB activation RAM, 0.65 M MACs. ~97% MNIST."""
+    ~1.6 KB of binary weights, ~2 KB model data, ~0.4 KB activation RAM, 0.65 M MACs. ~98% MNIST with
+    a learnt output scale (shipped: 30 epochs, lr 1e-2, --output-scale, 98.2% test)."""
     tf, lq = import_larq()
     layers = _conv_block(tf, lq, 16, first=True) + _conv_block(tf, lq, 32)
     return _model(tf, layers + _head(tf, lq, classes=classes), "tiny_mnist")
