@@ -5,12 +5,11 @@
 Method: instructions are counted exactly under QEMU (mps2-an385) by our TCG plugin between markers
 around each NAME_predict call, averaged over 100 test images, arm-none-eabi-gcc -O2 (M0+ code runs on
 the same machine). ATmega328P cycles are counted by simavr's cycle-accurate core between markers,
-avr-gcc -Os (--avr-opt), averaged over the same 100 images, and each image's own marked cycles for the slowest one (the
-kernels' time depends on the data); ms = cycles / 16 MHz. Host: the C export built with gcc -O2 (and
-with -O2 -march=native) runs
-1,000 test images in one process (wall time / 1,000, median of 5 runs); the NumPy reference executor
-and Keras (model.predict, batch 1,000) on the same 1,000 images, per image, median of 5 runs, all
-in this one run on this machine. Writes the "cost" section of BENCHMARKS.md.
+avr-gcc -Os (--avr-opt), averaged over the same 100 images, and each image's own marked cycles for
+the slowest one (the kernels' time depends on the data); ms = cycles / 16 MHz. Host: the C export
+built with gcc -O2 (and with -O2 -march=native) runs 1,000 test images in one process (wall time /
+1,000, median of 5 runs); the NumPy reference executor and Keras (model.predict, batch 1,000) on the
+same 1,000 images, per image, median of 5 runs, all in this one run on this machine. Writes the "cost" section of BENCHMARKS.md.
 """
 import argparse
 import subprocess
