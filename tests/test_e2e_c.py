@@ -1,5 +1,6 @@
 """Keras -> lowering -> generated C (host gcc with ASan/UBSan) vs the reference executor, on the same
 generated models as test_lowering.py: identical classes and bit-identical logits (issue: C runtime)."""
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,22 +30,27 @@ def test_generated_c_matches_reference(seed, tmp_path):
 
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-SHIPPED = sorted((EXAMPLES / "models").glob("*.keras"))
+sys.path.insert(0, str(EXAMPLES.parent))
+from bench.common import MODELS  # noqa: E402  (the shipped models: name -> (file, dataset))
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
-def test_shipped_model_c_matches_keras(path, tmp_path):
+def test_every_shipped_model_is_listed():
+    assert sorted(EXAMPLES.parent / f for f, _ in MODELS.values()) == sorted((EXAMPLES / "models").glob("*.keras"))
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_shipped_model_c_matches_keras(name, tmp_path):
     """Every model shipped in examples/models: its C export (ASan/UBSan) gives the reference executor's
     logits bit for bit and Keras's classes, on 300 test images of its dataset."""
     from keras_ebnn import datasets
     from keras_ebnn.exporters.c import export_c
     from keras_ebnn.lowering import load_model
-    fashion = "fashion" in path.stem
-    if fashion and datasets.find_dir("fashion_mnist") is None:
-        pytest.skip("Fashion-MNIST not found (set EBNN_DATA_DIR)")
-    x = datasets.load("fashion_mnist", split="test")[0][:300] if fashion else \
+    path, dataset = MODELS[name]
+    if dataset != "mnist" and datasets.find_dir(dataset) is None:
+        pytest.skip(f"{dataset} not found (set EBNN_DATA_DIR)")
+    x = datasets.load(dataset, split="test")[0][:300] if dataset != "mnist" else \
         np.load(EXAMPLES / "data" / "mnist_test_sample.npz")["x"][:300]
-    model = load_model(path)
+    model = load_model(EXAMPLES.parent / path)
     lowered = lower(model, name="shipped")
     export_c(lowered, tmp_path / "out", "shipped")
     exe = host.build_runner(tmp_path / "out", "shipped", sanitize=True)
