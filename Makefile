@@ -5,7 +5,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EBNN_DATA_DIR ?= $(abspath ../shared/data)
+# the full datasets when ../shared/data exists beside the clone (CI, benchmarks); tests never need them
+EBNN_DATA_DIR ?= $(wildcard $(abspath ../shared/data))
 export EBNN_DATA_DIR
 
 .PHONY: demo test targets setup

@@ -27,6 +27,43 @@ def small_mnist_model(tf, lq, pool_layer=None):
     ])
 
 
+def write_idx(path, array):
+    """Write a uint8 array as a gzip-compressed IDX file (the format of the MNIST downloads)."""
+    import gzip
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
+def write_sample_idx(folder, n_train=700):
+    """The shipped 1,000-image MNIST sample (examples/data) as the four IDX .gz files of a dataset
+    folder: the first `n_train` images as the training split, the rest as the test split. Tests that
+    need a dataset *folder* use this, so they run on any clone (no ../shared/ needed)."""
+    from keras_ebnn.datasets import FILES
+    data = np.load(ROOT / "examples" / "data" / "mnist_test_sample.npz")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    splits = {"train": (data["x"][:n_train], data["y"][:n_train]),
+              "test": (data["x"][n_train:], data["y"][n_train:])}
+    for split, (img_file, lab_file) in FILES.items():
+        x, y = splits[split]
+        write_idx(folder / img_file, x.reshape(-1, 28, 28))
+        write_idx(folder / lab_file, y)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def sample_data_dir(tmp_path_factory):
+    """A data folder laid out like EBNN_DATA_DIR (mnist/ and fashion-mnist/ sub-folders) holding the
+    shipped MNIST sample as IDX files (the same images in both: the loaders' layout logic is what is
+    tested). 700 training and 300 test images."""
+    root = tmp_path_factory.mktemp("data")
+    write_sample_idx(root / "mnist")
+    write_sample_idx(root / "fashion-mnist")
+    return root
+
+
 @pytest.fixture(scope="session")
 def mnist_small():
     """(x_train, y_train, x_test, y_test): a few thousand real MNIST images, or the shipped sample."""

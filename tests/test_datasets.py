@@ -28,6 +28,22 @@ def test_fashion_mnist_split_and_explicit_dir(monkeypatch):
     assert x.shape == (10000, 28, 28, 1) and set(np.unique(y)) == set(range(10))
 
 
+def test_sample_idx_from_env_and_explicit_dir(sample_data_dir, monkeypatch):
+    """The loaders on IDX files written from the shipped sample (runs on any clone): found through
+    EBNN_DATA_DIR's mnist/ sub-folder, through an explicit folder, and equal to the sample itself."""
+    from conftest import ROOT
+    sample = np.load(ROOT / "examples" / "data" / "mnist_test_sample.npz")
+    monkeypatch.setenv("EBNN_DATA_DIR", str(sample_data_dir))
+    (xtr, ytr), (xte, yte) = datasets.load("mnist")
+    assert xtr.shape == (700, 28, 28, 1) and xte.shape == (300, 28, 28, 1) and xtr.dtype == np.uint8
+    assert np.array_equal(np.concatenate([xtr, xte]), sample["x"])
+    assert np.array_equal(np.concatenate([ytr, yte]), sample["y"])
+    monkeypatch.delenv("EBNN_DATA_DIR")
+    x, y = datasets.load_fashion_mnist(data_dir=sample_data_dir / "fashion-mnist", split="test")
+    assert np.array_equal(x, sample["x"][700:]) and np.array_equal(y, sample["y"][700:])
+    assert datasets.find_dir("fashion_mnist", sample_data_dir) == sample_data_dir / "fashion-mnist"
+
+
 def test_missing_directory_gives_clear_message(tmp_path, monkeypatch):
     monkeypatch.setenv("EBNN_DATA_DIR", str(tmp_path / "nowhere"))
     # Keras's own cache/download cannot work here either: point its cache at an empty folder
