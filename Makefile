@@ -17,6 +17,7 @@ $(VENV)/.installed: setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,plot]'
+	$(PY) -m keras_ebnn.setup_larq  # Python >= 3.13: larq without its numpy<2 pin
 	touch $@
 
 demo: setup

@@ -15,7 +15,10 @@ setup(
                  "keras_ebnn.runtime_c": "runtime_c"},
     package_data={"keras_ebnn.runtime_c": ["*.c", "*.h", "*.md"]},
     include_package_data=False,
-    install_requires=["numpy", "tensorflow>=2.16", "tf-keras", "larq>=0.13"],
+    # larq 0.14 pins numpy<2, which has no Python 3.13 wheels: there larq is installed without its
+    # pin by `python -m keras_ebnn.setup_larq` (the Makefile runs it; see that module).
+    install_requires=["numpy", "tensorflow>=2.16", "tf-keras", "larq>=0.13; python_version < '3.13'",
+                      "packaging", "terminaltables"],
     extras_require={"test": ["pytest"], "plot": ["matplotlib"]},
     entry_points={"console_scripts": ["keras-ebnn-convert=keras_ebnn.convert:main"]},
 )

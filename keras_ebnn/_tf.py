@@ -40,5 +40,7 @@ def import_larq():
     try:
         import larq
     except ImportError as exc:
-        raise EnvironmentError(f"larq is not installed. {_HELP}") from exc
+        hint = (" On Python >= 3.13 run `python -m keras_ebnn.setup_larq` (larq 0.14 pins numpy<2, which "
+                "has no wheels there; it runs on numpy 2)." if sys.version_info >= (3, 13) else "")
+        raise EnvironmentError(f"larq is not installed. {_HELP}{hint}") from exc
     return tf, larq
