@@ -193,8 +193,19 @@ def plain_copy(model, weights):
     strategy's scope, the copy's variables would be distributed again, and under a multi-worker
     strategy creating them is itself a collective op.
     """
-    copy = tf.keras.models.clone_model(model)
-    copy.set_weights(weights)
+    if not isinstance(model, tf.keras.Model):
+        raise UnsupportedModelError(f"expected a tf.keras Model, got {type(model).__name__}")
+    if not (isinstance(model, tf.keras.Sequential) or getattr(model, "_is_graph_network", False)):
+        raise UnsupportedModelError(f"subclassed model {type(model).__name__} is not supported.",
+                                    hint="Build a Sequential or functional model of Keras and larq layers.")
+    try:
+        copy = tf.keras.models.clone_model(model)
+        copy.set_weights(weights)
+    except Exception as exc:
+        raise UnsupportedModelError(
+            f"the model cannot be rebuilt from its layers' configuration ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:300]}).",
+            hint="Use a built Sequential or functional model of Keras and larq layers.") from exc
     return copy
 
 
