@@ -70,6 +70,7 @@ class EbnnExport(tf.keras.callbacks.Callback):
     workers reach it together because the export decision depends only on the synchronised logs).
     Then only the chief (task "chief", or worker 0 without one) lowers, verifies and writes, on a
     strategy-free copy of the model; the other workers go straight on training and write nothing.
+    So, as with ModelCheckpoint, pass the callback to `fit` on every worker, with the same arguments.
     """
 
     def __init__(self, output_dir, name="model", target="c", monitor=None, mode="auto",

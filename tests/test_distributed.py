@@ -103,8 +103,21 @@ def _free_ports(n):
             s.close()
 
 
-def _run_workers(script, work, n=2):
-    """Start n workers of one cluster; wait at most TIME_LIMIT s; return [(returncode, stdout, stderr)]."""
+def _run_workers(script, work, n=2, attempts=3):
+    """Run n workers of one cluster on free localhost ports; return [(returncode, stdout, stderr)].
+
+    The whole run is bounded by TIME_LIMIT (then every worker is killed and the test fails); when one
+    worker fails, the others are killed at once (they would wait for it). A port taken by another
+    process between choosing and binding it is retried with new ports."""
+    for _ in range(attempts):
+        results = _run_cluster(script, work, n)
+        if not any(code != 0 and "Could not start gRPC server" in err for code, _, err in results):
+            return results
+    errs = "\n".join(e[-2000:] for c, _, e in results if c != 0)
+    pytest.fail(f"could not start the cluster's gRPC servers in {attempts} attempts:\n{errs}")
+
+
+def _run_cluster(script, work, n):
     cluster = {"worker": [f"localhost:{p}" for p in _free_ports(n)]}
     procs, logs = [], []
     for i in range(n):
@@ -116,16 +129,16 @@ def _run_workers(script, work, n=2):
         procs.append(subprocess.Popen([sys.executable, str(script)], stdout=out, stderr=err, env=env,
                                       cwd=work))
     deadline = time.monotonic() + TIME_LIMIT
-    try:
-        for p in procs:
-            p.wait(timeout=max(deadline - time.monotonic(), 0.1))
-    except subprocess.TimeoutExpired:
-        pass
-    timed_out = [p.poll() is None for p in procs]
+    while time.monotonic() < deadline:
+        codes = [p.poll() for p in procs]
+        if all(c is not None for c in codes) or any(c not in (None, 0) for c in codes):
+            break
+        time.sleep(0.2)
+    timed_out = [p.poll() is None for p in procs] if time.monotonic() >= deadline else [False] * n
     for p in procs:
         if p.poll() is None:
             p.kill()
-            p.wait()
+        p.wait()
     results = []
     for p, (out, err) in zip(procs, logs):
         out.seek(0), err.seek(0)
