@@ -105,6 +105,24 @@ def test_export_on_improvement(tmp_path, mnist_small):
     assert (tmp_path / "best" / "best.c").is_file()
 
 
+def test_reestimate_bn_exports_a_copy(tmp_path, mnist_small):
+    """reestimate_bn: the export holds the re-estimated statistics; the training model keeps its own."""
+    from keras_ebnn import lower, reference
+    from keras_ebnn.callback import plain_copy
+    from keras_ebnn.training import reestimate_batchnorm
+    xtr, ytr, xte, _ = mnist_small
+    tf.keras.utils.set_random_seed(4)
+    model = _compiled(small_mnist_model(tf, lq))
+    cb = EbnnExport(tmp_path / "out", name="re", verify=False, reestimate_bn=xtr[:256], verbose=0)
+    model.fit(xtr[:256], ytr[:256], epochs=1, batch_size=64, verbose=0, callbacks=[cb])
+    trained = model.get_weights()
+    expected = lower(reestimate_batchnorm(plain_copy(model, trained), xtr[:256]), "re")
+    logits = reference.run(cb.exports[0].lowered, xte)["logits"]
+    assert np.array_equal(logits, reference.run(expected, xte)["logits"])
+    assert not np.array_equal(logits, reference.run(lower(model), xte)["logits"])
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), trained))
+
+
 def test_no_partial_folder_on_failure(tmp_path, monkeypatch, mnist_small):
     """A failure in the middle of writing leaves neither a half-written folder nor temp files,
     and a previous export in the same folder stays as it was."""
