@@ -1,6 +1,14 @@
-"""`EbnnExport`: a Keras callback that exports the model being trained as C (ModelCheckpoint-style)."""
+"""`EbnnExport`: a Keras callback that exports the model being trained as C (ModelCheckpoint-style).
+
+Under a tf.distribute strategy the export never runs inside the strategy: the weights are read out to
+NumPy, and a plain copy of the model (built in a helper thread, where no strategy is active) is what
+gets lowered, verified and exported. Calling the training model's layers from a callback would issue
+collective ops (sync-on-read batch-norm statistics, variable creation) that the other workers of a
+MultiWorkerMirroredStrategy never match: that aborts their collectives and kills training.
+"""
 import logging
 import math
+import threading
 
 import numpy as np
 
@@ -51,10 +59,18 @@ class EbnnExport(tf.keras.callbacks.Callback):
       reestimate_bn:  x data on which to re-estimate batch-norm statistics before exporting (the
                       training model itself is left untouched: a copy is re-estimated), or None.
       max_ram, max_flash: byte budgets; an export that does not fit is logged as an error and skipped.
-    An export that fails (budget overrun, I/O error...) is logged and recorded in `errors`; training
-    goes on and the previous export, if any, stays in place.
-    The model is lowered at `on_train_begin`: an unsupported model raises `UnsupportedModelError`
-    before any training time is spent. Under tf.distribute only the chief worker writes.
+    An export that fails (budget overrun, I/O error, any exception) is logged on one line and recorded
+    in `errors`; it is never raised into `fit`: training goes on and the previous export, if any, stays
+    in place.
+    The model is lowered at `on_train_begin` (on every worker, from each worker's own copy of the
+    weights, without communication): an unsupported model raises `UnsupportedModelError` before any
+    training time is spent.
+    tf.distribute: at each export every worker reads the weights with `model.get_weights()` (the one
+    collective step: batch-norm statistics are averaged over the replicas, as `model.save` does; the
+    workers reach it together because the export decision depends only on the synchronised logs).
+    Then only the chief (task "chief", or worker 0 without one) lowers, verifies and writes, on a
+    strategy-free copy of the model; the other workers go straight on training and write nothing.
+    So, as with ModelCheckpoint, pass the callback to `fit` on every worker, with the same arguments.
     """
 
     def __init__(self, output_dir, name="model", target="c", monitor=None, mode="auto",
@@ -85,8 +101,9 @@ class EbnnExport(tf.keras.callbacks.Callback):
 
     # -- Keras hooks ---------------------------------------------------------------------------
     def on_train_begin(self, logs=None):
+        weights = local_weights(self.model)  # no collective op: every worker checks on its own
         try:
-            lower(self.model, self.name)
+            outside_strategy(lambda: lower(plain_copy(self.model, weights), self.name))
         except UnsupportedModelError as exc:
             self.model.stop_training = True
             raise UnsupportedModelError(f"EbnnExport cannot export this model: {exc}") from exc
@@ -102,8 +119,9 @@ class EbnnExport(tf.keras.callbacks.Callback):
             return
         better = value < self.best if self.mode == "min" else value > self.best
         if better:
-            self._say(f"epoch {epoch + 1}: {self.monitor} improved from {self.best:.5g} to {value:.5g}, "
-                      f"exporting to {self.output_dir}")
+            if self._chief():
+                self._say(f"epoch {epoch + 1}: {self.monitor} improved from {self.best:.5g} to "
+                          f"{value:.5g}, exporting to {self.output_dir}")
             self.best, self.best_epoch = value, epoch
             self._export(epoch)
 
@@ -117,34 +135,103 @@ class EbnnExport(tf.keras.callbacks.Callback):
             print(f"EbnnExport: {msg}")
         log.info(msg)
 
+    def _chief(self):
+        return is_chief(getattr(self.model, "distribute_strategy", None))
+
     def _export(self, epoch):
-        if not is_chief(getattr(self.model, "distribute_strategy", None)):
-            return None
-        from .exporting import BudgetError, export
-        model = self.model
-        if self.reestimate_bn is not None:
-            from .training import reestimate_batchnorm
-            model = tf.keras.models.clone_model(self.model)
-            model.set_weights(self.model.get_weights())
-            reestimate_batchnorm(model, self.reestimate_bn)
-        x, y = _split(self.verify_data)
-        if x is None and self.verify:
-            x = random_inputs(model, 256)
+        """Export the current weights (chief only); return the ExportResult, or None. Never raises."""
         try:
-            result = export(model, self.output_dir, name=self.name, target=self.target,
-                            verify_inputs=x if self.verify else None,
-                            verify_labels=y if self.verify else None,
-                            max_ram=self.max_ram, max_flash=self.max_flash)
+            # every worker, at the same point: the only step that may communicate (see class docstring)
+            weights = self.model.get_weights()
+            if not self._chief():
+                return None
+            result = outside_strategy(self._export_copy, weights)
         except Exception as exc:  # budget overrun, disk full, C mismatch...: report, keep training
+            from .exporting import BudgetError
             kind = "" if isinstance(exc, BudgetError) else f"{type(exc).__name__}: "
-            log.error("EbnnExport: not exported: %s%s", kind, exc)
-            print(f"EbnnExport: not exported: {kind}{exc}")
+            msg = "not exported: " + " ".join(f"{kind}{exc}".split())  # one line
+            print(f"EbnnExport: {msg}")
+            if log.hasHandlers():  # else logging's last resort would print it a second time
+                log.error("EbnnExport: %s", msg)
             self.errors.append(exc)
             return None
         result.epoch = epoch
         self.exports.append(result)
         self._say(result.summary())
         return result
+
+    def _export_copy(self, weights):
+        """Lower, verify and write a strategy-free copy of the model holding `weights`."""
+        from .exporting import export
+        model = plain_copy(self.model, weights)
+        if self.reestimate_bn is not None:
+            from .training import reestimate_batchnorm
+            reestimate_batchnorm(model, self.reestimate_bn)
+        x, y = _split(self.verify_data)
+        if x is None and self.verify:
+            x = random_inputs(model, 256)
+        return export(model, self.output_dir, name=self.name, target=self.target,
+                      verify_inputs=x if self.verify else None,
+                      verify_labels=y if self.verify else None,
+                      max_ram=self.max_ram, max_flash=self.max_flash)
+
+
+def local_weights(model):
+    """The model's weights as NumPy arrays (in `get_weights()` order), read without any communication.
+
+    A distributed variable gives its first local replica's value: for mirrored variables that is the
+    value; for sync-on-read ones (batch-norm moving statistics) it is this replica's own estimate,
+    where `get_weights()` would average all replicas with a collective op.
+    """
+    strategy = model.distribute_strategy
+    return [np.asarray(strategy.experimental_local_results(v)[0]) for v in model.weights]
+
+
+def plain_copy(model, weights):
+    """A copy of `model` (same architecture and layer names, `weights` set) that belongs to no strategy.
+
+    Call it where no tf.distribute strategy is active (see `outside_strategy`): built inside a
+    strategy's scope, the copy's variables would be distributed again, and under a multi-worker
+    strategy creating them is itself a collective op.
+    """
+    if not isinstance(model, tf.keras.Model):
+        raise UnsupportedModelError(f"expected a tf.keras Model, got {type(model).__name__}")
+    if not (isinstance(model, tf.keras.Sequential) or getattr(model, "_is_graph_network", False)):
+        raise UnsupportedModelError(f"subclassed model {type(model).__name__} is not supported.",
+                                    hint="Build a Sequential or functional model of Keras and larq layers.")
+    try:
+        copy = tf.keras.models.clone_model(model)
+        copy.set_weights(weights)
+    except Exception as exc:
+        raise UnsupportedModelError(
+            f"the model cannot be rebuilt from its layers' configuration ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:300]}).",
+            hint="Use a built Sequential or functional model of Keras and larq layers.") from exc
+    return copy
+
+
+def outside_strategy(fn, *args):
+    """Return fn(*args), run where no tf.distribute strategy is active.
+
+    A strategy's scope belongs to the thread that entered it, so under a strategy `fn` runs in a
+    helper thread (joined at once: the caller waits); its exception, if any, is raised here.
+    """
+    if not tf.distribute.has_strategy():
+        return fn(*args)
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = fn(*args)
+        except BaseException as exc:  # handed back to the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="ebnn-export")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def _split(data):

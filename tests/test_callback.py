@@ -44,6 +44,25 @@ def test_fail_fast_before_training(tmp_path, mnist_small):
     assert not (tmp_path / "out").exists()
 
 
+def test_subclassed_model_fails_before_training(tmp_path):
+    class Sub(tf.keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = lq.layers.QuantDense(10, kernel_quantizer="ste_sign", kernel_constraint="weight_clip")
+
+        def call(self, x):
+            return self.dense(x)
+
+    model = Sub()
+    model(tf.zeros((1, 4)))
+    model.compile("adam", "mse")
+    counter = EpochCounter()
+    with pytest.raises(UnsupportedModelError, match="subclassed model Sub is not supported"):
+        model.fit(np.zeros((8, 4)), np.zeros((8, 10)), verbose=0,
+                  callbacks=[EbnnExport(tmp_path / "out"), counter])
+    assert counter.batches == 0 and not (tmp_path / "out").exists()
+
+
 def test_export_at_end_with_verify(tmp_path, mnist_small):
     xtr, ytr, xte, yte = mnist_small
     tf.keras.utils.set_random_seed(1)
@@ -84,6 +103,24 @@ def test_export_on_improvement(tmp_path, mnist_small):
     assert [r.epoch for r in cb.exports] == expected
     assert cb.best_epoch == expected[-1]
     assert (tmp_path / "best" / "best.c").is_file()
+
+
+def test_reestimate_bn_exports_a_copy(tmp_path, mnist_small):
+    """reestimate_bn: the export holds the re-estimated statistics; the training model keeps its own."""
+    from keras_ebnn import lower, reference
+    from keras_ebnn.callback import plain_copy
+    from keras_ebnn.training import reestimate_batchnorm
+    xtr, ytr, xte, _ = mnist_small
+    tf.keras.utils.set_random_seed(4)
+    model = _compiled(small_mnist_model(tf, lq))
+    cb = EbnnExport(tmp_path / "out", name="re", verify=False, reestimate_bn=xtr[:256], verbose=0)
+    model.fit(xtr[:256], ytr[:256], epochs=1, batch_size=64, verbose=0, callbacks=[cb])
+    trained = model.get_weights()
+    expected = lower(reestimate_batchnorm(plain_copy(model, trained), xtr[:256]), "re")
+    logits = reference.run(cb.exports[0].lowered, xte)["logits"]
+    assert np.array_equal(logits, reference.run(expected, xte)["logits"])
+    assert not np.array_equal(logits, reference.run(lower(model), xte)["logits"])
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), trained))
 
 
 def test_no_partial_folder_on_failure(tmp_path, monkeypatch, mnist_small):
@@ -177,7 +214,13 @@ MIRRORED = textwrap.dedent("""
     y = rng.integers(0, 10, 256)
     cb = EbnnExport({out!r}, name="mirrored", verify_data=x[:64], verbose=0)
     model.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[cb])
-    print("EXPORTS", len(calls), len(cb.exports), cb.exports[0].c_matches_reference)
+    # the export holds the weights get_weights() gives (batch-norm statistics averaged over replicas)
+    plain = small_mnist_model(tf, lq)
+    plain.set_weights(model.get_weights())
+    from keras_ebnn import reference
+    logits = reference.run(keras_ebnn.lower(plain), x[:64])["logits"]
+    same = np.array_equal(logits, reference.run(cb.exports[0].lowered, x[:64])["logits"])
+    print("EXPORTS", len(calls), len(cb.exports), cb.exports[0].c_matches_reference, same)
 """)
 
 
@@ -187,5 +230,5 @@ def test_mirrored_strategy_exports_once(tmp_path):
     script.write_text(MIRRORED.format(tests=str(ROOT / "tests"), out=str(out)))
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "EXPORTS 1 1 True" in proc.stdout
+    assert "EXPORTS 1 1 True True" in proc.stdout
     assert (out / "mirrored.c").is_file()
