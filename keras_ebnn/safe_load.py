@@ -29,6 +29,7 @@ from .errors import ModelFileError, UnsafeModelError
 MAX_CONFIG_BYTES = 64 * 1024 * 1024  # a model configuration is a few KB; refuse absurd sizes
 MAX_DEPTH = 64  # nesting of configuration objects (models in models, wrappers, ...)
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+MAX_WEIGHTS = 1 << 27  # refuse configurations whose weights alone would need more than 512 MB
 
 # Keras built-in layers that run no user code. Lambda, TFOpLambda and SlicingOpLambda are left out on
 # purpose; so are preprocessing layers that read vocabularies from files or call user functions.
@@ -198,6 +199,12 @@ def check_config(config, path="model"):
                              "(no class_name / config)")
     top = {k: v for k, v in config.items() if k != "compile_config"}
     _walk(top, path, layer=None, depth=0)
+    weights = estimated_weights(config)
+    if weights > MAX_WEIGHTS:
+        raise ModelFileError(
+            f"could not read model file {path}: its configuration describes about {weights:.3g} weights, "
+            f"more than the {MAX_WEIGHTS:,} keras-ebnn accepts (a model for a microcontroller has far "
+            "fewer; building it would exhaust memory; is the file corrupted?)")
 
 
 _LAYER_KEYS = ("layers", "layer", "cell", "cells", "forward_layer", "backward_layer")
@@ -273,6 +280,82 @@ def _check_object(node, path, layer, key):
         if parts[-1] not in ALLOWED_CLASSES or (len(parts) == 2 and parts[0] not in ALLOWED_MODULE_ROOTS):
             _refuse(path, layer, what, f"is registered as {str(registered)[:80]!r}, not a Keras or "
                                        "larq built-in")
+
+
+def _ints(value):
+    """The integers in a shape-like config value (int or list of ints; None / other types count 1)."""
+    items = value if isinstance(value, list) else [value]
+    return [v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 1 for v in items]
+
+
+def _product(values):
+    result = 1
+    for v in values:
+        result *= v
+    return result
+
+
+def estimated_weights(config):
+    """An upper estimate of the number of weights the configuration asks Keras to allocate.
+
+    Keras builds every layer from the configuration (allocating and initialising its kernel) before
+    it reads the stored weights, so a corrupted size (filters=10**12) would exhaust memory before any
+    mismatch is noticed. The estimate follows the layers in file order, tracking an upper bound of
+    the activation shape (strides and pooling only shrink it; UpSampling/ZeroPadding/Reshape/Flatten
+    are followed); kernel weights = prod(kernel_size) x input channels x filters (or units), plus the
+    embedding and depthwise cases. Nested models are followed the same way.
+    """
+    total = 0
+    shape = [1]
+
+    def visit(layers):
+        nonlocal total, shape
+        for lay in layers if isinstance(layers, list) else []:
+            cfg = lay.get("config") if isinstance(lay, dict) else None
+            if not isinstance(cfg, dict):
+                continue
+            if isinstance(cfg.get("layers"), list):  # a nested model
+                visit(cfg["layers"])
+                continue
+            for key in ("batch_input_shape", "batch_shape"):
+                if isinstance(cfg.get(key), list) and cfg[key]:
+                    shape = _ints(cfg[key][1:]) or [1]
+            channels = shape[-1]
+            kernel = _product(_ints(cfg.get("kernel_size", 1)))
+            if "filters" in cfg or "units" in cfg:
+                out = _ints(cfg.get("filters", cfg.get("units")))[0]
+                total += kernel * channels * out
+                shape = shape[:-1] + [out]
+            if "depth_multiplier" in cfg:
+                out = channels * _ints(cfg["depth_multiplier"])[0]
+                total += kernel * out
+                if "filters" not in cfg:
+                    shape = shape[:-1] + [out]
+            if "input_dim" in cfg and "output_dim" in cfg:
+                total += _ints(cfg["input_dim"])[0] * _ints(cfg["output_dim"])[0]
+                shape = shape + [_ints(cfg["output_dim"])[0]]
+            if "size" in cfg:  # UpSampling
+                sizes = _ints(cfg["size"])
+                shape = [d * sizes[min(i, len(sizes) - 1)] for i, d in enumerate(shape[:-1])] + shape[-1:]
+            if "padding" in cfg and not isinstance(cfg["padding"], str):  # ZeroPadding
+                pad = sum(_ints(_flatten(cfg["padding"])))
+                shape = [d + pad for d in shape[:-1]] + shape[-1:]
+            if "target_shape" in cfg:
+                shape = _ints(cfg["target_shape"]) or [1]
+            if lay.get("class_name") == "Flatten":
+                shape = [_product(shape)]
+            total += 4 * shape[-1]  # batch-norm-like per-channel vectors
+
+    config_ = config.get("config")
+    if isinstance(config_, dict):
+        visit(config_.get("layers"))
+    return total
+
+
+def _flatten(value):
+    if isinstance(value, list):
+        return [x for v in value for x in _flatten(v)]
+    return [value]
 
 
 def _check_name(value, key, path, layer):
