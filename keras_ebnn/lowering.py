@@ -87,10 +87,15 @@ def load_model(path, trust_model=False):
     tf, lq = import_larq()
     try:
         if kind == "keras":
-            return tf.keras.models.load_model(str(path), compile=False, safe_mode=not trust_model)
-        return tf.keras.models.load_model(str(path), compile=False)
+            model = tf.keras.models.load_model(str(path), compile=False, safe_mode=not trust_model)
+        else:
+            model = tf.keras.models.load_model(str(path), compile=False)
     except Exception as exc:  # keep the loader's message, under our exception type
         raise ModelFileError(f"could not load model file {path}: {short_error(exc)}") from exc
+    if not getattr(model, "inputs", None):  # e.g. an InputLayer without shape: nothing was built
+        raise ModelFileError(f"could not load model file {path}: the model has no defined input shape, "
+                             "so its weights were not loaded")
+    return model
 
 
 def model_layers(model):

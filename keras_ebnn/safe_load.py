@@ -7,7 +7,7 @@ plain zipfile / json / h5py (no TensorFlow, nothing deserialized) and accepts it
 object in it is a Keras built-in or larq class from an explicit allow-list:
 
 * `.keras` (zip): `config.json` (every member's CRC is checked first).
-* `.h5` / HDF5: the `model_config` attribute.
+* `.h5` / HDF5: the `model_config` attribute (every group and dataset header is read first).
 * SavedModel directory: refused unless trusted, because its TensorFlow graph can hold arbitrary
   ops (file writes, ...) that no configuration check can vouch for.
 
@@ -72,9 +72,9 @@ LARQ_CLASSES = frozenset("""
 ALLOWED_CLASSES = KERAS_LAYERS | KERAS_MODELS | KERAS_OBJECTS | LARQ_CLASSES
 # Functions referenced by name (activations, quantizers, initializer/regularizer/constraint aliases).
 ALLOWED_FUNCTIONS = frozenset("""
-    linear relu relu6 elu selu gelu sigmoid hard_sigmoid softmax softplus softsign swish silu tanh
-    exponential mish leaky_relu log_softmax
-    ste_sign approx_sign swish_sign ste_heaviside ste_tern magnitude_aware_sign dorefa_quantizer noop
+    linear relu elu selu gelu sigmoid hard_sigmoid softmax softplus softsign swish tanh exponential mish
+    ste_sign approx_sign swish_sign ste_heaviside ste_tern magnitude_aware_sign dorefa_quantizer
+    hard_tanh leaky_tanh
     weight_clip
     constant glorot_normal glorot_uniform he_normal he_uniform identity lecun_normal lecun_uniform ones
     orthogonal random_normal random_uniform truncated_normal variance_scaling zeros
@@ -157,6 +157,7 @@ def _read_h5_config(path):
             if "model_config" not in f.attrs:
                 raise ModelFileError(f"{what} (no model_config attribute: a weights-only file?)")
             raw = f.attrs["model_config"]
+            f.visititems(lambda name, obj: None)  # read every group's index: a damaged one fails here
     except ModelFileError:
         raise
     except Exception as exc:  # h5py raises OSError, KeyError, ValueError, RuntimeError...
@@ -198,11 +199,18 @@ def check_config(config, path="model"):
         raise ModelFileError(f"could not read model file {path}: the configuration is not a Keras model "
                              "(no class_name / config)")
     top = {k: v for k, v in config.items() if k != "compile_config"}
-    _walk(top, path, layer=None, depth=0)
-    weights = estimated_weights(config)
+    try:
+        _walk(top, path, layer=None, depth=0)
+        weights = estimated_weights(config)
+    except (TypeError, AttributeError, ValueError, IndexError, KeyError, OverflowError) as exc:
+        if isinstance(exc, ModelFileError):  # includes UnsafeModelError
+            raise
+        raise ModelFileError(f"could not read model file {path}: malformed configuration "
+                             f"({short_error(exc)})") from exc
     if weights > MAX_WEIGHTS:
         raise ModelFileError(
-            f"could not read model file {path}: its configuration describes about {weights:.3g} weights, "
+            f"could not read model file {path}: its configuration describes about "
+            f"{float(min(weights, 10 ** 300)):.3g} weights, "
             f"more than the {MAX_WEIGHTS:,} keras-ebnn accepts (a model for a microcontroller has far "
             "fewer; building it would exhaust memory; is the file corrupted?)")
 
