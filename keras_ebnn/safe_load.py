@@ -26,6 +26,7 @@ from pathlib import Path
 
 from .errors import ModelFileError, UnsafeModelError
 
+MAX_ARCHIVE_BYTES = 2 * 1024 ** 3  # a .keras archive whose members unpack to more is refused
 MAX_CONFIG_BYTES = 64 * 1024 * 1024  # a model configuration is a few KB; refuse absurd sizes
 MAX_DEPTH = 64  # nesting of configuration objects (models in models, wrappers, ...)
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -126,6 +127,10 @@ def _read_keras_config(path):
     what = f"could not read model file {path}: not a valid .keras archive"
     try:
         with zipfile.ZipFile(path) as zf:
+            unpacked = sum(info.file_size for info in zf.infolist())
+            if unpacked > MAX_ARCHIVE_BYTES:  # a zip bomb would take minutes to check and to load
+                raise ModelFileError(f"{what} (its members unpack to {unpacked:,} bytes, more than "
+                                     f"{MAX_ARCHIVE_BYTES:,})")
             bad = zf.testzip()  # reads every member: CRC and decompression errors surface here
             if bad is not None:
                 raise ModelFileError(f"{what} (member {bad!r} is corrupted: CRC mismatch)")

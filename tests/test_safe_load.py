@@ -237,3 +237,11 @@ def test_malformed_files_give_one_clear_error(tmp_path):
 def test_trusted_keras_file_still_loads_normally(tmp_path):
     path = small_saved(tmp_path)
     assert load_model(path).count_params() == load_model(path, trust_model=True).count_params()
+
+
+def test_archive_unpacking_to_too_much_is_refused(tmp_path, monkeypatch):
+    import keras_ebnn.safe_load as safe_load
+    path = small_saved(tmp_path)
+    monkeypatch.setattr(safe_load, "MAX_ARCHIVE_BYTES", 1000)  # stands for 2 GiB: no bomb on disk
+    with pytest.raises(ModelFileError, match="unpack to .* bytes, more than 1,000"):
+        check_model_file(path)
