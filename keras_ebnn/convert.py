@@ -1,7 +1,12 @@
 """keras-ebnn-convert: export a saved Keras/Larq model as C, a Zephyr module or an Arduino library.
 
-Exit codes: 0 exported; 1 export error (unsupported model, budget overrun, failed verification or C
-build); 2 usage error (bad arguments, missing files).
+Exit codes: 0 exported; 1 export error (unreadable, unsafe or unsupported model, budget overrun,
+failed verification or C build); 2 usage error (bad arguments, missing files).
+
+A failed conversion prints one `error: ...` line on stderr (for an unsupported layer, followed by the
+list of supported layers), never a traceback, and writes nothing. TensorFlow's start-up logs are hidden
+unless --verbose. The model file is checked before Keras reads it (keras_ebnn.safe_load): layers that
+could run code (Lambda, custom classes) and SavedModel directories are refused unless --trust-model.
 """
 import argparse
 import sys
@@ -31,7 +36,20 @@ def build_parser():
     p.add_argument("--max-ram", type=int, metavar="BYTES", help="fail if the model needs more RAM")
     p.add_argument("--max-flash", type=int, metavar="BYTES", help="fail if the model needs more flash")
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    p.add_argument("--trust-model", action="store_true",
+                   help="load the model even if it holds code (Lambda layers, custom classes, SavedModel "
+                        "graphs): loading runs that code, so use it only for files you trust like a "
+                        "script you would run")
+    p.add_argument("--verbose", action="store_true",
+                   help="show TensorFlow's own log output and warnings (hidden by default)")
     return p
+
+
+def _error(message, hint=None):
+    """Print a failure as one `error:` line (and an optional one-line hint) on stderr."""
+    print("error: " + " ".join(str(message).split()), file=sys.stderr)
+    if hint:
+        print(" ".join(hint.split()), file=sys.stderr)
 
 
 def main(argv=None):
@@ -59,19 +77,31 @@ def main(argv=None):
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
 
-    from .errors import UnsupportedModelError
-    from .exporting import BudgetError, export
-    from .lowering import load_model
+    from ._tf import quiet_tensorflow
+    from .errors import ModelFileError, UnsupportedModelError
     try:
-        model = load_model(model_path)
-        result = export(model, args.output, name=name, target=args.target, verify_inputs=x,
-                        verify_labels=y, max_ram=args.max_ram, max_flash=args.max_flash,
-                        progress=not args.quiet)
-    except (UnsupportedModelError, BudgetError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_EXPORT_ERROR
-    except (OSError, RuntimeError) as exc:
-        print(f"error: export failed: {exc}", file=sys.stderr)
+        with quiet_tensorflow(enabled=not args.verbose):  # TF/absl/oneDNN/CUDA logs go to a sink
+            from .exporting import BudgetError, export
+            from .lowering import load_model
+            try:
+                model = load_model(model_path, trust_model=args.trust_model)
+                result = export(model, args.output, name=name, target=args.target, verify_inputs=x,
+                                verify_labels=y, max_ram=args.max_ram, max_flash=args.max_flash,
+                                progress=not args.quiet)
+            except ModelFileError as exc:  # unreadable or unsafe file: the supported list does not help
+                _error(exc.message)
+                return EXIT_EXPORT_ERROR
+            except UnsupportedModelError as exc:
+                _error(exc.message, exc.hint)
+                return EXIT_EXPORT_ERROR
+            except BudgetError as exc:
+                _error(exc)
+                return EXIT_EXPORT_ERROR
+            except (OSError, RuntimeError) as exc:
+                print(f"error: export failed: {exc}", file=sys.stderr)  # may hold compiler output
+                return EXIT_EXPORT_ERROR
+    except Exception as exc:  # a loader or TensorFlow bug on odd input: still one line, no traceback
+        _error(f"export failed: {type(exc).__name__}: {exc}"[:500])
         return EXIT_EXPORT_ERROR
     say(result.summary())
     if x is not None:

@@ -1,4 +1,11 @@
-"""The one exception type raised for models keras-ebnn cannot export."""
+"""Exception types for models keras-ebnn cannot export or will not load.
+
+`UnsupportedModelError` is the base: every error about the input model is one. Its `str()` keeps the
+historical form (message, then the supported-layers list); `message` is the one-line description and
+`hint` the supported-layers list (None when the list does not fit the problem, e.g. a file that could
+not be read). `ModelFileError` (unreadable / malformed file) and `UnsafeModelError` (a file that could
+run code when loaded) are subclasses whose `str()` is the message alone.
+"""
 
 SUPPORTED = (
     "Supported layers: InputLayer; a leading Rescaling(scale, offset) (raw uint8 input); "
@@ -15,7 +22,8 @@ class UnsupportedModelError(ValueError):
     """Raised when a Keras model cannot be lowered to eBNN blocks.
 
     The message names the layer (index, name, class), says what is wrong and what is supported.
-    Attributes: `layer_index`, `layer_name`, `layer_class` (None when the problem is not one layer).
+    Attributes: `layer_index`, `layer_name`, `layer_class` (None when the problem is not one layer),
+    `reason`, `message` (one line, without the supported-layers list) and `hint` (that list).
     """
 
     def __init__(self, reason, layer=None, index=None, hint=None):
@@ -28,6 +36,29 @@ class UnsupportedModelError(ValueError):
         message = f"{where}{reason}"
         if hint:
             message += f" {hint}"
-        message += f"\n{SUPPORTED}"
-        super().__init__(message)
+        self.message = message
+        self.hint = SUPPORTED
+        super().__init__(f"{message}\n{SUPPORTED}")
         self.reason = reason
+
+
+class ModelFileError(UnsupportedModelError):
+    """The model file is missing, unreadable or malformed (message names the file; no `hint`)."""
+
+    def __init__(self, reason):
+        ValueError.__init__(self, reason)
+        self.layer_index = self.layer_name = self.layer_class = None
+        self.reason = self.message = reason
+        self.hint = None
+
+
+class UnsafeModelError(ModelFileError):
+    """Loading the model file could run code from it (Lambda, custom class, SavedModel graph...).
+
+    `layer_label` is "layer 'NAME' (CLASS)" for the offending layer, or None. Pass
+    trust_model=True / --trust-model only for files you trust like a Python script.
+    """
+
+    def __init__(self, reason, layer_label=None):
+        super().__init__(reason)
+        self.layer_label = layer_label

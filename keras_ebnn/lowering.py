@@ -17,7 +17,7 @@ from . import thresholds
 from ._tf import import_larq
 from .blocks import (BinaryConvBlock, BinaryDenseBlock, ConvGeometry, InputConvBlock, InputSpec,
                      LoweredModel, OutputDenseBlock)
-from .errors import UnsupportedModelError
+from .errors import ModelFileError, UnsupportedModelError
 
 SIGN_QUANTIZERS = {"ste_sign", "approx_sign", "swish_sign", "SteSign", "ApproxSign", "SwishSign"}
 NOOP_LAYERS = {"Dropout", "GaussianNoise", "GaussianDropout", "AlphaDropout", "SpatialDropout1D",
@@ -72,13 +72,30 @@ class LayerGroup:
 # 1. Reading the model
 
 
-def load_model(path):
-    """Load a .keras / .h5 / SavedModel file with larq's custom objects registered."""
+def load_model(path, trust_model=False):
+    """Load a .keras / .h5 file (or, trusted only, a SavedModel directory) with larq's objects registered.
+
+    Unless `trust_model` is True, `keras_ebnn.safe_load.check_model_file` first reads the file's
+    configuration without Keras and refuses anything that could run code when loaded (Lambda layers,
+    custom classes, modules outside Keras/larq, SavedModel graphs) with `UnsafeModelError`; .keras
+    files are then loaded with Keras's safe_mode on as well. A missing, unreadable or malformed file
+    raises `ModelFileError` (both are `UnsupportedModelError`s). Pass trust_model=True only for files
+    you trust like a Python script you would run.
+    """
+    from .safe_load import check_model_file, short_error
+    kind = check_model_file(path, trust_model=trust_model)
     tf, lq = import_larq()
     try:
-        return tf.keras.models.load_model(str(path), compile=False)
+        if kind == "keras":
+            model = tf.keras.models.load_model(str(path), compile=False, safe_mode=not trust_model)
+        else:
+            model = tf.keras.models.load_model(str(path), compile=False)
     except Exception as exc:  # keep the loader's message, under our exception type
-        raise UnsupportedModelError(f"could not load model file {path}: {exc}") from exc
+        raise ModelFileError(f"could not load model file {path}: {short_error(exc)}") from exc
+    if not getattr(model, "inputs", None):  # e.g. an InputLayer without shape: nothing was built
+        raise ModelFileError(f"could not load model file {path}: the model has no defined input shape, "
+                             "so its weights were not loaded")
+    return model
 
 
 def model_layers(model):
