@@ -106,7 +106,7 @@ class EbnnExport(tf.keras.callbacks.Callback):
             outside_strategy(lambda: lower(plain_copy(self.model, weights), self.name))
         except UnsupportedModelError as exc:
             self.model.stop_training = True
-            raise UnsupportedModelError(f"EbnnExport cannot export this model: {exc}") from exc
+            raise UnsupportedModelError(f"EbnnExport cannot export this model: {exc.message}") from exc
         _validate_name(self.name)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -149,7 +149,8 @@ class EbnnExport(tf.keras.callbacks.Callback):
         except Exception as exc:  # budget overrun, disk full, C mismatch...: report, keep training
             from .exporting import BudgetError
             kind = "" if isinstance(exc, BudgetError) else f"{type(exc).__name__}: "
-            msg = "not exported: " + " ".join(f"{kind}{exc}".split())  # one line
+            text = getattr(exc, "message", exc)  # UnsupportedModelError: without the supported-layers list
+            msg = "not exported: " + " ".join(f"{kind}{text}".split())  # one line
             print(f"EbnnExport: {msg}")
             if log.hasHandlers():  # else logging's last resort would print it a second time
                 log.error("EbnnExport: %s", msg)
