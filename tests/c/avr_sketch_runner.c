@@ -2,13 +2,15 @@
  * tests/test_boards.py: prints what the sketch writes to Serial, can type bytes into Serial, and
  * measures the peak SRAM the sketch used.
  *
- * Usage: avr_sketch_runner SKETCH.elf STATIC_END [INPUT.bin ANSWERS]
+ * Usage: avr_sketch_runner SKETCH.elf STATIC_END [INPUT.bin CHUNK]
  *   STATIC_END: the first SRAM address after .data and .bss (avr-nm's _end), hex or decimal.
- *   INPUT.bin:  bytes typed into UART0, as fast as the UART's receive FIFO takes them (XON/XOFF).
- *   ANSWERS:    the run ends once the sketch has printed this many lines starting with "image".
+ *   INPUT.bin:  bytes typed into UART0 as the sketch's Serial protocol asks: each line it prints
+ *               starting with "ready" releases the next CHUNK bytes, sent as fast as the UART's
+ *               receive FIFO takes them (XON/XOFF). The run ends once the sketch has answered
+ *               the last chunk (printed as many lines starting with "image" as there are chunks).
  * SRAM above STATIC_END is painted before the first instruction; at the end, the lowest painted
  * byte that changed is the stack's (and heap's) high-water mark. The run ends when the sketch
- * sleeps with interrupts disabled, or after MAX_CYCLES, or after ANSWERS answers. Prints, after the sketch's own output:
+ * sleeps with interrupts disabled, or after MAX_CYCLES, or after the last answer. Prints, after the sketch's own output:
  *   "sram static=S stack=K peak=P ramend=R cycles=C state=X"  (S + K = P bytes of the 2,048). */
 #include <stdint.h>
 #include <stdio.h>
@@ -26,9 +28,9 @@
 
 static avr_irq_t *uart_in;
 static uint8_t *input;
-static size_t input_len, input_pos;
+static size_t input_len, input_pos, released, chunk;
 static int xoff;
-static int line_start = 1, image_line;
+static int line_start = 1, image_line, ready_line;
 static unsigned long answers, expected;
 
 static void feed(struct avr_irq_t *irq, uint32_t value, void *param)
@@ -37,7 +39,7 @@ static void feed(struct avr_irq_t *irq, uint32_t value, void *param)
     (void)value;
     (void)param;
     xoff = 0;
-    while (!xoff && input_pos < input_len)
+    while (!xoff && input_pos < released)
         avr_raise_irq(uart_in, input[input_pos++]);
 }
 
@@ -55,11 +57,17 @@ static void on_output(struct avr_irq_t *irq, uint32_t value, void *param)
     (void)param;
     int c = (int)(value & 0xFFu);
     putchar(c);
-    if (line_start)
+    if (line_start) {
         image_line = (c == 'i');
+        ready_line = (c == 'r');
+    }
     line_start = (c == '\n');
     if (line_start && image_line)
         answers++;
+    if (line_start && ready_line && released < input_len) {
+        released = released + chunk < input_len ? released + chunk : input_len;
+        feed(irq, 0, NULL);
+    }
 }
 
 static uint8_t *read_file(const char *path, size_t *len)
@@ -85,7 +93,7 @@ int main(int argc, char **argv)
     uint32_t flags = 0;
     unsigned long static_end, lowest;
     if (argc != 3 && argc != 5) {
-        fprintf(stderr, "usage: %s SKETCH.elf STATIC_END [INPUT.bin ANSWERS]\n", argv[0]);
+        fprintf(stderr, "usage: %s SKETCH.elf STATIC_END [INPUT.bin CHUNK]\n", argv[0]);
         return 2;
     }
     static_end = strtoul(argv[2], NULL, 0);
@@ -94,7 +102,12 @@ int main(int argc, char **argv)
             fprintf(stderr, "cannot read %s\n", argv[3]);
             return 2;
         }
-        expected = strtoul(argv[4], NULL, 0);
+        chunk = strtoul(argv[4], NULL, 0);
+        if (chunk == 0 || input_len % chunk != 0) {
+            fprintf(stderr, "CHUNK must divide the input's %lu bytes\n", (unsigned long)input_len);
+            return 2;
+        }
+        expected = input_len / chunk;
     }
     memset(&fw, 0, sizeof(fw));
     if (elf_read_firmware(argv[1], &fw) != 0) {
