@@ -40,6 +40,23 @@ def build_parser():
     return p
 
 
+def _stderr_log():
+    """Print the "keras_ebnn" logger's warnings on stderr (only there); returns the undo function."""
+    import logging
+    logger = logging.getLogger("keras_ebnn")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setLevel(logging.WARNING)
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+
+    def undo():
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+    return undo
+
+
 def _board_names():
     from .boards import board_names
     return board_names()
@@ -82,6 +99,7 @@ def main(argv=None):
     from .errors import UnsupportedModelError
     from .exporting import BudgetError, export
     from .lowering import load_model
+    warnings = _stderr_log()  # export's warnings (e.g. --force) go to stderr, even with -q
     try:
         model = load_model(model_path)
         result = export(model, args.output, name=name, target=args.target, verify_inputs=x,
@@ -93,8 +111,8 @@ def main(argv=None):
     except (OSError, RuntimeError) as exc:
         print(f"error: export failed: {exc}", file=sys.stderr)
         return EXIT_EXPORT_ERROR
-    for note in result.notes:  # e.g. the --force warning
-        print(note, file=sys.stderr)
+    finally:
+        warnings()
     say(result.summary())
     if x is not None:
         say(f"accuracy on {len(x)} {args.dataset} test images: Keras {result.keras_accuracy * 100:.2f}%, "

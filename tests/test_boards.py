@@ -495,3 +495,21 @@ def test_arduino_core_overhead_bounds_a_stand_in_sketch(tmp_path):
     assert 0 < sketch_flash <= core["flash"]
     assert 0 < static - model.input.length <= core["ram_static"]
     assert irq > 0 and frame + irq <= core["ram_stack"]
+
+
+@pytest.mark.targets
+@uno
+def test_what_uno_refuses_really_fails_on_the_uno(tmp_path, capsys):
+    """m15_mnist forced onto the Uno: its stack runs into the static data (all 2,048 B in use) and the
+    sketch prints no classification, which is why `--board uno` refuses it."""
+    lib = tmp_path / "libraries" / "m15_mnist"
+    code, _, err = _convert(capsys, MODELS / "m15_mnist.keras", "-o", lib, "--target", "arduino", "--board", "uno",
+                            "--force", "-q")
+    assert code == 0 and "WARNING" in err
+    elf, _, static = _build_sketch(lib.parent, lib / "examples" / "m15_mnist" / "m15_mnist.ino", tmp_path)
+    text, stats = _run_sketch(elf, tmp_path)
+    with capsys.disabled():
+        print(f"\nm15_mnist forced onto the Uno: static {static} B, stack reached {stats['stack']} B, "
+              f"peak {stats['peak']} B of 2,048; printed {len(_printed(text))} classifications")
+    assert stats["peak"] == boards.BOARDS["uno"].sram_bytes  # no painted byte left
+    assert not _printed(text) and "done" not in text
