@@ -104,7 +104,7 @@ def check_budget(plan, max_ram=None, max_flash=None):
 
 def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_labels=None,
            max_ram=None, max_flash=None, keras_model=None, check_c=True, progress=False, board=None,
-           force=False):
+           force=False, sketch_verify_inputs=True):
     """Export `model` (Keras model, model file or LoweredModel) to `out_dir`; return an ExportResult.
 
     verify_inputs/labels: when given, the exported model is run on them with the reference executor
@@ -113,6 +113,9 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
     and SRAM (see boards.py for what is counted); the Arduino example embeds only the samples that
     fit. force: write an export that does not fit the board anyway, with a warning (logged on the
     "keras_ebnn" logger, kept in result.notes and written into the report).
+    sketch_verify_inputs: the Arduino example embeds the first verification inputs; False when they
+    mean nothing to a reader (e.g. random inputs): it then embeds the shipped MNIST sample (28x28x1
+    models) or reads its inputs over Serial.
     Raises UnsupportedModelError, BudgetError, BoardError (unknown board, Zephyr on AVR), or
     RuntimeError (C mismatch).
     """
@@ -138,7 +141,8 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
     labels = None if verify_labels is None else verify_labels[:n_samples]
     extra = {}
     if target == "arduino":
-        extra["samples"] = _sketch_samples(lowered, plan, board, sample, labels)
+        extra["samples"] = (_sketch_samples(lowered, plan, board, sample, labels) if sketch_verify_inputs
+                            else _sketch_samples(lowered, plan, board, None, None))
     budget = None if board is None else _board_budget(lowered, plan, board, target, extra.get("samples"))
     forced = budget is not None and not budget.fits
     if forced and not force:

@@ -210,6 +210,17 @@ def test_sketch_uses_verification_inputs_first(tmp_path):
     assert np.array_equal(samples, x[:8].reshape(8, -1)) and labels == [int(v) for v in y[:8]]
 
 
+def test_sketch_can_leave_random_verification_inputs_out(tmp_path):
+    """EbnnExport verifies on random inputs when it has no data: those are not embedded."""
+    from keras_ebnn.exporting import export
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (16, 28, 28, 1), dtype=np.uint8)
+    export(_lowered("uno_mnist"), tmp_path / "lib", name="uno_mnist", target="arduino", verify_inputs=x,
+           check_c=False, sketch_verify_inputs=False)
+    samples, labels = _sketch_arrays((tmp_path / "lib" / "examples" / "uno_mnist" / "uno_mnist.ino").read_text())
+    assert np.array_equal(samples, np.load(SAMPLE)["x"][:8].reshape(8, -1))
+
+
 def _fake_model(shape, dtype=np.uint8, classes=10):
     return types.SimpleNamespace(input=types.SimpleNamespace(shape=shape, dtype=dtype, length=int(np.prod(shape))),
                                  num_classes=classes)
