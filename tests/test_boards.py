@@ -104,6 +104,19 @@ def test_export_refuses_what_does_not_fit_and_writes_nothing(tmp_path):
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
+def test_zephyr_export_refuses_a_board_it_does_not_fit(tmp_path, monkeypatch):
+    from keras_ebnn.exporting import BudgetError, export
+    small = boards.Board("tiny_m0", "test board", "none", "cortex-m0plus", 1, 8_192, 1_024, "test")
+    monkeypatch.setitem(boards.BOARDS, "tiny_m0", small)
+    with pytest.raises(BudgetError, match=r"(?s)RAM [\d,]+ B needed of 1,024 B \(OVER by .*Zephyr kernel"):
+        export(_lowered("uno_mnist"), tmp_path / "z", name="uno_mnist", target="zephyr", board="tiny_m0")
+    assert not (tmp_path / "z").exists()
+    r = export(_lowered("uno_mnist"), tmp_path / "z", name="uno_mnist", target="zephyr", board="tiny_m0",
+               force=True, check_c=False)
+    assert r.forced and (tmp_path / "z" / "zephyr" / "module.yml").is_file()
+    assert "does not fit board `tiny_m0`" in (tmp_path / "z" / "uno_mnist_report.md").read_text()
+
+
 # --- the command line -----------------------------------------------------------------------------------
 
 def _convert(capsys, *argv):
@@ -303,6 +316,23 @@ def test_library_json_passes_platformios_own_validator(tmp_path):
     data = ManifestSchema().load_manifest(parsed)  # raises ManifestValidationError when invalid
     assert data["name"] == "uno_mnist" and data["frameworks"] == ["arduino"]
     assert data["examples"][0]["files"] == ["uno_mnist.ino"]
+
+
+@pytest.mark.skipif(not shutil.which("pio"), reason="PlatformIO's pio command is not installed")
+def test_pio_pkg_pack_accepts_the_library(tmp_path):
+    """`pio pkg pack` validates library.json (offline) and packs what its export section names."""
+    import tarfile
+    from keras_ebnn.exporting import export
+    lib = tmp_path / "lib"
+    export(_lowered("uno_mnist"), lib, name="uno_mnist", target="arduino")
+    proc = subprocess.run(["pio", "pkg", "pack", str(lib), "-o", str(tmp_path / "pkg.tar.gz")],
+                          capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "PLATFORMIO_CORE_DIR": str(tmp_path / "pio")})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with tarfile.open(tmp_path / "pkg.tar.gz") as tar:
+        names = set(tar.getnames())
+    assert {"library.json", "src/uno_mnist.h", "src/uno_mnist.c", "examples/uno_mnist/uno_mnist.ino"} <= names
+    assert "uno_mnist_report.md" not in names
 
 
 # --- on the Uno, under simavr ------------------------------------------------------------------------------
