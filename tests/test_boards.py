@@ -278,7 +278,8 @@ def _check_library_json(lib, manifest):
     assert isinstance(manifest["description"], str) and 0 < len(manifest["description"]) <= 255
     for key in ("keywords", "frameworks", "platforms", "headers"):
         value = manifest.get(key, [])
-        assert isinstance(value, (str, list)) and all(isinstance(v, str) for v in (value if isinstance(value, list) else [value]))
+        items = value if isinstance(value, list) else [value]
+        assert isinstance(value, (str, list)) and all(isinstance(v, str) for v in items)
     assert all(re.match(r"^[a-z\d\-_+. ]{1,50}$", k) for k in manifest["keywords"])
     assert all(re.match(r"^([a-z\d\-_]+|\*)$", f) for f in manifest["frameworks"] + manifest["platforms"])
     assert "arduino" in manifest["frameworks"]
@@ -335,14 +336,16 @@ def test_pio_pkg_pack_accepts_the_library(tmp_path):
     assert "uno_mnist_report.md" not in names
 
 
-# --- on the Uno, under simavr ------------------------------------------------------------------------------
+# --- on the Uno, under simavr ---------------------------------------------------------------------------
 
-AB = ["arduino-builder", "-compile", "-hardware", "/usr/share/arduino-builder", "-hardware", "/usr/share/arduino/hardware",
-      "-tools", "/usr/share/arduino-builder", "-fqbn", "arduino:avr:uno", "-prefs=compiler.cpp.extra_flags=-DDECIMAL_DIG=9"]
+AB = ["arduino-builder", "-compile", "-hardware", "/usr/share/arduino-builder", "-hardware",
+      "/usr/share/arduino/hardware", "-tools", "/usr/share/arduino-builder", "-fqbn", "arduino:avr:uno",
+      "-prefs=compiler.cpp.extra_flags=-DDECIMAL_DIG=9"]
 HAVE_UNO = bool(shutil.which("arduino-builder") and shutil.which("avr-nm") and shutil.which("gcc")
                 and Path("/usr/share/arduino/hardware/arduino/avr/boards.txt").is_file()
                 and Path("/usr/include/simavr/sim_avr.h").is_file())
-uno = pytest.mark.skipif(not HAVE_UNO, reason="arduino-builder / arduino-core-avr / avr-gcc / libsimavr-dev not installed")
+uno = pytest.mark.skipif(not HAVE_UNO,
+                         reason="arduino-builder / arduino-core-avr / avr-gcc / libsimavr-dev not installed")
 
 
 @lru_cache(maxsize=1)
