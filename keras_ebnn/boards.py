@@ -104,16 +104,16 @@ CODE_SCALE = {"avr": 2.0, "cortex-m0": 1.15, "cortex-m0plus": 1.15}
 # What an Arduino core adds, measured with arduino-builder 1.3.25 / arduino-core-avr 1.8.7 (Uno) and
 # simavr on the example sketch generated for a stand-in model whose predict measures the stack
 # (tests/test_boards.py rebuilds it and checks that these figures bound the measurement):
-#   flash: core start-up, timer, HardwareSerial/Print code and the sketch's own code: 2,258 B
-#          measured (the sketch minus its samples and the stand-in's predict), 2,400 allowed;
+#   flash: core start-up, timer, HardwareSerial/Print code and the sketch's own code: 2,394 B
+#          measured (the sketch minus its samples and the stand-in's predict), 2,500 allowed;
 #   ram_static: HardwareSerial's object with its 64 + 64 B ring buffers, millis counters, ...: 188 B
 #          measured (the sketch's .data + .bss minus its input buffer), 192 allowed;
 #   ram_stack: what lies on the stack below the predict call chain, besides the scores array:
-#          setup()'s frame at the call, 6 B measured, plus the deepest interrupt frame that can land
+#          setup()'s frame at the call, 20 B measured, plus the deepest interrupt frame that can land
 #          on the chain (Serial's transmit and timer 0 interrupts: 18 B measured; the receive
 #          interrupt is not exercised by the measurement), 48 allowed. Serial.print's own chain
 #          (~90 B) runs after predict returns, so it never adds to it.
-ARDUINO_CORE_OVERHEAD = {"avr": {"flash": 2_400, "ram_static": 192, "ram_stack": 48}}
+ARDUINO_CORE_OVERHEAD = {"avr": {"flash": 2_500, "ram_static": 192, "ram_stack": 48}}
 
 
 def board_names():

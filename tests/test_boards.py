@@ -493,7 +493,7 @@ int exact_predict(const exact_input_t *input, float *scores);
 # below that while it spun ~3 ms with interrupts on, Serial still transmitting the previous line).
 STANDIN_C = """#include <avr/io.h>
 #include "exact.h"
-int exact_predict(const exact_input_t *input, float *scores)
+__attribute__((noinline)) int exact_predict(const exact_input_t *input, float *scores)
 {
     uint8_t *sp = (uint8_t *)SP;
     uint16_t frame = (uint16_t)(RAMEND - (uint16_t)SP), depth = 0, i;
@@ -531,8 +531,8 @@ def test_arduino_core_overhead_bounds_a_stand_in_sketch(tmp_path):
     frame = max(a // 128 for a in answers) - 4  # minus the stand-in's scores array (1 float)
     irq = max(a % 128 for a in answers)
     core = boards.ARDUINO_CORE_OVERHEAD["avr"]
-    predict = int(subprocess.run(["avr-nm", "-S", str(elf)], capture_output=True, text=True, check=True).stdout
-                  .split(" exact_predict")[0].split()[-2], 16)
+    nm = subprocess.run(["avr-nm", "-S", str(elf)], capture_output=True, text=True, check=True).stdout
+    predict = int(re.search(r"^[0-9a-f]+ ([0-9a-f]+) [tT] exact_predict(?:\.\S+)?$", nm, re.M).group(1), 16)  # not inlined
     sketch_flash = flash - arduino.samples_bytes(model, len(images)) - predict
     print(f"\nArduino core on the Uno: flash {sketch_flash} B, static SRAM {static - 4} B, frame at the call "
           f"{frame} B, interrupts {irq} B (allowed: {core})")
