@@ -261,6 +261,81 @@ def test_float_models_get_scaled_samples_and_fewer_when_flash_is_short():
     assert arduino.choose_samples(_fake_model((28, 28, 1), classes=2))[1] is None  # MNIST labels mean nothing
 
 
+# A minimal Arduino API for building the sketch on the host: its non-AVR branch (how ARM and ESP32
+# cores compile it), with Serial writing to stdout and reading from stdin.
+ARDUINO_SHIM = r"""
+#include <stdio.h>
+#include <stdint.h>
+#include <stddef.h>
+#define F(s) (s)
+static unsigned long micros(void) { return 0; }
+struct HostSerial {
+    void begin(unsigned long) {}
+    void flush(void) { fflush(stdout); }
+    int read(void) { return getchar(); }
+    void print(const char *s) { fputs(s, stdout); }
+    void print(char c) { putchar(c); }
+    void print(int v) { printf("%d", v); }
+    void print(unsigned long v) { printf("%lu", v); }
+    void println(const char *s) { printf("%s\n", s); }
+    void println(int v) { printf("%d\n", v); }
+    void println(unsigned long v) { printf("%lu\n", v); }
+};
+static HostSerial Serial;
+#include SKETCH
+int main(void)
+{
+    setup();
+#ifdef LOOPS
+    for (int i = 0; i < LOOPS; i++)
+        loop();
+#endif
+    return 0;
+}
+"""
+
+
+@pytest.mark.skipif(not (shutil.which("g++") and shutil.which("gcc")), reason="no host g++/gcc")
+@pytest.mark.parametrize("variant", ["embedded", "serial"])
+def test_sketch_builds_and_classifies_on_the_host(variant, tmp_path):
+    """The sketch's non-AVR code, built warning-free with the runtime under ASan/UBSan on the host."""
+    from keras_ebnn import reference
+    from keras_ebnn.exporting import export
+    lib = tmp_path / "lib"
+    export(_lowered("uno_mnist"), lib, name="uno_mnist", target="arduino", check_c=False)
+    ino = lib / "examples" / "uno_mnist" / "uno_mnist.ino"
+    x = np.load(SAMPLE)["x"]
+    if variant == "embedded":
+        images, stdin, loops = x[:8], b"", []
+    else:
+        ino.write_text(arduino.sketch(_lowered("uno_mnist"), "uno_mnist", reason="test"))
+        images = x[300:303]
+        stdin, loops = images.tobytes(), [f"-DLOOPS={len(images)}"]
+    (tmp_path / "host.cpp").write_text(ARDUINO_SHIM)
+    san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g", "-O1"]
+    objs = []
+    for c in sorted((lib / "src").glob("*.c")):
+        obj = tmp_path / f"{c.stem}.o"
+        subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", *san, "-c", str(c), "-o", str(obj)],
+                       check=True)
+        objs.append(str(obj))
+    exe = tmp_path / "sketch"
+    proc = subprocess.run(["g++", "-std=c++11", "-Wall", "-Wextra", "-Werror", *san, f"-DSKETCH=\"{ino}\"",
+                           *loops, f"-I{lib / 'src'}", str(tmp_path / "host.cpp"), *objs, "-o", str(exe)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = subprocess.run([str(exe)], input=stdin, capture_output=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    text = run.stdout.decode()
+    ref = reference.run(_lowered("uno_mnist"), images, keep_bits=False)["classes"]
+    assert [c for _, c, _ in _printed(text)] == [int(v) for v in ref], text
+    if variant == "embedded":
+        labels = np.load(SAMPLE)["y"][:8]
+        assert f"accuracy {int(np.sum(ref == labels))}/8" in text and "done" in text
+    else:
+        assert text.count("ready 784 uint8") == len(images)
+
+
 # --- PlatformIO ---------------------------------------------------------------------------------------------
 
 SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
