@@ -35,6 +35,12 @@ def build_parser():
                    help="dataset in --verify-data (default: mnist)")
     p.add_argument("--max-ram", type=int, metavar="BYTES", help="fail if the model needs more RAM")
     p.add_argument("--max-flash", type=int, metavar="BYTES", help="fail if the model needs more flash")
+    p.add_argument("--board", metavar="NAME",
+                   help="fail unless the export fits this board's flash and SRAM (model, runtime, stack, "
+                        "input buffer; for --target arduino also the core and the example sketch): "
+                        "one of " + ", ".join(_board_names()))
+    p.add_argument("--force", action="store_true",
+                   help="with --board: write an export that does not fit, with a warning")
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     p.add_argument("--trust-model", action="store_true",
                    help="load the model even if it holds code (Lambda layers, custom classes, SavedModel "
@@ -52,8 +58,22 @@ def _error(message, hint=None):
         print(" ".join(hint.split()), file=sys.stderr)
 
 
+def _board_names():
+    from .boards import board_names
+    return board_names()
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)  # exits with 2 on usage errors
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits with 2 on usage errors
+    if args.board is not None:
+        from .exporting import BoardError, check_board
+        try:
+            check_board(args.board, args.target)
+        except BoardError as exc:
+            parser.error(f"--board: {exc}")  # exits with 2
+    elif args.force:
+        parser.error("--force needs --board")
     say = (lambda *a: None) if args.quiet else print
     model_path = Path(args.model)
     if not model_path.exists():
@@ -87,7 +107,7 @@ def main(argv=None):
                 model = load_model(model_path, trust_model=args.trust_model)
                 result = export(model, args.output, name=name, target=args.target, verify_inputs=x,
                                 verify_labels=y, max_ram=args.max_ram, max_flash=args.max_flash,
-                                progress=not args.quiet)
+                                progress=not args.quiet, board=args.board, force=args.force)
             except ModelFileError as exc:  # unreadable or unsafe file: the supported list does not help
                 _error(exc.message)
                 return EXIT_EXPORT_ERROR
@@ -103,6 +123,9 @@ def main(argv=None):
     except Exception as exc:  # a loader or TensorFlow bug on odd input: still one line, no traceback
         _error(f"export failed: {type(exc).__name__}: {exc}"[:500])
         return EXIT_EXPORT_ERROR
+    for note in result.notes:  # e.g. --force on a board it does not fit: shown even with -q
+        if note.startswith("WARNING"):
+            print(note, file=sys.stderr)
     say(result.summary())
     if x is not None:
         say(f"accuracy on {len(x)} {args.dataset} test images: Keras {result.keras_accuracy * 100:.2f}%, "

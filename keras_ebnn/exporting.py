@@ -1,9 +1,11 @@
 """`export()`: the one front door used by the callback, the CLI and the demo.
 
-lower -> plan memory (and check budgets) -> write the target's files into a temporary folder ->
-verify (reference vs Keras, compiled C vs reference) -> write the report -> swap the folder into place.
+lower -> plan memory (and check budgets: --max-ram/--max-flash, and the board's flash and SRAM,
+see boards.py) -> write the target's files into a temporary folder -> verify (reference vs Keras,
+compiled C vs reference) -> write the report -> swap the folder into place.
 Nothing is left half-written: on any error the temporary folder is removed and `out_dir` is untouched.
 """
+import logging
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -12,16 +14,21 @@ from typing import Optional
 
 import numpy as np
 
-from . import reference, report
+from . import boards, reference, report
 from .blocks import LoweredModel
 from .lowering import lower
 
 TARGETS = ("c", "zephyr", "arduino")
 SAMPLES_PER_TARGET = {"c": 0, "arduino": 8, "zephyr": 32}  # test inputs embedded in the example
+log = logging.getLogger("keras_ebnn")
 
 
 class BudgetError(RuntimeError):
     """The model does not fit the RAM or flash budget; the message says by how much and why."""
+
+
+class BoardError(ValueError):
+    """Unknown board, or a board the target does not run on (the message lists the known boards)."""
 
 
 @dataclass
@@ -41,6 +48,9 @@ class ExportResult:
     report_path: Optional[Path] = None
     epoch: Optional[int] = None
     notes: list = field(default_factory=list)
+    budget: Optional[boards.Budget] = None  # the board budget (export(..., board=...))
+    forced: bool = False  # written with force=True although it does not fit the board
+    sketch_inputs: Optional[str] = None  # Arduino: what the example sketch classifies
 
     def summary(self):
         t = self.plan["totals"]
@@ -49,6 +59,10 @@ class ExportResult:
                  f"{t['ram_bytes']} B (activations {t['activation_bytes']} B"
                  + (f" + kernel scratch {t['kernel_scratch_bytes']} B" if t.get("kernel_scratch_bytes") else "")
                  + f" + stack ~{t['stack_bytes_estimate']} B)"]
+        if self.budget is not None:
+            parts.append(("DOES NOT FIT (written with force): " if self.forced else "fits: ") + self.budget.text())
+        if self.sketch_inputs is not None:
+            parts.append(f"example sketch: {self.sketch_inputs}")
         if self.agreement is not None:
             parts.append(f"reference vs Keras: {self.agreement.summary()}")
         if self.c_checked:
@@ -89,12 +103,21 @@ def check_budget(plan, max_ram=None, max_flash=None):
 
 
 def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_labels=None,
-           max_ram=None, max_flash=None, keras_model=None, check_c=True, progress=False):
+           max_ram=None, max_flash=None, keras_model=None, check_c=True, progress=False, board=None,
+           force=False, sketch_verify_inputs=True):
     """Export `model` (Keras model, model file or LoweredModel) to `out_dir`; return an ExportResult.
 
     verify_inputs/labels: when given, the exported model is run on them with the reference executor
     (and compiled with the host C compiler when one exists) and compared with Keras; the figures
-    go into the report. Raises UnsupportedModelError, BudgetError, or RuntimeError (C mismatch).
+    go into the report. board: a name from boards.BOARDS (e.g. "uno"): the export must fit its flash
+    and SRAM (see boards.py for what is counted); the Arduino example embeds only the samples that
+    fit. force: write an export that does not fit the board anyway, with a warning (logged on the
+    "keras_ebnn" logger, kept in result.notes and written into the report).
+    sketch_verify_inputs: the Arduino example embeds the first verification inputs; False when they
+    mean nothing to a reader (e.g. random inputs): it then embeds the shipped MNIST sample (28x28x1
+    models) or reads its inputs over Serial.
+    Raises UnsupportedModelError, BudgetError, BoardError (unknown board, Zephyr on AVR), or
+    RuntimeError (C mismatch).
     """
     from .exporters.c import memory_plan
     from .host import find_cc, predict_c
@@ -110,17 +133,37 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
         keras_model = model if keras_model is None else keras_model
         lowered = lower(model, name)
     lowered.name = name
-    plan = memory_plan(lowered)
+    board = check_board(board, target)
+    plan = memory_plan(lowered) if board is None else memory_plan(lowered, target=board.arch)
     check_budget(plan, max_ram, max_flash)
+    n_samples = SAMPLES_PER_TARGET[target]
+    sample = None if verify_inputs is None else verify_inputs[:n_samples]
+    labels = None if verify_labels is None else verify_labels[:n_samples]
+    extra = {}
+    if target == "arduino":
+        extra["samples"] = (_sketch_samples(lowered, plan, board, sample, labels) if sketch_verify_inputs
+                            else _sketch_samples(lowered, plan, board, None, None))
+    budget = None if board is None else _board_budget(lowered, plan, board, target, extra.get("samples"))
+    forced = budget is not None and not budget.fits
+    if forced and not force:
+        raise BudgetError(f"{name} does not fit: " + budget.text()
+                          + "\n  (use force=True / --force to write it anyway)")
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        n_samples = SAMPLES_PER_TARGET[target]
-        sample = None if verify_inputs is None else verify_inputs[:n_samples]
-        labels = None if verify_labels is None else verify_labels[:n_samples]
-        _exporter(target)(lowered, tmp, name, sample_images=sample, sample_labels=labels)
-        result = ExportResult(out_dir=out_dir, name=name, target=target, lowered=lowered, plan=plan)
+        _exporter(target)(lowered, tmp, name, sample_images=sample, sample_labels=labels, **extra)
+        result = ExportResult(out_dir=out_dir, name=name, target=target, lowered=lowered, plan=plan,
+                              budget=budget, forced=forced)
+        if "samples" in extra:
+            images, _, source = extra["samples"]
+            result.sketch_inputs = (f"classifies {len(images)} embedded inputs ({source})" if images is not None
+                                    else f"reads its inputs over Serial ({source})")
+        if forced:
+            warning = (f"WARNING: {name} does not fit board {board.name}; written anyway because of "
+                       "force=True (--force):\n  " + budget.text())
+            result.notes.append(warning)
+            log.warning(warning)
         if verify_inputs is not None:
             _verify(result, keras_model, verify_inputs, verify_labels, tmp, check_c and find_cc() is not None,
                     compare, predict_c, progress_bar if progress else None)
@@ -131,6 +174,38 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def check_board(board, target):
+    """The Board named `board` (None stays None); BoardError if unknown or not a target's board."""
+    if board is None:
+        return None
+    try:
+        board = boards.get(board)
+    except ValueError as exc:
+        raise BoardError(str(exc)) from None
+    if target == "zephyr" and board.arch == "avr":
+        raise BoardError(f"board {board.name} ({board.mcu}) is an AVR board: Zephyr has no AVR port; use "
+                         "--target arduino or c")
+    return board
+
+
+def _sketch_samples(lowered, plan, board, images, labels):
+    """What the Arduino example embeds: as many samples as fit the flash the board has left."""
+    from .exporters.arduino import choose_samples
+    if board is None:
+        return choose_samples(lowered, images, labels)
+    left = board.flash_bytes - boards.budget(plan, board, "arduino", lowered.num_classes).flash_needed
+    return choose_samples(lowered, images, labels, max_bytes=left)
+
+
+def _board_budget(lowered, plan, board, target, samples):
+    extra = []
+    if samples is not None and samples[0] is not None:
+        from .exporters.arduino import samples_bytes
+        n = len(samples[0])
+        extra.append((f"{n} embedded sample inputs + labels", samples_bytes(lowered, n)))
+    return boards.budget(plan, board, target, lowered.num_classes, sketch_flash=extra)
 
 
 def _c_dir(tmp, target):

@@ -68,6 +68,7 @@ def write(result, folder):
           f"Target: `{result.target}`. Input: {_shape(lowered.input.shape)} ({lowered.input.mode}). "
           f"Classes: {lowered.num_classes}.", "", "## Memory", "", totals_text(lowered, plan), "",
           table(lowered, plan), ""]
+    md += _board_section(result)
     png = _chart(result, folder)
     if png is not None:
         md += [f"![memory per block]({png.name})", ""]
@@ -90,6 +91,21 @@ def write(result, folder):
     path = folder / f"{result.name}_report.md"
     path.write_text("\n".join(md) + "\n")
     return path
+
+
+def _board_section(result):
+    """The board budget (export(..., board=...)) and the Arduino sketch's inputs, when there are any."""
+    md = []
+    budget = getattr(result, "budget", None)
+    if budget is not None:
+        md += ["## Board", ""]
+        if getattr(result, "forced", False):
+            md += [f"**WARNING: this export does not fit board `{budget.board.name}`; it was written only "
+                   "because of `force=True` / `--force`.**", ""]
+        md += [f"- {line}" for line in budget.lines()] + [""]
+    if getattr(result, "sketch_inputs", None):
+        md += [f"Example sketch: {result.sketch_inputs}.", ""]
+    return md
 
 
 def _chart(result, folder):
