@@ -59,6 +59,9 @@ class EbnnExport(tf.keras.callbacks.Callback):
       reestimate_bn:  x data on which to re-estimate batch-norm statistics before exporting (the
                       training model itself is left untouched: a copy is re-estimated), or None.
       max_ram, max_flash: byte budgets; an export that does not fit is logged as an error and skipped.
+      board, force:   a board name of `keras_ebnn.boards` (checked at construction): each export must
+                      fit it (flash and SRAM incl. stack and input), else it is logged and skipped, or
+                      with force=True written with a warning (see `keras_ebnn.exporting.export`).
     An export that fails (budget overrun, I/O error, any exception) is logged on one line and recorded
     in `errors`; it is never raised into `fit`: training goes on and the previous export, if any, stays
     in place.
@@ -75,8 +78,11 @@ class EbnnExport(tf.keras.callbacks.Callback):
 
     def __init__(self, output_dir, name="model", target="c", monitor=None, mode="auto",
                  save_best_only=False, verify=True, verify_data=None, reestimate_bn=None,
-                 max_ram=None, max_flash=None, verbose=1):
+                 max_ram=None, max_flash=None, board=None, force=False, verbose=1):
         super().__init__()
+        from .exporting import check_board
+        check_board(board, target)  # BoardError (a ValueError) for an unknown or unsuitable board
+        self.board, self.force = board, force
         if target not in ("c", "zephyr", "arduino"):
             raise ValueError(f"target must be 'c', 'zephyr' or 'arduino', not {target!r}")
         if mode not in ("auto", "min", "max"):
@@ -174,7 +180,9 @@ class EbnnExport(tf.keras.callbacks.Callback):
         return export(model, self.output_dir, name=self.name, target=self.target,
                       verify_inputs=x if self.verify else None,
                       verify_labels=y if self.verify else None,
-                      max_ram=self.max_ram, max_flash=self.max_flash)
+                      max_ram=self.max_ram, max_flash=self.max_flash, board=self.board, force=self.force,
+                      # random verification inputs are no sample images for the Arduino sketch
+                      sketch_verify_inputs=self.verify_data is not None)
 
 
 def local_weights(model):

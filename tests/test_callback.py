@@ -232,3 +232,28 @@ def test_mirrored_strategy_exports_once(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "EXPORTS 1 1 True True" in proc.stdout
     assert (out / "mirrored.c").is_file()
+
+
+def test_board_budget_in_callback(tmp_path, mnist_small):
+    """EbnnExport(board=...): an unknown board is refused at construction; an export that does not fit
+    the board is logged and skipped (training goes on, nothing written), and with force=True written
+    with the warning in its notes."""
+    from keras_ebnn.exporting import BoardError
+    with pytest.raises(BoardError, match="nope"):
+        EbnnExport(tmp_path / "x", board="nope")
+    xtr, ytr, _, _ = mnist_small
+    tf.keras.utils.set_random_seed(0)
+    L = tf.keras.layers
+    sign = dict(kernel_quantizer="ste_sign", kernel_constraint="weight_clip", use_bias=False)
+    big = _compiled(tf.keras.Sequential([  # ~38 KB of weights: more than a Uno's 32 KB of flash
+        L.InputLayer((28, 28, 1)), L.Flatten(),
+        lq.layers.QuantDense(384, input_quantizer="ste_sign", **sign), L.BatchNormalization(),
+        lq.layers.QuantDense(10, input_quantizer="ste_sign", **sign)]))
+    refused = EbnnExport(tmp_path / "refused", name="m", target="arduino", board="uno")
+    forced = EbnnExport(tmp_path / "forced", name="m", target="arduino", board="uno", force=True, verify=False)
+    counter = EpochCounter()
+    big.fit(xtr[:128], ytr[:128], epochs=1, verbose=0, callbacks=[refused, forced, counter])
+    assert counter.epochs == 1
+    assert len(refused.errors) == 1 and "uno" in str(refused.errors[0]) and not (tmp_path / "refused").exists()
+    assert len(forced.exports) == 1 and (tmp_path / "forced" / "library.properties").is_file()
+    assert any("does not fit board uno" in note for note in forced.exports[0].notes)
