@@ -13,7 +13,7 @@ The example sketch classifies real inputs, never placeholders. It embeds, in fla
 in this order of preference:
   1. the verification inputs and labels given to the export (`--verify-data`), else
   2. for models with a 28x28x1 input, MNIST test images from the shipped sample
-     examples/data/mnist_test_sample.npz (when the source tree is at hand; uint8 pixels as they are,
+     examples/data/mnist_test_sample.npz (its first 8, shipped as mnist_sketch_samples.npz; uint8 pixels as they are,
      float inputs scaled to [0, 1]; labels printed only for 10-class models),
 and prints each input's class (and label) and the accuracy over Serial. When neither exists (or no
 sample fits the board's flash), the sketch reads inputs over Serial instead (SERIAL_PROTOCOL below).
@@ -26,7 +26,9 @@ import numpy as np
 from .c import export_c
 
 MAX_SAMPLES = 8  # inputs embedded in the example sketch at most
-MNIST_SAMPLE = Path(__file__).resolve().parent.parent / "examples" / "data" / "mnist_test_sample.npz"
+# The first MAX_SAMPLES images of examples/data/mnist_test_sample.npz, shipped beside this module (package
+# data, so an installed wheel has them too; tests/test_boards.py checks they equal that sample's).
+MNIST_SAMPLE = Path(__file__).resolve().parent / "mnist_sketch_samples.npz"
 VERSION = "0.1.0"
 
 PROPERTIES = """name={name}
@@ -69,8 +71,7 @@ def library_json(name, description=None):
 
 
 def mnist_samples():
-    """(x uint8 (N,28,28,1), y uint8 (N,)) of the shipped MNIST sample, or None when it is not at
-    hand (an installed wheel does not carry examples/)."""
+    """(x uint8 (N,28,28,1), y uint8 (N,)) of the shipped MNIST sample images, or None if missing."""
     if not MNIST_SAMPLE.is_file():
         return None
     with np.load(MNIST_SAMPLE) as data:

@@ -632,3 +632,13 @@ def test_what_uno_refuses_really_fails_on_the_uno(tmp_path, capsys):
               f"peak {stats['peak']} B of 2,048; printed {len(_printed(text))} classifications")
     assert stats["peak"] == boards.BOARDS["uno"].sram_bytes  # no painted byte left
     assert not _printed(text) and "done" not in text
+
+
+def test_shipped_sketch_samples_are_the_mnist_sample():
+    """exporters/mnist_sketch_samples.npz (package data) is the first images of the shipped sample."""
+    from conftest import ROOT
+    from keras_ebnn.exporters import arduino
+    x, y = arduino.mnist_samples()
+    full = np.load(ROOT / "examples" / "data" / "mnist_test_sample.npz")
+    assert len(x) == arduino.MAX_SAMPLES
+    assert np.array_equal(x, full["x"][:len(x)]) and np.array_equal(y, full["y"][:len(y)])
