@@ -48,7 +48,7 @@ class ExportResult:
                  f"(data {t['flash_data_bytes']} B + code ~{t['code_bytes_estimate']} B), RAM "
                  f"{t['ram_bytes']} B (activations {t['activation_bytes']} B"
                  + (f" + kernel scratch {t['kernel_scratch_bytes']} B" if t.get("kernel_scratch_bytes") else "")
-                 + f" + stack ~{t['stack_bytes_estimate']} B)"]
+                 + f" + stack <= {t['stack_bytes_estimate']} B for {report.stack_build_text(self.plan)})"]
         if self.agreement is not None:
             parts.append(f"reference vs Keras: {self.agreement.summary()}")
         if self.c_checked:
