@@ -44,7 +44,7 @@ CODE_BYTES = {"common": 290, "input_conv_int": 2700, "input_conv_f32": 950, "bin
 # tests/test_stack_bounds.py checks every shipped model's predict chain against it on Cortex-M0+, M3
 # and AVR. The conv kernels' accumulator arrays (EBNN_CHUNK of them per pass, plus the 4-tap tables of
 # the input conv unless EBNN_LOW_STACK) are most of it. Other compilers or versions can differ: run
-# `python -m keras_ebnn.stackcheck OUT --target T --opt O` on the build you ship.
+# `python -m keras_ebnn.stackcheck OUT --target T -O2 [-D...]` on the build you ship.
 STACK_BYTES = {
     "cortex-m0plus": {
         "default": {"input_conv_int": 1360, "input_conv_f32": 1568, "binary_conv": 496,

@@ -1,6 +1,8 @@
 """Worst-case stack of an exported model's predict functions, from the compiler's own figures.
 
-    python -m keras_ebnn.stackcheck OUT_DIR --target cortex-m3 [--opt -O2] [-DEBNN_CHUNK=8 ...]
+    python -m keras_ebnn.stackcheck OUT_DIR --target cortex-m3 [-O2] [-DEBNN_CHUNK=8 ...]
+
+(targets: cortex-m0plus, cortex-m3, cortex-m4, avr; default optimisation -O2, -Os for avr.)
 
 Compiles every .c file of an export folder (as the user builds it: whatever files it holds) for a
 target with `-fstack-usage`, reads each function's frame from the `.su` files GCC writes (the bytes
@@ -274,9 +276,8 @@ def _push_bytes(arch, insn):
         m = re.fullmatch(r"str\S*", op) and re.search(r"\[sp,#-(\d+)\]!", args)
         if m:
             return int(m.group(1))
-        if re.match(r"^sp,", args) and op not in ("str", "ldr", "cmp") and not op.startswith("add") \
-                and not op.startswith("ldr") and not op.startswith("mov"):
-            raise StackCheckError(f"cannot bound {op} {insn.args}")
+        if re.match(r"^sp,", args) and not op.startswith(("add", "cmp", "str", "stm")):
+            raise StackCheckError(f"cannot bound {op} {insn.args}")  # e.g. mov sp, rN: an unknown amount
         return 0
     if op == "push":
         return 1
@@ -500,17 +501,18 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("export_dir")
     ap.add_argument("--target", default="cortex-m3", choices=sorted(TARGETS))
-    ap.add_argument("--opt", help="optimisation option (default: -O2, -Os for avr)")
     ap.add_argument("--root", action="append", help="function to start from (default NAME_predict, NAME_predict_scratch)")
     args, flags = ap.parse_known_args(argv)
     bad = [f for f in flags if not f.startswith(("-D", "-f", "-m", "-O"))]
     if bad:
-        ap.error(f"unrecognised arguments: {' '.join(bad)}")
+        ap.error(f"unrecognised arguments: {' '.join(bad)} (compiler options: -O..., -D..., -f..., -m...)")
+    opts = [f for f in flags if f.startswith("-O")]
+    flags = [f for f in flags if not f.startswith("-O")]
     if not available(args.target):
         print(f"{TARGETS[args.target].cc} or {TARGETS[args.target].objdump} not found", file=sys.stderr)
         return 2
     try:
-        chains = analyze(args.export_dir, args.target, args.opt, flags, args.root)
+        chains = analyze(args.export_dir, args.target, opts[-1] if opts else None, flags, args.root)
     except StackCheckError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -73,7 +73,7 @@ int NAME_predict(int n) { volatile uint8_t big[64]; big[0] = (uint8_t)n; return 
 
 @pytest.mark.targets
 @pytest.mark.parametrize("target", ["cortex-m0plus", "avr"])
-def test_stackcheck_on_a_small_program(target, tmp_path):
+def test_stackcheck_on_a_small_program(target, tmp_path, capsys):
     """A known chain: NAME_predict (64 B array) -> mid (200 B array, a division: a library call on
     both cores) -> leaf. Then a function pointer, recursion and a VLA must be refused."""
     if not stackcheck.available(target):
@@ -85,6 +85,8 @@ def test_stackcheck_on_a_small_program(target, tmp_path):
     assert names[:2] == ["NAME_predict", "mid"], chain
     assert chain.bytes >= 64 + 200, chain
     assert chain.bytes < 64 + 200 + 120, chain  # saved registers and a small library routine at most
+    assert stackcheck.main([str(tmp_path), "--target", target, "-Os", "--root", "NAME_predict"]) == 0
+    assert capsys.readouterr().out.startswith("NAME_predict: ")
 
     bad = {"function pointer": "((int (*)(int))(uintptr_t)n)(n)",
            "recursion": "again(n)"}
@@ -96,6 +98,8 @@ def test_stackcheck_on_a_small_program(target, tmp_path):
                                      " return a[0]; }\n")
     with pytest.raises(StackCheckError, match="dynamic and unbounded"):
         stackcheck.analyze(tmp_path, target, roots=["NAME_predict"])
+    assert stackcheck.main([str(tmp_path), "--target", target]) == 1
+    assert "dynamic and unbounded" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +118,7 @@ def exports(tmp_path_factory):
 @pytest.mark.parametrize("target", ["cortex-m0plus", "cortex-m3", "avr"])
 def test_report_ram_bounds_the_default_build(target, exports):
     """For each shipped model, built as the docs say (no -D option; -O2 for Cortex-M as in the README,
-    -Os for AVR as the Arduino core; and the other level too), the report's RAM figure (arena + stack
+    -Os for AVR as the Arduino core; m15_mnist at the other level too), the report's RAM figure (arena + stack
     bound, for this target and for the default: all targets) is at least the arena + the deepest
     stack chain of NAME_predict."""
     if not stackcheck.available(target):
@@ -122,7 +126,8 @@ def test_report_ram_bounds_the_default_build(target, exports):
     for name, (lowered, folder) in exports.items():
         plan_target, plan_any = memory_plan(lowered, target=target), memory_plan(lowered)
         assert plan_any["stack"]["targets"] == ["cortex-m0plus", "cortex-m3", "cortex-m4", "avr"]
-        for opt in ("-O2", "-Os"):
+        other = "-Os" if stackcheck.TARGETS[target].default_opt == "-O2" else "-O2"
+        for opt in [stackcheck.TARGETS[target].default_opt] + ([other] if name == "m15_mnist" else []):
             chains = stackcheck.analyze(folder, target, opt)
             deepest = max(c.bytes for c in chains.values())
             need = plan_target["arena_bytes"] + deepest
