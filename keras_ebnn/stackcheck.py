@@ -416,18 +416,21 @@ def library_frames(target, elf, names):
 
 
 def model_name(export_dir):
-    """NAME of an export folder: the one header not named ebnn*."""
-    heads = [p.stem for p in Path(export_dir).glob("*.h") if not p.name.startswith("ebnn")]
+    """NAME of an export folder: the one header NAME.h that declares NAME_predict."""
+    heads = [p.stem for p in sorted(Path(export_dir).glob("*.h")) if f"{p.stem}_predict" in p.read_text()]
     if len(heads) != 1:
-        raise StackCheckError(f"{export_dir}: expected one model header (NAME.h) beside the runtime, found {heads}")
+        raise StackCheckError(f"{export_dir}: expected one model header (NAME.h declaring NAME_predict), "
+                              f"found {heads}")
     return heads[0]
 
 
-def analyze(export_dir, target="cortex-m3", opt=None, flags=(), roots=None, workdir=None):
+def analyze(export_dir, target="cortex-m3", opt=None, flags=(), roots=None, workdir=None, require_roots=True):
     """Deepest stack chains of an exported C folder built for `target` (see TARGETS) with `opt`
     (default: the target's default_opt) and extra `flags` (e.g. ["-DEBNN_CHUNK=8"]).
 
-    roots: function names to report (default NAME_predict and NAME_predict_scratch).
+    roots: function names to report (default NAME_predict and NAME_predict_scratch); a static
+      function is found by its name when only one object defines it.
+    require_roots: False to leave out roots the objects do not define (e.g. kernels inlined away).
     Returns {root: Chain}. Raises StackCheckError when a chain cannot be bounded and
     RuntimeError when the build fails."""
     t = TARGETS[target]
@@ -479,10 +482,16 @@ def analyze(export_dir, target="cortex-m3", opt=None, flags=(), roots=None, work
             lib_frames, lib_calls = library_frames(target, _link(t, objects, opt, flags, roots[0], work), missing)
             frames.update(lib_frames)
             calls.update(lib_calls)
+        found = {}
         for r in roots:
-            if r not in frames:
+            nodes = [r] if r in frames else [n for n in frames if n.endswith(f".o:{r}")]
+            if len(nodes) == 1:
+                found[r] = nodes[0]
+            elif nodes:
+                raise StackCheckError(f"{r} is defined as a static function in several objects: {nodes}")
+            elif require_roots:
                 raise StackCheckError(f"{r} is not defined by the objects of {export_dir}")
-        return {r: deepest_chain(frames, calls, r) for r in roots}
+        return {r: deepest_chain(frames, calls, node) for r, node in found.items()}
 
 
 def _link(t, objects, opt, flags, entry, work):
@@ -513,7 +522,7 @@ def main(argv=None):
         return 2
     try:
         chains = analyze(args.export_dir, args.target, opts[-1] if opts else None, flags, args.root)
-    except StackCheckError as exc:
+    except (StackCheckError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for root, chain in chains.items():
