@@ -184,12 +184,14 @@ def _branch_target(insn):
 def object_calls(arch, funcs, syms, obj):
     """{function: [callee names]} of one object. Callees are names as the relocations give them:
     sections are mapped to the function they hold. Branches inside a function are ignored."""
-    by_section = {}
+    by_section, section_of = {}, {}
     for name, _, section, value, _ in syms:
         by_section.setdefault(section, []).append((value, name))
+        section_of[name] = section
     calls = {}
     for fname, insns in funcs.items():
         out = calls.setdefault(fname, [])
+        own = section_of.get(fname)
         for insn in insns:
             if _indirect(arch, insn):
                 raise StackCheckError(f"{obj}: {fname} makes an indirect call or jump ({insn.op} {insn.args} at "
@@ -210,15 +212,13 @@ def object_calls(arch, funcs, syms, obj):
             m = _SYMREF.match(insn.reloc)
             name, offset = m.group(1), int(m.group(2) or "0", 16)
             if name.startswith("."):  # section-relative relocation
-                if name == f".text.{fname}" and (is_jump or (arch == "avr" and offset == insn.addr + 2)):
+                if name == own and (is_jump or (arch == "avr" and offset == insn.addr + 2)):
                     continue  # a jump inside the function, or AVR's `rcall .+0` (2 bytes of frame, in the .su)
                 held = sorted(by_section.get(name, []))
                 if arch == "arm" and len(held) == 1:
                     offset = held[0][0]  # REL: the addend is in the instruction; one function per section
                 match = [n for v, n in held if v == offset]
                 if not match:
-                    if is_jump and name in (s for _, _, s, _, _ in syms if _ == fname):
-                        continue
                     raise StackCheckError(f"{obj}: {fname}: {insn.op} to {insn.reloc}, which is not the start "
                                           "of a function")
                 name = match[0]
@@ -433,12 +433,31 @@ def analyze(export_dir, target="cortex-m3", opt=None, flags=(), roots=None, work
     require_roots: False to leave out roots the objects do not define (e.g. kernels inlined away).
     Returns {root: Chain}. Raises StackCheckError when a chain cannot be bounded and
     RuntimeError when the build fails."""
-    t = TARGETS[target]
     export_dir = Path(export_dir).resolve()
-    opt = opt or t.default_opt
     if roots is None:
         name = model_name(export_dir)
         roots = [f"{name}_predict", f"{name}_predict_scratch"]
+    frames, calls = call_graph(export_dir, target, opt, flags, workdir, entry=roots[0])
+    found = {}
+    for r in roots:
+        nodes = [r] if r in frames else [n for n in frames if n.endswith(f".o:{r}")]
+        if len(nodes) == 1:
+            found[r] = nodes[0]
+        elif nodes:
+            raise StackCheckError(f"{r} is defined as a static function in several objects: {nodes}")
+        elif require_roots:
+            raise StackCheckError(f"{r} is not defined by the objects of {export_dir}")
+    return {r: deepest_chain(frames, calls, node) for r, node in found.items()}
+
+
+def call_graph(export_dir, target, opt=None, flags=(), workdir=None, entry=None):
+    """(frames, calls) of an export folder's build: frames {node: bytes} and calls {node: [callees]},
+    where a node is a global function's name, "OBJ.o:name" for a static one, or a library routine
+    (its frame then includes its callees and calls is empty). `entry` names the function the
+    program linked for the library routines starts at."""
+    t = TARGETS[target]
+    export_dir = Path(export_dir).resolve()
+    opt = opt or t.default_opt
     sources = sorted(export_dir.glob("*.c"))
     if not sources:
         raise StackCheckError(f"{export_dir}: no .c files")
@@ -479,19 +498,11 @@ def analyze(export_dir, target="cortex-m3", opt=None, flags=(), roots=None, work
                 calls[node(obj, local, fname)] = [node(obj, local, c) for c in callees]
         missing = sorted({c for cs in calls.values() for c in cs if c not in frames})
         if missing:
-            lib_frames, lib_calls = library_frames(target, _link(t, objects, opt, flags, roots[0], work), missing)
+            lib_frames, lib_calls = library_frames(target, _link(t, objects, opt, flags, entry or missing[0], work),
+                                                   missing)
             frames.update(lib_frames)
             calls.update(lib_calls)
-        found = {}
-        for r in roots:
-            nodes = [r] if r in frames else [n for n in frames if n.endswith(f".o:{r}")]
-            if len(nodes) == 1:
-                found[r] = nodes[0]
-            elif nodes:
-                raise StackCheckError(f"{r} is defined as a static function in several objects: {nodes}")
-            elif require_roots:
-                raise StackCheckError(f"{r} is not defined by the objects of {export_dir}")
-        return {r: deepest_chain(frames, calls, node) for r, node in found.items()}
+        return frames, calls
 
 
 def _link(t, objects, opt, flags, entry, work):

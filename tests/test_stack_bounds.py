@@ -163,3 +163,31 @@ def test_memory_plan_names_the_build_it_is_for():
     with pytest.raises(ValueError, match="unknown build"):
         memory_plan(lowered, build="tiny")
     assert Path(stackcheck.__file__).parent.name == "keras_ebnn"
+
+
+@pytest.mark.targets
+@pytest.mark.skipif(not stackcheck.available("cortex-m3"), reason="arm-none-eabi-gcc not installed")
+def test_call_graph_contains_gccs_own(exports, tmp_path):
+    """Every call edge and frame of GCC's -fcallgraph-info=su (GCC >= 10) for an export is in
+    stackcheck's graph (which adds what GCC's graph lacks: calls emitted by instruction patterns)."""
+    import re
+    import subprocess
+    _, folder = exports["m15_mnist"]
+    frames, calls = stackcheck.call_graph(folder, "cortex-m3", "-O2")
+    edges, sizes = set(), {}
+    for src in sorted(folder.glob("*.c")):
+        subprocess.run([stackcheck.TARGETS["cortex-m3"].cc, "-mcpu=cortex-m3", "-mthumb", "-std=c99", "-O2",
+                        "-ffunction-sections", "-fcallgraph-info=su", f"-I{folder}", "-c", str(src),
+                        "-o", str(tmp_path / (src.stem + ".o"))], check=True, cwd=tmp_path)
+        text = (tmp_path / (src.stem + ".ci")).read_text()
+
+        def node(title):  # "path/file.c:name" (static) -> "file.o:name"
+            return f"{Path(title.rsplit(':', 1)[0]).stem}.o:{title.rsplit(':', 1)[1]}" if ":" in title else title
+        for title, size in re.findall(r'node: \{ title: "([^"]+)" label: "[^"]*\\n(\d+) bytes', text):
+            sizes[node(title)] = int(size)
+        edges |= {(node(a), node(b)) for a, b in re.findall(r'edge: \{ sourcename: "([^"]+)" targetname: "([^"]+)"', text)}
+    assert len(edges) >= 10 and len(sizes) >= 10
+    for caller, callee in edges:
+        assert callee in calls[caller], (caller, callee)
+    for name, size in sizes.items():
+        assert frames[name] == size, name
