@@ -6,17 +6,19 @@
 
 Compiles every .c file of an export folder (as the user builds it: whatever files it holds) for a
 target with `-fstack-usage`, reads each function's frame from the `.su` files GCC writes (the bytes
-its prologue reserves, incl. saved registers and, on AVR and x86, the return address), takes the
-call graph from the disassembly of the objects (`objdump -dr`: every call and tail jump with the
-relocation naming its callee, so also the library calls GCC emits from instruction patterns, e.g.
-AVR's `__mulsi3`, which `-fcallgraph-info` does not list), and returns the deepest chain of frames
-from NAME_predict and NAME_predict_scratch.
+its prologue reserves, incl. saved registers and, on AVR, the return address), takes the call graph
+from the disassembly of the objects (`objdump -dr`: every call and tail jump with the relocation
+naming its callee, so also the library calls GCC writes out from instruction patterns rather than as
+calls, e.g. AVR's `__umulhisi3`, which GCC's own call graph (-fcallgraph-info) does not list), and
+returns the deepest chain of frames from NAME_predict and NAME_predict_scratch.
 
-Library routines the objects call (libgcc, libc: `__aeabi_uidiv`, `memcpy`, `__mulsi3`, ...) have no
+Library routines the objects call (libgcc, libc: `__aeabi_idiv`, `memcpy`, `__umulhisi3`, ...) have no
 `.su`: they are taken from a program linked from the objects and the toolchain's libraries and bounded
-from their disassembly: the return address the call pushes + every push / stack-pointer decrement of
-the routine + its deepest callee. That sum is an upper bound when no push sits inside a loop, which is
-checked (a push inside the range of a backward branch is refused).
+from their disassembly: every instruction reachable from the routine's entry is visited (branches,
+jumps into shared tails, fall-through into the next label), and the bound is the return address the
+call pushes + all its pushes and stack-pointer decrements + its deepest callee. That sum is an upper
+bound when no push can repeat, which is checked (a push on a cycle of the routine's control flow is
+refused).
 
 It fails loudly (StackCheckError) rather than guess: a frame GCC marks `dynamic` (unbounded: alloca,
 VLAs), recursion, an indirect call or jump (function pointers), a call it cannot resolve to a defined
