@@ -76,7 +76,8 @@ def main(argv=None):
             for m in models:
                 insn, base = rows[(m, cpu, label)][0], rows[(m, cpu, "defaults")][0]
                 change = round((insn / base - 1) * 100)
-                cells.append(f"{insn:,.0f}" + ("" if label == "defaults" else f" ({change:+d}%)" if change else " (±0%)"))
+                note = "" if label == "defaults" else f" ({change:+d}%)" if change else " (±0%)"
+                cells.append(f"{insn:,.0f}{note}")
             cells += [f"{rows[(m, cpu, label)][1]:,}" for m in models]
             cells += [f"{max(rows[(m, cpu, label)][2] for m in models):,}",
                       f"{max(rows[(m, cpu, label)][3] for m in models):,}"]

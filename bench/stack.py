@@ -38,7 +38,7 @@ def round16(n):
     return -(-n // 16) * 16
 
 
-def measure(out, name, keys, target, opt, flags):
+def measure(out, name, target, opt, flags):
     """({kernel: deepest chain bytes}, NAME_predict's deepest chain bytes) of one build."""
     roots = [f"{name}_predict"] + [e for es in ENTRIES.values() for e in es]
     chains = stackcheck.analyze(out, target, opt, flags, roots=roots, require_roots=False)
@@ -68,7 +68,7 @@ def main(argv=None):
             exports.append((name, out, stack_kernel_keys(lowered)))
         jobs = [(t, b, o, e) for t in targets for b in BUILDS for o in OPTS for e in exports]
         with ThreadPoolExecutor(args.jobs) as pool:
-            results = list(pool.map(lambda j: measure(j[3][1], j[3][0], j[3][2], j[0], j[2], BUILDS[j[1]]), jobs))
+            results = list(pool.map(lambda j: measure(j[3][1], j[3][0], j[0], j[2], BUILDS[j[1]]), jobs))
     for (target, build, opt, (name, _, keys)), (kernels, predict) in zip(jobs, results):
         entry = table.setdefault(target, {}).setdefault(build, {k: 0 for k in list(ENTRIES) + ["predict"]})
         for k, v in kernels.items():
@@ -85,8 +85,9 @@ def main(argv=None):
     for target, builds in table.items():
         print(f'    "{target}": {{')
         for build, entry in builds.items():
-            body = ", ".join(f'"{k}": {round16(max(v, 0))}' for k, v in entry.items())
-            print(f'        "{build}": {{{body}}},')
+            items = [f'"{k}": {round16(max(v, 0))}' for k, v in entry.items()]
+            head = f'        "{build}": {{'
+            print(head + ", ".join(items[:3]) + ",\n" + " " * len(head) + ", ".join(items[3:]) + "},")
         print("    },")
     print("}")
     return 0

@@ -58,7 +58,8 @@ def stack_table_text(lowered):
     """One line: the stack bound per target, default build / small-stack build."""
     from .exporters.c import STACK_TARGETS, stack_bound
     return "- Stack bound per target, default build / with `-DEBNN_CHUNK=8 -DEBNN_LOW_STACK=1` (slower): " + \
-        ", ".join(f"{t} {stack_bound(lowered, t):,} / {stack_bound(lowered, t, 'small'):,} B" for t in STACK_TARGETS) + \
+        ", ".join(f"{t} {stack_bound(lowered, t):,} / {stack_bound(lowered, t, 'small'):,} B"
+                  for t in STACK_TARGETS) + \
         " (`python -m keras_ebnn.stackcheck OUT --target T` computes it for your build)"
 
 

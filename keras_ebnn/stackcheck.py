@@ -156,6 +156,7 @@ def symbol_table(objdump, path, code_labels=False):
     return syms
 
 
+_ARM_COND = "(eq|ne|cs|cc|hs|lo|mi|pl|vs|vc|hi|ls|ge|lt|gt|le)"
 CALLS = {"arm": {"bl"}, "avr": {"call", "rcall"}}
 JUMPS = {"arm": {"b", "b.n", "b.w"}, "avr": {"jmp", "rjmp"}}
 INDIRECT = {"arm": {"blx"}, "avr": {"icall", "eicall", "ijmp", "eijmp"}}
@@ -164,7 +165,7 @@ INDIRECT = {"arm": {"blx"}, "avr": {"icall", "eicall", "ijmp", "eijmp"}}
 def _is_jump(arch, op):
     if op in JUMPS[arch]:
         return True
-    return arch == "arm" and re.fullmatch(r"b(eq|ne|cs|cc|hs|lo|mi|pl|vs|vc|hi|ls|ge|lt|gt|le)(\.[nw])?", op) is not None
+    return arch == "arm" and re.fullmatch(f"b{_ARM_COND}(\\.[nw])?", op) is not None
 
 
 def _indirect(arch, insn):
@@ -288,9 +289,6 @@ def _push_bytes(arch, insn):
     if op == "out" and re.match(r"^0x3[de],", args):
         raise StackCheckError(f"writes the stack pointer ({op} {insn.args})")
     return 0
-
-
-_ARM_COND = "(eq|ne|cs|cc|hs|lo|mi|pl|vs|vc|hi|ls|ge|lt|gt|le)"
 
 
 def _successors(arch, insns, i):
@@ -523,7 +521,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("export_dir")
     ap.add_argument("--target", default="cortex-m3", choices=sorted(TARGETS))
-    ap.add_argument("--root", action="append", help="function to start from (default NAME_predict, NAME_predict_scratch)")
+    ap.add_argument("--root", action="append",
+                    help="function to start from (default NAME_predict and NAME_predict_scratch)")
     args, flags = ap.parse_known_args(argv)
     bad = [f for f in flags if not f.startswith(("-D", "-f", "-m", "-O"))]
     if bad:

@@ -66,7 +66,8 @@ PROGRAM = """
 __attribute__((noinline)) int NAME_predict(int n);
 __attribute__((noinline)) int again(int n) { return n > 1 ? NAME_predict(n - 1) ^ NAME_predict(n - 2) : 1; }
 __attribute__((noinline)) int leaf(volatile uint8_t *p) { return p[0] + p[1]; }
-__attribute__((noinline)) int mid(int n) { volatile uint8_t buf[200]; buf[0] = (uint8_t)n; buf[1] = 1; return leaf(buf) + n / 7; }
+__attribute__((noinline)) int mid(int n)
+{ volatile uint8_t buf[200]; buf[0] = (uint8_t)n; buf[1] = 1; return leaf(buf) + n / 7; }
 int NAME_predict(int n) { volatile uint8_t big[64]; big[0] = (uint8_t)n; return mid(n) + big[0] + EXTRA; }
 """
 
@@ -185,7 +186,8 @@ def test_call_graph_contains_gccs_own(exports, tmp_path):
             return f"{Path(title.rsplit(':', 1)[0]).stem}.o:{title.rsplit(':', 1)[1]}" if ":" in title else title
         for title, size in re.findall(r'node: \{ title: "([^"]+)" label: "[^"]*\\n(\d+) bytes', text):
             sizes[node(title)] = int(size)
-        edges |= {(node(a), node(b)) for a, b in re.findall(r'edge: \{ sourcename: "([^"]+)" targetname: "([^"]+)"', text)}
+        pairs = re.findall(r'edge: \{ sourcename: "([^"]+)" targetname: "([^"]+)"', text)
+        edges |= {(node(a), node(b)) for a, b in pairs}
     assert len(edges) >= 10 and len(sizes) >= 10
     for caller, callee in edges:
         assert callee in calls[caller], (caller, callee)
