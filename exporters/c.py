@@ -35,15 +35,80 @@ PARAMS_STRUCT_BYTES = 56  # sizeof(ebnn_conv_params_t) on every target (no paddi
 # the benchmarks report each target's exact figure.
 CODE_BYTES = {"common": 290, "input_conv_int": 2700, "input_conv_f32": 950, "binary_conv": 1700,
               "binary_dense": 210, "output_dense": 900, "predict": 40, "predict_per_block": 30}
-# Stack bound of each kernel call chain in bytes with the small-stack options (-DEBNN_CHUNK=8
-# -DEBNN_LOW_STACK=1): the deepest frame chain reported by arm-none-eabi-gcc -mcpu=cortex-m3 -Os
-# -fstack-usage for the kernel plus the helpers it calls (all static sizes: no recursion, no VLAs),
-# rounded up; "predict" is the generated caller's frame. tests/test_targets.py checks that the total
-# bounds the stack measured on Cortex-M3 under QEMU. The largest local arrays are the EBNN_CHUNK
-# accumulators of the conv kernels; with the defaults (EBNN_CHUNK=32, tables) the input conv needs
-# ~1.3 KB. On AVR (EBNN_BYTE_KERNELS) bench/targets/avr.py measures the real high-water mark.
-STACK_BYTES = {"input_conv_int": 480, "input_conv_f32": 200, "binary_conv": 360, "binary_dense": 64,
-               "output_dense": 64, "predict": 40}
+# Stack bound, in bytes, of each kernel's deepest call chain (kernel + helpers + library routines) and
+# of what the generated NAME_predict / NAME_predict_scratch add, per MCU target and build: "default"
+# (no -D option, as the README, Arduino and Zephyr builds compile) and "small" (-DEBNN_CHUNK=8
+# -DEBNN_LOW_STACK=1; the AVR defaults). Each figure is the maximum over -O1, -O2, -O3 and -Os of the
+# chains keras_ebnn.stackcheck computes from GCC's -fstack-usage frames along the disassembled call
+# graph (arm-none-eabi-gcc 12.2, avr-gcc 5.4), rounded up to 16 B. Produced by `python bench/stack.py`;
+# tests/test_stack_bounds.py checks every shipped model's predict chain against it on Cortex-M0+, M3
+# and AVR. The conv kernels' accumulator arrays (EBNN_CHUNK of them per pass, plus the 4-tap tables of
+# the input conv unless EBNN_LOW_STACK) are most of it. Other compilers or versions can differ: run
+# `python -m keras_ebnn.stackcheck OUT --target T -O2 [-D...]` on the build you ship.
+STACK_BYTES = {
+    "cortex-m0plus": {
+        "default": {"input_conv_int": 1360, "input_conv_f32": 1568, "binary_conv": 496,
+                    "binary_dense": 128, "output_dense": 160, "predict": 48},
+        "small": {"input_conv_int": 592, "input_conv_f32": 784, "binary_conv": 400,
+                  "binary_dense": 128, "output_dense": 160, "predict": 48},
+    },
+    "cortex-m3": {
+        "default": {"input_conv_int": 1376, "input_conv_f32": 1584, "binary_conv": 464,
+                    "binary_dense": 112, "output_dense": 128, "predict": 48},
+        "small": {"input_conv_int": 576, "input_conv_f32": 784, "binary_conv": 368,
+                  "binary_dense": 112, "output_dense": 128, "predict": 48},
+    },
+    "cortex-m4": {
+        "default": {"input_conv_int": 1376, "input_conv_f32": 1552, "binary_conv": 464,
+                    "binary_dense": 112, "output_dense": 96, "predict": 48},
+        "small": {"input_conv_int": 576, "input_conv_f32": 752, "binary_conv": 368,
+                  "binary_dense": 112, "output_dense": 96, "predict": 48},
+    },
+    "avr": {
+        "default": {"input_conv_int": 464, "input_conv_f32": 448, "binary_conv": 272,
+                    "binary_dense": 64, "output_dense": 64, "predict": 32},
+        "small": {"input_conv_int": 464, "input_conv_f32": 448, "binary_conv": 272,
+                  "binary_dense": 64, "output_dense": 64, "predict": 32},
+    },
+}
+STACK_TARGETS = tuple(STACK_BYTES)
+STACK_BUILDS = {"default": "no -D options", "small": "-DEBNN_CHUNK=8 -DEBNN_LOW_STACK=1"}
+# memory_plan's target: a target name, None (the largest figure of all of them) or these groups
+STACK_TARGET_GROUPS = {"32bit": tuple(t for t in STACK_TARGETS if t.startswith("cortex-"))}
+
+
+def stack_targets(target):
+    """The STACK_BYTES targets a memory_plan `target` stands for (None: all)."""
+    if target is None:
+        return list(STACK_TARGETS)
+    if target in STACK_TARGET_GROUPS:
+        return list(STACK_TARGET_GROUPS[target])
+    if target not in STACK_BYTES:
+        raise ValueError(f"unknown stack target {target!r}; choose one of {', '.join(STACK_TARGETS)}, "
+                         f"{', '.join(STACK_TARGET_GROUPS)} or None (all)")
+    return [target]
+
+
+def stack_kernel_keys(model: LoweredModel):
+    """The STACK_BYTES kernel entries a model's NAME_predict calls."""
+    keys = set()
+    for b in model.blocks:
+        if b.kind == "input_conv":
+            keys.add("input_conv_f32" if model.input.mode in ("float", "sign_float") else "input_conv_int")
+        else:
+            keys.add(b.kind)
+    return sorted(keys)
+
+
+def stack_bound(model: LoweredModel, target=None, build="default"):
+    """Upper bound of the stack NAME_predict uses (from the caller's stack pointer at the call) when
+    built for `target` (see stack_targets) with `build` ("default" or "small", see STACK_BUILDS):
+    the deepest kernel chain it calls + the generated functions' share, the largest over the targets."""
+    if build not in STACK_BUILDS:
+        raise ValueError(f"unknown build {build!r}; choose one of {', '.join(STACK_BUILDS)}")
+    keys = stack_kernel_keys(model)
+    return max(max(STACK_BYTES[t][build][k] for k in keys) + STACK_BYTES[t][build]["predict"]
+               for t in stack_targets(target))
 
 
 def runtime_dir():
@@ -132,7 +197,7 @@ def _scratch_bytes(block):
     return 2 * words(kh * kw * block.geometry.in_shape[2]) * 4
 
 
-def memory_plan(model: LoweredModel, target="32bit"):
+def memory_plan(model: LoweredModel, target=None, build="default"):
     """Flash and RAM of an export, per block and in total (a plain dict of ints and lists).
 
     Keys:
@@ -157,12 +222,16 @@ def memory_plan(model: LoweredModel, target="32bit"):
       totals: flash_data_bytes (all blocks' constant data, exact: equals the object's symbol sizes),
         code_bytes_estimate (CODE_BYTES of the kernels used + predict, Cortex-M3 -O2),
         flash_bytes (data + code), activation_bytes, kernel_scratch_bytes (arena - activations),
-        arena_bytes, stack_bytes_estimate (deepest kernel call chain + predict, from -fstack-usage:
-        see STACK_BYTES), ram_bytes (arena + stack), input_bytes (the caller's input array, not
-        counted in ram_bytes).
-    target: accepted for compatibility ("32bit" or "avr"): every size is the same on both.
+        arena_bytes, stack_bytes_estimate (upper bound of the stack NAME_predict uses in the build
+        below: see stack_bound and STACK_BYTES), ram_bytes (arena + stack), input_bytes (the
+        caller's input array, not counted in ram_bytes).
+      stack: {target, build, bytes, targets}: which build stack_bytes_estimate holds for.
+    target: the MCU the stack figure is for: "cortex-m0plus", "cortex-m3", "cortex-m4", "avr",
+      "32bit" (the Cortex-M ones) or None (default: the largest of all, so it holds for any of them).
+      Every other size is the same on all targets.
+    build: "default" (compiled without -D options; default) or "small" (-DEBNN_CHUNK=8
+      -DEBNN_LOW_STACK=1, about half the stack, slower: see runtime_c/README.md).
     """
-    del target
     blocks = []
     for i, b in enumerate(model.blocks):
         data = block_data(b)
@@ -192,7 +261,6 @@ def memory_plan(model: LoweredModel, target="32bit"):
             b["scratch_offset"] = hidden[below]["ram_bytes"] if 0 <= below < len(hidden) else 0
     kinds = {b.kind for b in model.blocks}
     code = CODE_BYTES["common"] + CODE_BYTES["predict"] + CODE_BYTES["predict_per_block"] * len(model.blocks)
-    stack = 0
     for kind in kinds:
         key = kind
         if kind == "input_conv":
@@ -200,8 +268,7 @@ def memory_plan(model: LoweredModel, target="32bit"):
             if model.input.mode == "sign_float":
                 code += CODE_BYTES["input_conv_f32"]  # the float entry point dispatches to the integer one
         code += CODE_BYTES[key]
-        stack = max(stack, STACK_BYTES[key])
-    stack += STACK_BYTES["predict"]
+    stack = stack_bound(model, target, build)
     data_bytes = sum(b["flash_bytes"] for b in blocks)
     in_bytes = model.input.length * (1 if model.input.dtype == np.uint8 else 4)
     totals = {"flash_data_bytes": int(data_bytes), "code_bytes_estimate": int(code),
@@ -210,7 +277,8 @@ def memory_plan(model: LoweredModel, target="32bit"):
               "stack_bytes_estimate": int(stack), "ram_bytes": int(arena + stack), "input_bytes": int(in_bytes)}
     buffers = [{"block": b["index"], "offset": b["buffer_offset"], "bytes": b["ram_bytes"]} for b in hidden]
     return {"blocks": blocks, "buffers": buffers, "activation_bytes": int(activation), "arena_bytes": int(arena),
-            "totals": totals}
+            "totals": totals, "stack": {"target": target or "any", "build": build, "bytes": int(stack),
+                                        "targets": stack_targets(target)}}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ class ExportResult:
                  f"(data {t['flash_data_bytes']} B + code ~{t['code_bytes_estimate']} B), RAM "
                  f"{t['ram_bytes']} B (activations {t['activation_bytes']} B"
                  + (f" + kernel scratch {t['kernel_scratch_bytes']} B" if t.get("kernel_scratch_bytes") else "")
-                 + f" + stack ~{t['stack_bytes_estimate']} B)"]
+                 + f" + stack <= {t['stack_bytes_estimate']} B for {report.stack_build_text(self.plan)})"]
         if self.budget is not None:
             parts.append(("DOES NOT FIT (written with force): " if self.forced else "fits: ") + self.budget.text())
         if self.sketch_inputs is not None:
