@@ -303,6 +303,38 @@ def test_zephyr_sample(board, tmp_path):
         assert total == 32 and correct >= 30
 
 
+@pytest.mark.skipif(not ZEPHYR_BASE, reason="ZEPHYR_BASE is not set (Zephyr is not installable from registries)")
+def test_zephyr_sample_under_twister(tmp_path):
+    """Zephyr's own test runner runs examples/zephyr_mnist (its sample.yaml: console harness, the
+    'accuracy: N/M' line) on native_sim against the exported module. Twister's warnings-as-errors is
+    turned off because it applies to the whole Zephyr tree (some tree copies carry their own warnings);
+    the export's C is compiled warning-free with -Werror by the C tests."""
+    import json
+    from keras_ebnn.exporting import export
+    python = _zephyr_python()
+    if python is None:
+        pytest.skip("no Python >= 3.12 with Zephyr's packages (set EBNN_ZEPHYR_PYTHON)")
+    if subprocess.run([python, "-c", "import natsort, psutil"], capture_output=True).returncode != 0:
+        pytest.skip("twister needs Zephyr's scripts/requirements-run-test.txt in EBNN_ZEPHYR_PYTHON")
+    data = np.load(ROOT / "examples" / "data" / "mnist_test_sample.npz")
+    module = tmp_path / "module"
+    export(load_model(MODEL), module, name="mnist", target="zephyr", verify_inputs=data["x"][:64],
+           verify_labels=data["y"][:64])
+    env = dict(os.environ, ZEPHYR_TOOLCHAIN_VARIANT="host")
+    out = tmp_path / "twister-out"
+    proc = subprocess.run([python, str(Path(ZEPHYR_BASE) / "scripts" / "twister"), "-T",
+                           str(ROOT / "examples" / "zephyr_mnist"), "-p", "native_sim", "--outdir", str(out),
+                           f"-x=ZEPHYR_EXTRA_MODULES={module}", "--disable-warnings-as-errors"],
+                          capture_output=True, text=True, env=env, timeout=1200)
+    suites = json.loads((out / "twister.json").read_text())["testsuites"]
+    print([(t["name"], t["status"]) for t in suites])
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert [(t["name"], t["status"]) for t in suites] == [("sample.keras_ebnn.mnist", "passed")]
+    log = "".join(p.read_text(errors="replace") for p in out.rglob("handler.log"))
+    correct, total = (int(v) for v in log.split("accuracy: ")[1].split()[0].split("/"))
+    assert total == 32 and correct >= 30, log[-1000:]
+
+
 def _run_until(cmd, marker, timeout):
     """Run cmd (an emulator that never exits by itself) until a line containing `marker` has been
     printed, then stop it; returns everything it printed."""
