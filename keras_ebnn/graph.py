@@ -974,3 +974,21 @@ def check(g):
         written.add(op.output)
         assert g.tensors[op.output].dtype in DTYPES
     assert g.output in written and g.tensors[g.output].dtype == "float32"
+
+
+def from_lowered(lowered):
+    """The `Graph` of a chain of blocks (`keras_ebnn.blocks.LoweredModel`): one `block` op per block,
+    bits tensors between them (the same computation: graph_reference gives reference.run's logits)."""
+    spec = lowered.input
+    tensors = {"input": Tensor("input", tuple(spec.shape), "int" if spec.dtype == np.uint8 else "float32",
+                               lo=0 if spec.dtype == np.uint8 else None, hi=255 if spec.dtype == np.uint8 else None)}
+    ops, prev = [], "input"
+    for i, block in enumerate(lowered.blocks):
+        name = f"b{i}"
+        last = i == len(lowered.blocks) - 1
+        tensors[name] = Tensor(name, tuple(block.out_shape), "float32" if last else "bits")
+        ops.append(Op("block", [prev], name, {"block": block}, list(block.source_layers)))
+        prev = name
+    g = Graph(name=lowered.name, input="input", output=prev, tensors=tensors, ops=ops, softmax=lowered.softmax)
+    check(g)
+    return g
