@@ -10,7 +10,6 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from . import reference
-from .graph import spatial
 
 BATCH = 256
 
@@ -205,9 +204,13 @@ def _check_dtype(value, tensor):
         assert tensor.lo <= value.min() and value.max() <= tensor.hi, (tensor.name, tensor.lo, tensor.hi)
 
 
-def run(graph, x, keep=False, batch=BATCH):
+def run(graph, x, keep=False, batch=BATCH, hook=None):
     """Run `graph` on inputs x (N, *input shape). Returns {"logits", "classes"} and, with keep=True,
-    "tensors": every tensor's values (name -> array, batch first)."""
+    "tensors": every tensor's values (name -> array, batch first).
+
+    hook(tensor, values, start) -> values, if given, is called on every op output (the batch's rows
+    start .. start + len - 1) and its result is used from there on: tests use it to compare each
+    tensor with Keras and to continue from Keras's values (checking each op on the same inputs)."""
     x = np.asarray(x)
     inp = graph.input_tensor
     if x.shape[1:] != inp.shape:
@@ -223,6 +226,9 @@ def run(graph, x, keep=False, batch=BATCH):
         for op in graph.ops:
             out = run_op(graph, op, [values[t] for t in op.inputs])
             _check_dtype(out, graph.tensors[op.output])
+            if hook is not None:
+                out = hook(graph.tensors[op.output], out, start)
+                _check_dtype(out, graph.tensors[op.output])
             values[op.output] = out
             if not keep:  # free what nobody reads any more
                 for t in op.inputs:
@@ -239,6 +245,3 @@ def run(graph, x, keep=False, batch=BATCH):
         result["tensors"] = {k: np.concatenate(v) for k, v in kept.items()}
     return result
 
-
-def spatial_shape(tensor):
-    return spatial(tensor.shape)
