@@ -84,6 +84,10 @@ every reachable integer accumulator, so fused bits equal Keras's bits exactly (a
 keeps the rare float-rounding differences documented in `keras_ebnn.blocks`). A final binary dense
 followed only by bias / BatchNormalization becomes an OutputDenseBlock. A sign of a Flatten/Reshape
 or Concatenate is moved before it, so DenseNet-style concatenations of fused outputs stay bits.
+Scaled binary weights (magnitude_aware_sign, XNOR-Net's per-filter scale) become an exact binary
+accumulator times the scale (an affine op, folded into the thresholds like a batch norm); Keras
+instead convolves with +-scale weights in float32, so those bits agree with Keras up to float
+near-ties, like a float first layer (the block op carries params["weight_scale"] = True).
 Everything else runs as the float32 ops above: bits and integers exact, float parts in float32 with
 a summation order that differs from TensorFlow's, so they agree with Keras to float32 rounding, not
 bit for bit (tests/test_graph_dag.py states the tolerance it checks).
@@ -105,7 +109,6 @@ from .errors import UnsupportedModelError
 
 DTYPES = ("bits", "int", "float32")
 SIGN_QUANTIZERS = {"ste_sign", "approx_sign", "swish_sign", "SteSign", "ApproxSign", "SwishSign"}
-SCALED_SIGN_QUANTIZERS = {"magnitude_aware_sign", "MagnitudeAwareSign"}
 NOOP_LAYERS = {"Dropout", "GaussianNoise", "GaussianDropout", "AlphaDropout", "SpatialDropout1D",
                "SpatialDropout2D", "SpatialDropout3D", "ActivityRegularization"}
 ACTIVATIONS = {"relu", "relu6", "hard_tanh", "tanh", "sigmoid", "leaky_relu"}
@@ -315,15 +318,16 @@ def _kernel_values(lay, i, attr="kernel", quantizer_attr="kernel_quantizer"):
     if q is None:
         return "float", kernel, None
     values = np.asarray(q(tf.constant(kernel)), dtype=np.float32)
-    if name in SIGN_QUANTIZERS and np.all(np.abs(values) == 1.0):
+    if np.all(np.abs(values) == 1.0):
         return "binary", values > 0, None
-    if name in SCALED_SIGN_QUANTIZERS:
-        mag = np.abs(values)
-        scale = mag.reshape(-1, mag.shape[-1])[0]
-        if np.all(mag == scale) and np.all(scale > 0):
-            return "scaled", values > 0, scale.astype(np.float32)
+    # scaled binary (magnitude_aware_sign, XNOR-Net's per-filter scale): +-s[o] in output channel o
+    mag = np.abs(values)
+    scale = mag.reshape(-1, mag.shape[-1])[0]
+    if np.all(mag == scale) and np.all(scale > 0) and np.all(np.isfinite(scale)):
+        return "scaled", values > 0, scale.astype(np.float32)
     raise UnsupportedModelError(
-        f"{quantizer_attr} {name!r} is not supported (multi-bit weights).", lay, i,
+        f"{quantizer_attr} {name!r} gives weights that are neither +-1 nor +-scale per output channel "
+        "(multi-bit weights are not supported).", lay, i,
         "Binary weights (ste_sign / approx_sign / swish_sign / magnitude_aware_sign) or float weights "
         "(quantizer None) are supported.")
 
@@ -444,7 +448,7 @@ def _translate_compute(b, lay, i, inp, cls, skip_activation=False):
             scale = np.tile(scale, c)  # output channel c * M + m has scale[m]
         y = b.op("affine", [b.as_float(y)], b.t(y).shape, "float32",
                  {"a": scale, "b": np.zeros_like(scale), "a64": scale.astype(np.float64),
-                  "b64": np.zeros(len(scale)), "fn": _scale_fn(scale)}, [name])
+                  "b64": np.zeros(len(scale)), "fn": _scale_fn(scale), "weight_scale": True}, [name])
     if bias is not None:
         y = b.op("affine", [b.as_float(y)], b.t(y).shape, "float32",
                  {"a": np.ones_like(bias), "b": bias, "a64": np.ones(len(bias)),
@@ -862,7 +866,10 @@ def _fuse_sign(g, sign_op, prod, cons):
         block = BinaryConvBlock(geometry=geom, weights=weights, threshold=thr, pool_min=pool_min,
                                 source_layers=names)
         inputs = [acc_src]
-    new = Op("block", inputs, sign_op.output, {"block": block}, names)
+    # scaled binary weights: Keras sums +-scale terms in float32, which can round differently from
+    # float32(acc) * scale right at a threshold, so such bits match Keras up to float near-ties only
+    scaled = any(o.params.get("weight_scale") for o in pre + post)
+    new = Op("block", inputs, sign_op.output, {"block": block, "weight_scale": scaled}, names)
     g.ops[g.ops.index(sign_op)] = new
     for o in removed:
         g.ops.remove(o)

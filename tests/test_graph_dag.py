@@ -4,8 +4,9 @@ Each generated model is lowered with keras_ebnn.graph and executed with keras_eb
   * every bits tensor that stands for the sign of a Keras tensor is compared with Keras's signs,
     op by op: the run continues from Keras's bits (graph_reference.run's hook), so each op is checked
     on the inputs Keras had. Bits written by a block with an integer accumulator (binary conv / dense,
-    sign input conv) must be identical; bits of a sign of a float tensor (or of a float first layer)
-    may differ only where Keras's value is a float32 near-tie: |value| <= TIE * (1 + max |value|);
+    sign input conv, unscaled binary weights) must be identical; bits of a sign of a float tensor (or
+    of a float first layer, or of scaled binary weights: see keras_ebnn.graph) may differ only where
+    Keras's value is a float32 near-tie: |value| <= TIE * (1 + max |value|);
   * logits (or softmax probabilities) agree within LOGIT_TOL * (1 + max |Keras logit|): the float
     parts sum in a different order than TensorFlow (documented in keras_ebnn.graph), nothing more;
   * classes are identical, on the free-running graph (no Keras bits injected) too.
@@ -33,7 +34,7 @@ def _exact_bits(graph):
     """Bits tensors whose op is exact given exact input bits (integer accumulators only)."""
     exact = set()
     for op in graph.ops:
-        if op.kind == "block":
+        if op.kind == "block" and not op.params.get("weight_scale"):
             b = op.params["block"]
             if b.kind in EXACT_BLOCKS or (b.kind == "input_conv" and b.input.mode.startswith("sign")):
                 exact.add(op.output)
