@@ -9,7 +9,9 @@ Each generated model is lowered with keras_ebnn.graph and executed with keras_eb
     Keras's value is a float32 near-tie: |value| <= TIE * (1 + max |value|);
   * logits (or softmax probabilities) agree within LOGIT_TOL * (1 + max |Keras logit|): the float
     parts sum in a different order than TensorFlow (documented in keras_ebnn.graph), nothing more;
-  * classes are identical, on the free-running graph (no Keras bits injected) too.
+  * classes are identical, on the free-running graph (no Keras bits injected) too;
+  * the unfused graph (lower_graph(fuse_blocks=False)) gives the same classes and logits within the
+    same tolerance: fusion preserves the computation.
 """
 import numpy as np
 import pytest
@@ -89,11 +91,24 @@ def check_graph_against_keras(model, x, graph=None):
 _GRAPHS = {}  # seed -> lowered graph, reused by the coverage test
 
 
+def check_fusion_preserves(model, graph, x):
+    """The fused graph computes what the unfused one (every sign, accumulator and float op on its
+    own) computes: same classes, logits within tolerance, fewer or as many ops."""
+    plain = lower_graph(model, fuse_blocks=False)
+    assert len(graph.ops) <= len(plain.ops)
+    a, b = graph_reference.run(graph, x), graph_reference.run(plain, x)
+    np.testing.assert_array_equal(a["classes"], b["classes"])
+    err = float(np.abs(a["logits"] - b["logits"]).max())
+    assert err <= LOGIT_TOL * (1.0 + float(np.abs(b["logits"]).max())), err
+    return len(plain.ops)
+
+
 @pytest.mark.parametrize("seed", range(N_GRAPHS))
 def test_random_graph_matches_keras(seed):
     model, x, desc = random_graph(seed)
     graph, stats = check_graph_against_keras(model, x)
     check_plan(plan_memory(graph))
+    stats["ops"] = f"{len(graph.ops)} fused / {check_fusion_preserves(model, graph, x)} unfused"
     _GRAPHS[seed] = graph
     print(f"graph {seed}: {desc} | {stats}")
 
