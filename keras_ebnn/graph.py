@@ -71,6 +71,9 @@ avg_pool   Window average over the in-bounds taps (as TF's AvgPool: padding is n
 global_avg, global_max   The same over all spatial positions: (H, W, C) or (L, C) -> (C,).
 reshape    Same elements, new shape (Flatten, Reshape): free, the output shares the input's memory.
 sign       float32 or int -> bits: bit = (x >= 0) (an int with a divisor: v >= 0).
+threshold  float32 or int -> bits, per channel c: bit = (x >= t[c]) if not flip[c] else (-x >= t[c])
+           (params threshold float32 / int64 (C,), flip bool (C,); +-inf or out-of-range values make
+           a constant channel). An int input's value is compared before its divisor is applied.
 
 Fusion and exactness
 --------------------
@@ -82,7 +85,11 @@ affine / activation / to_float ops (and a Flatten between a conv and a dense); t
 from `keras_ebnn.thresholds.chain_thresholds`, which evaluates the *Keras layers themselves* on
 every reachable integer accumulator, so fused bits equal Keras's bits exactly (a float first layer
 keeps the rare float-rounding differences documented in `keras_ebnn.blocks`). A final binary dense
-followed only by bias / BatchNormalization becomes an OutputDenseBlock. A sign of a Flatten/Reshape
+followed only by bias / BatchNormalization becomes an OutputDenseBlock. A remaining
+sign(chain(x)) on a float32 (or int) tensor x that no binary op wrote -- e.g. BatchNormalization ->
+sign in a DenseNet block -- becomes one `threshold` op, found the same way (bisection over the
+ordered float32 values of x, or every integer of its range), so the chain's float tensor is never
+stored. A sign of a Flatten/Reshape
 or Concatenate is moved before it, so DenseNet-style concatenations of fused outputs stay bits.
 Scaled binary weights (magnitude_aware_sign, XNOR-Net's per-filter scale) become an exact binary
 accumulator times the scale (an affine op, folded into the thresholds like a batch norm); Keras
@@ -720,15 +727,16 @@ def _toposort(g):
 
 def _chain_back(g, start, prod, cons, allow_pool):
     """Walk back from tensor `start` over single-reader monotone ops: (root op, pre, pool op, post)
-    where post / pre are the chain ops after / before the (optional) max pool, in execution order."""
+    where post / pre are the chain ops after / before the (optional) max pool, in execution order;
+    root is None when the chain starts at the model input."""
     post, pre, pool = [], [], None
     t = start
     if len(cons[t]) != 1:
         return None
     while True:
         op = prod.get(t)
-        if op is None:
-            return None
+        if op is None:  # reached the model input
+            return None, pre[::-1], pool, post[::-1]
         if op.kind in CHAIN_KINDS:
             pre.append(op)  # collected backwards; becomes `post` if a max pool comes next
         elif op.kind == "max_pool" and allow_pool and pool is None:
@@ -741,10 +749,14 @@ def _chain_back(g, start, prod, cons, allow_pool):
             return None
 
 
-def _fn(op):
+def _fn(g, op):
     """The Keras-exact float32 function of a chain op (for the threshold search)."""
     if op.kind == "to_float":
-        return lambda x: np.asarray(x, dtype=np.float32)
+        divisor = g.tensors[op.inputs[0]].divisor
+        if divisor is None:
+            return lambda x: np.asarray(x, dtype=np.float32)
+        d = np.float32(np.asarray(divisor).reshape(-1)[0])  # a single divisor (checked by the caller)
+        return lambda x: (np.asarray(x, dtype=np.float32) / d).astype(np.float32)
     if op.kind == "affine":
         return op.params["fn"]
     return op.params["keras_fn"]
@@ -782,11 +794,44 @@ class _FakeGroup:
         self.layer, self.is_conv, self.index = layer, is_conv, 0
 
 
+MAX_INT_THRESHOLD_RANGE = 2 ** 20  # integer threshold search: every value of the range is evaluated
+
+
+def _fuse_threshold(g, sign_op, prod, cons):
+    """Replace sign(chain(x)) of a float32 or int tensor x (no binary op before it) by one
+    `threshold` op when the chain is not empty; returns True if it did."""
+    found = _chain_back(g, sign_op.inputs[0], prod, cons, allow_pool=True)
+    if found is None:
+        return False
+    root, pre, pool, post = found
+    chain = post if pool is not None else pre
+    if not chain:
+        return False
+    src = chain[0].inputs[0]
+    t = g.tensors[src]
+    if t.dtype == "float32":
+        acc_range = None
+    elif t.dtype == "int" and (t.divisor is None or np.asarray(t.divisor).size == 1) and \
+            t.hi - t.lo <= MAX_INT_THRESHOLD_RANGE:
+        acc_range = (t.lo, t.hi)
+    else:
+        return False
+    channels = t.shape[-1]
+    thr, flip, _ = thresholds.chain_thresholds([_fn(g, o) for o in chain], [], False, channels, acc_range)
+    names = list(dict.fromkeys(n for o in chain + [sign_op] for n in o.layers))
+    new = Op("threshold", [src], sign_op.output, {"threshold": thr, "flip": flip}, names)
+    g.ops[g.ops.index(sign_op)] = new
+    for o in chain:
+        g.ops.remove(o)
+        del g.tensors[o.output]
+    return True
+
+
 def _fuse_sign(g, sign_op, prod, cons):
     """Replace sign(chain(root)) by one block op if the pattern fits; returns True if it did."""
     from .lowering import _input_spec
     found = _chain_back(g, sign_op.inputs[0], prod, cons, allow_pool=True)
-    if found is None:
+    if found is None or found[0] is None:
         return False
     root, pre, pool, post = found
     if len(cons[root.output]) != 1:
@@ -848,8 +893,8 @@ def _fuse_sign(g, sign_op, prod, cons):
                             conv_shape=geom.conv_shape, pool=pg["pool"], pool_strides=pg["strides"],
                             pool_pad=pg["pad"], out_hw=pg["out_hw"], pad_value=geom.pad_value)
     channels = weights.shape[0]
-    pre_f = [_fn(o) for o in pre if not (o.kind == "to_float" and spec is not None)]
-    thr, flip, pool_min = thresholds.chain_thresholds(pre_f, [_fn(o) for o in post], pool is not None,
+    pre_f = [_fn(g, o) for o in pre if not (o.kind == "to_float" and spec is not None)]
+    thr, flip, pool_min = thresholds.chain_thresholds(pre_f, [_fn(g, o) for o in post], pool is not None,
                                                       channels, acc_range, spec)
     weights = np.where(flip.reshape((-1,) + (1,) * (weights.ndim - 1)), ~weights, weights)
     names = [n for o in removed + [sign_op] for n in o.layers]
@@ -936,14 +981,15 @@ def _prune(g):
 def fuse(g):
     """Fuse sign chains into blocks and the final binary dense into an output block (in place)."""
     _rewrite_signs(g)
-    progress = True
-    while progress:
-        progress = False
-        prod, cons = g.producer(), g.consumers()
-        for op in g.ops:
-            if op.kind == "sign" and _fuse_sign(g, op, prod, cons):
-                progress = True
-                break
+    for fuse_one in (_fuse_sign, _fuse_threshold):  # blocks first: an input conv absorbs its sign
+        progress = True
+        while progress:
+            progress = False
+            prod, cons = g.producer(), g.consumers()
+            for op in g.ops:
+                if op.kind == "sign" and fuse_one(g, op, prod, cons):
+                    progress = True
+                    break
     _fuse_output(g)
     _prune(g)
     _toposort(g)

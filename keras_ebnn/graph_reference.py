@@ -194,6 +194,9 @@ def run_op(graph, op, args):
         return args[0].reshape((n,) + out_shape)
     if kind == "sign":
         return args[0] >= 0
+    if kind == "threshold":
+        x = args[0]
+        return np.where(p["flip"], -x, x) >= p["threshold"].astype(x.dtype if x.dtype == np.float32 else np.float64)
     raise ValueError(f"unknown op kind {kind!r}")
 
 

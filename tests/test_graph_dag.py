@@ -129,6 +129,6 @@ def test_generator_covers_the_ops():
         seen.add("1d" if len(graph.input_tensor.shape) == 2 else "2d")
     need = {"input_conv", "binary_conv", "binary_dense", "output_dense", "bconv", "bdense", "bdepthwise",
             "conv", "depthwise", "dense", "affine", "activation", "add", "concat", "bits_concat", "max_pool",
-            "avg_pool", "global_avg", "global_max", "reshape", "sign", "to_float", "1d", "2d",
+            "avg_pool", "global_avg", "global_max", "reshape", "sign", "threshold", "to_float", "1d", "2d",
             "input_float", "input_uint8", "input_sign_float", "input_sign_uint8"}
     assert need <= seen, need - seen
