@@ -728,7 +728,8 @@ def _toposort(g):
 def _chain_back(g, start, prod, cons, allow_pool):
     """Walk back from tensor `start` over single-reader monotone ops: (root op, pre, pool op, post)
     where post / pre are the chain ops after / before the (optional) max pool, in execution order;
-    root is None when the chain starts at the model input."""
+    root is None when the chain starts at the model input. The chain's own tensors have no other
+    reader; root's output may have (block fusion then refuses, a threshold op keeps it)."""
     post, pre, pool = [], [], None
     t = start
     if len(cons[t]) != 1:
@@ -745,8 +746,8 @@ def _chain_back(g, start, prod, cons, allow_pool):
         else:
             return op, pre[::-1], pool, post[::-1]
         t = op.inputs[0]
-        if len(cons[t]) != 1:
-            return None
+        if len(cons[t]) != 1:  # the chain starts here: t is also read elsewhere
+            return prod.get(t), pre[::-1], pool, post[::-1]
 
 
 def _fn(g, op):
