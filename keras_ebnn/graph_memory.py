@@ -19,7 +19,10 @@ Sizes (bytes):
   float32  4 * n.
 Not in the arena: the model input (the caller's array) and the output logits (the caller's scores
 array), and any `reshape` of them. A `reshape` output shares its input's buffer (same bytes, same
-order), so the buffer lives until the last reader of either. Kernel scratch (a binary conv block's
+order), so the buffer lives until the last reader of either. With inplace_ok=True (off by default:
+the C kernels must then accept out == in), an elementwise op (affine, activation, add: out[i]
+depends on in[i] only) writes over an input whose buffer no later op reads and that has the output's
+size; otherwise no op shares memory with its inputs. Kernel scratch (a binary conv block's
 patch and mask, `exporters/c.py` _scratch_bytes) is a buffer live only during its op.
 """
 def words(nbits):
@@ -110,28 +113,47 @@ def _two_ended(buffers, bound):
     return max((b["offset"] + b["bytes"] for b in buffers), default=0)
 
 
-def plan_memory(graph):
+INPLACE_KINDS = ("affine", "activation", "add")  # elementwise: out[i] depends on in[i] only
+
+
+def plan_memory(graph, inplace_ok=False):
     """The arena plan of a graph: a dict with
       buffers: [{tensors, bytes, first, last, offset, kind}] (kind "tensor" or "scratch"; first/last
                are op indices; tensors lists the tensor names sharing the buffer),
       ops: [{index, kind, output, live_bytes, live}] per op: the bytes (and buffers) live while it runs,
       arena_bytes: the arena size (the highest offset + size),
       peak_bytes: max over ops of live_bytes (no plan can use less),
-      tensors: {name: {dtype, shape, bytes, offset or None (not in the arena)}}.
+      tensors: {name: {dtype, shape, bytes, offset or None (not in the arena)}},
+      inplace: the outputs written over one of their op's inputs (inplace_ok=True, see the module
+               docstring).
     """
     ops = graph.ops
     prod = {op.output: i for i, op in enumerate(ops)}
-    root = {graph.input: graph.input}
-    for op in ops:  # alias groups: a reshape output is its input's buffer
-        root[op.output] = root[op.inputs[0]] if op.kind == "reshape" else op.output
-    outside = {root[graph.input], root[graph.output]}
-    groups = {}
-    for name in [graph.input] + [op.output for op in ops]:
-        groups.setdefault(root[name], []).append(name)
-    last_read = {}
+    reads = {}  # tensor -> index of its last reader
     for i, op in enumerate(ops):
         for t in op.inputs:
-            last_read[root[t]] = i
+            reads[t] = i
+    root = {graph.input: graph.input}
+    groups = {graph.input: [graph.input]}
+    inplace = []
+    for i, op in enumerate(ops):  # alias groups: tensors sharing one buffer
+        target = None
+        if op.kind == "reshape":
+            target = root[op.inputs[0]]
+        elif inplace_ok and op.kind in INPLACE_KINDS and op.output != graph.output:
+            for t in op.inputs:  # an input whose buffer nobody reads after this op, of the same size
+                r = root[t]
+                if r != root[graph.input] and max(reads.get(m, -1) for m in groups[r]) == i and \
+                        tensor_bytes(graph.tensors[r]) == tensor_bytes(graph.tensors[op.output]):
+                    target = r
+                    inplace.append(op.output)
+                    break
+        root[op.output] = target if target is not None else op.output
+        groups.setdefault(root[op.output], []).append(op.output)
+    outside = {root[graph.input], root[graph.output]}
+    last_read = {}
+    for r, names in groups.items():
+        last_read[r] = max((reads.get(m, -1) for m in names), default=-1)
     buffers = []
     for r, names in groups.items():
         if r in outside:
@@ -170,7 +192,7 @@ def plan_memory(graph):
                for n, t in graph.tensors.items()}
     peak = max((p["live_bytes"] for p in per_op), default=0)
     return {"buffers": buffers, "ops": per_op, "arena_bytes": int(arena), "peak_bytes": int(peak),
-            "tensors": tensors, "order": order_name}
+            "tensors": tensors, "order": order_name, "inplace": inplace}
 
 
 def check_plan(plan):
