@@ -584,8 +584,10 @@ def _avg(b, kind, inp, shape, geom, taps, lay):
     if t.dtype == "bits" or (t.dtype == "int" and t.divisor is None):
         lo, hi = (-1, 1) if t.dtype == "bits" else (t.lo, t.hi)
         divisor = _avg_divisor(geom)
+        if np.all(divisor == divisor.flat[0]):
+            divisor = divisor.reshape(-1)[:1]  # every window inside the input: one divisor
         return b.op(kind, [inp], shape, "int", {"geometry": geom}, [lay.name], lo=min(lo, lo * taps),
-                    hi=max(hi, hi * taps), divisor=divisor if kind == "avg_pool" else divisor.reshape(1),
+                    hi=max(hi, hi * taps), divisor=divisor,
                     keras=lay.name)
     return b.op(kind, [b.as_float(inp)], shape, "float32", {"geometry": geom}, [lay.name], keras=lay.name)
 

@@ -7,6 +7,7 @@
   concat     concat(x, BN(QuantConv(x))) (binary DenseNet)
   down       BN(QuantConv stride 2 (x)) + BN(Conv1x1(AvgPool(x))) (full-precision shortcut)
   pool       AvgPool or MaxPool
+  conv_avg   QuantConv (no bias) -> AvgPool of its integer accumulators -> BN (-> activation)
   float      Conv + BN + ReLU (full precision)
   depthwise  DepthwiseConv2D + BN, or a binary QuantDepthwiseConv2D + BN (2-D only)
 and a head: global average / max pooling or Flatten, an optional binary hidden dense layer, then a
@@ -18,7 +19,7 @@ import numpy as np
 
 from keras_ebnn import import_larq
 
-KINDS = ["conv", "residual", "concat", "down", "pool", "float", "depthwise"]
+KINDS = ["conv", "residual", "concat", "down", "pool", "float", "depthwise", "conv_avg"]
 
 
 def random_graph(seed, n_inputs=16):
@@ -100,6 +101,14 @@ def random_graph(seed, n_inputs=16):
             pool = MaxPool if rng.random() < 0.5 else AvgPool
             x = pool(int(rng.choice([2, 3])), strides=2, padding=str(rng.choice(["valid", "same"])))(x)
             kind += "/" + pool.__name__
+        elif kind == "conv_avg":  # binary conv -> average pool of its integer outputs -> BN
+            if small:
+                continue
+            y = QConv(
+                int(rng.choice([4, 8])), 3, padding="same", input_quantizer="ste_sign",
+                kernel_quantizer="ste_sign", kernel_constraint="weight_clip", use_bias=False)(x)
+            y = AvgPool(2, strides=2, padding=str(rng.choice(["valid", "same"])))(y)
+            x = act(bn()(y))
         elif kind == "float":
             x = L.ReLU()(bn()(Conv(int(rng.choice([4, 8])), int(rng.choice([1, 3])), padding="same")(x)))
         elif kind == "depthwise":
@@ -112,8 +121,12 @@ def random_graph(seed, n_inputs=16):
                                                          depthwise_quantizer="ste_sign",
                                                          depthwise_constraint="weight_clip", use_bias=False)(x))
         desc.append(kind)
-    head = str(rng.choice(["gap", "gmp", "flatten"]))
-    if head == "gap":
+    head = str(rng.choice(["gap", "gmp", "flatten", "gap_int"]))
+    if head == "gap_int":  # global average of a binary conv's integer outputs, then BN
+        x = QConv(8, 3, padding="same", input_quantizer="ste_sign", kernel_quantizer="ste_sign",
+                  kernel_constraint="weight_clip", use_bias=False)(x)
+        x = bn()((L.GlobalAveragePooling1D() if one_d else L.GlobalAveragePooling2D())(x))
+    elif head == "gap":
         x = (L.GlobalAveragePooling1D() if one_d else L.GlobalAveragePooling2D())(x)
     elif head == "gmp":
         x = (L.GlobalMaxPooling1D() if one_d else L.GlobalMaxPooling2D())(x)

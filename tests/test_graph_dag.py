@@ -124,11 +124,12 @@ def test_generator_covers_the_ops():
                 seen.add("input_" + op.params["block"].input.mode)
             if op.kind == "concat" and graph.tensors[op.output].dtype == "bits":
                 seen.add("bits_concat")
-            if op.kind in ("avg_pool", "global_avg"):
+            if op.kind in ("avg_pool", "global_avg", "threshold"):
                 seen.add(f"{op.kind}_{graph.tensors[op.inputs[0]].dtype}")
         seen.add("1d" if len(graph.input_tensor.shape) == 2 else "2d")
     need = {"input_conv", "binary_conv", "binary_dense", "output_dense", "bconv", "bdense", "bdepthwise",
             "conv", "depthwise", "dense", "affine", "activation", "add", "concat", "bits_concat", "max_pool",
             "avg_pool", "global_avg", "global_max", "reshape", "sign", "threshold", "to_float", "1d", "2d",
+            "avg_pool_int", "global_avg_int", "avg_pool_float32", "global_avg_float32", "threshold_int",
             "input_float", "input_uint8", "input_sign_float", "input_sign_uint8"}
     assert need <= seen, need - seen
