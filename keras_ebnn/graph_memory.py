@@ -208,15 +208,30 @@ def check_plan(plan):
 
 
 def table(graph, plan):
-    """Per-op markdown table: the tensors live while each op runs and their bytes; the peak and arena."""
-    lines = ["| # | op | output | dtype | shape | bytes | live tensors | live B |", "|---|---|---|---|---|---:|---|---:|"]
-    for p in plan["ops"]:
+    """Per-op markdown table: the op's Keras layers, its output tensor (dtype, shape, bytes, arena
+    offset), the tensors live while it runs and their bytes; then the peak and the arena."""
+    lines = ["| # | op | Keras layers | output | dtype | shape | bytes | offset | live tensors | live B |",
+             "|---|---|---|---|---|---|---:|---:|---|---:|"]
+    for p, op in zip(plan["ops"], graph.ops):
         t = plan["tensors"][p["output"]]
-        lines.append(f"| {p['index']} | {p['kind']} | {p['output']} | {t['dtype']} | "
-                     f"{'x'.join(map(str, t['shape']))} | {t['bytes']:,} | {', '.join(p['live'])} | "
-                     f"{p['live_bytes']:,} |")
-    lines.append(f"\nPeak of live tensors: {plan['peak_bytes']:,} B; arena: {plan['arena_bytes']:,} B.")
+        where = "caller" if t["offset"] is None else f"{t['offset']:,}"
+        lines.append(f"| {p['index']} | {p['kind']} | {', '.join(op.layers) or '-'} | {p['output']} | "
+                     f"{t['dtype']} | {'x'.join(map(str, t['shape']))} | {t['bytes']:,} | {where} | "
+                     f"{', '.join(p['live'])} | {p['live_bytes']:,} |")
+    lines.append(f"\nPeak of live tensors: {plan['peak_bytes']:,} B; arena: {plan['arena_bytes']:,} B "
+                 f"(model input: {input_bytes(graph):,} B in the caller's array, not counted).")
     return "\n".join(lines)
+
+
+def summary(model, print_fn=print, inplace_ok=False):
+    """The per-op tensor table of a Keras model (or a Graph) lowered with keras_ebnn.graph, with
+    the peak and the arena; returns the text."""
+    from .graph import Graph, lower_graph
+    graph = model if isinstance(model, Graph) else lower_graph(model)
+    text = table(graph, plan_memory(graph, inplace_ok=inplace_ok))
+    if print_fn is not None:
+        print_fn(text)
+    return text
 
 
 def input_bytes(graph):

@@ -89,3 +89,16 @@ def test_published_model_runs_in_its_arena(name):
 def test_random_graph_runs_in_its_arena(seed):
     model, x, desc = random_graph(seed, n_inputs=3)
     _check(lower_graph(model), x)
+
+
+def test_summary_lists_every_op_and_the_peak():
+    from keras_ebnn.graph_memory import summary
+    model, _ = build("birealnet", n=1)
+    graph = lower_graph(model)
+    text = summary(graph, print_fn=None)
+    plan = plan_memory(graph)
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| #")]
+    assert len(rows) == len(graph.ops)
+    assert f"Peak of live tensors: {plan['peak_bytes']:,} B; arena: {plan['arena_bytes']:,} B" in text
+    assert all(op.output in text for op in graph.ops)
+    print(text)
