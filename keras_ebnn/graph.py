@@ -21,8 +21,8 @@ channels always last, row-major element order, as Keras's `Flatten` reads them) 
                type holding [lo, hi].
   * "float32": IEEE binary32 values. Stored as 4 bytes.
 
-A lowered graph is: one input tensor (dtype "int" with range [0, 255] when the model starts with a
-`Rescaling` -- the caller passes raw uint8 values --, else "float32"), a topologically ordered list
+A lowered graph is: one input tensor (dtype "int" with range [0, 255] when the input's only reader
+is a `Rescaling` layer -- the caller passes raw uint8 values --, else "float32"), a topologically ordered list
 of `Op`s each writing one new tensor, one output tensor (float32 logits; `softmax` says whether Keras
 applies a softmax after it; the class is the first maximum of the logits).
 
@@ -34,7 +34,7 @@ block      A fused block of `keras_ebnn.blocks`, with exactly those semantics: p
            tensor (L, C) is the (1, L, C) image of the blocks; a dense block reads its input bits
            flattened (row-major). The output keeps the Keras shape of the layer it replaces.
 bconv      Binary convolution without threshold: bits (H, W, C) in, int accumulators out
-           (acc of `keras_ebnn.blocks`: sum of +1/-1 products, pad taps worth params["pad_value"]
+           (acc of `keras_ebnn.blocks`: sum of +1/-1 products, pad taps worth geometry.pad_value
            0 or 1), params: weights bool (O, KH, KW, C), geometry (ConvGeometry, no pool).
 bdense     Binary dense layer without threshold over the last axis: bits (..., N) in, int (..., O) out,
            x[o] = sum_n w[o, n] * a[n]; params: weights bool (O, N).
@@ -50,14 +50,14 @@ affine     float32 per-channel y = x * a[c] + b[c], two float32 operations in th
 activation float32 elementwise, params["fn"]: "relu" max(x, 0); "relu6" min(max(x, 0), 6);
            "hard_tanh" min(max(x, -1), 1); "leaky_relu" x if x >= 0 else x * alpha (params alpha);
            "tanh", "sigmoid" (float32 tanh, 1 / (1 + exp(-x))). All are monotone non-decreasing.
-conv       Full-precision convolution, float32 in/out: params weights float32 (KH, KW, C, O), bias
-           float32 (O,) or None, geometry; pad taps read params["pad_value"] (0.0 or 1.0).
+conv       Full-precision convolution, float32 in/out: params weights float32 (KH, KW, C, O),
+           geometry; pad taps read params["pad_value"] (0.0 or 1.0).
            acc = 0.0f; for (ky, kx, c) in row-major order: acc = acc + x * w  (float32 multiply,
-           then float32 add, no fused multiply-add); then acc = acc + bias.
+           then float32 add, no fused multiply-add). A layer's bias is the affine op after it.
 depthwise  Full-precision depthwise convolution, same summation rule per output channel c * M + m
            over the taps (ky, kx) of channel c; weights float32 (KH, KW, C, M).
 dense      Full-precision dense layer over the last axis: acc = 0.0f; for n: acc = acc + x[n] *
-           w[n, o]; then + bias; weights float32 (N, O).
+           w[n, o]; weights float32 (N, O) (bias: the affine op after it).
 add        float32 elementwise sum of 2+ float32 tensors, left to right ((a + b) + c).
 concat     Concatenation along the channel (last) axis: all inputs bits -> bits (free: the bits are
            copied), else all float32 -> float32.
@@ -66,8 +66,10 @@ max_pool   Max over each window's in-bounds taps (windows hanging off the edge s
            (PH, PW), strides, pad (top, left), out_hw.
 avg_pool   Window average over the in-bounds taps (as TF's AvgPool: padding is not counted). bits or
            int without divisor in: int out, value = the exact sum, divisor = the number of in-bounds
-           taps of that output position. float32 in: s = 0.0f; s = s + x for the taps in row-major
-           order; out = s / float32(count).
+           taps of that output position (one divisor when every window lies inside the input).
+           float32 in: s = 0.0f; s = s + x for the taps in row-major order; out = s / float32(count).
+           (Ops other than avg_pool / global_avg / to_float never read an int with a divisor: the
+           lowering converts it to float32 first.)
 global_avg, global_max   The same over all spatial positions: (H, W, C) or (L, C) -> (C,).
 reshape    Same elements, new shape (Flatten, Reshape): free, the output shares the input's memory.
 sign       float32 or int -> bits: bit = (x >= 0) (an int with a divisor: v >= 0).
@@ -89,8 +91,8 @@ followed only by bias / BatchNormalization becomes an OutputDenseBlock. A remain
 sign(chain(x)) on a float32 (or int) tensor x that no binary op wrote -- e.g. BatchNormalization ->
 sign in a DenseNet block -- becomes one `threshold` op, found the same way (bisection over the
 ordered float32 values of x, or every integer of its range), so the chain's float tensor is never
-stored. A sign of a Flatten/Reshape
-or Concatenate is moved before it, so DenseNet-style concatenations of fused outputs stay bits.
+stored. A sign of a Flatten/Reshape or Concatenate is moved before it, so concatenations of fused
+outputs stay bits.
 Scaled binary weights (magnitude_aware_sign, XNOR-Net's per-filter scale) become an exact binary
 accumulator times the scale (an affine op, folded into the thresholds like a batch norm); Keras
 instead convolves with +-scale weights in float32, so those bits agree with Keras up to float
@@ -118,7 +120,6 @@ DTYPES = ("bits", "int", "float32")
 SIGN_QUANTIZERS = {"ste_sign", "approx_sign", "swish_sign", "SteSign", "ApproxSign", "SwishSign"}
 NOOP_LAYERS = {"Dropout", "GaussianNoise", "GaussianDropout", "AlphaDropout", "SpatialDropout1D",
                "SpatialDropout2D", "SpatialDropout3D", "ActivityRegularization"}
-ACTIVATIONS = {"relu", "relu6", "hard_tanh", "tanh", "sigmoid", "leaky_relu"}
 CHAIN_KINDS = ("affine", "activation", "to_float")  # monotone per channel: fusable before a sign
 GRAPH_SUPPORTED = (
     "Graph lowering supports: InputLayer, Rescaling, QuantConv1D/QuantConv2D/QuantDense/"
@@ -421,7 +422,7 @@ def _translate_compute(b, lay, i, inp, cls, skip_activation=False):
             if scale is not None:
                 wf = (wf * scale).astype(np.float32)
             y = b.op("dense", [b.as_float(x)], out_shape, "float32",
-                     {"weights": wf, "bias": None, "binary_weights": wkind == "binary", "keras_layer": lay},
+                     {"weights": wf, "binary_weights": wkind == "binary", "keras_layer": lay},
                      [name])
             scale = None
     else:
@@ -447,7 +448,7 @@ def _translate_compute(b, lay, i, inp, cls, skip_activation=False):
             if scale is not None:
                 wf = (wf * scale).astype(np.float32)  # what Keras convolves with
             y = b.op("depthwise" if depthwise else "conv", [b.as_float(x)], out_shape, "float32",
-                     {"weights": wf, "bias": None, "geometry": geom, "pad_value": float(geom.pad_value),
+                     {"weights": wf, "geometry": geom, "pad_value": float(geom.pad_value),
                       "binary_weights": wkind == "binary", "keras_layer": lay}, [name])
             scale = None
     if scale is not None:  # magnitude-aware sign: acc * scale per output channel
@@ -853,7 +854,7 @@ def _fuse_sign(g, sign_op, prod, cons):
         else:
             spec_in = None
         acc_src = root.inputs[0]
-    elif root.kind in ("conv", "dense") and root.params.get("binary_weights") and root.params["bias"] is None:
+    elif root.kind in ("conv", "dense") and root.params.get("binary_weights"):
         spec_in = _input_root(g, root, prod, cons)
         if spec_in is None or spec_in[1]:
             return False

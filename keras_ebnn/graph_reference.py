@@ -35,14 +35,6 @@ def _in_bounds(geom):
     return vy[:, None, :, None] & vx[None, :, None, :]
 
 
-def _seq_sum(terms):
-    """float32 sum over the last-but-one axis, left to right, starting from 0.0f: (..., K, O) -> (..., O)."""
-    acc = np.zeros(terms.shape[:-2] + terms.shape[-1:], dtype=np.float32)
-    for k in range(terms.shape[-2]):
-        acc = acc + terms[..., k, :]
-    return acc
-
-
 def _float_conv(x, op):
     geom, w = op.params["geometry"], op.params["weights"]  # (KH, KW, C, O)
     win = _windows(x.reshape((x.shape[0],) + geom.in_shape), geom.kernel, geom.strides, geom.pad,

@@ -6,7 +6,6 @@ from keras_ebnn.graph import lower_graph
 
 tf, lq = import_larq()
 L = tf.keras.layers
-SIGN = dict(input_quantizer="ste_sign", kernel_quantizer="ste_sign", kernel_constraint="weight_clip")
 
 
 def _two_outputs():
