@@ -72,7 +72,8 @@ avg_pool   Window average over the in-bounds taps (as TF's AvgPool: padding is n
            lowering converts it to float32 first.)
 global_avg, global_max   The same over all spatial positions: (H, W, C) or (L, C) -> (C,).
 reshape    Same elements, new shape (Flatten, Reshape): free, the output shares the input's memory.
-sign       float32 or int -> bits: bit = (x >= 0) (an int with a divisor: v >= 0).
+sign       float32 or int -> bits: bit = (x >= 0) (an int with a divisor: v >= 0). Also what an
+           Activation layer with a larq sign quantizer (Activation(SteSign())) lowers to.
 threshold  float32 or int -> bits, per channel c: bit = (x >= t[c]) if not flip[c] else (-x >= t[c])
            (params threshold float32 / int64 (C,), flip bool (C,); +-inf or out-of-range values make
            a constant channel). An int input's value is compared before its divisor is applied.
@@ -125,7 +126,8 @@ GRAPH_SUPPORTED = (
     "Graph lowering supports: InputLayer, Rescaling, QuantConv1D/QuantConv2D/QuantDense/"
     "QuantDepthwiseConv2D (kernel quantizer sign-type, magnitude_aware_sign or None; input quantizer "
     "sign-type or None), Conv1D/Conv2D/DepthwiseConv2D/Dense, BatchNormalization (last axis), ReLU, "
-    "LeakyReLU, Activation (relu, relu6, hard_tanh, tanh, sigmoid, linear; softmax last), Max/Average"
+    "LeakyReLU, Activation (relu, relu6, hard_tanh, tanh, sigmoid, linear, a larq sign quantizer; "
+    "softmax last), Max/Average"
     "Pooling1D/2D, GlobalAverage/GlobalMaxPooling1D/2D, Flatten, Reshape, Add, Concatenate (last "
     "axis), Dropout-style no-ops; one input, one output.")
 
@@ -217,6 +219,11 @@ def _qname(q):
 
 def _act_name(act):
     return getattr(act, "__name__", str(act))
+
+
+def _is_sign(act):
+    """A larq sign quantizer used as an activation (function or instance): +1 for x >= 0, else -1."""
+    return getattr(act, "__name__", type(act).__name__) in SIGN_QUANTIZERS
 
 
 def _window(size, k, s, padding):
@@ -530,6 +537,10 @@ def _translate(b, lay, i, inputs, skip_activation=False):
         return b.op("affine", [b.as_float(inp)], t.shape, "float32",
                     {"a": a64.astype(np.float32), "b": b64.astype(np.float32), "a64": a64, "b64": b64,
                      "fn": _layer_fn(lay)}, [lay.name], keras=lay.name)
+    if cls == "Activation" and _is_sign(lay.activation):  # an explicit sign, e.g. Activation(SteSign())
+        y = b.as_bits(inp, lay.name)
+        b.t(y).keras = lay.name
+        return y
     if cls in ("ReLU", "Activation", "LeakyReLU"):
         if cls == "Activation" and _act_name(lay.activation) == "softmax" or cls == "Softmax":
             raise UnsupportedModelError("softmax is only supported as the last layer.", lay, i)

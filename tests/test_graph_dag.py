@@ -133,3 +133,29 @@ def test_generator_covers_the_ops():
             "avg_pool_int", "global_avg_int", "avg_pool_float32", "global_avg_float32", "threshold_int",
             "input_float", "input_uint8", "input_sign_float", "input_sign_uint8"}
     assert need <= seen, need - seen
+
+
+def test_explicit_sign_activation_and_bit_pooling():
+    """Activation(SteSign()) is a sign op; max pooling its +-1 output is an OR over bits; a sign of a
+    sign is the same bits. Checked against Keras like the random graphs."""
+    from modelgen import import_larq as _imp
+    tf, lq = _imp()
+    L = tf.keras.layers
+    inp = tf.keras.Input((9, 9, 2))
+    x = lq.layers.QuantConv2D(6, 3, padding="same", kernel_quantizer="ste_sign", use_bias=False)(inp)
+    x = L.BatchNormalization()(x)
+    x = L.Activation(lq.quantizers.SteSign(), name="explicit_sign")(x)
+    x = L.MaxPooling2D(2, padding="same")(x)
+    x = L.Flatten()(x)
+    x = lq.layers.QuantDense(4, input_quantizer="ste_sign", kernel_quantizer="ste_sign")(x)
+    model = tf.keras.Model(inp, x)
+    rng = np.random.default_rng(5)
+    xs = rng.normal(0, 1, (16, 9, 9, 2)).astype(np.float32)
+    from graphgen import calibrate
+    calibrate(model, xs, rng)
+    graph, stats = check_graph_against_keras(model, xs)
+    kinds = [op.kind if op.kind != "block" else op.params["block"].kind for op in graph.ops]
+    assert "max_pool" in kinds and "input_conv" in kinds and "sign" not in kinds, kinds
+    pooled = [op for op in graph.ops if op.kind == "max_pool"][0]
+    assert graph.tensors[pooled.output].dtype == "bits"
+    assert stats["bits"] > 0
