@@ -70,7 +70,8 @@ avg_pool   Window average over the in-bounds taps (as TF's AvgPool: padding is n
            float32 in: s = 0.0f; s = s + x for the taps in row-major order; out = s / float32(count).
            (Ops other than avg_pool / global_avg / to_float never read an int with a divisor: the
            lowering converts it to float32 first.)
-global_avg, global_max   The same over all spatial positions: (H, W, C) or (L, C) -> (C,).
+global_avg, global_max   The same over all spatial positions: (H, W, C) or (L, C) -> (C,) (with
+           keepdims=True: (1, 1, C) or (1, C), the same values).
 reshape    Same elements, new shape (Flatten, Reshape): free, the output shares the input's memory.
 sign       float32 or int -> bits: bit = (x >= 0) (an int with a divisor: v >= 0). Also what an
            Activation layer with a larq sign quantizer (Activation(SteSign())) lowers to.
@@ -571,18 +572,19 @@ def _translate(b, lay, i, inputs, skip_activation=False):
                         keras=lay.name)
         return _avg(b, "avg_pool", inp, shape, geom, taps, lay)
     if cls in ("GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D"):
-        if getattr(lay, "keepdims", False):
-            raise UnsupportedModelError("keepdims=True is not supported.", lay, i, "Use keepdims=False.")
         if getattr(lay, "data_format", "channels_last") != "channels_last":
             raise UnsupportedModelError("only data_format='channels_last' is supported.", lay, i)
         if len(t.shape) != (2 if cls.endswith("1D") else 3):
             raise UnsupportedModelError(f"input shape {t.shape} does not fit a {cls}.", lay, i)
         h, w, c = spatial(t.shape)
         geom = {"pool": (h, w), "strides": (1, 1), "pad": (0, 0), "out_hw": (1, 1), "in_shape": (h, w, c)}
+        shape = (c,)
+        if getattr(lay, "keepdims", False):  # same values, Keras shape (1, C) or (1, 1, C)
+            shape = (1,) * (len(t.shape) - 1) + (c,)
         if "Max" in cls:
-            return b.op("global_max", [inp], (c,), t.dtype, {"geometry": geom}, [lay.name], lo=t.lo, hi=t.hi,
+            return b.op("global_max", [inp], shape, t.dtype, {"geometry": geom}, [lay.name], lo=t.lo, hi=t.hi,
                         keras=lay.name)
-        return _avg(b, "global_avg", inp, (c,), geom, h * w, lay)
+        return _avg(b, "global_avg", inp, shape, geom, h * w, lay)
     if cls in ("Flatten", "Reshape"):
         shape = (t.size,) if cls == "Flatten" else tuple(int(d) for d in lay.output_shape[1:])
         if int(np.prod(shape)) != t.size:

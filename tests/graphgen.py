@@ -127,9 +127,13 @@ def random_graph(seed, n_inputs=16):
                   kernel_constraint="weight_clip", use_bias=False)(x)
         x = bn()((L.GlobalAveragePooling1D() if one_d else L.GlobalAveragePooling2D())(x))
     elif head == "gap":
-        x = (L.GlobalAveragePooling1D() if one_d else L.GlobalAveragePooling2D())(x)
+        keep = bool(rng.random() < 0.3)  # keepdims=True, then Flatten
+        x = (L.GlobalAveragePooling1D(keepdims=keep) if one_d else L.GlobalAveragePooling2D(keepdims=keep))(x)
+        x = L.Flatten()(x) if keep else x
     elif head == "gmp":
-        x = (L.GlobalMaxPooling1D() if one_d else L.GlobalMaxPooling2D())(x)
+        keep = bool(rng.random() < 0.3)
+        x = (L.GlobalMaxPooling1D(keepdims=keep) if one_d else L.GlobalMaxPooling2D(keepdims=keep))(x)
+        x = L.Flatten()(x) if keep else x
     else:
         x = L.Flatten()(x)
     if rng.random() < 0.4:
