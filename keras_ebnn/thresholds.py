@@ -166,3 +166,56 @@ def output_affine(group, bias):
         s, t = bn_affine(lay)
         a, c = a * s, c * s + t
     return a.astype(np.float32), c.astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# Monotone chains (graph lowering, keras_ebnn.graph)
+#
+# The graph lowering fuses  sign(post(pool(pre(acc))))  where `pre` and `post` are *any* chains of
+# per-channel monotone elementwise functions (bias, BatchNormalization, ReLU / ReLU6, hard-tanh, tanh,
+# sigmoid, leaky ReLU, a positive per-channel scale, ...) evaluated with Keras's own code. ReLU-like
+# functions are monotone but not strictly: the bit is still a step function of the accumulator, found
+# by the same exhaustive (integer) or bisection (float) search as above.
+
+
+class _FnChain:
+    """g(acc) = post(pool(pre(to_float(acc)))) with pre/post lists of float32 functions (K, O) -> (K, O)."""
+
+    def __init__(self, pre, post, spec):
+        self.pre, self.post, self.spec = list(pre), list(post), spec
+
+    @staticmethod
+    def _run(fns, values):
+        for fn in fns:
+            values = np.asarray(fn(np.asarray(values, dtype=np.float32)), dtype=np.float32)
+        return values
+
+    def pre_values(self, acc):
+        return self._run(self.pre, _to_float(acc, self.spec))
+
+    def bits(self, acc):
+        return self._run(self.post, self.pre_values(acc)) >= 0
+
+
+def chain_thresholds(pre, post, pooled, channels, acc_range, spec=None):
+    """(threshold, flip, pool_min) of  bit = sign(post(maxpool(pre(acc)))) >= 0  per channel.
+
+    pre, post: lists of callables on float32 arrays (K, channels) -> (K, channels), each monotone in
+    every channel (Keras's own layers or functions, so the step is exact). pooled: a max pool sits
+    between pre and post (without one, put everything in pre). acc_range: inclusive integer range of
+    the accumulator, or None for a float32 accumulator. spec: the InputSpec when the accumulator is
+    an input convolution's (its uint8 scale), else None. Same conventions as `block_thresholds`:
+    bit = acc' >= threshold where acc' is the accumulator of the (flip-negated) weights, and
+    pool_min says which channels max-pool as a min of the original accumulator.
+    """
+    chain = _FnChain(pre, post, spec)
+    pool_min = np.zeros(channels, dtype=bool)
+    if pooled:
+        lo, hi = acc_range if acc_range is not None else (-FLOAT_EXTREME, FLOAT_EXTREME)
+        ends = chain.pre_values(_broadcast(np.array([lo, hi]), channels))
+        pool_min = ends[1] < ends[0]
+    if acc_range is None:
+        thr, flip = _float_steps(chain, channels)
+    else:
+        thr, flip = _integer_steps(chain, acc_range[0], acc_range[1], channels)
+    return thr, flip, np.where(flip, ~pool_min, pool_min)

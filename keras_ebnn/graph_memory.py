@@ -1,0 +1,240 @@
+"""Memory planner for the graph IR: every tensor gets an offset in one static arena.
+
+Like TensorFlow Lite Micro's greedy memory planner: a buffer lives from the op that writes it to the
+last op that reads it (inclusive: an op's inputs, output and scratch are all live while it runs, so
+an op never writes over its own inputs); buffers are placed one by one, each at the lowest offset
+where it overlaps no already placed buffer whose lifetime overlaps its own. Arena = the highest end.
+The placement is tried in three orders (largest first, as TFLite Micro; by first use; largest first
+with kernel scratch last) and the smallest arena is kept; when none reaches the peak, a two-ended
+placement (tensors in order of first use alternately at the bottom and the top of a peak-sized
+arena, scratch in the gaps: exporters/c.py's ping-pong for a chain) is tried too. Largest-first
+alone can leave a scratch gap that costs a few bytes over the ping-pong layout of a chain.
+The lower bound of any plan is the peak over ops of the bytes live during that op (`peak_bytes`);
+for a chain of blocks the plan reaches it, which is what `exporters/c.py` memory_plan's ping-pong
+layout gives (tests/test_graph_chain.py compares both on the shipped and generated models).
+
+Sizes (bytes):
+  bits     4 * ceil(n / 32): packed 32-bit words, as between the blocks today;
+  int      n * (1, 2 or 4): int8, int16 or int32, the narrowest holding the tensor's [lo, hi];
+  float32  4 * n.
+Not in the arena: the model input (the caller's array) and the output logits (the caller's scores
+array), and any `reshape` of them. A `reshape` output shares its input's buffer (same bytes, same
+order), so the buffer lives until the last reader of either. With inplace_ok=True (off by default:
+the C kernels must then accept out == in), an elementwise op (affine, activation, add: out[i]
+depends on in[i] only) writes over an input whose buffer no later op reads and that has the output's
+size; otherwise no op shares memory with its inputs. Kernel scratch (a binary conv block's
+patch and mask, `exporters/c.py` _scratch_bytes) is a buffer live only during its op.
+"""
+def words(nbits):
+    return (int(nbits) + 31) // 32
+
+
+def int_bytes(lo, hi):
+    """Bytes per element of the narrowest signed integer type holding [lo, hi]."""
+    if -2 ** 7 <= lo and hi < 2 ** 7:
+        return 1
+    if -2 ** 15 <= lo and hi < 2 ** 15:
+        return 2
+    return 4
+
+
+def tensor_bytes(t):
+    if t.dtype == "bits":
+        return 4 * words(t.size)
+    if t.dtype == "int":
+        return t.size * int_bytes(t.lo, t.hi)
+    return 4 * t.size
+
+
+def scratch_bytes(op):
+    """Kernel scratch of an op (the binary conv kernel's patch + mask words, as in exporters/c.py)."""
+    if op.kind == "block" and op.params["block"].kind == "binary_conv":
+        g = op.params["block"].geometry
+        return 2 * words(g.kernel[0] * g.kernel[1] * g.in_shape[2]) * 4
+    return 0
+
+
+ORDERS = {
+    "largest first": lambda b: (-b["bytes"], b["first"]),  # TFLite Micro's order
+    "first use": lambda b: (b["first"], b["kind"] == "scratch", -b["bytes"]),
+    "largest first, scratch last": lambda b: (b["kind"] == "scratch", -b["bytes"], b["first"]),
+}
+
+
+def _greedy(buffers, key):
+    """Place buffers (dicts with bytes, first, last) in `key` order, each at the lowest offset where
+    it overlaps no placed buffer that is live at the same time; returns the arena size."""
+    order = sorted(range(len(buffers)), key=lambda i: (key(buffers[i]), i))
+    placed = []
+    for i in order:
+        b = buffers[i]
+        busy = sorted((p["offset"], p["offset"] + p["bytes"]) for p in placed
+                      if p["first"] <= b["last"] and b["first"] <= p["last"])
+        offset = 0
+        for start, end in busy:
+            if start - offset >= b["bytes"]:
+                break
+            offset = max(offset, end)
+        b["offset"] = offset
+        placed.append(b)
+    return max((b["offset"] + b["bytes"] for b in buffers), default=0)
+
+
+def _free_offsets(b, placed, bound):
+    """(lowest, highest) offset in [0, bound - size] where b overlaps no placed buffer live at the same
+    time (None where there is none)."""
+    busy = sorted((p["offset"], p["offset"] + p["bytes"]) for p in placed
+                  if p["first"] <= b["last"] and b["first"] <= p["last"])
+    gaps, prev = [], 0
+    for start, end in busy + [(bound, bound)]:
+        if start - prev >= b["bytes"]:
+            gaps.append((prev, start))
+        prev = max(prev, end)
+    if not gaps:
+        return None, None
+    return gaps[0][0], gaps[-1][1] - b["bytes"]
+
+
+def _two_ended(buffers, bound):
+    """Tensors in order of first use, alternately at the bottom and the top of an arena of `bound`
+    bytes (the ping-pong layout of exporters/c.py for a chain), then scratch in the lowest gap.
+    Returns the arena size, or None if something does not fit in `bound`."""
+    tensors = sorted((b for b in buffers if b["kind"] == "tensor"), key=lambda b: (b["first"], -b["bytes"]))
+    scratch = sorted((b for b in buffers if b["kind"] != "tensor"), key=lambda b: -b["bytes"])
+    placed, top = [], False
+    for b in tensors + scratch:
+        low, high = _free_offsets(b, placed, bound)
+        if low is None:
+            return None
+        b["offset"] = high if (top and b["kind"] == "tensor") else low
+        if b["kind"] == "tensor":
+            top = not top
+        placed.append(b)
+    return max((b["offset"] + b["bytes"] for b in buffers), default=0)
+
+
+INPLACE_KINDS = ("affine", "activation", "add")  # elementwise: out[i] depends on in[i] only
+
+
+def plan_memory(graph, inplace_ok=False):
+    """The arena plan of a graph: a dict with
+      buffers: [{tensors, bytes, first, last, offset, kind}] (kind "tensor" or "scratch"; first/last
+               are op indices; tensors lists the tensor names sharing the buffer),
+      ops: [{index, kind, output, live_bytes, live}] per op: the bytes (and buffers) live while it runs,
+      arena_bytes: the arena size (the highest offset + size),
+      peak_bytes: max over ops of live_bytes (no plan can use less),
+      tensors: {name: {dtype, shape, bytes, offset or None (not in the arena)}},
+      inplace: the outputs written over one of their op's inputs (inplace_ok=True, see the module
+               docstring).
+    """
+    ops = graph.ops
+    prod = {op.output: i for i, op in enumerate(ops)}
+    reads = {}  # tensor -> index of its last reader
+    for i, op in enumerate(ops):
+        for t in op.inputs:
+            reads[t] = i
+    root = {graph.input: graph.input}
+    groups = {graph.input: [graph.input]}
+    inplace = []
+    for i, op in enumerate(ops):  # alias groups: tensors sharing one buffer
+        target = None
+        if op.kind == "reshape":
+            target = root[op.inputs[0]]
+        elif inplace_ok and op.kind in INPLACE_KINDS and op.output != graph.output:
+            for t in op.inputs:  # an input whose buffer nobody reads after this op, of the same size
+                r = root[t]
+                if r != root[graph.input] and max(reads.get(m, -1) for m in groups[r]) == i and \
+                        tensor_bytes(graph.tensors[r]) == tensor_bytes(graph.tensors[op.output]):
+                    target = r
+                    inplace.append(op.output)
+                    break
+        root[op.output] = target if target is not None else op.output
+        groups.setdefault(root[op.output], []).append(op.output)
+    outside = {root[graph.input], root[graph.output]}
+    last_read = {}
+    for r, names in groups.items():
+        last_read[r] = max((reads.get(m, -1) for m in names), default=-1)
+    buffers = []
+    for r, names in groups.items():
+        if r in outside:
+            continue
+        first = prod[r]
+        buffers.append({"kind": "tensor", "tensors": names, "bytes": tensor_bytes(graph.tensors[r]),
+                        "first": first, "last": max(first, last_read.get(r, first)), "offset": 0})
+    for i, op in enumerate(ops):
+        s = scratch_bytes(op)
+        if s:
+            buffers.append({"kind": "scratch", "tensors": [], "bytes": s, "first": i, "last": i, "offset": 0,
+                            "op": i})
+    buffers = [b for b in buffers if b["bytes"] > 0]
+    peak = max((sum(b["bytes"] for b in buffers if b["first"] <= i <= b["last"]) for i in range(len(ops))),
+               default=0)
+    best = None
+    for order_name, key in ORDERS.items():  # a few greedy orders; keep the smallest arena
+        arena = _greedy(buffers, key)
+        if best is None or arena < best[0]:
+            best = (arena, order_name, [b["offset"] for b in buffers])
+    if best[0] > peak:
+        arena = _two_ended(buffers, peak)
+        if arena is not None:
+            best = (arena, "two-ended", [b["offset"] for b in buffers])
+    arena, order_name, offsets = best
+    for b, off in zip(buffers, offsets):
+        b["offset"] = off
+    per_op = []
+    for i, op in enumerate(ops):
+        live = [b for b in buffers if b["first"] <= i <= b["last"]]
+        per_op.append({"index": i, "kind": op.kind if op.kind != "block" else op.params["block"].kind,
+                       "output": op.output, "live_bytes": sum(b["bytes"] for b in live),
+                       "live": [b["tensors"][0] if b["tensors"] else f"scratch{i}" for b in live]})
+    where = {n: b["offset"] for b in buffers for n in b["tensors"]}
+    tensors = {n: {"dtype": t.dtype, "shape": t.shape, "bytes": tensor_bytes(t), "offset": where.get(n)}
+               for n, t in graph.tensors.items()}
+    peak = max((p["live_bytes"] for p in per_op), default=0)
+    return {"buffers": buffers, "ops": per_op, "arena_bytes": int(arena), "peak_bytes": int(peak),
+            "tensors": tensors, "order": order_name, "inplace": inplace}
+
+
+def check_plan(plan):
+    """No two buffers with overlapping lifetimes overlap in memory; all inside the arena."""
+    bufs = plan["buffers"]
+    for i, a in enumerate(bufs):
+        assert 0 <= a["offset"] and a["offset"] + a["bytes"] <= plan["arena_bytes"]
+        for b in bufs[i + 1:]:
+            if a["first"] <= b["last"] and b["first"] <= a["last"]:
+                assert a["offset"] + a["bytes"] <= b["offset"] or b["offset"] + b["bytes"] <= a["offset"], \
+                    (a, b)
+    return True
+
+
+def table(graph, plan):
+    """Per-op markdown table: the op's Keras layers, its output tensor (dtype, shape, bytes, arena
+    offset), the tensors live while it runs and their bytes; then the peak and the arena."""
+    lines = ["| # | op | Keras layers | output | dtype | shape | bytes | offset | live tensors | live B |",
+             "|---|---|---|---|---|---|---:|---:|---|---:|"]
+    for p, op in zip(plan["ops"], graph.ops):
+        t = plan["tensors"][p["output"]]
+        where = "caller" if t["offset"] is None else f"{t['offset']:,}"
+        lines.append(f"| {p['index']} | {p['kind']} | {', '.join(op.layers) or '-'} | {p['output']} | "
+                     f"{t['dtype']} | {'x'.join(map(str, t['shape']))} | {t['bytes']:,} | {where} | "
+                     f"{', '.join(p['live'])} | {p['live_bytes']:,} |")
+    lines.append(f"\nPeak of live tensors: {plan['peak_bytes']:,} B; arena: {plan['arena_bytes']:,} B "
+                 f"(model input: {input_bytes(graph):,} B in the caller's array, not counted).")
+    return "\n".join(lines)
+
+
+def summary(model, print_fn=print, inplace_ok=False):
+    """The per-op tensor table of a Keras model (or a Graph) lowered with keras_ebnn.graph, with
+    the peak and the arena; returns the text."""
+    from .graph import Graph, lower_graph
+    graph = model if isinstance(model, Graph) else lower_graph(model)
+    text = table(graph, plan_memory(graph, inplace_ok=inplace_ok))
+    if print_fn is not None:
+        print_fn(text)
+    return text
+
+
+def input_bytes(graph):
+    t = graph.input_tensor
+    return t.size * (1 if t.dtype == "int" else 4)
+
