@@ -128,9 +128,13 @@ def _float_steps(chain, channels):
 def block_thresholds(group, bias, acc_range, spec):
     """(threshold, flip, pool_min) arrays for a hidden block (see module docstring)."""
     channels = group.layer.kernel.shape[-1]
-    chain = _Chain(group, bias, spec)
+    return _chain_steps(_Chain(group, bias, spec), channels, acc_range, group.pool is not None)
+
+
+def _chain_steps(chain, channels, acc_range, pooled):
+    """(threshold, flip, pool_min) of every channel of a monotone `chain` (see `block_thresholds`)."""
     pool_min = np.zeros(channels, dtype=bool)
-    if group.pool is not None:
+    if pooled:
         # direction of `pre`: decreasing channels max-pool as min of the accumulator
         lo, hi = acc_range if acc_range is not None else (-FLOAT_EXTREME, FLOAT_EXTREME)
         ends = chain.pre_values(_broadcast(np.array([lo, hi]), channels))
@@ -208,14 +212,4 @@ def chain_thresholds(pre, post, pooled, channels, acc_range, spec=None):
     bit = acc' >= threshold where acc' is the accumulator of the (flip-negated) weights, and
     pool_min says which channels max-pool as a min of the original accumulator.
     """
-    chain = _FnChain(pre, post, spec)
-    pool_min = np.zeros(channels, dtype=bool)
-    if pooled:
-        lo, hi = acc_range if acc_range is not None else (-FLOAT_EXTREME, FLOAT_EXTREME)
-        ends = chain.pre_values(_broadcast(np.array([lo, hi]), channels))
-        pool_min = ends[1] < ends[0]
-    if acc_range is None:
-        thr, flip = _float_steps(chain, channels)
-    else:
-        thr, flip = _integer_steps(chain, acc_range[0], acc_range[1], channels)
-    return thr, flip, np.where(flip, ~pool_min, pool_min)
+    return _chain_steps(_FnChain(pre, post, spec), channels, acc_range, pooled)
