@@ -125,7 +125,8 @@ extern "C" {
 
 /* ---- status codes ----------------------------------------------------------------------------- */
 #define EBNN_OK 0
-#define EBNN_ERROR_ARGUMENT (-1)
+#define EBNN_ERROR_ARGUMENT (-1)    /* a NULL pointer (or misaligned scratch) */
+#define EBNN_ERROR_UNSUPPORTED (-2) /* a block these compiled kernels cannot run (see the options above) */
 
 /* ---- sizes ------------------------------------------------------------------------------------ */
 /* uint32_t words holding n bits (activation buffers are exactly this long). */
@@ -167,7 +168,9 @@ typedef struct {
 
 /* ---- kernels ---------------------------------------------------------------------------------- */
 /* All kernels write the whole output buffer (EBNN_WORDS(out_h * out_w * out_c) words) and return
- * EBNN_OK, or EBNN_ERROR_ARGUMENT for a NULL pointer. `thresholds` of a conv block are int16_t when
+ * EBNN_OK, EBNN_ERROR_ARGUMENT for a NULL pointer, or EBNN_ERROR_UNSUPPORTED for a block the compiled
+ * variant cannot run (byte kernels: accumulators beyond int16 or the size limits in the notes above;
+ * AVR: an integer input conv beyond int16); the output is then not written. `thresholds` of a conv block are int16_t when
  * params->acc16 (every accumulator and, clamped into the reachable range, every threshold fits: half
  * the flash), else int32_t, and float for EBNN_INPUT_FLOAT; `flip` is a bitmask of min-pooled
  * channels (see the layout notes above). Constant arguments (params, weights, thresholds, flip) may
@@ -191,9 +194,10 @@ int ebnn_binary_dense16(uint32_t n_in, uint32_t n_out, const uint32_t *input, co
                         const int16_t *thresholds, uint32_t *output);
 /* Output block: x[k] = n_in - 2 * popcount(a ^ w_k); logits[k] = (float)x[k] * scale[k] + offset[k]
  * (two float32 operations, never fused). Returns the argmax (first maximum wins), or
- * EBNN_ERROR_ARGUMENT. logits may be NULL. scale and offset must be finite (the exporter checks), so
- * no logit is NaN; the argmax compares the float bits as integers (no soft-float compare). With
- * EBNN_INT_LOGITS the float operations are integer code (same bits) and n_in must be below 2^24. */
+ * EBNN_ERROR_ARGUMENT / EBNN_ERROR_UNSUPPORTED (logits not written). logits may be NULL. scale and
+ * offset must be finite (the exporter checks), so no logit is NaN; the argmax compares the float bits
+ * as integers (no soft-float compare). With EBNN_INT_LOGITS the float operations are integer code
+ * (same bits) and n_in must be below 2^24. */
 int ebnn_output_dense(uint32_t n_in, uint32_t n_out, const uint32_t *input, const uint32_t *weights,
                       const float *scale, const float *offset, float *logits);
 

@@ -1223,7 +1223,7 @@ static int input_conv_int(const ebnn_conv_params_t *pp, const uint8_t *in_u8, co
     tap_walker_t tw;
 #if defined(__AVR__)
     if (!p->acc16)
-        return EBNN_ERROR_ARGUMENT; /* 16-bit tables on AVR: see ebnn_tab_t */
+        return EBNN_ERROR_UNSUPPORTED; /* 16-bit tables on AVR: see ebnn_tab_t */
 #endif
     tw.p = p;
     tw.in_u8 = in_u8;
@@ -1304,7 +1304,7 @@ int ebnn_input_conv_u8(const ebnn_conv_params_t *params, const uint8_t *input, c
         PARAMS_IN_RAM(p, params);
 #if EBNN_BYTE_KERNELS /* the only path: the generic one is not linked for uint8 inputs */
         if (!p->acc16 || (uint32_t)p->kh * p->kw * p->in_c > 255u || (uint32_t)p->in_h * p->in_w * p->in_c >= 32768u)
-            return EBNN_ERROR_ARGUMENT; /* int16 accumulators, 8-bit tap counts, 16-bit coordinates */
+            return EBNN_ERROR_UNSUPPORTED; /* int16 accumulators, 8-bit tap counts, 16-bit coordinates */
         input_conv8(p, input, weights, (const int16_t *)thresholds, flip, output);
         return EBNN_OK;
 #else
@@ -1519,7 +1519,7 @@ int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *input, co
         PARAMS_IN_RAM(p, params);
 #if EBNN_BYTE_KERNELS
         if (!p->acc16 || p->in_h > 32767u || p->in_w > 32767u)
-            return EBNN_ERROR_ARGUMENT; /* int16 accumulators and coordinates (see binary_conv8) */
+            return EBNN_ERROR_UNSUPPORTED; /* int16 accumulators and coordinates (see binary_conv8) */
         binary_conv8(p, (const uint8_t *)input, weights, (const int16_t *)thresholds, flip, output, (uint8_t *)scratch);
 #else
         binary_conv32(p, input, weights, thresholds, flip, output, scratch);
@@ -1680,7 +1680,7 @@ int ebnn_output_dense(uint32_t n_in, uint32_t n_out, const uint32_t *input, cons
         return EBNN_ERROR_ARGUMENT;
 #if EBNN_INT_LOGITS
     if (n_in >= ((uint32_t)1 << 24))
-        return EBNN_ERROR_ARGUMENT; /* (float)x would round */
+        return EBNN_ERROR_UNSUPPORTED; /* (float)x would round */
 #endif
     for (k = 0; k < n_out; k++, weights += rwords) {
         int32_t x = (int32_t)n_in - 2 * (int32_t)dense_popcount(input, weights, n_in);
