@@ -16,8 +16,10 @@ kernel calls. What the generator precomputes so the kernels don't have to:
   * buffer offsets in the arena (ping-pong with a scratch gap, see `memory_plan`).
 """
 import os
+import re
 import shutil
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +46,84 @@ CODE_BYTES = {"common": 290, "input_conv_int": 2700, "input_conv_f32": 950, "bin
 # ~1.3 KB. On AVR (EBNN_BYTE_KERNELS) bench/targets/avr.py measures the real high-water mark.
 STACK_BYTES = {"input_conv_int": 480, "input_conv_f32": 200, "binary_conv": 360, "binary_dense": 64,
                "output_dense": 64, "predict": 40}
+
+
+PUBLIC_HEADER = "ebnn.h"  # the runtime's one public header; its stem is the runtime's C namespace
+# C99/C11 keywords (the language's, not derivable from the runtime)
+C_KEYWORDS = frozenset("""auto break case char const continue default do double else enum extern float for goto if
+    inline int long register restrict return short signed sizeof static struct switch typedef union unsigned void
+    volatile while _Alignas _Alignof _Atomic _Bool _Complex _Generic _Imaginary _Noreturn _Static_assert
+    _Thread_local""".split())
+# Identifiers the generated files define for a model NAME (NAME.h, NAME.c, the Zephyr samples header):
+# NAME_ + one of these (tests/test_names.py checks the list against generated code).
+GENERATED_SUFFIXES = re.compile(r"(predict|predict_scratch|arena|debug_hook|input_t|INPUT_LEN|NUM_CLASSES|"
+                                r"NUM_BLOCKS|SCRATCH_SIZE|H|SAMPLES_H|samples|sample_labels|NUM_SAMPLES|"
+                                r"b\d+_(w|t|flip|params|scale|offset))")
+
+
+def generated_files(name):
+    """Files an export writes for NAME besides the runtime's (C, Arduino and Zephyr exports)."""
+    return (f"{name}.h", f"{name}.c", f"{name}_samples.h", f"{name}.ino")
+
+
+@lru_cache(maxsize=1)
+def _runtime_namespace():
+    """What an export name must not collide with, read from the runtime's files themselves:
+    (file names lower-cased, header guards, <system headers> the runtime includes (lower-cased stems),
+    every identifier token of its code, the public header's stem = its C namespace)."""
+    root = runtime_dir()
+    files, guards, system, tokens = set(), set(), set(), set()
+    for path in root.rglob("*"):
+        if not path.is_file() or path.suffix not in (".c", ".h"):
+            continue
+        files.add(path.name.lower())
+        text = path.read_text()
+        guards.update(re.findall(r"^\s*#\s*ifndef\s+(\w+)\s*\n\s*#\s*define\s+\1\b", text, re.M))
+        system.update(h.lower() for h in re.findall(r"^\s*#\s*include\s*<(\w+)\.h>", text, re.M))
+        code = re.sub(r"/\*.*?\*/|//[^\n]*", " ", text, flags=re.S)
+        tokens.update(re.findall(r"\b[A-Za-z_]\w*\b", code))
+    return frozenset(files), frozenset(guards), frozenset(system), frozenset(tokens), Path(PUBLIC_HEADER).stem
+
+
+def name_problem(name):
+    """Why `name` cannot name an export (a sentence), or None when it can.
+
+    The name prefixes every generated file and identifier (NAME.h, NAME.c, NAME_predict, header guard
+    NAME_H...), so it must be a plain C identifier that does not reach into the C implementation's
+    or the runtime's namespaces: not a keyword, no leading underscore (reserved at file scope), not
+    the runtime's prefix (`ebnn`, `ebnn_*`, `EBNN_*`, any case), no generated file that would replace a
+    runtime file or shadow a system header the code includes (case-insensitively: some file systems
+    are), no header guard equal to a runtime one, no generated identifier equal to one the runtime
+    uses. The runtime's side is read from its files (`_runtime_namespace`), so it cannot go stale."""
+    if not (isinstance(name, str) and name.isidentifier() and name.isascii()):
+        return "must be a C identifier (ASCII letters, digits and _, not starting with a digit)"
+    if name in C_KEYWORDS:
+        return "is a C keyword"
+    if name.startswith("_"):
+        return "starts with an underscore: such names are reserved for the C implementation"
+    files, guards, system, tokens, prefix = _runtime_namespace()
+    if name.lower() == prefix or name.lower().startswith(prefix + "_"):
+        return (f"is in the runtime's namespace ({prefix}, {prefix}_*, {prefix.upper()}_*, any case): "
+                "its files, symbols and header guards would collide")
+    for f in generated_files(name):
+        if f.lower() in files:
+            return f"would write {f}, which is a runtime file"
+        if f.lower().split(".")[0] in system and f.endswith(".h"):
+            return f"would write {f}, which would shadow the system header <{f.lower()}> the code includes"
+    for guard in (f"{name.upper()}_H", f"{name.upper()}_SAMPLES_H"):
+        if guard in guards:
+            return f"would use the header guard {guard}, which is a runtime header's"
+    clash = sorted(t for t in tokens if t.startswith(name + "_") and GENERATED_SUFFIXES.fullmatch(t[len(name) + 1:]))
+    if clash:
+        return f"would define {clash[0]}, which the runtime uses"
+    return None
+
+
+def check_name(name):
+    """Raise ValueError (saying why) unless `name` can name an export: see `name_problem`."""
+    problem = name_problem(name)
+    if problem:
+        raise ValueError(f"name {name!r} {problem}; choose another name")
 
 
 def runtime_dir():
@@ -447,8 +527,7 @@ def export_c(model: LoweredModel, out_dir, name):
     The files are written into a temporary folder beside out_dir and then moved into place, so a
     failure never leaves half-written output. An existing out_dir is kept (other files in it stay);
     the four files are replaced. Returns the memory plan (see `memory_plan`)."""
-    if not (name.isidentifier() and name.isascii()):
-        raise ValueError(f"name {name!r} must be a C identifier")
+    check_name(name)
     header, source = generate(model, name)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)

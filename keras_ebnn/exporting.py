@@ -96,14 +96,13 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
     (and compiled with the host C compiler when one exists) and compared with Keras; the figures
     go into the report. Raises UnsupportedModelError, BudgetError, or RuntimeError (C mismatch).
     """
-    from .exporters.c import memory_plan
+    from .exporters.c import check_name, memory_plan
     from .host import find_cc, predict_c
     from .verify import compare
 
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
-    if not (name.isidentifier() and name.isascii()):
-        raise ValueError(f"name {name!r} must be a C identifier")
+    check_name(name)  # before any work: a name the C files cannot take (exporters/c.py)
     if isinstance(model, LoweredModel):
         lowered = model
     else:
