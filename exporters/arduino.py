@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .c import export_c
+from .c import avr_reach_problems, export_c
 
 PROPERTIES = """name={name}
 version=0.1.0
@@ -96,7 +96,16 @@ def export_arduino(model, out_dir, name, sample_images=None, sample_labels=None)
     """Write the Arduino library for `model` into out_dir; returns the memory plan.
 
     sample_images/labels: a few inputs (and labels) embedded in the example sketch; without them
-    the sketch uses 4 all-zero inputs."""
+    the sketch uses 4 all-zero inputs.
+
+    Raises keras_ebnn.exporting.BudgetError, with the byte counts, when the model's constant data
+    cannot be read on AVR boards (over the 64 KB that pgm_read_* reaches, or an array over 32,767 B;
+    see exporters.c.avr_reach_problems); nothing is written then."""
+    problems = avr_reach_problems(model, name)
+    if problems:
+        from keras_ebnn.exporting import BudgetError
+        raise BudgetError("; ".join(problems) + ". The Arduino export targets AVR boards too: export a smaller "
+                          "model, or use --target c and add the files to a sketch for an Arm board")
     out_dir = Path(out_dir)
     plan = export_c(model, out_dir / "src", name)
     in_type = "uint8_t" if model.input.dtype == np.uint8 else "float"
