@@ -13,7 +13,7 @@ setup(
     packages=["keras_ebnn", "keras_ebnn.exporters", "keras_ebnn.runtime_c"],
     package_dir={"keras_ebnn": "keras_ebnn", "keras_ebnn.exporters": "exporters",
                  "keras_ebnn.runtime_c": "runtime_c"},
-    package_data={"keras_ebnn.runtime_c": ["*.c", "*.h", "*.md"]},
+    package_data={"keras_ebnn.runtime_c": ["*.c", "*.h", "*.md", "avr/*.c", "avr/*.h"]},
     include_package_data=False,
     install_requires=["numpy", "tensorflow>=2.16", "tf-keras", "larq>=0.13"],
     extras_require={"test": ["pytest"], "plot": ["matplotlib"]},

@@ -1,7 +1,8 @@
 """Arduino back end: an Arduino library folder around the C export.
 
     OUT/library.properties
-    OUT/src/NAME.h, NAME.c, ebnn.h, ebnn_kernels.c      (the C export; weights in PROGMEM on AVR)
+    OUT/src/NAME.h, NAME.c, ebnn*.h, *.inc, avr/        (the C export; weights in PROGMEM on AVR; the
+                                                        kernels are compiled inside NAME.c)
     OUT/examples/NAME/NAME.ino                          (classifies embedded test images over Serial)
 
 Install by copying OUT into the sketchbook's libraries/ folder (or `arduino-cli lib install --zip-path`

@@ -167,6 +167,10 @@ typedef struct {
 } ebnn_conv_params_t;
 
 /* ---- kernels ---------------------------------------------------------------------------------- */
+/* One file per op (runtime_c/README.md). A generated NAME.c defines EBNN_PRIVATE and includes the
+ * kernel files its model uses, so their definitions are static to it (and precede their use): the
+ * prototypes below are for everything else, which links the kernels as ordinary functions. */
+#ifndef EBNN_PRIVATE
 /* All kernels write the whole output buffer (EBNN_WORDS(out_h * out_w * out_c) words) and return
  * EBNN_OK, EBNN_ERROR_ARGUMENT for a NULL pointer, or EBNN_ERROR_UNSUPPORTED for a block the compiled
  * variant cannot run (byte kernels: accumulators beyond int16 or the size limits in the notes above;
@@ -207,6 +211,7 @@ uint32_t ebnn_popcount32(uint32_t x);
 uint32_t ebnn_xor_popcount(const uint32_t *a, const uint32_t *w, uint32_t n);
 /* popcount((a[i] ^ w[i]) & m[i]) summed over n words; a and m in RAM, w constant. */
 uint32_t ebnn_xor_popcount_masked(const uint32_t *a, const uint32_t *w, const uint32_t *m, uint32_t n);
+#endif /* EBNN_PRIVATE */
 
 #ifdef __cplusplus
 }
