@@ -462,13 +462,7 @@ def kernel_limits(model: LoweredModel, name):
         acc = "" if rng is None else f"accumulators reach {rng[1]}"
         what = _block_desc(name, i, b)
         if b.kind == "binary_conv":
-            h, w, _ = b.geometry.in_shape
-            if not (_acc16(rng) and h <= 32767 and w <= 32767):
-                out.append(("EBNN_BYTE_KERNELS",
-                            f"{what}: {fan_in(b)} taps ({acc}) or a {h}x{w} input is beyond the byte kernels' "
-                            "int16 limits (EBNN_BYTE_KERNELS, the AVR default): build with "
-                            "-DEBNN_BYTE_KERNELS=0 (generic kernels, about 2 KB more flash on AVR)"))
-            continue
+            continue  # the byte kernel falls back on the generic code: see binary_conv_fallback
         mode = model.input.mode
         if mode == "float":
             continue  # float accumulator, float kernel: no integer limit
@@ -485,6 +479,14 @@ def kernel_limits(model: LoweredModel, name):
                             "and fewer than 32768 input values: build with -DEBNN_BYTE_KERNELS=0"
                             + (" (not enough on AVR, see the error above)" if not _acc16(rng) else "")))
     return out
+
+
+def binary_conv_fallback(model):
+    """Indices of the binary conv blocks the byte binary conv cannot run (accumulators beyond int16 or
+    sides over 32,767): the generated C compiles the generic binary conv in for them
+    (EBNN_BINARY_CONV_FALLBACK), so they run on AVR too, at the cost of its code for that model only."""
+    return [i for i, b in enumerate(model.blocks) if b.kind == "binary_conv" and not (
+        _acc16(accumulator_range(b)) and max(b.geometry.in_shape[:2]) <= 32767)]
 
 
 def _limit_checks(model, name):
@@ -551,7 +553,13 @@ extern void (*{name}_debug_hook)(int block, const uint32_t *bits, uint32_t nbits
            "/* The runtime kernels this model uses, compiled into this file as static functions (the .inc",
            " * files are the runtime's C files, never compiled on their own): several models link into one",
            " * program, each with its own copy of exactly the kernels it calls. */",
-           "#define EBNN_PRIVATE 1", '#include "ebnn.h"']
+           "#define EBNN_PRIVATE 1"]
+    fallback = binary_conv_fallback(model)
+    if fallback and byte_kernels:
+        src += [f"/* block(s) {', '.join(map(str, fallback))}: accumulators beyond the byte kernels' int16: their "
+                "binary conv runs the generic code */", "#ifndef EBNN_BINARY_CONV_FALLBACK",
+                "#define EBNN_BINARY_CONV_FALLBACK 1", "#endif"]
+    src += ['#include "ebnn.h"']
     checks = _limit_checks(model, name)
     if not byte_kernels:
         checks += ["#if EBNN_BYTE_KERNELS",

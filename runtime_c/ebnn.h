@@ -38,8 +38,10 @@
  *   EBNN_BYTE_KERNELS = 0 | 1: byte-oriented fast paths for 8-bit CPUs (default 1 on AVR, else 0):
  *     byte XOR-popcounts with 8-bit counters and the 256-byte popcount table, binary conv patches
  *     built once per pool window for all filters and two windows counted per weight byte, and a
- *     16-bit subset-sum-table input conv. Used when every accumulator fits int16 (params->acc16;
- *     input conv: also at most 16 taps); other blocks take the generic word path. Little-endian only.
+ *     16-bit subset-sum-table input conv (runtime_c/avr/, replacing the generic conv kernels). They
+ *     need every accumulator within int16 (params->acc16), at most 255 input-conv taps and 16-bit
+ *     sizes, else return EBNN_ERROR_UNSUPPORTED (a generated NAME.c refuses such a model at build
+ *     time, naming the block). Dense blocks take byte popcounts too. Little-endian only.
  */
 #ifndef EBNN_H
 #define EBNN_H

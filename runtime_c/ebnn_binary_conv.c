@@ -3,7 +3,10 @@
 
 #include "ebnn_internal.h"
 
-#if !EBNN_BYTE_KERNELS /* the generic word path; EBNN_BYTE_KERNELS: binary_conv8 */
+/* The generic word path; EBNN_BYTE_KERNELS: avr/ebnn_binary_conv8.c, which falls back on this code for
+ * the blocks it cannot run when EBNN_BINARY_CONV_FALLBACK is 1 (a generated NAME.c sets it for such a
+ * model only: the other models do not carry this code on AVR). */
+#if !EBNN_BYTE_KERNELS || EBNN_BINARY_CONV_FALLBACK
 /* ==== binary convolution ======================================================================
  * For each convolution position the window's kh x kw x in_c input bits are copied once into an
  * aligned patch (same (ky, kx, c) order as a filter); every filter is then a word-wise XOR-popcount
@@ -92,8 +95,8 @@ static uint32_t build_patch(const ebnn_conv_params_t *p, const uint32_t *in, int
     return row * p->kh;
 }
 
-static void binary_conv32(const ebnn_conv_params_t *pp, const uint32_t *input, const uint32_t *weights,
-                          const void *thresholds, const uint32_t *flip, uint32_t *output, uint32_t *scratch)
+EBNN_INTERNAL void ebnn_binary_conv32(const ebnn_conv_params_t *pp, const uint32_t *input, const uint32_t *weights,
+                             const void *thresholds, const uint32_t *flip, uint32_t *output, uint32_t *scratch)
 {
     ebnn_conv_params_t pl = *pp; /* local copy: see ebnn_input_conv_int */
     const ebnn_conv_params_t *p = &pl;
@@ -142,6 +145,9 @@ static void binary_conv32(const ebnn_conv_params_t *pp, const uint32_t *input, c
     ebnn_bw_flush(&bw);
 }
 
+#endif /* !EBNN_BYTE_KERNELS || EBNN_BINARY_CONV_FALLBACK */
+
+#if !EBNN_BYTE_KERNELS
 EBNN_API int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *input, const uint32_t *weights,
                      const void *thresholds, const uint32_t *flip, uint32_t *output, uint32_t *scratch)
 {
@@ -150,7 +156,7 @@ EBNN_API int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *
         return EBNN_ERROR_ARGUMENT;
     {
         PARAMS_IN_RAM(p, params);
-        binary_conv32(p, input, weights, thresholds, flip, output, scratch);
+        ebnn_binary_conv32(p, input, weights, thresholds, flip, output, scratch);
     }
     return EBNN_OK;
 }

@@ -65,6 +65,12 @@
 #define EBNN_HELPER
 #endif
 
+/* 1: the byte binary conv runs the blocks it cannot (accumulators beyond int16) with the generic code
+ * (ebnn_binary_conv.c, compiled in then). A generated NAME.c sets it for the models that need it. */
+#ifndef EBNN_BINARY_CONV_FALLBACK
+#define EBNN_BINARY_CONV_FALLBACK 0
+#endif
+
 #define ONE32 ((uint32_t)1)
 #define LOW_BITS(n) ((n) >= 32u ? 0xffffffffu : (ONE32 << (n)) - 1u) /* n in 0..32 */
 
@@ -124,6 +130,11 @@ uint32_t ebnn_flip_bits(const uint32_t *flip, uint_fast16_t o0, uint_fast8_t n);
 int32_t ebnn_conv_start(int32_t pos, uint_fast16_t stride, uint_fast16_t pad);
 /* popcount(x ^ w) over a row of n_in bits (dense blocks; the byte kernels have their own) */
 uint32_t ebnn_row_popcount(const uint32_t *x, const uint32_t *w, uint32_t n_in);
+#if EBNN_BINARY_CONV_FALLBACK
+/* the generic binary convolution (ebnn_binary_conv.c) for the byte kernels' fallback */
+void ebnn_binary_conv32(const ebnn_conv_params_t *pp, const uint32_t *input, const uint32_t *weights,
+                        const void *thresholds, const uint32_t *flip, uint32_t *output, uint32_t *scratch);
+#endif
 /* the integer input convolution (ebnn_input_conv.c), also used for sign_float inputs */
 int ebnn_input_conv_int(const ebnn_conv_params_t *pp, const uint8_t *in_u8, const float *in_f32, const uint32_t *weights,
                    const void *thresholds, const uint32_t *flip, uint32_t *output);

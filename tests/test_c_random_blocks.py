@@ -29,12 +29,13 @@ def test_random_blocks_match_reference(seed, tmp_path):
 
 
 def _byte_kernels_take(model):
-    """Whether an EBNN_BYTE_KERNELS build runs the model: its binary convs and uint8-input conv need
-    every accumulator in int16 (acc16), the input conv at most 255 taps (see runtime_c/README.md)."""
+    """Whether an EBNN_BYTE_KERNELS build runs the model: its uint8-input conv needs every accumulator
+    in int16 (acc16) and at most 255 taps, a sign_float input conv acc16 (see runtime_c/README.md; a
+    binary conv beyond int16 falls back on the generic code)."""
     from keras_ebnn.blocks import accumulator_range, fan_in
     for b in model.blocks:
-        if b.kind == "binary_conv" or (b.kind == "input_conv" and model.input.dtype == np.uint8):
-            if accumulator_range(b)[1] >= 2**15 - 1 or (b.kind == "input_conv" and fan_in(b) > 255):
+        if b.kind == "input_conv" and model.input.mode != "float":
+            if accumulator_range(b)[1] >= 2**15 - 1 or (model.input.dtype == np.uint8 and fan_in(b) > 255):
                 return False
     return True
 

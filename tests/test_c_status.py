@@ -2,12 +2,13 @@
 
 Two hand-built models have a block that the byte kernels (EBNN_BYTE_KERNELS, the AVR default) cannot
 run: a binary conv of 32,769 taps (accumulators beyond int16: the issue's stale-class case) and a uint8
-7x7x3 input conv (accumulators up to 37,485). Their C must
-  * run correctly with the default host build,
-  * stop a byte-kernel build (and an AVR build, where even the generic integer input conv is 16-bit)
-    with an #error naming the block and what to do,
-  * and, with those checks removed (as if the kernels' limits changed under an old export), have
-    NAME_predict return -2 with the scores untouched instead of a class from stale buffers.
+7x7x3 input conv (accumulators up to 37,485).
+  * The binary conv's model runs anyway: its NAME.c compiles the generic binary conv in as the byte
+    kernel's fallback (EBNN_BINARY_CONV_FALLBACK), checked against the reference in a byte-kernel build.
+  * The input conv's model stops a byte-kernel build (and an AVR build, where even the generic integer
+    input conv is 16-bit) with an #error naming the block and what to do.
+  * Forced past both (fallback off; the #error removed, as in an export made before a kernel's limits
+    changed), NAME_predict returns -2 with the scores untouched instead of a class from stale buffers.
 Bad arguments return -1, scores untouched.
 """
 import re
@@ -20,7 +21,7 @@ import pytest
 from keras_ebnn import host, reference
 from keras_ebnn.blocks import (BinaryConvBlock, ConvGeometry, InputConvBlock, InputSpec, LoweredModel,
                                OutputDenseBlock)
-from keras_ebnn.exporters.c import export_c
+from keras_ebnn.exporters.c import export_c, generate
 
 pytestmark = pytest.mark.skipif(host.find_cc() is None, reason="no host C compiler")
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
@@ -112,15 +113,36 @@ def _strip_checks(out, name):
     path.write_text(stripped)
 
 
-@pytest.mark.parametrize("which", sorted(MODELS))
-def test_unsupported_block_stops_the_byte_kernel_build(which, tmp_path):
-    model, index, kind = MODELS[which]()
-    out = tmp_path / "out"
-    export_c(model, out, model.name)
+def _check_default_build(model, out, tmp_path, flags=()):
     x = np.random.default_rng(2).integers(0, 256, (6,) + model.input.shape).astype(np.uint8)
-    classes, logits = host.predict_c(model, out, model.name, x, opt="-O1", sanitize=True)
+    classes, logits = host.predict_c(model, out, model.name, x, opt="-O1", sanitize=True, extra_flags=list(flags))
     ref = reference.run(model, x)
     assert np.array_equal(classes, ref["classes"]) and np.array_equal(logits, ref["logits"])
+
+
+def test_byte_binary_conv_falls_back_on_the_generic_code(tmp_path):
+    model, index, _ = big_binary_conv_model()
+    out = tmp_path / "out"
+    export_c(model, out, model.name)
+    assert "#define EBNN_BINARY_CONV_FALLBACK 1" in (out / "wide.c").read_text()
+    _check_default_build(model, out, tmp_path)
+    _check_default_build(model, out, tmp_path, flags=["-DEBNN_BYTE_KERNELS=1"])
+    if shutil.which("avr-gcc"):  # the AVR build compiles (generic binary conv included)
+        proc = subprocess.run(["avr-gcc", "-mmcu=atmega1284p", *STRICT, "-Os", f"-I{out}", "-c", str(out / "wide.c"),
+                               "-o", str(tmp_path / "wide.o")], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        syms = subprocess.run(["avr-nm", str(tmp_path / "wide.o")], capture_output=True, text=True).stdout
+        assert "ebnn_binary_conv32" in syms or "build_patch" in syms
+    # a model without such a block does not carry the generic code into its byte build
+    small, _, _ = big_input_conv_model()
+    assert "EBNN_BINARY_CONV_FALLBACK" not in generate(small, "stem")[1]
+
+
+def test_unsupported_block_stops_the_byte_kernel_build(tmp_path):
+    model, index, kind = big_input_conv_model()
+    out = tmp_path / "out"
+    export_c(model, out, model.name)
+    _check_default_build(model, out, tmp_path)
     with pytest.raises(RuntimeError) as err:
         host.build_runner(out, model.name, opt="-O1", extra_flags=["-DEBNN_BYTE_KERNELS=1"])
     msg = str(err.value)
@@ -138,8 +160,12 @@ def test_kernel_failure_is_reported_not_a_stale_class(which, tmp_path):
     model, _, _ = MODELS[which]()
     out = tmp_path / "out"
     export_c(model, out, model.name)
-    _strip_checks(out, model.name)
-    res = _build_main(out, model.name, tmp_path, flags=["-DEBNN_BYTE_KERNELS=1"])
+    flags = ["-DEBNN_BYTE_KERNELS=1"]
+    if which == "input_conv":
+        _strip_checks(out, model.name)
+    else:
+        flags.append("-DEBNN_BINARY_CONV_FALLBACK=0")
+    res = _build_main(out, model.name, tmp_path, flags=flags)
     assert res["predict"] == -2 and res["untouched"] == 1, res
 
 

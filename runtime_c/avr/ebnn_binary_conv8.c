@@ -218,8 +218,14 @@ EBNN_API int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *
         return EBNN_ERROR_ARGUMENT;
     {
         PARAMS_IN_RAM(p, params);
-        if (!p->acc16 || p->in_h > 32767u || p->in_w > 32767u)
-            return EBNN_ERROR_UNSUPPORTED; /* int16 accumulators and coordinates (see binary_conv8) */
+        if (!p->acc16 || p->in_h > 32767u || p->in_w > 32767u) { /* int16 accumulators, coordinates */
+#if EBNN_BINARY_CONV_FALLBACK
+            ebnn_binary_conv32(p, input, weights, thresholds, flip, output, scratch); /* ebnn_binary_conv.c */
+            return EBNN_OK;
+#else
+            return EBNN_ERROR_UNSUPPORTED;
+#endif
+        }
         binary_conv8(p, (const uint8_t *)input, weights, (const int16_t *)thresholds, flip, output, (uint8_t *)scratch);
     }
     return EBNN_OK;
