@@ -228,3 +228,27 @@ def test_two_model_modules_in_one_zephyr_app(paper, tmp_path):
     want = list(zip(reference.run(paper, x, keep_bits=False)["classes"].tolist(),
                     reference.run(tiny, x, keep_bits=False)["classes"].tolist()))
     assert "done" in run.stdout and got == want, (run.stdout[-2000:], want)
+
+
+def test_export_ships_exactly_the_kernels_it_uses(tmp_path):
+    """The export holds one compilable C file (NAME.c); the kernels its blocks use come as .inc copies
+    of the runtime's files (avr/ byte kernels for the c and arduino targets, not for Zephyr)."""
+    from keras_ebnn.exporters.c import runtime_dir
+    from keras_ebnn.exporters.zephyr import export_zephyr
+    model, _ = random_lowered(3)  # sign_uint8 input conv, dense blocks: no binary conv
+    assert "binary_conv" not in {b.kind for b in model.blocks}
+    export_c(model, tmp_path / "c", "dn")
+    files = sorted(str(p.relative_to(tmp_path / "c")) for p in (tmp_path / "c").rglob("*") if p.is_file())
+    assert files == ["avr/ebnn_bytes.h", "avr/ebnn_bytes.inc", "avr/ebnn_input_conv8.inc", "dn.c", "dn.h", "ebnn.h",
+                     "ebnn_bits.inc", "ebnn_dense.inc", "ebnn_input_conv.inc", "ebnn_internal.h",
+                     "ebnn_output_dense.inc"]
+    for f in files:
+        if f.endswith(".inc"):
+            assert (tmp_path / "c" / f).read_bytes() == (runtime_dir() / (f[:-4] + ".c")).read_bytes(), f
+    export_zephyr(model, tmp_path / "z", "dn")
+    src = tmp_path / "z" / "src"
+    assert not (src / "avr").exists() and [p.name for p in src.rglob("*.c")] == ["dn.c"]
+    assert "zephyr_library_sources(src/dn.c)\n" in (tmp_path / "z" / "CMakeLists.txt").read_text()
+    if host.find_cc() is not None:  # a Zephyr export built with the byte kernels says why it cannot
+        with pytest.raises(RuntimeError, match="this export has no byte kernels"):
+            host.build_runner(src, "dn", extra_flags=["-DEBNN_BYTE_KERNELS=1"])
