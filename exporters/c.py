@@ -76,6 +76,8 @@ def runtime_files(model, byte_kernels=True):
 
 def _included_name(source):
     return source[:-2] + INCLUDED_SUFFIX
+
+
 PARAMS_STRUCT_BYTES = 56  # sizeof(ebnn_conv_params_t) on every target (no padding, no pointers)
 # Machine code, in bytes, of each kernel with the static helpers it uses, and of the generated
 # predict function, measured with arm-none-eabi-gcc 13 -mcpu=cortex-m3 -mthumb -O2
