@@ -13,7 +13,8 @@ setup(
     packages=["keras_ebnn", "keras_ebnn.exporters", "keras_ebnn.runtime_c"],
     package_dir={"keras_ebnn": "keras_ebnn", "keras_ebnn.exporters": "exporters",
                  "keras_ebnn.runtime_c": "runtime_c"},
-    package_data={"keras_ebnn.runtime_c": ["*.c", "*.h", "*.md"], "keras_ebnn.exporters": ["*.npz"]},
+    package_data={"keras_ebnn.runtime_c": ["*.c", "*.h", "*.md", "avr/*.c", "avr/*.h"],
+                  "keras_ebnn.exporters": ["*.npz"]},
     include_package_data=False,
     # larq 0.14 pins numpy<2, which has no Python 3.13 wheels: there larq is installed without its
     # pin by `python -m keras_ebnn.setup_larq` (the Makefile runs it; see that module).

@@ -2,7 +2,8 @@
 
     OUT/library.properties                              Arduino library manifest
     OUT/library.json                                    PlatformIO library manifest
-    OUT/src/NAME.h, NAME.c, ebnn.h, ebnn_kernels.c      (the C export; weights in PROGMEM on AVR)
+    OUT/src/NAME.h, NAME.c, ebnn*.h, *.inc, avr/        the C export (weights in PROGMEM on AVR; the
+                                                        kernels are compiled inside NAME.c)
     OUT/examples/NAME/NAME.ino                          example sketch (see below)
 
 Install by copying OUT into the sketchbook's libraries/ folder (or `arduino-cli lib install --zip-path`
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .c import export_c
+from .c import avr_reach_problems, export_c
 
 MAX_SAMPLES = 8  # inputs embedded in the example sketch at most
 # The first MAX_SAMPLES images of examples/data/mnist_test_sample.npz, shipped beside this module (package
@@ -260,6 +261,16 @@ def export_arduino(model, out_dir, name, sample_images=None, sample_labels=None,
     when None they are chosen here from sample_images/sample_labels (the verification inputs) or the
     shipped MNIST sample. Without any, the example sketch reads its inputs over Serial."""
     import json
+
+    Raises keras_ebnn.exporting.BudgetError, with the byte counts, when the model's constant data
+    cannot be read on AVR boards (over the 64 KB that pgm_read_* reaches, or an array over 32,767 B;
+    see exporters.c.avr_reach_problems); nothing is written then."""
+    import json
+    problems = avr_reach_problems(model, name)
+    if problems:
+        from keras_ebnn.exporting import BudgetError
+        raise BudgetError("; ".join(problems) + ". The Arduino export targets AVR boards too: export a smaller "
+                          "model, or use --target c and add the files to a sketch for an Arm board")
     out_dir = Path(out_dir)
     plan = export_c(model, out_dir / "src", name)
     if samples is None:

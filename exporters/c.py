@@ -1,7 +1,13 @@
-"""C back end: a LoweredModel -> NAME.h / NAME.c + the runtime (ebnn.h, ebnn_kernels.c).
+"""C back end: a LoweredModel -> NAME.h / NAME.c + the runtime files the model uses.
 
 `export_c(model, out_dir, name)` writes the files (atomically: into a temporary folder, then renamed
 into place) and returns the memory plan. `memory_plan(model)` computes that plan without writing.
+
+The runtime (runtime_c/: one file per op, target variants in avr/) is compiled *into* NAME.c: NAME.c
+defines EBNN_PRIVATE and #includes the kernel files its blocks use, which the export ships as `.inc`
+copies (no build compiles them on their own: `find OUT -name '*.c'`, Arduino's recursive src/ build and
+the Zephyr module compile NAME.c only). The kernels are then static to NAME.c, so several exported
+models link into one program, each with exactly the kernels it calls (see `runtime_files`).
 
 The generated NAME.c holds, per block, the bit-packed weights (`NAME_b<i>_w`), thresholds
 (`NAME_b<i>_t`), min-pool flags (`NAME_b<i>_flip`), conv geometry (`NAME_b<i>_params`) or the output
@@ -16,19 +22,66 @@ kernel calls. What the generator precomputes so the kernels don't have to:
   * buffer offsets in the arena (ping-pong with a scratch gap, see `memory_plan`).
 """
 import os
+import re
 import shutil
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from keras_ebnn.blocks import LoweredModel, accumulator_range
+from keras_ebnn.blocks import LoweredModel, accumulator_range, fan_in
 
-RUNTIME_FILES = ("ebnn.h", "ebnn_kernels.c")
+# The runtime files an export ships (paths under runtime_c/). Headers always; per block kind the
+# generic kernel file(s), then the byte kernels' variant (avr/, EBNN_BYTE_KERNELS: the AVR default),
+# included by NAME.c in this order (helpers before their users).
+RUNTIME_HEADERS = ("ebnn.h", "ebnn_internal.h")
+BYTE_KERNEL_HEADERS = ("avr/ebnn_bytes.h",)
+KERNEL_FILES = {  # key: "common" or a kernel key (see _kernel_keys); value: (generic, byte variant)
+    "common": (("ebnn_bits.c",), ("avr/ebnn_bytes.c",)),
+    "input_conv_int": (("ebnn_input_conv.c",), ("avr/ebnn_input_conv8.c",)),
+    "input_conv_f32": (("ebnn_input_conv.c", "ebnn_input_conv_f32.c"), ()),
+    "binary_conv": (("ebnn_binary_conv.c",), ("avr/ebnn_binary_conv8.c",)),
+    "binary_dense": (("ebnn_dense.c",), ()),
+    "output_dense": (("ebnn_output_dense.c",), ()),
+}
+INCLUDED_SUFFIX = ".inc"  # the exported copies of the kernel .c files
+
+
+def _kernel_keys(model):
+    """The kernel files' keys a model needs, in include order."""
+    keys = ["common"]
+    for b in model.blocks:
+        key = b.kind
+        if key == "input_conv":
+            key = "input_conv_int" if model.input.dtype == np.uint8 else "input_conv_f32"
+        if key not in keys:
+            keys.append(key)
+    return keys
+
+
+def runtime_files(model, byte_kernels=True):
+    """(headers, kernel sources) of runtime_c/ that the export of `model` ships, sources in include
+    order; byte_kernels=False leaves out the byte kernels (avr/: exports for targets that are never
+    AVR, e.g. Zephyr)."""
+    headers = list(RUNTIME_HEADERS) + (list(BYTE_KERNEL_HEADERS) if byte_kernels else [])
+    sources = []
+    for key in _kernel_keys(model):
+        generic, byte = KERNEL_FILES[key]
+        for f in generic + (byte if byte_kernels else ()):
+            if f not in sources:
+                sources.append(f)
+    return headers, sources
+
+
+def _included_name(source):
+    return source[:-2] + INCLUDED_SUFFIX
+
+
 PARAMS_STRUCT_BYTES = 56  # sizeof(ebnn_conv_params_t) on every target (no padding, no pointers)
 # Machine code, in bytes, of each kernel with the static helpers it uses, and of the generated
 # predict function, measured with arm-none-eabi-gcc 13 -mcpu=cortex-m3 -mthumb -O2
-# -ffunction-sections (`arm-none-eabi-nm -S` of ebnn_kernels.o and of a generated NAME.o); "common" is
+# -ffunction-sections (`arm-none-eabi-nm -S` of the kernels' objects and of a generated NAME.o); "common" is
 # the popcount helpers; "output_dense" includes the integer binary32 code that computes the logits
 # on FPU-less cores (EBNN_INT_LOGITS; with an FPU or on AVR the float code is smaller). Kernels a model does not call are dropped by the linker
 # (--gc-sections). tests/test_targets.py checks the estimate against the Cortex-M3 ELF (within 25%);
@@ -109,6 +162,84 @@ def stack_bound(model: LoweredModel, target=None, build="default"):
     keys = stack_kernel_keys(model)
     return max(max(STACK_BYTES[t][build][k] for k in keys) + STACK_BYTES[t][build]["predict"]
                for t in stack_targets(target))
+
+
+PUBLIC_HEADER = "ebnn.h"  # the runtime's one public header; its stem is the runtime's C namespace
+# C99/C11 keywords (the language's, not derivable from the runtime)
+C_KEYWORDS = frozenset("""auto break case char const continue default do double else enum extern float for goto if
+    inline int long register restrict return short signed sizeof static struct switch typedef union unsigned void
+    volatile while _Alignas _Alignof _Atomic _Bool _Complex _Generic _Imaginary _Noreturn _Static_assert
+    _Thread_local""".split())
+# Identifiers the generated files define for a model NAME (NAME.h, NAME.c, the Zephyr samples header):
+# NAME_ + one of these (tests/test_names.py checks the list against generated code).
+GENERATED_SUFFIXES = re.compile(r"(predict|predict_scratch|arena|debug_hook|input_t|INPUT_LEN|NUM_CLASSES|"
+                                r"NUM_BLOCKS|SCRATCH_SIZE|H|SAMPLES_H|samples|sample_labels|NUM_SAMPLES|"
+                                r"b\d+_(w|t|flip|params|scale|offset))")
+
+
+def generated_files(name):
+    """Files an export writes for NAME besides the runtime's (C, Arduino and Zephyr exports)."""
+    return (f"{name}.h", f"{name}.c", f"{name}_samples.h", f"{name}.ino")
+
+
+@lru_cache(maxsize=1)
+def _runtime_namespace():
+    """What an export name must not collide with, read from the runtime's files themselves:
+    (file names lower-cased, header guards, <system headers> the runtime includes (lower-cased stems),
+    every identifier token of its code, the public header's stem = its C namespace)."""
+    root = runtime_dir()
+    files, guards, system, tokens = set(), set(), set(), set()
+    for path in root.rglob("*"):
+        if not path.is_file() or path.suffix not in (".c", ".h"):
+            continue
+        files.add(path.name.lower())
+        text = path.read_text()
+        guards.update(re.findall(r"^\s*#\s*ifndef\s+(\w+)\s*\n\s*#\s*define\s+\1\b", text, re.M))
+        system.update(h.lower() for h in re.findall(r"^\s*#\s*include\s*<(\w+)\.h>", text, re.M))
+        code = re.sub(r"/\*.*?\*/|//[^\n]*", " ", text, flags=re.S)
+        tokens.update(re.findall(r"\b[A-Za-z_]\w*\b", code))
+    return frozenset(files), frozenset(guards), frozenset(system), frozenset(tokens), Path(PUBLIC_HEADER).stem
+
+
+def name_problem(name):
+    """Why `name` cannot name an export (a sentence), or None when it can.
+
+    The name prefixes every generated file and identifier (NAME.h, NAME.c, NAME_predict, header guard
+    NAME_H...), so it must be a plain C identifier that does not reach into the C implementation's
+    or the runtime's namespaces: not a keyword, no leading underscore (reserved at file scope), not
+    the runtime's prefix (`ebnn`, `ebnn_*`, `EBNN_*`, any case), no generated file that would replace a
+    runtime file or shadow a system header the code includes (case-insensitively: some file systems
+    are), no header guard equal to a runtime one, no generated identifier equal to one the runtime
+    uses. The runtime's side is read from its files (`_runtime_namespace`), so it cannot go stale."""
+    if not (isinstance(name, str) and name.isidentifier() and name.isascii()):
+        return "must be a C identifier (ASCII letters, digits and _, not starting with a digit)"
+    if name in C_KEYWORDS:
+        return "is a C keyword"
+    if name.startswith("_"):
+        return "starts with an underscore: such names are reserved for the C implementation"
+    files, guards, system, tokens, prefix = _runtime_namespace()
+    if name.lower() == prefix or name.lower().startswith(prefix + "_"):
+        return (f"is in the runtime's namespace ({prefix}, {prefix}_*, {prefix.upper()}_*, any case): "
+                "its files, symbols and header guards would collide")
+    for f in generated_files(name):
+        if f.lower() in files:
+            return f"would write {f}, which is a runtime file"
+        if f.lower().split(".")[0] in system and f.endswith(".h"):
+            return f"would write {f}, which would shadow the system header <{f.lower()}> the code includes"
+    for guard in (f"{name.upper()}_H", f"{name.upper()}_SAMPLES_H"):
+        if guard in guards:
+            return f"would use the header guard {guard}, which is a runtime header's"
+    clash = sorted(t for t in tokens if t.startswith(name + "_") and GENERATED_SUFFIXES.fullmatch(t[len(name) + 1:]))
+    if clash:
+        return f"would define {clash[0]}, which the runtime uses"
+    return None
+
+
+def check_name(name):
+    """Raise ValueError (saying why) unless `name` can name an export: see `name_problem`."""
+    problem = name_problem(name)
+    if problem:
+        raise ValueError(f"name {name!r} {problem}; choose another name")
 
 
 def runtime_dir():
@@ -350,8 +481,93 @@ def _conv_params(name, block):
     return f"static const ebnn_conv_params_t {name} EBNN_CONST = {{\n    {body}\n}};\n"
 
 
-def generate(model: LoweredModel, name):
-    """(header text, source text) of the model."""
+# AVR: pgm_read_* (and the byte kernels' lpm) take 16-bit addresses, so constant data must lie in the
+# first 64 KB of flash; avr-gcc refuses any object over 32,767 B (PTRDIFF_MAX).
+AVR_FLASH_REACH = 65536
+AVR_MAX_OBJECT = 32767
+RUNTIME_CONST_BYTES_AVR = 256  # the runtime's own PROGMEM data on AVR: the popcount table
+
+
+def avr_reach_problems(model: LoweredModel, name):
+    """Why the model's constant data cannot be read on AVR (list of sentences with the byte counts;
+    empty when it can): more than the reachable 64 KB of flash in total (the model's data plus the
+    runtime's tables; other PROGMEM data of the program, e.g. a sketch's sample images, shares the
+    same 64 KB), or one array over 32,767 B. The generated C turns these into #errors on AVR and the
+    Arduino exporter refuses the export."""
+    problems = []
+    total = 0
+    for i, b in enumerate(model.blocks):
+        arrays = {f"{name}_b{i}_{key}": arr.size * CTYPE_BYTES[ctype] for key, (ctype, arr) in block_data(b).items()}
+        if b.kind in ("input_conv", "binary_conv"):
+            arrays[f"{name}_b{i}_params"] = PARAMS_STRUCT_BYTES
+        total += sum(arrays.values())
+        for array, size in arrays.items():
+            if size > AVR_MAX_OBJECT:
+                problems.append(f"{array} ({_block_desc(name, i, b)}) is {size:,} B: AVR arrays are limited to "
+                                f"{AVR_MAX_OBJECT:,} B")
+    if total + RUNTIME_CONST_BYTES_AVR > AVR_FLASH_REACH:
+        problems.insert(0, f"{name}: {total:,} B of constant model data + {RUNTIME_CONST_BYTES_AVR} B of runtime "
+                           f"tables = {total + RUNTIME_CONST_BYTES_AVR:,} B exceed the {AVR_FLASH_REACH:,} B of "
+                           "flash that AVR reads with pgm_read_* (16-bit addresses)")
+    return problems
+
+
+def _block_desc(name, i, block):
+    return f"{name}: block {i} ({block.kind} from {', '.join(block.source_layers) or '-'})"
+
+
+def kernel_limits(model: LoweredModel, name):
+    """Preprocessor checks for blocks that a kernel variant cannot run: list of (condition, message).
+
+    The byte kernels (EBNN_BYTE_KERNELS, the AVR default) need every accumulator within int16 and
+    16-bit sizes; on AVR even the generic integer input conv keeps its tables in 16 bits. Rather than
+    let such a kernel return EBNN_ERROR_UNSUPPORTED at run time, the generated C stops the build with
+    a message naming the block and what to do. Mirrors the checks at the top of the kernels
+    (runtime_c): tests/test_c_status.py builds both sides."""
+    out = []
+    for i, b in enumerate(model.blocks):
+        if b.kind not in ("input_conv", "binary_conv"):
+            continue
+        rng = accumulator_range(b)
+        acc = "" if rng is None else f"accumulators reach {rng[1]}"
+        what = _block_desc(name, i, b)
+        if b.kind == "binary_conv":
+            continue  # the byte kernel falls back on the generic code: see binary_conv_fallback
+        mode = model.input.mode
+        if mode == "float":
+            continue  # float accumulator, float kernel: no integer limit
+        if not _acc16(rng):  # the generic integer kernel has 16-bit tables on AVR
+            out.append(("defined(__AVR__)",
+                        f"{what}: {acc}, beyond the int16 that the AVR input conv kernels use: use fewer "
+                        "taps (kernel size x input channels) or a smaller input scale for AVR"))
+        if mode in ("uint8", "sign_uint8"):
+            taps, length = fan_in(b), model.input.length
+            if not (_acc16(rng) and taps <= 255 and length < 32768):
+                out.append(("EBNN_BYTE_KERNELS",
+                            f"{what}: {taps} taps, {acc}, input of {length} values: the byte kernels "
+                            "(EBNN_BYTE_KERNELS, the AVR default) need int16 accumulators, at most 255 taps "
+                            "and fewer than 32768 input values: build with -DEBNN_BYTE_KERNELS=0"
+                            + (" (not enough on AVR, see the error above)" if not _acc16(rng) else "")))
+    return out
+
+
+def binary_conv_fallback(model):
+    """Indices of the binary conv blocks the byte binary conv cannot run (accumulators beyond int16 or
+    sides over 32,767): the generated C compiles the generic binary conv in for them
+    (EBNN_BINARY_CONV_FALLBACK), so they run on AVR too, at the cost of its code for that model only."""
+    return [i for i, b in enumerate(model.blocks) if b.kind == "binary_conv" and not (
+        _acc16(accumulator_range(b)) and max(b.geometry.in_shape[:2]) <= 32767)]
+
+
+def _limit_checks(model, name):
+    lines = []
+    for cond, msg in kernel_limits(model, name):
+        lines += [f"#if {cond}", f'#error "{msg}"', "#endif"]
+    return lines
+
+
+def generate(model: LoweredModel, name, byte_kernels=True):
+    """(header text, source text) of the model; byte_kernels as for `runtime_files`."""
     plan = memory_plan(model)
     up = name.upper()
     in_t = "uint8_t" if model.input.dtype == np.uint8 else "float"
@@ -375,13 +591,16 @@ extern "C" {{
 #define {name}_SCRATCH_SIZE {plan['arena_bytes']}u /* bytes of scratch for {name}_predict_scratch */
 typedef {in_t} {name}_input_t;
 
-/* Classifies one input; returns the class index (argmax, first maximum wins). scores may be NULL,
- * else it receives {name}_NUM_CLASSES logits (pre-softmax). Uses the static arena {name}_arena:
- * not reentrant. */
+/* Classifies one input; returns the class index (argmax, first maximum wins), or a negative status:
+ *   -1  input NULL ({name}_predict_scratch: or scratch NULL or misaligned);
+ *   -2  a block that the compiled kernel variant cannot run (a kernel returned
+ *       EBNN_ERROR_UNSUPPORTED; the generated C stops the build where it can tell, see {name}.c).
+ * On a negative status scores are not written. scores may be NULL, else it receives
+ * {name}_NUM_CLASSES logits (pre-softmax). Uses the static arena {name}_arena: not reentrant. */
 int {name}_predict(const {name}_input_t *input, float *scores);
 
 /* Same, with caller-provided scratch: {name}_SCRATCH_SIZE bytes aligned for uint32_t (CMSIS-NN
- * style). Reentrant. Returns -1 if input or scratch is NULL or scratch is misaligned. */
+ * style). Reentrant. Same return values. */
 int {name}_predict_scratch(const {name}_input_t *input, float *scores, void *scratch);
 
 #ifdef EBNN_DEBUG_HOOK
@@ -398,8 +617,31 @@ extern void (*{name}_debug_hook)(int block, const uint32_t *bits, uint32_t nbits
 
 #endif /* {up}_H */
 """
+    _, sources = runtime_files(model, byte_kernels)
     src = [f"/* {name}.c - generated by keras-ebnn. Do not edit. See {name}.h and ebnn.h. */",
-           "#include <stddef.h>", "", '#include "ebnn.h"', f'#include "{name}.h"', ""]
+           "#include <stddef.h>", "",
+           "/* The runtime kernels this model uses, compiled into this file as static functions (the .inc",
+           " * files are the runtime's C files, never compiled on their own): several models link into one",
+           " * program, each with its own copy of exactly the kernels it calls. */",
+           "#define EBNN_PRIVATE 1"]
+    fallback = binary_conv_fallback(model)
+    if fallback and byte_kernels:
+        src += [f"/* block(s) {', '.join(map(str, fallback))}: accumulators beyond the byte kernels' int16: their "
+                "binary conv runs the generic code */", "#ifndef EBNN_BINARY_CONV_FALLBACK",
+                "#define EBNN_BINARY_CONV_FALLBACK 1", "#endif"]
+    src += ['#include "ebnn.h"']
+    checks = _limit_checks(model, name)
+    if not byte_kernels:
+        checks += ["#if EBNN_BYTE_KERNELS",
+                   f'#error "{name}: this export has no byte kernels (EBNN_BYTE_KERNELS): build with '
+                   '-DEBNN_BYTE_KERNELS=0, or export for the c or arduino target"', "#endif"]
+    for problem in avr_reach_problems(model, name):
+        checks += ["#if defined(__AVR__)", f'#error "{problem}: a smaller model is needed on AVR"', "#endif"]
+    if checks:
+        src += ["/* what a target or kernel variant cannot run: stop the build rather than fail at run time */",
+                *checks]
+    src += [f'#include "{_included_name(f)}"' for f in sources]
+    src += [f'#include "{name}.h"', ""]
     for i, b in enumerate(model.blocks):
         shape = "x".join(map(str, b.out_shape))
         src.append(f"/* block {i}: {b.kind} -> {shape} (from {', '.join(b.source_layers) or '-'}) */")
@@ -419,24 +661,24 @@ extern void (*{name}_debug_hook)(int block, const uint32_t *bits, uint32_t nbits
         pre = f"{name}_b{i}_"
         if b.kind == "input_conv":
             fn = "ebnn_input_conv_u8" if model.input.dtype == np.uint8 else "ebnn_input_conv_f32"
-            body.append(f"    if ({fn}(&{pre}params, input, {pre}w, {pre}t, {pre}flip, {buf}) != EBNN_OK)\n"
-                        "        return -1;")
+            call = f"{fn}(&{pre}params, input, {pre}w, {pre}t, {pre}flip, {buf})"
         elif b.kind == "binary_conv":
-            body.append(f"    ebnn_binary_conv(&{pre}params, {prev}, {pre}w, {pre}t, {pre}flip, {buf}, "
-                        f"arena + {p['scratch_offset'] // 4});")
+            call = (f"ebnn_binary_conv(&{pre}params, {prev}, {pre}w, {pre}t, {pre}flip, {buf}, "
+                    f"arena + {p['scratch_offset'] // 4})")
         elif b.kind == "binary_dense":
             fn = "ebnn_binary_dense16" if block_data(b)["t"][0] == "int16_t" else "ebnn_binary_dense"
-            body.append(f"    {fn}({b.weights.shape[1]}u, {b.weights.shape[0]}u, {prev}, {pre}w, "
-                        f"{pre}t, {buf});")
+            call = f"{fn}({b.weights.shape[1]}u, {b.weights.shape[0]}u, {prev}, {pre}w, {pre}t, {buf})"
         else:
             body.append(f"    return ebnn_output_dense({b.weights.shape[1]}u, {b.weights.shape[0]}u, {prev}, "
                         f"{pre}w, {pre}scale, {pre}offset, scores);")
             break
+        body.append(f"    status = {call};\n    if (status != EBNN_OK)\n        return status;")
         body.append(f"    DEBUG_HOOK({i}, {buf}, {p['out_bits']}u);")
         prev = buf
+    status_decl = "\n    int status;" if len(model.blocks) > 1 else ""
     src.append(f"""int {name}_predict_scratch(const {name}_input_t *input, float *scores, void *scratch)
 {{
-    uint32_t *arena = (uint32_t *)scratch;
+    uint32_t *arena = (uint32_t *)scratch;{status_decl}
     if (input == NULL || scratch == NULL || ((uintptr_t)scratch % EBNN_WORD_ALIGN) != 0u)
         return -1;
 {chr(10).join(body)}
@@ -450,27 +692,34 @@ int {name}_predict(const {name}_input_t *input, float *scores)
     return header, "\n".join(src)
 
 
-def export_c(model: LoweredModel, out_dir, name):
-    """Write NAME.h, NAME.c and the runtime files (ebnn.h, ebnn_kernels.c) into out_dir.
+def export_c(model: LoweredModel, out_dir, name, byte_kernels=True):
+    """Write NAME.h, NAME.c and the runtime files the model uses into out_dir: the headers, and the
+    kernel files as .inc copies that NAME.c includes (see `runtime_files`; byte_kernels=False: no
+    avr/ byte kernels, for targets that are never AVR).
 
     The files are written into a temporary folder beside out_dir and then moved into place, so a
-    failure never leaves half-written output. An existing out_dir is kept (other files in it stay);
-    the four files are replaced. Returns the memory plan (see `memory_plan`)."""
-    if not (name.isidentifier() and name.isascii()):
-        raise ValueError(f"name {name!r} must be a C identifier")
-    header, source = generate(model, name)
+    failure never leaves half-written output. An existing out_dir is kept (other files in it stay,
+    e.g. another model's export: files of the same name are the same runtime); the files written are
+    replaced. Returns the memory plan (see `memory_plan`)."""
+    check_name(name)
+    header, source = generate(model, name, byte_kernels)
+    headers, sources = runtime_files(model, byte_kernels)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.c-", dir=out_dir.parent))
     try:
         (tmp / f"{name}.h").write_text(header)
         (tmp / f"{name}.c").write_text(source)
-        for f in RUNTIME_FILES:
-            shutil.copyfile(runtime_dir() / f, tmp / f)
+        for f in headers + sources:
+            dst = tmp / (f if f in headers else _included_name(f))
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(runtime_dir() / f, dst)
         if out_dir.exists():
-            for p in tmp.iterdir():  # merge into an existing folder (e.g. an exporter's temp dir)
-                os.replace(p, out_dir / p.name)
-            tmp.rmdir()
+            for p in sorted(tmp.rglob("*"), key=lambda q: len(q.parts)):  # merge (e.g. an exporter's temp dir)
+                if p.is_file():
+                    (out_dir / p.relative_to(tmp)).parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(p, out_dir / p.relative_to(tmp))
+            shutil.rmtree(tmp)
         else:
             tmp.rename(out_dir)
     except BaseException:

@@ -80,8 +80,9 @@ def main(argv=None):
         print(f"error: model file {model_path} does not exist", file=sys.stderr)
         return EXIT_USAGE
     name = args.name or "".join(ch if ch.isalnum() else "_" for ch in model_path.stem)
-    if not (name.isidentifier() and name.isascii()):
-        print(f"error: --name {name!r} must be a C identifier", file=sys.stderr)
+    from .exporters.c import name_problem  # the one rule for export names (also in export())
+    if (problem := name_problem(name)):
+        print(f"error: --name {name!r} {problem}", file=sys.stderr)
         return EXIT_USAGE
     x = y = None
     if args.verify_data:

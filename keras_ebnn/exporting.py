@@ -119,14 +119,13 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
     Raises UnsupportedModelError, BudgetError, BoardError (unknown board, Zephyr on AVR), or
     RuntimeError (C mismatch).
     """
-    from .exporters.c import memory_plan
+    from .exporters.c import check_name, memory_plan
     from .host import find_cc, predict_c
     from .verify import compare
 
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
-    if not (name.isidentifier() and name.isascii()):
-        raise ValueError(f"name {name!r} must be a C identifier")
+    check_name(name)  # before any work: a name the C files cannot take (exporters/c.py)
     if isinstance(model, LoweredModel):
         lowered = model
     else:

@@ -100,6 +100,7 @@ def build_runner(export_dir, name, exe=None, cc=None, opt="-O2", sanitize=False,
            *[f"-I{d}" for d in include_dirs], *c_sources(export_dir), str(main), "-o", str(exe)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
+        shutil.rmtree(work, ignore_errors=True)
         raise RuntimeError(f"C build failed:\n{' '.join(cmd)}\n{proc.stderr}")
     return exe
 

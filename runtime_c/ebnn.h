@@ -38,8 +38,10 @@
  *   EBNN_BYTE_KERNELS = 0 | 1: byte-oriented fast paths for 8-bit CPUs (default 1 on AVR, else 0):
  *     byte XOR-popcounts with 8-bit counters and the 256-byte popcount table, binary conv patches
  *     built once per pool window for all filters and two windows counted per weight byte, and a
- *     16-bit subset-sum-table input conv. Used when every accumulator fits int16 (params->acc16;
- *     input conv: also at most 16 taps); other blocks take the generic word path. Little-endian only.
+ *     16-bit subset-sum-table input conv (runtime_c/avr/, replacing the generic conv kernels). They
+ *     need every accumulator within int16 (params->acc16), at most 255 input-conv taps and 16-bit
+ *     sizes, else return EBNN_ERROR_UNSUPPORTED (a generated NAME.c refuses such a model at build
+ *     time, naming the block). Dense blocks take byte popcounts too. Little-endian only.
  */
 #ifndef EBNN_H
 #define EBNN_H
@@ -125,7 +127,8 @@ extern "C" {
 
 /* ---- status codes ----------------------------------------------------------------------------- */
 #define EBNN_OK 0
-#define EBNN_ERROR_ARGUMENT (-1)
+#define EBNN_ERROR_ARGUMENT (-1)    /* a NULL pointer (or misaligned scratch) */
+#define EBNN_ERROR_UNSUPPORTED (-2) /* a block these compiled kernels cannot run (see the options above) */
 
 /* ---- sizes ------------------------------------------------------------------------------------ */
 /* uint32_t words holding n bits (activation buffers are exactly this long). */
@@ -166,8 +169,14 @@ typedef struct {
 } ebnn_conv_params_t;
 
 /* ---- kernels ---------------------------------------------------------------------------------- */
+/* One file per op (runtime_c/README.md). A generated NAME.c defines EBNN_PRIVATE and includes the
+ * kernel files its model uses, so their definitions are static to it (and precede their use): the
+ * prototypes below are for everything else, which links the kernels as ordinary functions. */
+#ifndef EBNN_PRIVATE
 /* All kernels write the whole output buffer (EBNN_WORDS(out_h * out_w * out_c) words) and return
- * EBNN_OK, or EBNN_ERROR_ARGUMENT for a NULL pointer. `thresholds` of a conv block are int16_t when
+ * EBNN_OK, EBNN_ERROR_ARGUMENT for a NULL pointer, or EBNN_ERROR_UNSUPPORTED for a block the compiled
+ * variant cannot run (byte kernels: accumulators beyond int16 or the size limits in the notes above;
+ * AVR: an integer input conv beyond int16); the output is then not written. `thresholds` of a conv block are int16_t when
  * params->acc16 (every accumulator and, clamped into the reachable range, every threshold fits: half
  * the flash), else int32_t, and float for EBNN_INPUT_FLOAT; `flip` is a bitmask of min-pooled
  * channels (see the layout notes above). Constant arguments (params, weights, thresholds, flip) may
@@ -191,9 +200,10 @@ int ebnn_binary_dense16(uint32_t n_in, uint32_t n_out, const uint32_t *input, co
                         const int16_t *thresholds, uint32_t *output);
 /* Output block: x[k] = n_in - 2 * popcount(a ^ w_k); logits[k] = (float)x[k] * scale[k] + offset[k]
  * (two float32 operations, never fused). Returns the argmax (first maximum wins), or
- * EBNN_ERROR_ARGUMENT. logits may be NULL. scale and offset must be finite (the exporter checks), so
- * no logit is NaN; the argmax compares the float bits as integers (no soft-float compare). With
- * EBNN_INT_LOGITS the float operations are integer code (same bits) and n_in must be below 2^24. */
+ * EBNN_ERROR_ARGUMENT / EBNN_ERROR_UNSUPPORTED (logits not written). logits may be NULL. scale and
+ * offset must be finite (the exporter checks), so no logit is NaN; the argmax compares the float bits
+ * as integers (no soft-float compare). With EBNN_INT_LOGITS the float operations are integer code
+ * (same bits) and n_in must be below 2^24. */
 int ebnn_output_dense(uint32_t n_in, uint32_t n_out, const uint32_t *input, const uint32_t *weights,
                       const float *scale, const float *offset, float *logits);
 
@@ -203,6 +213,7 @@ uint32_t ebnn_popcount32(uint32_t x);
 uint32_t ebnn_xor_popcount(const uint32_t *a, const uint32_t *w, uint32_t n);
 /* popcount((a[i] ^ w[i]) & m[i]) summed over n words; a and m in RAM, w constant. */
 uint32_t ebnn_xor_popcount_masked(const uint32_t *a, const uint32_t *w, const uint32_t *m, uint32_t n);
+#endif /* EBNN_PRIVATE */
 
 #ifdef __cplusplus
 }

@@ -112,7 +112,7 @@ int main(void)
                                          flip, out);
 #if EBNN_BYTE_KERNELS
         if (!p.acc16 && mode != EBNN_INPUT_FLOAT && mode != EBNN_INPUT_SIGN_FLOAT) {
-            CHECK(status == EBNN_ERROR_ARGUMENT, "byte path without acc16 must refuse");
+            CHECK(status == EBNN_ERROR_UNSUPPORTED, "byte path without acc16 must refuse");
             continue;
         }
 #endif

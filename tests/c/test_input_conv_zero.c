@@ -235,7 +235,7 @@ int main(void)
         status = ebnn_input_conv_u8(&p, in_u8, wpk, p.acc16 ? (const void *)thr16 : (const void *)thr_stored, flip, out);
 #if EBNN_BYTE_KERNELS
         if (!p.acc16) {
-            CHECK(status == EBNN_ERROR_ARGUMENT, "byte path without acc16 must refuse");
+            CHECK(status == EBNN_ERROR_UNSUPPORTED, "byte path without acc16 must refuse");
             continue;
         }
 #endif
