@@ -1,0 +1,364 @@
+"""Who wins on the microcontroller: keras-ebnn's C vs TensorFlow Lite Micro + CMSIS-NN int8, on Cortex-M4.
+
+    TFLM_DIR=/path/to/tflm EBNN_DATA_DIR=../shared/data python bench/mcu_peers.py \
+        [--models paper_mnist,uno_mnist,m15_mnist] [--images N] [--cpu cortex-m4] [--cache DIR] [--no-write]
+    (TFLM_DIR: a flattened TFLite Micro tree, e.g. an export of tensorflow/tflite-micro-arduino-examples;
+    see bench/targets/tflm.py. Without it the command says so and exits.)
+
+Method, all in this one run, on the test set given by --images (default: all of it):
+  * Both engines run bare metal on QEMU's mps2-an386 (Cortex-M4 with FPU and DSP extension), built
+    with arm-none-eabi-gcc/g++ 12 -O2, with the same start-up code, linker script, marker functions
+    around each inference, instruction-counting plugin and stack painting (bench/targets/cortexm.py).
+    Instructions are exact counts per inference, marker cost subtracted (from a build without the
+    inference call): the mean over the test images and the slowest image.
+  * keras-ebnn: the shipped Larq models exported as C (default runtime options); every class printed
+    by the device equals the NumPy reference executor's (checked for every image).
+  * int8: TFLite Micro (tflite-micro-arduino-examples snapshot, CMSIS-NN kernels, ARM_MATH_DSP path on
+    the M4), MicroMutableOpResolver with exactly the model's operators, static arena of
+    arena_used_bytes() rounded up to 16 (measured on the device by a first run). Models: an int8 twin
+    of each shipped model (same layers and sizes, float Conv2D/Dense in place of the binary ones, BN
+    folded into the convolution where the binary net pools first, ReLU where the binary net takes the
+    sign, final softmax left out as it does not change the class) and a family of plain int8 CNNs
+    (conv3x3-ReLU-maxpool twice, dense 10) of increasing width; all trained 3 epochs with Adam
+    (lr 1e-3, batch 128) on the training set and converted with TF's converter to full-integer int8
+    (int8 input and output, representative data: 500 training images). Quantization mode: int8
+    activations; convolution weights per channel (the converter's default); Dense weights per tensor
+    (_experimental_disable_per_channel_quantization_for_dense_layers), because this TFLM snapshot
+    computes per-channel FULLY_CONNECTED wrongly without an error. Every int8 output vector the
+    device prints is compared with TFLite's Python interpreter running its reference kernels
+    (BUILTIN_REF) on the same quantized images; any difference fails the run.
+  * flash = what the engine adds to the driver's flash (ELF text + data minus those of the build
+    without the inference call; bench/targets/cortexm.model_flash); model = the model's const data
+    (keras-ebnn: weights and thresholds; TFLM: the flatbuffer array); runtime/code = the rest (kernels,
+    interpreter, flatbuffer parsing, library routines). RAM: arena = the activation arena (keras-ebnn:
+    its arena symbol; TFLM: the tensor arena array); static = the other .data/.bss the engine adds
+    (TFLM: interpreter, resolver and allocator objects); stack = the stack the inferences use,
+    measured by painting (minus what the build without the call reaches). The input image buffer of
+    the driver is not counted (784 B in both engines). Accuracy = the device's classes on the test images.
+Writes the "mcu_peers" section of BENCHMARKS.md and bench/mcu_peers_pareto.png.
+"""
+import argparse
+import hashlib
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from common import ROOT, available_models, load_export, md_table, test_set, write_section
+
+DEFAULT_MODELS = "paper_mnist,uno_mnist,m15_mnist"
+FAMILY = [(4, 8), (8, 16), (16, 32), (32, 64)]  # plain int8 CNNs: filters of the two conv layers
+CHUNK = 2500  # test images per ELF (they are const data in the 4 MB flash of the QEMU machine)
+EPOCHS, LR, BATCH, REP = 3, 1e-3, 128, 500
+PLOT = ROOT / "bench" / "mcu_peers_pareto.png"
+
+
+def chunks(n):
+    return [(i, min(i + CHUNK, n)) for i in range(0, n, CHUNK)]
+
+
+# ----------------------------------------------------------------------------------------- models
+def int8_twin(model, tf):
+    """Float Keras model with the layers of the Larq `model` (see the method above)."""
+    L = tf.keras.layers
+    src = list(model.layers)
+    out = [L.InputLayer(model.input_shape[1:])]
+    quant_after = [any(type(m).__name__ in ("QuantConv2D", "QuantDense") for m in src[i + 1:]) for i in range(len(src))]
+    i = 0
+    while i < len(src):
+        lay, kind = src[i], type(src[i]).__name__
+        if kind == "MaxPooling2D" and i + 1 < len(src) and type(src[i + 1]).__name__ == "BatchNormalization":
+            bn = src[i + 1]
+            out.append(L.BatchNormalization(momentum=0.9, scale=bn.scale, center=bn.center))
+            if quant_after[i + 1]:
+                out.append(L.ReLU())
+            out.append(L.MaxPooling2D.from_config(lay.get_config()))
+            i += 2
+            continue
+        if kind == "QuantConv2D":
+            out.append(L.Conv2D(lay.filters, lay.kernel_size, strides=lay.strides, padding=lay.padding,
+                                use_bias=lay.use_bias))
+        elif kind == "QuantDense":
+            out.append(L.Dense(lay.units, use_bias=lay.use_bias))
+        elif kind == "BatchNormalization":
+            out.append(L.BatchNormalization(momentum=0.9, scale=lay.scale, center=lay.center))
+            if quant_after[i]:
+                out.append(L.ReLU())
+        else:
+            out.append(type(lay).from_config(lay.get_config()))
+        i += 1
+    return tf.keras.Sequential(out)
+
+
+def family_cnn(tf, c1, c2):
+    L = tf.keras.layers
+    return tf.keras.Sequential([
+        L.InputLayer((28, 28, 1)), L.Rescaling(1 / 255),
+        L.Conv2D(c1, 3, use_bias=False), L.BatchNormalization(), L.ReLU(), L.MaxPooling2D(2),
+        L.Conv2D(c2, 3, use_bias=False), L.BatchNormalization(), L.ReLU(), L.MaxPooling2D(2),
+        L.Flatten(), L.Dense(10), L.Activation("softmax")])
+
+
+def train_convert(net, xtr, ytr, tf, seed=0):
+    """Train `net` (ends with a softmax Activation) and convert it without the softmax to int8."""
+    tf.keras.utils.set_random_seed(seed)
+    net.compile(tf.keras.optimizers.Adam(LR), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    net.fit(xtr.astype(np.float32), ytr, epochs=EPOCHS, batch_size=BATCH, verbose=0)
+    assert type(net.layers[-1]).__name__ == "Activation"
+    logits = tf.keras.Model(net.inputs, net.layers[-2].output)
+    conv = tf.lite.TFLiteConverter.from_keras_model(logits)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    rep = xtr[:REP].astype(np.float32)
+    conv.representative_dataset = lambda: ([rep[i:i + 1]] for i in range(len(rep)))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    conv._experimental_disable_per_channel_quantization_for_dense_layers = True
+    return conv.convert()
+
+
+def cached_tflite(cache, key, make):
+    """The flatbuffer stored under `key` in `cache`, made (and stored) by make() when absent."""
+    path = Path(cache) / f"{key}.tflite"
+    if not path.exists():
+        path.write_bytes(make())
+    return path.read_bytes()
+
+
+def quantize_input(fb, x, tf):
+    det = tf.lite.Interpreter(model_content=fb).get_input_details()[0]
+    scale, zero = det["quantization"]
+    q = np.round(x.reshape(len(x), *det["shape"][1:]).astype(np.float64) / scale + zero)
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
+def reference_outputs(fb, xq, tf):
+    """int8 outputs of TFLite's Python interpreter with its reference kernels, one image at a time."""
+    interp = tf.lite.Interpreter(model_content=fb,
+                                 experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF)
+    interp.allocate_tensors()
+    i_in, i_out = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
+    outs = []
+    for img in xq:
+        interp.set_tensor(i_in, img[None])
+        interp.invoke()
+        outs.append(interp.get_tensor(i_out)[0].copy())
+    return np.array(outs, dtype=np.int8)
+
+
+# ------------------------------------------------------------------------------------ measuring
+def _ram(elf, empty, arena):
+    from bench.targets import cortexm
+    full, base = cortexm.size(elf), cortexm.size(empty)
+    return full["data"] + full["bss"] - base["data"] - base["bss"] - arena
+
+
+def _cost(pairs, empty_pairs):
+    marker = float(np.mean(empty_pairs))
+    per = np.array(pairs, dtype=np.float64) - marker
+    return {"mean_insn": float(per.mean()), "max_insn": float(per.max()), "marker_cost": marker}
+
+
+def run_tflm(name, fb, x, y, cpu, work, objects, tf, log):
+    from bench.targets import cortexm, tflm
+    xq = quantize_input(fb, x, tf)
+    ref = reference_outputs(fb, xq, tf)
+    n_out = ref.shape[1]
+    work = Path(work) / f"{name}_{cpu}"
+    probe = tflm.build(name, fb, xq[:1], n_out, 512 * 1024, cpu, workdir=work / "probe", objects=objects)
+    _, tags, _ = tflm.run_each(probe, cpu)
+    arena = -(-tags["A"] // 16) * 16
+    empty = tflm.build(name, fb, xq[:4], n_out, arena, cpu, workdir=work / "empty", empty=True, objects=objects)
+    _, etags, epairs = tflm.run_each(empty, cpu)
+    classes, outs, pairs, stack = [], [], [], 0
+    for a, b in chunks(len(xq)):
+        elf = tflm.build(name, fb, xq[a:b], n_out, arena, cpu, workdir=work / f"c{a}", objects=objects)
+        lines, t, p = tflm.run_each(elf, cpu)
+        idx, cls, out = tflm.parse_int8(lines, n_out)
+        if len(p) != b - a or not np.array_equal(idx, np.arange(b - a)):
+            raise RuntimeError(f"{name}: the device printed {len(idx)} results for {b - a} images")
+        classes.append(cls)
+        outs.append(out)
+        pairs += p
+        stack = max(stack, t["S"] - etags["S"])
+        log(f"  {name}: images {a}..{b}: {np.mean(np.concatenate(classes) == y[:b]) * 100:.2f}% so far")
+    classes, outs = np.concatenate(classes), np.concatenate(outs)
+    diff = int(np.sum(np.any(outs != ref, axis=1)))
+    if diff:
+        raise RuntimeError(f"{name}: {diff} of {len(outs)} TFLM output vectors on the {cpu} differ from TFLite's "
+                           "reference kernels (BUILTIN_REF)")
+    if not np.array_equal(classes, np.argmax(ref, axis=1)):
+        raise RuntimeError(f"{name}: the driver's argmax differs from numpy's")
+    flash = cortexm.model_flash(elf, empty, name)
+    model = cortexm.symbols(elf)[f"{name}_tflite"][1]
+    assert model == len(fb) or model == -(-len(fb) // 16) * 16, (model, len(fb))
+    return {"engine": "TFLM int8", "model": name, "cpu": cpu, "acc": float(np.mean(classes == y)),
+            "images": len(y), "checked": len(outs), "flatbuffer": len(fb),
+            **_cost(pairs, epairs), "flash": flash["flash"], "model_bytes": model, "code": flash["flash"] - model,
+            "arena": arena, "static": _ram(elf, empty, arena), "stack": stack}
+
+
+def run_ebnn(name, path, x, y, cpu, work, log):
+    from bench.targets import cortexm, tflm
+    from keras_ebnn import reference
+    _, lowered, out = load_export(name, path, Path(work) / "exports")
+    ref = reference.predict(lowered, x)
+    work = Path(work) / f"{name}_{cpu}"
+    empty = cortexm.build(out, name, x[:4], cpu, "-O2", work / "empty", empty=True)
+    _, etags, epairs = tflm.run_each(empty, cpu)
+    classes, pairs, stack = [], [], 0
+    for a, b in chunks(len(x)):
+        elf = cortexm.build(out, name, x[a:b], cpu, "-O2", work / f"c{a}")
+        lines, t, p = tflm.run_each(elf, cpu)
+        cls, _ = cortexm.parse(lines, lowered.num_classes)
+        if len(p) != b - a or len(cls) != b - a:
+            raise RuntimeError(f"{name}: the device printed {len(cls)} results for {b - a} images")
+        classes.append(cls)
+        pairs += p
+        stack = max(stack, t["S"] - etags["S"])
+        log(f"  {name}: images {a}..{b}: {np.mean(np.concatenate(classes) == y[:b]) * 100:.2f}% so far")
+    classes = np.concatenate(classes)
+    if not np.array_equal(classes, ref):
+        raise RuntimeError(f"{name}: {int(np.sum(classes != ref))} classes on the {cpu} differ from the NumPy reference")
+    flash = cortexm.model_flash(elf, empty, name)
+    arena = cortexm.symbols(elf)[f"{name}_arena"][1]
+    return {"engine": "keras-ebnn", "model": name, "cpu": cpu, "acc": float(np.mean(classes == y)),
+            "images": len(y), "checked": len(classes), **_cost(pairs, epairs), "flash": flash["flash"],
+            "model_bytes": flash["data"], "code": flash["code"], "arena": arena,
+            "static": _ram(elf, empty, arena), "stack": stack}
+
+
+# ------------------------------------------------------------------------------------- reporting
+def total_bytes(r):
+    return r["flash"] + r["arena"] + r["static"] + r["stack"]
+
+
+def table(rows):
+    def k(v):
+        return f"{v:,.0f}"
+    return md_table(
+        ["engine", "model", "accuracy", "instr. mean", "instr. slowest", "flash B", "= runtime/code", "+ model",
+         "RAM B", "= static", "+ arena", "+ stack", "flash + RAM B"],
+        [[r["engine"], r["model"], f"{r['acc'] * 100:.2f}%", k(r["mean_insn"]), k(r["max_insn"]), k(r["flash"]),
+          k(r["code"]), k(r["model_bytes"]), k(r["static"] + r["arena"] + r["stack"]), k(r["static"]), k(r["arena"]),
+          k(r["stack"]), k(total_bytes(r))] for r in rows])
+
+
+def ratios(rows):
+    """keras-ebnn vs its int8 twin: instructions, flash and RAM ratios (int8 / keras-ebnn)."""
+    by = {(r["engine"], r["model"]): r for r in rows}
+    out = []
+    for r in rows:
+        twin = by.get(("TFLM int8", r["model"] + "_int8"))
+        if r["engine"] == "keras-ebnn" and twin:
+            ram = lambda q: q["static"] + q["arena"] + q["stack"]  # noqa: E731
+            out.append([r["model"], f"{r['acc'] * 100:.2f}% / {twin['acc'] * 100:.2f}%",
+                        f"{twin['mean_insn'] / r['mean_insn']:.1f}x", f"{twin['flash'] / r['flash']:.1f}x",
+                        f"{ram(twin) / ram(r):.1f}x"])
+    return md_table(["model", "accuracy keras-ebnn / int8 twin", "instructions (int8 / ebnn)", "flash (int8 / ebnn)",
+                     "RAM (int8 / ebnn)"], out)
+
+
+def plot(rows, path, cpu):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    styles = {"keras-ebnn": ("o", "tab:blue"), "TFLM int8": ("s", "tab:red")}
+    for ax, (xkey, xlabel) in zip(axes, ((lambda r: r["mean_insn"], f"instructions per inference ({cpu}, mean)"),
+                                         (total_bytes, "flash + RAM bytes (runtime, model, arena, static, stack)"))):
+        for engine, (marker, color) in styles.items():
+            pts = sorted((xkey(r), r["acc"] * 100, r["model"]) for r in rows if r["engine"] == engine)
+            if not pts:
+                continue
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker, color=color, label=engine)
+            front, best = [], -1.0  # Pareto front: more accurate than everything cheaper
+            for p in pts:
+                if p[1] > best:
+                    front.append(p)
+                    best = p[1]
+            ax.step([p[0] for p in front], [p[1] for p in front], where="post", color=color, alpha=0.5)
+            for p in pts:
+                ax.annotate(p[2], (p[0], p[1]), fontsize=7, xytext=(3, -9), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(loc="lower right")
+    fig.suptitle(f"keras-ebnn vs TFLite Micro + CMSIS-NN int8 on {cpu} (MNIST)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default=DEFAULT_MODELS, help=f"shipped models and their twins (default {DEFAULT_MODELS})")
+    ap.add_argument("--no-family", action="store_true", help="leave out the family of plain int8 CNNs")
+    ap.add_argument("--images", type=int, default=None, help="first N test images (default: all)")
+    ap.add_argument("--cpu", default="cortex-m4", choices=["cortex-m4", "cortex-m0plus"])
+    ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "ebnn-mcu-peers"),
+                    help="folder for the trained int8 flatbuffers and the compiled TFLM objects")
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args(argv)
+    print(__doc__)
+    sys.path.insert(0, str(ROOT))
+    from bench.targets import cortexm, tflm
+    if not tflm.available():
+        print("skipped: needs TFLM_DIR (a TFLite Micro tree), arm-none-eabi-g++ with libstdc++ and qemu-system-arm")
+        return 0
+    from keras_ebnn import datasets, import_larq
+    tf, _ = import_larq()
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    objects = tflm.library(args.cpu, "-O2", cache=cache / f"tflm-{args.cpu}")
+    rows = []
+    log = lambda s: print(s, flush=True)  # noqa: E731
+    models = available_models(args.models.split(","))
+    datasets_used = sorted({d for _, d in models.values()} | ({"mnist"} if not args.no_family else set()))
+    if datasets_used != ["mnist"]:
+        raise SystemExit(f"this bench compares MNIST models; got datasets {datasets_used}")
+    (xtr, ytr), (x, y) = datasets.load("mnist")
+    if args.images:
+        x, y = x[:args.images], y[:args.images]
+    recipe = hashlib.sha1(repr((EPOCHS, LR, BATCH, REP, "v1")).encode()).hexdigest()[:8]
+    with tempfile.TemporaryDirectory() as work:
+        for name, (path, _) in models.items():
+            log(f"{name}: keras-ebnn on {args.cpu}")
+            rows.append(run_ebnn(name, path, x, y, args.cpu, work, log))
+            log(str(rows[-1]))
+            keras_model = tf.keras.models.load_model(path)
+            fb = cached_tflite(cache, f"{name}_int8_{recipe}",
+                               lambda: train_convert(int8_twin(keras_model, tf), xtr, ytr, tf))
+            log(f"{name}_int8: TFLM on {args.cpu}")
+            rows.append(run_tflm(f"{name}_int8", fb, x, y, args.cpu, work, objects, tf, log))
+            log(str(rows[-1]))
+        if not args.no_family:
+            for c1, c2 in FAMILY:
+                name = f"cnn_{c1}_{c2}"
+                fb = cached_tflite(cache, f"{name}_{recipe}", lambda: train_convert(family_cnn(tf, c1, c2), xtr, ytr, tf))
+                log(f"{name}: TFLM on {args.cpu}")
+                rows.append(run_tflm(name, fb, x, y, args.cpu, work, objects, tf, log))
+                log(str(rows[-1]))
+    tab = table(rows)
+    rat = ratios(rows)
+    print(tab, "\n\n", rat)
+    plot_path = PLOT if args.cpu == "cortex-m4" else PLOT.with_name(f"mcu_peers_pareto_{args.cpu}.png")
+    if not args.no_write:
+        plot(rows, plot_path, args.cpu)
+        images = f"{len(y):,} MNIST test images" + (" (the full test set)" if args.images is None else "")
+        text = (f"## On the microcontroller: keras-ebnn vs TFLite Micro + CMSIS-NN int8 ({args.cpu})\n\n"
+                + __doc__.split("Method, ")[1].split("Writes")[0].strip() + f"\n\nOn {images}:\n\n" + tab
+                + "\n\nSame architecture, int8 twin / keras-ebnn:\n\n" + rat
+                + f"\n\n![accuracy vs cost]({plot_path.relative_to(ROOT)})")
+        key = "mcu_peers" if args.cpu == "cortex-m4" else f"mcu_peers_{args.cpu}"
+        command = "TFLM_DIR=... EBNN_DATA_DIR=../shared/data python bench/mcu_peers.py" \
+            + (f" --cpu {args.cpu}" if args.cpu != "cortex-m4" else "") \
+            + (f" --models {args.models}" if args.models != DEFAULT_MODELS else "") \
+            + (f" --images {args.images}" if args.images else "")
+        write_section(key, text, command)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
