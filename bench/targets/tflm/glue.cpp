@@ -58,8 +58,13 @@ extern "C" int _getpid(void) { return 1; }
 void operator delete(void *) noexcept {}
 void operator delete(void *, size_t) noexcept {}
 
+// the tensor arena, under a C name for the size tables
+extern "C" {
+extern uint8_t tflm_arena[ARENA_BYTES];
+}
+alignas(16) uint8_t tflm_arena[ARENA_BYTES];
+
 namespace {
-alignas(16) uint8_t arena[ARENA_BYTES];
 tflite::MicroInterpreter *interpreter;
 alignas(tflite::MicroInterpreter) uint8_t interpreter_storage[sizeof(tflite::MicroInterpreter)];
 alignas(tflite::MicroMutableOpResolver<NUM_OPS>) uint8_t resolver_storage[sizeof(tflite::MicroMutableOpResolver<NUM_OPS>)];
@@ -75,7 +80,7 @@ extern "C" int tflm_setup(uint32_t *arena_used, uint32_t *input_len, uint32_t *o
     }
     auto *resolver = new (resolver_storage) tflite::MicroMutableOpResolver<NUM_OPS>();
     ADD_OPS((*resolver));
-    interpreter = new (interpreter_storage) tflite::MicroInterpreter(model, *resolver, arena, ARENA_BYTES);
+    interpreter = new (interpreter_storage) tflite::MicroInterpreter(model, *resolver, tflm_arena, ARENA_BYTES);
     if (interpreter->AllocateTensors() != kTfLiteOk) {
         sh_puts("AllocateTensors failed\n");
         return -2;
