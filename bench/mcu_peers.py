@@ -26,10 +26,12 @@ Method, all in this one run, on the test set given by --images (default: all of 
     converter's default); Dense weights per tensor
     (_experimental_disable_per_channel_quantization_for_dense_layers), because this TFLM snapshot
     computes per-channel FULLY_CONNECTED wrongly without an error. Every int8 output vector the device
-    prints is compared with (a) TFLM's own Python interpreter (pip tflite-micro, its reference
-    kernels): must be identical, and (b) TFLite's Python interpreter with its reference kernels
-    (BUILTIN_REF): these requantize with a single rounding where TFLM/CMSIS-NN round twice
-    (gemmlowp style), so a few outputs differ by 1; the count is reported, a larger difference fails.
+    prints is compared with (a) TFLite's Python interpreter with its reference kernels (BUILTIN_REF)
+    and (b) TFLM's own Python interpreter (pip tflite-micro 0.dev20261023, its reference kernels, a
+    newer TFLM than the device's). Neither is bit-exact to the device in every case: BUILTIN_REF
+    requantizes with a single rounding where this TFLM/CMSIS-NN rounds twice (gemmlowp style), and
+    the newer TFLM differs in a few last-bit cases; the vectors that differ (by 1) are counted in the
+    table, any difference larger than 1 fails the run.
   * flash = what the engine adds to the driver's flash (ELF text + data minus those of the build
     without the inference call; bench/targets/cortexm.model_flash); model = the model's const data
     (keras-ebnn: weights and thresholds; TFLM: the flatbuffer array); runtime/code = the rest (kernels,
@@ -38,7 +40,8 @@ Method, all in this one run, on the test set given by --images (default: all of 
     (TFLM: interpreter, resolver and allocator objects); stack = the stack the inferences use,
     measured by painting (minus what the build without the call reaches). The input image buffer of
     the driver is not counted (784 B in both engines). Accuracy = the device's classes on the test images.
-Writes the "mcu_peers" section of BENCHMARKS.md and bench/mcu_peers_pareto.png.
+Writes the "mcu_peers" section of BENCHMARKS.md and bench/mcu_peers_pareto.png (with --cpu cortex-m0plus:
+"mcu_peers_cortex-m0plus" and bench/mcu_peers_pareto_cortex-m0plus.png).
 """
 import argparse
 import hashlib
@@ -170,20 +173,23 @@ def tflm_python_outputs(fb, xq):
 
 def check_outputs(name, cpu, outs, ref, micro, strict=True):
     """Compare every device output vector with TFLite's BUILTIN_REF kernels (`ref`) and, when available,
-    TFLM's Python interpreter (`micro`). The device must equal `micro` exactly; against `ref` a
-    difference of 1 in an output is the requantization rounding (TFLite's reference kernels round
-    once, TFLM/CMSIS-NN round twice, as gemmlowp does) and is reported; anything larger fails.
-    strict=False reports without failing (for the quantization-mode check)."""
-    d = np.abs(outs.astype(np.int16) - ref.astype(np.int16))
-    res = {"ref_differ": int(np.sum(d.max(axis=1) > 0)), "ref_max_diff": int(d.max()),
-           "ref_class_differ": int(np.sum(np.argmax(outs, axis=1) != np.argmax(ref, axis=1))),
-           "micro_differ": None if micro is None else int(np.sum(np.any(outs != micro, axis=1)))}
-    if strict and res["micro_differ"]:
-        raise RuntimeError(f"{name}: {res['micro_differ']} of {len(outs)} output vectors on the {cpu} differ from "
-                           "TFLM's Python interpreter")
-    if strict and res["ref_max_diff"] > 1:
-        raise RuntimeError(f"{name}: output vectors on the {cpu} differ from TFLite's reference kernels by up to "
-                           f"{res['ref_max_diff']} ({res['ref_differ']} of {len(outs)} vectors)")
+    TFLM's Python interpreter (`micro`, a newer TFLM than the device's). A difference of 1 in an output
+    is requantization rounding: TFLite's reference kernels round once where the device's TFLM/CMSIS-NN
+    round twice (gemmlowp style), and the newer TFLM's kernels differ from the device's in a few
+    last-bit cases too; such differences are counted and reported. A larger difference (a kernel
+    computing a quantization mode wrongly) fails, unless strict=False (the quantization-mode check)."""
+    res = {}
+    for key, other in (("ref", ref), ("micro", micro)):
+        if other is None:
+            res.update({f"{key}_differ": None, f"{key}_max_diff": None, f"{key}_class_differ": None})
+            continue
+        d = np.abs(outs.astype(np.int16) - other.astype(np.int16))
+        res.update({f"{key}_differ": int(np.sum(d.max(axis=1) > 0)), f"{key}_max_diff": int(d.max()),
+                    f"{key}_class_differ": int(np.sum(np.argmax(outs, axis=1) != np.argmax(other, axis=1)))})
+        if strict and res[f"{key}_max_diff"] > 1:
+            what = "TFLite's reference kernels (BUILTIN_REF)" if key == "ref" else "TFLM's Python interpreter"
+            raise RuntimeError(f"{name}: output vectors on the {cpu} differ from {what} by up to "
+                               f"{res[f'{key}_max_diff']} ({res[f'{key}_differ']} of {len(outs)} vectors)")
     return res
 
 
@@ -281,9 +287,16 @@ def total_bytes(r):
 def checked(r):
     if r["engine"] == "keras-ebnn":
         return f"{r['checked']:,} classes = NumPy reference"
-    micro = "" if r["micro_differ"] is None else f"{r['checked']:,} = TFLM Python; "
-    return (micro + f"{r['ref_differ']} differ from BUILTIN_REF by {r['ref_max_diff']}"
-            + (f" ({r['ref_class_differ']} classes)" if r["ref_class_differ"] else ""))
+
+    def vs(key, what):
+        n = r[f"{key}_differ"]
+        if n is None:
+            return None
+        if n == 0:
+            return f"= {what}"
+        cls = r.get(f"{key}_class_differ") or 0
+        return f"{n} differ from {what} by {r.get(f'{key}_max_diff', 1)}" + (f" ({cls} classes)" if cls else "")
+    return f"{r['checked']:,}: " + "; ".join(v for v in (vs("micro", "TFLM Python"), vs("ref", "BUILTIN_REF")) if v)
 
 
 def table(rows):
@@ -446,8 +459,14 @@ def main(argv=None):
     if not args.no_write:
         plot(rows, plot_path, args.cpu)
         images = f"{len(y):,} MNIST test images" + (" (the full test set)" if args.images is None else "")
+        method = __doc__.split("Method, ")[1].split("Writes")[0].strip()
+        if args.cpu == "cortex-m0plus":
+            method = method.replace("QEMU's mps2-an386 (Cortex-M4 with FPU and DSP extension)",
+                                    "QEMU's mps2-an385 (-mcpu=cortex-m0plus code, ARMv6-M instructions only, on the M3 machine)") \
+                .replace("ARM_MATH_DSP path on\n    the M4", "portable C path on\n    the M0+")
+            assert "mps2-an386" not in method and "path on\n    the M4" not in method
         text = (f"## On the microcontroller: keras-ebnn vs TFLite Micro + CMSIS-NN int8 ({args.cpu})\n\n"
-                + __doc__.split("Method, ")[1].split("Writes")[0].strip() + f"\n\nOn {images}:\n\n" + tab
+                + method + f"\n\nOn {images}:\n\n" + tab
                 + "\n\nSame architecture, int8 twin / keras-ebnn (the issue's goals: keras-ebnn needs >= 2x fewer "
                 "instructions, >= 8x less flash, >= 2x less RAM):\n\n" + rat + "\n\n"
                 + "; ".join(f"{k}: " + (", ".join(m for m, ok in v if ok) or "none") + " meet it"

@@ -45,12 +45,15 @@ def test_check_outputs_accepts_rounding_and_rejects_more():
     dev = ref.copy()
     dev[1, 2] = 1
     res = mcu_peers.check_outputs("m", "cortex-m4", dev, ref, None)
-    assert (res["ref_differ"], res["ref_max_diff"]) == (1, 1)
-    with pytest.raises(RuntimeError, match="TFLM's Python interpreter"):
-        mcu_peers.check_outputs("m", "cortex-m4", dev, ref, ref)
+    assert (res["ref_differ"], res["ref_max_diff"], res["micro_differ"]) == (1, 1, None)
+    res = mcu_peers.check_outputs("m", "cortex-m4", dev, ref, dev)
+    assert (res["ref_differ"], res["micro_differ"], res["micro_max_diff"]) == (1, 0, 0)
     dev[0, 0] = 3
-    with pytest.raises(RuntimeError, match="differ from TFLite's reference kernels by up to 3"):
+    with pytest.raises(RuntimeError, match="differ from TFLite's reference kernels .* by up to 3"):
         mcu_peers.check_outputs("m", "cortex-m4", dev, ref, None)
+    with pytest.raises(RuntimeError, match="differ from TFLM's Python interpreter by up to 2"):
+        mcu_peers.check_outputs("m", "cortex-m4", dev, dev, dev - 2 * (dev == 3))
+    assert mcu_peers.check_outputs("m", "cortex-m4", dev, ref, ref, strict=False)["ref_max_diff"] == 3
 
 
 @pytest.mark.targets
