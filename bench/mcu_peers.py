@@ -46,6 +46,7 @@ Writes the "mcu_peers" section of BENCHMARKS.md and bench/mcu_peers_pareto.png (
 import argparse
 import hashlib
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -130,7 +131,9 @@ def cached_tflite(cache, key, make):
     """The flatbuffer stored under `key` in `cache`, made (and stored) by make() when absent."""
     path = Path(cache) / f"{key}.tflite"
     if not path.exists():
-        path.write_bytes(make())
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(make())
+        os.replace(tmp, path)  # atomic: runs for two CPUs may share the cache
     return path.read_bytes()
 
 
