@@ -40,6 +40,20 @@ Method, all in this one run, on the test set given by --images (default: all of 
     (TFLM: interpreter, resolver and allocator objects); stack = the stack the inferences use,
     measured by painting (minus what the build without the call reaches). The input image buffer of
     the driver is not counted (784 B in both engines). Accuracy = the device's classes on the test images.
+Caveats:
+  * Instructions, not cycles: the M4 executes SMLAD (two 16-bit multiply-accumulates) in one
+    instruction, and loads, branches and multiplies cost different cycles on real silicon; TFLM's
+    count is nearly the same for every image, keras-ebnn's depends on the image (hence the slowest column).
+  * Both engines at -O2. keras-ebnn with its default runtime options: its stack (1.3 KB on the M4) is
+    larger than with -DEBNN_LOW_STACK=1 -Os (see the accuracy section, measured on the M3).
+  * TFLM's runtime/code is per program, not per model (models with the same operators share it);
+    it includes what this TFLM snapshot (tflite-micro-arduino-examples commit 7948b85, Dec 2023) links
+    at -O2 with -DTF_LITE_STRIP_ERROR_STRINGS: the interpreter, flatbuffer parsing, the kernels'
+    Prepare code (double-precision soft-float for the quantization multipliers) and newlib's malloc
+    (referenced by TFLM's common.cpp, never called: no heap exists in the build).
+  * The int8 models are trained 3 epochs only; keras-ebnn's shipped models were trained longer
+    (see examples/models). Longer training would raise the int8 accuracies, not lower them.
+  * The TFLite flatbuffers carry tensor names and metadata that a stripped model would not.
 Writes the "mcu_peers" section of BENCHMARKS.md and bench/mcu_peers_pareto.png (with --cpu cortex-m0plus:
 "mcu_peers_cortex-m0plus" and bench/mcu_peers_pareto_cortex-m0plus.png).
 """
@@ -336,9 +350,10 @@ def ratios(rows):
 
 def equal_accuracy(rows):
     """For each keras-ebnn model: the cheapest int8 model (by instructions, and by flash + RAM) that is
-    at least as accurate, and the ratio of its cost to keras-ebnn's."""
+    at least as accurate, and the ratio of its cost to keras-ebnn's. Returns (markdown table, a
+    sentence saying where int8 wins)."""
     int8 = [r for r in rows if r["engine"] == "TFLM int8"]
-    out = []
+    out, win_insn, win_bytes = [], [], []
     for r in rows:
         if r["engine"] != "keras-ebnn":
             continue
@@ -351,9 +366,26 @@ def equal_accuracy(rows):
         out.append([r["model"], f"{r['acc'] * 100:.2f}%",
                     f"{fi['model']} ({fi['acc'] * 100:.2f}%, {fi['mean_insn']:,.0f})", f"{fi['mean_insn'] / r['mean_insn']:.2f}x",
                     f"{fb['model']} ({fb['acc'] * 100:.2f}%, {total_bytes(fb):,} B)", f"{total_bytes(fb) / total_bytes(r):.2f}x"])
-    return md_table(["keras-ebnn model", "accuracy", "fewest-instruction int8 model at >= that accuracy",
-                     "its instructions / ebnn's", "smallest int8 model (flash + RAM) at >= that accuracy",
-                     "its bytes / ebnn's"], out)
+        if fi["mean_insn"] < r["mean_insn"]:
+            win_insn.append(f"{fi['model']} ({fi['acc'] * 100:.2f}%) needs {r['mean_insn'] / fi['mean_insn']:.2f}x fewer "
+                            f"instructions than {r['model']} ({r['acc'] * 100:.2f}%)")
+        if total_bytes(fb) < total_bytes(r):
+            win_bytes.append(f"{fb['model']} is smaller than {r['model']}")
+    by = {r["model"]: r for r in rows}
+    pairs = [(r, by[r["model"] + "_int8"]) for r in rows if r["engine"] == "keras-ebnn" and r["model"] + "_int8" in by]
+    better = [r["model"] for r, t in pairs if t["acc"] > r["acc"]]
+    twins_line = (f"The int8 twin is more accurate than its keras-ebnn architecture for {len(better)} of {len(pairs)} "
+                  f"models ({', '.join(better) or 'none'}).")
+    table = md_table(["keras-ebnn model", "accuracy", "fewest-instruction int8 model at >= that accuracy",
+                      "its instructions / ebnn's", "smallest int8 model (flash + RAM) at >= that accuracy",
+                      "its bytes / ebnn's"], out)
+    wins = ("Where int8 wins: " + ("; ".join(win_insn) if win_insn else "no int8 model of this run is both as accurate "
+                                  "and cheaper in instructions than a keras-ebnn model")
+            + ". " + ("; ".join(win_bytes) if win_bytes else "In flash + RAM no int8 model of this run comes within "
+                      f"{min(total_bytes(q) for q in int8) / max(total_bytes(r) for r in rows if r['engine'] == 'keras-ebnn'):.1f}x "
+                      "of keras-ebnn's largest model at any accuracy")
+            + ". " + twins_line if int8 else "")
+    return table, wins
 
 
 def plot(rows, path, cpu):
@@ -456,8 +488,8 @@ def main(argv=None):
             mode = rows.pop()
     tab = table(rows)
     rat, met = ratios(rows)
-    eq = equal_accuracy(rows)
-    print(tab, "\n\n", rat, "\n\n", eq)
+    eq, wins = equal_accuracy(rows)
+    print(tab, "\n\n", rat, "\n\n", eq, "\n\n", wins)
     plot_path = PLOT if args.cpu == "cortex-m4" else PLOT.with_name(f"mcu_peers_pareto_{args.cpu}.png")
     if not args.no_write:
         plot(rows, plot_path, args.cpu)
@@ -472,10 +504,10 @@ def main(argv=None):
                 + method + f"\n\nOn {images}:\n\n" + tab
                 + "\n\nSame architecture, int8 twin / keras-ebnn (the issue's goals: keras-ebnn needs >= 2x fewer "
                 "instructions, >= 8x less flash, >= 2x less RAM):\n\n" + rat + "\n\n"
-                + "; ".join(f"{k}: " + (", ".join(m for m, ok in v if ok) or "none") + " meet it"
-                            + (" (" + ", ".join(m for m, ok in v if not ok) + " do not)" if not all(ok for _, ok in v) else "")
+                + "; ".join(f"{k}: met for " + (", ".join(m for m, ok in v if ok) or "none")
+                            + (", not met for " + ", ".join(m for m, ok in v if not ok) if not all(ok for _, ok in v) else "")
                             for k, v in met.items())
-                + ".\n\nAt equal accuracy (any int8 model of this run, twins and family):\n\n" + eq
+                + ".\n\nAt equal accuracy (any int8 model of this run, twins and family):\n\n" + eq + "\n\n" + wins
                 + (f"\n\nQuantization-mode check: the paper twin converted with per-channel Dense weights (TF's default) "
                    f"on the first {mode['checked']} test images: {mode['ref_differ']} output vectors differ from "
                    f"BUILTIN_REF (largest difference {mode['ref_max_diff']}, {mode['ref_class_differ']} classes differ)"

@@ -173,7 +173,7 @@ def run_each(elf, cpu="cortex-m4", machine=None, timeout=3600):
            "-plugin", f"{cortexm.plugin()},start={start:#x},stop={stop:#x},each=1", "-d", "plugin"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     text = proc.stdout + proc.stderr
-    if proc.returncode != 0 or "DONE" not in text:
+    if proc.returncode != 0 or "DONE" not in text or "heap allocation attempted" in text or "\nabort" in text:
         raise RuntimeError(f"QEMU run of {elf} failed ({proc.returncode}):\n{text[-3000:]}")
     pairs = [int(v) for v in re.findall(r"^insn_pair (\d+)", text, re.M)]
     tags = {t: int(v) for t, v in re.findall(r"^([AS]) (\d+)", text, re.M)}
