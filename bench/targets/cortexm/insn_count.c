@@ -4,7 +4,8 @@
  *   qemu-system-arm ... -plugin ./insn_count.so,start=0xADDR,stop=0xADDR
  * At exit it prints "insn_count total=T marked=M pairs=P": M sums, over P start/stop pairs, the
  * instructions executed from the start marker's first instruction up to (not including) the stop
- * marker's first instruction. Debian ships no qemu-plugin.h, so the few API pieces used are
+ * marker's first instruction. With the option each=1 it also prints "insn_pair N" at every stop marker
+ * (N: that pair's instructions), for per-inference figures. Debian ships no qemu-plugin.h, so the few API pieces used are
  * declared here (they match QEMU 7.2's include/qemu/qemu-plugin.h, version 1). */
 #include <inttypes.h>
 #include <stdbool.h>
@@ -42,7 +43,7 @@ void qemu_plugin_outs(const char *string);
 __attribute__((visibility("default"))) int qemu_plugin_version = 1;
 
 static uint64_t total, marked, pairs, started_at, start_addr, stop_addr;
-static bool running;
+static bool running, each;
 
 static void on_start(unsigned int vcpu, void *udata)
 {
@@ -59,6 +60,11 @@ static void on_stop(unsigned int vcpu, void *udata)
     if (running) {
         marked += total - started_at;
         pairs++;
+        if (each) {
+            char buf[48];
+            snprintf(buf, sizeof(buf), "insn_pair %" PRIu64 "\n", total - started_at);
+            qemu_plugin_outs(buf);
+        }
         running = false;
     }
 }
@@ -99,6 +105,8 @@ __attribute__((visibility("default"))) int qemu_plugin_install(qemu_plugin_id_t 
             start_addr = strtoull(argv[i] + 6, NULL, 0) & ~1ull; /* drop the Thumb bit */
         else if (strncmp(argv[i], "stop=", 5) == 0)
             stop_addr = strtoull(argv[i] + 5, NULL, 0) & ~1ull;
+        else if (strcmp(argv[i], "each=1") == 0)
+            each = true;
     }
     qemu_plugin_register_vcpu_tb_trans_cb(id, on_tb);
     qemu_plugin_register_atexit_cb(id, at_exit, NULL);
