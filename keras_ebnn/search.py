@@ -298,8 +298,8 @@ def default_storage(out):
 
 def open_storage(url):
     """An Optuna storage for `url`: a path (or journal:PATH) -> JournalStorage on that file;
-    sqlite:///..., postgresql://..., mysql://... -> RDBStorage with heartbeats. postgresql:// uses
-    psycopg 3 (postgresql+psycopg://) when psycopg2 is not installed."""
+    sqlite:///..., postgresql://..., mysql://... -> RDBStorage with heartbeats. postgresql:// without a
+    driver uses the installed one: psycopg 3 (postgresql+psycopg://), else psycopg2."""
     import optuna
     from optuna.storages import RDBStorage, RetryFailedTrialCallback
     url = str(url)
@@ -309,18 +309,29 @@ def open_storage(url):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(path))
     if url.startswith("postgresql://") or url.startswith("postgres://"):
-        try:
-            import psycopg2  # noqa: F401
-        except ImportError:
+        # no driver named: take the installed one (SQLAlchemy 2.1 defaults to psycopg 3, 2.0 to psycopg2)
+        rest = url.split("://", 1)[1]
+        for module, dialect in (("psycopg", "postgresql+psycopg"), ("psycopg2", "postgresql+psycopg2")):
             try:
-                import psycopg  # noqa: F401
-                url = "postgresql+psycopg://" + url.split("://", 1)[1]
+                __import__(module)
+                url = f"{dialect}://{rest}"
+                break
             except ImportError:
-                raise ImportError("a postgresql:// storage needs a driver: pip install psycopg2-binary "
-                                  "(or psycopg[binary])") from None
+                continue
+        else:
+            raise ImportError("a postgresql:// storage needs SQLAlchemy and a driver: pip install sqlalchemy "
+                              "psycopg2-binary (or psycopg[binary])")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return RDBStorage(url, heartbeat_interval=60, grace_period=180,
-                      failed_trial_callback=RetryFailedTrialCallback(max_retry=1))
+    for attempt in range(5):  # workers starting together race to create the schema: the loser retries
+        try:
+            return RDBStorage(url, heartbeat_interval=60, grace_period=180,
+                              failed_trial_callback=RetryFailedTrialCallback(max_retry=1))
+        except ImportError:
+            raise
+        except Exception:
+            if attempt == 4:
+                raise
+            time.sleep(0.5 + np.random.default_rng().random() * 2)
 
 
 def directions(objectives):
