@@ -96,14 +96,25 @@ BOARDS = {"uno": {"cpu": "avr", "flash": 32_256, "ram": 2_048, "title": "Arduino
 # `python bench/search.py --fit-cost` (see there for the data and the error).
 SPEED_FEATURES = ("in_macs", "in_outputs", "conv_macs", "conv_outputs", "dense_macs", "dense_outputs", "blocks")
 SPEED_MODELS = {
-    "avr": {"in_macs": 14.0, "in_outputs": 40.0, "conv_macs": 1.6, "conv_outputs": 60.0, "dense_macs": 1.0,
-            "dense_outputs": 60.0, "blocks": 2000.0},
-    "cortex-m0plus": {"in_macs": 1.4, "in_outputs": 20.0, "conv_macs": 0.25, "conv_outputs": 30.0,
-                      "dense_macs": 0.1, "dense_outputs": 30.0, "blocks": 500.0},
-    "cortex-m3": {"in_macs": 1.0, "in_outputs": 15.0, "conv_macs": 0.17, "conv_outputs": 20.0,
-                  "dense_macs": 0.07, "dense_outputs": 20.0, "blocks": 400.0},
+    "avr": {"in_macs": 8.5403, "in_outputs": 0.0, "conv_macs": 0.3447, "conv_outputs": 356.6455,
+            "dense_macs": 1.9831, "dense_outputs": 0.0, "blocks": 22941.4669},
+    "cortex-m3": {"in_macs": 3.8992, "in_outputs": 0.0, "conv_macs": 0.4787, "conv_outputs": 87.6022,
+                  "dense_macs": 0.839, "dense_outputs": 0.0, "blocks": 10896.537},
+    "cortex-m0plus": {"in_macs": 5.788, "in_outputs": 0.0, "conv_macs": 0.6716, "conv_outputs": 125.7466,
+                      "dense_macs": 1.1158, "dense_outputs": 0.0, "blocks": 15174.4311},
 }
-SPEED_MODEL_NOTE = "placeholder coefficients (not fitted)"
+# The fit (python bench/search.py --fit-cost --fit-candidates 24 --seed 0): relative error of the
+# predicted count, max over the fitted random candidates / leave-one-out / on the shipped trained models:
+#   avr (14 candidates that fit the Uno): 44% / 70% / paper -48%, tiny +40%, uno +25%
+#   cortex-m3 (24): 43% / 53% / paper -25%, tiny +19%, uno +16%, m15 +28%
+#   cortex-m0plus (24): 39% / 50% / paper -23%, tiny +19%, uno +16%, m15 +28%
+# The kernels' time depends on the data (all-zero input windows are skipped, a pooling window stops
+# at its first 1 bit), which a per-operation model cannot see: it is a coarse pre-filter. When the
+# emulators are available (a source checkout with avr-gcc + simavr or arm-none-eabi-gcc + QEMU),
+# `measure` counts every candidate exactly instead (see search(measure=...)).
+SPEED_MODEL_ERROR = 0.70  # largest leave-one-out relative error above: est / (1 + it) bounds the true count
+SPEED_MODEL_NOTE = ("linear per-operation model fitted to emulator counts (bench/search.py --fit-cost); "
+                    "leave-one-out error up to 70% (AVR), 53% (Cortex-M3)")
 
 
 def board_budget(name):
@@ -143,6 +154,15 @@ class Budget:
                 out.append(f"{what} {cost[key]:,.1f} {unit} > {limit:,} {unit}" if unit == "ms"
                            else f"{what} {cost[key]:,} {unit} > {limit:,} {unit}")
         return out
+
+    def excess(self, cost):
+        """Largest relative excess over a limit (0.0 when `cost` fits): Optuna's constraint value."""
+        worst = 0.0
+        for limit, key in ((self.max_flash, "flash"), (self.max_ram, "ram"), (self.max_total, "bytes"),
+                           (self.max_ms, "ms")):
+            if limit is not None:
+                worst = max(worst, cost[key] / limit - 1.0)
+        return float(worst)
 
     def text(self):
         parts = [f"{k} {v:,} B" for k, v in (("flash", self.max_flash), ("RAM incl. input and stack", self.max_ram),
@@ -199,6 +219,62 @@ def estimate(lowered, cpu="cortex-m3"):
             "bytes": int(flash + t["arena_bytes"] + stack), "arena": int(t["arena_bytes"]), "stack": int(stack),
             "input": int(t["input_bytes"]), "code": code, "data": int(t["flash_data_bytes"]), "ops": ops,
             "ms": ops / (c["clock_mhz"] * 1e3), "macs": int(macs)}
+
+
+SMALL_STACK = ("-DEBNN_CHUNK=8", "-DEBNN_LOW_STACK=1")  # the runtime's size-over-speed options
+
+
+def _targets():
+    """(bench.targets.avr, bench.targets.cortexm) of a source checkout, or None (installed package)."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "bench" / "targets" / "avr.py").is_file():
+        return None
+    if str(root) not in sys.path:
+        sys.path.append(str(root))
+    try:
+        from bench.targets import avr, cortexm
+    except ImportError:
+        return None
+    return avr, cortexm
+
+
+def emulator_available(cpu):
+    """Can `measure` run for `cpu` here (source checkout; avr-gcc + simavr, or arm-none-eabi-gcc +
+    qemu-system-arm)?"""
+    t = _targets()
+    return t is not None and (t[0].available() if cpu == "avr" else t[1].available())
+
+
+def measure(lowered, cpu, images):
+    """Exact figures of `lowered` on `cpu` from its C export built and run in an emulator on `images`
+    (a few seconds): avr: avr-gcc -Os under simavr (cycles); cortex-m*: arm-none-eabi-gcc -Os
+    -DEBNN_CHUNK=8 -DEBNN_LOW_STACK=1 under QEMU (instructions; ms at one instruction per cycle).
+    flash = what the model adds to a program (data + runtime code + library routines), stack = the
+    measured high-water mark of the predict call, ram = arena + stack + input buffer. ops / ms are the
+    mean over the images, ms_max the slowest image (AVR). The count depends on the weights and the
+    data: for a candidate with random weights it is the count of that candidate, not of the trained
+    model (search() measures the trained model again)."""
+    import tempfile
+    from .exporters.c import export_c
+    avr, cortexm = _targets()
+    name = lowered.name
+    images = np.asarray(images)
+    with tempfile.TemporaryDirectory(prefix="ebnn-search-") as work:
+        out = Path(work) / "c"
+        export_c(lowered, out, name)
+        if cpu == "avr":
+            r = avr.build_and_run(out, name, images, lowered.num_classes, workdir=Path(work) / "build")
+            ops, stack, each = r["cycles_per_inference"], r["stack_high_water_bytes"], r["cycles_per_image"]
+        else:
+            r = cortexm.build_and_run(out, name, images, lowered.num_classes, cpu=cpu, opt="-Os", flags=SMALL_STACK,
+                                      workdir=Path(work) / "build")
+            ops, stack, each = r["instructions_per_inference"], r["stack_bytes"], None
+    arena = int(r["symbols"].get(f"{name}_arena", 0))
+    clock = CPUS[cpu]["clock_mhz"] * 1e3
+    inp = lowered.input.length * (1 if lowered.input.dtype == np.uint8 else 4)
+    return {"flash": int(r["model_flash"]), "ram": int(arena + stack + inp), "bytes": int(r["model_flash"] + arena + stack),
+            "arena": arena, "stack": int(stack), "input": int(inp), "code": int(r["code_bytes"]), "ops": float(ops),
+            "ms": float(ops) / clock, "ms_max": float(max(each)) / clock if each else None, "source": "emulator"}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -338,13 +414,28 @@ def directions(objectives):
     return ["maximize" if o == "accuracy" else "minimize" for o in objectives]
 
 
+def constraints(trial):
+    """Optuna constraints: the budget excess recorded by the objective (> 0: over the budget)."""
+    return [float(trial.user_attrs.get("excess", 0.0))]
+
+
+def _set_excess(trial, value, final=True):
+    """Record the budget excess as a user attribute and, once final, as Optuna's constraint
+    (Trial.set_constraint, Optuna >= 5, can be set once; older versions read the attribute through
+    the samplers' constraints_func)."""
+    trial.set_user_attr("excess", float(value))
+    if final and hasattr(trial, "set_constraint"):
+        trial.set_constraint("budget", float(value))
+
+
 def make_sampler(kind, seed, trials):
     import optuna
+    legacy = {} if hasattr(optuna.trial.Trial, "set_constraint") else {"constraints_func": constraints}
     if kind == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, min(10, trials // 3)),
-                                          multivariate=True)
+                                          multivariate=True, **legacy)
     if kind == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(20, trials // 3)))
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(20, trials // 3)), **legacy)
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     raise ValueError(f"unknown sampler {kind!r} (tpe, nsga2, random)")
@@ -454,7 +545,7 @@ def _row(trial, objectives):
 
 def pareto_rows(study, objectives):
     """The Pareto-optimal complete trials as rows, most accurate first (ties: fewer bytes)."""
-    rows = [_row(t, objectives) for t in study.best_trials]
+    rows = [_row(t, objectives) for t in study.best_trials if not t.user_attrs.get("violations")]
     return sorted(rows, key=lambda r: (-r["val_accuracy"], r["bytes"] or 0, r["trial"]))
 
 
@@ -504,7 +595,7 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
            space: SearchSpace = DEFAULT_SPACE, data=None, data_dir=None, val_size=5000, train_size=None,
            batch_size=128, patience=2, final_epochs=20, final=True, objectives=None, minimize_ms=False,
            sampler="tpe", seed=None, max_infeasible=None, name="best", stream=None, callbacks=(),
-           references=None):
+           references=None, measure="auto", measure_images=10):
     """Run (or resume) a search and return a SearchResult. See the module docstring.
 
     dataset/data_dir: see load_data; or data=((x_train, y_train), (x_test, y_test)) directly.
@@ -518,6 +609,12 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
     objectives: default ("accuracy", "bytes"), + "ms" when max_ms or minimize_ms.
     sampler: "tpe" (default), "nsga2", "random"; seed: the sampler's seed (None: different per process).
     callbacks: extra Optuna callbacks (called after every trial).
+    measure: how flash, RAM and ms are checked: "model" (`estimate`: memory plan + speed model),
+    "emulator" (`measure`: exact, a few seconds per candidate that passes the exact lower bounds of
+    the plan), "auto" (the emulator when available for the CPU, else the model). With the emulator,
+    a trained model is measured again (its ms and count replace the random-weight ones); a trained
+    trial over the speed budget then is kept but marked ("violations", constraint > 0) and left off
+    the front. measure_images: validation images the emulator runs.
     """
     import optuna
     from optuna.trial import TrialState
@@ -536,6 +633,12 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
     if objectives[:2] != ("accuracy", "bytes") or not set(objectives) <= {"accuracy", "bytes", "ms"}:
         raise ValueError("objectives must start with ('accuracy', 'bytes') and may add 'ms'")
     stream = stream or sys.stderr
+    if measure not in ("auto", "model", "emulator"):
+        raise ValueError(f"measure must be 'auto', 'model' or 'emulator', not {measure!r}")
+    use_emulator = measure == "emulator" or (measure == "auto" and emulator_available(budget.cpu))
+    if measure == "emulator" and not emulator_available(budget.cpu):
+        raise RuntimeError(f"measure='emulator': no emulator toolchain for {budget.cpu} here (a source checkout "
+                           "with avr-gcc + simavr, or arm-none-eabi-gcc + qemu-system-arm, is needed)")
     max_infeasible = max_infeasible if max_infeasible is not None else max(200, 50 * trials)
 
     (xtr_all, ytr_all), (xte, yte) = data if data is not None else load_data(dataset, data_dir)
@@ -550,6 +653,11 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
     study = optuna.create_study(study_name=study_name, storage=open_storage(storage_url),
                                 directions=directions(objectives), load_if_exists=True,
                                 sampler=make_sampler(sampler, seed, trials))
+    probe = val[0][:measure_images]
+
+    def cost_of(lowered):
+        cost = dict(estimate(lowered, budget.cpu), source="model")
+        return dict(cost, **measure_fn(lowered, budget.cpu, probe)) if use_emulator else cost
     config = {"objectives": list(objectives), "budget": budget.__dict__, "dataset": str(dataset), "val_size": val_size}
     if "config" not in study.user_attrs:
         study.set_user_attr("config", config)
@@ -560,6 +668,7 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
     if retried:
         stream.write(f"resuming: trials {retried} were interrupted; their candidates run again first\n")
     host, pid = socket.gethostname(), os.getpid()
+    measure_fn = globals()["measure"]
 
     def objective(trial):
         trial.set_user_attr("host", host)
@@ -572,11 +681,21 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
         except Exception as exc:  # geometry that does not work or does not lower: never trained
             trial.set_user_attr("infeasible", f"invalid: {exc}")
             raise optuna.TrialPruned(str(exc))
-        cost = estimate(lowered, budget.cpu)
         trial.set_user_attr("arch", arch)
-        for k in ("flash", "ram", "bytes", "ms", "ops", "macs", "code", "data", "arena", "stack"):
+        cost = dict(estimate(lowered, budget.cpu), source="model")
+        if use_emulator:  # exact lower bounds first (milliseconds), then the emulator (seconds)
+            bound = {"flash": cost["data"], "ram": cost["arena"] + cost["input"], "bytes": cost["data"] + cost["arena"],
+                     "ms": cost["ms"] / (1 + SPEED_MODEL_ERROR)}
+            problems = budget.violations(bound)
+            if problems:
+                _set_excess(trial, budget.excess(bound))
+                trial.set_user_attr("infeasible", "lower bound: " + "; ".join(problems))
+                raise optuna.TrialPruned("; ".join(problems))
+            cost = dict(cost, **measure_fn(lowered, budget.cpu, probe))
+        for k in ("flash", "ram", "bytes", "ms", "ops", "macs", "code", "data", "arena", "stack", "source"):
             trial.set_user_attr(k, cost[k])
         problems = budget.violations(cost)
+        _set_excess(trial, budget.excess(cost), final=bool(problems) or not use_emulator)
         if problems:
             trial.set_user_attr("infeasible", "; ".join(problems))
             raise optuna.TrialPruned("; ".join(problems))
@@ -585,6 +704,8 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
             if t.user_attrs.get("key") == key:  # same network and recipe (unused genes differ)
                 trial.set_user_attr("key", key)
                 trial.set_user_attr("duplicate_of", t.number)
+                if use_emulator:
+                    _set_excess(trial, budget.excess(cost))
                 trial.set_user_attr("train_seconds", 0.0)
                 return tuple(t.values)
         trial.set_user_attr("key", key)
@@ -592,6 +713,15 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
         acc = train_candidate(model, params, trial_train, val, epochs, batch_size=batch_size,
                               seed=trial.number, patience=patience)
         trial.set_user_attr("train_seconds", round(time.time() - start, 1))
+        if use_emulator:  # the trained weights change the data-dependent kernel times
+            trained = measure_fn(lower(model, name), budget.cpu, probe)
+            trial.set_user_attr("ms_random_weights", cost["ms"])
+            cost.update(ms=trained["ms"], ops=trained["ops"])
+            trial.set_user_attr("ms", cost["ms"])
+            trial.set_user_attr("ops", cost["ops"])
+            _set_excess(trial, budget.excess(cost))
+            if budget.violations(cost):
+                trial.set_user_attr("violations", "; ".join(budget.violations(cost)))
         values = {"accuracy": float(acc), "bytes": float(cost["bytes"]), "ms": float(cost["ms"])}
         return tuple(values[o] for o in objectives)
 
@@ -620,7 +750,7 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
     if final and rows:
         result.best = rows[0]
         result.final = finalize(rows[0], space, train, val, (xte, yte), classes, input_shape, budget, out,
-                                final_epochs, batch_size, name, stream)
+                                final_epochs, batch_size, name, stream, cost_of)
         _write_report(result, budget, objectives, trials, epochs, final_epochs, train_size, val_size, storage_url,
                       study_name)
     return result
@@ -640,7 +770,7 @@ def _write_front(result, budget, objectives, study, references):
 
 
 def finalize(row, space, train, val, test, classes, input_shape, budget, out, final_epochs, batch_size, name,
-             stream):
+             stream, cost_of=None):
     """Retrain the chosen trial's candidate from scratch for final_epochs on `train` (no early stop),
     report its validation accuracy, evaluate it ONCE on `test`, save OUT/NAME.keras and export it to
     OUT/NAME_c with keras_ebnn.export (verified on the test images: reference vs Keras, and the
@@ -664,7 +794,7 @@ def finalize(row, space, train, val, test, classes, input_shape, budget, out, fi
     plain = tf.keras.models.clone_model(model)
     plain.set_weights(model.get_weights())
     plain.save(path)
-    cost = estimate(lower(model, name), budget.cpu)
+    cost = (cost_of or (lambda low: dict(estimate(low, budget.cpu), source="model")))(lower(model, name))
     res = export(model, out / f"{name}_c", name=name, target="c", verify_inputs=test[0], verify_labels=test[1])
     final = {"trial": row["trial"], "arch": row["arch"], "params": params, "epochs": final_epochs,
              "train_minutes": round(minutes, 1), "val_accuracy": val_acc, "test_accuracy_keras": test_acc,
@@ -743,6 +873,10 @@ def main(argv=None):
     ap.add_argument("--study", default="ebnn-search", help="study name (resumed when it exists)")
     ap.add_argument("--sampler", default="tpe", choices=("tpe", "nsga2", "random"))
     ap.add_argument("--seed", type=int, default=None, help="sampler seed (default: different per process)")
+    ap.add_argument("--measure", default="auto", choices=("auto", "model", "emulator"),
+                    help="check flash/RAM/ms with the cost model, or exactly in simavr/QEMU (auto: the emulator "
+                    "when its tools are installed, in a source checkout)")
+    ap.add_argument("--measure-images", type=int, default=10, help="validation images the emulator runs")
     ap.add_argument("--name", default="best", help="C name of the exported model")
     ap.add_argument("-o", "--out", required=True, help="output folder")
     args = ap.parse_args(argv)
@@ -755,7 +889,7 @@ def main(argv=None):
                      epochs=args.epochs, time_budget=args.time_budget, storage=args.storage, study_name=args.study,
                      out=args.out, data_dir=args.data_dir, val_size=args.val_size, train_size=args.train_size,
                      patience=args.patience, final_epochs=args.final_epochs, final=args.final, sampler=args.sampler,
-                     seed=args.seed, name=args.name)
+                     seed=args.seed, name=args.name, measure=args.measure, measure_images=args.measure_images)
     except KeyboardInterrupt:
         print(f"\ninterrupted: every finished trial is stored; run the same command again to resume", file=sys.stderr)
         return 130

@@ -92,7 +92,7 @@ def test_infeasible_candidates_never_train(tmp_path, monkeypatch):
     monkeypatch.setattr(S, "train_candidate", fake_train(calls))
     limit = 6_000  # some small candidates fit; no 48-filter one does
     res = S.search(data=sample_data(), max_flash=limit, cpu="cortex-m3", trials=4, epochs=1, val_size=200,
-                   out=tmp_path, space=SMALL, final=False, seed=3, sampler="random", stream=open(os.devnull, "w"))
+                   out=tmp_path, space=SMALL, final=False, seed=3, sampler="random", stream=open(os.devnull, "w"), measure="model")
     trials = res.study.get_trials()
     pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -116,7 +116,7 @@ def test_resume_after_interrupt_keeps_trials(tmp_path, monkeypatch):
         return inner(model, params, *a, **kw)
     monkeypatch.setattr(S, "train_candidate", interrupted)
     kw = dict(data=sample_data(), max_flash=6_000, trials=4, epochs=1, val_size=200, out=tmp_path, space=SMALL,
-              final=False, sampler="random", stream=open(os.devnull, "w"), study_name="resume")
+              final=False, sampler="random", stream=open(os.devnull, "w"), study_name="resume", measure="model")
     with pytest.raises(KeyboardInterrupt):
         S.search(seed=1, **kw)
     storage = S.open_storage(S.default_storage(tmp_path))
@@ -148,11 +148,11 @@ WORKER = textwrap.dedent("""
         return 0.5 + params["input_filters"] / 1000 + params["lr"]
     S.train_candidate = train
     S.search(data=sample_data(), max_flash=6000, trials={trials}, epochs=1, val_size=200, out={out!r},
-             storage={storage!r}, study_name="shared", space=SMALL, final=False, sampler="random")
+             storage={storage!r}, study_name="shared", space=SMALL, final=False, sampler="random", measure="model")
 """)
 
 
-def _worker(tmp_path, storage, trials, sleep=0.2, tag="w"):
+def _worker(tmp_path, storage, trials, sleep=0.1, tag="w"):
     script = tmp_path / f"worker_{tag}.py"
     script.write_text(WORKER.format(root=str(ROOT), tests=str(ROOT / "tests"), sleep=sleep, trials=trials,
                                     out=str(tmp_path / "out"), storage=storage))
@@ -161,14 +161,15 @@ def _worker(tmp_path, storage, trials, sleep=0.2, tag="w"):
                             text=True, env=env)
 
 
-def _two_workers(tmp_path, storage, trials=6):
+def _two_workers(tmp_path, storage, trials=4):
     procs = [_worker(tmp_path, storage, trials, tag=str(i)) for i in range(2)]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     for p, out in zip(procs, outs):
         assert p.returncode == 0, out[-3000:]
     # the final step: the same search, the study already holds its trials -> no new training
     res = S.search(data=sample_data(), max_flash=6000, trials=trials, epochs=1, val_size=200, out=tmp_path / "out",
-                   storage=storage, study_name="shared", space=SMALL, final=False, stream=open(os.devnull, "w"))
+                   storage=storage, study_name="shared", space=SMALL, final=False, stream=open(os.devnull, "w"),
+                   measure="model")
     done = res.study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(done) >= trials and len({t.number for t in done}) == len(done)
     pids = {t.user_attrs["pid"] for t in done}
@@ -212,7 +213,7 @@ def test_crashed_worker_trial_is_retried(tmp_path):
     try:
         res = S.search(data=sample_data(), max_flash=6000, trials=len([t for t in before if t.values]) + 1, epochs=1,
                        val_size=200, out=tmp_path / "out", storage=storage, study_name="shared", space=SMALL,
-                       final=False, stream=open(os.devnull, "w"))
+                       final=False, stream=open(os.devnull, "w"), measure="model")
     finally:
         S.train_candidate = orig
     after = {t.number: t for t in res.study.get_trials()}
@@ -287,7 +288,7 @@ def test_quick_search_cli_end_to_end(tmp_path):
     from keras_ebnn.host import find_cc
     out = tmp_path / "out"
     rc = S.main(["--dataset", str(SAMPLE), "--board", "uno", "--max-ms", "150", "--trials", "2", "--epochs", "1",
-                 "--val-size", "150", "--final-epochs", "1", "--seed", "0", "-o", str(out)])
+                 "--val-size", "150", "--final-epochs", "1", "--seed", "0", "--measure", "model", "-o", str(out)])
     assert rc == 0
     for f in ("pareto.md", "report.md", "best.json", "best.keras", "best_c/best.c", "search.journal"):
         assert (out / f).is_file(), f
@@ -303,8 +304,37 @@ def test_quick_search_cli_end_to_end(tmp_path):
     # rerun: the study is complete, nothing is trained again (same front)
     front = (out / "pareto.md").read_text()
     assert S.main(["--dataset", str(SAMPLE), "--board", "uno", "--max-ms", "150", "--trials", "2", "--epochs", "1",
-                   "--val-size", "150", "--no-final", "-o", str(out)]) == 0
+                   "--val-size", "150", "--no-final", "--measure", "model", "-o", str(out)]) == 0
     assert (out / "pareto.md").read_text() == front
+
+
+@pytest.mark.targets
+@pytest.mark.parametrize("cpu", ["avr", "cortex-m3"])
+def test_emulator_measures_every_candidate(tmp_path, monkeypatch, cpu):
+    """measure="emulator": a candidate passing the plan's exact lower bounds is measured in
+    simavr / QEMU before training (flash, RAM, ms exact), the trained model again (its ms recorded);
+    what is over the speed budget is never trained."""
+    if not S.emulator_available(cpu):
+        pytest.skip(f"no emulator toolchain for {cpu}")
+    calls = []
+    monkeypatch.setattr(S, "train_candidate", fake_train(calls))
+    measured = []
+    real = S.measure
+    monkeypatch.setattr(S, "measure", lambda low, c, x: measured.append(real(low, c, x)) or measured[-1])
+    max_ms = {"avr": 60.0, "cortex-m3": 3.0}[cpu]
+    n = {"avr": 2, "cortex-m3": 1}[cpu]  # QEMU measurements are slower (two builds and runs each)
+    res = S.search(data=sample_data(), cpu=cpu, max_ms=max_ms, max_flash=12_000, trials=n, epochs=1, val_size=200,
+                   out=tmp_path, space=SMALL, final=False, seed=5, sampler="random", stream=open(os.devnull, "w"),
+                   measure="emulator", measure_images=3)
+    done = res.study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(done) == n and len(calls) == sum("duplicate_of" not in t.user_attrs for t in done)
+    for t in done:
+        assert t.user_attrs["source"] == "emulator" and "ms_random_weights" in t.user_attrs
+        assert t.user_attrs["flash"] <= 12_000 and t.user_attrs["ms_random_weights"] <= max_ms
+    slow = [t for t in res.study.get_trials(states=(optuna.trial.TrialState.PRUNED,))
+            if "time" in t.user_attrs.get("infeasible", "")]
+    assert all(t.user_attrs["ms"] > max_ms for t in slow if t.user_attrs.get("source") == "emulator")
+    assert all(m["source"] == "emulator" and m["stack"] > 0 and m["ops"] > 0 for m in measured)
 
 
 def test_cli_requires_a_budget(capsys):
