@@ -130,7 +130,7 @@ class SearchSpace:
 
     def describe(self, params):
         """A short text of the architecture and recipe, e.g.
-        'c3x3/2:16 > c3x3:24 p2 > d128 | lr 3.0e-03 shift 1 scale'."""
+        'c3x3/2:16 > c3x3:24 p2 > d128; lr 3.0e-03 shift 1 scale' (no '|': it goes into Markdown tables)."""
         parts = []
         for layer in self.layers(params):
             if layer[0] == "input_conv":
@@ -150,7 +150,7 @@ class SearchSpace:
             recipe += " no-bn-re-est"
         if params.get("epochs"):
             recipe += f" {params['epochs']} ep"
-        return " > ".join(parts) + " | " + recipe
+        return " > ".join(parts) + "; " + recipe
 
     def build(self, params, classes=10, input_shape=(28, 28, 1), name="candidate"):
         """The uncompiled Keras model of `params` (random weights). Raises ValueError when the
