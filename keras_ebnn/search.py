@@ -57,6 +57,7 @@ import json
 import math
 import os
 import socket
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -380,7 +381,10 @@ def open_storage(url):
     from optuna.storages import RDBStorage, RetryFailedTrialCallback
     url = str(url)
     if "://" not in url:
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
+        try:
+            from optuna.storages.journal import JournalFileBackend, JournalStorage
+        except ImportError:  # Optuna 3.x names
+            from optuna.storages import JournalFileStorage as JournalFileBackend, JournalStorage
         path = url[len("journal:"):] if url.startswith("journal:") else url
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(path))
@@ -454,8 +458,9 @@ def _pid_alive(pid):
 def recover(study):
     """Resume bookkeeping, run by every process before it starts trials: a RUNNING trial started by a
     process of this host that no longer exists (a crash, kill -9: the journal file has no heartbeat)
-    is marked FAIL; every FAIL trial (interrupted by Ctrl-C, crashed, or an error) whose candidate
-    has not been retried yet is enqueued again, so no candidate is lost. Returns the numbers of the
+    is marked FAIL; every FAIL trial interrupted by Ctrl-C or a crash (not one that failed with an
+    error: it would fail again) whose candidate has not been retried yet is enqueued again, so no
+    candidate is lost. Returns the numbers of the
     retried trials."""
     import optuna
     from optuna.trial import TrialState
@@ -520,7 +525,7 @@ class Progress:
         elif trial.state == TrialState.PRUNED:
             what = "infeasible: " + str(trial.user_attrs.get("infeasible", "pruned"))
         else:
-            what = str(trial.state.name)
+            what = f"{trial.state.name} {trial.user_attrs.get('error', '')}"
         best_txt = (f"best val {best.values[0] * 100:.2f}% ({best.user_attrs.get('bytes', 0):,} B, #{best.number})"
                     if best else "best -")
         self.stream.write(f"[trial {len(done)}/{self.target} trained, {pruned} infeasible] #{trial.number} {what} | "
@@ -618,8 +623,11 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
     """
     import optuna
     from optuna.trial import TrialState
+    from ._tf import import_tf
+    from .errors import UnsupportedModelError
     from .lowering import lower
 
+    tf = import_tf()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if board is not None:
@@ -671,14 +679,26 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
     measure_fn = globals()["measure"]
 
     def objective(trial):
+        """Runs one trial; an error (not an interrupt) is recorded as the trial's "error" attribute
+        and fails only that trial (such trials are not retried on resume)."""
+        try:
+            return run_trial(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
+            raise
+
+    def run_trial(trial):
         trial.set_user_attr("host", host)
         trial.set_user_attr("pid", pid)
         params = space.suggest(trial)
+        tf.keras.backend.clear_session()  # a long search builds hundreds of models: free the old ones
         try:
             arch = space.describe(params)
             model = space.build(params, classes, input_shape, name=name)
             lowered = lower(model, name)
-        except Exception as exc:  # geometry that does not work or does not lower: never trained
+        except (ValueError, UnsupportedModelError) as exc:  # geometry that does not work or does not lower
             trial.set_user_attr("infeasible", f"invalid: {exc}")
             raise optuna.TrialPruned(str(exc))
         trial.set_user_attr("arch", arch)
@@ -691,7 +711,12 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
                 _set_excess(trial, budget.excess(bound))
                 trial.set_user_attr("infeasible", "lower bound: " + "; ".join(problems))
                 raise optuna.TrialPruned("; ".join(problems))
-            cost = dict(cost, **measure_fn(lowered, budget.cpu, probe))
+            try:
+                cost = dict(cost, **measure_fn(lowered, budget.cpu, probe))
+            except (RuntimeError, subprocess.SubprocessError) as exc:  # e.g. avr-ld: region overflowed
+                trial.set_user_attr("infeasible", f"does not build or run on {budget.cpu}: {str(exc)[-300:]}")
+                _set_excess(trial, 1.0)
+                raise optuna.TrialPruned(str(exc)[-300:])
         for k in ("flash", "ram", "bytes", "ms", "ops", "macs", "code", "data", "arena", "stack", "source"):
             trial.set_user_attr(k, cost[k])
         problems = budget.violations(cost)
@@ -731,8 +756,8 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
                 sum(t.state == TrialState.FAIL for t in ts))
 
     def stop_when_done(study_, trial):
-        c, p, _ = counts()
-        if c >= trials or p >= max_infeasible:
+        c, p, f = counts()
+        if c >= trials or p >= max_infeasible or f >= max(10, trials):
             study_.stop()
 
     complete, _, _ = counts()
@@ -742,7 +767,7 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         progress = Progress(trials, None if time_budget is None else time_budget * 60, stream, objectives)
         study.optimize(objective, n_trials=None, timeout=None if time_budget is None else time_budget * 60,
-                       callbacks=[progress, stop_when_done, *callbacks], catch=())
+                       callbacks=[progress, stop_when_done, *callbacks], catch=(Exception,))
     complete, infeasible, failed = counts()
     rows = pareto_rows(study, objectives) if complete else []
     result = SearchResult(study=study, out=out, front=rows, complete=complete, infeasible=infeasible, failed=failed)

@@ -135,6 +135,27 @@ def test_resume_after_interrupt_keeps_trials(tmp_path, monkeypatch):
     assert res.complete == 4
 
 
+def test_an_error_fails_only_its_trial(tmp_path, monkeypatch):
+    """An exception in one trial's training fails that trial (its error recorded), the search goes
+    on, and a resumed search does not retry it."""
+    calls = []
+    inner = fake_train(calls)
+
+    def flaky(model, params, *a, **kw):
+        if not calls:
+            calls.append(None)
+            raise RuntimeError("diverged")
+        return inner(model, params, *a, **kw)
+    monkeypatch.setattr(S, "train_candidate", flaky)
+    kw = dict(data=sample_data(), max_flash=6_000, trials=2, epochs=1, val_size=200, out=tmp_path, space=SMALL,
+              final=False, sampler="random", stream=open(os.devnull, "w"), measure="model")
+    res = S.search(seed=4, **kw)
+    failed = res.study.get_trials(states=(optuna.trial.TrialState.FAIL,))
+    assert res.complete == 2 and len(failed) == 1 and "diverged" in failed[0].user_attrs["error"]
+    res = S.search(seed=4, **dict(kw, trials=3))
+    assert not any("retry_of" in t.user_attrs for t in res.study.get_trials())
+
+
 WORKER = textwrap.dedent("""
     import os, sys, time
     sys.path.insert(0, {root!r})
