@@ -182,27 +182,40 @@ def _worker(tmp_path, storage, trials, sleep=0.1, tag="w"):
                             text=True, env=env)
 
 
-def _two_workers(tmp_path, storage, trials=4):
-    procs = [_worker(tmp_path, storage, trials, tag=str(i)) for i in range(2)]
-    outs = [p.communicate(timeout=300)[0] for p in procs]
-    for p, out in zip(procs, outs):
-        assert p.returncode == 0, out[-3000:]
-    # the final step: the same search, the study already holds its trials -> no new training
-    res = S.search(data=sample_data(), max_flash=6000, trials=trials, epochs=1, val_size=200, out=tmp_path / "out",
-                   storage=storage, study_name="shared", space=SMALL, final=False, stream=open(os.devnull, "w"),
-                   measure="model")
+def _two_workers(tmp_path, monkeypatch, storage, trials=6):
+    """Worker 1: a subprocess; worker 2: this process, joining once worker 1 has started a trial.
+    Both run the same search on one study (stand-in training of 0.3 s per trial); then one front
+    over all the trials."""
+    proc = _worker(tmp_path, storage, trials, sleep=0.3)
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if optuna.load_study(study_name="shared", storage=S.open_storage(storage)).get_trials():
+                break
+        except KeyError:  # no such study yet
+            pass
+        time.sleep(0.3)
+    inner = fake_train([])
+    monkeypatch.setattr(S, "train_candidate", lambda *a, **kw: time.sleep(0.3) or inner(*a, **kw))
+    kw = dict(data=sample_data(), max_flash=6000, trials=trials, epochs=1, val_size=200, out=tmp_path / "out",
+              storage=storage, study_name="shared", space=SMALL, final=False, stream=open(os.devnull, "w"),
+              measure="model", sampler="random")
+    S.search(**kw)
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0, out[-3000:]
+    # the final step: the same search; the study already holds its trials -> no new training
+    res = S.search(**kw)
     done = res.study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(done) >= trials and len({t.number for t in done}) == len(done)
     pids = {t.user_attrs["pid"] for t in done}
-    assert len(pids) == 2, "both workers contributed trials"
+    assert pids == {proc.pid, os.getpid()}, "both workers contributed trials"
     assert res.front and {r["trial"] for r in res.front} <= {t.number for t in done}
-    best = max(t.values[0] for t in done)
-    assert res.front[0]["val_accuracy"] == best  # one front over every worker's trials
+    assert res.front[0]["val_accuracy"] == max(t.values[0] for t in done)  # one front over every worker's trials
     return res
 
 
-def test_two_workers_share_a_journal_file(tmp_path):
-    _two_workers(tmp_path, str(tmp_path / "shared.journal"))
+def test_two_workers_share_a_journal_file(tmp_path, monkeypatch):
+    _two_workers(tmp_path, monkeypatch, str(tmp_path / "shared.journal"))
 
 
 def test_crashed_worker_trial_is_retried(tmp_path):
@@ -299,8 +312,8 @@ def postgres_url():
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_two_workers_share_a_postgresql_study(tmp_path, postgres_url):
-    _two_workers(tmp_path, postgres_url)
+def test_two_workers_share_a_postgresql_study(tmp_path, monkeypatch, postgres_url):
+    _two_workers(tmp_path, monkeypatch, postgres_url)
 
 
 def test_quick_search_cli_end_to_end(tmp_path):
