@@ -378,7 +378,7 @@ def open_storage(url):
     sqlite:///..., postgresql://..., mysql://... -> RDBStorage with heartbeats. postgresql:// without a
     driver uses the installed one: psycopg 3 (postgresql+psycopg://), else psycopg2."""
     import optuna
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+    from optuna.storages import RDBStorage
     url = str(url)
     if "://" not in url:
         try:
@@ -401,11 +401,21 @@ def open_storage(url):
         else:
             raise ImportError("a postgresql:// storage needs SQLAlchemy and a driver: pip install sqlalchemy "
                               "psycopg2-binary (or psycopg[binary])")
+    import inspect
+    import warnings
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for attempt in range(5):  # workers starting together race to create the schema: the loser retries
         try:
-            return RDBStorage(url, heartbeat_interval=60, grace_period=180,
-                              failed_trial_callback=RetryFailedTrialCallback(max_retry=1))
+            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                # a crashed worker's trial: failed after grace_period without a heartbeat, retried once
+                if "heartbeat_stale_trial_callback" in inspect.signature(RDBStorage).parameters:  # >= 4.9
+                    from optuna.storages import RetryHeartbeatStaleTrialCallback
+                    retry = {"heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=1)}
+                else:
+                    from optuna.storages import RetryFailedTrialCallback
+                    retry = {"failed_trial_callback": RetryFailedTrialCallback(max_retry=1)}
+                return RDBStorage(url, heartbeat_interval=60, grace_period=180, **retry)
         except ImportError:
             raise
         except Exception:

@@ -4,6 +4,7 @@ Data: the shipped 1,000-image MNIST sample (800 train incl. 200 validation, 200 
 about the search machinery (budgets, resume, workers) replace the training by a stand-in
 (`search.train_candidate` patched) so they take seconds; the end-to-end test trains for real.
 """
+import io
 import json
 import os
 import shutil
@@ -33,6 +34,12 @@ SMALL = replace(DEFAULT_SPACE, input_filters=Choice((8, 48)), input_kernel=Choic
                 input_pool=Choice((0, 2)), conv_blocks=Choice((0, 1)), max_conv_blocks=1, conv_filters=Choice((8, 16)),
                 conv_padding=Choice(("valid",)), conv_pool=Choice((0,)), dense_layers=Choice((0,)),
                 output_scale=Choice((False,)), shift=Choice((0,)))
+
+
+FIXED = dict(input_filters=8, input_kernel=3, input_stride=2, input_pool=0, conv_blocks=0, conv_kernel=3,
+             conv1_filters=8, conv2_filters=8, conv1_pool=0, conv2_pool=0, conv1_padding="valid",
+             conv2_padding="valid", dense_layers=0, dense_units=32, output_scale=False, lr=1e-3, shift=0,
+             bn_reestimate=True)
 
 
 def sample_data():
@@ -92,7 +99,7 @@ def test_infeasible_candidates_never_train(tmp_path, monkeypatch):
     monkeypatch.setattr(S, "train_candidate", fake_train(calls))
     limit = 6_000  # some small candidates fit; no 48-filter one does
     res = S.search(data=sample_data(), max_flash=limit, cpu="cortex-m3", trials=4, epochs=1, val_size=200,
-                   out=tmp_path, space=SMALL, final=False, seed=3, sampler="random", stream=open(os.devnull, "w"), measure="model")
+                   out=tmp_path, space=SMALL, final=False, seed=3, sampler="random", stream=io.StringIO(), measure="model")
     trials = res.study.get_trials()
     pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -116,7 +123,7 @@ def test_resume_after_interrupt_keeps_trials(tmp_path, monkeypatch):
         return inner(model, params, *a, **kw)
     monkeypatch.setattr(S, "train_candidate", interrupted)
     kw = dict(data=sample_data(), max_flash=6_000, trials=4, epochs=1, val_size=200, out=tmp_path, space=SMALL,
-              final=False, sampler="random", stream=open(os.devnull, "w"), study_name="resume", measure="model")
+              final=False, sampler="random", stream=io.StringIO(), study_name="resume", measure="model")
     with pytest.raises(KeyboardInterrupt):
         S.search(seed=1, **kw)
     storage = S.open_storage(S.default_storage(tmp_path))
@@ -148,7 +155,7 @@ def test_an_error_fails_only_its_trial(tmp_path, monkeypatch):
         return inner(model, params, *a, **kw)
     monkeypatch.setattr(S, "train_candidate", flaky)
     kw = dict(data=sample_data(), max_flash=6_000, trials=2, epochs=1, val_size=200, out=tmp_path, space=SMALL,
-              final=False, sampler="random", stream=open(os.devnull, "w"), measure="model")
+              final=False, sampler="random", stream=io.StringIO(), measure="model")
     res = S.search(seed=4, **kw)
     failed = res.study.get_trials(states=(optuna.trial.TrialState.FAIL,))
     assert res.complete == 2 and len(failed) == 1 and "diverged" in failed[0].user_attrs["error"]
@@ -184,9 +191,11 @@ def _worker(tmp_path, storage, trials, sleep=0.1, tag="w"):
 
 def _two_workers(tmp_path, monkeypatch, storage, trials=6):
     """Worker 1: a subprocess; worker 2: this process, joining once worker 1 has started a trial.
-    Both run the same search on one study (stand-in training of 0.3 s per trial); then one front
+    Both run the same search on one study (stand-in training of 0.5 s per trial); then one front
     over all the trials."""
-    proc = _worker(tmp_path, storage, trials, sleep=0.3)
+    from keras_ebnn.lowering import lower
+    lower(SMALL.build(FIXED))  # TF loaded here before worker 1 starts, so this process joins in time
+    proc = _worker(tmp_path, storage, trials, sleep=0.5)
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None:
         try:
@@ -196,9 +205,9 @@ def _two_workers(tmp_path, monkeypatch, storage, trials=6):
             pass
         time.sleep(0.3)
     inner = fake_train([])
-    monkeypatch.setattr(S, "train_candidate", lambda *a, **kw: time.sleep(0.3) or inner(*a, **kw))
+    monkeypatch.setattr(S, "train_candidate", lambda *a, **kw: time.sleep(0.5) or inner(*a, **kw))
     kw = dict(data=sample_data(), max_flash=6000, trials=trials, epochs=1, val_size=200, out=tmp_path / "out",
-              storage=storage, study_name="shared", space=SMALL, final=False, stream=open(os.devnull, "w"),
+              storage=storage, study_name="shared", space=SMALL, final=False, stream=io.StringIO(),
               measure="model", sampler="random")
     S.search(**kw)
     out = proc.communicate(timeout=300)[0]
@@ -247,7 +256,7 @@ def test_crashed_worker_trial_is_retried(tmp_path):
     try:
         res = S.search(data=sample_data(), max_flash=6000, trials=len([t for t in before if t.values]) + 1, epochs=1,
                        val_size=200, out=tmp_path / "out", storage=storage, study_name="shared", space=SMALL,
-                       final=False, stream=open(os.devnull, "w"), measure="model")
+                       final=False, stream=io.StringIO(), measure="model")
     finally:
         S.train_candidate = orig
     after = {t.number: t for t in res.study.get_trials()}
@@ -358,7 +367,7 @@ def test_emulator_measures_every_candidate(tmp_path, monkeypatch, cpu):
     max_ms = {"avr": 60.0, "cortex-m3": 3.0}[cpu]
     n = {"avr": 2, "cortex-m3": 1}[cpu]  # QEMU measurements are slower (two builds and runs each)
     res = S.search(data=sample_data(), cpu=cpu, max_ms=max_ms, max_flash=12_000, trials=n, epochs=1, val_size=200,
-                   out=tmp_path, space=SMALL, final=False, seed=5, sampler="random", stream=open(os.devnull, "w"),
+                   out=tmp_path, space=SMALL, final=False, seed=5, sampler="random", stream=io.StringIO(),
                    measure="emulator", measure_images=3)
     done = res.study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(done) == n and len(calls) == sum("duplicate_of" not in t.user_attrs for t in done)
