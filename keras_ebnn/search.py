@@ -87,11 +87,16 @@ CPUS = {
                       "plan_target": "cortex-m0plus"},
     "cortex-m3": {"title": "Cortex-M3", "clock_mhz": 72, "code_scale": 0.65, "unit": "instructions",
                   "plan_target": "cortex-m3"},
+    # Cortex-M4 runs the same Thumb-2 code as the M3 (QEMU mps2-an386 for measurements); 64 MHz as an nRF52840
+    "cortex-m4": {"title": "Cortex-M4", "clock_mhz": 64, "code_scale": 0.65, "unit": "instructions",
+                  "plan_target": "cortex-m4"},
 }
+CPU_ALIASES = {"cortex-m0": "cortex-m0plus", "atmega328p": "avr"}  # board CPUs the table above covers
 
 # --board budgets. TODO: replace by keras_ebnn.boards once it is merged (used when importable).
 # uno: 32 KB flash minus the 512 B Optiboot bootloader; 2 KB SRAM that holds the input and the stack.
-BOARDS = {"uno": {"cpu": "avr", "flash": 32_256, "ram": 2_048, "title": "Arduino Uno (ATmega328P, 16 MHz)"}}
+BOARDS = {"uno": {"cpu": "avr", "flash": 32_256, "ram": 2_048, "title": "Arduino Uno (ATmega328P, 16 MHz)",
+                 "clock_mhz": 16}}
 
 # Linear speed models: predicted count = sum(coef[f] * feature[f]) over `speed_features`; fitted by
 # `python bench/search.py --fit-cost` (see there for the data and the error).
@@ -104,6 +109,7 @@ SPEED_MODELS = {
     "cortex-m0plus": {"in_macs": 5.788, "in_outputs": 0.0, "conv_macs": 0.6716, "conv_outputs": 125.7466,
                       "dense_macs": 1.1158, "dense_outputs": 0.0, "blocks": 15174.4311},
 }
+SPEED_MODELS["cortex-m4"] = SPEED_MODELS["cortex-m3"]  # same code; not fitted separately
 # The fit (python bench/search.py --fit-cost --fit-candidates 24 --seed 0): relative error of the
 # predicted count, max over the fitted random candidates / leave-one-out / on the shipped trained models:
 #   avr (14 candidates that fit the Uno): 44% / 70% / paper -48%, tiny +40%, uno +25%
@@ -119,17 +125,27 @@ SPEED_MODEL_NOTE = ("linear per-operation model fitted to emulator counts (bench
 
 
 def board_budget(name):
-    """{"cpu", "flash", "ram", "title"} of a --board name (keras_ebnn.boards when present)."""
+    """{"cpu", "flash", "ram", "title", "clock_mhz"} of a --board name (from keras_ebnn.boards when
+    that module exists, else from BOARDS). ValueError for an unknown board or a CPU without a cost
+    model here."""
     try:
-        from . import boards  # noqa: F401  (another module; optional)
-        b = boards.get(name)
-        return {"cpu": b.cpu, "flash": int(b.flash_bytes), "ram": int(b.sram_bytes), "title": b.title}
+        from . import boards  # optional: the project's board table
     except ImportError:
-        pass
-    key = str(name).lower()
-    if key not in BOARDS:
-        raise ValueError(f"unknown board {name!r}; known boards: {', '.join(sorted(BOARDS))}")
-    return dict(BOARDS[key])
+        boards = None
+    if boards is not None:
+        b = boards.get(name)
+        out = {"cpu": b.cpu, "flash": int(b.flash_bytes), "ram": int(b.sram_bytes), "title": b.title,
+               "clock_mhz": b.clock_mhz}
+    else:
+        key = str(name).lower()
+        if key not in BOARDS:
+            raise ValueError(f"unknown board {name!r}; known boards: {', '.join(sorted(BOARDS))}")
+        out = dict(BOARDS[key])
+    out["cpu"] = CPU_ALIASES.get(out["cpu"], out["cpu"])
+    if out["cpu"] not in CPUS:
+        raise ValueError(f"board {name!r} has a {out['cpu']} CPU, for which the search has no cost model "
+                         f"(supported: {', '.join(CPUS)})")
+    return out
 
 
 @dataclass
@@ -141,10 +157,13 @@ class Budget:
     max_ram: Optional[int] = None
     max_total: Optional[int] = None
     max_ms: Optional[float] = None
+    clock_mhz: Optional[float] = None  # None: the CPU's default clock in CPUS
 
     def __post_init__(self):
         if self.cpu not in CPUS:
             raise ValueError(f"unknown cpu {self.cpu!r}; choose one of {', '.join(CPUS)}")
+        if self.clock_mhz is None:
+            self.clock_mhz = CPUS[self.cpu]["clock_mhz"]
 
     def violations(self, cost):
         """Texts naming each limit `cost` (from `estimate`) exceeds; empty when it fits."""
@@ -170,7 +189,7 @@ class Budget:
                                            ("flash + RAM (input excluded)", self.max_total)) if v is not None]
         if self.max_ms is not None:
             parts.append(f"<= {self.max_ms:g} ms")
-        return f"{CPUS[self.cpu]['title']}: " + (", ".join(parts) or "no limit")
+        return f"{CPUS[self.cpu]['title']} @ {self.clock_mhz:g} MHz: " + (", ".join(parts) or "no limit")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -204,7 +223,7 @@ def speed_features(lowered):
     return f
 
 
-def estimate(lowered, cpu="cortex-m3"):
+def estimate(lowered, cpu="cortex-m3", clock_mhz=None):
     """Flash, RAM, bytes, speed of `lowered` on `cpu` (see the module docstring). Returns a dict:
     flash, ram (incl. input and stack), bytes (flash + arena + stack), arena, stack, input, code,
     data, ops (cycles or instructions), ms, macs."""
@@ -219,7 +238,7 @@ def estimate(lowered, cpu="cortex-m3"):
     return {"flash": int(flash), "ram": int(t["arena_bytes"] + stack + t["input_bytes"]),
             "bytes": int(flash + t["arena_bytes"] + stack), "arena": int(t["arena_bytes"]), "stack": int(stack),
             "input": int(t["input_bytes"]), "code": code, "data": int(t["flash_data_bytes"]), "ops": ops,
-            "ms": ops / (c["clock_mhz"] * 1e3), "macs": int(macs)}
+            "ms": ops / ((clock_mhz or c["clock_mhz"]) * 1e3), "macs": int(macs)}
 
 
 SMALL_STACK = ("-DEBNN_CHUNK=8", "-DEBNN_LOW_STACK=1")  # the runtime's size-over-speed options
@@ -246,7 +265,7 @@ def emulator_available(cpu):
     return t is not None and (t[0].available() if cpu == "avr" else t[1].available())
 
 
-def measure(lowered, cpu, images):
+def measure(lowered, cpu, images, clock_mhz=None):
     """Exact figures of `lowered` on `cpu` from its C export built and run in an emulator on `images`
     (a few seconds): avr: avr-gcc -Os under simavr (cycles); cortex-m*: arm-none-eabi-gcc -Os
     -DEBNN_CHUNK=8 -DEBNN_LOW_STACK=1 under QEMU (instructions; ms at one instruction per cycle).
@@ -271,7 +290,7 @@ def measure(lowered, cpu, images):
                                       workdir=Path(work) / "build")
             ops, stack, each = r["instructions_per_inference"], r["stack_bytes"], None
     arena = int(r["symbols"].get(f"{name}_arena", 0))
-    clock = CPUS[cpu]["clock_mhz"] * 1e3
+    clock = (clock_mhz or CPUS[cpu]["clock_mhz"]) * 1e3
     inp = lowered.input.length * (1 if lowered.input.dtype == np.uint8 else 4)
     return {"flash": int(r["model_flash"]), "ram": int(arena + stack + inp), "bytes": int(r["model_flash"] + arena + stack),
             "arena": arena, "stack": int(stack), "input": int(inp), "code": int(r["code_bytes"]), "ops": float(ops),
@@ -564,9 +583,9 @@ def pareto_rows(study, objectives):
     return sorted(rows, key=lambda r: (-r["val_accuracy"], r["bytes"] or 0, r["trial"]))
 
 
-def pareto_table(rows, cpu):
+def pareto_table(rows, budget):
     lines = [f"| trial | val. accuracy | flash B | RAM B (incl. input, stack) | bytes (flash + RAM - input) | "
-             f"est. ms ({CPUS[cpu]['title']} @ {CPUS[cpu]['clock_mhz']} MHz) | architecture and recipe |",
+             f"ms ({CPUS[budget.cpu]['title']} @ {budget.clock_mhz:g} MHz) | architecture and recipe |",
              "|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         lines.append(f"| {r['trial']} | {r['val_accuracy'] * 100:.2f}% | {r['flash']:,} | {r['ram']:,} | "
@@ -640,12 +659,14 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
     tf = import_tf()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    clock = None
     if board is not None:
         b = board_budget(board)
+        clock = b.get("clock_mhz") if cpu in (None, b["cpu"]) else None
         cpu = cpu or b["cpu"]
         max_flash = b["flash"] if max_flash is None else max_flash
         max_ram = b["ram"] if max_ram is None else max_ram
-    budget = Budget(cpu or "cortex-m3", max_flash, max_ram, max_total, max_ms)
+    budget = Budget(cpu or "cortex-m3", max_flash, max_ram, max_total, max_ms, clock)
     objectives = tuple(objectives or (("accuracy", "bytes", "ms") if (max_ms is not None or minimize_ms)
                                       else ("accuracy", "bytes")))
     if objectives[:2] != ("accuracy", "bytes") or not set(objectives) <= {"accuracy", "bytes", "ms"}:
@@ -674,8 +695,8 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
     probe = val[0][:measure_images]
 
     def cost_of(lowered):
-        cost = dict(estimate(lowered, budget.cpu), source="model")
-        return dict(cost, **measure_fn(lowered, budget.cpu, probe)) if use_emulator else cost
+        cost = dict(estimate(lowered, budget.cpu, budget.clock_mhz), source="model")
+        return dict(cost, **measure_fn(lowered, budget.cpu, probe, budget.clock_mhz)) if use_emulator else cost
     config = {"objectives": list(objectives), "budget": budget.__dict__, "dataset": str(dataset), "val_size": val_size}
     if "config" not in study.user_attrs:
         study.set_user_attr("config", config)
@@ -712,7 +733,7 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
             trial.set_user_attr("infeasible", f"invalid: {exc}")
             raise optuna.TrialPruned(str(exc))
         trial.set_user_attr("arch", arch)
-        cost = dict(estimate(lowered, budget.cpu), source="model")
+        cost = dict(estimate(lowered, budget.cpu, budget.clock_mhz), source="model")
         if use_emulator:  # exact lower bounds first (milliseconds), then the emulator (seconds)
             bound = {"flash": cost["data"], "ram": cost["arena"] + cost["input"], "bytes": cost["data"] + cost["arena"],
                      "ms": cost["ms"] / (1 + SPEED_MODEL_ERROR)}
@@ -722,7 +743,7 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
                 trial.set_user_attr("infeasible", "lower bound: " + "; ".join(problems))
                 raise optuna.TrialPruned("; ".join(problems))
             try:
-                cost = dict(cost, **measure_fn(lowered, budget.cpu, probe))
+                cost = dict(cost, **measure_fn(lowered, budget.cpu, probe, budget.clock_mhz))
             except (RuntimeError, subprocess.SubprocessError) as exc:  # e.g. avr-ld: region overflowed
                 trial.set_user_attr("infeasible", f"does not build or run on {budget.cpu}: {str(exc)[-300:]}")
                 _set_excess(trial, 1.0)
@@ -749,7 +770,7 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
                               seed=trial.number, patience=patience)
         trial.set_user_attr("train_seconds", round(time.time() - start, 1))
         if use_emulator:  # the trained weights change the data-dependent kernel times
-            trained = measure_fn(lower(model, name), budget.cpu, probe)
+            trained = measure_fn(lower(model, name), budget.cpu, probe, budget.clock_mhz)
             trial.set_user_attr("ms_random_weights", cost["ms"])
             cost.update(ms=trained["ms"], ops=trained["ops"])
             trial.set_user_attr("ms", cost["ms"])
@@ -794,7 +815,7 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
 def _write_front(result, budget, objectives, study, references):
     if not result.front:
         return
-    table = pareto_table(result.front, budget.cpu)
+    table = pareto_table(result.front, budget)
     (result.out / "pareto.md").write_text(
         f"# Pareto front of study {study.study_name!r}\n\nBudget: {budget.text()}. Objectives: "
         f"{', '.join(objectives)}. {result.complete} trained trials, {result.infeasible} infeasible candidates "
@@ -829,7 +850,7 @@ def finalize(row, space, train, val, test, classes, input_shape, budget, out, fi
     plain = tf.keras.models.clone_model(model)
     plain.set_weights(model.get_weights())
     plain.save(path)
-    cost = (cost_of or (lambda low: dict(estimate(low, budget.cpu), source="model")))(lower(model, name))
+    cost = (cost_of or (lambda low: dict(estimate(low, budget.cpu, budget.clock_mhz), source="model")))(lower(model, name))
     res = export(model, out / f"{name}_c", name=name, target="c", verify_inputs=test[0], verify_labels=test[1])
     final = {"trial": row["trial"], "arch": row["arch"], "params": params, "epochs": final_epochs,
              "train_minutes": round(minutes, 1), "val_accuracy": val_acc, "test_accuracy_keras": test_acc,
@@ -862,7 +883,7 @@ evaluated **once** on the test set; the test set played no part in any choice.
 
 ## Pareto front (validation accuracy)
 
-{pareto_table(result.front, budget.cpu)}
+{pareto_table(result.front, budget)}
 
 ## Chosen model
 
@@ -929,7 +950,7 @@ def main(argv=None):
         print(f"\ninterrupted: every finished trial is stored; run the same command again to resume", file=sys.stderr)
         return 130
     if res.front:
-        print(pareto_table(res.front, Budget(**res.study.user_attrs["config"]["budget"]).cpu))
+        print(pareto_table(res.front, Budget(**res.study.user_attrs["config"]["budget"])))
     else:
         print("no candidate fitting the budget was trained")
     print(f"{res.complete} trained trials, {res.infeasible} infeasible (never trained), {res.failed} failed; "

@@ -85,11 +85,21 @@ def test_budgets_and_estimate():
     assert (uno["cpu"], uno["flash"], uno["ram"]) == ("avr", 32_256, 2_048)
     with pytest.raises(ValueError, match="unknown board"):
         S.board_budget("no-such-board")
+    assert S.Budget("cortex-m4").clock_mhz == 64 and "16 MHz" in S.Budget("avr", max_ms=100).text()
     cost = S.estimate(lower(models.uno_mnist()), "avr")
     assert cost["ram"] == cost["arena"] + cost["stack"] + 784 and cost["bytes"] == cost["flash"] + cost["arena"] + cost["stack"]
     b = S.Budget("avr", max_flash=cost["flash"] - 1, max_ram=cost["ram"], max_ms=cost["ms"] * 2)
     assert len(b.violations(cost)) == 1 and b.violations(cost)[0].startswith("flash")
     assert not S.Budget("avr", cost["flash"], cost["ram"], cost["bytes"], cost["ms"]).violations(cost)
+
+
+def test_load_data_from_a_folder_and_an_npz(sample_data_dir):
+    (xtr, ytr), (xte, yte) = S.load_data(sample_data_dir / "mnist")
+    assert xtr.shape == (700, 28, 28, 1) and len(yte) == 300
+    (xtr, ytr), (xte, yte) = S.load_data(SAMPLE)
+    assert len(xtr) == 800 and len(xte) == 200 and xtr.dtype == np.uint8
+    (a, _), (b, _) = S.split_validation(xtr, ytr, 100)
+    assert len(a) == 700 and np.array_equal(b[0], xtr[700])
 
 
 def test_infeasible_candidates_never_train(tmp_path, monkeypatch):
@@ -363,7 +373,7 @@ def test_emulator_measures_every_candidate(tmp_path, monkeypatch, cpu):
     monkeypatch.setattr(S, "train_candidate", fake_train(calls))
     measured = []
     real = S.measure
-    monkeypatch.setattr(S, "measure", lambda low, c, x: measured.append(real(low, c, x)) or measured[-1])
+    monkeypatch.setattr(S, "measure", lambda *a: measured.append(real(*a)) or measured[-1])
     max_ms = {"avr": 60.0, "cortex-m3": 3.0}[cpu]
     n = {"avr": 2, "cortex-m3": 1}[cpu]  # QEMU measurements are slower (two builds and runs each)
     res = S.search(data=sample_data(), cpu=cpu, max_ms=max_ms, max_flash=12_000, trials=n, epochs=1, val_size=200,
