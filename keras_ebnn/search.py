@@ -498,13 +498,15 @@ def recover(study):
         if t.user_attrs.get("host") == host and "pid" in t.user_attrs and not _pid_alive(t.user_attrs["pid"]):
             study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
     retried = set(study.user_attrs.get("retried", []))
+    # trials an RDB storage's heartbeat callback already re-enqueued (system attribute "failed_trial")
+    retried |= {t.system_attrs.get("failed_trial") for t in study.get_trials(deepcopy=False)} - {None}
     again = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
         if t.number not in retried and t.params and not t.user_attrs.get("error"):
             study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
             again.append(t.number)
     if again:
-        study.set_user_attr("retried", sorted(retried | set(again)))
+        study.set_user_attr("retried", sorted(set(study.user_attrs.get("retried", [])) | set(again)))
     del optuna
     return again
 
