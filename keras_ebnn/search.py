@@ -5,10 +5,12 @@
 
 What one search does:
   1. Every trial asks Optuna for a candidate from the search space (keras_ebnn.search_space), builds
-     it with random weights, lowers it and plans its memory (milliseconds), and estimates its flash,
-     RAM and speed on the target CPU (`estimate`). A candidate over a budget (or whose geometry does
-     not work) is never trained: the trial ends PRUNED with the user attribute "infeasible" saying
-     why, so the study counts it (`SearchResult.infeasible`).
+     it with random weights, lowers it and plans its memory (milliseconds), and checks its flash,
+     RAM and speed on the target CPU: with the cost model (`estimate`), or, when the emulators are
+     installed (source checkout), exactly (`measure`: its C export built and run in simavr / QEMU,
+     a few seconds) after the plan's exact lower bounds. A candidate over a budget (or whose
+     geometry does not work) is never trained: the trial ends PRUNED with the user attribute
+     "infeasible" saying why, so the study counts it (`SearchResult.infeasible`).
   2. A feasible candidate is trained (`train_candidate`: the keras_ebnn.training recipe with the
      candidate's learning rate, shifts, output scale and BN re-estimation) on the training split and
      scored on a VALIDATION split (the last `val_size` training images); the test set is not touched.
@@ -41,16 +43,16 @@ random candidates (the sampler is seeded per process unless `seed` is given), sh
 through the database, and RDB storages run Optuna's heartbeat (a crashed worker's trial is failed
 after `grace_period` and retried once).
 
-Cost model (`estimate`), for the CPU of the budget (`CPUS`):
+Cost model (`estimate`, the fallback and pre-filter of `measure`), for the CPU of the budget (`CPUS`):
   flash = model data (exact, exporters/c.py memory_plan) + runtime code (the plan's Cortex-M3 -O2
           estimate x the CPU's `code_scale`, which bounds the code measured for the shipped models)
   RAM   = activation arena (exact) + stack (the plan's bound) + the input buffer (exact)
   bytes = flash + arena + stack (the "total" of BENCHMARKS.md: input buffer excluded)
   ms    = a linear per-operation model of the CPU's cycles (AVR: simavr cycles) or instructions
           (Cortex-M: QEMU instruction count, ms at one instruction per cycle), `SPEED_MODELS`, fitted
-          to emulator counts of random candidates and the shipped models by `python bench/search.py
-          --fit-cost`; its measured error is stated there and in BENCHMARKS.md. bench/search.py also
-          measures the final model exactly in the emulator.
+          to emulator counts of random candidates by `python bench/search.py --fit-cost` and checked
+          on the shipped models: errors up to 40-70% (stated at SPEED_MODELS), a coarse model: the
+          kernels skip work depending on the data. bench/search.py measures the final models exactly.
 """
 import argparse
 import json
