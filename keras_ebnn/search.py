@@ -531,28 +531,28 @@ class SearchResult:
 
 class Progress:
     """One line per finished trial on `stream`: trial k/N, infeasible count, best validation accuracy
-    so far (with its bytes), elapsed time and ETA (mean trained-trial time of this process x trials
-    left, capped by the time budget)."""
+    so far (with its bytes), elapsed time and ETA (this process's wall time per trained trial,
+    infeasible candidates included, x trained trials left; capped by the time budget)."""
 
     def __init__(self, target, timeout=None, stream=None, objectives=("accuracy", "bytes")):
         self.target, self.timeout, self.stream = target, timeout, stream or sys.stderr
         self.start = time.time()
         self.objectives = objectives
-        self.durations = []
+        self.trained = 0
 
     def __call__(self, study, trial):
         from optuna.trial import TrialState
         trials = study.get_trials(deepcopy=False)
         done = [t for t in trials if t.state == TrialState.COMPLETE]
         pruned = sum(t.state == TrialState.PRUNED for t in trials)
-        if trial.state == TrialState.COMPLETE and trial.datetime_complete and trial.datetime_start:
-            self.durations.append((trial.datetime_complete - trial.datetime_start).total_seconds())
+        self.trained += trial.state == TrialState.COMPLETE
         elapsed = time.time() - self.start
         left = max(self.target - len(done), 0)
-        eta = (np.mean(self.durations) * left) if self.durations else float("nan")
+        eta = elapsed / self.trained * left if self.trained else float("nan")
         if self.timeout is not None:
             eta = min(eta, max(self.timeout - elapsed, 0)) if not math.isnan(eta) else max(self.timeout - elapsed, 0)
-        best = max(done, key=lambda t: (t.values[0], -t.values[1]), default=None)
+        best = max((t for t in done if not t.user_attrs.get("violations")), key=lambda t: (t.values[0], -t.values[1]),
+                   default=None)
         if trial.state == TrialState.COMPLETE:
             what = f"val {trial.values[0] * 100:.2f}% {trial.user_attrs.get('bytes', 0):,} B"
         elif trial.state == TrialState.PRUNED:
