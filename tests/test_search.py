@@ -108,8 +108,9 @@ def test_infeasible_candidates_never_train(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(S, "train_candidate", fake_train(calls))
     limit = 6_000  # some small candidates fit; no 48-filter one does
+    log = io.StringIO()
     res = S.search(data=sample_data(), max_flash=limit, cpu="cortex-m3", trials=4, epochs=1, val_size=200,
-                   out=tmp_path, space=SMALL, final=False, seed=3, sampler="random", stream=io.StringIO(), measure="model")
+                   out=tmp_path, space=SMALL, final=False, seed=3, sampler="random", stream=log, measure="model")
     trials = res.study.get_trials()
     pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -118,6 +119,9 @@ def test_infeasible_candidates_never_train(tmp_path, monkeypatch):
     assert len(calls) == sum("duplicate_of" not in t.user_attrs for t in done) > 0
     assert all(c["flash"] <= limit for c in calls)
     assert (tmp_path / "pareto.md").is_file() and "infeasible" in (tmp_path / "pareto.md").read_text()
+    lines = [ln for ln in log.getvalue().splitlines() if ln.startswith("[trial ")]  # the progress display
+    assert len(lines) == len(trials) and lines[-1].startswith(f"[trial 4/4 trained, {len(pruned)} infeasible]")
+    assert "best val" in lines[-1] and "elapsed 0:00:" in lines[-1] and "ETA 0:00:00" in lines[-1]
 
 
 def test_resume_after_interrupt_keeps_trials(tmp_path, monkeypatch):
