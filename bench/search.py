@@ -262,6 +262,21 @@ def fit_cost(args):
                        "loo_max_abs_rel_err": round(float(np.max(np.abs(loo))), 3),
                        "shipped_rel_err": held_err}
     print(json.dumps(report, indent=1))
+    if not args.no_write and report:
+        rows_md = [[cpu, r["n"], f"{r['rms_rel_err'] * 100:.0f}%", f"{r['max_abs_rel_err'] * 100:.0f}%",
+                    f"{r['loo_max_abs_rel_err'] * 100:.0f}%",
+                    ", ".join(f"{k} {v * 100:+.0f}%" for k, v in r["shipped_rel_err"].items())]
+                   for cpu, r in report.items()]
+        text = ("## Speed model of `keras_ebnn.search`
+
+" + __doc__.split("--fit-cost:")[1].strip().replace("\n", " ")
+                + " The search uses the model only as a pre-filter (a candidate whose predicted count divided "
+                "by 1.7 is over the budget is rejected) and as the fallback when the emulators are missing; with "
+                "them it measures every remaining candidate exactly.\n\n"
+                + md_table(["CPU", "random candidates", "RMS error", "max error", "leave-one-out max error",
+                            "error on the shipped (trained) models"], rows_md))
+        write_section("search-speed-model", text, "python bench/search.py --fit-cost --fit-candidates "
+                      f"{args.fit_candidates} --seed {args.seed or 0}")
     return report
 
 

@@ -686,6 +686,9 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
 
     (xtr_all, ytr_all), (xte, yte) = data if data is not None else load_data(dataset, data_dir)
     ytr_all, yte = np.asarray(ytr_all).reshape(-1), np.asarray(yte).reshape(-1)
+    xtr_all, xte = np.asarray(xtr_all), np.asarray(xte)
+    if xtr_all.ndim == 3:  # (N, H, W) grey images: one channel
+        xtr_all, xte = xtr_all[..., None], xte[..., None]
     train, val = split_validation(np.asarray(xtr_all), ytr_all, val_size)
     trial_train = train if train_size is None else (train[0][:train_size], train[1][:train_size])
     classes = int(max(ytr_all.max(), yte.max())) + 1
