@@ -192,7 +192,9 @@ def _candidates(n, seed):
     from keras_ebnn.search import estimate
     from keras_ebnn.search_space import DEFAULT_SPACE
     from keras_ebnn.lowering import lower
+    from keras_ebnn import import_tf
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    import_tf().keras.utils.set_random_seed(seed)  # the random weights (hence the data-dependent counts)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     out = []
     while len(out) < n:
@@ -267,12 +269,11 @@ def fit_cost(args):
                     f"{r['loo_max_abs_rel_err'] * 100:.0f}%",
                     ", ".join(f"{k} {v * 100:+.0f}%" for k, v in r["shipped_rel_err"].items())]
                    for cpu, r in report.items()]
-        text = ("## Speed model of `keras_ebnn.search`
-
-" + __doc__.split("--fit-cost:")[1].strip().replace("\n", " ")
+        text = ("## Speed model of `keras_ebnn.search`\n\n" + __doc__.split("--fit-cost:")[1].strip().replace("\n", " ")
                 + " The search uses the model only as a pre-filter (a candidate whose predicted count divided "
-                "by 1.7 is over the budget is rejected) and as the fallback when the emulators are missing; with "
-                "them it measures every remaining candidate exactly.\n\n"
+                "by 1 + the largest leave-one-out error is over the budget is rejected; keras_ebnn.search."
+                "SPEED_MODEL_ERROR) and as the fallback when the emulators are missing; with them it measures "
+                "every remaining candidate exactly.\n\n"
                 + md_table(["CPU", "random candidates", "RMS error", "max error", "leave-one-out max error",
                             "error on the shipped (trained) models"], rows_md))
         write_section("search-speed-model", text, "python bench/search.py --fit-cost --fit-candidates "
