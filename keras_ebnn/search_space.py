@@ -119,6 +119,9 @@ class SearchSpace:
         """The architecture of `params` as a list of (kind, settings) tuples, input to output
         (without the output layer): ("input_conv", filters, kernel, stride, pool),
         ("conv", filters, kernel, padding, pool), ("dense", units)."""
+        if int(params["conv_blocks"]) > self.max_conv_blocks:
+            raise ValueError(f"conv_blocks={params['conv_blocks']} exceeds max_conv_blocks={self.max_conv_blocks}: "
+                             "raise max_conv_blocks with the conv_blocks choices")
         out = [("input_conv", int(params["input_filters"]), int(params["input_kernel"]),
                 int(params["input_stride"]), int(params["input_pool"]))]
         for i in range(1, int(params["conv_blocks"]) + 1):

@@ -73,6 +73,8 @@ def test_space_covers_the_presets():
         built = memory_plan(lower(DEFAULT_SPACE.build(params)))["totals"]
         assert built == memory_plan(lower(preset))["totals"]
     assert DEFAULT_SPACE.describe(uno) == "c3x3/2:16 > c3x3:24 p2 > d128; lr 1.0e-03"
+    with pytest.raises(ValueError, match="max_conv_blocks"):
+        DEFAULT_SPACE.layers(dict(m15, conv_blocks=3))
     with pytest.raises(ValueError, match="does not fit"):
         DEFAULT_SPACE.build(dict(m15, input_kernel=5, input_stride=2, conv1_padding="valid", conv2_padding="valid"))
 
