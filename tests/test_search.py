@@ -189,33 +189,45 @@ WORKER = textwrap.dedent("""
 
     def train(model, params, *a, **kw):  # stand-in training: a little time, a made-up accuracy
         time.sleep({sleep})
+        deadline = time.time() + 120
+        while {wait_other} and time.time() < deadline:  # until the other worker has trained a trial
+            import optuna
+            trials = optuna.load_study(study_name="shared", storage=STORAGE).get_trials()
+            if any(t.state.name == "COMPLETE" and t.user_attrs.get("pid") != os.getpid() for t in trials):
+                break
+            time.sleep(0.2)
         return 0.5 + params["input_filters"] / 1000 + params["lr"]
+    STORAGE = S.open_storage({storage!r})
     S.train_candidate = train
     S.search(data=sample_data(), max_flash=6000, trials={trials}, epochs=1, val_size=200, out={out!r},
              storage={storage!r}, study_name="shared", space=SMALL, final=False, sampler="random", measure="model")
 """)
 
 
-def _worker(tmp_path, storage, trials, sleep=0.1, tag="w"):
+def _worker(tmp_path, storage, trials, sleep=0.1, tag="w", wait_other=False):
+    """A worker process running the search with a stand-in training of `sleep` s; wait_other: its
+    trainings wait until another process has trained a trial (so that both workers contribute)."""
     script = tmp_path / f"worker_{tag}.py"
     script.write_text(WORKER.format(root=str(ROOT), tests=str(ROOT / "tests"), sleep=sleep, trials=trials,
-                                    out=str(tmp_path / "out"), storage=storage))
+                                    out=str(tmp_path / "out"), storage=storage, wait_other=wait_other))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     return subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=env)
 
 
 def _two_workers(tmp_path, monkeypatch, storage, trials=6):
-    """Worker 1: a subprocess; worker 2: this process, joining once worker 1 has started a trial.
+    """Worker 1: a subprocess; worker 2: this process, joining once worker 1 is in a training (which
+    waits until this process has trained a trial: both contribute, whatever the machine's load).
     Both run the same search on one study (stand-in training of 0.5 s per trial); then one front
     over all the trials."""
     from keras_ebnn.lowering import lower
     lower(SMALL.build(FIXED))  # TF loaded here before worker 1 starts, so this process joins in time
-    proc = _worker(tmp_path, storage, trials, sleep=0.5)
+    proc = _worker(tmp_path, storage, trials, sleep=0.5, wait_other=True)
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None:
         try:
-            if optuna.load_study(study_name="shared", storage=S.open_storage(storage)).get_trials():
+            started = optuna.load_study(study_name="shared", storage=S.open_storage(storage)).get_trials()
+            if any("key" in t.user_attrs for t in started):  # worker 1 is in a training (waiting for us)
                 break
         except KeyError:  # no such study yet
             pass
