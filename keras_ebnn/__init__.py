@@ -6,6 +6,7 @@ The pieces, in the order data flows through them:
   exporters  (keras_ebnn.exporters)        C / Zephyr / Arduino back ends, runtime in runtime_c/
   export     (keras_ebnn.exporting)           lower + plan + write + verify + report, atomically
   EbnnExport (keras_ebnn.callback)         the Keras callback; keras_ebnn.convert is the CLI
+  search     (keras_ebnn.search)           find the most accurate model that fits a chip (Optuna)
 """
 import os as _os
 
@@ -31,4 +32,7 @@ def __getattr__(name):  # the callback and export pull in TensorFlow layers: loa
     if name in ("export", "BudgetError"):
         from . import exporting
         return getattr(exporting, name)
+    if name == "search":  # the module is callable: keras_ebnn.search(...) runs search.search(...)
+        import importlib
+        return importlib.import_module(".search", __name__)
     raise AttributeError(name)
