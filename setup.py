@@ -20,6 +20,8 @@ setup(
     # pin by `python -m keras_ebnn.setup_larq` (the Makefile runs it; see that module).
     install_requires=["numpy", "tensorflow>=2.16", "tf-keras", "larq>=0.13; python_version < '3.13'",
                       "packaging", "terminaltables"],
-    extras_require={"test": ["pytest"], "plot": ["matplotlib"]},
-    entry_points={"console_scripts": ["keras-ebnn-convert=keras_ebnn.convert:main"]},
+    extras_require={"test": ["pytest", "optuna>=3.2", "psycopg2-binary"], "plot": ["matplotlib"],
+                    "search": ["optuna>=3.2"], "postgresql": ["psycopg2-binary"]},
+    entry_points={"console_scripts": ["keras-ebnn-convert=keras_ebnn.convert:main",
+                                      "keras-ebnn-search=keras_ebnn.search:main"]},
 )
