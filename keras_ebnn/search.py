@@ -613,8 +613,8 @@ def pareto_plot(study, rows, path, title, references=None):
     ax.scatter([t.user_attrs.get("bytes") for t in done], [t.values[0] * 100 for t in done], s=14, c="0.6",
                label=f"trained trials ({len(done)})")
     front = sorted(rows, key=lambda r: r["bytes"])
-    ax.plot([r["bytes"] for r in front], [r["val_accuracy"] * 100 for r in front], "o-", c="C0",
-            label="Pareto front")
+    ax.plot([r["bytes"] for r in front], [r["val_accuracy"] * 100 for r in front], "o", c="C0",
+            label="Pareto-optimal (all objectives)")
     for label, (b, acc) in (references or {}).items():
         ax.scatter([b], [acc * 100], marker="x", s=60, label=label)
     ax.set_xlabel("flash + RAM, bytes (input buffer excluded)")
