@@ -67,7 +67,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, available_models, load_export, md_table, test_set, write_section
+from common import ROOT, available_models, load_export, md_table, write_section
 
 DEFAULT_MODELS = "paper_mnist,tiny_mnist,uno_mnist,m15_mnist"
 FAMILY = [(4, 8), (8, 16), (16, 32), (32, 64)]  # plain int8 CNNs: filters of the two conv layers

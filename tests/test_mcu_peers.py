@@ -1,7 +1,8 @@
 """bench/mcu_peers.py and bench/targets/tflm.py (TFLite Micro + CMSIS-NN on Cortex-M under QEMU).
 
 The TFLM tree is not in this repository: the device check runs only when TFLM_DIR points at one (and
-compiles it, a few minutes); the bench itself must skip cleanly without it.
+compiles it once, a few minutes, into a cache folder in the temp dir, or reuses the objects in
+TFLM_OBJECTS, e.g. the bench's cache/tflm-cortex-m4); the bench itself must skip cleanly without it.
 """
 import os
 import sys
