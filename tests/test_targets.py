@@ -1,6 +1,6 @@
 """Embedded targets on emulated hardware (issue: targets). Run alone with `pytest -m targets`.
 
-The shipped MNIST model runs on Cortex-M0+ and M3 under QEMU and on the ATmega328P under simavr,
+The shipped MNIST model runs on Cortex-M0+, M3, M4F and M7 under QEMU and on the ATmega328P under simavr,
 on 100 real test images: classes (and logits) identical to the host build, with instructions or
 cycles per inference and the target's own size figures printed. Arduino and Zephyr builds are
 checked with their own build flows; each check skips cleanly when its tools are missing.
@@ -52,7 +52,7 @@ def _data_symbols(symbols, name="mnist"):
 
 
 @pytest.mark.skipif(not cortexm.available(), reason="arm-none-eabi-gcc / qemu-system-arm not installed")
-@pytest.mark.parametrize("cpu", ["cortex-m0plus", "cortex-m3"])
+@pytest.mark.parametrize("cpu", ["cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7"])
 def test_cortex_m_under_qemu(cpu, shipped, tmp_path):
     lowered, out, x, classes, logits = shipped
     r = cortexm.build_and_run(out, "mnist", x, lowered.num_classes, cpu=cpu, workdir=tmp_path)
@@ -163,7 +163,7 @@ def _spin_images(n, count=5):
 
 
 @pytest.mark.skipif(not cortexm.available(), reason="arm-none-eabi-gcc / qemu-system-arm not installed")
-@pytest.mark.parametrize("cpu", ["cortex-m0plus", "cortex-m3"])
+@pytest.mark.parametrize("cpu", ["cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7"])
 def test_instruction_count_is_exact(cpu, tmp_path):
     """The plugin's per-inference count moves by exactly 2 per loop turn of a hand-written predict,
     is an integer, and repeats run to run; what remains besides predict's own 4 + 2n instructions
