@@ -145,6 +145,31 @@ def test_riscv_under_qemu(shipped, tmp_path):
     assert res["rv32imc_zbb+cpop"]["instructions_per_inference"] < res["rv32imc"]["instructions_per_inference"]
 
 
+@pytest.mark.skipif(not (cortexm.available() and riscv.available()),
+                    reason="arm-none-eabi-gcc / qemu-system-arm or " + RISCV_SKIP)
+def test_m15_mnist_on_the_newer_cores(shipped, tmp_path):
+    """The larger shipped m15_mnist on Cortex-M4F, Cortex-M7, rv32imc and rv32imc_zbb with the `cpop`
+    popcount: classes and logits identical to the host build and the reference executor."""
+    x = shipped[2]
+    lowered = lower(load_model(ROOT / "examples" / "models" / "m15_mnist.keras"), "mnist")
+    out = tmp_path / "export"
+    export_c(lowered, out, "mnist")
+    classes, logits = host.predict_c(lowered, out, "mnist", x)
+    ref = reference.run(lowered, x, keep_bits=False)
+    assert np.array_equal(classes, ref["classes"]) and np.array_equal(logits, ref["logits"])
+    runs = {cpu: cortexm.build_and_run(out, "mnist", x, cpu=cpu, workdir=tmp_path / cpu)
+            for cpu in ("cortex-m4", "cortex-m7")}
+    runs["rv32imc"] = riscv.build_and_run(out, "mnist", x, cpu="rv32imc", workdir=tmp_path / "rv32imc")
+    runs["rv32imc_zbb+cpop"] = riscv.build_and_run(out, "mnist", x, cpu="rv32imc_zbb", flags=["-DEBNN_POPCOUNT=1"],
+                                                   workdir=tmp_path / "zbb")
+    for key, r in runs.items():
+        assert np.array_equal(r["classes"], classes), key
+        assert np.array_equal(r["logits"], logits), key
+        assert 0 < r["instructions_per_inference"] < 50e6
+        print(f"\nm15_mnist {key}: {r['instructions_per_inference']:,.0f} instructions/inference, "
+              f"runtime+predict code {r['code_bytes']} B, stack {r['stack_bytes']} B")
+
+
 @pytest.mark.skipif(not avr.available(), reason="avr-gcc / libsimavr-dev not installed")
 def test_atmega328p_under_simavr(shipped, tmp_path):
     lowered, out, x, classes, logits = shipped
