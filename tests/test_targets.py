@@ -1,6 +1,7 @@
 """Embedded targets on emulated hardware (issue: targets). Run alone with `pytest -m targets`.
 
-The shipped MNIST model runs on Cortex-M0+ and M3 under QEMU and on the ATmega328P under simavr,
+The shipped MNIST model runs on Cortex-M0+, M3, M4F and M7 and on RISC-V rv32imc (with and without
+Zbb) under QEMU and on the ATmega328P under simavr,
 on 100 real test images: classes (and logits) identical to the host build, with instructions or
 cycles per inference and the target's own size figures printed. Arduino and Zephyr builds are
 checked with their own build flows; each check skips cleanly when its tools are missing.
@@ -20,7 +21,7 @@ from keras_ebnn.exporters.c import export_c, memory_plan
 from keras_ebnn.lowering import load_model, lower
 
 sys.path.insert(0, str(ROOT))
-from bench.targets import avr, cortexm  # noqa: E402
+from bench.targets import avr, cortexm, riscv  # noqa: E402
 
 pytestmark = pytest.mark.targets
 MODEL = ROOT / "examples" / "models" / "uno_mnist.keras"
@@ -52,7 +53,7 @@ def _data_symbols(symbols, name="mnist"):
 
 
 @pytest.mark.skipif(not cortexm.available(), reason="arm-none-eabi-gcc / qemu-system-arm not installed")
-@pytest.mark.parametrize("cpu", ["cortex-m0plus", "cortex-m3"])
+@pytest.mark.parametrize("cpu", ["cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7"])
 def test_cortex_m_under_qemu(cpu, shipped, tmp_path):
     lowered, out, x, classes, logits = shipped
     r = cortexm.build_and_run(out, "mnist", x, lowered.num_classes, cpu=cpu, workdir=tmp_path)
@@ -97,6 +98,76 @@ def test_cortex_m0plus_on_an_armv6m_core(shipped, tmp_path):
     assert np.array_equal(r["classes"], classes) and np.array_equal(r["logits"], logits)
     m3 = cortexm.build_and_run(out, "mnist", x, cpu="cortex-m0plus", workdir=tmp_path / "an385")
     assert r["instructions_per_inference"] == m3["instructions_per_inference"]
+
+
+RISCV_SKIP = "riscv64-unknown-elf-gcc + picolibc / qemu-system-riscv32 not installed"
+# the instructions only Zbb has (Debian binutils' mnemonics), to check which builds use it
+ZBB_OPS = {"andn", "orn", "xnor", "clz", "ctz", "cpop", "max", "maxu", "min", "minu", "sext.b", "sext.h",
+           "zext.h", "rol", "ror", "rori", "rev8", "orc.b"}
+
+
+def _riscv_mnemonics(elf):
+    out = subprocess.run(["riscv64-unknown-elf-objdump", "-d", str(elf)], capture_output=True, text=True,
+                         check=True).stdout
+    return {ln.split("\t")[2].strip() for ln in out.splitlines() if ln.count("\t") >= 2}
+
+
+@pytest.mark.skipif(not riscv.available(), reason=RISCV_SKIP)
+def test_riscv_under_qemu(shipped, tmp_path):
+    """rv32imc on QEMU's virt machine (a core without Zbb), and rv32imc_zbb with the default SWAR
+    popcount and with EBNN_POPCOUNT_BUILTIN (GCC compiles __builtin_popcount to `cpop`): classes and
+    logits identical to the host build in all three; only the Zbb builds contain Zbb instructions, only
+    the builtin build `cpop`, and it runs fewer instructions than the SWAR builds."""
+    lowered, out, x, classes, logits = shipped
+    plan = memory_plan(lowered)
+    res = {}
+    for cpu, flags in [("rv32imc", []), ("rv32imc_zbb", []), ("rv32imc_zbb", ["-DEBNN_POPCOUNT=1"])]:
+        key = cpu + ("+cpop" if flags else "")
+        r = res[key] = riscv.build_and_run(out, "mnist", x, lowered.num_classes, cpu=cpu, flags=flags,
+                                           workdir=tmp_path / key)
+        assert r["images"] == N_IMAGES
+        assert np.array_equal(r["classes"], classes)
+        assert np.array_equal(r["logits"], logits)  # bit-identical (integer binary32 code, no FPU)
+        assert _data_symbols(r["symbols"]) == plan["totals"]["flash_data_bytes"]
+        assert r["symbols"]["mnist_arena"] == plan["arena_bytes"]
+        assert 0 < r["instructions_per_inference"] < 50e6
+        helpers = r["libgcc_helpers"]  # integer-only logits: no soft-float routine is linked
+        soft_float = [k for k in helpers if k.endswith(("sf3", "sf2", "sisf", "disf")) or k.startswith("__float")]
+        assert not soft_float, helpers
+        assert r["code_bytes"] < 12_000
+        ops = _riscv_mnemonics(r["elf"])
+        assert bool(ops & ZBB_OPS) == (cpu == "rv32imc_zbb"), sorted(ops & ZBB_OPS)
+        assert ("cpop" in ops) == bool(flags)
+        print(f"\n{key}: {r['instructions_per_inference']:,.0f} instructions/inference; size text={r['size']['text']} "
+              f"data={r['size']['data']} bss={r['size']['bss']} (whole program incl. {N_IMAGES} test images); "
+              f"runtime+predict code {r['code_bytes']} B (library routines {helpers}), stack {r['stack_bytes']} B")
+    assert res["rv32imc_zbb+cpop"]["instructions_per_inference"] < res["rv32imc_zbb"]["instructions_per_inference"]
+    assert res["rv32imc_zbb+cpop"]["instructions_per_inference"] < res["rv32imc"]["instructions_per_inference"]
+
+
+@pytest.mark.skipif(not (cortexm.available() and riscv.available()),
+                    reason="arm-none-eabi-gcc / qemu-system-arm or " + RISCV_SKIP)
+def test_m15_mnist_on_the_newer_cores(shipped, tmp_path):
+    """The larger shipped m15_mnist on Cortex-M4F, Cortex-M7, rv32imc and rv32imc_zbb with the `cpop`
+    popcount: classes and logits identical to the host build and the reference executor."""
+    x = shipped[2]
+    lowered = lower(load_model(ROOT / "examples" / "models" / "m15_mnist.keras"), "mnist")
+    out = tmp_path / "export"
+    export_c(lowered, out, "mnist")
+    classes, logits = host.predict_c(lowered, out, "mnist", x)
+    ref = reference.run(lowered, x, keep_bits=False)
+    assert np.array_equal(classes, ref["classes"]) and np.array_equal(logits, ref["logits"])
+    runs = {cpu: cortexm.build_and_run(out, "mnist", x, cpu=cpu, workdir=tmp_path / cpu)
+            for cpu in ("cortex-m4", "cortex-m7")}
+    runs["rv32imc"] = riscv.build_and_run(out, "mnist", x, cpu="rv32imc", workdir=tmp_path / "rv32imc")
+    runs["rv32imc_zbb+cpop"] = riscv.build_and_run(out, "mnist", x, cpu="rv32imc_zbb", flags=["-DEBNN_POPCOUNT=1"],
+                                                   workdir=tmp_path / "zbb")
+    for key, r in runs.items():
+        assert np.array_equal(r["classes"], classes), key
+        assert np.array_equal(r["logits"], logits), key
+        assert 0 < r["instructions_per_inference"] < 50e6
+        print(f"\nm15_mnist {key}: {r['instructions_per_inference']:,.0f} instructions/inference, "
+              f"runtime+predict code {r['code_bytes']} B, stack {r['stack_bytes']} B")
 
 
 @pytest.mark.skipif(not avr.available(), reason="avr-gcc / libsimavr-dev not installed")
@@ -163,7 +234,7 @@ def _spin_images(n, count=5):
 
 
 @pytest.mark.skipif(not cortexm.available(), reason="arm-none-eabi-gcc / qemu-system-arm not installed")
-@pytest.mark.parametrize("cpu", ["cortex-m0plus", "cortex-m3"])
+@pytest.mark.parametrize("cpu", ["cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7"])
 def test_instruction_count_is_exact(cpu, tmp_path):
     """The plugin's per-inference count moves by exactly 2 per loop turn of a hand-written predict,
     is an integer, and repeats run to run; what remains besides predict's own 4 + 2n instructions
@@ -180,6 +251,31 @@ def test_instruction_count_is_exact(cpu, tmp_path):
     again = cortexm.run(res[110]["elf"], cpu)[1]
     assert again["marked"] == cortexm.run(res[110]["elf"], cpu)[1]["marked"]
     print(f"\n{cpu}: call overhead {overhead:.0f} instructions, marker pair {res[10]['marker_cost']:.0f}")
+
+
+# RV32 (rv32i subset, so also rv32imc): 5 + 2 * input[0] instructions (input[0] >= 1)
+STANDIN_RISCV = r"""#include "exact.h"
+__asm__(".pushsection .text.exact_predict,\"ax\",@progbits\n"
+        ".global exact_predict\n.type exact_predict, @function\nexact_predict:\n"
+        "  lbu a2, 0(a0)\n  sw zero, 0(a1)\n  li a0, 0\n"
+        "1: addi a2, a2, -1\n  bnez a2, 1b\n  ret\n.size exact_predict, .-exact_predict\n.popsection\n");
+"""
+
+
+@pytest.mark.skipif(not riscv.available(), reason=RISCV_SKIP)
+def test_riscv_instruction_count_is_exact(tmp_path):
+    """As test_instruction_count_is_exact, on qemu-system-riscv32: the per-inference count moves by
+    exactly 2 per loop turn, is an integer, and repeats run to run."""
+    export = _standin(tmp_path / "export", STANDIN_RISCV)
+    res = {n: riscv.build_and_run(export, "exact", _spin_images(n), workdir=tmp_path / f"w{n}") for n in (10, 110)}
+    for r in res.values():
+        assert list(r["classes"]) == [0] * 5 and np.all(r["logits"] == 0)
+    a, b = res[10]["instructions_per_inference"], res[110]["instructions_per_inference"]
+    assert b - a == 200
+    overhead = a - (5 + 2 * 10)
+    assert overhead == int(overhead) and 0 <= overhead <= 8
+    assert riscv.run(res[110]["elf"])[1]["marked"] == riscv.run(res[110]["elf"])[1]["marked"]
+    print(f"\nrv32imc: call overhead {overhead:.0f} instructions, marker pair {res[10]['marker_cost']:.0f}")
 
 
 @pytest.mark.skipif(not avr.available(), reason="avr-gcc / libsimavr-dev not installed")

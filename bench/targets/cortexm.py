@@ -1,6 +1,7 @@
 """Cortex-M bare metal under QEMU: build an exported model with arm-none-eabi-gcc, run it on
-`qemu-system-arm -M mps2-an385` (Cortex-M3, and M0+ code, which is a subset) or `mps2-an386`
-(Cortex-M4) with semihosting, and count executed instructions exactly with our TCG plugin.
+`qemu-system-arm -M mps2-an385` (Cortex-M3, and M0+ code, which is a subset), `mps2-an386`
+(Cortex-M4F) or `mps2-an500` (Cortex-M7 with double-precision FPU) with semihosting, and count
+executed instructions exactly with our TCG plugin.
 
 Method: the driver brackets every NAME_predict call with two marker functions; the plugin
 (cortexm/insn_count.c) counts every executed guest instruction from the start marker's first
@@ -23,12 +24,16 @@ CPUS = {
     "cortex-m0plus": (["-mcpu=cortex-m0plus", "-mthumb"], "mps2-an385"),
     "cortex-m3": (["-mcpu=cortex-m3", "-mthumb"], "mps2-an385"),
     "cortex-m4": (["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"], "mps2-an386"),
+    # Cortex-M7 with its double-precision FPU (FPv5-D16), as on STM32F7/H7 parts
+    "cortex-m7": (["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"], "mps2-an500"),
 }
 CC = "arm-none-eabi-gcc"
 # memory maps (flash, RAM) the linker script is sized for, per QEMU machine. "microbit" (nRF51, a real
 # ARMv6-M Cortex-M0 core, 256 KB flash, 16 KB RAM) is a stricter home for Cortex-M0+ builds than the
 # M3 machine: it rejects ARMv7-M instructions (e.g. from a wrongly chosen libgcc multilib).
-MACHINES = {"mps2-an385": ("4M", "4M"), "mps2-an386": ("4M", "4M"), "microbit": ("256K", "16K")}
+# mps2-an500 (Cortex-M7) has the same 4 MB ZBT SSRAM1 at 0x0 and SSRAM2/3 at 0x20000000 as an385/an386.
+MACHINES = {"mps2-an385": ("4M", "4M"), "mps2-an386": ("4M", "4M"), "mps2-an500": ("4M", "4M"),
+            "microbit": ("256K", "16K")}
 
 
 def available():

@@ -1,5 +1,6 @@
 /* Bare-metal driver: runs MODEL_predict over the images in images.h and prints, per image,
- * "R <index> <class> <logit bits in hex>..." through semihosting. ebnn_mark_start/stop bracket each
+ * "R <index> <class> <logit bits in hex>..." through sh_puts (semihosting on Cortex-M, the UART on
+ * RISC-V: bench/targets/riscv/startup.c). ebnn_mark_start/stop bracket each
  * inference for the instruction-counting plugin. */
 #include <stdint.h>
 
@@ -48,7 +49,11 @@ int main(void)
     uint32_t i, k;
     uint32_t *p, sp;
     /* paint the free RAM between the end of .bss and the stack, to measure the stack's high-water mark */
+#if defined(__riscv)
+    __asm__ volatile("mv %0, sp" : "=r"(sp));
+#else
     __asm__ volatile("mov %0, sp" : "=r"(sp));
+#endif
     for (p = &_ebss; p < (uint32_t *)(sp - 64u); p++)
         *p = 0xA5A5A5A5u;
     for (i = 0; i < N_IMAGES; i++) {
