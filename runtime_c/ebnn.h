@@ -30,7 +30,7 @@
  *
  * Compile-time options
  *   EBNN_POPCOUNT = EBNN_POPCOUNT_BUILTIN (1) | EBNN_POPCOUNT_SWAR (2) | EBNN_POPCOUNT_TABLE (3)
- *     default: builtin where the CPU has a popcount instruction (x86 with POPCNT, AArch64), a
+ *     default: builtin where the CPU has a popcount instruction (x86 with POPCNT, AArch64, RISC-V with Zbb: `cpop`), a
  *     256-byte table in flash on AVR, SWAR (shifts, masks, one multiply per row) elsewhere, e.g. on
  *     Cortex-M0+/M3/M4 where __builtin_popcount is a libgcc call.
  *   EBNN_CHUNK: filters processed at once by the conv kernels (accumulators on the stack);
@@ -79,7 +79,7 @@ extern "C" {
 #define EBNN_POPCOUNT_SWAR 2
 #define EBNN_POPCOUNT_TABLE 3
 #ifndef EBNN_POPCOUNT
-#if defined(__POPCNT__) || defined(__aarch64__)
+#if defined(__POPCNT__) || defined(__aarch64__) || defined(__riscv_zbb)
 #define EBNN_POPCOUNT EBNN_POPCOUNT_BUILTIN
 #elif defined(__AVR__)
 #define EBNN_POPCOUNT EBNN_POPCOUNT_TABLE
