@@ -164,23 +164,38 @@ def size(elf):
             "bss": sec.get(".bss", 0)}
 
 
-def run(elf, cpu="cortex-m3", timeout=600, machine=None):
-    """Run an ELF under QEMU; return (lines printed, plugin counters)."""
-    machine = machine or CPUS[cpu][1]
-    syms = symbols(elf)
+def run_counted(cmd, elf, timeout, nm="arm-none-eabi-nm", plugin_options=""):
+    """Run the emulator command line `cmd` (which loads `elf`, built with the bench drivers) with the
+    instruction-counting plugin armed on the driver's marker functions; return all it printed.
+    Raises RuntimeError when the run fails or does not reach the driver's "DONE". Shared by the
+    Cortex-M, RISC-V and TFLM harnesses."""
+    syms = symbols(elf, nm)
     start, stop = syms["ebnn_mark_start"][0], syms["ebnn_mark_stop"][0]
-    cmd = ["qemu-system-arm", "-M", machine, "-nographic", "-monitor", "none", "-serial", "none",
-           "-semihosting-config", "enable=on,target=native", "-kernel", str(elf),
-           "-plugin", f"{plugin()},start={start:#x},stop={stop:#x}", "-d", "plugin"]
+    cmd = [*cmd, "-plugin", f"{plugin()},start={start:#x},stop={stop:#x}{plugin_options}", "-d", "plugin"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     text = proc.stdout + proc.stderr
+    if proc.returncode != 0 or "DONE" not in text:
+        raise RuntimeError(f"QEMU run of {elf} failed ({proc.returncode}):\n{text[-3000:]}")
+    return text
+
+
+def result_lines_and_counters(text):
+    """(the driver's "R " lines, plugin counters: total, marked, pairs, stack) of a `run_counted` text."""
     m = re.search(r"insn_count total=(\d+) marked=(\d+) pairs=(\d+)", text)
-    if proc.returncode != 0 or m is None or "DONE" not in text:
-        raise RuntimeError(f"QEMU run failed ({proc.returncode}):\n{text[-3000:]}")
+    if m is None:
+        raise RuntimeError(f"QEMU run printed no instruction counts:\n{text[-3000:]}")
     counters = {"total": int(m.group(1)), "marked": int(m.group(2)), "pairs": int(m.group(3))}
     st = re.search(r"^S (\d+)", text, re.M)
     counters["stack"] = int(st.group(1)) if st else None
     return [ln for ln in text.splitlines() if ln.startswith("R ")], counters
+
+
+def run(elf, cpu="cortex-m3", timeout=600, machine=None):
+    """Run an ELF under QEMU; return (lines printed, plugin counters)."""
+    machine = machine or CPUS[cpu][1]
+    cmd = ["qemu-system-arm", "-M", machine, "-nographic", "-monitor", "none", "-serial", "none",
+           "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
+    return result_lines_and_counters(run_counted(cmd, elf, timeout))
 
 
 def header_num_classes(export_dir, name):

@@ -10,7 +10,6 @@ pair's own cost, from a build with nothing in between, is subtracted).
 multilib: sources are compiled with the full -march, and the program is linked against the rv32im
 libgcc/picolibc (a subset of both targets).
 """
-import re
 import shutil
 import subprocess
 import tempfile
@@ -84,20 +83,9 @@ def size(elf):
 
 def run(elf, cpu="rv32imc", timeout=600):
     """Run an ELF under QEMU; return (lines printed, plugin counters) as cortexm.run does."""
-    syms = cortexm.symbols(elf, NM)
-    start, stop = syms["ebnn_mark_start"][0], syms["ebnn_mark_stop"][0]
     cmd = [QEMU, "-M", "virt", "-cpu", CPUS[cpu][1], "-bios", "none", "-display", "none", "-monitor", "none",
-           "-serial", "stdio", "-kernel", str(elf),
-           "-plugin", f"{cortexm.plugin()},start={start:#x},stop={stop:#x}", "-d", "plugin"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    text = proc.stdout + proc.stderr
-    m = re.search(r"insn_count total=(\d+) marked=(\d+) pairs=(\d+)", text)
-    if proc.returncode != 0 or m is None or "DONE" not in text:
-        raise RuntimeError(f"QEMU run failed ({proc.returncode}):\n{text[-3000:]}")
-    counters = {"total": int(m.group(1)), "marked": int(m.group(2)), "pairs": int(m.group(3))}
-    st = re.search(r"^S (\d+)", text, re.M)
-    counters["stack"] = int(st.group(1)) if st else None
-    return [ln for ln in text.splitlines() if ln.startswith("R ")], counters
+           "-serial", "stdio", "-kernel", str(elf)]
+    return cortexm.result_lines_and_counters(cortexm.run_counted(cmd, elf, timeout, nm=NM))
 
 
 def build_and_run(export_dir, name, images, num_classes=None, cpu="rv32imc", opt="-O2", workdir=None, flags=()):

@@ -166,15 +166,11 @@ def run_each(elf, cpu="cortex-m4", machine=None, timeout=3600):
     Returns (lines starting with "R ", {"A": arena used or None, "S": stack bytes}, [instructions of each
     marker pair, markers included])."""
     machine = machine or cortexm.CPUS[cpu][1]
-    syms = cortexm.symbols(elf)
-    start, stop = syms["ebnn_mark_start"][0], syms["ebnn_mark_stop"][0]
     cmd = ["qemu-system-arm", "-M", machine, "-nographic", "-monitor", "none", "-serial", "none",
-           "-semihosting-config", "enable=on,target=native", "-kernel", str(elf),
-           "-plugin", f"{cortexm.plugin()},start={start:#x},stop={stop:#x},each=1", "-d", "plugin"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    text = proc.stdout + proc.stderr
-    if proc.returncode != 0 or "DONE" not in text or "heap allocation attempted" in text or "\nabort" in text:
-        raise RuntimeError(f"QEMU run of {elf} failed ({proc.returncode}):\n{text[-3000:]}")
+           "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
+    text = cortexm.run_counted(cmd, elf, timeout, plugin_options=",each=1")
+    if "heap allocation attempted" in text or "\nabort" in text:
+        raise RuntimeError(f"QEMU run of {elf} failed:\n{text[-3000:]}")
     pairs = [int(v) for v in re.findall(r"^insn_pair (\d+)", text, re.M)]
     tags = {t: int(v) for t, v in re.findall(r"^([AS]) (\d+)", text, re.M)}
     return [ln for ln in text.splitlines() if ln.startswith("R ")], tags, pairs
