@@ -143,14 +143,8 @@ def stack_targets(target):
 
 
 def stack_kernel_keys(model: LoweredModel):
-    """The STACK_BYTES kernel entries a model's NAME_predict calls."""
-    keys = set()
-    for b in model.blocks:
-        if b.kind == "input_conv":
-            keys.add("input_conv_f32" if model.input.mode in ("float", "sign_float") else "input_conv_int")
-        else:
-            keys.add(b.kind)
-    return sorted(keys)
+    """The STACK_BYTES kernel entries a model's NAME_predict calls (the kernels of `_kernel_keys`)."""
+    return sorted(k for k in _kernel_keys(model) if k != "common")
 
 
 def stack_bound(model: LoweredModel, target=None, build="default"):

@@ -99,7 +99,7 @@ def main(argv=None):
             return EXIT_USAGE
 
     from ._tf import quiet_tensorflow
-    from .errors import ModelFileError, UnsupportedModelError
+    from .errors import UnsupportedModelError
     try:
         with quiet_tensorflow(enabled=not args.verbose):  # TF/absl/oneDNN/CUDA logs go to a sink
             from .exporting import BudgetError, export
@@ -109,10 +109,7 @@ def main(argv=None):
                 result = export(model, args.output, name=name, target=args.target, verify_inputs=x,
                                 verify_labels=y, max_ram=args.max_ram, max_flash=args.max_flash,
                                 progress=not args.quiet, board=args.board, force=args.force)
-            except ModelFileError as exc:  # unreadable or unsafe file: the supported list does not help
-                _error(exc.message)
-                return EXIT_EXPORT_ERROR
-            except UnsupportedModelError as exc:
+            except UnsupportedModelError as exc:  # hint: the supported layers (None for a bad file)
                 _error(exc.message, exc.hint)
                 return EXIT_EXPORT_ERROR
             except BudgetError as exc:

@@ -140,8 +140,9 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
     labels = None if verify_labels is None else verify_labels[:n_samples]
     extra = {}
     if target == "arduino":
-        extra["samples"] = (_sketch_samples(lowered, plan, board, sample, labels) if sketch_verify_inputs
-                            else _sketch_samples(lowered, plan, board, None, None))
+        given = sketch_verify_inputs and sample is not None
+        extra["samples"] = _sketch_samples(lowered, plan, board, sample if given else None,
+                                           labels if given else None)
     budget = None if board is None else _board_budget(lowered, plan, board, target, extra.get("samples"))
     forced = budget is not None and not budget.fits
     if forced and not force:
