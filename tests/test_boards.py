@@ -428,7 +428,7 @@ def _runner():
     import tempfile
     out = Path(tempfile.mkdtemp(prefix="ebnn-sketch-runner-")) / "runner"
     subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-I/usr/include/simavr",
-                    str(ROOT / "tests" / "c" / "avr_sketch_runner.c"), "-o", str(out), "-lsimavr", "-lelf"],
+                    f"-I{ROOT / 'bench' / 'targets' / 'avr'}", str(ROOT / "tests" / "c" / "avr_sketch_runner.c"), "-o", str(out), "-lsimavr", "-lelf"],
                    check=True, capture_output=True, text=True)
     return out
 

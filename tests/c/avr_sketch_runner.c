@@ -23,6 +23,8 @@
 #include <simavr/sim_io.h>
 #include <simavr/sim_irq.h>
 
+#include "sim_load.h" /* bench/targets/avr/ */
+
 #define PAINT 0xA5u
 #define MAX_CYCLES (16000000ull * 120u) /* 2 simulated minutes */
 
@@ -109,18 +111,9 @@ int main(int argc, char **argv)
         }
         expected = input_len / chunk;
     }
-    memset(&fw, 0, sizeof(fw));
-    if (elf_read_firmware(argv[1], &fw) != 0) {
-        fprintf(stderr, "cannot read %s\n", argv[1]);
-        return 2;
-    }
-    avr = avr_make_mcu_by_name("atmega328p");
+    avr = load_atmega328p(argv[1], &fw);
     if (avr == NULL)
         return 2;
-    avr_init(avr);
-    avr->frequency = 16000000;
-    avr->log = 0;
-    avr_load_firmware(avr, &fw);
     if (static_end < 0x100u || static_end > avr->ramend) {
         fprintf(stderr, "STATIC_END 0x%lx outside SRAM\n", static_end);
         return 2;

@@ -17,6 +17,8 @@
 #include <simavr/sim_elf.h>
 #include <simavr/sim_io.h>
 
+#include "sim_load.h"
+
 #define MAX_PAIRS 100000
 static avr_cycle_count_t started, marked, each[MAX_PAIRS];
 static unsigned long pairs;
@@ -71,18 +73,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "cannot open %s\n", argv[2]);
         return 2;
     }
-    memset(&fw, 0, sizeof(fw));
-    if (elf_read_firmware(argv[1], &fw) != 0) {
-        fprintf(stderr, "cannot read %s\n", argv[1]);
-        return 2;
-    }
-    avr = avr_make_mcu_by_name("atmega328p");
+    avr = load_atmega328p(argv[1], &fw);
     if (avr == NULL)
         return 2;
-    avr_init(avr);
-    avr->frequency = 16000000;
-    avr->log = 0;
-    avr_load_firmware(avr, &fw);
     avr_register_io_write(avr, 0x3E, on_marker, NULL);
     avr_register_io_write(avr, 0x4A, on_char, NULL);
     avr_register_io_read(avr, 0x4B, on_read, NULL);
