@@ -6,18 +6,13 @@
 
 #include MODEL_HEADER
 #include "images.h"
+#include "driver_io.h"
 
 #define CAT2(a, b) a##b
 #define CAT(a, b) CAT2(a, b)
 #define PREDICT CAT(MODEL, _predict)
 #define NUM_CLASSES CAT(MODEL, _NUM_CLASSES)
 #define INPUT_LEN CAT(MODEL, _INPUT_LEN)
-
-void sh_puts(const char *s);
-extern uint32_t _ebss;
-
-__attribute__((noinline)) void ebnn_mark_start(void) { __asm__ volatile("" ::: "memory"); }
-__attribute__((noinline)) void ebnn_mark_stop(void) { __asm__ volatile("" ::: "memory"); }
 
 static char line[32 + 9 * NUM_CLASSES];
 
@@ -26,19 +21,6 @@ static char *put_hex(char *p, uint32_t v)
     int i;
     for (i = 7; i >= 0; i--)
         *p++ = "0123456789abcdef"[(v >> (4 * i)) & 15u];
-    return p;
-}
-
-static char *put_dec(char *p, uint32_t v)
-{
-    char tmp[10];
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10u);
-        v /= 10u;
-    } while (v != 0u);
-    while (n > 0)
-        *p++ = tmp[--n];
     return p;
 }
 

@@ -7,33 +7,16 @@
 #include <stdint.h>
 
 #include "images.h" /* N_IMAGES, images[N_IMAGES][INPUT_LEN] (int8) */
+#include "../cortexm/driver_io.h"
 
 #ifndef NUM_OUTPUTS
 #error "define NUM_OUTPUTS"
 #endif
 
-void sh_puts(const char *s);
 int tflm_setup(uint32_t *arena_used, uint32_t *input_len, uint32_t *output_len);
 int tflm_invoke(const int8_t *input, int8_t *output);
-extern uint32_t _ebss;
-
-__attribute__((noinline)) void ebnn_mark_start(void) { __asm__ volatile("" ::: "memory"); }
-__attribute__((noinline)) void ebnn_mark_stop(void) { __asm__ volatile("" ::: "memory"); }
 
 static char line[32 + 3 * NUM_OUTPUTS];
-
-static char *put_dec(char *p, uint32_t v)
-{
-    char tmp[10];
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10u);
-        v /= 10u;
-    } while (v != 0u);
-    while (n > 0)
-        *p++ = tmp[--n];
-    return p;
-}
 
 static void put_line(char tag, uint32_t v)
 {
