@@ -68,6 +68,7 @@ from pathlib import Path
 import numpy as np
 
 from common import ROOT, available_models, load_export, md_table, write_section
+from peers import float_layer
 
 DEFAULT_MODELS = "paper_mnist,tiny_mnist,uno_mnist,m15_mnist"
 FAMILY = [(4, 8), (8, 16), (16, 32), (32, 64)]  # plain int8 CNNs: filters of the two conv layers
@@ -91,24 +92,15 @@ def int8_twin(model, tf):
     while i < len(src):
         lay, kind = src[i], type(src[i]).__name__
         if kind == "MaxPooling2D" and i + 1 < len(src) and type(src[i + 1]).__name__ == "BatchNormalization":
-            bn = src[i + 1]
-            out.append(L.BatchNormalization(momentum=0.9, scale=bn.scale, center=bn.center))
+            out.append(float_layer(src[i + 1], L))  # the BatchNormalization, moved before the pool
             if quant_after[i + 1]:
                 out.append(L.ReLU())
             out.append(L.MaxPooling2D.from_config(lay.get_config()))
             i += 2
             continue
-        if kind == "QuantConv2D":
-            out.append(L.Conv2D(lay.filters, lay.kernel_size, strides=lay.strides, padding=lay.padding,
-                                use_bias=lay.use_bias))
-        elif kind == "QuantDense":
-            out.append(L.Dense(lay.units, use_bias=lay.use_bias))
-        elif kind == "BatchNormalization":
-            out.append(L.BatchNormalization(momentum=0.9, scale=lay.scale, center=lay.center))
-            if quant_after[i]:
-                out.append(L.ReLU())
-        else:
-            out.append(type(lay).from_config(lay.get_config()))
+        out.append(float_layer(lay, L))
+        if kind == "BatchNormalization" and quant_after[i]:
+            out.append(L.ReLU())
         i += 1
     return tf.keras.Sequential(out)
 
@@ -431,7 +423,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     print(__doc__)
     sys.path.insert(0, str(ROOT))
-    from bench.targets import cortexm, tflm
+    from bench.targets import tflm
     if not tflm.available():
         print("skipped: needs TFLM_DIR (a TFLite Micro tree), arm-none-eabi-g++ with libstdc++ and qemu-system-arm")
         return 0

@@ -64,22 +64,24 @@ def lce_row(model, x, y):
             "note": "flatbuffer"}
 
 
+def float_layer(lay, L):
+    """A fresh float layer for one layer of a Larq model: Conv2D / Dense for QuantConv2D / QuantDense
+    (no quantizers), a new BatchNormalization, else a copy from the layer's config. L: keras.layers."""
+    cls = type(lay).__name__
+    if cls == "QuantConv2D":
+        return L.Conv2D(lay.filters, lay.kernel_size, strides=lay.strides, padding=lay.padding,
+                        use_bias=lay.use_bias)
+    if cls == "QuantDense":
+        return L.Dense(lay.units, use_bias=lay.use_bias)
+    if cls == "BatchNormalization":
+        return L.BatchNormalization(momentum=0.9, scale=lay.scale, center=lay.center)
+    return type(lay).from_config(lay.get_config())
+
+
 def float_twin(model, tf, lq):
     """Same architecture with float Conv2D / Dense layers (no quantizers)."""
     L = tf.keras.layers
-    layers = [L.InputLayer(model.input_shape[1:])]
-    for lay in model.layers:
-        cls = type(lay).__name__
-        if cls == "QuantConv2D":
-            layers.append(L.Conv2D(lay.filters, lay.kernel_size, strides=lay.strides, padding=lay.padding,
-                                   use_bias=lay.use_bias))
-        elif cls == "QuantDense":
-            layers.append(L.Dense(lay.units, use_bias=lay.use_bias))
-        elif cls == "BatchNormalization":
-            layers.append(L.BatchNormalization(momentum=0.9, scale=lay.scale, center=lay.center))
-        else:
-            layers.append(type(lay).from_config(lay.get_config()))
-    return tf.keras.Sequential(layers)
+    return tf.keras.Sequential([L.InputLayer(model.input_shape[1:])] + [float_layer(lay, L) for lay in model.layers])
 
 
 def tflm_row(model, x, y, xtr, ytr):
