@@ -271,15 +271,6 @@ def _bias_fn(bias):
     return lambda x: (np.asarray(x, dtype=np.float32) + b).astype(np.float32)  # float32, as bias_add
 
 
-def _bn_affine(lay):
-    mean = lay.moving_mean.numpy().astype(np.float64)
-    var = lay.moving_variance.numpy().astype(np.float64)
-    gamma = lay.gamma.numpy().astype(np.float64) if lay.gamma is not None else np.ones_like(mean)
-    beta = lay.beta.numpy().astype(np.float64) if lay.beta is not None else np.zeros_like(mean)
-    a = gamma / np.sqrt(var + lay.epsilon)
-    return a, beta - mean * a
-
-
 # --------------------------------------------------------------------------------------------------
 # Translation: one Keras layer -> ops
 
@@ -534,7 +525,7 @@ def _translate(b, lay, i, inputs, skip_activation=False):
         if [a % rank for a in axis] != [rank - 1]:
             raise UnsupportedModelError(f"BatchNormalization over axis {lay.axis} is not supported.", lay, i,
                                         "Normalize the channel axis (axis=-1).")
-        a64, b64 = _bn_affine(lay)
+        a64, b64 = thresholds.bn_affine(lay)
         return b.op("affine", [b.as_float(inp)], t.shape, "float32",
                     {"a": a64.astype(np.float32), "b": b64.astype(np.float32), "a64": a64, "b64": b64,
                      "fn": _layer_fn(lay)}, [lay.name], keras=lay.name)
