@@ -13,7 +13,7 @@
     python bench/search.py --fit-cost [--fit-candidates 24]
 
 Runs (--runs):
-  uno: budget of the Arduino Uno (keras_ebnn.search BOARDS["uno"]: 32,256 B flash, 2,048 B SRAM
+  uno: budget of the Arduino Uno (keras_ebnn.boards "uno": 32,256 B flash, 2,048 B SRAM
        incl. the 784 B input and the stack) and <= 100 ms on the ATmega328P at 16 MHz, against
        uno_mnist;
   m15: <= 15,000 B flash + RAM (input excluded) on Cortex-M3, against m15_mnist.

@@ -68,6 +68,7 @@ from typing import Optional
 
 import numpy as np
 
+from . import boards
 from .search_space import DEFAULT_SPACE, SearchSpace
 
 # ------------------------------------------------------------------------------------------------
@@ -94,11 +95,6 @@ CPUS = {
                   "plan_target": "cortex-m4"},
 }
 CPU_ALIASES = {"cortex-m0": "cortex-m0plus", "atmega328p": "avr"}  # board CPUs the table above covers
-
-# --board budgets. TODO: replace by keras_ebnn.boards once it is merged (used when importable).
-# uno: 32 KB flash minus the 512 B Optiboot bootloader; 2 KB SRAM that holds the input and the stack.
-BOARDS = {"uno": {"cpu": "avr", "flash": 32_256, "ram": 2_048, "title": "Arduino Uno (ATmega328P, 16 MHz)",
-                 "clock_mhz": 16}}
 
 # Linear speed models: predicted count = sum(coef[f] * feature[f]) over `speed_features`; fitted by
 # `python bench/search.py --fit-cost` (see there for the data and the error).
@@ -127,23 +123,12 @@ SPEED_MODEL_NOTE = ("linear per-operation model fitted to emulator counts (bench
 
 
 def board_budget(name):
-    """{"cpu", "flash", "ram", "title", "clock_mhz"} of a --board name (from keras_ebnn.boards when
-    that module exists, else from BOARDS). ValueError for an unknown board or a CPU without a cost
-    model here."""
-    try:
-        from . import boards  # optional: the project's board table
-    except ImportError:
-        boards = None
-    if boards is not None:
-        b = boards.get(name)
-        out = {"cpu": b.cpu, "flash": int(b.flash_bytes), "ram": int(b.sram_bytes), "title": b.title,
-               "clock_mhz": b.clock_mhz}
-    else:
-        key = str(name).lower()
-        if key not in BOARDS:
-            raise ValueError(f"unknown board {name!r}; known boards: {', '.join(sorted(BOARDS))}")
-        out = dict(BOARDS[key])
-    out["cpu"] = CPU_ALIASES.get(out["cpu"], out["cpu"])
+    """{"cpu", "flash", "ram", "title", "clock_mhz"} of a --board name (keras_ebnn.boards: e.g. uno =
+    32 KB flash minus the 512 B Optiboot bootloader, 2 KB SRAM holding the input and the stack).
+    ValueError for an unknown board or a CPU without a cost model here."""
+    b = boards.get(name)
+    out = {"cpu": CPU_ALIASES.get(b.cpu, b.cpu), "flash": int(b.flash_bytes), "ram": int(b.sram_bytes),
+           "title": b.title, "clock_mhz": b.clock_mhz}
     if out["cpu"] not in CPUS:
         raise ValueError(f"board {name!r} has a {out['cpu']} CPU, for which the search has no cost model "
                          f"(supported: {', '.join(CPUS)})")
@@ -914,7 +899,7 @@ def main(argv=None):
                                  epilog="\n".join(__doc__.splitlines()[1:22]))
     ap.add_argument("--dataset", default="mnist", help="mnist, fashion_mnist, an IDX folder or an .npz (x, y)")
     ap.add_argument("--data-dir", default=None, help="IDX folder for mnist/fashion_mnist (default: EBNN_DATA_DIR)")
-    ap.add_argument("--board", default=None, help=f"board budget: {', '.join(sorted(BOARDS))}")
+    ap.add_argument("--board", default=None, help=f"board budget: {', '.join(boards.board_names())}")
     ap.add_argument("--max-flash", type=int, default=None, help="bytes of flash (model data + runtime code)")
     ap.add_argument("--max-ram", type=int, default=None, help="bytes of RAM incl. the input buffer and the stack")
     ap.add_argument("--max-total", type=int, default=None, help="bytes of flash + RAM, the input buffer excluded")
