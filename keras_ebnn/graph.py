@@ -1004,12 +1004,17 @@ def fuse(g):
     return g
 
 
-def lower_graph(model, name="model", fuse_blocks=True):
+def lower_graph(model, name="model", fuse_blocks=True, float_weights="float32"):
     """Lower a Keras/Larq model (or a model file) into a `Graph` (see the module docstring).
 
     Raises `UnsupportedModelError` naming the first layer that cannot be lowered. fuse_blocks=False
     keeps the unfused ops (every sign, binary accumulator and float op on its own), for testing.
+    float_weights="int8" stores the full-precision conv / depthwise / dense weights as int8 with a
+    float32 scale per output channel (`keras_ebnn.graph_int8`; the outputs then differ from Keras's
+    by that rounding); "float32" (default) keeps Keras's weights.
     """
+    if float_weights not in ("float32", "int8"):
+        raise ValueError(f"float_weights must be 'float32' or 'int8', got {float_weights!r}")
     from .lowering import load_model
     tf, _ = import_larq()
     if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
@@ -1019,6 +1024,9 @@ def lower_graph(model, name="model", fuse_blocks=True):
     b, inp, output, softmax = _translate_model(model)
     g = Graph(name=name, input=inp, output=output, tensors=b.tensors, ops=b.ops, softmax=softmax)
     _prune(g)
+    if float_weights == "int8":
+        from .graph_int8 import int8_weights
+        int8_weights(g)
     if fuse_blocks:
         fuse(g)
     check(g)
