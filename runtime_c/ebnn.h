@@ -123,6 +123,14 @@ extern "C" {
 #endif
 #endif
 
+/* EBNN_ACT_LIBM=1 (default): ebnn_activation_f32 computes tanh and sigmoid with the C library's tanhf
+ * and expf (link with -lm on hosts; avr-gcc and Arduino link libm anyway). 0: those two functions are
+ * not compiled (they return EBNN_ERROR_UNSUPPORTED), so a model without them links no libm: a
+ * generated NAME.c defines it 0 before including ebnn_elementwise.inc unless its model uses them. */
+#ifndef EBNN_ACT_LIBM
+#define EBNN_ACT_LIBM 1
+#endif
+
 /* +infinity as a constant expression, without depending on <math.h> (Zephyr's minimal libc lacks
  * INFINITY): float thresholds of constant channels and the float max-pool start value. */
 #if defined(__GNUC__) || defined(__clang__)
@@ -285,7 +293,8 @@ int ebnn_i32_to_f32(uint32_t n, uint32_t channels, const int32_t *in, const int3
 /* out = (x * a[c]) + b[c] (two rounded ops); n_ab = 1 (one a, b for all) or channels. */
 int ebnn_affine_f32(uint32_t n, uint32_t channels, const float *in, const float *a, const float *b, uint32_t n_ab,
                     float *out);
-/* fn: EBNN_ACT_*; alpha: leaky relu's slope. */
+/* fn: EBNN_ACT_*; alpha: leaky relu's slope. EBNN_ERROR_UNSUPPORTED for tanh / sigmoid when compiled
+ * with EBNN_ACT_LIBM=0. */
 int ebnn_activation_f32(uint32_t n, uint8_t fn, float alpha, const float *in, float *out);
 int ebnn_add_f32(uint32_t n, const float *a, const float *b, float *out);
 /* bit = x >= 0 */

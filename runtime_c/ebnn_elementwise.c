@@ -4,13 +4,16 @@
  * Semantics: keras_ebnn/graph.py (ops "to_float", "affine", "activation", "add", "sign", "threshold",
  * "concat"), defined by keras_ebnn/graph_reference.py. Every float32 result is the reference's
  * sequence of float32 operations (an affine's product goes through a volatile float: never an FMA), so
- * it is bit-identical, except tanh and sigmoid, which use the C library's tanhf / expf. Elements are in
+ * it is bit-identical, except tanh and sigmoid, which use the C library's tanhf / expf (EBNN_ACT_LIBM,
+ * ebnn.h: a model without them can leave libm out). Elements are in
  * row-major order with `channels` the last axis (n a multiple of it). affine, activation, add and
  * i32_to_f32 may work in place (out == in). Uses ebnn_bits.c (bit reads and writer). */
 
-#include <math.h> /* tanhf, expf: ebnn_activation_f32 only */
-
 #include "ebnn_internal.h"
+
+#if EBNN_ACT_LIBM
+#include <math.h> /* tanhf, expf: ebnn_activation_f32's tanh and sigmoid only (see EBNN_ACT_LIBM) */
+#endif
 
 EBNN_API int ebnn_bits_to_f32(uint32_t n, const uint32_t *in, float *out)
 {
@@ -79,6 +82,10 @@ EBNN_API int ebnn_activation_f32(uint32_t n, uint8_t fn, float alpha, const floa
     uint32_t i;
     if (in == NULL || out == NULL || fn > EBNN_ACT_SIGMOID)
         return EBNN_ERROR_ARGUMENT;
+#if !EBNN_ACT_LIBM
+    if (fn == EBNN_ACT_TANH || fn == EBNN_ACT_SIGMOID)
+        return EBNN_ERROR_UNSUPPORTED; /* compiled without the C library's tanhf / expf */
+#endif
     for (i = 0; i < n; i++) {
         float x = in[i], y;
         switch (fn) {
@@ -94,11 +101,16 @@ EBNN_API int ebnn_activation_f32(uint32_t n, uint8_t fn, float alpha, const floa
         case EBNN_ACT_LEAKY_RELU:
             y = x >= 0.0f ? x : x * alpha;
             break;
+#if EBNN_ACT_LIBM
         case EBNN_ACT_TANH:
             y = tanhf(x);
             break;
-        default: /* EBNN_ACT_SIGMOID */
+        case EBNN_ACT_SIGMOID:
             y = 1.0f / (1.0f + expf(-x));
+            break;
+#endif
+        default: /* not reached: fn checked above */
+            y = x;
             break;
         }
         out[i] = y;

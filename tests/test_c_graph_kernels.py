@@ -2,7 +2,7 @@
 ebnn_elementwise.c; API: ebnn.h "graph ops").
 
 * tests/c/test_graph_kernels.c: every kernel against naive C loops under ASan/UBSan, with the SWAR and
-  the table popcounts.
+  the table popcounts, and without libm (EBNN_ACT_LIBM=0: tanh / sigmoid refused, nothing referenced).
 * The kernels called through ctypes on random inputs and compared with keras_ebnn/graph_reference.py's
   own op implementations (`run_op`, the definition of the graph semantics): bits and ints equal, float
   results bit-identical (the spec's operation order; the library is built with -ffp-contract=fast and,
@@ -41,8 +41,8 @@ def _run(cmd, **kw):
 
 # ---- C unit tests against naive loops -------------------------------------------------------------
 # the graph kernels' popcounts are ebnn_bits.c's (SWAR on Cortex-M, the table on AVR); nothing of
-# theirs depends on EBNN_BYTE_KERNELS
-BUILDS = {"swar": ["-DEBNN_POPCOUNT=2"], "table": ["-DEBNN_POPCOUNT=3"]}
+# theirs depends on EBNN_BYTE_KERNELS. "no-libm": tanh / sigmoid compiled out (EBNN_ACT_LIBM=0), refused.
+BUILDS = {"swar": ["-DEBNN_POPCOUNT=2"], "table": ["-DEBNN_POPCOUNT=3"], "no-libm": ["-DEBNN_ACT_LIBM=0"]}
 
 
 @pytest.mark.parametrize("build", sorted(BUILDS))
@@ -57,6 +57,20 @@ def test_graph_kernels_against_naive_loops(build, tmp_path):
     out = _run([exe]).strip()
     assert out.endswith(" 0 failed"), out
     assert int(out.split(": ")[-1].split(" passed")[0]) > 100000, out
+
+
+@pytest.mark.parametrize("act_libm", [0, 1])
+def test_libm_only_with_tanh_and_sigmoid(act_libm, tmp_path):
+    """ebnn_elementwise.c references tanhf / expf only when built with EBNN_ACT_LIBM=1 (the default), so
+    an export whose model has no tanh / sigmoid links without -lm."""
+    cc = host.find_cc()
+    if cc is None or not shutil.which("nm"):
+        pytest.skip("no host C compiler / nm")
+    obj = tmp_path / "elementwise.o"
+    _run([cc, *STRICT, "-O2", f"-DEBNN_ACT_LIBM={act_libm}", f"-I{RUNTIME}", "-c", RUNTIME / "ebnn_elementwise.c",
+          "-o", obj])
+    undefined = {line.split()[-1] for line in _run(["nm", "-u", obj]).splitlines() if line.strip()}
+    assert bool(undefined & {"tanhf", "expf"}) == bool(act_libm), undefined
 
 
 # ---- the kernels against keras_ebnn/graph_reference.py ------------------------------------------------
