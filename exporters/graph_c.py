@@ -30,8 +30,8 @@ from typing import Tuple
 
 import numpy as np
 
-from keras_ebnn.graph import Op, Tensor, spatial
-from keras_ebnn.graph_memory import plan_memory, tensor_bytes
+from keras_ebnn.graph import Op, Tensor
+from keras_ebnn.graph_memory import plan_memory
 
 from . import c as chain
 
