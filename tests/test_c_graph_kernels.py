@@ -186,7 +186,9 @@ def _ref(kind, args, out_shape, params=None, in_divisor=None, out_divisor=None):
 
 def _floats(rng, shape):
     x = (rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 4, size=shape)).astype(np.float32)
-    x.reshape(-1)[rng.random(x.size) < 0.05] = 0.0
+    flat = x.reshape(-1)
+    flat[rng.random(x.size) < 0.05] = 0.0
+    flat[rng.random(x.size) < 0.03] = -0.0  # signed zeros: max / relu ties must pick numpy's zero
     return x
 
 
