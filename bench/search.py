@@ -116,7 +116,8 @@ def run_one(key, args, work):
     t0 = time.time()
     res = keras_ebnn.search("mnist", board=spec.get("board"), cpu=spec["cpu"], max_total=spec.get("max_total"),
                             max_ms=spec.get("max_ms"), time_budget=args.time_budget, out=out, study_name=f"bench-{key}",
-                            sampler=args.sampler, seed=args.seed, name=f"search_{key}", **cfg)
+                            sampler=args.sampler, seed=args.seed, name=f"search_{key}",
+                            final_candidates=args.final_candidates, **cfg)
     minutes = (time.time() - t0) / 60
     (xte, yte) = datasets.load("mnist", split="test")
     preset = spec["preset"]
@@ -305,6 +306,8 @@ def main(argv=None):
     ap.add_argument("--train-size", type=int, default=20_000)
     ap.add_argument("--val-size", type=int, default=5000)
     ap.add_argument("--final-epochs", type=int, default=20)
+    ap.add_argument("--final-candidates", type=int, default=1,
+                    help="retrain the K most accurate front trials, keep the best on validation")
     ap.add_argument("--time-budget", type=float, default=None, help="minutes of trials per run")
     ap.add_argument("--sampler", default="tpe")
     ap.add_argument("--seed", type=int, default=None)

@@ -618,7 +618,7 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
            space: SearchSpace = DEFAULT_SPACE, data=None, data_dir=None, val_size=5000, train_size=None,
            batch_size=128, patience=2, final_epochs=20, final=True, objectives=None, minimize_ms=False,
            sampler="tpe", seed=None, max_infeasible=None, name="best", stream=None, callbacks=(),
-           references=None, measure="auto", measure_images=10):
+           references=None, measure="auto", measure_images=10, final_candidates=1):
     """Run (or resume) a search and return a SearchResult. See the module docstring.
 
     dataset/data_dir: see load_data; or data=((x_train, y_train), (x_test, y_test)) directly.
@@ -629,6 +629,8 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
     process's trials (Optuna's timeout: the running trial finishes). storage: URL or file path
     (default OUT/search.journal); study_name: the study in it (resumed if it exists).
     final: retrain the most accurate front trial for final_epochs, test it once, export it.
+    final_candidates: retrain the K most accurate front trials instead and keep the one with the best
+    VALIDATION accuracy after retraining (the test set still sees only that one).
     objectives: default ("accuracy", "bytes"), + "ms" when max_ms or minimize_ms.
     sampler: "tpe" (default), "nsga2", "random"; seed: the sampler's seed (None: different per process).
     callbacks: extra Optuna callbacks (called after every trial).
@@ -797,8 +799,8 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
     _write_front(result, budget, objectives, study, references)
     if final and rows:
         result.best = rows[0]
-        result.final = finalize(rows[0], space, train, val, (xte, yte), classes, input_shape, budget, out,
-                                final_epochs, batch_size, name, stream, cost_of)
+        result.final = finalize(rows[:max(1, int(final_candidates))], space, train, val, (xte, yte), classes,
+                                input_shape, budget, out, final_epochs, batch_size, name, stream, cost_of)
         _write_report(result, budget, objectives, trials, epochs, final_epochs, train_size, val_size, storage_url,
                       study_name)
     return result
@@ -817,10 +819,11 @@ def _write_front(result, budget, objectives, study, references):
                 "(never trained)", references)
 
 
-def finalize(row, space, train, val, test, classes, input_shape, budget, out, final_epochs, batch_size, name,
+def finalize(rows, space, train, val, test, classes, input_shape, budget, out, final_epochs, batch_size, name,
              stream, cost_of=None):
-    """Retrain the chosen trial's candidate from scratch for final_epochs on `train` (no early stop),
-    report its validation accuracy, evaluate it ONCE on `test`, save OUT/NAME.keras and export it to
+    """Retrain each candidate of `rows` (front trials, most accurate first) from scratch for
+    final_epochs on `train` (no early stop) and keep the one with the best validation accuracy (the
+    first on ties); evaluate only that one ONCE on `test`, save OUT/NAME.keras and export it to
     OUT/NAME_c with keras_ebnn.export (verified on the test images: reference vs Keras, and the
     compiled C vs the reference bit for bit when a host C compiler exists)."""
     from . import training
@@ -828,15 +831,20 @@ def finalize(row, space, train, val, test, classes, input_shape, budget, out, fi
     from .lowering import lower
     from ._tf import import_tf
     tf = import_tf()
-    params = dict(row["params"])
-    params["epochs"] = final_epochs
-    stream.write(f"final: retraining trial #{row['trial']} ({row['arch']}) for {final_epochs} epochs on "
-                 f"{len(train[0]):,} images\n")
-    model = space.build(params, classes, input_shape, name=name)
-    start = time.time()
-    val_acc = train_candidate(model, params, train, val, final_epochs, batch_size=batch_size, seed=0,
+    retrained = []  # (val accuracy, -index, row, params, model, minutes)
+    for i, row in enumerate(rows):
+        params = dict(row["params"])
+        params["epochs"] = final_epochs
+        stream.write(f"final: retraining trial #{row['trial']} ({row['arch']}) for {final_epochs} epochs on "
+                     f"{len(train[0]):,} images\n")
+        model = space.build(params, classes, input_shape, name=name)
+        start = time.time()
+        acc = train_candidate(model, params, train, val, final_epochs, batch_size=batch_size, seed=0,
                               patience=None, bn_images=len(train[0]))
-    minutes = (time.time() - start) / 60
+        retrained.append((acc, -i, row, params, model, (time.time() - start) / 60))
+        stream.write(f"final: trial #{row['trial']} retrained: val {acc * 100:.2f}%\n")
+    val_acc, _, row, params, model, minutes = max(retrained, key=lambda r: r[:2])
+    candidates = [{"trial": r[2]["trial"], "val_accuracy": r[0]} for r in retrained]
     test_acc = training.evaluate(model, *test)  # the one evaluation on the test set
     path = out / f"{name}.keras"
     plain = tf.keras.models.clone_model(model)
@@ -850,12 +858,21 @@ def finalize(row, space, train, val, test, classes, input_shape, budget, out, fi
              "c_matches_reference": res.c_matches_reference,
              "reference_vs_keras": None if res.agreement is None else res.agreement.summary(),
              "keras_file": str(path), "c_dir": str(out / f"{name}_c"), "cost": cost,
-             "fits": not budget.violations(cost)}
+             "fits": not budget.violations(cost), "candidates": candidates}
     (out / "best.json").write_text(json.dumps(final, indent=1, default=str))
     stream.write(f"final: val {val_acc * 100:.2f}%, TEST {test_acc * 100:.2f}% (Keras), exported C "
                  f"{(res.accuracy or 0) * 100:.2f}%, C = reference: {res.c_matches_reference}; "
                  f"{cost['flash']:,} B flash, {cost['ram']:,} B RAM, ~{cost['ms']:.1f} ms -> {path}\n")
     return final
+
+
+def _candidates_text(final):
+    c = final.get("candidates") or []
+    if len(c) < 2:
+        return ""
+    tried = ", ".join(f"#{x['trial']} {x['val_accuracy'] * 100:.2f}%" for x in c)
+    return (f"; chosen among the {len(c)} most accurate front trials, each retrained, by validation accuracy "
+            f"after retraining: {tried}")
 
 
 def _write_report(result, budget, objectives, trials, epochs, final_epochs, train_size, val_size, storage, study):
@@ -867,8 +884,8 @@ Budget: {budget.text()}. Objectives: {', '.join(objectives)}. Storage: `{storage
 **Selection honesty.** Every trial was trained on the training split{'' if train_size is None else
 f" (its first {train_size:,} images)"} for up to {epochs} epochs and scored on a validation split (the
 last {val_size:,} training images) only. The chosen model (the most accurate trial of the Pareto front,
-#{f['trial']}) was then retrained from scratch for {final_epochs} epochs on the whole training split and
-evaluated **once** on the test set; the test set played no part in any choice.
+#{f['trial']}{_candidates_text(f)}) was then retrained from scratch for {final_epochs} epochs on the whole
+training split and evaluated **once** on the test set; the test set played no part in any choice.
 
 {result.complete} trained trials (target {trials}), {result.infeasible} candidates rejected before training
 (over budget or invalid geometry), {result.failed} failed or interrupted.
@@ -913,6 +930,8 @@ def main(argv=None):
     ap.add_argument("--val-size", type=int, default=5000)
     ap.add_argument("--patience", type=int, default=2, help="epoch-level early stop of a trial")
     ap.add_argument("--final-epochs", type=int, default=20, help="epochs of the final retraining")
+    ap.add_argument("--final-candidates", type=int, default=1,
+                    help="retrain the K most accurate front trials; keep the best on validation (default 1)")
     ap.add_argument("--no-final", dest="final", action="store_false",
                     help="only run trials (workers of a distributed search)")
     ap.add_argument("--time-budget", type=float, default=None, metavar="MIN", help="minutes for this process's trials")
@@ -936,7 +955,8 @@ def main(argv=None):
                      max_total=args.max_total, max_ms=args.max_ms, minimize_ms=args.minimize_ms, trials=args.trials,
                      epochs=args.epochs, time_budget=args.time_budget, storage=args.storage, study_name=args.study,
                      out=args.out, data_dir=args.data_dir, val_size=args.val_size, train_size=args.train_size,
-                     patience=args.patience, final_epochs=args.final_epochs, final=args.final, sampler=args.sampler,
+                     patience=args.patience, final_epochs=args.final_epochs, final=args.final,
+                     final_candidates=args.final_candidates, sampler=args.sampler,
                      seed=args.seed, name=args.name, measure=args.measure, measure_images=args.measure_images)
     except KeyboardInterrupt:
         print(f"\ninterrupted: every finished trial is stored; run the same command again to resume", file=sys.stderr)

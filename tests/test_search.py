@@ -359,7 +359,8 @@ def test_quick_search_cli_end_to_end(tmp_path):
     from keras_ebnn.host import find_cc
     out = tmp_path / "out"
     rc = S.main(["--dataset", str(SAMPLE), "--board", "uno", "--max-ms", "150", "--trials", "2", "--epochs", "1",
-                 "--val-size", "150", "--final-epochs", "1", "--seed", "0", "--measure", "model", "-o", str(out)])
+                 "--val-size", "150", "--final-epochs", "1", "--final-candidates", "2", "--seed", "0", "--measure",
+                 "model", "-o", str(out)])
     assert rc == 0
     for f in ("pareto.md", "report.md", "best.json", "best.keras", "best_c/best.c", "search.journal"):
         assert (out / f).is_file(), f
@@ -368,6 +369,12 @@ def test_quick_search_cli_end_to_end(tmp_path):
     final = json.loads((out / "best.json").read_text())
     assert final["fits"] and 0.0 <= final["test_accuracy_keras"] <= 1.0
     assert final["test_accuracy_c"] == pytest.approx(final["test_accuracy_keras"], abs=0.01)
+    # --final-candidates 2: up to two front trials retrained, the best on validation kept
+    cands = final["candidates"]
+    assert 1 <= len(cands) <= 2 and final["val_accuracy"] == max(c["val_accuracy"] for c in cands)
+    assert final["trial"] in [c["trial"] for c in cands if c["val_accuracy"] == final["val_accuracy"]]
+    if len(cands) == 2:
+        assert "chosen among the 2 most accurate front trials" in (out / "report.md").read_text()
     if find_cc() is not None:
         assert final["c_checked"] and final["c_matches_reference"]
     report = (out / "report.md").read_text()
