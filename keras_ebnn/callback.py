@@ -14,7 +14,6 @@ import numpy as np
 
 from ._tf import import_tf
 from .errors import UnsupportedModelError
-from .lowering import lower
 
 tf = import_tf()
 log = logging.getLogger("keras_ebnn")
@@ -109,7 +108,8 @@ class EbnnExport(tf.keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         weights = local_weights(self.model)  # no collective op: every worker checks on its own
         try:
-            outside_strategy(lambda: lower(plain_copy(self.model, weights), self.name))
+            from .exporting import lower_for_export  # chain of blocks, else graph: what export() takes
+            outside_strategy(lambda: lower_for_export(plain_copy(self.model, weights), self.name))
         except UnsupportedModelError as exc:
             self.model.stop_training = True
             raise UnsupportedModelError(f"EbnnExport cannot export this model: {exc.message}") from exc
@@ -253,7 +253,8 @@ def _split(data):
 
 def random_inputs(model, n, seed=0):
     """Random inputs in the model's input range (uint8 values when it starts with Rescaling)."""
-    lowered = lower(model)
+    from .exporting import lower_for_export
+    lowered = lower_for_export(model)
     rng = np.random.default_rng(seed)
     shape = (n,) + tuple(lowered.input.shape)
     if lowered.input.dtype == np.uint8:

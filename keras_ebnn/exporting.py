@@ -1,6 +1,6 @@
 """`export()`: the one front door used by the callback, the CLI and the demo.
 
-lower -> plan memory (and check budgets: --max-ram/--max-flash, and the board's flash and SRAM,
+lower (`lower_for_export`: the chain of fused blocks when the model is one, else the graph IR) -> plan memory (and check budgets: --max-ram/--max-flash, and the board's flash and SRAM,
 see boards.py) -> write the target's files into a temporary folder -> verify (reference vs Keras,
 compiled C vs reference) -> write the report -> swap the folder into place.
 Nothing is left half-written: on any error the temporary folder is removed and `out_dir` is untouched.
@@ -36,7 +36,7 @@ class ExportResult:
     out_dir: Path
     name: str
     target: str
-    lowered: LoweredModel
+    lowered: LoweredModel  # or exporters/graph_c.py GraphModel (a model the chain lowering refuses)
     plan: dict
     agreement: Optional[object] = None  # verify.Agreement (reference vs Keras)
     accuracy: Optional[float] = None  # exported model's accuracy on the labels given
@@ -45,6 +45,7 @@ class ExportResult:
     c_checked: bool = False
     c_matches_reference: Optional[bool] = None
     c_max_logit_diff: Optional[float] = None
+    c_logit_tolerance: Optional[float] = None  # None: C logits must equal the reference's bit for bit
     report_path: Optional[Path] = None
     epoch: Optional[int] = None
     notes: list = field(default_factory=list)
@@ -54,11 +55,14 @@ class ExportResult:
 
     def summary(self):
         t = self.plan["totals"]
-        parts = [f"{self.name} -> {self.out_dir} ({self.target}): flash {t['flash_bytes']} B "
+        stack = (f"stack <= {t['stack_bytes_estimate']} B for {report.stack_build_text(self.plan)}"
+                 if t["stack_bytes_estimate"] is not None else "stack not counted: unknown for the graph kernels")
+        what = f"graph of {len(self.plan['ops'])} ops" if self.plan.get("graph") else f"{len(self.plan['blocks'])} blocks"
+        parts = [f"{self.name} -> {self.out_dir} ({self.target}, {what}): flash {t['flash_bytes']} B "
                  f"(data {t['flash_data_bytes']} B + code ~{t['code_bytes_estimate']} B), RAM "
                  f"{t['ram_bytes']} B (activations {t['activation_bytes']} B"
                  + (f" + kernel scratch {t['kernel_scratch_bytes']} B" if t.get("kernel_scratch_bytes") else "")
-                 + f" + stack <= {t['stack_bytes_estimate']} B for {report.stack_build_text(self.plan)})"]
+                 + f" + {stack})"]
         if self.budget is not None:
             parts.append(("DOES NOT FIT (written with force): " if self.forced else "fits: ") + self.budget.text())
         if self.sketch_inputs is not None:
@@ -66,8 +70,10 @@ class ExportResult:
         if self.agreement is not None:
             parts.append(f"reference vs Keras: {self.agreement.summary()}")
         if self.c_checked:
-            parts.append("compiled C vs reference: " + ("identical classes and logits" if self.c_matches_reference
-                                                        else "MISMATCH"))
+            same = ("identical classes and logits" if self.c_logit_tolerance is None else
+                    f"identical classes, logits within {self.c_logit_tolerance:g} x (1 + max |logit|) "
+                    f"(max difference {self.c_max_logit_diff:.2e}; tanh/sigmoid use the C library)")
+            parts.append("compiled C vs reference: " + (same if self.c_matches_reference else "MISMATCH"))
         if self.accuracy is not None:
             parts.append(f"accuracy: exported {self.accuracy * 100:.2f}%"
                          + (f", Keras {self.keras_accuracy * 100:.2f}%" if self.keras_accuracy is not None else ""))
@@ -95,17 +101,40 @@ def check_budget(plan, max_ram=None, max_flash=None):
                                     ("flash", max_flash, t["flash_bytes"], "flash_bytes")):
         if limit is not None and total > limit:
             blocks = sorted(plan["blocks"], key=lambda b: -b[key])[:3]
-            top = ", ".join(f"block {b['index']} {b['kind']} {b[key]} B" for b in blocks)
+            unit = "op" if plan.get("graph") else "block"
+            top = ", ".join(f"{unit} {b['index']} {b['kind']} {b[key]} B" for b in blocks)
             problems.append(f"{what} {total} B exceeds the budget of {limit} B by {total - limit} B "
                             f"(largest: {top})")
     if problems:
         raise BudgetError("; ".join(problems))
 
 
+def lower_for_export(model, name="model"):
+    """What `export()` exports: the chain of fused blocks (`keras_ebnn.lowering.lower`) when the model
+    is one -- the shipped models' C is unchanged by the graph back end --, else, when the chain lowering
+    refuses it, the graph IR (`keras_ebnn.graph.lower_graph`) wrapped as exporters/graph_c.py GraphModel.
+    A model neither takes raises the graph lowering's UnsupportedModelError (it names the layer; the
+    graph lowering supports a superset of the chain's layers). A LoweredModel, Graph or GraphModel
+    passes through (a Graph is wrapped)."""
+    from .errors import UnsupportedModelError
+    from .exporters.graph_c import GraphModel
+    from .graph import Graph, lower_graph
+    if isinstance(model, (LoweredModel, GraphModel)):
+        return model
+    if isinstance(model, Graph):
+        return GraphModel(model)
+    try:
+        return lower(model, name)
+    except UnsupportedModelError:
+        pass
+    return GraphModel(lower_graph(model, name))
+
+
 def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_labels=None,
            max_ram=None, max_flash=None, keras_model=None, check_c=True, progress=False, board=None,
            force=False, sketch_verify_inputs=True):
-    """Export `model` (Keras model, model file or LoweredModel) to `out_dir`; return an ExportResult.
+    """Export `model` (Keras model, model file, LoweredModel, or a keras_ebnn.graph Graph) to `out_dir`;
+    return an ExportResult. A Keras model is lowered by `lower_for_export` (chain first, else graph).
 
     verify_inputs/labels: when given, the exported model is run on them with the reference executor
     (and compiled with the host C compiler when one exists) and compared with Keras; the figures
@@ -126,11 +155,10 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     check_name(name)  # before any work: a name the C files cannot take (exporters/c.py)
-    if isinstance(model, LoweredModel):
-        lowered = model
-    else:
+    if not isinstance(model, LoweredModel) and not hasattr(model, "graph") and \
+            type(model).__name__ != "Graph":
         keras_model = model if keras_model is None else keras_model
-        lowered = lower(model, name)
+    lowered = lower_for_export(model, name)
     lowered.name = name
     board = check_board(board, target)
     plan = memory_plan(lowered) if board is None else memory_plan(lowered, target=board.arch)
@@ -231,27 +259,35 @@ def progress_bar(label, stream=None):
 
 
 def _verify(result, keras_model, x, y, tmp, check_c, compare, predict_c, progress=None):
+    from .verify import C_LOGIT_TOL, c_matches
     lowered = result.lowered
+    graph = getattr(lowered, "graph", None)
     if keras_model is not None:
         agreement, ref, kout = compare(keras_model, lowered, x, progress=progress)
         result.agreement = agreement
         if y is not None:
             result.keras_accuracy = float(np.mean(np.argmax(kout, axis=1) == y))
+    elif graph is not None:
+        from . import graph_reference
+        ref = graph_reference.run(graph, x)
     else:
         ref = reference.run(lowered, x, keep_bits=False, progress=progress and progress("reference"))
     result.classes = ref["classes"]
     if y is not None:
         result.accuracy = float(np.mean(ref["classes"] == y))
     if check_c:
+        from .exporters.graph_c import uses_libm
         cls, logits = predict_c(lowered, _c_dir(tmp, result.target), result.name, x)
         result.c_checked = True
         result.c_max_logit_diff = float(np.max(np.abs(logits - ref["logits"]))) if len(x) else 0.0
-        result.c_matches_reference = bool(np.array_equal(cls, ref["classes"])
-                                          and np.array_equal(logits, ref["logits"]))
+        result.c_logit_tolerance = C_LOGIT_TOL if graph is not None and uses_libm(graph) else None
+        result.c_matches_reference = c_matches(cls, logits, ref, result.c_logit_tolerance)
         if not result.c_matches_reference:
             raise RuntimeError(
                 f"compiled C differs from the reference executor: {int(np.sum(cls != ref['classes']))} "
-                f"classes differ, max logit difference {result.c_max_logit_diff:.3g}")
+                f"classes differ, max logit difference {result.c_max_logit_diff:.3g}"
+                + ("" if result.c_logit_tolerance is None else
+                   f" (tolerance {result.c_logit_tolerance:g} x (1 + max |logit|))"))
 
 
 def _swap_into_place(tmp, out_dir):

@@ -15,10 +15,13 @@ layout gives (tests/test_graph_chain.py compares both on the shipped and generat
 
 Sizes (bytes):
   bits     4 * ceil(n / 32): packed 32-bit words, as between the blocks today;
-  int      n * (1, 2 or 4): int8, int16 or int32, the narrowest holding the tensor's [lo, hi];
+  int      4 * n: int32 (the C kernels' one integer type; every size is then a multiple of 4, so every
+           offset stays 4-aligned);
   float32  4 * n.
-Not in the arena: the model input (the caller's array) and the output logits (the caller's scores
-array), and any `reshape` of them. A `reshape` output shares its input's buffer (same bytes, same
+Not in the arena: the model input (the caller's array) and, by default, the output logits (the
+caller's scores array), and any `reshape` of them. output_in_arena=True gives the output a buffer too
+(the C back end does, unless an output block writes the caller's scores itself: the logits must not
+reach the caller's array before the last op succeeded, and scores may be NULL). A `reshape` output shares its input's buffer (same bytes, same
 order), so the buffer lives until the last reader of either. With inplace_ok=True (off by default:
 the C kernels must then accept out == in), an elementwise op (affine, activation, add: out[i]
 depends on in[i] only) writes over an input whose buffer no later op reads and that has the output's
@@ -29,20 +32,10 @@ def words(nbits):
     return (int(nbits) + 31) // 32
 
 
-def int_bytes(lo, hi):
-    """Bytes per element of the narrowest signed integer type holding [lo, hi]."""
-    if -2 ** 7 <= lo and hi < 2 ** 7:
-        return 1
-    if -2 ** 15 <= lo and hi < 2 ** 15:
-        return 2
-    return 4
-
-
 def tensor_bytes(t):
+    """Bytes of a tensor in the arena: bits packed in 32-bit words, int as int32, float32."""
     if t.dtype == "bits":
         return 4 * words(t.size)
-    if t.dtype == "int":
-        return t.size * int_bytes(t.lo, t.hi)
     return 4 * t.size
 
 
@@ -116,8 +109,8 @@ def _two_ended(buffers, bound):
 INPLACE_KINDS = ("affine", "activation", "add")  # elementwise: out[i] depends on in[i] only
 
 
-def plan_memory(graph, inplace_ok=False):
-    """The arena plan of a graph: a dict with
+def plan_memory(graph, inplace_ok=False, output_in_arena=False):
+    """The arena plan of a graph (output_in_arena: see the module docstring): a dict with
       buffers: [{tensors, bytes, first, last, offset, kind}] (kind "tensor" or "scratch"; first/last
                are op indices; tensors lists the tensor names sharing the buffer),
       ops: [{index, kind, output, live_bytes, live}] per op: the bytes (and buffers) live while it runs,
@@ -150,7 +143,7 @@ def plan_memory(graph, inplace_ok=False):
                     break
         root[op.output] = target if target is not None else op.output
         groups.setdefault(root[op.output], []).append(op.output)
-    outside = {root[graph.input], root[graph.output]}
+    outside = {root[graph.input]} | (set() if output_in_arena else {root[graph.output]})
     last_read = {}
     for r, names in groups.items():
         last_read[r] = max((reads.get(m, -1) for m in names), default=-1)
@@ -159,6 +152,8 @@ def plan_memory(graph, inplace_ok=False):
         if r in outside:
             continue
         first = prod[r]
+        if r == root[graph.output]:
+            last_read[r] = len(ops) - 1  # read after the last op (copied to the caller's scores)
         buffers.append({"kind": "tensor", "tensors": names, "bytes": tensor_bytes(graph.tensors[r]),
                         "first": first, "last": max(first, last_read.get(r, first)), "offset": 0})
     for i, op in enumerate(ops):

@@ -97,7 +97,7 @@ def build_runner(export_dir, name, exe=None, cc=None, opt="-O2", sanitize=False,
     include_dirs = sorted({str(Path(p).parent) for p in c_sources(export_dir)} | {str(export_dir)})
     cmd = [cc, *STRICT, opt, *(SANITIZE if sanitize else []), *extra_flags,
            *(["-DEBNN_DEBUG_HOOK"] if debug_hook else []),
-           *[f"-I{d}" for d in include_dirs], *c_sources(export_dir), str(main), "-o", str(exe)]
+           *[f"-I{d}" for d in include_dirs], *c_sources(export_dir), str(main), "-o", str(exe), "-lm"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         shutil.rmtree(work, ignore_errors=True)

@@ -31,8 +31,36 @@ def block_rows(lowered, plan):
     return rows
 
 
+def graph_table(plan):
+    """The per-op markdown table of a graph export (exporters/graph_c.py memory_plan): each op's output
+    tensor (dtype, shape, bytes, arena offset), its constant data and the arena bytes live while it
+    runs; then the peak and the arena."""
+    lines = ["| # | op | Keras layers | output | dtype | shape | bytes | arena offset | flash B | live B |",
+             "|---|---|---|---|---|---|---:|---:|---:|---:|"]
+    for r in plan["ops"]:
+        where = "caller" if r["offset"] is None else f"{r['offset']:,}"
+        if r["kind"] == "reshape":
+            where = "shared" if r["offset"] is not None else "caller"
+        lines.append(f"| {r['index']} | {r['kind']} | {r['layers'] or '-'} | {r['output']} | {r['dtype']} | "
+                     f"{_shape(r['shape'])} | {r['bytes']:,} | {where} | {r['flash_bytes']:,} | "
+                     f"{r['live_bytes']:,} |")
+    t = plan["totals"]
+    lines.append(f"| | **total** | | | | | | | **{t['flash_data_bytes']:,}** | peak **{plan['peak_bytes']:,}** |")
+    lines.append("")
+    lines.append("Tensor types: bits = packed +-1 (32 per uint32_t word), int = int32 (exact counts and "
+                 "binary accumulators; the raw uint8 model input stays in the caller's uint8 array), "
+                 "float32. \"caller\": the caller's input or scores "
+                 "array; \"shared\": a reshape, same memory as its input. "
+                 f"Arena {plan['arena_bytes']:,} B = peak of live tensors {plan['peak_bytes']:,} B"
+                 + (f" + {plan['arena_bytes'] - plan['peak_bytes']:,} B the greedy placement could not fill"
+                    if plan["arena_bytes"] > plan["peak_bytes"] else "") + ".")
+    return "\n".join(lines)
+
+
 def table(lowered, plan):
-    """The per-block markdown table with totals."""
+    """The per-block markdown table with totals (per op for a graph: `graph_table`)."""
+    if plan.get("graph"):
+        return graph_table(plan)
     rows = block_rows(lowered, plan)
     t = plan["totals"]
     lines = ["| # | block | Keras layers | in | out | MACs | weights B | thresholds/affine B | flash B | activation RAM B |",
@@ -57,6 +85,9 @@ def stack_build_text(plan):
 def stack_table_text(lowered):
     """One line: the stack bound per target, default build / small-stack build."""
     from .exporters.c import STACK_TARGETS, stack_bound
+    if stack_bound(lowered) is None:
+        return ("- Stack bound: unknown (not measured for the graph kernels); `python -m keras_ebnn.stackcheck "
+                "OUT --target T` computes it for your build")
     return "- Stack bound per target, default build / with `-DEBNN_CHUNK=8 -DEBNN_LOW_STACK=1` (slower): " + \
         ", ".join(f"{t} {stack_bound(lowered, t):,} / {stack_bound(lowered, t, 'small'):,} B"
                   for t in STACK_TARGETS) + \
@@ -71,7 +102,8 @@ def totals_text(lowered, plan):
         f"~{t['code_bytes_estimate']:,} B (estimate; the target's size tool gives the exact figure)",
         f"- RAM: **{t['ram_bytes']:,} B** = activation buffers {t['activation_bytes']:,} B"
         + (f" + kernel scratch {t['kernel_scratch_bytes']:,} B" if t.get("kernel_scratch_bytes") else "")
-        + f" + stack <= {t['stack_bytes_estimate']:,} B (upper bound for {stack_build_text(plan)})",
+        + (f" + stack <= {t['stack_bytes_estimate']:,} B (upper bound for {stack_build_text(plan)})"
+           if t["stack_bytes_estimate"] is not None else " (stack not counted: unknown, see below)"),
         stack_table_text(lowered),
         f"- Input buffer (caller's): {inp.length} x {'uint8' if inp.dtype.__name__ == 'uint8' else 'float'} = "
         f"{t['input_bytes']:,} B, not counted above",
@@ -82,14 +114,16 @@ def write(result, folder):
     """Write NAME_report.md (and NAME_memory.png when matplotlib is installed) into `folder`."""
     folder = Path(folder)
     lowered, plan = result.lowered, result.plan
+    what = (f"Graph of {len(plan['ops'])} ops (the model is not a chain of fused blocks)"
+            if plan.get("graph") else f"Chain of {len(plan['blocks'])} fused blocks")
     md = [f"# {result.name}: keras-ebnn export report", "",
           f"Target: `{result.target}`. Input: {_shape(lowered.input.shape)} ({lowered.input.mode}). "
-          f"Classes: {lowered.num_classes}.", "", "## Memory", "", totals_text(lowered, plan), "",
+          f"Classes: {lowered.num_classes}. {what}.", "", "## Memory", "", totals_text(lowered, plan), "",
           table(lowered, plan), ""]
     md += _board_section(result)
     png = _chart(result, folder)
     if png is not None:
-        md += [f"![memory per block]({png.name})", ""]
+        md += [f"![memory per {'op' if plan.get('graph') else 'block'}]({png.name})", ""]
     md += ["## Agreement", ""]
     if result.agreement is None and result.accuracy is None:
         md.append("Not verified (no verification data given).")
@@ -101,8 +135,11 @@ def write(result, folder):
                       f"{a.bit_mismatch_total:.2e}" + (f"; max logit difference {a.max_logit_error:.2e}"
                                                         if a.max_logit_error is not None else ""))
         if result.c_checked:
-            md.append(f"- Compiled C (host) vs reference executor: "
-                      f"{'identical classes and bit-identical logits' if result.c_matches_reference else 'MISMATCH'}")
+            tol = getattr(result, "c_logit_tolerance", None)
+            same = ("identical classes and bit-identical logits" if tol is None else
+                    f"identical classes, logits within {tol:g} x (1 + max |logit|) (max difference "
+                    f"{result.c_max_logit_diff:.2e}: tanh / sigmoid use the C library's tanhf / expf)")
+            md.append(f"- Compiled C (host) vs reference executor: {same if result.c_matches_reference else 'MISMATCH'}")
         if result.accuracy is not None:
             md.append(f"- Accuracy on the verification labels: exported {result.accuracy * 100:.2f}%"
                       + (f", Keras {result.keras_accuracy * 100:.2f}%" if result.keras_accuracy is not None else ""))
@@ -133,16 +170,21 @@ def _chart(result, folder):
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    rows = block_rows(result.lowered, result.plan)
+    if result.plan.get("graph"):
+        rows = [{"index": r["index"], "kind": r["kind"], "flash": r["flash_bytes"], "ram": r["ram_bytes"]}
+                for r in result.plan["ops"]]
+    else:
+        rows = block_rows(result.lowered, result.plan)
     labels = [f"{r['index']}:{r['kind']}" for r in rows]
     fig, ax = plt.subplots(figsize=(7, 3.2))
     xs = range(len(rows))
     ax.bar([x - 0.2 for x in xs], [r["flash"] for r in rows], width=0.4, label="flash (weights+thresholds)")
-    ax.bar([x + 0.2 for x in xs], [r["ram"] for r in rows], width=0.4, label="RAM (output bits)")
+    ax.bar([x + 0.2 for x in xs], [r["ram"] for r in rows], width=0.4,
+           label="RAM (output tensor)" if result.plan.get("graph") else "RAM (output bits)")
     ax.set_xticks(list(xs))
     ax.set_xticklabels(labels, rotation=20, fontsize=8)
     ax.set_ylabel("bytes")
-    ax.set_title(f"{result.name}: memory per block")
+    ax.set_title(f"{result.name}: memory per {'op' if result.plan.get('graph') else 'block'}")
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(folder) / f"{result.name}_memory.png"
@@ -155,12 +197,14 @@ def summary(model, print_fn=print):
     """Per-block flash / RAM / MACs table of a Keras model (trained or not), before any export.
 
     Use it to design a network for a memory budget: the figures are those the export would have.
-    Returns the table as a string.
+    A model that is not a chain of fused blocks is shown as the graph export describes it: one row
+    per op with its output tensor (bits / int / float32, shape, bytes, arena offset), its flash, the
+    bytes live while it runs, and the peak. Returns the table as a string.
     """
     from .exporters.c import memory_plan
-    from .lowering import lower
+    from .exporting import lower_for_export
 
-    lowered = model if hasattr(model, "blocks") else lower(model)
+    lowered = lower_for_export(model)
     plan = memory_plan(lowered)
     text = table(lowered, plan) + "\n" + totals_text(lowered, plan)
     if print_fn is not None:

@@ -1,4 +1,14 @@
-"""Compare a lowered model (reference executor) with the Keras model it came from."""
+"""Compare a lowered model (reference executor) with the Keras model it came from, and the compiled C
+with the reference.
+
+Chain of blocks (keras_ebnn.lowering): reference.run; the C must give its classes and logits bit for
+bit. Graph (exporters/graph_c.py GraphModel): graph_reference.run; bits and integers are exact and so
+are the float32 ops (same operations in the same order), so the C logits must be bit-identical too,
+except when the graph has an unfused tanh / sigmoid: C computes those with the C library's tanhf /
+expf, which may differ from NumPy's by an ulp, so its logits must lie within C_LOGIT_TOL x (1 + max
+|reference logit|) of the reference's, with identical classes. Against Keras a graph's float parts
+agree to float32 rounding only (their summation order differs from TensorFlow's: keras_ebnn.graph).
+"""
 from dataclasses import dataclass, field
 from typing import List, Optional
 
@@ -6,6 +16,21 @@ import numpy as np
 
 from . import reference
 from ._tf import import_tf
+
+C_LOGIT_TOL = 1e-4  # C vs reference for graphs with tanh / sigmoid: relative to 1 + max |logit|
+
+
+def c_matches(classes, logits, ref, tolerance=None):
+    """Compiled C's (classes, logits) equal the reference's: identical classes, and logits identical
+    (tolerance None) or within tolerance x (1 + max |reference logit|)."""
+    if not np.array_equal(classes, ref["classes"]):
+        return False
+    if tolerance is None:
+        return bool(np.array_equal(logits, ref["logits"]))
+    if logits.size == 0:
+        return True
+    scale = 1.0 + float(np.abs(ref["logits"]).max())
+    return bool(np.abs(logits - ref["logits"]).max() <= tolerance * scale)
 
 
 def keras_outputs(model, lowered, x, batch_size=256, progress=None):
@@ -75,7 +100,10 @@ class Agreement:
 def compare(model, lowered, x, ref=None, progress=None):
     """Run Keras and the reference on `x`; return (Agreement, reference result, keras logits/probs).
 
-    `progress`, if given, is a factory: progress(label) returns a callable(done, total)."""
+    `progress`, if given, is a factory: progress(label) returns a callable(done, total).
+    A graph (GraphModel) is compared by `compare_graph`."""
+    if hasattr(lowered, "graph"):
+        return compare_graph(model, lowered.graph, x, ref)
     bar = (lambda label: None) if progress is None else progress
     ref = reference.run(lowered, x, progress=bar("reference")) if ref is None else ref
     kbits, klogits, kprobs = keras_outputs(model, lowered, x, progress=bar("Keras    "))
@@ -90,3 +118,45 @@ def compare(model, lowered, x, ref=None, progress=None):
         err = np.abs(ref["logits"] - klogits)
         agreement.max_logit_error = float(err.max()) if err.size else 0.0
     return agreement, ref, (klogits if klogits is not None else kprobs)
+
+
+def compare_graph(model, graph, x, ref=None, batch_size=256):
+    """`compare` for a graph (keras_ebnn.graph): classes, logits (when Keras exposes them: no final
+    softmax) and, per bits tensor that is the sign of a Keras layer's output, the fraction of bits
+    that differ from Keras's signs (graph_reference.run, free-running). Returns (Agreement, reference
+    result, Keras logits or probabilities)."""
+    from . import graph_reference
+    tf = import_tf()
+    names = sorted({t.keras for t in graph.tensors.values() if t.dtype == "bits" and t.keras})
+    probe = tf.keras.Model(model.inputs, [model.get_layer(n).output for n in names] + [model.outputs[0]])
+    kv = {n: [] for n in names}
+    kout = []
+    for start in range(0, len(x), 2000):
+        outs = probe.predict(np.asarray(x[start:start + 2000], dtype=np.float32), batch_size=batch_size, verbose=0)
+        outs = outs if isinstance(outs, list) else [outs]
+        for n, v in zip(names, outs[:-1]):
+            kv[n].append(np.asarray(v) >= 0)
+        kout.append(np.asarray(outs[-1], dtype=np.float32))
+    kv = {n: np.concatenate(v) if v else None for n, v in kv.items()}
+    kout = np.concatenate(kout) if kout else np.zeros((0, graph.num_classes), np.float32)
+    diff = {}
+
+    def hook(t, v, start):
+        if t.dtype == "bits" and t.keras:
+            k = kv[t.keras][start:start + len(v)].reshape(v.shape)
+            d = diff.setdefault(t.name, [0, 0])
+            d[0] += int(np.sum(k != v))
+            d[1] += v.size
+        return v
+
+    ref = graph_reference.run(graph, x, hook=hook) if ref is None else ref
+    kcls = np.argmax(kout, axis=1)
+    flips = int(np.sum(kcls != ref["classes"]))
+    mism = [d / max(n, 1) for d, n in diff.values()]
+    total_bits = sum(n for _, n in diff.values())
+    agreement = Agreement(samples=len(x), class_agreement=1.0 - flips / max(len(x), 1), class_flips=flips,
+                          bit_mismatch=mism,
+                          bit_mismatch_total=(sum(d for d, _ in diff.values()) / total_bits) if total_bits else 0.0)
+    if not graph.softmax and len(x):
+        agreement.max_logit_error = float(np.abs(ref["logits"] - kout).max())
+    return agreement, ref, kout

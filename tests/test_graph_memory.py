@@ -2,7 +2,7 @@
 
 `run_in_arena` runs a graph op by op reading each input from, and writing each output to, its bytes
 in a single arena laid out as keras_ebnn.graph_memory.plan_memory says (bits packed in 32-bit words,
-ints as int8/16/32, floats as 4 bytes); kernel scratch is filled with garbage while its op runs. If
+ints as int32, floats as 4 bytes); kernel scratch is filled with garbage while its op runs. If
 the plan let a tensor be overwritten before its last reader, the logits would differ from
 keras_ebnn.graph_reference.run's: they must be identical, with and without in-place elementwise ops.
 """
@@ -11,12 +11,9 @@ import pytest
 
 from keras_ebnn import graph_reference
 from keras_ebnn.graph import lower_graph
-from keras_ebnn.graph_memory import check_plan, int_bytes, plan_memory, tensor_bytes, words
+from keras_ebnn.graph_memory import check_plan, plan_memory, tensor_bytes, words
 from graphgen import random_graph
 from published_models import PUBLISHED, build
-
-INT_TYPES = {1: np.int8, 2: np.int16, 4: np.int32}
-
 
 def _encode(t, v):
     if t.dtype == "bits":
@@ -25,7 +22,7 @@ def _encode(t, v):
         out[:packed.size] = packed
         return out
     if t.dtype == "int":
-        return np.frombuffer(np.asarray(v).astype(INT_TYPES[int_bytes(t.lo, t.hi)]).tobytes(), np.uint8)
+        return np.frombuffer(np.asarray(v).astype(np.int32).tobytes(), np.uint8)
     return np.frombuffer(np.asarray(v, dtype=np.float32).tobytes(), np.uint8)
 
 
@@ -33,7 +30,7 @@ def _decode(t, raw):
     if t.dtype == "bits":
         return np.unpackbits(raw, count=t.size, bitorder="little").astype(bool).reshape(t.shape)
     if t.dtype == "int":
-        return np.frombuffer(raw.tobytes(), INT_TYPES[int_bytes(t.lo, t.hi)]).astype(np.int64).reshape(t.shape)
+        return np.frombuffer(raw.tobytes(), np.int32).astype(np.int64).reshape(t.shape)
     return np.frombuffer(raw.tobytes(), np.float32).reshape(t.shape).copy()
 
 
@@ -75,6 +72,10 @@ def _check(graph, x):
         np.testing.assert_array_equal(got, ref)
         arenas.append(plan["arena_bytes"])
     assert arenas[1] <= arenas[0]
+    with_output = plan_memory(graph, output_in_arena=True)  # the C back end's plan: logits in the arena
+    check_plan(with_output)
+    assert with_output["tensors"][graph.output]["offset"] is not None
+    np.testing.assert_array_equal(run_in_arena(graph, with_output, x, np.random.default_rng(1)), ref)
     return arenas
 
 
