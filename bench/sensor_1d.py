@@ -47,7 +47,7 @@ def run_all(model, data, work, avr_on=True, m3_on=True):
     import keras_ebnn
     from bench.targets import avr, cortexm
     from keras_ebnn import host
-    x, y = data["x_test"], data["y_test"]
+    x = data["x_test"]
     out = {"classes": {}, "notes": []}
     out["classes"]["Keras"] = example.keras_classes(model, x)
     out["classes"]["NumPy graph reference"] = example.reference_classes(model, x)

@@ -9,14 +9,16 @@ the `aeon` package (aeon/datasets/data/JapaneseVowels/). Nine male speakers say 
 /ae/; each utterance is 7 to 29 frames of 12 LPC cepstrum coefficients (Kudo, Toyama and Shimbo,
 Pattern Recognition Letters 20, 1999); the task is to name the speaker. The archive's own split:
 270 training, 370 test utterances. `--dataset BasicMotions` (smart-watch accelerometer + gyroscope,
-6 channels x 100 steps, 4 activities, 40 + 40 cases) works the same way.
+6 channels x 100 steps, 4 activities, 40 + 40 cases) loads the same way, but its longer series need
+narrower blocks to fit the Uno: with the default widths the sketch needs 2,176 B of RAM (128 B too
+many, export refuses it); `--widths 16,32,32` needs 1,768 B (one untuned run: 38 of 40 test cases).
 
 Pipeline:
   1. keras_ebnn.uea.load: (N, L, C) float series, shorter ones padded by repeating their last frame.
   2. Quantize to uint8 per channel with the *training* split's min/max (keras_ebnn.uea.to_uint8), as
      a sensor front end with a fixed gain/offset per channel would deliver it; the model starts with
      Rescaling(1/255), so the exported C takes those raw bytes (JapaneseVowels: 29 x 12 = 348 bytes,
-     BasicMotions: 100 x 6 = 600 bytes -- small enough for the Uno's 2 KB of SRAM).
+     BasicMotions: 100 x 6 = 600 bytes; the Uno has 2 KB of SRAM for everything).
   3. A small Larq 1-D BNN (`build_model`): three QuantConv1D(kernel 3, 'same') blocks with binary
      weights (the first reads the uint8 input, the next two sign-binarized activations), max pooling
      after the second and third, BatchNormalization, then a binary dense layer to the classes. Every
