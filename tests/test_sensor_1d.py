@@ -1,11 +1,14 @@
 """Real sensor data end to end (examples/sensor_1d): the UEA .ts reader, and a 1-D BNN trained briefly
 on JapaneseVowels (the copy bundled in the optional `aeon` package), exported as C, whose classes
 on the whole 370-utterance test split equal Keras's -- on the host, and (marker `targets`) on a
-Cortex-M3 under QEMU and an ATmega328P under simavr.
+Cortex-M3 under QEMU and an ATmega328P under simavr, and the exported Arduino sketch (built with
+arduino-builder, run in simavr) prints the host C's classes for its embedded test cases.
 
 The reader tests run everywhere (they write their own .ts files); the dataset tests skip without
 aeon (`pip install --no-deps aeon`), the target tests without the cross tools and emulators.
 """
+import shutil
+import subprocess
 import sys
 
 import numpy as np
@@ -133,3 +136,38 @@ def test_atmega328p_equals_host(exported, tmp_path):
     assert r["images"] == len(classes) and np.array_equal(r["classes"], classes)
     assert r["flash_bytes"] <= avr.FLASH_BYTES
     assert r["sram_static_bytes"] + r["stack_high_water_bytes"] < avr.SRAM_BYTES
+
+
+@pytest.mark.targets
+@needs_aeon
+@pytest.mark.skipif(not (shutil.which("arduino-builder") and shutil.which("simavr")),
+                    reason="arduino-builder / simavr not installed")
+def test_arduino_sketch_prints_the_host_classes(exported, tmp_path):
+    """The Uno library of examples/sensor_1d (board budget checked by export) built with
+    arduino-builder and run in simavr: its sketch classifies the first test cases of the
+    class-interleaved order (one per speaker) like the host C does."""
+    import re
+
+    import keras_ebnn
+    from test_targets import ARDUINO
+    model, data, _, classes, _, _ = exported
+    order = example.class_interleaved(data["y_test"])
+    x, y = data["x_test"][order], data["y_test"][order]
+    lib = tmp_path / "libraries" / NAME
+    keras_ebnn.export(model, lib, name=NAME, target="arduino", verify_inputs=x, verify_labels=y, board="uno")
+    sketch = tmp_path / "sketch" / NAME
+    sketch.mkdir(parents=True)
+    shutil.copy(lib / "examples" / NAME / f"{NAME}.ino", sketch)
+    build = tmp_path / "build"
+    build.mkdir()
+    proc = subprocess.run([ARDUINO[0], "-compile", *ARDUINO[1:], "-libraries", str(tmp_path / "libraries"),
+                           "-build-path", str(build), str(sketch / f"{NAME}.ino")],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    sim = subprocess.run(["simavr", "-m", "atmega328p", "-f", "16000000", str(build / f"{NAME}.ino.elf")],
+                         capture_output=True, text=True, timeout=600)
+    text = sim.stdout + sim.stderr
+    printed = [(int(i), int(c), int(lab)) for i, c, lab in re.findall(r"image (\d+): class (\d+) label (\d+)", text)]
+    assert "done" in text and len(printed) == 8, text[-2000:]
+    assert sorted({lab for _, _, lab in printed}) == list(range(8))  # one case of each of 8 speakers
+    assert [c for _, c, _ in printed] == classes[order[:8]].tolist()
