@@ -23,6 +23,10 @@ Pipeline:
      weights (the first reads the uint8 input, the next two sign-binarized activations), max pooling
      after the second and third, BatchNormalization, then a binary dense layer to the classes. Every
      block is one eBNN fused block (conv -> pool -> BN -> sign becomes integer thresholds).
+     `--head float` ends instead in GlobalAveragePooling1D + a full-precision Dense layer, the
+     classifier most published Larq time-series models use: the last conv block then has no sign
+     after it, so the graph runs it as separate ops (binary accumulators, max pool, batch norm,
+     average, dense) on int32 / float32 tensors -- more RAM than the Uno has (see bench/sensor_1d.py).
   4. Train (keras_ebnn.training.train: Adam, cosine learning-rate decay, batch 32) on the training
      split, re-estimate the batch-norm statistics exactly on it, and report test accuracy of Keras
      and of the NumPy graph reference executor (keras_ebnn.graph_reference), which must agree.
@@ -46,8 +50,9 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # run from a source checkout without installing keras_ebnn
     sys.path.insert(0, str(ROOT))
 
-DEFAULTS = dict(dataset="JapaneseVowels", widths=(32, 64, 64), epochs=80, batch_size=32, lr=3e-3,
-                final_lr=1e-5, seed=0)
+DEFAULTS = dict(dataset="JapaneseVowels", widths=(32, 64, 64), head="binary", epochs=80, batch_size=32,
+                lr=3e-3, final_lr=1e-5, seed=0)
+HEADS = ("binary", "float")
 
 
 def load_data(dataset=DEFAULTS["dataset"]):
@@ -61,10 +66,14 @@ def load_data(dataset=DEFAULTS["dataset"]):
             "y_test": yte, "lo": lo, "hi": hi, "num_classes": int(max(ytr.max(), yte.max()) + 1)}
 
 
-def build_model(input_shape, num_classes, widths=DEFAULTS["widths"]):
+def build_model(input_shape, num_classes, widths=DEFAULTS["widths"], head=DEFAULTS["head"]):
     """The 1-D BNN of the module docstring: uint8 (L, C) input, one binary conv block per width
-    (max pooling 2 after every block but the first), a binary dense layer + BatchNormalization to
-    `num_classes` logits, softmax."""
+    (max pooling 2 after every block but the first), then head "binary": Flatten, a binary dense
+    layer + BatchNormalization to `num_classes` logits; or head "float" (the classifier most Larq
+    time-series models use): GlobalAveragePooling1D over the last block's batch-normalized outputs
+    and a full-precision Dense layer. Softmax."""
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {HEADS}, got {head!r}")
     from keras_ebnn import import_larq
     tf, lq = import_larq()
     L = tf.keras.layers
@@ -76,19 +85,24 @@ def build_model(input_shape, num_classes, widths=DEFAULTS["widths"]):
         if i > 0:
             layers.append(L.MaxPooling1D(2))
         layers.append(L.BatchNormalization(momentum=0.9))
-    layers += [L.Flatten(), lq.layers.QuantDense(num_classes, input_quantizer="ste_sign", **binary),
-               L.BatchNormalization(momentum=0.9), L.Activation("softmax")]
+    if head == "binary":
+        layers += [L.Flatten(), lq.layers.QuantDense(num_classes, input_quantizer="ste_sign", **binary),
+                   L.BatchNormalization(momentum=0.9)]
+    else:
+        layers += [L.GlobalAveragePooling1D(), L.Dense(num_classes)]
+    layers.append(L.Activation("softmax"))
     return tf.keras.Sequential(layers, name="sensor_1d")
 
 
-def train_model(data, widths=DEFAULTS["widths"], epochs=DEFAULTS["epochs"], batch_size=DEFAULTS["batch_size"],
-                lr=DEFAULTS["lr"], final_lr=DEFAULTS["final_lr"], seed=DEFAULTS["seed"], verbose=0):
+def train_model(data, widths=DEFAULTS["widths"], head=DEFAULTS["head"], epochs=DEFAULTS["epochs"],
+                batch_size=DEFAULTS["batch_size"], lr=DEFAULTS["lr"], final_lr=DEFAULTS["final_lr"],
+                seed=DEFAULTS["seed"], verbose=0):
     """Build and train the model on data["x_train"] (seeded), then re-estimate its batch-norm
     statistics on the same split. Returns the Keras model."""
     from keras_ebnn import import_larq, training
     tf, _ = import_larq()
     tf.keras.utils.set_random_seed(seed)
-    model = build_model(data["x_train"].shape[1:], data["num_classes"], widths)
+    model = build_model(data["x_train"].shape[1:], data["num_classes"], widths, head)
     training.train(model, data["x_train"], data["y_train"], epochs=epochs, batch_size=batch_size, lr=lr,
                    final_lr=final_lr, seed=seed, verbose=verbose)
     training.reestimate_batchnorm(model, data["x_train"])
@@ -126,6 +140,8 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
     ap.add_argument("--widths", default=",".join(map(str, DEFAULTS["widths"])),
                     help="filters of the QuantConv1D blocks, comma-separated")
+    ap.add_argument("--head", default=DEFAULTS["head"], choices=HEADS,
+                    help="binary dense classifier (default) or global average pooling + float Dense")
     ap.add_argument("--seed", type=int, default=DEFAULTS["seed"])
     ap.add_argument("--name", default="sensor_1d", help="C prefix of the exported model")
     ap.add_argument("--board", default="uno", help="board the Arduino sketch must fit (keras_ebnn.boards)")
@@ -145,8 +161,8 @@ def main(argv=None):
     print(f"{args.dataset}: train {data['x_train'].shape}, test {data['x_test'].shape} (uint8), "
           f"{data['num_classes']} classes")
     t0 = time.time()
-    model = train_model(data, widths=tuple(int(w) for w in args.widths.split(",")), epochs=args.epochs,
-                        seed=args.seed)
+    model = train_model(data, widths=tuple(int(w) for w in args.widths.split(",")), head=args.head,
+                        epochs=args.epochs, seed=args.seed)
     print(f"trained {args.epochs} epochs in {time.time() - t0:.0f} s")
     model.save(out / f"{args.name}.keras")
     (out / "quantization.json").write_text(json.dumps(
