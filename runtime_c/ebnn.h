@@ -7,6 +7,13 @@
  * float-input kernel and the final logits. The exact semantics are keras_ebnn/blocks.py; the NumPy
  * reference executor keras_ebnn/reference.py is matched bit for bit. See README.md in this folder.
  *
+ * Graph ops (keras_ebnn/graph.py; NumPy definition keras_ebnn/graph_reference.py): unfused kernels over
+ * typed tensors -- bits (the layout below), int (int32_t, always) and float32 (float) -- for the parts
+ * of a model that are not fused blocks: binary accumulators, full-precision conv / depthwise / dense,
+ * pooling, to_float, affine, activations, add, sign / threshold, concat, argmax. Bits and ints match
+ * the reference exactly; float ops do the reference's float32 operations in its order (products
+ * never fused into an FMA), so they match bit for bit too, except tanh / sigmoid (libm tolerance).
+ *
  * Bit layout (activations and weights)
  *   A bitstream packed into uint32_t words: bit i is in word i >> 5 at position i & 31 (LSB first);
  *   bit 1 means +1, bit 0 means -1. A feature map (H, W, C) is stored in HWC order: bit
@@ -116,6 +123,14 @@ extern "C" {
 #endif
 #endif
 
+/* EBNN_ACT_LIBM=1 (default): ebnn_activation_f32 computes tanh and sigmoid with the C library's tanhf
+ * and expf (link with -lm on hosts; avr-gcc and Arduino link libm anyway). 0: those two functions are
+ * not compiled (they return EBNN_ERROR_UNSUPPORTED), so a model without them links no libm: a
+ * generated NAME.c defines it 0 before including ebnn_elementwise.inc unless its model uses them. */
+#ifndef EBNN_ACT_LIBM
+#define EBNN_ACT_LIBM 1
+#endif
+
 /* +infinity as a constant expression, without depending on <math.h> (Zephyr's minimal libc lacks
  * INFINITY): float thresholds of constant channels and the float max-pool start value. */
 #if defined(__GNUC__) || defined(__clang__)
@@ -168,6 +183,25 @@ typedef struct {
     float sign_threshold_f;       /* EBNN_INPUT_SIGN_FLOAT */
 } ebnn_conv_params_t;
 
+/* Window geometry of the graph ops' conv, depthwise and pooling kernels (22 bytes; may live in
+ * flash). A 1-D (L, C) tensor is H = 1, W = L. Tap (ky, kx) of output (oy, ox) reads input
+ * y = oy * sh - pad_t + ky, x = ox * sw - pad_l + kx; it is in bounds when 0 <= y < in_h and
+ * 0 <= x < in_w. Global pooling: kh = in_h, kw = in_w, out 1x1, no padding. */
+typedef struct {
+    uint16_t in_h, in_w, in_c; /* input (H, W, C) */
+    uint16_t kh, kw, sh, sw;   /* window (kernel or pool) and strides */
+    uint16_t pad_t, pad_l;     /* leading padding */
+    uint16_t out_h, out_w;     /* output positions */
+} ebnn_window_t;
+
+/* ebnn_activation_f32's functions (keras_ebnn/graph.py, op "activation"). */
+#define EBNN_ACT_RELU 0       /* max(x, 0) */
+#define EBNN_ACT_RELU6 1      /* min(max(x, 0), 6) */
+#define EBNN_ACT_HARD_TANH 2  /* min(max(x, -1), 1) */
+#define EBNN_ACT_LEAKY_RELU 3 /* x >= 0 ? x : x * alpha */
+#define EBNN_ACT_TANH 4       /* tanhf(x) */
+#define EBNN_ACT_SIGMOID 5    /* 1 / (1 + expf(-x)) */
+
 /* ---- kernels ---------------------------------------------------------------------------------- */
 /* One file per op (runtime_c/README.md). A generated NAME.c defines EBNN_PRIVATE and includes the
  * kernel files its model uses, so their definitions are static to it (and precede their use): the
@@ -206,6 +240,80 @@ int ebnn_binary_dense16(uint32_t n_in, uint32_t n_out, const uint32_t *input, co
  * (same bits) and n_in must be below 2^24. */
 int ebnn_output_dense(uint32_t n_in, uint32_t n_out, const uint32_t *input, const uint32_t *weights,
                       const float *scale, const float *offset, float *logits);
+
+/* ---- graph ops (runtime_c/README.md, "Graph ops") -----------------------------------------------
+ * Tensors live in RAM; `g`, weights, thresholds, flip masks, divisors, a / b are constants (may live
+ * in flash). Shapes are channels last, row-major; bits as above, ints int32_t. Every kernel returns
+ * EBNN_OK, or EBNN_ERROR_ARGUMENT (a NULL pointer or an invalid argument; the output is then not
+ * written). Outputs must not overlap inputs, except that the elementwise float kernels (affine,
+ * activation, add, i32_to_f32) may write in place (out == in). */
+
+/* Full-precision conv: out (OH, OW, out_c) float; w (KH, KW, C, out_c); padded taps read pad_value.
+ * Per output: acc = 0.0f; for (ky, kx, c) in row-major order acc = acc + v * w (each op rounded). */
+int ebnn_conv_f32(const ebnn_window_t *g, const float *in, const float *w, uint16_t out_c, float pad_value,
+                  float *out);
+/* Full-precision depthwise conv: out (OH, OW, C * mult), channel c * mult + m; w (KH, KW, C, mult). */
+int ebnn_depthwise_f32(const ebnn_window_t *g, const float *in, const float *w, uint16_t mult, float pad_value,
+                       float *out);
+/* Full-precision dense over the last axis: in (rows, n_in), w (n_in, n_out), out (rows, n_out);
+ * acc = 0.0f; for n: acc = acc + in[r][n] * w[n][o]. */
+int ebnn_dense_f32(uint32_t rows, uint32_t n_in, uint32_t n_out, const float *in, const float *w, float *out);
+
+/* Binary accumulators (bits in, int32 out): the sum of the +-1 products of the in-bounds taps; an
+ * out-of-bounds tap adds 0 (pad_value 0) or its weight (pad_value 1: it reads +1). bconv weights:
+ * filter o's kh*kw*in_c bits in (ky, kx, c) order from word o * EBNN_WORDS(kh*kw*in_c); out
+ * (OH, OW, out_c). */
+int ebnn_bconv_acc(const ebnn_window_t *g, const uint32_t *in, const uint32_t *w, uint16_t out_c, uint8_t pad_value,
+                   int32_t *out);
+/* rows x n_in bits (rows not word-aligned) against rows o of n_in bits from word o * EBNN_WORDS(n_in):
+ * out[r * n_out + o] = sum_n (a[r][n] == w[o][n] ? 1 : -1). */
+int ebnn_bdense_acc(uint32_t rows, uint32_t n_in, uint32_t n_out, const uint32_t *in, const uint32_t *w,
+                    int32_t *out);
+/* Depthwise: output channel j = c * mult + m, its kh*kw bits (ky, kx order) from word j * EBNN_WORDS(kh*kw);
+ * out (OH, OW, in_c * mult). */
+int ebnn_bdepthwise_acc(const ebnn_window_t *g, const uint32_t *in, const uint32_t *w, uint16_t mult,
+                        uint8_t pad_value, int32_t *out);
+
+/* Pooling over each window's in-bounds taps (row-major order), (OH, OW, C) out. A window without an
+ * in-bounds tap is EBNN_ERROR_ARGUMENT. bits: max = OR; sum of bits = sum of +-1; avg float:
+ * s = 0.0f; s = s + x; out = s / (float)count. */
+int ebnn_max_pool_bits(const ebnn_window_t *g, const uint32_t *in, uint32_t *out);
+int ebnn_max_pool_i32(const ebnn_window_t *g, const int32_t *in, int32_t *out);
+int ebnn_max_pool_f32(const ebnn_window_t *g, const float *in, float *out);
+int ebnn_sum_pool_bits(const ebnn_window_t *g, const uint32_t *in, int32_t *out);
+int ebnn_sum_pool_i32(const ebnn_window_t *g, const int32_t *in, int32_t *out);
+int ebnn_avg_pool_f32(const ebnn_window_t *g, const float *in, float *out);
+
+/* Elementwise (n elements; `channels` = the last axis, n a multiple of it). */
+int ebnn_bits_to_f32(uint32_t n, const uint32_t *in, float *out); /* +1.0f / -1.0f */
+/* divisor NULL: (float)v; else (float)v / (float)divisor[k], k = 0 (n_divisor 1) or the position
+ * i / channels (n_divisor = n / channels). */
+int ebnn_i32_to_f32(uint32_t n, uint32_t channels, const int32_t *in, const int32_t *divisor, uint32_t n_divisor,
+                    float *out);
+/* out = (x * a[c]) + b[c] (two rounded ops); n_ab = 1 (one a, b for all) or channels. */
+int ebnn_affine_f32(uint32_t n, uint32_t channels, const float *in, const float *a, const float *b, uint32_t n_ab,
+                    float *out);
+/* fn: EBNN_ACT_*; alpha: leaky relu's slope. EBNN_ERROR_UNSUPPORTED for tanh / sigmoid when compiled
+ * with EBNN_ACT_LIBM=0. */
+int ebnn_activation_f32(uint32_t n, uint8_t fn, float alpha, const float *in, float *out);
+int ebnn_add_f32(uint32_t n, const float *a, const float *b, float *out);
+/* bit = x >= 0 */
+int ebnn_sign_f32(uint32_t n, const float *in, uint32_t *out);
+int ebnn_sign_i32(uint32_t n, const int32_t *in, uint32_t *out);
+/* bit = flip bit c ? (-x >= t[c]) : (x >= t[c]); flip: bitmask over the channels (bit c of word c >> 5). */
+int ebnn_threshold_f32(uint32_t n, uint32_t channels, const float *in, const float *t, const uint32_t *flip,
+                       uint32_t *out);
+int ebnn_threshold_i32(uint32_t n, uint32_t channels, const int32_t *in, const int32_t *t, const uint32_t *flip,
+                       uint32_t *out);
+/* Concatenation along the channels: input k is (positions, channels[k]); inputs and channels are RAM
+ * arrays; out (positions, sum of channels) must not overlap an input. */
+int ebnn_concat_bits(uint32_t positions, uint32_t n_inputs, const uint32_t *const *inputs, const uint16_t *channels,
+                     uint32_t *out);
+int ebnn_concat_f32(uint32_t positions, uint32_t n_inputs, const float *const *inputs, const uint16_t *channels,
+                    float *out);
+/* Index of the first maximum of x[0 .. n-1] (a NaN counts as the maximum, as numpy.argmax), or
+ * EBNN_ERROR_ARGUMENT (x NULL or n 0). */
+int ebnn_argmax_f32(uint32_t n, const float *x);
 
 /* Helpers, exposed for the unit tests. */
 uint32_t ebnn_popcount32(uint32_t x);

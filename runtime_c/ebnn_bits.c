@@ -146,6 +146,18 @@ EBNN_INTERNAL void ebnn_bw_put(ebnn_bit_writer_t *bw, uint32_t bits, uint_fast8_
     bw->fill = fill;
 }
 
+/* n bits (1..32) of a RAM bit stream from bit `bit`, LSB first; never reads past the word holding the
+ * last of them (the graph ops' bit readers). */
+EBNN_INTERNAL uint32_t ebnn_read_bits(const uint32_t *p, uint32_t bit, uint_fast8_t n)
+{
+    const uint32_t *q = p + (bit >> 5);
+    uint_fast8_t s = (uint_fast8_t)(bit & 31u);
+    uint32_t v = q[0] >> s;
+    if (s + n > 32u)
+        v |= q[1] << (32u - s);
+    return v & LOW_BITS(n);
+}
+
 EBNN_INTERNAL void ebnn_bw_flush(ebnn_bit_writer_t *bw)
 {
     if (bw->fill != 0u)

@@ -123,6 +123,7 @@ int ebnn_float_is_nan(float f);
 void ebnn_bw_init(ebnn_bit_writer_t *bw, uint32_t *out);
 void ebnn_bw_put(ebnn_bit_writer_t *bw, uint32_t bits, uint_fast8_t n);
 void ebnn_bw_flush(ebnn_bit_writer_t *bw);
+uint32_t ebnn_read_bits(const uint32_t *p, uint32_t bit, uint_fast8_t n);
 /* windows, thresholds, flip bits */
 void ebnn_clip_window(int32_t start, uint_fast16_t k, uint_fast16_t size, uint_fast16_t *lo, uint_fast16_t *hi);
 int32_t ebnn_read_threshold(const void *t, uint32_t o, uint_fast8_t is16);

@@ -11,7 +11,8 @@ from keras_ebnn.exporters.c import export_c, memory_plan
 from modelgen import random_model
 
 RUNTIME = ROOT / "runtime_c"
-# the runtime's C files (one per op, target variants in avr/), built as ordinary translation units
+# the runtime's C files (one per op, target variants in avr/), built as ordinary translation units (-lm:
+# ebnn_activation_f32 calls tanhf / expf)
 KERNELS = [str(p) for p in sorted(RUNTIME.rglob("*.c"))]
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"]
@@ -32,7 +33,7 @@ def test_kernel_unit_tests(test, variant, tmp_path):
     cc = host.find_cc()
     exe = tmp_path / test
     _run([cc, *STRICT, "-O1", *SANITIZE, f"-DEBNN_POPCOUNT={VARIANTS[variant]}", f"-I{RUNTIME}",
-          str(ROOT / "tests" / "c" / f"{test}.c"), *KERNELS, "-o", str(exe)])
+          str(ROOT / "tests" / "c" / f"{test}.c"), *KERNELS, "-o", str(exe), "-lm"])
     out = _run([str(exe)])
     assert out.strip().endswith(" 0 failed"), out
     passed = int(out.strip().split(": ")[-1].split(" passed")[0])
@@ -46,7 +47,7 @@ def test_logits_bit_exact(int_logits, tmp_path):
     Arm/RISC-V builds use by default (EBNN_INT_LOGITS=1)."""
     exe = tmp_path / "test_logits"
     _run([host.find_cc(), *STRICT, "-O1", *SANITIZE, f"-DEBNN_INT_LOGITS={int_logits}", f"-I{RUNTIME}",
-          str(ROOT / "tests" / "c" / "test_logits.c"), *KERNELS, "-o", str(exe)])
+          str(ROOT / "tests" / "c" / "test_logits.c"), *KERNELS, "-o", str(exe), "-lm"])
     out = _run([str(exe)])
     assert out.strip().endswith(" 0 failed"), out
     assert int(out.strip().split(": ")[-1].split(" passed")[0]) > 100000, out
@@ -57,7 +58,7 @@ def test_input_conv_low_stack_path(chunk, tmp_path):
     """The AVR default (EBNN_LOW_STACK: tap by tap, no tables) checked on the host, with every chunk size."""
     exe = tmp_path / "low_stack"
     _run([host.find_cc(), *STRICT, "-O1", *SANITIZE, "-DEBNN_LOW_STACK=1", f"-DEBNN_CHUNK={chunk}", f"-I{RUNTIME}",
-          str(ROOT / "tests" / "c" / "test_input_conv.c"), *KERNELS, "-o", str(exe)])
+          str(ROOT / "tests" / "c" / "test_input_conv.c"), *KERNELS, "-o", str(exe), "-lm"])
     out = _run([str(exe)])
     assert out.strip().endswith(" 0 failed"), out
 
@@ -69,7 +70,7 @@ def test_byte_kernels_on_host(test, popcount, tmp_path):
     two windows per weight byte) built and checked on the host against the naive loops."""
     exe = tmp_path / test
     _run([host.find_cc(), *STRICT, "-O1", *SANITIZE, "-DEBNN_BYTE_KERNELS=1", f"-DEBNN_POPCOUNT={VARIANTS[popcount]}",
-          f"-I{RUNTIME}", str(ROOT / "tests" / "c" / f"{test}.c"), *KERNELS, "-o", str(exe)])
+          f"-I{RUNTIME}", str(ROOT / "tests" / "c" / f"{test}.c"), *KERNELS, "-o", str(exe), "-lm"])
     out = _run([str(exe)])
     assert out.strip().endswith(" 0 failed"), out
     assert int(out.strip().split(": ")[-1].split(" passed")[0]) > 5000, out
@@ -91,7 +92,7 @@ def test_input_conv_zero_window_shortcut(build, tmp_path):
     are not 0, or in sign mode): fails if the shortcut is removed or taken wrongly."""
     exe = tmp_path / "test_input_conv_zero"
     _run([host.find_cc(), *STRICT, "-O1", *SANITIZE, "-DEBNN_TEST_COUNTERS", *ZERO_WINDOW_BUILDS[build],
-          f"-I{RUNTIME}", str(ROOT / "tests" / "c" / "test_input_conv_zero.c"), *KERNELS,
+          f"-I{RUNTIME}", str(ROOT / "tests" / "c" / "test_input_conv_zero.c"), *KERNELS, "-lm",
           "-o", str(exe)])
     out = _run([str(exe)])
     assert out.strip().endswith(" 0 failed"), out

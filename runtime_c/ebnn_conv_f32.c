@@ -1,0 +1,87 @@
+/* ebnn_conv_f32.c - graph ops: full-precision convolution and depthwise convolution (float32).
+ *
+ * Semantics: keras_ebnn/graph.py (ops "conv", "depthwise"), defined by keras_ebnn/graph_reference.py.
+ * Each output is acc = 0.0f; acc = acc + v * w over the taps in row-major (ky, kx, c) order, the
+ * product and the sum each rounded to float32 (never one fused multiply-add: the product goes through
+ * a volatile float, which also survives -ffp-contract=fast on FPU cores). Taps outside the input read
+ * pad_value and are summed like the others, as the reference does. Self-contained (no ebnn_bits.c). */
+
+#include "ebnn_internal.h"
+
+/* Both kernels keep the accumulators of one output position in `out` (they are that position's
+ * outputs) and stream the weights in storage order: for each tap, the tap's value v is read once and
+ * added, times its weights, to every accumulator it feeds. Each accumulator still sums its own taps in
+ * row-major order, so the result is the reference's. */
+
+/* The value of channel c at input (y, x), or pad_value outside the input. */
+static float conv_f32_tap(const ebnn_window_t *g, const float *in, int32_t y, int32_t x, uint32_t c, float pad_value)
+{
+    if (y < 0 || y >= (int32_t)g->in_h || x < 0 || x >= (int32_t)g->in_w)
+        return pad_value;
+    return in[((uint32_t)y * g->in_w + (uint32_t)x) * g->in_c + c];
+}
+
+EBNN_API int ebnn_conv_f32(const ebnn_window_t *gp, const float *in, const float *w, uint16_t out_c, float pad_value,
+                           float *out)
+{
+    ebnn_window_t g;
+    uint32_t oy, ox, ky, kx, c, o;
+    if (gp == NULL || in == NULL || w == NULL || out == NULL)
+        return EBNN_ERROR_ARGUMENT;
+    EBNN_COPY_CONST(&g, gp, sizeof(g));
+    for (oy = 0; oy < g.out_h; oy++) {
+        for (ox = 0; ox < g.out_w; ox++) {
+            float *acc = out + ((uint32_t)oy * g.out_w + ox) * out_c;
+            const float *wp = w; /* weights (KH, KW, C, O): consumed in storage order */
+            for (o = 0; o < out_c; o++)
+                acc[o] = 0.0f;
+            for (ky = 0; ky < g.kh; ky++) {
+                int32_t y = (int32_t)(oy * g.sh + ky) - (int32_t)g.pad_t;
+                for (kx = 0; kx < g.kw; kx++) {
+                    int32_t x = (int32_t)(ox * g.sw + kx) - (int32_t)g.pad_l;
+                    for (c = 0; c < g.in_c; c++) {
+                        float v = conv_f32_tap(&g, in, y, x, c, pad_value);
+                        for (o = 0; o < out_c; o++, wp++) {
+                            volatile float product = v * EBNN_READ_F32(wp);
+                            acc[o] = acc[o] + product;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return EBNN_OK;
+}
+
+EBNN_API int ebnn_depthwise_f32(const ebnn_window_t *gp, const float *in, const float *w, uint16_t mult,
+                                float pad_value, float *out)
+{
+    ebnn_window_t g;
+    uint32_t oy, ox, ky, kx, c, m, n_out;
+    if (gp == NULL || in == NULL || w == NULL || out == NULL)
+        return EBNN_ERROR_ARGUMENT;
+    EBNN_COPY_CONST(&g, gp, sizeof(g));
+    n_out = (uint32_t)g.in_c * mult; /* output channel c * mult + m */
+    for (oy = 0; oy < g.out_h; oy++) {
+        for (ox = 0; ox < g.out_w; ox++) {
+            float *acc = out + ((uint32_t)oy * g.out_w + ox) * n_out;
+            const float *wp = w; /* weights (KH, KW, C, M): consumed in storage order */
+            for (c = 0; c < n_out; c++)
+                acc[c] = 0.0f;
+            for (ky = 0; ky < g.kh; ky++) {
+                int32_t y = (int32_t)(oy * g.sh + ky) - (int32_t)g.pad_t;
+                for (kx = 0; kx < g.kw; kx++) {
+                    int32_t x = (int32_t)(ox * g.sw + kx) - (int32_t)g.pad_l;
+                    for (c = 0; c < g.in_c; c++) {
+                        float v = conv_f32_tap(&g, in, y, x, c, pad_value);
+                        for (m = 0; m < mult; m++, wp++) {
+                            volatile float product = v * EBNN_READ_F32(wp);
+                            acc[c * mult + m] = acc[c * mult + m] + product;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return EBNN_OK;
+}
