@@ -7,6 +7,7 @@ arduino-builder, run in simavr) prints the host C's classes for its embedded tes
 The reader tests run everywhere (they write their own .ts files); the dataset tests skip without
 aeon (`pip install --no-deps aeon`), the target tests without the cross tools and emulators.
 """
+import os
 import shutil
 import subprocess
 import sys
@@ -140,8 +141,9 @@ def test_atmega328p_equals_host(exported, tmp_path):
 
 @pytest.mark.targets
 @needs_aeon
-@pytest.mark.skipif(not (shutil.which("arduino-builder") and shutil.which("simavr")),
-                    reason="arduino-builder / simavr not installed")
+@pytest.mark.skipif(not (shutil.which("arduino-builder") and shutil.which("simavr")
+                         and os.path.isdir("/usr/share/arduino/hardware")),
+                    reason="arduino-builder / arduino-core-avr / simavr not installed")
 def test_arduino_sketch_prints_the_host_classes(exported, tmp_path):
     """The Uno library of examples/sensor_1d (board budget checked by export) built with
     arduino-builder and run in simavr: its sketch classifies the first test cases of the
