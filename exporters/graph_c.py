@@ -562,6 +562,12 @@ extern void (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits);
         src += [f"/* op(s) {', '.join(map(str, fallback))}: accumulators beyond the byte kernels' int16: their "
                 "binary conv runs the generic code */", "#ifndef EBNN_BINARY_CONV_FALLBACK",
                 "#define EBNN_BINARY_CONV_FALLBACK 1", "#endif"]
+    if "ebnn_elementwise.c" in sources:
+        if uses_libm(graph):
+            src += ["/* tanh / sigmoid: ebnn_activation_f32 calls tanhf / expf (link with -lm on hosts) */"]
+        else:
+            src += ["/* no tanh / sigmoid: the activation kernel references no libm function (no -lm needed) */",
+                    "#ifndef EBNN_ACT_LIBM", "#define EBNN_ACT_LIBM 0", "#endif"]
     src += ['#include "ebnn.h"']
     checks = _limit_checks(model, graph, name)
     if not byte_kernels:
