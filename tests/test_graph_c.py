@@ -242,3 +242,22 @@ def test_widened_uint8_input(tmp_path):
     classes, logits, dumps = run_program(exe, {"wide": (gm, xs)}, tmp_path)["wide"]
     check_against_reference(gm, xs, classes, logits, dumps)
     check_against_keras(model, gm, xs, logits, classes)
+
+
+def test_summary_and_report_describe_graphs(tmp_path):
+    """keras_ebnn.summary() of a model that is not a chain: one row per op with its output tensor's
+    type, shape, bytes and arena offset, the peak; the export's NAME.h / NAME.c use the planned arena."""
+    from keras_ebnn import summary
+    from keras_ebnn.exporters.c import memory_plan
+    from published_models import build
+    model, _ = build("birealnet", n=1)
+    text = summary(model, print_fn=None)
+    gm = GraphModel(lower_graph(model, "bireal"))
+    plan = memory_plan(gm)
+    rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert len(rows) == len(gm.graph.ops) == len(plan["ops"])
+    assert {"bits", "int", "float32"} <= {r.split(" | ")[4] for r in rows}
+    assert f"peak **{plan['peak_bytes']:,}**" in text and "Stack bound: unknown" in text
+    export_c(gm, tmp_path / "out", "bireal")
+    assert f"#define bireal_SCRATCH_SIZE {plan['arena_bytes']}u" in (tmp_path / "out" / "bireal.h").read_text()
+    assert f"static uint32_t bireal_arena[{plan['arena_bytes'] // 4}];" in (tmp_path / "out" / "bireal.c").read_text()

@@ -79,6 +79,8 @@ def test_graph_on_cortex_m(cpu, sensor, tmp_path):
     np.testing.assert_array_equal(r["logits"], logits)
     plan = memory_plan(gm)
     assert r["symbols"]["sensor_arena"] == plan["arena_bytes"]
+    # the report's flash figure is the constant data the object really holds
+    assert sum(v for k, v in r["symbols"].items() if k.startswith("sensor_op")) == plan["totals"]["flash_data_bytes"]
     print(f"\n{cpu}: {r['instructions_per_inference']:,.0f} instructions/inference; runtime+predict code "
           f"{r['code_bytes']} B (estimate {plan['totals']['code_bytes_estimate']} B), arena {plan['arena_bytes']} B")
     if cpu == "cortex-m3":
@@ -94,6 +96,7 @@ def test_graph_on_atmega328p(sensor, tmp_path):
     np.testing.assert_allclose(r["logits"], logits, rtol=1e-5, atol=1e-5)
     plan = memory_plan(gm, target="avr")
     assert r["symbols"]["sensor_arena"] == plan["arena_bytes"]
+    assert sum(v for k, v in r["symbols"].items() if k.startswith("sensor_op")) == plan["totals"]["flash_data_bytes"]
     sram = r["sram_static_bytes"] + r["stack_high_water_bytes"]
     assert sram < avr.SRAM_BYTES
     print(f"\natmega328p: {r['ms_per_inference_16mhz']:.1f} ms at 16 MHz; stack high-water "
