@@ -189,10 +189,8 @@ def test_random_graphs_compiled_c(group, tmp_path):
           f"values identical to the reference, worst C-vs-Keras logit error {worst:.2e}")
 
 
-def test_tanh_sigmoid_within_tolerance(tmp_path):
-    """Unfused tanh / sigmoid (C library tanhf / expf): logits within C_LOGIT_TOL of the reference,
-    classes identical; and the export() verification accepts it and says so."""
-    from keras_ebnn import export
+def tanh_sigmoid_model():
+    """(model, inputs): float conv / dense layers with unfused tanh and sigmoid around a binary dense."""
     tf, lq = import_larq()
     L = tf.keras.layers
     inp = tf.keras.Input((10, 3))
@@ -206,6 +204,14 @@ def test_tanh_sigmoid_within_tolerance(tmp_path):
     rng = np.random.default_rng(3)
     xs = rng.normal(0, 1, (64, 10, 3)).astype(np.float32)
     calibrate(model, xs, rng)
+    return model, xs
+
+
+def test_tanh_sigmoid_within_tolerance(tmp_path):
+    """Unfused tanh / sigmoid (C library tanhf / expf): logits within C_LOGIT_TOL of the reference,
+    classes identical; and the export() verification accepts it and says so."""
+    from keras_ebnn import export
+    model, xs = tanh_sigmoid_model()
     res = export(model, tmp_path / "out", name="tanhnet", verify_inputs=xs)
     assert res.lowered.kind == "graph" and uses_libm(res.lowered.graph)
     assert res.c_checked and res.c_matches_reference and res.c_logit_tolerance == C_LOGIT_TOL

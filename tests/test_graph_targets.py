@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from keras_ebnn import graph_reference, host, import_larq
+from keras_ebnn import graph_reference, host, import_larq, stackcheck
 from keras_ebnn.exporters.c import export_c, memory_plan
 from keras_ebnn.exporters.graph_c import GraphModel
 from keras_ebnn.graph import lower_graph
@@ -114,3 +114,18 @@ def test_graph_c_compiles_warning_free_for_mcus(sensor, tmp_path):
                        ("arm-none-eabi-gcc", ["-mcpu=cortex-m0plus", "-mthumb", "-O2"])):
         proc = subprocess.run([cc, *target, *flags, "-o", str(tmp_path / "sensor.o")], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.skipif(not stackcheck.available("cortex-m0plus"), reason="arm-none-eabi-gcc not installed")
+def test_stackcheck_measures_graph_exports(sensor, tmp_path):
+    """keras_ebnn.stackcheck bounds graph exports (the report has no stack figure for the graph kernels:
+    this is how to measure one). larq_readme_mlp's predict at -O2 on Cortex-M0+ ends with a branch
+    before an elided literal pool, whose relocations once were taken for the branch's target."""
+    from published_models import build
+    _, out, _, _, _ = sensor
+    model, _ = build("larq_readme_mlp", n=1)
+    export_c(GraphModel(lower_graph(model, "mlp")), tmp_path / "mlp", "mlp")
+    for folder, name in ((out, "sensor"), (tmp_path / "mlp", "mlp")):
+        chain = stackcheck.analyze(folder, "cortex-m0plus", "-O2")[f"{name}_predict"]
+        assert chain.path[0][0] == f"{name}_predict" and len(chain.path) >= 2 and chain.bytes > 0
+        print(f"{name}: Cortex-M0+ -O2 stack {chain}")
