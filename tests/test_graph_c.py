@@ -267,3 +267,21 @@ def test_summary_and_report_describe_graphs(tmp_path):
     export_c(gm, tmp_path / "out", "bireal")
     assert f"#define bireal_SCRATCH_SIZE {plan['arena_bytes']}u" in (tmp_path / "out" / "bireal.h").read_text()
     assert f"static uint32_t bireal_arena[{plan['arena_bytes'] // 4}];" in (tmp_path / "out" / "bireal.c").read_text()
+
+
+def test_ebnn_export_callback_exports_a_graph(tmp_path):
+    """EbnnExport on a model that is not a chain (the residual / concat / average-pooling sensor graph
+    of tests/test_graph_targets.py): it is exported as a graph after the epoch, verified (C against the
+    reference on random inputs in the model's uint8 range)."""
+    from keras_ebnn import EbnnExport
+    from test_graph_targets import sensor_graph
+    tf, _ = import_larq()
+    model, x = sensor_graph()
+    model.compile(tf.keras.optimizers.Adam(1e-3), tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    y = np.arange(len(x)) % 4
+    cb = EbnnExport(tmp_path / "out", name="sensor", verbose=0)
+    model.fit(x.astype(np.float32), y, epochs=1, batch_size=8, verbose=0, callbacks=[cb])
+    assert not cb.errors, cb.errors
+    res = cb.exports[-1]
+    assert res.lowered.kind == "graph" and res.c_checked and res.c_matches_reference
+    assert "graph of" in res.summary() and (tmp_path / "out" / "sensor.c").is_file()
