@@ -99,10 +99,6 @@ class GraphModel:
         return self.graph.softmax
 
 
-def is_graph(model):
-    return isinstance(model, GraphModel)
-
-
 def uses_libm(graph):
     """True when an op's C differs from the reference by float rounding (tanh / sigmoid via libm)."""
     return any(op.kind == "activation" and op.params["fn"] in LIBM_ACTIVATIONS for op in graph.ops)
