@@ -189,10 +189,8 @@ def test_random_graphs_compiled_c(group, tmp_path):
           f"values identical to the reference, worst C-vs-Keras logit error {worst:.2e}")
 
 
-def test_tanh_sigmoid_within_tolerance(tmp_path):
-    """Unfused tanh / sigmoid (C library tanhf / expf): logits within C_LOGIT_TOL of the reference,
-    classes identical; and the export() verification accepts it and says so."""
-    from keras_ebnn import export
+def tanh_sigmoid_model():
+    """(model, inputs): float conv / dense layers with unfused tanh and sigmoid around a binary dense."""
     tf, lq = import_larq()
     L = tf.keras.layers
     inp = tf.keras.Input((10, 3))
@@ -206,6 +204,14 @@ def test_tanh_sigmoid_within_tolerance(tmp_path):
     rng = np.random.default_rng(3)
     xs = rng.normal(0, 1, (64, 10, 3)).astype(np.float32)
     calibrate(model, xs, rng)
+    return model, xs
+
+
+def test_tanh_sigmoid_within_tolerance(tmp_path):
+    """Unfused tanh / sigmoid (C library tanhf / expf): logits within C_LOGIT_TOL of the reference,
+    classes identical; and the export() verification accepts it and says so."""
+    from keras_ebnn import export
+    model, xs = tanh_sigmoid_model()
     res = export(model, tmp_path / "out", name="tanhnet", verify_inputs=xs)
     assert res.lowered.kind == "graph" and uses_libm(res.lowered.graph)
     assert res.c_checked and res.c_matches_reference and res.c_logit_tolerance == C_LOGIT_TOL
@@ -242,3 +248,40 @@ def test_widened_uint8_input(tmp_path):
     classes, logits, dumps = run_program(exe, {"wide": (gm, xs)}, tmp_path)["wide"]
     check_against_reference(gm, xs, classes, logits, dumps)
     check_against_keras(model, gm, xs, logits, classes)
+
+
+def test_summary_and_report_describe_graphs(tmp_path):
+    """keras_ebnn.summary() of a model that is not a chain: one row per op with its output tensor's
+    type, shape, bytes and arena offset, the peak; the export's NAME.h / NAME.c use the planned arena."""
+    from keras_ebnn import summary
+    from keras_ebnn.exporters.c import memory_plan
+    from published_models import build
+    model, _ = build("birealnet", n=1)
+    text = summary(model, print_fn=None)
+    gm = GraphModel(lower_graph(model, "bireal"))
+    plan = memory_plan(gm)
+    rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert len(rows) == len(gm.graph.ops) == len(plan["ops"])
+    assert {"bits", "int", "float32"} <= {r.split(" | ")[4] for r in rows}
+    assert f"peak **{plan['peak_bytes']:,}**" in text and "Stack bound: unknown" in text
+    export_c(gm, tmp_path / "out", "bireal")
+    assert f"#define bireal_SCRATCH_SIZE {plan['arena_bytes']}u" in (tmp_path / "out" / "bireal.h").read_text()
+    assert f"static uint32_t bireal_arena[{plan['arena_bytes'] // 4}];" in (tmp_path / "out" / "bireal.c").read_text()
+
+
+def test_ebnn_export_callback_exports_a_graph(tmp_path):
+    """EbnnExport on a model that is not a chain (the residual / concat / average-pooling sensor graph
+    of tests/test_graph_targets.py): it is exported as a graph after the epoch, verified (C against the
+    reference on random inputs in the model's uint8 range)."""
+    from keras_ebnn import EbnnExport
+    from test_graph_targets import sensor_graph
+    tf, _ = import_larq()
+    model, x = sensor_graph()
+    model.compile(tf.keras.optimizers.Adam(1e-3), tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    y = np.arange(len(x)) % 4
+    cb = EbnnExport(tmp_path / "out", name="sensor", verbose=0)
+    model.fit(x.astype(np.float32), y, epochs=1, batch_size=8, verbose=0, callbacks=[cb])
+    assert not cb.errors, cb.errors
+    res = cb.exports[-1]
+    assert res.lowered.kind == "graph" and res.c_checked and res.c_matches_reference
+    assert "graph of" in res.summary() and (tmp_path / "out" / "sensor.c").is_file()
