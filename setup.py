@@ -21,7 +21,10 @@ setup(
     install_requires=["numpy", "tensorflow>=2.16", "tf-keras", "larq>=0.13; python_version < '3.13'",
                       "packaging", "terminaltables"],
     extras_require={"test": ["pytest", "optuna>=3.2", "psycopg2-binary"], "plot": ["matplotlib"],
-                    "search": ["optuna>=3.2"], "postgresql": ["psycopg2-binary"]},
+                    "search": ["optuna>=3.2"], "postgresql": ["psycopg2-binary"],
+                    # examples/sensor_1d reads the UEA datasets aeon bundles (keras_ebnn.uea; only its
+                    # data files are used, so `pip install --no-deps aeon` is enough)
+                    "sensor": ["aeon"]},
     entry_points={"console_scripts": ["keras-ebnn-convert=keras_ebnn.convert:main",
                                       "keras-ebnn-search=keras_ebnn.search:main"]},
 )

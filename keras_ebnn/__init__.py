@@ -2,7 +2,9 @@
 
 The pieces, in the order data flows through them:
   lowering   (keras_ebnn.lowering.lower)   Keras/Larq model -> fused blocks (keras_ebnn.blocks)
+  graph      (keras_ebnn.graph.lower_graph) models that are not a chain -> ops over bits/int/float32
   reference  (keras_ebnn.reference.run)    NumPy executor that defines the blocks' semantics
+             (keras_ebnn.graph_reference.run: the graph's)
   exporters  (keras_ebnn.exporters)        C / Zephyr / Arduino back ends, runtime in runtime_c/
   export     (keras_ebnn.exporting)           lower + plan + write + verify + report, atomically
   EbnnExport (keras_ebnn.callback)         the Keras callback; keras_ebnn.convert is the CLI

@@ -155,8 +155,9 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     check_name(name)  # before any work: a name the C files cannot take (exporters/c.py)
-    if not isinstance(model, LoweredModel) and not hasattr(model, "graph") and \
-            type(model).__name__ != "Graph":
+    from .exporters.graph_c import GraphModel
+    from .graph import Graph
+    if not isinstance(model, (LoweredModel, GraphModel, Graph)):  # a Keras model or a model file
         keras_model = model if keras_model is None else keras_model
     lowered = lower_for_export(model, name)
     lowered.name = name

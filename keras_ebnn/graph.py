@@ -104,8 +104,9 @@ a summation order that differs from TensorFlow's, so they agree with Keras to fl
 bit for bit (tests/test_graph_dag.py states the tolerance it checks).
 
 Unsupported layers, multi-bit quantizers, several inputs or outputs and nested models raise
-`UnsupportedModelError` naming the layer. The graph is not yet used by `export()`: the C back end
-still takes the chain of blocks of `keras_ebnn.lowering`.
+`UnsupportedModelError` naming the layer. `export()` uses the graph when the chain lowering
+(`keras_ebnn.lowering`) refuses a model (`keras_ebnn.exporting.lower_for_export`); its C back end is
+exporters/graph_c.py.
 """
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple

@@ -123,20 +123,25 @@ def disassemble(objdump, path):
     """{function: [Insn]} from `objdump -dr --no-show-raw-insn` (relocations attached to their instruction)."""
     out = subprocess.run([objdump, "-dr", "--no-show-raw-insn", str(path)], capture_output=True, text=True,
                          check=True).stdout
-    funcs, cur = {}, None
+    funcs, cur, elided = {}, None, False
     for line in out.splitlines():
         m = _FUNC.match(line)
         if m:
-            cur = funcs.setdefault(m.group(2), [])
+            cur, elided = funcs.setdefault(m.group(2), []), False
             continue
         if cur is None:
             continue
+        if line.strip() == "...":  # objdump elided zero words (a literal pool): their relocations are data
+            elided = True
+            continue
         m = _RELOC.match(line)
         if m and cur:
-            cur[-1].reloc = m.group(3)
+            if not elided:
+                cur[-1].reloc = m.group(3)
             continue
         m = _INSN.match(line)
         if m:
+            elided = False
             cur.append(Insn(int(m.group(1), 16), m.group(2), m.group(3).split(";")[0].split("@")[0].strip()))
     return funcs
 
@@ -510,7 +515,7 @@ def _link(t, objects, opt, flags, entry, work):
     elf = work / "stackcheck.elf"
     extra = ["--specs=nano.specs"] if t.arch == "arm" else []
     cmd = [t.cc, *t.flags, opt, *flags, *extra, "-nostartfiles", f"-Wl,--entry={entry}", f"-Wl,-u,{entry}",
-           *map(str, objects), "-o", str(elf), "-lc", "-lgcc"]
+           *map(str, objects), "-o", str(elf), "-lm", "-lc", "-lgcc"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"link failed:\n{' '.join(cmd)}\n{proc.stderr}")
