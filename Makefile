@@ -18,6 +18,7 @@ $(VENV)/.installed: setup.py pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,plot]'
 	$(PY) -m keras_ebnn.setup_larq  # Python >= 3.13: larq without its numpy<2 pin
+	$(PY) -m pip install -q --no-deps aeon  # the UEA datasets of the 1-D example and its tests (data files only)
 	touch $@
 
 demo: setup
