@@ -1,27 +1,61 @@
 /* mve/ebnn_binary_conv_mve.c - ebnn_binary_conv for EBNN_MVE_KERNELS (Helium: Cortex-M55/M85); the
- * generic kernel is ebnn_binary_conv.c, whose patch builder this one shares. Same results. */
+ * generic kernel is ebnn_binary_conv.c, whose patch builder this one uses for clipped windows. Same
+ * results. */
 
 #include "ebnn_mve.h"
 
 #if EBNN_MVE_KERNELS
+/* The patch of a window that lies inside the input: its kh rows of `row` bits, `stride` bits apart from
+ * bit `bit`, one after the other (the last word completed with zeros, as ebnn_build_patch does).
+ * Reads no word past the one holding a row's last bit. */
+static void copy_rows(uint32_t *patch, const uint32_t *in, uint32_t bit, uint32_t stride, uint32_t row,
+                      uint_fast16_t kh)
+{
+    uint32_t word = 0, fill = 0; /* bits already in `word`, 0..31 */
+    for (; kh != 0u; kh--, bit += stride) {
+        const uint32_t *q = in + (bit >> 5);
+        uint32_t s = bit & 31u, left = row;
+        while (left != 0u) {
+            uint32_t n = left < 32u ? left : 32u, v = q[0] >> s;
+            if (s + n > 32u) /* then s > 0 */
+                v |= q[1] << (32u - s);
+            if (n < 32u)
+                v &= (ONE32 << n) - 1u;
+            word |= v << fill;
+            if (fill + n >= 32u) {
+                *patch++ = word;
+                word = fill != 0u ? v >> (32u - fill) : 0u;
+                fill = fill + n - 32u;
+            } else {
+                fill += n;
+            }
+            left -= n;
+            q++;
+        }
+    }
+    if (fill != 0u)
+        *patch = word;
+}
+
 /* As the generic kernel: per output position and pass of up to EBNN_CHUNK filters, each window of the
- * pool is copied into the aligned patch once (ebnn_build_patch); then four filters at a time are
- * XOR-popcounted against it (ebnn_mve_xor_popcount4), acc = taps - 2 * count and the pool maximum are
- * vector operations, and the thresholds are compared four at a time. */
+ * pool is copied into the aligned patch once; then four filters at a time are XOR-popcounted against
+ * it (ebnn_mve_xor_popcount4), and acc = taps - 2 * count, the pool maximum and the threshold
+ * comparisons are vector operations on four filters. */
 EBNN_API int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *input, const uint32_t *weights,
                               const void *thresholds, const uint32_t *flip, uint32_t *output, uint32_t *scratch)
 {
     ebnn_conv_params_t pl;
     const ebnn_conv_params_t *p = &pl; /* local copy: see ebnn_input_conv_int */
     int32_t best[EBNN_CHUNK];
-    uint32_t fwords, *patch, *mask;
+    uint32_t fwords, row, *patch, *mask;
     uint_fast16_t oy, ox, o0;
     ebnn_bit_writer_t bw;
     if (params == NULL || input == NULL || weights == NULL || thresholds == NULL || flip == NULL ||
         output == NULL || scratch == NULL)
         return EBNN_ERROR_ARGUMENT;
     pl = *params;
-    fwords = EBNN_WORDS((uint32_t)p->kh * p->kw * p->in_c);
+    row = (uint32_t)p->kw * p->in_c;
+    fwords = EBNN_WORDS(row * p->kh);
     patch = scratch;
     mask = scratch + fwords;
     ebnn_bw_init(&bw, output);
@@ -32,22 +66,34 @@ EBNN_API int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *
             uint_fast16_t px0, px1;
             ebnn_clip_window((int32_t)ox * p->pool_sw - p->pool_l, p->pool_w, p->conv_w, &px0, &px1);
             for (o0 = 0; o0 < p->out_c; o0 = (uint_fast16_t)(o0 + EBNN_CHUNK)) {
-                uint32_t n = p->out_c - o0 < EBNN_CHUNK ? p->out_c - o0 : EBNN_CHUNK, g, bits = 0;
+                uint32_t n = p->out_c - o0 < EBNN_CHUNK ? p->out_c - o0 : EBNN_CHUNK, full = n & ~3u, g, bits = 0;
+                const uint32_t *w0 = weights + (uint32_t)o0 * fwords;
+                uint32x4_t rows0 = ebnn_mve_rows(w0, 4u, fwords); /* filters o0 .. o0+3 */
                 uint_fast16_t py, px;
                 for (g = 0; g < n; g += 4u) /* EBNN_CHUNK is a multiple of 4 */
                     vst1q_s32(best + g, vdupq_n_s32(INT32_MIN));
                 for (py = py0; py < py1; py++) {
                     for (px = px0; px < px1; px++) {
-                        int masked;
+                        int masked = 0;
                         int32_t iy0 = ebnn_conv_start((int32_t)oy * p->pool_sh + (int32_t)py - p->pool_t, p->sh, p->pad_t);
                         int32_t ix0 = ebnn_conv_start((int32_t)ox * p->pool_sw + (int32_t)px - p->pool_l, p->sw, p->pad_l);
-                        int32x4_t taps = vdupq_n_s32((int32_t)ebnn_build_patch(p, input, iy0, ix0, patch, mask, &masked));
-                        const uint32_t *w = weights + (uint32_t)o0 * fwords;
-                        for (g = 0; g < n; g += 4u, w += 4u * fwords) {
-                            uint32x4_t off = ebnn_mve_row_offsets(n - g < 4u ? n - g : 4u, fwords);
-                            uint32x4_t count = masked ? ebnn_mve_xor_popcount4(patch, mask, w, off, fwords)
-                                                      : ebnn_mve_xor_popcount4(patch, NULL, w, off, fwords);
-                            int32x4_t acc = vmlaq_n_s32(taps, vreinterpretq_s32_u32(count), -2);
+                        uint32x4_t rows = rows0;
+                        int32x4_t taps;
+                        if (iy0 >= 0 && ix0 >= 0 && iy0 + p->kh <= p->in_h && ix0 + p->kw <= p->in_w) {
+                            copy_rows(patch, input, ((uint32_t)iy0 * p->in_w + (uint32_t)ix0) * p->in_c,
+                                      (uint32_t)p->in_w * p->in_c, row, p->kh);
+                            taps = vdupq_n_s32((int32_t)(row * p->kh));
+                        } else {
+                            taps = vdupq_n_s32((int32_t)ebnn_build_patch(p, input, iy0, ix0, patch, mask, &masked));
+                        }
+                        for (g = 0; g < n; g += 4u, rows = vaddq_n_u32(rows, 16u * fwords)) {
+                            uint32x4_t count;
+                            int32x4_t acc;
+                            if (g == full) /* the last filters, fewer than 4 */
+                                rows = ebnn_mve_rows(w0 + g * fwords, n - g, fwords);
+                            count = masked ? ebnn_mve_xor_popcount4(patch, mask, rows, fwords, 1)
+                                           : ebnn_mve_xor_popcount4(patch, NULL, rows, fwords, 0);
+                            acc = vmlaq_n_s32(taps, vreinterpretq_s32_u32(count), -2);
                             vst1q_s32(best + g, vmaxq_s32(vld1q_s32(best + g), acc));
                         }
                     }

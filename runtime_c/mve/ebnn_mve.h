@@ -9,6 +9,12 @@
 #if EBNN_MVE_KERNELS
 #include <arm_mve.h>
 
+#if defined(__GNUC__)
+#define EBNN_MVE_INLINE static inline __attribute__((always_inline))
+#else
+#define EBNN_MVE_INLINE static inline
+#endif
+
 /* ==== four rows at once ========================================================================
  * MVE has no vector popcount instruction (Neon's VCNT has no Helium counterpart), so the counts are
  * SWAR on 128-bit vectors. The four 32-bit lanes hold four *rows* (filters of a conv block, rows of a
@@ -16,63 +22,73 @@
  * patch or input (the same for all lanes) and counts. Per lane: 2-bit counts, then 4-bit counts
  * (x - 3 * (x >> 2 & 0x33) is (x & 0x33) + (x >> 2 & 0x33) in one multiply-accumulate: each nibble
  * stays in 0..4, no borrow crosses it), the 4-bit counts of three words summed (<= 12), then byte
- * counts (<= 24, so a lane's four bytes sum to <= 96 < 256) added up by one multiply. */
+ * counts (s - 15 * (s >> 4), again one multiply-accumulate; <= 24, so a lane's four bytes sum to
+ * <= 96 < 256) added up by one multiply. */
 
-/* The 4-bit counts of x (each nibble of the result: popcount of that nibble of x, 0..4). */
-static inline uint8x16_t ebnn_mve_nibble_counts(uint32x4_t v)
+/* The 4-bit counts of v (each nibble of the result: popcount of that nibble of v, 0..4). */
+EBNN_MVE_INLINE uint8x16_t ebnn_mve_nibble_counts(uint32x4_t v)
 {
     uint8x16_t x = vreinterpretq_u8_u32(v);
     x = vsubq_u8(x, vandq_u8(vshrq_n_u8(x, 1), vdupq_n_u8(0x55u)));
     return vmlaq_n_u8(x, vandq_u8(vshrq_n_u8(x, 2), vdupq_n_u8(0x33u)), (uint8_t)0xfdu); /* 0xfd = -3 */
 }
 
-/* Word j of the four rows XOR word j of x (AND word j of m when m is not NULL), as 4-bit counts. */
-#define EBNN_MVE_WORD(x, m, w, off, j)                                                              \
-    ebnn_mve_nibble_counts((m) != NULL                                                              \
-        ? vandq_u32(veorq_u32(vldrwq_gather_shifted_offset_u32((w) + (j), (off)), vdupq_n_u32((x)[j])), \
-                    vdupq_n_u32((m)[j]))                                                            \
-        : veorq_u32(vldrwq_gather_shifted_offset_u32((w) + (j), (off)), vdupq_n_u32((x)[j])))
-
 /* Adds the 4-bit counts s (each <= 12) of a lane's bytes to that lane's count. */
-static inline uint32x4_t ebnn_mve_add_counts(uint32x4_t count, uint8x16_t s)
+EBNN_MVE_INLINE uint32x4_t ebnn_mve_add_counts(uint32x4_t count, uint8x16_t s)
 {
-    s = vaddq_u8(vandq_u8(s, vdupq_n_u8(0x0fu)), vshrq_n_u8(s, 4)); /* byte counts, <= 24 */
+    s = vmlaq_n_u8(s, vshrq_n_u8(s, 4), (uint8_t)0xf1u); /* byte counts (<= 24): s - 15 * (s >> 4) */
     return vaddq_u32(count, vshrq_n_u32(vmulq_n_u32(vreinterpretq_u32_u8(s), 0x01010101u), 24));
 }
 
-/* Lane l: popcount(x ^ row_l) over n words, or popcount((x ^ row_l) & m) when m is not NULL, where
- * row_l starts at word w + off[l] (weights, any alignment of a uint32_t). x and m are RAM words. */
-static inline uint32x4_t ebnn_mve_xor_popcount4(const uint32_t *x, const uint32_t *m, const uint32_t *w,
-                                                 uint32x4_t off, uint32_t n)
+/* Word j of the four rows (word addresses in `rows`) XOR word j of x, AND word j of m if masked, as
+ * 4-bit counts (j: 0, 1 or 2, a constant). */
+#define EBNN_MVE_WORD(rows, x, m, j, masked)                                                        \
+    ebnn_mve_nibble_counts((masked) ? vandq_u32(veorq_u32(vldrwq_gather_base_u32(rows, 4 * (j)),     \
+                                                          vdupq_n_u32((x)[j])), vdupq_n_u32((m)[j])) \
+                                    : veorq_u32(vldrwq_gather_base_u32(rows, 4 * (j)), vdupq_n_u32((x)[j])))
+
+/* Lane l: popcount(x ^ row_l) over n words, or popcount((x ^ row_l) & m) if masked, where row_l
+ * starts at the word address in lane l of `rows` (weights: uint32_t arrays); x and m are RAM words.
+ * Always inlined, with `masked` a constant at every call: each loop has no test left in it. */
+EBNN_MVE_INLINE uint32x4_t ebnn_mve_xor_popcount4(const uint32_t *x, const uint32_t *m, uint32x4_t rows,
+                                                  uint32_t n, int masked)
 {
     uint32x4_t count = vdupq_n_u32(0u);
-    for (; n >= 3u; n -= 3u, x += 3, w += 3, m = m != NULL ? m + 3 : NULL)
-        count = ebnn_mve_add_counts(count, vaddq_u8(vaddq_u8(EBNN_MVE_WORD(x, m, w, off, 0),
-                                                             EBNN_MVE_WORD(x, m, w, off, 1)),
-                                                    EBNN_MVE_WORD(x, m, w, off, 2)));
-    if (n == 2u)
-        count = ebnn_mve_add_counts(count, vaddq_u8(EBNN_MVE_WORD(x, m, w, off, 0), EBNN_MVE_WORD(x, m, w, off, 1)));
-    else if (n == 1u)
-        count = ebnn_mve_add_counts(count, EBNN_MVE_WORD(x, m, w, off, 0));
+    uint32_t t;
+    for (t = n / 3u; t != 0u; t--) {
+        uint8x16_t s = EBNN_MVE_WORD(rows, x, m, 0, masked);
+        s = vaddq_u8(s, EBNN_MVE_WORD(rows, x, m, 1, masked));
+        count = ebnn_mve_add_counts(count, vaddq_u8(s, EBNN_MVE_WORD(rows, x, m, 2, masked)));
+        rows = vaddq_n_u32(rows, 12u);
+        x += 3;
+        if (masked)
+            m += 3;
+    }
+    if (n % 3u == 2u)
+        count = ebnn_mve_add_counts(count, vaddq_u8(EBNN_MVE_WORD(rows, x, m, 0, masked),
+                                                    EBNN_MVE_WORD(rows, x, m, 1, masked)));
+    else if (n % 3u == 1u)
+        count = ebnn_mve_add_counts(count, EBNN_MVE_WORD(rows, x, m, 0, masked));
     return count;
 }
 
-/* Word offsets of rows r0 .. r0+3 of a block whose rows are `stride` words apart, rows beyond the last
- * (r0 + lanes - 1, lanes in 1..4) replaced by the last: the gathers never read past the weights. */
-static inline uint32x4_t ebnn_mve_row_offsets(uint32_t lanes, uint32_t stride)
+/* The word addresses of rows 0 .. 3 at w, `stride` words apart; rows beyond the last (lanes - 1,
+ * lanes in 1..4) replaced by the last: the gathers never read past the weights. */
+EBNN_MVE_INLINE uint32x4_t ebnn_mve_rows(const uint32_t *w, uint32_t lanes, uint32_t stride)
 {
-    return vmulq_n_u32(vminq_u32(vidupq_n_u32(0u, 1), vdupq_n_u32(lanes - 1u)), stride);
+    uint32x4_t row = vminq_u32(vidupq_n_u32(0u, 1), vdupq_n_u32(lanes - 1u));
+    return vmlaq_n_u32(vdupq_n_u32((uint32_t)(uintptr_t)w), row, 4u * stride);
 }
 
 /* The bits (lane l -> bit l) of the active lanes of a comparison, as an integer. */
-static inline uint32_t ebnn_mve_pred_bits(mve_pred16_t p)
+EBNN_MVE_INLINE uint32_t ebnn_mve_pred_bits(mve_pred16_t p)
 {
     static const uint32_t pow2[4] = {1u, 2u, 4u, 8u};
     return vaddvq_p_u32(vld1q_u32(pow2), p);
 }
 
-/* Thresholds o .. o+lanes-1 (int16_t when is16, else int32_t); inactive lanes read nothing. */
-static inline int32x4_t ebnn_mve_thresholds(const void *t, uint32_t o, uint_fast8_t is16, mve_pred16_t lanes)
+/* Thresholds o .. o+3 (int16_t when is16, else int32_t); inactive lanes read nothing. */
+EBNN_MVE_INLINE int32x4_t ebnn_mve_thresholds(const void *t, uint32_t o, uint_fast8_t is16, mve_pred16_t lanes)
 {
     return is16 ? vldrhq_z_s32((const int16_t *)t + o, lanes) : vldrwq_z_s32((const int32_t *)t + o, lanes);
 }
