@@ -68,7 +68,6 @@ EBNN_API int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *
             for (o0 = 0; o0 < p->out_c; o0 = (uint_fast16_t)(o0 + EBNN_CHUNK)) {
                 uint32_t n = p->out_c - o0 < EBNN_CHUNK ? p->out_c - o0 : EBNN_CHUNK, full = n & ~3u, g, bits = 0;
                 const uint32_t *w0 = weights + (uint32_t)o0 * fwords;
-                uint32x4_t rows0 = ebnn_mve_rows(w0, 4u, fwords); /* filters o0 .. o0+3 */
                 uint_fast16_t py, px;
                 for (g = 0; g < n; g += 4u) /* EBNN_CHUNK is a multiple of 4 */
                     vst1q_s32(best + g, vdupq_n_s32(INT32_MIN));
@@ -77,23 +76,24 @@ EBNN_API int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *
                         int masked = 0;
                         int32_t iy0 = ebnn_conv_start((int32_t)oy * p->pool_sh + (int32_t)py - p->pool_t, p->sh, p->pad_t);
                         int32_t ix0 = ebnn_conv_start((int32_t)ox * p->pool_sw + (int32_t)px - p->pool_l, p->sw, p->pad_l);
-                        uint32x4_t rows = rows0;
-                        int32x4_t taps;
+                        uint32x4_t off = ebnn_mve_row_offsets(4u, fwords);
+                        const uint32_t *w = w0;
+                        int32_t taps;
                         if (iy0 >= 0 && ix0 >= 0 && iy0 + p->kh <= p->in_h && ix0 + p->kw <= p->in_w) {
                             copy_rows(patch, input, ((uint32_t)iy0 * p->in_w + (uint32_t)ix0) * p->in_c,
                                       (uint32_t)p->in_w * p->in_c, row, p->kh);
-                            taps = vdupq_n_s32((int32_t)(row * p->kh));
+                            taps = (int32_t)(row * p->kh);
                         } else {
-                            taps = vdupq_n_s32((int32_t)ebnn_build_patch(p, input, iy0, ix0, patch, mask, &masked));
+                            taps = (int32_t)ebnn_build_patch(p, input, iy0, ix0, patch, mask, &masked);
                         }
-                        for (g = 0; g < n; g += 4u, rows = vaddq_n_u32(rows, 16u * fwords)) {
+                        for (g = 0; g < n; g += 4u, w += 4u * fwords) {
                             uint32x4_t count;
                             int32x4_t acc;
                             if (g == full) /* the last filters, fewer than 4 */
-                                rows = ebnn_mve_rows(w0 + g * fwords, n - g, fwords);
-                            count = masked ? ebnn_mve_xor_popcount4(patch, mask, rows, fwords, 1)
-                                           : ebnn_mve_xor_popcount4(patch, NULL, rows, fwords, 0);
-                            acc = vmlaq_n_s32(taps, vreinterpretq_s32_u32(count), -2);
+                                off = ebnn_mve_row_offsets(n - g, fwords);
+                            count = masked ? ebnn_mve_xor_popcount4(patch, mask, w, off, fwords, 1)
+                                           : ebnn_mve_xor_popcount4(patch, NULL, w, off, fwords, 0);
+                            acc = vmlaq_n_s32(vdupq_n_s32(taps), vreinterpretq_s32_u32(count), -2);
                             vst1q_s32(best + g, vmaxq_s32(vld1q_s32(best + g), acc));
                         }
                     }

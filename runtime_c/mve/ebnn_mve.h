@@ -40,44 +40,43 @@ EBNN_MVE_INLINE uint32x4_t ebnn_mve_add_counts(uint32x4_t count, uint8x16_t s)
     return vaddq_u32(count, vshrq_n_u32(vmulq_n_u32(vreinterpretq_u32_u8(s), 0x01010101u), 24));
 }
 
-/* Word j of the four rows (word addresses in `rows`) XOR word j of x, AND word j of m if masked, as
- * 4-bit counts (j: 0, 1 or 2, a constant). */
-#define EBNN_MVE_WORD(rows, x, m, j, masked)                                                        \
-    ebnn_mve_nibble_counts((masked) ? vandq_u32(veorq_u32(vldrwq_gather_base_u32(rows, 4 * (j)),     \
+/* Word j of the four rows (lane l: word w[off[l] + j]) XOR word j of x, AND word j of m if masked, as
+ * 4-bit counts. */
+#define EBNN_MVE_WORD(w, off, x, m, j, masked)                                                      \
+    ebnn_mve_nibble_counts((masked) ? vandq_u32(veorq_u32(vldrwq_gather_shifted_offset_u32((w) + (j), off), \
                                                           vdupq_n_u32((x)[j])), vdupq_n_u32((m)[j])) \
-                                    : veorq_u32(vldrwq_gather_base_u32(rows, 4 * (j)), vdupq_n_u32((x)[j])))
+                                    : veorq_u32(vldrwq_gather_shifted_offset_u32((w) + (j), off), vdupq_n_u32((x)[j])))
 
 /* Lane l: popcount(x ^ row_l) over n words, or popcount((x ^ row_l) & m) if masked, where row_l
- * starts at the word address in lane l of `rows` (weights: uint32_t arrays); x and m are RAM words.
- * Always inlined, with `masked` a constant at every call: each loop has no test left in it. */
-EBNN_MVE_INLINE uint32x4_t ebnn_mve_xor_popcount4(const uint32_t *x, const uint32_t *m, uint32x4_t rows,
-                                                  uint32_t n, int masked)
+ * starts at word w + off[l] (weights: uint32_t arrays); x and m are RAM words. Always inlined, with
+ * `masked` a constant at every call: each loop has no test left in it. */
+EBNN_MVE_INLINE uint32x4_t ebnn_mve_xor_popcount4(const uint32_t *x, const uint32_t *m, const uint32_t *w,
+                                                  uint32x4_t off, uint32_t n, int masked)
 {
     uint32x4_t count = vdupq_n_u32(0u);
     uint32_t t;
     for (t = n / 3u; t != 0u; t--) {
-        uint8x16_t s = EBNN_MVE_WORD(rows, x, m, 0, masked);
-        s = vaddq_u8(s, EBNN_MVE_WORD(rows, x, m, 1, masked));
-        count = ebnn_mve_add_counts(count, vaddq_u8(s, EBNN_MVE_WORD(rows, x, m, 2, masked)));
-        rows = vaddq_n_u32(rows, 12u);
+        uint8x16_t s = EBNN_MVE_WORD(w, off, x, m, 0, masked);
+        s = vaddq_u8(s, EBNN_MVE_WORD(w, off, x, m, 1, masked));
+        count = ebnn_mve_add_counts(count, vaddq_u8(s, EBNN_MVE_WORD(w, off, x, m, 2, masked)));
+        w += 3;
         x += 3;
         if (masked)
             m += 3;
     }
     if (n % 3u == 2u)
-        count = ebnn_mve_add_counts(count, vaddq_u8(EBNN_MVE_WORD(rows, x, m, 0, masked),
-                                                    EBNN_MVE_WORD(rows, x, m, 1, masked)));
+        count = ebnn_mve_add_counts(count, vaddq_u8(EBNN_MVE_WORD(w, off, x, m, 0, masked),
+                                                    EBNN_MVE_WORD(w, off, x, m, 1, masked)));
     else if (n % 3u == 1u)
-        count = ebnn_mve_add_counts(count, EBNN_MVE_WORD(rows, x, m, 0, masked));
+        count = ebnn_mve_add_counts(count, EBNN_MVE_WORD(w, off, x, m, 0, masked));
     return count;
 }
 
-/* The word addresses of rows 0 .. 3 at w, `stride` words apart; rows beyond the last (lanes - 1,
- * lanes in 1..4) replaced by the last: the gathers never read past the weights. */
-EBNN_MVE_INLINE uint32x4_t ebnn_mve_rows(const uint32_t *w, uint32_t lanes, uint32_t stride)
+/* The word offsets of rows 0 .. 3, `stride` words apart; rows beyond the last (lanes - 1, lanes in
+ * 1..4) replaced by the last: the gathers never read past the weights. */
+EBNN_MVE_INLINE uint32x4_t ebnn_mve_row_offsets(uint32_t lanes, uint32_t stride)
 {
-    uint32x4_t row = vminq_u32(vidupq_n_u32(0u, 1), vdupq_n_u32(lanes - 1u));
-    return vmlaq_n_u32(vdupq_n_u32((uint32_t)(uintptr_t)w), row, 4u * stride);
+    return vmulq_n_u32(vminq_u32(vidupq_n_u32(0u, 1), vdupq_n_u32(lanes - 1u)), stride);
 }
 
 /* The bits (lane l -> bit l) of the active lanes of a comparison, as an integer. */
