@@ -11,30 +11,54 @@
 static void copy_rows(uint32_t *patch, const uint32_t *in, uint32_t bit, uint32_t stride, uint32_t row,
                       uint_fast16_t kh)
 {
-    uint32_t word = 0, fill = 0; /* bits already in `word`, 0..31 */
+    uint32_t word = 0, fill = 0; /* the patch word being filled and its bits, 0..31 */
     for (; kh != 0u; kh--, bit += stride) {
         const uint32_t *q = in + (bit >> 5);
         uint32_t s = bit & 31u, left = row;
-        while (left != 0u) {
-            uint32_t n = left < 32u ? left : 32u, v = q[0] >> s;
-            if (s + n > 32u) /* then s > 0 */
-                v |= q[1] << (32u - s);
-            if (n < 32u)
-                v &= (ONE32 << n) - 1u;
-            word |= v << fill;
-            if (fill + n >= 32u) {
-                *patch++ = word;
+        if (s == 0u && fill == 0u) { /* whole words */
+            for (; left >= 32u; left -= 32u)
+                *patch++ = *q++;
+        } else {
+            for (; left >= 32u; left -= 32u, q++) { /* 32 bits: the row goes on into q[1] when s > 0 */
+                uint32_t v = s != 0u ? (q[0] >> s) | (q[1] << (32u - s)) : q[0];
+                *patch++ = word | (v << fill);
                 word = fill != 0u ? v >> (32u - fill) : 0u;
-                fill = fill + n - 32u;
-            } else {
-                fill += n;
             }
-            left -= n;
-            q++;
+        }
+        if (left != 0u) { /* the row's last 1..31 bits */
+            uint32_t v = q[0] >> s;
+            if (s + left > 32u)
+                v |= q[1] << (32u - s);
+            v &= (ONE32 << left) - 1u;
+            word |= v << fill;
+            fill += left;
+            if (fill >= 32u) {
+                *patch++ = word;
+                fill -= 32u;
+                word = fill != 0u ? v >> (left - fill) : 0u;
+            }
         }
     }
     if (fill != 0u)
         *patch = word;
+}
+
+/* best[o] = max(best[o], taps - 2 * popcount(patch ^ filter o)) for the n filters from w (fwords words
+ * each), four at a time; masked: the popcount of (patch ^ filter) & mask. Inlined with `masked` a
+ * constant. */
+EBNN_MVE_INLINE void pool_counts(int32_t *best, const uint32_t *patch, const uint32_t *mask, const uint32_t *w,
+                                 uint32_t fwords, uint32_t n, int32_t taps, int masked)
+{
+    uint32x4_t off = ebnn_mve_row_offsets(4u, fwords);
+    uint32_t g;
+    for (g = 0; g < n; g += 4u, w += 4u * fwords, best += 4) {
+        uint32x4_t count;
+        if (n - g < 4u) /* the last filters, fewer than 4 */
+            off = ebnn_mve_row_offsets(n - g, fwords);
+        count = ebnn_mve_xor_popcount4(patch, mask, w, off, fwords, masked);
+        /* taps - 2 * count as a multiply and a scalar add: no vector to keep for taps */
+        vst1q_s32(best, vmaxq_s32(vld1q_s32(best), vaddq_n_s32(vmulq_n_s32(vreinterpretq_s32_u32(count), -2), taps)));
+    }
 }
 
 /* As the generic kernel: per output position and pass of up to EBNN_CHUNK filters, each window of the
@@ -66,7 +90,7 @@ EBNN_API int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *
             uint_fast16_t px0, px1;
             ebnn_clip_window((int32_t)ox * p->pool_sw - p->pool_l, p->pool_w, p->conv_w, &px0, &px1);
             for (o0 = 0; o0 < p->out_c; o0 = (uint_fast16_t)(o0 + EBNN_CHUNK)) {
-                uint32_t n = p->out_c - o0 < EBNN_CHUNK ? p->out_c - o0 : EBNN_CHUNK, full = n & ~3u, g, bits = 0;
+                uint32_t n = p->out_c - o0 < EBNN_CHUNK ? p->out_c - o0 : EBNN_CHUNK, g, bits = 0;
                 const uint32_t *w0 = weights + (uint32_t)o0 * fwords;
                 uint_fast16_t py, px;
                 for (g = 0; g < n; g += 4u) /* EBNN_CHUNK is a multiple of 4 */
@@ -76,26 +100,18 @@ EBNN_API int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *
                         int masked = 0;
                         int32_t iy0 = ebnn_conv_start((int32_t)oy * p->pool_sh + (int32_t)py - p->pool_t, p->sh, p->pad_t);
                         int32_t ix0 = ebnn_conv_start((int32_t)ox * p->pool_sw + (int32_t)px - p->pool_l, p->sw, p->pad_l);
-                        uint32x4_t off = ebnn_mve_row_offsets(4u, fwords);
-                        const uint32_t *w = w0;
                         int32_t taps;
                         if (iy0 >= 0 && ix0 >= 0 && iy0 + p->kh <= p->in_h && ix0 + p->kw <= p->in_w) {
                             copy_rows(patch, input, ((uint32_t)iy0 * p->in_w + (uint32_t)ix0) * p->in_c,
                                       (uint32_t)p->in_w * p->in_c, row, p->kh);
                             taps = (int32_t)(row * p->kh);
-                        } else {
+                        } else { /* clipped: the generic builder (padding, mask) */
                             taps = (int32_t)ebnn_build_patch(p, input, iy0, ix0, patch, mask, &masked);
                         }
-                        for (g = 0; g < n; g += 4u, w += 4u * fwords) {
-                            uint32x4_t count;
-                            int32x4_t acc;
-                            if (g == full) /* the last filters, fewer than 4 */
-                                off = ebnn_mve_row_offsets(n - g, fwords);
-                            count = masked ? ebnn_mve_xor_popcount4(patch, mask, w, off, fwords, 1)
-                                           : ebnn_mve_xor_popcount4(patch, NULL, w, off, fwords, 0);
-                            acc = vmlaq_n_s32(vdupq_n_s32(taps), vreinterpretq_s32_u32(count), -2);
-                            vst1q_s32(best + g, vmaxq_s32(vld1q_s32(best + g), acc));
-                        }
+                        if (masked)
+                            pool_counts(best, patch, mask, w0, fwords, n, taps, 1);
+                        else
+                            pool_counts(best, patch, NULL, w0, fwords, n, taps, 0);
                     }
                 }
                 for (g = 0; g < n; g += 4u) {
