@@ -6,24 +6,42 @@
 
 #if EBNN_MVE_KERNELS
 /* The patch of a window that lies inside the input: its kh rows of `row` bits, `stride` bits apart from
- * bit `bit`, one after the other (the last word completed with zeros, as ebnn_build_patch does).
- * Reads no word past the one holding a row's last bit. */
+ * bit `bit`, one after the other (the last word completed with zeros, as ebnn_build_patch does):
+ * whole words when in_c is a multiple of 32, halfwords when it is a multiple of 16 (little-endian:
+ * bit i is bit i & 15 of halfword i >> 4), else shifted 32-bit pieces. Reads no word past the one
+ * holding a row's last bit. */
 static void copy_rows(uint32_t *patch, const uint32_t *in, uint32_t bit, uint32_t stride, uint32_t row,
                       uint_fast16_t kh)
 {
     uint32_t word = 0, fill = 0; /* the patch word being filled and its bits, 0..31 */
+    if (((bit | stride | row) & 31u) == 0u) { /* rows of whole words (in_c a multiple of 32) */
+        uint32_t words = row >> 5, j;
+        for (; kh != 0u; kh--, bit += stride)
+            for (j = 0; j < words; j++)
+                *patch++ = in[(bit >> 5) + j];
+        return;
+    }
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (((bit | stride | row) & 15u) == 0u) { /* rows of whole 16-bit units (in_c a multiple of 16) */
+        unsigned char *d = (unsigned char *)patch; /* bit i: bit i & 15 of halfword i >> 4 */
+        uint32_t half = row >> 4, j, odd = (half * kh) & 1u;
+        for (; kh != 0u; kh--, bit += stride) {
+            const unsigned char *q = (const unsigned char *)in + (bit >> 3);
+            for (j = 0; j < half; j++, q += 2, d += 2)
+                memcpy(d, q, 2);
+        }
+        if (odd) /* the last word's upper half */
+            memset(d, 0, 2);
+        return;
+    }
+#endif
     for (; kh != 0u; kh--, bit += stride) {
         const uint32_t *q = in + (bit >> 5);
         uint32_t s = bit & 31u, left = row;
-        if (s == 0u && fill == 0u) { /* whole words */
-            for (; left >= 32u; left -= 32u)
-                *patch++ = *q++;
-        } else {
-            for (; left >= 32u; left -= 32u, q++) { /* 32 bits: the row goes on into q[1] when s > 0 */
-                uint32_t v = s != 0u ? (q[0] >> s) | (q[1] << (32u - s)) : q[0];
-                *patch++ = word | (v << fill);
-                word = fill != 0u ? v >> (32u - fill) : 0u;
-            }
+        for (; left >= 32u; left -= 32u, q++) { /* 32 bits: the row goes on into q[1] when s > 0 */
+            uint32_t v = s != 0u ? (q[0] >> s) | (q[1] << (32u - s)) : q[0];
+            *patch++ = word | (v << fill);
+            word = fill != 0u ? v >> (32u - fill) : 0u;
         }
         if (left != 0u) { /* the row's last 1..31 bits */
             uint32_t v = q[0] >> s;
