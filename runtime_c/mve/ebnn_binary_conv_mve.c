@@ -132,9 +132,12 @@ EBNN_API int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *
                             pool_counts(best, patch, NULL, w0, fwords, n, taps, 0);
                     }
                 }
-                for (g = 0; g < n; g += 4u) {
+                for (g = 0; g + 4u <= n; g += 4u) /* four filters */
+                    bits |= ebnn_mve_pred_bits(vcmpgeq_s32(vld1q_s32(best + g),
+                                                           ebnn_mve_thresholds(thresholds, o0 + g, p->acc16))) << g;
+                if (g < n) { /* the last filters, fewer than 4 */
                     mve_pred16_t lanes = vctp32q(n - g);
-                    int32x4_t t = ebnn_mve_thresholds(thresholds, o0 + g, p->acc16, lanes);
+                    int32x4_t t = ebnn_mve_thresholds_z(thresholds, o0 + g, p->acc16, lanes);
                     bits |= ebnn_mve_pred_bits(vcmpgeq_m_s32(vld1q_s32(best + g), t, lanes)) << g;
                 }
                 ebnn_bw_put(&bw, bits ^ ebnn_flip_bits(flip, o0, (uint_fast8_t)n), (uint_fast8_t)n);

@@ -79,15 +79,21 @@ EBNN_MVE_INLINE uint32x4_t ebnn_mve_row_offsets(uint32_t lanes, uint32_t stride)
     return vmulq_n_u32(vminq_u32(vidupq_n_u32(0u, 1), vdupq_n_u32(lanes - 1u)), stride);
 }
 
-/* The bits (lane l -> bit l) of the active lanes of a comparison, as an integer. */
+/* The bits (lane l -> bit l) of the true (and active) lanes of a comparison, as an integer. */
 EBNN_MVE_INLINE uint32_t ebnn_mve_pred_bits(mve_pred16_t p)
 {
     static const uint32_t pow2[4] = {1u, 2u, 4u, 8u};
     return vaddvq_p_u32(vld1q_u32(pow2), p);
 }
 
-/* Thresholds o .. o+3 (int16_t when is16, else int32_t); inactive lanes read nothing. */
-EBNN_MVE_INLINE int32x4_t ebnn_mve_thresholds(const void *t, uint32_t o, uint_fast8_t is16, mve_pred16_t lanes)
+/* Thresholds o .. o+3 (int16_t when is16, else int32_t). */
+EBNN_MVE_INLINE int32x4_t ebnn_mve_thresholds(const void *t, uint32_t o, uint_fast8_t is16)
+{
+    return is16 ? vldrhq_s32((const int16_t *)t + o) : vldrwq_s32((const int32_t *)t + o);
+}
+
+/* The same for the active lanes only (the others read nothing and are 0). */
+EBNN_MVE_INLINE int32x4_t ebnn_mve_thresholds_z(const void *t, uint32_t o, uint_fast8_t is16, mve_pred16_t lanes)
 {
     return is16 ? vldrhq_z_s32((const int16_t *)t + o, lanes) : vldrwq_z_s32((const int32_t *)t + o, lanes);
 }
