@@ -55,6 +55,14 @@ def plugin():
     return out
 
 
+def _float_literal(v):
+    """A C float literal of v (9 significant digits: the same float32); non-finite values as 0.0f."""
+    if not np.isfinite(v):
+        return "0.0f"
+    text = f"{float(v):.9g}"
+    return text + (".0f" if not any(c in text for c in ".e") else "f")  # "0f" would not be C
+
+
 def images_header(path, images, ctype):
     images = np.asarray(images)
     n = images.shape[0]
@@ -62,7 +70,7 @@ def images_header(path, images, ctype):
     rows = []
     for img in flat:
         if ctype == "float":
-            vals = ", ".join(f"{float(v):.9g}f" if np.isfinite(v) else "0.0f" for v in img)
+            vals = ", ".join(_float_literal(v) for v in img)
         else:
             vals = ", ".join(str(int(v)) for v in img)
         rows.append("    {" + vals + "}")
