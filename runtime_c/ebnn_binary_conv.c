@@ -1,5 +1,6 @@
 /* ebnn_binary_conv.c - binary convolution over bits (generic C; the byte kernels' version is
- * avr/ebnn_binary_conv8.c, the Helium one mve/ebnn_binary_conv_mve.c). Layouts: ebnn.h; semantics: keras_ebnn/blocks.py. */
+ * avr/ebnn_binary_conv8.c, the Helium one mve/ebnn_binary_conv_mve.c). Layouts: ebnn.h; semantics:
+ * keras_ebnn/blocks.py. */
 
 #include "ebnn_internal.h"
 
@@ -47,7 +48,7 @@ static void bw_copy(ebnn_bit_writer_t *bw, const uint32_t *src, uint32_t bit, ui
  * taps that count; *masked says whether the mask must be applied. Also used by the Helium kernel
  * (mve/ebnn_binary_conv_mve.c). */
 EBNN_INTERNAL uint32_t ebnn_build_patch(const ebnn_conv_params_t *p, const uint32_t *in, int32_t iy0, int32_t ix0,
-                            uint32_t *patch, uint32_t *mask, int *masked)
+                                        uint32_t *patch, uint32_t *mask, int *masked)
 {
     uint_fast16_t ky, ky0, ky1, kx0, kx1;
     uint32_t row = (uint32_t)p->kw * p->in_c;
