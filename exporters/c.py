@@ -3,7 +3,7 @@
 `export_c(model, out_dir, name)` writes the files (atomically: into a temporary folder, then renamed
 into place) and returns the memory plan. `memory_plan(model)` computes that plan without writing.
 
-The runtime (runtime_c/: one file per op, target variants in avr/) is compiled *into* NAME.c: NAME.c
+The runtime (runtime_c/: one file per op, target variants in avr/ and mve/) is compiled *into* NAME.c: NAME.c
 defines EBNN_PRIVATE and #includes the kernel files its blocks use, which the export ships as `.inc`
 copies (no build compiles them on their own: `find OUT -name '*.c'`, Arduino's recursive src/ build and
 the Zephyr module compile NAME.c only). The kernels are then static to NAME.c, so several exported
@@ -51,6 +51,11 @@ KERNEL_FILES = {  # key: "common" or a kernel key (see _kernel_keys); value: (ge
     "pool": (("ebnn_pool.c",), ()),
     "elementwise": (("ebnn_elementwise.c",), ()),
 }
+# The Helium kernels (mve/, EBNN_MVE_KERNELS: the default on cores with MVE, e.g. Cortex-M55), per
+# kernel key, included after that key's other files. Every export ships them (C, Arduino with
+# architectures=*, Zephyr: all can target a Cortex-M55); elsewhere they compile to nothing.
+MVE_KERNEL_HEADERS = ("mve/ebnn_mve.h",)
+MVE_KERNEL_FILES = {"binary_conv": ("mve/ebnn_binary_conv_mve.c",), "binary_dense": ("mve/ebnn_dense_mve.c",)}
 INCLUDED_SUFFIX = ".inc"  # the exported copies of the kernel .c files
 
 
@@ -80,14 +85,17 @@ def _kernel_keys(model):
 def runtime_files(model, byte_kernels=True):
     """(headers, kernel sources) of runtime_c/ that the export of `model` ships, sources in include
     order; byte_kernels=False leaves out the byte kernels (avr/: exports for targets that are never
-    AVR, e.g. Zephyr)."""
+    AVR, e.g. Zephyr). The Helium kernels (mve/) of the model's binary conv / dense blocks always come
+    along (see MVE_KERNEL_FILES)."""
     headers = list(RUNTIME_HEADERS) + (list(BYTE_KERNEL_HEADERS) if byte_kernels else [])
     sources = []
     for key in _kernel_keys(model):
         generic, byte = KERNEL_FILES[key]
-        for f in generic + (byte if byte_kernels else ()):
+        for f in generic + (byte if byte_kernels else ()) + MVE_KERNEL_FILES.get(key, ()):
             if f not in sources:
                 sources.append(f)
+    if any(f in sources for files in MVE_KERNEL_FILES.values() for f in files):
+        headers += MVE_KERNEL_HEADERS
     return headers, sources
 
 

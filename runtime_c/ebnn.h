@@ -111,6 +111,21 @@ extern "C" {
 #endif
 #endif
 
+/* EBNN_MVE_KERNELS = 0 | 1: the Helium kernels (runtime_c/mve/: binary conv and hidden binary dense on
+ * Arm MVE vectors, four filters or rows at a time) in place of the generic ones. Default: 1 when the
+ * compiler targets a core with integer MVE (__ARM_FEATURE_MVE, e.g. -mcpu=cortex-m55) and the byte
+ * kernels are off. Same results. */
+#ifndef EBNN_MVE_KERNELS
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1) && !EBNN_BYTE_KERNELS
+#define EBNN_MVE_KERNELS 1
+#else
+#define EBNN_MVE_KERNELS 0
+#endif
+#endif
+#if EBNN_MVE_KERNELS && (!defined(__ARM_FEATURE_MVE) || EBNN_BYTE_KERNELS)
+#error "EBNN_MVE_KERNELS needs a core with MVE (Helium, e.g. -mcpu=cortex-m55) and EBNN_BYTE_KERNELS=0"
+#endif
+
 /* EBNN_INT_LOGITS=1: the logits' two float32 operations are done in integer arithmetic (exact IEEE-754
  * binary32, round to nearest even: bit-identical results), so cores without an FPU link no soft-float
  * routines (~0.9 KB on Cortex-M3, ~1.6 KB on Cortex-M0+). Default: 1 on Arm and RISC-V cores without a

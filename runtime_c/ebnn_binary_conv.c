@@ -1,5 +1,6 @@
 /* ebnn_binary_conv.c - binary convolution over bits (generic C; the byte kernels' version is
- * avr/ebnn_binary_conv8.c). Layouts: ebnn.h; semantics: keras_ebnn/blocks.py. */
+ * avr/ebnn_binary_conv8.c, the Helium one mve/ebnn_binary_conv_mve.c). Layouts: ebnn.h; semantics:
+ * keras_ebnn/blocks.py. */
 
 #include "ebnn_internal.h"
 
@@ -44,9 +45,10 @@ static void bw_copy(ebnn_bit_writer_t *bw, const uint32_t *src, uint32_t bit, ui
 }
 
 /* Fills patch (and, when the window is clipped and pad_value is 0, mask). Returns the number of
- * taps that count; *masked says whether the mask must be applied. */
-static uint32_t build_patch(const ebnn_conv_params_t *p, const uint32_t *in, int32_t iy0, int32_t ix0,
-                            uint32_t *patch, uint32_t *mask, int *masked)
+ * taps that count; *masked says whether the mask must be applied. Also used by the Helium kernel
+ * (mve/ebnn_binary_conv_mve.c). */
+EBNN_INTERNAL uint32_t ebnn_build_patch(const ebnn_conv_params_t *p, const uint32_t *in, int32_t iy0, int32_t ix0,
+                                        uint32_t *patch, uint32_t *mask, int *masked)
 {
     uint_fast16_t ky, ky0, ky1, kx0, kx1;
     uint32_t row = (uint32_t)p->kw * p->in_c;
@@ -125,7 +127,7 @@ EBNN_INTERNAL void ebnn_binary_conv32(const ebnn_conv_params_t *pp, const uint32
                         int masked;
                         int32_t iy0 = ebnn_conv_start((int32_t)oy * p->pool_sh + (int32_t)py - p->pool_t, p->sh, p->pad_t);
                         int32_t ix0 = ebnn_conv_start((int32_t)ox * p->pool_sw + (int32_t)px - p->pool_l, p->sw, p->pad_l);
-                        int32_t taps = (int32_t)build_patch(p, input, iy0, ix0, patch, mask, &masked);
+                        int32_t taps = (int32_t)ebnn_build_patch(p, input, iy0, ix0, patch, mask, &masked);
                         const uint32_t *w = weights + (uint32_t)o0 * fwords;
                         for (o = 0; o < n; o++, w += fwords) {
                             uint32_t pc = masked ? ebnn_xor_popcount_masked(patch, w, mask, fwords)
@@ -147,7 +149,7 @@ EBNN_INTERNAL void ebnn_binary_conv32(const ebnn_conv_params_t *pp, const uint32
 
 #endif /* !EBNN_BYTE_KERNELS || EBNN_BINARY_CONV_FALLBACK */
 
-#if !EBNN_BYTE_KERNELS
+#if !EBNN_BYTE_KERNELS && !EBNN_MVE_KERNELS /* else avr/ or mve/ define it */
 EBNN_API int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *input, const uint32_t *weights,
                      const void *thresholds, const uint32_t *flip, uint32_t *output, uint32_t *scratch)
 {
@@ -160,4 +162,4 @@ EBNN_API int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *
     }
     return EBNN_OK;
 }
-#endif /* !EBNN_BYTE_KERNELS */
+#endif /* !EBNN_BYTE_KERNELS && !EBNN_MVE_KERNELS */

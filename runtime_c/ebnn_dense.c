@@ -1,6 +1,9 @@
-/* ebnn_dense.c - hidden binary dense blocks: n_in bits -> n_out bits. */
+/* ebnn_dense.c - hidden binary dense blocks: n_in bits -> n_out bits (generic C; the Helium version is
+ * mve/ebnn_dense_mve.c). */
 
 #include "ebnn_internal.h"
+
+#if !EBNN_MVE_KERNELS
 
 /* ==== dense blocks ============================================================================ */
 static int binary_dense(uint32_t n_in, uint32_t n_out, const uint32_t *input, const uint32_t *weights,
@@ -30,3 +33,4 @@ EBNN_API int ebnn_binary_dense16(uint32_t n_in, uint32_t n_out, const uint32_t *
 {
     return binary_dense(n_in, n_out, input, weights, thresholds, 1u, output);
 }
+#endif /* !EBNN_MVE_KERNELS */

@@ -136,6 +136,11 @@ uint32_t ebnn_row_popcount(const uint32_t *x, const uint32_t *w, uint32_t n_in);
 void ebnn_binary_conv32(const ebnn_conv_params_t *pp, const uint32_t *input, const uint32_t *weights,
                         const void *thresholds, const uint32_t *flip, uint32_t *output, uint32_t *scratch);
 #endif
+#if EBNN_MVE_KERNELS
+/* the generic binary convolution's patch builder (ebnn_binary_conv.c), shared with mve/ */
+uint32_t ebnn_build_patch(const ebnn_conv_params_t *p, const uint32_t *in, int32_t iy0, int32_t ix0,
+                          uint32_t *patch, uint32_t *mask, int *masked);
+#endif
 /* the integer input convolution (ebnn_input_conv.c), also used for sign_float inputs */
 int ebnn_input_conv_int(const ebnn_conv_params_t *pp, const uint8_t *in_u8, const float *in_f32, const uint32_t *weights,
                    const void *thresholds, const uint32_t *flip, uint32_t *output);

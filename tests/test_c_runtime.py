@@ -11,7 +11,7 @@ from keras_ebnn.exporters.c import export_c, memory_plan
 from modelgen import random_model
 
 RUNTIME = ROOT / "runtime_c"
-# the runtime's C files (one per op, target variants in avr/), built as ordinary translation units (-lm:
+# the runtime's C files (one per op, target variants in avr/ and mve/), built as ordinary translation units (-lm:
 # ebnn_activation_f32 calls tanhf / expf)
 KERNELS = [str(p) for p in sorted(RUNTIME.rglob("*.c"))]
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
@@ -147,6 +147,7 @@ CROSS = {
     "cortex-m0plus": ["arm-none-eabi-gcc", "-mcpu=cortex-m0plus", "-mthumb"],
     "cortex-m3": ["arm-none-eabi-gcc", "-mcpu=cortex-m3", "-mthumb"],
     "cortex-m4f": ["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"],
+    "cortex-m55": ["arm-none-eabi-gcc", "-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard"],  # Helium kernels (mve/)
     "atmega328p": ["avr-gcc", "-mmcu=atmega328p"],
 }
 

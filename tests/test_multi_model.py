@@ -232,7 +232,8 @@ def test_two_model_modules_in_one_zephyr_app(paper, tmp_path):
 
 def test_export_ships_exactly_the_kernels_it_uses(tmp_path):
     """The export holds one compilable C file (NAME.c); the kernels its blocks use come as .inc copies
-    of the runtime's files (avr/ byte kernels for the c and arduino targets, not for Zephyr)."""
+    of the runtime's files (avr/ byte kernels for the c and arduino targets, not for Zephyr; the mve/
+    Helium kernels of its binary blocks for all)."""
     from keras_ebnn.exporters.c import runtime_dir
     from keras_ebnn.exporters.zephyr import export_zephyr
     model, _ = random_lowered(3)  # sign_uint8 input conv, dense blocks: no binary conv
@@ -241,7 +242,7 @@ def test_export_ships_exactly_the_kernels_it_uses(tmp_path):
     files = sorted(str(p.relative_to(tmp_path / "c")) for p in (tmp_path / "c").rglob("*") if p.is_file())
     assert files == ["avr/ebnn_bytes.h", "avr/ebnn_bytes.inc", "avr/ebnn_input_conv8.inc", "dn.c", "dn.h", "ebnn.h",
                      "ebnn_bits.inc", "ebnn_dense.inc", "ebnn_input_conv.inc", "ebnn_internal.h",
-                     "ebnn_output_dense.inc"]
+                     "ebnn_output_dense.inc", "mve/ebnn_dense_mve.inc", "mve/ebnn_mve.h"]
     for f in files:
         if f.endswith(".inc"):
             assert (tmp_path / "c" / f).read_bytes() == (runtime_dir() / (f[:-4] + ".c")).read_bytes(), f

@@ -1,7 +1,7 @@
 """Embedded targets on emulated hardware (issue: targets). Run alone with `pytest -m targets`.
 
-The shipped MNIST model runs on Cortex-M0+, M3, M4F and M7 and on RISC-V rv32imc (with and without
-Zbb) under QEMU and on the ATmega328P under simavr,
+The shipped MNIST model runs on Cortex-M0+, M3, M4F, M7 and M55 (Helium kernels) and on RISC-V
+rv32imc (with and without Zbb) under QEMU and on the ATmega328P under simavr,
 on 100 real test images: classes (and logits) identical to the host build, with instructions or
 cycles per inference and the target's own size figures printed. Arduino and Zephyr builds are
 checked with their own build flows; each check skips cleanly when its tools are missing.
@@ -53,7 +53,7 @@ def _data_symbols(symbols, name="mnist"):
 
 
 @pytest.mark.skipif(not cortexm.available(), reason="arm-none-eabi-gcc / qemu-system-arm not installed")
-@pytest.mark.parametrize("cpu", ["cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7"])
+@pytest.mark.parametrize("cpu", ["cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m55"])
 def test_cortex_m_under_qemu(cpu, shipped, tmp_path):
     lowered, out, x, classes, logits = shipped
     r = cortexm.build_and_run(out, "mnist", x, lowered.num_classes, cpu=cpu, workdir=tmp_path)
@@ -171,6 +171,104 @@ def test_m15_mnist_on_the_newer_cores(shipped, tmp_path):
               f"runtime+predict code {r['code_bytes']} B, stack {r['stack_bytes']} B")
 
 
+def _function_mnemonics(elf, names):
+    """{function: set of instruction mnemonics} of the named functions of an Armv8.1-M ELF."""
+    out = subprocess.run(["arm-none-eabi-objdump", "-d", "-m", "armv8.1-m.main", str(elf)], capture_output=True,
+                         text=True, check=True).stdout
+    ops, current = {}, None
+    for ln in out.splitlines():
+        if ln.endswith(">:"):
+            current = ln.split("<", 1)[1][:-2]
+        elif current in names and ln.count("\t") >= 2:
+            ops.setdefault(current, set()).add(ln.split("\t")[2].split()[0])
+    return ops
+
+
+MVE_OPS = {"veor", "vmla.u8", "vshr.u8"}  # the Helium kernels' XOR and SWAR popcount steps
+BINARY_ENTRIES = ("ebnn_binary_conv", "ebnn_binary_dense16")
+
+
+@pytest.mark.skipif(not cortexm.available(), reason="arm-none-eabi-gcc / qemu-system-arm not installed")
+@pytest.mark.parametrize("model", ["uno_mnist", "m15_mnist"])
+def test_cortex_m55_helium_kernels(model, shipped, tmp_path):
+    """Cortex-M55 (QEMU mps3-an547): the default build runs the Helium kernels (runtime_c/mve/: the binary
+    conv and dense entry points are MVE code) and the -DEBNN_MVE_KERNELS=0 build the generic C ones; both
+    give the host build's classes and logits on the test images, and the binary layers (binary conv +
+    dense calls, counted between markers) run fewer instructions with Helium than the generic C on the
+    same core and than the Cortex-M4 build."""
+    x = shipped[2][:20]
+    lowered = lower(load_model(ROOT / "examples" / "models" / f"{model}.keras"), "mnist")
+    out = tmp_path / "export"
+    export_c(lowered, out, "mnist")
+    classes, logits = host.predict_c(lowered, out, "mnist", x)
+    runs = {key: cortexm.kernel_instructions(out, "mnist", x, cpu=cpu, flags=flags, workdir=tmp_path / key)
+            for key, cpu, flags in [("helium", "cortex-m55", []), ("m55 generic", "cortex-m55", ["-DEBNN_MVE_KERNELS=0"]),
+                                    ("m4", "cortex-m4", [])]}
+    for key, r in runs.items():
+        assert np.array_equal(r["classes"], classes), key
+        assert np.array_equal(r["logits"], logits), key
+        ops = _function_mnemonics(r["elf"], BINARY_ENTRIES) if key != "m4" else {}
+        for fn in BINARY_ENTRIES if key != "m4" else ():
+            assert (MVE_OPS <= ops[fn]) == (key == "helium"), (key, fn, sorted(ops[fn]))
+    helium = runs["helium"]["kernel_instructions"]
+    assert helium < runs["m55 generic"]["kernel_instructions"] and helium < runs["m4"]["kernel_instructions"]
+    print(f"\n{model} binary layers: Helium {helium:,.0f} instructions/inference, generic C on M55 "
+          f"{runs['m55 generic']['kernel_instructions']:,.0f}, Cortex-M4 {runs['m4']['kernel_instructions']:,.0f} "
+          f"({runs['m4']['kernel_instructions'] / helium:.2f}x)")
+
+
+@pytest.mark.skipif(not cortexm.available(), reason="arm-none-eabi-gcc / qemu-system-arm not installed")
+def test_cortex_m55_random_blocks(tmp_path):
+    """The Helium kernels on random models (tests/randblocks.py: odd filter counts, pad values 0/1 with
+    masked windows, pools off the edge, float and uint8 inputs): classes and logits bit-identical to the
+    NumPy reference under QEMU."""
+    from randblocks import random_lowered
+    checked = 0
+    for seed in range(0, 60, 6):
+        model, x = random_lowered(seed)
+        if not any(b.kind in ("binary_conv", "binary_dense") for b in model.blocks):
+            continue
+        name = f"r{seed}"
+        export_c(model, tmp_path / name, name)
+        ref = reference.run(model, x, keep_bits=False)
+        r = cortexm.build_and_run(tmp_path / name, name, x, cpu="cortex-m55", workdir=tmp_path / f"w{seed}")
+        assert np.array_equal(r["classes"], ref["classes"]), seed
+        assert np.array_equal(r["logits"].view(np.uint32), ref["logits"].view(np.uint32)), seed
+        checked += 1
+    assert checked >= 8
+
+
+@pytest.mark.skipif(not cortexm.available(), reason="arm-none-eabi-gcc / qemu-system-arm not installed")
+@pytest.mark.parametrize("test", ["test_binary_conv", "test_dense"])
+def test_kernel_unit_tests_on_cortex_m55(test, tmp_path):
+    """The kernels' C unit tests (tests/c: random geometries against naive loops, int16 and int32
+    thresholds) built for Cortex-M55 with the runtime as ordinary files (the Helium kernels in place of
+    the generic ones, -pedantic warning-free) and run under QEMU, printing through semihosting."""
+    rt = ROOT / "runtime_c"
+    flags = [*cortexm.CPUS["cortex-m55"][0], "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", f"-I{rt}"]
+    objs = []
+    for src in [*sorted(rt.glob("*.c")), *sorted(rt.glob("*/*.c"))]:
+        obj = tmp_path / f"{src.parent.name}_{src.stem}.o"
+        subprocess.run([cortexm.CC, *flags, "-c", str(src), "-o", str(obj)], check=True)
+        objs.append(str(obj))
+    nm = subprocess.run(["arm-none-eabi-nm", str(tmp_path / "mve_ebnn_binary_conv_mve.o")], capture_output=True,
+                        text=True, check=True).stdout
+    assert " T ebnn_binary_conv\n" in nm  # the Helium entry point is the one linked
+    test_obj = tmp_path / "test.o"  # the test and the start-up code as the other tests/c and bench builds: no -pedantic
+    subprocess.run([cortexm.CC, *[f for f in flags if f != "-pedantic"], "-Dmain=test_main", "-c",
+                    str(ROOT / "tests" / "c" / f"{test}.c"), "-o", str(test_obj)], check=True)
+    elf = tmp_path / f"{test}.elf"
+    ld = cortexm.linker_script(tmp_path, "mps3-an547")
+    subprocess.run([cortexm.CC, *[f for f in flags if f != "-pedantic"], str(test_obj), *objs, str(cortexm.HERE / "unit_main.c"),
+                    str(cortexm.HERE / "startup.c"), "-nostartfiles", "--specs=rdimon.specs", "-T", str(ld),
+                    "-Wl,--defsym=end=_ebss", "-o", str(elf)], check=True)
+    out = subprocess.run(["qemu-system-arm", "-M", "mps3-an547", "-nographic", "-monitor", "none", "-serial", "none",
+                          "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)],
+                         capture_output=True, text=True, timeout=600).stdout
+    assert out.strip().endswith(" 0 failed"), out[-2000:]
+    assert int(out.strip().split(": ")[-1].split(" passed")[0]) > 5000, out
+
+
 @pytest.mark.skipif(not avr.available(), reason="avr-gcc / libsimavr-dev not installed")
 def test_atmega328p_under_simavr(shipped, tmp_path):
     lowered, out, x, classes, logits = shipped
@@ -235,7 +333,7 @@ def _spin_images(n, count=5):
 
 
 @pytest.mark.skipif(not cortexm.available(), reason="arm-none-eabi-gcc / qemu-system-arm not installed")
-@pytest.mark.parametrize("cpu", ["cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7"])
+@pytest.mark.parametrize("cpu", ["cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m55"])
 def test_instruction_count_is_exact(cpu, tmp_path):
     """The plugin's per-inference count moves by exactly 2 per loop turn of a hand-written predict,
     is an integer, and repeats run to run; what remains besides predict's own 4 + 2n instructions

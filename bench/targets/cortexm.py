@@ -1,6 +1,7 @@
 """Cortex-M bare metal under QEMU: build an exported model with arm-none-eabi-gcc, run it on
 `qemu-system-arm -M mps2-an385` (Cortex-M3, and M0+ code, which is a subset), `mps2-an386`
-(Cortex-M4F) or `mps2-an500` (Cortex-M7 with double-precision FPU) with semihosting, and count
+(Cortex-M4F), `mps2-an500` (Cortex-M7 with double-precision FPU) or `mps3-an547` (Cortex-M55 with
+Helium) with semihosting, and count
 executed instructions exactly with our TCG plugin.
 
 Method: the driver brackets every NAME_predict call with two marker functions; the plugin
@@ -26,14 +27,19 @@ CPUS = {
     "cortex-m4": (["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"], "mps2-an386"),
     # Cortex-M7 with its double-precision FPU (FPv5-D16), as on STM32F7/H7 parts
     "cortex-m7": (["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"], "mps2-an500"),
+    # Cortex-M55 (Armv8.1-M) with Helium (MVE, integer and float: -mcpu=cortex-m55 implies +mve.fp) and
+    # its FPU; the runtime's MVE kernels (runtime_c/arm/) are compiled in when __ARM_FEATURE_MVE is set
+    "cortex-m55": (["-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard"], "mps3-an547"),
 }
 CC = "arm-none-eabi-gcc"
 # memory maps (flash, RAM) the linker script is sized for, per QEMU machine. "microbit" (nRF51, a real
 # ARMv6-M Cortex-M0 core, 256 KB flash, 16 KB RAM) is a stricter home for Cortex-M0+ builds than the
 # M3 machine: it rejects ARMv7-M instructions (e.g. from a wrongly chosen libgcc multilib).
 # mps2-an500 (Cortex-M7) has the same 4 MB ZBT SSRAM1 at 0x0 and SSRAM2/3 at 0x20000000 as an385/an386.
+# mps3-an547 (Cortex-M55): the 512 KB ITCM at 0x0 holds code and constants, the 512 KB DTCM at 0x20000000
+# data and stack.
 MACHINES = {"mps2-an385": ("4M", "4M"), "mps2-an386": ("4M", "4M"), "mps2-an500": ("4M", "4M"),
-            "microbit": ("256K", "16K")}
+            "mps3-an547": ("512K", "512K"), "microbit": ("256K", "16K")}
 
 
 def available():
@@ -49,6 +55,14 @@ def plugin():
     return out
 
 
+def _float_literal(v):
+    """A C float literal of v (9 significant digits: the same float32); non-finite values as 0.0f."""
+    if not np.isfinite(v):
+        return "0.0f"
+    text = f"{float(v):.9g}"
+    return text + (".0f" if not any(c in text for c in ".e") else "f")  # "0f" would not be C
+
+
 def images_header(path, images, ctype):
     images = np.asarray(images)
     n = images.shape[0]
@@ -56,7 +70,7 @@ def images_header(path, images, ctype):
     rows = []
     for img in flat:
         if ctype == "float":
-            vals = ", ".join(f"{float(v):.9g}f" if np.isfinite(v) else "0.0f" for v in img)
+            vals = ", ".join(_float_literal(v) for v in img)
         else:
             vals = ", ".join(str(int(v)) for v in img)
         rows.append("    {" + vals + "}")
@@ -70,7 +84,7 @@ def linker_script(work, machine):
     text = (HERE / "link.ld").read_text()
     sized = text.replace("ORIGIN = 0x00000000, LENGTH = 4M", f"ORIGIN = 0x00000000, LENGTH = {flash}") \
         .replace("ORIGIN = 0x20000000, LENGTH = 4M", f"ORIGIN = 0x20000000, LENGTH = {ram}")
-    assert machine.startswith("mps2") or sized != text
+    assert machine in ("mps2-an385", "mps2-an386", "mps2-an500") or sized != text
     out = Path(work) / f"link_{machine}.ld"
     out.write_text(sized)
     return out
@@ -236,7 +250,7 @@ def build_and_run(export_dir, name, images, num_classes=None, cpu="cortex-m3", o
     return {
         "cpu": cpu, "machine": machine or CPUS[cpu][1], "opt": opt, "classes": classes, "logits": logits, "images": len(images),
         "instructions_per_inference": counters["marked"] / max(counters["pairs"], 1) - marker_cost,
-        "marker_cost": marker_cost, "size": size(elf), "symbols": model_syms, "elf": str(elf),
+        "marker_cost": marker_cost, "marker_pairs": counters["pairs"], "size": size(elf), "symbols": model_syms, "elf": str(elf),
         # stack used by NAME_predict: painted bytes reached, minus those reached by the calibration
         # build (the paint stops 64 B below main's stack pointer)
         "stack_bytes": None if counters["stack"] is None else counters["stack"] - (empty_counters["stack"] or 0),
@@ -244,3 +258,43 @@ def build_and_run(export_dir, name, images, num_classes=None, cpu="cortex-m3", o
         "code_bytes": flash["code"], "libgcc_helpers": flash["helpers"], "model_flash": flash["flash"],
         "empty_elf": str(empty),
     }
+
+
+BINARY_KERNELS = ("ebnn_binary_conv", "ebnn_binary_dense", "ebnn_binary_dense16")
+
+
+def bracket_kernels(export_dir, name, dst, kernels=BINARY_KERNELS):
+    """Copy of an export in `dst` whose NAME.c calls the driver's marker functions around every call of
+    the given kernels (default: the binary conv and binary dense blocks), so `build_and_run` on it
+    counts the instructions of those kernel calls only. The plugin restarts at every start marker, so
+    the driver's own start marker (before NAME_predict) is superseded by the first kernel's; its stop
+    marker (after NAME_predict) finds the count already stopped and is ignored. Returns
+    (dst, calls bracketed per inference). The kernels are compiled as their own functions (EBNN_API:
+    noipa), so the markers in NAME_predict do not change their code."""
+    export_dir, dst = Path(export_dir), Path(dst)
+    shutil.copytree(export_dir, dst, dirs_exist_ok=True)
+    src = (dst / f"{name}.c").read_text()
+    calls = re.compile(r"^(    status = (" + "|".join(map(re.escape, kernels)) + r")\(.*\);)$", re.M)
+    src, n = calls.subn(r"    ebnn_mark_start();\n\1\n    ebnn_mark_stop();", src)
+    if n == 0:
+        raise ValueError(f"{name}.c calls none of {', '.join(kernels)}")
+    marker_decl = "void ebnn_mark_start(void);\nvoid ebnn_mark_stop(void);\n"
+    src = src.replace(f'#include "{name}.h"\n', f'#include "{name}.h"\n{marker_decl}', 1)
+    (dst / f"{name}.c").write_text(src)
+    return dst, n
+
+
+def kernel_instructions(export_dir, name, images, cpu="cortex-m3", opt="-O2", workdir=None, flags=(),
+                        kernels=BINARY_KERNELS):
+    """Instructions per inference spent in the calls of `kernels` (see bracket_kernels; the cost of the
+    marker pair, measured as in build_and_run, subtracted once per bracketed call), with the run's
+    classes and logits (which must equal the unbracketed build's)."""
+    work = Path(workdir or tempfile.mkdtemp(prefix=f"ebnn-{cpu}-kernels-"))
+    bracketed, calls = bracket_kernels(export_dir, name, work / "export", kernels)
+    r = build_and_run(bracketed, name, images, cpu=cpu, opt=opt, workdir=work / "build", flags=flags)
+    # build_and_run's figure is per marker pair (here: per bracketed call), marker cost subtracted
+    r["kernel_instructions"] = calls * r["instructions_per_inference"]
+    r["kernel_calls"] = calls
+    if r["marker_pairs"] != calls * len(images):
+        raise RuntimeError(f"{r['marker_pairs']} marker pairs counted, {calls} x {len(images)} expected")
+    return r
