@@ -178,8 +178,8 @@ def stack_bound(model: LoweredModel, target=None, build="default"):
     the deepest kernel chain it calls + the generated functions' share, the largest over the targets."""
     if build not in STACK_BUILDS:
         raise ValueError(f"unknown build {build!r}; choose one of {', '.join(STACK_BUILDS)}")
-    if _is_graph(model):  # None when a kernel of the graph has no measured figure
-        return _graph_c().memory_plan(model, target, build)["stack"]["bytes"]
+    if _is_graph(model):  # with the graph kernels' figures (exporters/graph_c.py GRAPH_STACK_BYTES)
+        return _graph_c().stack_bound(model, target, build)
     keys = stack_kernel_keys(model)
     return max(max(STACK_BYTES[t][build][k] for k in keys) + STACK_BYTES[t][build]["predict"]
                for t in stack_targets(target))

@@ -36,6 +36,30 @@ from keras_ebnn.graph_memory import plan_memory
 
 from . import c as chain
 
+# Stack bound, in bytes, of each graph kernel file's deepest call chain (entry point + helpers +
+# library routines: soft float, tanhf / expf) and of what a generated graph NAME_predict adds, per MCU
+# target and build ("default", "small": exporters/c.py STACK_BUILDS): the maximum over -O1, -O2, -O3
+# and -Os of keras_ebnn.stackcheck's chains on the graph exports `python bench/graph_stack.py` builds
+# (arm-none-eabi-gcc 12.2, avr-gcc 5.4), rounded up to 16 B. "elementwise_libm": with tanh / sigmoid
+# compiled in (EBNN_ACT_LIBM=1). tests/test_graph_targets.py checks the bound against stackcheck.
+GRAPH_STACK_BYTES = {
+    "cortex-m0plus": {
+        "default": {"binary_acc": 304, "conv_f32": 256, "dense_f32": 112, "pool": 208, "elementwise": 96, "elementwise_libm": 144, "predict": 128},
+        "small": {"binary_acc": 304, "conv_f32": 256, "dense_f32": 112, "pool": 208, "elementwise": 96, "elementwise_libm": 144, "predict": 128},
+    },
+    "cortex-m3": {
+        "default": {"binary_acc": 288, "conv_f32": 240, "dense_f32": 80, "pool": 224, "elementwise": 112, "elementwise_libm": 160, "predict": 128},
+        "small": {"binary_acc": 288, "conv_f32": 240, "dense_f32": 80, "pool": 224, "elementwise": 112, "elementwise_libm": 160, "predict": 128},
+    },
+    "cortex-m4": {
+        "default": {"binary_acc": 288, "conv_f32": 224, "dense_f32": 64, "pool": 176, "elementwise": 96, "elementwise_libm": 80, "predict": 128},
+        "small": {"binary_acc": 288, "conv_f32": 224, "dense_f32": 64, "pool": 176, "elementwise": 96, "elementwise_libm": 80, "predict": 128},
+    },
+    "avr": {
+        "default": {"binary_acc": 208, "conv_f32": 192, "dense_f32": 64, "pool": 192, "elementwise": 64, "elementwise_libm": 64, "predict": 64},
+        "small": {"binary_acc": 208, "conv_f32": 192, "dense_f32": 64, "pool": 192, "elementwise": 64, "elementwise_libm": 64, "predict": 64},
+    },
+}
 WINDOW_STRUCT_BYTES = 22  # sizeof(ebnn_window_t): 11 uint16_t fields, no padding
 ACTIVATIONS = {"relu": "EBNN_ACT_RELU", "relu6": "EBNN_ACT_RELU6", "hard_tanh": "EBNN_ACT_HARD_TANH",
                "leaky_relu": "EBNN_ACT_LEAKY_RELU", "tanh": "EBNN_ACT_TANH", "sigmoid": "EBNN_ACT_SIGMOID"}
@@ -294,9 +318,7 @@ def memory_plan(model, target=None, build="default"):
       arena: the graph_memory plan (buffers, peak_bytes, order, ...);
       arena_bytes, activation_bytes (the peak of live tensors; = arena_bytes when the planner reaches
       the peak), totals (as exporters/c.py; kernel_scratch_bytes = arena - peak of tensors).
-    The stack bound is known only when every kernel the graph calls has a STACK_BYTES entry; else
-    totals["stack_bytes_estimate"] and stack["bytes"] are None (unknown: measure it with
-    `python -m keras_ebnn.stackcheck OUT --target T`) and ram_bytes counts the arena only.
+    Stack: `stack_bound`.
     """
     graph = prepare(model.graph)
     plan = arena_plan(graph)
@@ -318,19 +340,32 @@ def memory_plan(model, target=None, build="default"):
     code += sum(chain.CODE_BYTES[k] for k in keys if k in chain.CODE_BYTES)  # the chain's block kernels
     code += sum(GRAPH_CODE_BYTES[f] for f in graph_functions(graph, plan))
     targets = chain.stack_targets(target)
-    stack = None
-    if all(k in chain.STACK_BYTES[tg][build] for tg in targets for k in keys):
-        stack = max(max(chain.STACK_BYTES[tg][build][k] for k in keys) + chain.STACK_BYTES[tg][build]["predict"]
-                    for tg in targets)
+    stack = stack_bound(model, target, build)
     data_bytes = sum(o["flash_bytes"] for o in ops)
     in_bytes = model.input.length * (1 if model.input.dtype == np.uint8 else 4)
     totals = {"flash_data_bytes": int(data_bytes), "code_bytes_estimate": int(code),
               "flash_bytes": int(data_bytes + code), "activation_bytes": int(tensor_peak),
               "kernel_scratch_bytes": int(arena - tensor_peak), "arena_bytes": int(arena),
-              "stack_bytes_estimate": stack, "ram_bytes": int(arena + (stack or 0)), "input_bytes": int(in_bytes)}
+              "stack_bytes_estimate": int(stack), "ram_bytes": int(arena + stack), "input_bytes": int(in_bytes)}
     return {"graph": True, "ops": ops, "blocks": ops, "arena": plan, "arena_bytes": int(arena),
             "activation_bytes": int(tensor_peak), "peak_bytes": int(plan["peak_bytes"]), "totals": totals,
             "stack": {"target": target or "any", "build": build, "bytes": stack, "targets": targets}}
+
+
+def stack_bound(model, target=None, build="default"):
+    """Upper bound of the stack a graph's NAME_predict uses, like exporters/c.py stack_bound for a
+    chain: the deepest chain of the kernels it calls (the chain kernels' STACK_BYTES, the graph kernels'
+    GRAPH_STACK_BYTES; "elementwise_libm" when tanh / sigmoid call tanhf / expf) + the larger
+    "predict" share, the largest over the targets."""
+    keys = [k for k in kernel_keys(model.graph) if k != "common"]
+    libm = uses_libm(model.graph)
+    best = 0
+    for tg in chain.stack_targets(target):
+        chain_t, graph_t = chain.STACK_BYTES[tg][build], GRAPH_STACK_BYTES[tg][build]
+        per = [chain_t[k] if k in chain_t else graph_t["elementwise_libm" if k == "elementwise" and libm else k]
+               for k in keys]
+        best = max(best, max(per, default=0) + max(chain_t["predict"], graph_t["predict"]))
+    return best
 
 
 def graph_functions(graph, plan):

@@ -191,10 +191,6 @@ def budget(plan, board, target, num_classes, sketch_flash=()):
                  ram_items=[("activation arena", t["arena_bytes"]),
                             ("stack of the predict call chain (estimate)", t["stack_bytes_estimate"]),
                             ("input buffer", t["input_bytes"])])
-    if t["stack_bytes_estimate"] is None:  # a graph calling kernels without a measured stack figure
-        bud.ram_items = [item for item in bud.ram_items if item[1] is not None]
-        bud.not_counted.append("the stack of the predict call chain (not measured for the graph kernels: "
-                               "run python -m keras_ebnn.stackcheck on your build)")
     if target == "arduino":
         bud.ram_items.append(("scores array", 4 * int(num_classes)))
         core = ARDUINO_CORE_OVERHEAD.get(board.arduino_core) if board.arduino_core else None

@@ -55,14 +55,12 @@ class ExportResult:
 
     def summary(self):
         t = self.plan["totals"]
-        stack = (f"stack <= {t['stack_bytes_estimate']} B for {report.stack_build_text(self.plan)}"
-                 if t["stack_bytes_estimate"] is not None else "stack not counted: unknown for the graph kernels")
         what = f"graph of {len(self.plan['ops'])} ops" if self.plan.get("graph") else f"{len(self.plan['blocks'])} blocks"
         parts = [f"{self.name} -> {self.out_dir} ({self.target}, {what}): flash {t['flash_bytes']} B "
                  f"(data {t['flash_data_bytes']} B + code ~{t['code_bytes_estimate']} B), RAM "
                  f"{t['ram_bytes']} B (activations {t['activation_bytes']} B"
                  + (f" + kernel scratch {t['kernel_scratch_bytes']} B" if t.get("kernel_scratch_bytes") else "")
-                 + f" + {stack})"]
+                 + f" + stack <= {t['stack_bytes_estimate']} B for {report.stack_build_text(self.plan)})"]
         if self.budget is not None:
             parts.append(("DOES NOT FIT (written with force): " if self.forced else "fits: ") + self.budget.text())
         if self.sketch_inputs is not None:

@@ -85,9 +85,6 @@ def stack_build_text(plan):
 def stack_table_text(lowered):
     """One line: the stack bound per target, default build / small-stack build."""
     from .exporters.c import STACK_TARGETS, stack_bound
-    if stack_bound(lowered) is None:
-        return ("- Stack bound: unknown (not measured for the graph kernels); `python -m keras_ebnn.stackcheck "
-                "OUT --target T` computes it for your build")
     return "- Stack bound per target, default build / with `-DEBNN_CHUNK=8 -DEBNN_LOW_STACK=1` (slower): " + \
         ", ".join(f"{t} {stack_bound(lowered, t):,} / {stack_bound(lowered, t, 'small'):,} B"
                   for t in STACK_TARGETS) + \
@@ -102,8 +99,7 @@ def totals_text(lowered, plan):
         f"~{t['code_bytes_estimate']:,} B (estimate; the target's size tool gives the exact figure)",
         f"- RAM: **{t['ram_bytes']:,} B** = activation buffers {t['activation_bytes']:,} B"
         + (f" + kernel scratch {t['kernel_scratch_bytes']:,} B" if t.get("kernel_scratch_bytes") else "")
-        + (f" + stack <= {t['stack_bytes_estimate']:,} B (upper bound for {stack_build_text(plan)})"
-           if t["stack_bytes_estimate"] is not None else " (stack not counted: unknown, see below)"),
+        + f" + stack <= {t['stack_bytes_estimate']:,} B (upper bound for {stack_build_text(plan)})",
         stack_table_text(lowered),
         f"- Input buffer (caller's): {inp.length} x {'uint8' if inp.dtype.__name__ == 'uint8' else 'float'} = "
         f"{t['input_bytes']:,} B, not counted above",

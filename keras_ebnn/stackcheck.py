@@ -489,7 +489,20 @@ def call_graph(export_dir, target, opt=None, flags=(), workdir=None, entry=None)
                     if n in globals_ and b == "g":
                         raise StackCheckError(f"{n} is defined in {globals_[n]} and {obj.name}")
                     globals_[n] = obj.name
-            per_object.append((obj, su, syms, local, object_calls(t.arch, disassemble(t.objdump, obj), syms, obj.name)))
+            obj_calls = object_calls(t.arch, disassemble(t.objdump, obj), syms, obj.name)
+            # GCC's identical code folding makes identical static functions (e.g. two kernel files' equal
+            # bit-reading helpers in one NAME.c) aliases: one body, under the name objdump shows, with the
+            # .su line under either name. Calls to an alias go to that body.
+            at = {}
+            for n, _, section, value, _ in syms:
+                at.setdefault((section, value), []).append(n)
+            alias = {n: shown[0] for names in at.values() for shown in [[m for m in names if m in obj_calls]]
+                     if shown for n in names if n not in obj_calls}
+            for n, body in alias.items():
+                if n in su and body not in su:
+                    su[body] = su[n]
+            obj_calls = {f: [alias.get(c, c) for c in cs] for f, cs in obj_calls.items()}
+            per_object.append((obj, su, syms, local, obj_calls))
 
         def node(obj, local, n):
             return f"{obj.name}:{n}" if n in local else n

@@ -263,7 +263,8 @@ def test_summary_and_report_describe_graphs(tmp_path):
     rows = [line for line in text.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert len(rows) == len(gm.graph.ops) == len(plan["ops"])
     assert {"bits", "int", "float32"} <= {r.split(" | ")[4] for r in rows}
-    assert f"peak **{plan['peak_bytes']:,}**" in text and "Stack bound: unknown" in text
+    assert f"peak **{plan['peak_bytes']:,}**" in text and plan["totals"]["stack_bytes_estimate"] > 0
+    assert f"stack <= {plan['totals']['stack_bytes_estimate']:,} B" in text
     export_c(gm, tmp_path / "out", "bireal")
     assert f"#define bireal_SCRATCH_SIZE {plan['arena_bytes']}u" in (tmp_path / "out" / "bireal.h").read_text()
     assert f"static uint32_t bireal_arena[{plan['arena_bytes'] // 4}];" in (tmp_path / "out" / "bireal.c").read_text()

@@ -99,8 +99,9 @@ def test_graph_on_atmega328p(sensor, tmp_path):
     assert sum(v for k, v in r["symbols"].items() if k.startswith("sensor_op")) == plan["totals"]["flash_data_bytes"]
     sram = r["sram_static_bytes"] + r["stack_high_water_bytes"]
     assert sram < avr.SRAM_BYTES
+    assert r["stack_high_water_bytes"] <= plan["totals"]["stack_bytes_estimate"]  # the report's bound holds
     print(f"\natmega328p: {r['ms_per_inference_16mhz']:.1f} ms at 16 MHz; stack high-water "
-          f"{r['stack_high_water_bytes']} B (measured; the report gives no bound for graph kernels); "
+          f"{r['stack_high_water_bytes']} B (report bound {plan['totals']['stack_bytes_estimate']} B); "
           f"SRAM {sram} of {avr.SRAM_BYTES} B; arena {plan['arena_bytes']} B")
 
 
@@ -118,14 +119,47 @@ def test_graph_c_compiles_warning_free_for_mcus(sensor, tmp_path):
 
 @pytest.mark.skipif(not stackcheck.available("cortex-m0plus"), reason="arm-none-eabi-gcc not installed")
 def test_stackcheck_measures_graph_exports(sensor, tmp_path):
-    """keras_ebnn.stackcheck bounds graph exports (the report has no stack figure for the graph kernels:
-    this is how to measure one). larq_readme_mlp's predict at -O2 on Cortex-M0+ ends with a branch
-    before an elided literal pool, whose relocations once were taken for the branch's target."""
+    """keras_ebnn.stackcheck bounds graph exports (what bench/graph_stack.py builds the report's graph
+    figures from). larq_readme_mlp's predict at -O2 on Cortex-M0+ ends with a branch
+    before an elided literal pool, whose relocations once were taken for the branch's target; in
+    kws_binary_dscnn at -Os GCC folds the equal bit-reading helpers of the binary conv and binary
+    accumulator kernels into one body with two names (one .su line)."""
     from published_models import build
     _, out, _, _, _ = sensor
-    model, _ = build("larq_readme_mlp", n=1)
-    export_c(GraphModel(lower_graph(model, "mlp")), tmp_path / "mlp", "mlp")
-    for folder, name in ((out, "sensor"), (tmp_path / "mlp", "mlp")):
-        chain = stackcheck.analyze(folder, "cortex-m0plus", "-O2")[f"{name}_predict"]
+    folders = [(out, "sensor", "-O2")]
+    for name, short, opt in (("larq_readme_mlp", "mlp", "-O2"), ("kws_binary_dscnn", "kws", "-Os")):
+        model, _ = build(name, n=1)
+        export_c(GraphModel(lower_graph(model, short)), tmp_path / short, short)
+        folders.append((tmp_path / short, short, opt))
+    for folder, name, opt in folders:
+        chain = stackcheck.analyze(folder, "cortex-m0plus", opt)[f"{name}_predict"]
         assert chain.path[0][0] == f"{name}_predict" and len(chain.path) >= 2 and chain.bytes > 0
-        print(f"{name}: Cortex-M0+ -O2 stack {chain}")
+        print(f"{name}: Cortex-M0+ {opt} stack {chain}")
+
+
+@pytest.mark.parametrize("target", ["cortex-m0plus", "cortex-m3", "avr"])
+def test_report_stack_bounds_graph_builds(target, sensor, tmp_path):
+    """The report's RAM figure of a graph export (arena + GRAPH_STACK_BYTES / STACK_BYTES bound, for this
+    target and for any target) is at least the arena + stackcheck's deepest chain of the default
+    build (-O2 on Cortex-M, -Os on AVR; the other level too) -- for the sensor graph, kws_binary_dscnn
+    (binary accumulators, depthwise) and a model with tanh / sigmoid (libm) -- and not loose."""
+    if not stackcheck.available(target):
+        pytest.skip(f"{stackcheck.TARGETS[target].cc} not installed")
+    from published_models import build
+    from test_graph_c import tanh_sigmoid_model
+    gm_sensor, out, _, _, _ = sensor
+    cases = [(gm_sensor, out)]
+    for name, model in (("kws", build("kws_binary_dscnn", n=1)[0]), ("tanhnet", tanh_sigmoid_model()[0])):
+        gm = GraphModel(lower_graph(model, name))
+        export_c(gm, tmp_path / name, name)
+        cases.append((gm, tmp_path / name))
+    for gm, folder in cases:
+        plan_t, plan_any = memory_plan(gm, target=target), memory_plan(gm)
+        for opt in ("-O2", "-Os"):
+            chains = stackcheck.analyze(folder, target, opt)
+            deepest = max(c.bytes for c in chains.values())
+            need = plan_t["arena_bytes"] + deepest
+            print(f"{target} {opt} {gm.name}: chain {chains[gm.name + '_predict']}; report stack "
+                  f"{plan_t['totals']['stack_bytes_estimate']} B")
+            assert plan_t["totals"]["ram_bytes"] >= need and plan_any["totals"]["ram_bytes"] >= need
+            assert plan_t["totals"]["stack_bytes_estimate"] <= 1.5 * deepest + 64, (gm.name, opt, deepest)

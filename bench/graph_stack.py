@@ -1,0 +1,107 @@
+"""Stack bounds of the graph kernels per MCU target and build: the GRAPH_STACK_BYTES table of
+exporters/graph_c.py (what bench/stack.py is for the chain kernels' STACK_BYTES).
+
+    python bench/graph_stack.py [--targets avr,cortex-m3] [--jobs 2]
+
+Method (as bench/stack.py): the graph exports of the re-created published Larq models that are not
+chains (tests/published_models.py), the 1-D sensor graph of tests/test_graph_targets.py and a model with
+unfused tanh / sigmoid (tests/test_graph_c.py) are analysed by keras_ebnn.stackcheck for each target,
+-O1/-O2/-O3/-Os and the "default" and "small" builds. Per graph kernel file: the deepest chain from any
+of its entry points (library routines such as soft float, tanhf and expf included), the maximum over
+levels and models; "elementwise_libm" is the elementwise file of the models with tanh / sigmoid
+(EBNN_ACT_LIBM=1), "elementwise" that of the others. "predict": the most that NAME_predict's deepest
+chain exceeds the largest kernel chain of that model (the generated function's own frame). Rounded
+up to 16 bytes. Prints the table to paste into exporters/graph_c.py.
+"""
+import argparse
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from stack import BUILDS, ENTRIES, OPTS, TARGETS, round16  # noqa: E402
+
+from keras_ebnn import stackcheck  # noqa: E402
+
+GRAPH_ENTRIES = {
+    "binary_acc": ("ebnn_bconv_acc", "ebnn_bdense_acc", "ebnn_bdepthwise_acc"),
+    "conv_f32": ("ebnn_conv_f32", "ebnn_depthwise_f32"),
+    "dense_f32": ("ebnn_dense_f32",),
+    "pool": ("ebnn_max_pool_bits", "ebnn_max_pool_i32", "ebnn_max_pool_f32", "ebnn_sum_pool_bits",
+             "ebnn_sum_pool_i32", "ebnn_avg_pool_f32"),
+    "elementwise": ("ebnn_bits_to_f32", "ebnn_i32_to_f32", "ebnn_affine_f32", "ebnn_activation_f32", "ebnn_add_f32",
+                    "ebnn_sign_f32", "ebnn_sign_i32", "ebnn_threshold_f32", "ebnn_threshold_i32",
+                    "ebnn_concat_bits", "ebnn_concat_f32", "ebnn_argmax_f32"),
+}
+KEYS = list(GRAPH_ENTRIES) + ["elementwise_libm", "predict"]
+
+
+def graph_models():
+    """name -> Keras model of the measured graphs."""
+    from published_models import PUBLISHED, build
+    from test_graph_c import tanh_sigmoid_model
+    from test_graph_targets import sensor_graph
+    from keras_ebnn.exporting import lower_for_export
+    out = {}
+    for name, (_, expected) in sorted(PUBLISHED.items()):
+        if expected == "lowers":
+            model, _ = build(name, n=4)
+            if getattr(lower_for_export(model, name), "kind", None) == "graph":
+                out[name] = model
+    out["sensor"] = sensor_graph()[0]
+    out["tanhnet"] = tanh_sigmoid_model()[0]
+    return out
+
+
+def measure(out, name, target, opt, flags, libm):
+    """({kernel key: deepest chain bytes}, NAME_predict's chain) of one build."""
+    entries = dict(ENTRIES, **GRAPH_ENTRIES)
+    roots = [f"{name}_predict"] + [e for es in entries.values() for e in es]
+    chains = stackcheck.analyze(out, target, opt, flags, roots=roots, require_roots=False)
+    kernels = {k: max([chains[e].bytes for e in es if e in chains], default=0) for k, es in entries.items()}
+    kernels["elementwise_libm"] = kernels["elementwise"] if libm else 0
+    if libm:
+        kernels["elementwise"] = 0
+    return kernels, chains[f"{name}_predict"]
+
+
+def main(argv=None):
+    from keras_ebnn.exporters.c import export_c
+    from keras_ebnn.exporters.graph_c import GraphModel, uses_libm
+    from keras_ebnn.graph import lower_graph
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--targets", default=",".join(TARGETS))
+    ap.add_argument("--jobs", type=int, default=2)
+    args = ap.parse_args(argv)
+    targets = [t for t in args.targets.split(",") if stackcheck.available(t)]
+    table = {t: {b: {k: 0 for k in KEYS} for b in BUILDS} for t in targets}
+    with tempfile.TemporaryDirectory() as work:
+        exports = []
+        for name, model in graph_models().items():
+            gm = GraphModel(lower_graph(model, name))
+            export_c(gm, Path(work) / name, name)
+            exports.append((name, Path(work) / name, uses_libm(gm.graph)))
+        jobs = [(t, b, o, e) for t in targets for b in BUILDS for o in OPTS for e in exports]
+        with ThreadPoolExecutor(args.jobs) as pool:
+            results = list(pool.map(lambda j: measure(j[3][1], j[3][0], j[0], j[2], BUILDS[j[1]], j[3][2]), jobs))
+    for (target, build, opt, (name, _, _)), (kernels, predict) in zip(jobs, results):
+        entry = table[target][build]
+        for k in KEYS[:-1]:
+            entry[k] = max(entry[k], kernels[k])
+        entry["predict"] = max(entry["predict"], predict.bytes - max(kernels.values()))
+        print(f"{target:13s} {build:7s} {opt} {name}: {predict}")
+    print("\nGRAPH_STACK_BYTES = {")
+    for target, builds in table.items():
+        print(f'    "{target}": {{')
+        for build, entry in builds.items():
+            print(f'        "{build}": {{' + ", ".join(f'"{k}": {round16(max(v, 0))}' for k, v in entry.items()) + "},")
+        print("    },")
+    print("}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
