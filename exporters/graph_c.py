@@ -25,6 +25,7 @@ Tensors in C: bits -> uint32_t words (element i = bit i & 31 of word i >> 5), in
 float32 -> float. Constant arrays are EBNN_CONST (flash on AVR), named NAME_op<i>_<what>.
 """
 import copy
+import re
 from dataclasses import dataclass
 from typing import Tuple
 
@@ -40,6 +41,22 @@ ACTIVATIONS = {"relu": "EBNN_ACT_RELU", "relu6": "EBNN_ACT_RELU6", "hard_tanh": 
                "leaky_relu": "EBNN_ACT_LEAKY_RELU", "tanh": "EBNN_ACT_TANH", "sigmoid": "EBNN_ACT_SIGMOID"}
 LIBM_ACTIVATIONS = ("tanh", "sigmoid")  # C uses tanhf / expf: agrees with the reference within tolerance
 CTYPES = {"bits": "uint32_t", "int": "int32_t", "float32": "float"}
+# Machine code, in bytes, of each graph kernel entry point and of the static helpers they share,
+# measured like exporters/c.py CODE_BYTES (arm-none-eabi-gcc 12.2 -mcpu=cortex-m3 -mthumb -O2
+# -ffunction-sections, `arm-none-eabi-nm -S` of each runtime_c/ebnn_<op>.c object); the linker drops
+# the entry points a model does not call. "soft_float": libgcc's single-precision add / sub / mul /
+# div / compare / int-to-float routines that any float32 op pulls in on an FPU-less core (Cortex-M0+/M3,
+# measured in a linked M3 program); 0 where the core has an FPU.
+GRAPH_CODE_BYTES = {
+    "ebnn_bconv_acc": 540, "ebnn_bdense_acc": 140, "ebnn_bdepthwise_acc": 506, "binary_acc helpers": 440,
+    "ebnn_conv_f32": 514, "ebnn_depthwise_f32": 598, "ebnn_dense_f32": 210,
+    "ebnn_avg_pool_f32": 410, "ebnn_max_pool_bits": 334, "ebnn_max_pool_f32": 414, "ebnn_max_pool_i32": 330,
+    "ebnn_sum_pool_bits": 356, "ebnn_sum_pool_i32": 346, "pool helpers": 230,
+    "ebnn_activation_f32": 256, "ebnn_add_f32": 56, "ebnn_affine_f32": 190, "ebnn_argmax_f32": 82,
+    "ebnn_bits_to_f32": 84, "ebnn_concat_bits": 232, "ebnn_concat_f32": 148, "ebnn_i32_to_f32": 200,
+    "ebnn_sign_f32": 78, "ebnn_sign_i32": 66, "ebnn_threshold_f32": 162, "ebnn_threshold_i32": 178,
+    "soft_float": 1450,
+}
 INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
 
 
@@ -302,7 +319,8 @@ def memory_plan(model, target=None, build="default"):
     keys = [k for k in kernel_keys(model.graph) if k != "common"]
     code = chain.CODE_BYTES["common"] + chain.CODE_BYTES["predict"] + \
         chain.CODE_BYTES["predict_per_block"] * sum(1 for o in graph.ops if _op_key(graph, o) is not None)
-    code += sum(chain.CODE_BYTES.get(k, 0) for k in keys)  # TODO measure the graph kernels
+    code += sum(chain.CODE_BYTES[k] for k in keys if k in chain.CODE_BYTES)  # the chain's block kernels
+    code += sum(GRAPH_CODE_BYTES[f] for f in graph_functions(graph, plan))
     targets = chain.stack_targets(target)
     stack = None
     if all(k in chain.STACK_BYTES[tg][build] for tg in targets for k in keys):
@@ -317,6 +335,26 @@ def memory_plan(model, target=None, build="default"):
     return {"graph": True, "ops": ops, "blocks": ops, "arena": plan, "arena_bytes": int(arena),
             "activation_bytes": int(tensor_peak), "peak_bytes": int(plan["peak_bytes"]), "totals": totals,
             "stack": {"target": target or "any", "build": build, "bytes": stack, "targets": targets}}
+
+
+def graph_functions(graph, plan):
+    """The graph kernels (and shared helpers, "soft_float") the generated code calls: keys of
+    GRAPH_CODE_BYTES."""
+    e = _Emitter(graph, plan)
+    called = set()
+    for i, op in enumerate(graph.ops):
+        if op.kind == "block":
+            continue
+        called |= set(re.findall(r"\b(ebnn_\w+)\(", "\n".join(_op_code(graph, e, i, op, "", 0))))
+    if _output_block(graph) is None:
+        called.add("ebnn_argmax_f32")
+    if any(f.startswith(("ebnn_bconv", "ebnn_bdense", "ebnn_bdepthwise")) for f in called):
+        called.add("binary_acc helpers")
+    if any("_pool_" in f for f in called):
+        called.add("pool helpers")
+    if any(graph.tensors[op.output].dtype == "float32" and op.kind != "block" for op in graph.ops):
+        called.add("soft_float")
+    return sorted(called)
 
 
 def avr_reach_problems(model, name):
@@ -562,6 +600,12 @@ extern void (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits);
         src += [f"/* op(s) {', '.join(map(str, fallback))}: accumulators beyond the byte kernels' int16: their "
                 "binary conv runs the generic code */", "#ifndef EBNN_BINARY_CONV_FALLBACK",
                 "#define EBNN_BINARY_CONV_FALLBACK 1", "#endif"]
+    if "ebnn_elementwise.c" in sources:
+        if uses_libm(graph):
+            src += ["/* tanh / sigmoid: ebnn_activation_f32 calls tanhf / expf (link with -lm on hosts) */"]
+        else:
+            src += ["/* no tanh / sigmoid: the activation kernel references no libm function (no -lm needed) */",
+                    "#ifndef EBNN_ACT_LIBM", "#define EBNN_ACT_LIBM 0", "#endif"]
     src += ['#include "ebnn.h"']
     checks = _limit_checks(model, graph, name)
     if not byte_kernels:

@@ -27,13 +27,26 @@ def test_default_name_from_file(trained_model_file, tmp_path):
 
 
 def test_unsupported_model_exit_1(tmp_path, capsys):
-    model = small_mnist_model(tf, lq, pool_layer=tf.keras.layers.AveragePooling2D(2, name="avg"))
+    model = small_mnist_model(tf, lq, pool_layer=tf.keras.layers.ZeroPadding2D(1, name="zpad"))
     path = tmp_path / "bad.keras"
     model.save(path)
     assert convert.main([str(path), "-o", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
-    assert "'avg' (AveragePooling2D)" in err and "max pooling" in err
+    assert "'zpad' (ZeroPadding2D)" in err and "Graph lowering supports" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_graph_model_exports(tmp_path, capsys):
+    """A model the chain lowering refuses (average pooling) is exported as a graph; its report has
+    the per-op tensor table."""
+    model = small_mnist_model(tf, lq, pool_layer=tf.keras.layers.AveragePooling2D(2, name="avg"))
+    path = tmp_path / "avgnet.keras"
+    model.save(path)
+    assert convert.main([str(path), "-o", str(tmp_path / "out")]) == 0
+    assert "graph of" in capsys.readouterr().out
+    report = (tmp_path / "out" / "avgnet_report.md").read_text()
+    assert "| avg_pool | avg |" in report and "Tensor types: bits" in report
+    assert (tmp_path / "out" / "avgnet.c").is_file() and (tmp_path / "out" / "ebnn_pool.inc").is_file()
 
 
 def test_budget_errors_exit_1(trained_model_file, tmp_path, capsys):
