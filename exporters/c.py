@@ -334,7 +334,7 @@ def _acc16(rng):
     return rng is not None and rng[1] < 2**15 - 1
 
 
-CTYPE_BYTES = {"uint32_t": 4, "int32_t": 4, "float": 4, "int16_t": 2}
+CTYPE_BYTES = {"uint32_t": 4, "int32_t": 4, "float": 4, "int16_t": 2, "int8_t": 1}
 
 
 def _out_bits(block):

@@ -73,7 +73,8 @@ CTYPES = {"bits": "uint32_t", "int": "int32_t", "float32": "float"}
 # measured in a linked M3 program); 0 where the core has an FPU.
 GRAPH_CODE_BYTES = {
     "ebnn_bconv_acc": 540, "ebnn_bdense_acc": 140, "ebnn_bdepthwise_acc": 506, "binary_acc helpers": 440,
-    "ebnn_conv_f32": 514, "ebnn_depthwise_f32": 598, "ebnn_dense_f32": 210,
+    "ebnn_conv_f32": 42, "ebnn_conv_w8": 44, "conv core": 586, "ebnn_depthwise_f32": 42, "ebnn_depthwise_w8": 44,
+    "depthwise core": 610, "ebnn_dense_f32": 196, "ebnn_dense_w8": 192,
     "ebnn_avg_pool_f32": 410, "ebnn_max_pool_bits": 334, "ebnn_max_pool_f32": 414, "ebnn_max_pool_i32": 330,
     "ebnn_sum_pool_bits": 356, "ebnn_sum_pool_i32": 346, "pool helpers": 230,
     "ebnn_activation_f32": 256, "ebnn_add_f32": 56, "ebnn_affine_f32": 190, "ebnn_argmax_f32": 82,
@@ -224,7 +225,10 @@ def op_data(graph, op):
     elif kind == "bdense":
         data["w"] = ("uint32_t", chain._words_of_bits(np.asarray(p["weights"], dtype=bool)))  # (O, N)
     elif kind in ("conv", "depthwise", "dense"):
-        data["w"] = ("float", np.asarray(p["weights"], dtype=np.float32))
+        if "weights_int8" in p:  # float_weights="int8" (keras_ebnn/graph_int8.py): the _w8 kernels
+            data["w"] = ("int8_t", np.asarray(p["weights_int8"], dtype=np.int8))
+        else:
+            data["w"] = ("float", np.asarray(p["weights"], dtype=np.float32))
         if kind != "dense":
             window = _conv_window(p["geometry"])
     elif kind == "to_float":
@@ -381,6 +385,9 @@ def graph_functions(graph, plan):
         called.add("ebnn_argmax_f32")
     if any(f.startswith(("ebnn_bconv", "ebnn_bdense", "ebnn_bdepthwise")) for f in called):
         called.add("binary_acc helpers")
+    for op_name in ("conv", "depthwise"):  # the float32 and int8-weight entry points share one core
+        if called & {f"ebnn_{op_name}_f32", f"ebnn_{op_name}_w8"}:
+            called.add(f"{op_name} core")
     if any("_pool_" in f for f in called):
         called.add("pool helpers")
     if any(graph.tensors[op.output].dtype == "float32" and op.kind != "block" for op in graph.ops):
@@ -438,6 +445,11 @@ class _Emitter:
         return self.g.tensors[name].size
 
 
+def _wtype(params):
+    """Kernel suffix of a full-precision op: w8 for int8 weights, else f32."""
+    return "w8" if "weights_int8" in params else "f32"
+
+
 def _call_lines(call):
     return [f"    status = {call};", "    if (status != EBNN_OK)", "        return status;"]
 
@@ -483,15 +495,15 @@ def _op_code(graph, e, i, op, pre, scratch_offset):
         rows = t_in.size // n_in
         return _call_lines(f"ebnn_bdense_acc({rows}u, {n_in}u, {c}u, {ins[0]}, {pre}w, {out})")
     if kind == "conv":
-        return _call_lines(f"ebnn_conv_f32(&{pre}win, {ins[0]}, {pre}w, {c}u, "
+        return _call_lines(f"ebnn_conv_{_wtype(p)}(&{pre}win, {ins[0]}, {pre}w, {c}u, "
                            f"{chain._c_number('float', p['pad_value'])}, {out})")
     if kind == "depthwise":
         m = p["weights"].shape[-1]
-        return _call_lines(f"ebnn_depthwise_f32(&{pre}win, {ins[0]}, {pre}w, {m}u, "
+        return _call_lines(f"ebnn_depthwise_{_wtype(p)}(&{pre}win, {ins[0]}, {pre}w, {m}u, "
                            f"{chain._c_number('float', p['pad_value'])}, {out})")
     if kind == "dense":
         n_in = t_in.shape[-1]
-        return _call_lines(f"ebnn_dense_f32({t_in.size // n_in}u, {n_in}u, {c}u, {ins[0]}, {pre}w, {out})")
+        return _call_lines(f"ebnn_dense_{_wtype(p)}({t_in.size // n_in}u, {n_in}u, {c}u, {ins[0]}, {pre}w, {out})")
     if kind == "to_float":
         if t_in.dtype == "bits":
             return _call_lines(f"ebnn_bits_to_f32({t_in.size}u, {ins[0]}, {out})")

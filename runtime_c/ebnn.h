@@ -273,6 +273,13 @@ int ebnn_depthwise_f32(const ebnn_window_t *g, const float *in, const float *w, 
 /* Full-precision dense over the last axis: in (rows, n_in), w (n_in, n_out), out (rows, n_out);
  * acc = 0.0f; for n: acc = acc + in[r][n] * w[n][o]. */
 int ebnn_dense_f32(uint32_t rows, uint32_t n_in, uint32_t n_out, const float *in, const float *w, float *out);
+/* The same three with int8 weights (export option float_weights="int8"): each weight is converted to
+ * float exactly, then the same float32 operations; the per-channel scale is a separate affine op. */
+int ebnn_conv_w8(const ebnn_window_t *g, const float *in, const int8_t *w, uint16_t out_c, float pad_value,
+                 float *out);
+int ebnn_depthwise_w8(const ebnn_window_t *g, const float *in, const int8_t *w, uint16_t mult, float pad_value,
+                      float *out);
+int ebnn_dense_w8(uint32_t rows, uint32_t n_in, uint32_t n_out, const float *in, const int8_t *w, float *out);
 
 /* Binary accumulators (bits in, int32 out): the sum of the +-1 products of the in-bounds taps; an
  * out-of-bounds tap adds 0 (pad_value 0) or its weight (pad_value 1: it reads +1). bconv weights:

@@ -4,7 +4,10 @@
  * Each output is acc = 0.0f; acc = acc + v * w over the taps in row-major (ky, kx, c) order, the
  * product and the sum each rounded to float32 (never one fused multiply-add: the product goes through
  * a volatile float, which also survives -ffp-contract=fast on FPU cores). Taps outside the input read
- * pad_value and are summed like the others, as the reference does. Self-contained (no ebnn_bits.c). */
+ * pad_value and are summed like the others, as the reference does. Self-contained (no ebnn_bits.c).
+ * The _w8 entry points take int8 weights (export option float_weights="int8", keras_ebnn/graph_int8.py):
+ * each weight is converted to float (exactly) before the same multiply and add; the per-channel scale
+ * is the separate affine op after the conv. */
 
 #include "ebnn_internal.h"
 
@@ -12,6 +15,12 @@
  * outputs) and stream the weights in storage order: for each tap, the tap's value v is read once and
  * added, times its weights, to every accumulator it feeds. Each accumulator still sums its own taps in
  * row-major order, so the result is the reference's. */
+
+/* Weight k as a float: from float32 weights wf, or int8 weights w8 when wf is NULL (exact). */
+static float conv_weight(const float *wf, const int8_t *w8, uint32_t k)
+{
+    return wf != NULL ? EBNN_READ_F32(wf + k) : (float)(int8_t)EBNN_READ_U8((const uint8_t *)(w8 + k));
+}
 
 /* The value of channel c at input (y, x), or pad_value outside the input. */
 static float conv_f32_tap(const ebnn_window_t *g, const float *in, int32_t y, int32_t x, uint32_t c, float pad_value)
@@ -21,18 +30,19 @@ static float conv_f32_tap(const ebnn_window_t *g, const float *in, int32_t y, in
     return in[((uint32_t)y * g->in_w + (uint32_t)x) * g->in_c + c];
 }
 
-EBNN_API int ebnn_conv_f32(const ebnn_window_t *gp, const float *in, const float *w, uint16_t out_c, float pad_value,
-                           float *out)
+/* ebnn_conv_f32 / ebnn_conv_w8: weights wf (float) or w8 (int8, wf NULL). */
+static int conv_f32(const ebnn_window_t *gp, const float *in, const float *wf, const int8_t *w8, uint16_t out_c,
+                    float pad_value, float *out)
 {
     ebnn_window_t g;
     uint32_t oy, ox, ky, kx, c, o;
-    if (gp == NULL || in == NULL || w == NULL || out == NULL)
+    if (gp == NULL || in == NULL || (wf == NULL && w8 == NULL) || out == NULL)
         return EBNN_ERROR_ARGUMENT;
     EBNN_COPY_CONST(&g, gp, sizeof(g));
     for (oy = 0; oy < g.out_h; oy++) {
         for (ox = 0; ox < g.out_w; ox++) {
             float *acc = out + ((uint32_t)oy * g.out_w + ox) * out_c;
-            const float *wp = w; /* weights (KH, KW, C, O): consumed in storage order */
+            uint32_t k = 0; /* weights (KH, KW, C, O): consumed in storage order */
             for (o = 0; o < out_c; o++)
                 acc[o] = 0.0f;
             for (ky = 0; ky < g.kh; ky++) {
@@ -41,8 +51,8 @@ EBNN_API int ebnn_conv_f32(const ebnn_window_t *gp, const float *in, const float
                     int32_t x = (int32_t)(ox * g.sw + kx) - (int32_t)g.pad_l;
                     for (c = 0; c < g.in_c; c++) {
                         float v = conv_f32_tap(&g, in, y, x, c, pad_value);
-                        for (o = 0; o < out_c; o++, wp++) {
-                            volatile float product = v * EBNN_READ_F32(wp);
+                        for (o = 0; o < out_c; o++, k++) {
+                            volatile float product = v * conv_weight(wf, w8, k);
                             acc[o] = acc[o] + product;
                         }
                     }
@@ -53,19 +63,32 @@ EBNN_API int ebnn_conv_f32(const ebnn_window_t *gp, const float *in, const float
     return EBNN_OK;
 }
 
-EBNN_API int ebnn_depthwise_f32(const ebnn_window_t *gp, const float *in, const float *w, uint16_t mult,
-                                float pad_value, float *out)
+EBNN_API int ebnn_conv_f32(const ebnn_window_t *g, const float *in, const float *w, uint16_t out_c, float pad_value,
+                           float *out)
+{
+    return w == NULL ? EBNN_ERROR_ARGUMENT : conv_f32(g, in, w, NULL, out_c, pad_value, out);
+}
+
+EBNN_API int ebnn_conv_w8(const ebnn_window_t *g, const float *in, const int8_t *w, uint16_t out_c, float pad_value,
+                          float *out)
+{
+    return w == NULL ? EBNN_ERROR_ARGUMENT : conv_f32(g, in, NULL, w, out_c, pad_value, out);
+}
+
+/* ebnn_depthwise_f32 / ebnn_depthwise_w8: weights wf (float) or w8 (int8, wf NULL). */
+static int depthwise_f32(const ebnn_window_t *gp, const float *in, const float *wf, const int8_t *w8, uint16_t mult,
+                         float pad_value, float *out)
 {
     ebnn_window_t g;
     uint32_t oy, ox, ky, kx, c, m, n_out;
-    if (gp == NULL || in == NULL || w == NULL || out == NULL)
+    if (gp == NULL || in == NULL || (wf == NULL && w8 == NULL) || out == NULL)
         return EBNN_ERROR_ARGUMENT;
     EBNN_COPY_CONST(&g, gp, sizeof(g));
     n_out = (uint32_t)g.in_c * mult; /* output channel c * mult + m */
     for (oy = 0; oy < g.out_h; oy++) {
         for (ox = 0; ox < g.out_w; ox++) {
             float *acc = out + ((uint32_t)oy * g.out_w + ox) * n_out;
-            const float *wp = w; /* weights (KH, KW, C, M): consumed in storage order */
+            uint32_t k = 0; /* weights (KH, KW, C, M): consumed in storage order */
             for (c = 0; c < n_out; c++)
                 acc[c] = 0.0f;
             for (ky = 0; ky < g.kh; ky++) {
@@ -74,8 +97,8 @@ EBNN_API int ebnn_depthwise_f32(const ebnn_window_t *gp, const float *in, const 
                     int32_t x = (int32_t)(ox * g.sw + kx) - (int32_t)g.pad_l;
                     for (c = 0; c < g.in_c; c++) {
                         float v = conv_f32_tap(&g, in, y, x, c, pad_value);
-                        for (m = 0; m < mult; m++, wp++) {
-                            volatile float product = v * EBNN_READ_F32(wp);
+                        for (m = 0; m < mult; m++, k++) {
+                            volatile float product = v * conv_weight(wf, w8, k);
                             acc[c * mult + m] = acc[c * mult + m] + product;
                         }
                     }
@@ -84,4 +107,16 @@ EBNN_API int ebnn_depthwise_f32(const ebnn_window_t *gp, const float *in, const 
         }
     }
     return EBNN_OK;
+}
+
+EBNN_API int ebnn_depthwise_f32(const ebnn_window_t *g, const float *in, const float *w, uint16_t mult,
+                                float pad_value, float *out)
+{
+    return w == NULL ? EBNN_ERROR_ARGUMENT : depthwise_f32(g, in, w, NULL, mult, pad_value, out);
+}
+
+EBNN_API int ebnn_depthwise_w8(const ebnn_window_t *g, const float *in, const int8_t *w, uint16_t mult,
+                               float pad_value, float *out)
+{
+    return w == NULL ? EBNN_ERROR_ARGUMENT : depthwise_f32(g, in, NULL, w, mult, pad_value, out);
 }

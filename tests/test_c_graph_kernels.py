@@ -202,34 +202,49 @@ def _same_bits(got, want):
 TRIALS = 30
 
 
+def _weights(rng, shape, int8):
+    """float32 weights, or (int8: the _w8 kernels) int8 weights and the same values as float32 for
+    the reference (keras_ebnn.graph_int8: the op runs on float32(q))."""
+    if not int8:
+        w = _floats(rng, shape)
+        return w, _ptr(w, F32)
+    q = rng.integers(-127, 128, size=shape).astype(np.int8)
+    return q.astype(np.float32), q.ctypes.data_as(ctypes.POINTER(ctypes.c_int8)), q
+
+
+@pytest.mark.parametrize("int8", [False, True], ids=["f32", "w8"])
 @pytest.mark.parametrize("depthwise", [False, True])
-def test_float_conv_matches_reference(lib, depthwise):
-    rng = np.random.default_rng(11 + depthwise)
+def test_float_conv_matches_reference(lib, depthwise, int8):
+    rng = np.random.default_rng(11 + depthwise + 2 * int8)
     for trial in range(TRIALS):
         geo = _geometry(rng, one_d=trial % 3 == 0, max_c=9)
         (h, w, c), (kh, kw), (oh, ow) = geo["in_shape"], geo["kernel"], geo["out_hw"]
         m = int(rng.integers(1, 4)) if depthwise else int(rng.integers(1, 10))
         pad = float(rng.integers(2))
-        x, wt = _floats(rng, (h, w, c)), _floats(rng, (kh, kw, c, m))
+        x = _floats(rng, (h, w, c))
+        wt, wptr, *keep = _weights(rng, (kh, kw, c, m), int8)
         oc = c * m if depthwise else m
         want = _ref("depthwise" if depthwise else "conv", [x], (oh, ow, oc),
                     dict(geometry=_conv_geometry(geo), weights=wt, pad_value=pad))
         out = np.zeros(oh * ow * oc + 1, np.float32)
-        fn = lib.ebnn_depthwise_f32 if depthwise else lib.ebnn_conv_f32
-        status = fn(ctypes.byref(_window(geo)), _ptr(x, F32), _ptr(wt, F32), ctypes.c_uint16(m), F32(pad),
+        fn = getattr(lib, f"ebnn_{'depthwise' if depthwise else 'conv'}_{'w8' if int8 else 'f32'}")
+        status = fn(ctypes.byref(_window(geo)), _ptr(x, F32), wptr, ctypes.c_uint16(m), F32(pad),
                     _ptr(out, F32))
         assert status == 0
         _same_bits(out[:-1].reshape(oh, ow, oc), want)
 
 
-def test_float_dense_matches_reference(lib):
-    rng = np.random.default_rng(5)
+@pytest.mark.parametrize("int8", [False, True], ids=["f32", "w8"])
+def test_float_dense_matches_reference(lib, int8):
+    rng = np.random.default_rng(5 + int8)
+    fn = lib.ebnn_dense_w8 if int8 else lib.ebnn_dense_f32
     for trial in range(TRIALS):
         rows, n, o = int(rng.integers(1, 5)), int(rng.integers(1, 300)), int(rng.integers(1, 20))
-        x, wt = _floats(rng, (rows, n)), _floats(rng, (n, o))
+        x = _floats(rng, (rows, n))
+        wt, wptr, *keep = _weights(rng, (n, o), int8)
         want = _ref("dense", [x], (rows, o), dict(weights=wt))
         out = np.zeros(rows * o, np.float32)
-        assert lib.ebnn_dense_f32(U32(rows), U32(n), U32(o), _ptr(x, F32), _ptr(wt, F32), _ptr(out, F32)) == 0
+        assert fn(U32(rows), U32(n), U32(o), _ptr(x, F32), wptr, _ptr(out, F32)) == 0
         _same_bits(out.reshape(rows, o), want)
 
 
