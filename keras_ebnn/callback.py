@@ -61,6 +61,8 @@ class EbnnExport(tf.keras.callbacks.Callback):
       board, force:   a board name of `keras_ebnn.boards` (checked at construction): each export must
                       fit it (flash and SRAM incl. stack and input), else it is logged and skipped, or
                       with force=True written with a warning (see `keras_ebnn.exporting.export`).
+      float_weights:  "float32" (default) or "int8": weights of full-precision conv / dense layers
+                      (see `keras_ebnn.exporting.export`).
     An export that fails (budget overrun, I/O error, any exception) is logged on one line and recorded
     in `errors`; it is never raised into `fit`: training goes on and the previous export, if any, stays
     in place.
@@ -77,8 +79,11 @@ class EbnnExport(tf.keras.callbacks.Callback):
 
     def __init__(self, output_dir, name="model", target="c", monitor=None, mode="auto",
                  save_best_only=False, verify=True, verify_data=None, reestimate_bn=None,
-                 max_ram=None, max_flash=None, board=None, force=False, verbose=1):
+                 max_ram=None, max_flash=None, board=None, force=False, verbose=1, float_weights="float32"):
         super().__init__()
+        if float_weights not in ("float32", "int8"):
+            raise ValueError(f"float_weights must be 'float32' or 'int8', not {float_weights!r}")
+        self.float_weights = float_weights
         from .exporting import check_board
         check_board(board, target)  # BoardError (a ValueError) for an unknown or unsuitable board
         self.board, self.force = board, force
@@ -181,6 +186,7 @@ class EbnnExport(tf.keras.callbacks.Callback):
                       verify_inputs=x if self.verify else None,
                       verify_labels=y if self.verify else None,
                       max_ram=self.max_ram, max_flash=self.max_flash, board=self.board, force=self.force,
+                      float_weights=self.float_weights,
                       # random verification inputs are no sample images for the Arduino sketch
                       sketch_verify_inputs=self.verify_data is not None)
 

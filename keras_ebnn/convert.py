@@ -41,6 +41,10 @@ def build_parser():
                         "one of " + ", ".join(_board_names()))
     p.add_argument("--force", action="store_true",
                    help="with --board: write an export that does not fit, with a warning")
+    p.add_argument("--float-weights", choices=("float32", "int8"), default="float32",
+                   help="weights of full-precision conv / dense layers (stems, heads, shortcuts): float32 "
+                        "(default, Keras's values) or int8 with a float32 scale per output channel (~4x less "
+                        "flash for them; outputs differ from Keras's by that rounding, reported)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     p.add_argument("--trust-model", action="store_true",
                    help="load the model even if it holds code (Lambda layers, custom classes, SavedModel "
@@ -108,7 +112,8 @@ def main(argv=None):
                 model = load_model(model_path, trust_model=args.trust_model)
                 result = export(model, args.output, name=name, target=args.target, verify_inputs=x,
                                 verify_labels=y, max_ram=args.max_ram, max_flash=args.max_flash,
-                                progress=not args.quiet, board=args.board, force=args.force)
+                                progress=not args.quiet, board=args.board, force=args.force,
+                                float_weights=args.float_weights)
             except UnsupportedModelError as exc:  # hint: the supported layers (None for a bad file)
                 _error(exc.message, exc.hint)
                 return EXIT_EXPORT_ERROR

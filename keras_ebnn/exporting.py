@@ -107,13 +107,15 @@ def check_budget(plan, max_ram=None, max_flash=None):
         raise BudgetError("; ".join(problems))
 
 
-def lower_for_export(model, name="model"):
+def lower_for_export(model, name="model", float_weights="float32"):
     """What `export()` exports: the chain of fused blocks (`keras_ebnn.lowering.lower`) when the model
     is one -- the shipped models' C is unchanged by the graph back end --, else, when the chain lowering
     refuses it, the graph IR (`keras_ebnn.graph.lower_graph`) wrapped as exporters/graph_c.py GraphModel.
     A model neither takes raises the graph lowering's UnsupportedModelError (it names the layer; the
     graph lowering supports a superset of the chain's layers). A LoweredModel, Graph or GraphModel
-    passes through (a Graph is wrapped)."""
+    passes through (a Graph is wrapped). float_weights="int8": the graph's full-precision conv /
+    depthwise / dense weights as int8 with a float32 scale per output channel (keras_ebnn.graph_int8;
+    a chain has no such layer)."""
     from .errors import UnsupportedModelError
     from .exporters.graph_c import GraphModel
     from .graph import Graph, lower_graph
@@ -125,12 +127,12 @@ def lower_for_export(model, name="model"):
         return lower(model, name)
     except UnsupportedModelError:
         pass
-    return GraphModel(lower_graph(model, name))
+    return GraphModel(lower_graph(model, name, float_weights=float_weights))
 
 
 def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_labels=None,
            max_ram=None, max_flash=None, keras_model=None, check_c=True, progress=False, board=None,
-           force=False, sketch_verify_inputs=True):
+           force=False, sketch_verify_inputs=True, float_weights="float32"):
     """Export `model` (Keras model, model file, LoweredModel, or a keras_ebnn.graph Graph) to `out_dir`;
     return an ExportResult. A Keras model is lowered by `lower_for_export` (chain first, else graph).
 
@@ -143,6 +145,10 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
     sketch_verify_inputs: the Arduino example embeds the first verification inputs; False when they
     mean nothing to a reader (e.g. random inputs): it then embeds the shipped MNIST sample (28x28x1
     models) or reads its inputs over Serial.
+    float_weights: "float32" (default: Keras's weights) or "int8": full-precision conv / depthwise /
+    dense layers of a graph store int8 weights + a float32 scale per output channel (~4x less flash
+    for them; keras_ebnn.graph_int8). The outputs then differ from Keras's by that rounding: the
+    report's "reference vs Keras" line measures it; C still equals the reference bit for bit.
     Raises UnsupportedModelError, BudgetError, BoardError (unknown board, Zephyr on AVR), or
     RuntimeError (C mismatch).
     """
@@ -157,7 +163,9 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
     from .graph import Graph
     if not isinstance(model, (LoweredModel, GraphModel, Graph)):  # a Keras model or a model file
         keras_model = model if keras_model is None else keras_model
-    lowered = lower_for_export(model, name)
+    if float_weights not in ("float32", "int8"):
+        raise ValueError(f"float_weights must be 'float32' or 'int8', not {float_weights!r}")
+    lowered = lower_for_export(model, name, float_weights=float_weights)
     lowered.name = name
     board = check_board(board, target)
     plan = memory_plan(lowered) if board is None else memory_plan(lowered, target=board.arch)
@@ -186,6 +194,8 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
             images, _, source = extra["samples"]
             result.sketch_inputs = (f"classifies {len(images)} embedded inputs ({source})" if images is not None
                                     else f"reads its inputs over Serial ({source})")
+        if float_weights == "int8":
+            result.notes.append(_int8_note(lowered))
         if forced:
             warning = (f"WARNING: {name} does not fit board {board.name}; written anyway because of "
                        "force=True (--force):\n  " + budget.text())
@@ -201,6 +211,18 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _int8_note(lowered):
+    """The report's line on float_weights="int8": what it changed (or that it changed nothing)."""
+    from .graph_int8 import weight_bytes
+    graph = getattr(lowered, "graph", None)
+    n = 0 if graph is None else sum("weights_int8" in op.params for op in graph.ops)
+    if not n:
+        return "float_weights=int8: the model has no full-precision conv / dense layer; nothing changed."
+    return (f"float_weights=int8: {n} full-precision conv / dense layer(s) store int8 weights with a float32 "
+            f"scale per output channel ({weight_bytes(graph)['int8']:,} B); their outputs differ from Keras's "
+            "by that rounding (see 'reference vs Keras'); the C equals the reference bit for bit.")
 
 
 def check_board(board, target):

@@ -117,6 +117,9 @@ def write(result, folder):
           f"Classes: {lowered.num_classes}. {what}.", "", "## Memory", "", totals_text(lowered, plan), "",
           table(lowered, plan), ""]
     md += _board_section(result)
+    notes = [n for n in getattr(result, "notes", []) if not n.startswith("WARNING")]  # warnings: board section
+    if notes:
+        md += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     png = _chart(result, folder)
     if png is not None:
         md += [f"![memory per {'op' if plan.get('graph') else 'block'}]({png.name})", ""]

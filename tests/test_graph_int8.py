@@ -92,3 +92,39 @@ def test_binary_weights_stay_binary_and_bad_option():
             assert "weights_int8" not in op.params
     with pytest.raises(ValueError, match="float_weights"):
         lower_graph(model, float_weights="int4")
+
+
+def test_export_int8_weights_c_equals_reference(tmp_path):
+    """export(float_weights="int8") end to end: the compiled C equals the int8 graph's reference bit
+    for bit (export raises otherwise), its classes equal Keras's with the dequantized weights, the
+    report says what changed, and the float weights' flash drops; the CLI takes --float-weights."""
+    from keras_ebnn.exporting import export
+    from keras_ebnn.host import find_cc
+    if find_cc() is None:
+        pytest.skip("no host C compiler")
+    tf, _ = import_larq()
+    for seed in range(60):
+        model, x, desc = random_graph(seed)
+        if any("weights_int8" in op.params for op in lower_graph(model, float_weights="int8").ops):
+            break
+    r32 = export(model, tmp_path / "f32", name="m", verify_inputs=x)
+    r8 = export(model, tmp_path / "i8", name="m", verify_inputs=x, float_weights="int8")
+    assert r8.c_checked and r8.c_matches_reference, desc
+    clone, _ = _dequantized_keras(model, lower_graph(model, fuse_blocks=False, float_weights="int8"))
+    want = np.asarray(clone(tf.constant(np.asarray(x, np.float32)), training=False)).argmax(1)
+    assert np.array_equal(r8.classes, want), desc
+    assert "ebnn_" in (tmp_path / "i8" / "m.c").read_text() and "_w8(" in (tmp_path / "i8" / "m.c").read_text()
+    assert "_w8(" not in (tmp_path / "f32" / "m.c").read_text()
+    report = r8.report_path.read_text()
+    assert "float_weights=int8" in report and "int8 weights" in report
+    assert r8.plan["totals"]["flash_data_bytes"] < r32.plan["totals"]["flash_data_bytes"]
+    with pytest.raises(ValueError, match="float_weights"):
+        export(model, tmp_path / "bad", name="m", float_weights="fp16")
+    assert not (tmp_path / "bad").exists()
+    # the CLI: --float-weights int8 gives the same C as export(float_weights="int8")
+    from keras_ebnn import convert
+    path = tmp_path / "model.keras"
+    model.save(path)
+    assert convert.main([str(path), "-o", str(tmp_path / "cli"), "--name", "m", "--float-weights", "int8",
+                         "-q"]) == 0
+    assert (tmp_path / "cli" / "m.c").read_text() == (tmp_path / "i8" / "m.c").read_text()
