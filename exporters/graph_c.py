@@ -73,10 +73,10 @@ CTYPES = {"bits": "uint32_t", "int": "int32_t", "float32": "float"}
 # measured in a linked M3 program); 0 where the core has an FPU.
 GRAPH_CODE_BYTES = {
     "ebnn_bconv_acc": 540, "ebnn_bdense_acc": 140, "ebnn_bdepthwise_acc": 506, "binary_acc helpers": 440,
-    "ebnn_conv_f32": 42, "ebnn_conv_w8": 44, "conv core": 586, "ebnn_depthwise_f32": 42, "ebnn_depthwise_w8": 44,
-    "depthwise core": 610, "ebnn_dense_f32": 196, "ebnn_dense_w8": 192,
-    "ebnn_avg_pool_f32": 410, "ebnn_max_pool_bits": 334, "ebnn_max_pool_f32": 414, "ebnn_max_pool_i32": 330,
-    "ebnn_sum_pool_bits": 356, "ebnn_sum_pool_i32": 346, "pool helpers": 230,
+    "ebnn_conv_f32": 44, "ebnn_conv_w8": 48, "ebnn_depthwise_f32": 44, "ebnn_depthwise_w8": 40, "conv core": 686,
+    "ebnn_dense_f32": 196, "ebnn_dense_w8": 192,
+    "ebnn_avg_pool_f32": 330, "ebnn_max_pool_bits": 262, "ebnn_max_pool_f32": 300, "ebnn_max_pool_i32": 218,
+    "ebnn_sum_pool_bits": 230, "ebnn_sum_pool_i32": 228, "pool helpers": 304,
     "ebnn_activation_f32": 256, "ebnn_add_f32": 56, "ebnn_affine_f32": 190, "ebnn_argmax_f32": 82,
     "ebnn_bits_to_f32": 84, "ebnn_concat_bits": 232, "ebnn_concat_f32": 148, "ebnn_i32_to_f32": 200,
     "ebnn_sign_f32": 78, "ebnn_sign_i32": 66, "ebnn_threshold_f32": 162, "ebnn_threshold_i32": 178,
@@ -385,9 +385,8 @@ def graph_functions(graph, plan):
         called.add("ebnn_argmax_f32")
     if any(f.startswith(("ebnn_bconv", "ebnn_bdense", "ebnn_bdepthwise")) for f in called):
         called.add("binary_acc helpers")
-    for op_name in ("conv", "depthwise"):  # the float32 and int8-weight entry points share one core
-        if called & {f"ebnn_{op_name}_f32", f"ebnn_{op_name}_w8"}:
-            called.add(f"{op_name} core")
+    if called & {"ebnn_conv_f32", "ebnn_conv_w8", "ebnn_depthwise_f32", "ebnn_depthwise_w8"}:
+        called.add("conv core")  # the float32 / int8-weight conv and depthwise entry points share one core
     if any("_pool_" in f for f in called):
         called.add("pool helpers")
     if any(graph.tensors[op.output].dtype == "float32" and op.kind != "block" for op in graph.ops):
