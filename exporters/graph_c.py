@@ -38,28 +38,19 @@ from . import c as chain
 
 # Stack bound, in bytes, of each graph kernel file's deepest call chain (entry point + helpers +
 # library routines: soft float, tanhf / expf) and of what a generated graph NAME_predict adds, per MCU
-# target and build ("default", "small": exporters/c.py STACK_BUILDS): the maximum over -O1, -O2, -O3
-# and -Os of keras_ebnn.stackcheck's chains on the graph exports `python bench/graph_stack.py` builds
-# (arm-none-eabi-gcc 12.2, avr-gcc 5.4), rounded up to 16 B. "elementwise_libm": with tanh / sigmoid
-# compiled in (EBNN_ACT_LIBM=1). tests/test_graph_targets.py checks the bound against stackcheck.
-GRAPH_STACK_BYTES = {
-    "cortex-m0plus": {
-        "default": {"binary_acc": 304, "conv_f32": 256, "dense_f32": 112, "pool": 208, "elementwise": 96, "elementwise_libm": 144, "predict": 128},
-        "small": {"binary_acc": 304, "conv_f32": 256, "dense_f32": 112, "pool": 208, "elementwise": 96, "elementwise_libm": 144, "predict": 128},
-    },
-    "cortex-m3": {
-        "default": {"binary_acc": 288, "conv_f32": 240, "dense_f32": 80, "pool": 224, "elementwise": 112, "elementwise_libm": 160, "predict": 128},
-        "small": {"binary_acc": 288, "conv_f32": 240, "dense_f32": 80, "pool": 224, "elementwise": 112, "elementwise_libm": 160, "predict": 128},
-    },
-    "cortex-m4": {
-        "default": {"binary_acc": 288, "conv_f32": 224, "dense_f32": 64, "pool": 176, "elementwise": 96, "elementwise_libm": 80, "predict": 128},
-        "small": {"binary_acc": 288, "conv_f32": 224, "dense_f32": 64, "pool": 176, "elementwise": 96, "elementwise_libm": 80, "predict": 128},
-    },
-    "avr": {
-        "default": {"binary_acc": 208, "conv_f32": 192, "dense_f32": 64, "pool": 192, "elementwise": 64, "elementwise_libm": 64, "predict": 64},
-        "small": {"binary_acc": 208, "conv_f32": 192, "dense_f32": 64, "pool": 192, "elementwise": 64, "elementwise_libm": 64, "predict": 64},
-    },
+# target: the maximum over both builds ("default", "small": exporters/c.py STACK_BUILDS, whose options
+# the graph kernel files do not read) and over -O1, -O2, -O3 and -Os of keras_ebnn.stackcheck's chains
+# on the graph exports `python bench/graph_stack.py` builds (arm-none-eabi-gcc 12.2, avr-gcc 5.4),
+# rounded up to 16 B. "elementwise_libm": with tanh / sigmoid compiled in (EBNN_ACT_LIBM=1).
+# tests/test_graph_targets.py checks the bound against stackcheck.
+GRAPH_STACK_BY_TARGET = {
+    "cortex-m0plus": {"binary_acc": 304, "conv_f32": 256, "dense_f32": 112, "pool": 208, "elementwise": 96, "elementwise_libm": 144, "predict": 128},
+    "cortex-m3": {"binary_acc": 288, "conv_f32": 240, "dense_f32": 80, "pool": 224, "elementwise": 112, "elementwise_libm": 160, "predict": 128},
+    "cortex-m4": {"binary_acc": 288, "conv_f32": 224, "dense_f32": 64, "pool": 176, "elementwise": 96, "elementwise_libm": 80, "predict": 128},
+    "avr": {"binary_acc": 208, "conv_f32": 192, "dense_f32": 64, "pool": 192, "elementwise": 64, "elementwise_libm": 64, "predict": 64},
 }
+GRAPH_STACK_BYTES = {target: {build: figures for build in chain.STACK_BUILDS}
+                     for target, figures in GRAPH_STACK_BY_TARGET.items()}  # as exporters/c.py STACK_BYTES
 WINDOW_STRUCT_BYTES = 22  # sizeof(ebnn_window_t): 11 uint16_t fields, no padding
 ACTIVATIONS = {"relu": "EBNN_ACT_RELU", "relu6": "EBNN_ACT_RELU6", "hard_tanh": "EBNN_ACT_HARD_TANH",
                "leaky_relu": "EBNN_ACT_LEAKY_RELU", "tanh": "EBNN_ACT_TANH", "sigmoid": "EBNN_ACT_SIGMOID"}
