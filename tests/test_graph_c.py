@@ -32,54 +32,10 @@ N_INPUTS = 8
 
 pytestmark = pytest.mark.skipif(host.find_cc() is None, reason="no host C compiler")
 
-HOOK = r"""
-static FILE *dump_file;
-static void dump(int op, const uint32_t *data, uint32_t nbits)
-{
-    uint32_t head[2];
-    head[0] = (uint32_t)op;
-    head[1] = nbits;
-    fwrite(head, sizeof(head[0]), 2, dump_file);
-    fwrite(data, sizeof(data[0]), (nbits + 31u) / 32u, dump_file);
-}
-"""
-
-RUN_ONE = r"""
-static int run_@N@(const char *in_path, const char *out_path, const char *dump_path)
-{
-    static @N@_input_t input[@N@_INPUT_LEN];
-    float scores[@N@_NUM_CLASSES];
-    FILE *in = fopen(in_path, "rb"), *out = fopen(out_path, "wb");
-    dump_file = fopen(dump_path, "wb");
-    if (in == NULL || out == NULL || dump_file == NULL)
-        return 1;
-    @N@_debug_hook = dump;
-    while (fread(input, sizeof(input[0]), @N@_INPUT_LEN, in) == @N@_INPUT_LEN) {
-        int32_t cls = (int32_t)@N@_predict(input, scores);
-        fwrite(&cls, sizeof(cls), 1, out);
-        fwrite(scores, sizeof(scores[0]), @N@_NUM_CLASSES, out);
-    }
-    fclose(in);
-    fclose(out);
-    fclose(dump_file);
-    return 0;
-}
-"""
-
-
-def _main_c(names):
-    head = "#include <stdint.h>\n#include <stdio.h>\n" + "".join(f'#include "{n}.h"\n' for n in names) + HOOK
-    body = "".join(RUN_ONE.replace("@N@", n) for n in names)
-    calls = " || ".join(f"run_{n}(argv[{3 * i + 1}], argv[{3 * i + 2}], argv[{3 * i + 3}])"
-                        for i, n in enumerate(names))
-    return head + body + f"\nint main(int argc, char **argv)\n{{\n    if (argc != {3 * len(names) + 1})\n" \
-        f"        return 2;\n    return ({calls}) ? 1 : 0;\n}}\n"
-
-
 def build_program(exports, folder):
     """Compile several exported graphs (name -> export folder) into one sanitized host program."""
     main = folder / "main.c"
-    main.write_text(_main_c(list(exports)))
+    main.write_text(host.program_source(list(exports), dump=True))
     sources = [s for d in exports.values() for s in host.c_sources(d)]
     incs = [f"-I{d}" for d in exports.values()]
     exe = folder / "prog"
