@@ -23,6 +23,7 @@ from keras_ebnn.exporters.c import export_c
 from keras_ebnn.exporters.graph_c import GraphModel, debug_tensors, uses_libm
 from keras_ebnn.graph import lower_graph
 from keras_ebnn.verify import C_LOGIT_TOL
+from conftest import check_against_keras
 from graphgen import calibrate, random_graph
 
 N_GRAPHS = 100
@@ -111,19 +112,6 @@ def check_against_reference(gm, x, classes, logits, dumps):
     return compared
 
 
-def check_against_keras(model, gm, x, logits, classes):
-    tf, _ = import_larq()
-    kout = np.asarray(model(tf.constant(np.asarray(x, dtype=np.float32)), training=False))
-    got = logits
-    if gm.softmax:
-        e = np.exp(logits - logits.max(axis=1, keepdims=True))
-        got = e / e.sum(axis=1, keepdims=True)
-    np.testing.assert_array_equal(classes, np.argmax(kout, axis=1))
-    err = float(np.abs(got - kout).max())
-    assert err <= LOGIT_TOL * (1.0 + float(np.abs(kout).max())), f"C vs Keras: {err:.3g}"
-    return err
-
-
 @pytest.mark.parametrize("group", range(N_GRAPHS // GROUP))
 def test_random_graphs_compiled_c(group, tmp_path):
     seeds = range(group * GROUP, (group + 1) * GROUP)
@@ -140,7 +128,7 @@ def test_random_graphs_compiled_c(group, tmp_path):
     for name, (gm, x) in models.items():
         classes, logits, dumps = results[name]
         compared += check_against_reference(gm, x, classes, logits, dumps)
-        worst = max(worst, check_against_keras(kmodels[name], gm, x, logits, classes))
+        worst = max(worst, check_against_keras(kmodels[name], gm, x, logits, classes, LOGIT_TOL))
     print(f"graphs {seeds.start}-{seeds.stop - 1}: {len(models)} compiled in one program, {compared:,} tensor "
           f"values identical to the reference, worst C-vs-Keras logit error {worst:.2e}")
 
@@ -176,7 +164,7 @@ def test_tanh_sigmoid_within_tolerance(tmp_path):
     exe = build_program({"tanhnet": tmp_path / "out"}, tmp_path)
     classes, logits, dumps = run_program(exe, {"tanhnet": (gm, xs)}, tmp_path)["tanhnet"]
     check_against_reference(gm, xs, classes, logits, dumps)
-    check_against_keras(model, gm, xs, logits, classes)
+    check_against_keras(model, gm, xs, logits, classes, LOGIT_TOL)
 
 
 def test_widened_uint8_input(tmp_path):
@@ -203,7 +191,7 @@ def test_widened_uint8_input(tmp_path):
     exe = build_program({"wide": tmp_path / "out"}, tmp_path)
     classes, logits, dumps = run_program(exe, {"wide": (gm, xs)}, tmp_path)["wide"]
     check_against_reference(gm, xs, classes, logits, dumps)
-    check_against_keras(model, gm, xs, logits, classes)
+    check_against_keras(model, gm, xs, logits, classes, LOGIT_TOL)
 
 
 def test_summary_and_report_describe_graphs(tmp_path):
