@@ -349,6 +349,16 @@ def _scratch_bytes(block):
     return 2 * words(kh * kw * block.geometry.in_shape[2]) * 4
 
 
+def plan_totals(model, data_bytes, code, activation, arena, stack):
+    """The "totals" of a memory plan (chain or graph), in bytes: flash (constant data + code estimate),
+    the arena (activations + kernel scratch), the stack bound, RAM (arena + stack) and the input."""
+    in_bytes = model.input.length * (1 if model.input.dtype == np.uint8 else 4)
+    return {"flash_data_bytes": int(data_bytes), "code_bytes_estimate": int(code),
+            "flash_bytes": int(data_bytes + code), "activation_bytes": int(activation),
+            "kernel_scratch_bytes": int(arena - activation), "arena_bytes": int(arena),
+            "stack_bytes_estimate": int(stack), "ram_bytes": int(arena + stack), "input_bytes": int(in_bytes)}
+
+
 def memory_plan(model: LoweredModel, target=None, build="default"):
     """Flash and RAM of an export, per block and in total (a plain dict of ints and lists).
 
@@ -425,11 +435,7 @@ def memory_plan(model: LoweredModel, target=None, build="default"):
         code += CODE_BYTES[key]
     stack = stack_bound(model, target, build)
     data_bytes = sum(b["flash_bytes"] for b in blocks)
-    in_bytes = model.input.length * (1 if model.input.dtype == np.uint8 else 4)
-    totals = {"flash_data_bytes": int(data_bytes), "code_bytes_estimate": int(code),
-              "flash_bytes": int(data_bytes + code), "activation_bytes": int(activation),
-              "kernel_scratch_bytes": int(arena - activation), "arena_bytes": int(arena),
-              "stack_bytes_estimate": int(stack), "ram_bytes": int(arena + stack), "input_bytes": int(in_bytes)}
+    totals = plan_totals(model, data_bytes, code, activation, arena, stack)
     buffers = [{"block": b["index"], "offset": b["buffer_offset"], "bytes": b["ram_bytes"]} for b in hidden]
     return {"blocks": blocks, "buffers": buffers, "activation_bytes": int(activation), "arena_bytes": int(arena),
             "totals": totals, "stack": {"target": target or "any", "build": build, "bytes": int(stack),

@@ -337,11 +337,7 @@ def memory_plan(model, target=None, build="default"):
     targets = chain.stack_targets(target)
     stack = stack_bound(model, target, build)
     data_bytes = sum(o["flash_bytes"] for o in ops)
-    in_bytes = model.input.length * (1 if model.input.dtype == np.uint8 else 4)
-    totals = {"flash_data_bytes": int(data_bytes), "code_bytes_estimate": int(code),
-              "flash_bytes": int(data_bytes + code), "activation_bytes": int(tensor_peak),
-              "kernel_scratch_bytes": int(arena - tensor_peak), "arena_bytes": int(arena),
-              "stack_bytes_estimate": int(stack), "ram_bytes": int(arena + stack), "input_bytes": int(in_bytes)}
+    totals = chain.plan_totals(model, data_bytes, code, tensor_peak, arena, stack)
     return {"graph": True, "ops": ops, "blocks": ops, "arena": plan, "arena_bytes": int(arena),
             "activation_bytes": int(tensor_peak), "peak_bytes": int(plan["peak_bytes"]), "totals": totals,
             "stack": {"target": target or "any", "build": build, "bytes": stack, "targets": targets}}
