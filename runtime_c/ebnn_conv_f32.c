@@ -38,10 +38,11 @@ static int window_f32(const ebnn_window_t *gp, const float *in, const float *wf,
                       int depthwise, float pad_value, float *out)
 {
     ebnn_window_t g;
-    uint32_t oy, ox, ky, kx, c, j, n_out;
+    uint32_t oy, ox, ky, kx, c, j, n_out, step;
     if (gp == NULL || in == NULL || (wf == NULL && w8 == NULL) || out == NULL)
         return EBNN_ERROR_ARGUMENT;
     EBNN_COPY_CONST(&g, gp, sizeof(g));
+    step = depthwise ? per_c : 0u; /* channel c's accumulators start at acc + c * step */
     n_out = depthwise ? (uint32_t)g.in_c * per_c : per_c;
     for (oy = 0; oy < g.out_h; oy++) {
         for (ox = 0; ox < g.out_w; ox++) {
@@ -55,7 +56,7 @@ static int window_f32(const ebnn_window_t *gp, const float *in, const float *wf,
                     int32_t x = (int32_t)(ox * g.sw + kx) - (int32_t)g.pad_l;
                     for (c = 0; c < g.in_c; c++) {
                         float v = conv_f32_tap(&g, in, y, x, c, pad_value);
-                        float *dst = depthwise ? acc + c * per_c : acc;
+                        float *dst = acc + c * step;
                         for (j = 0; j < per_c; j++, k++) {
                             volatile float product = v * conv_weight(wf, w8, k);
                             dst[j] = dst[j] + product;
