@@ -43,6 +43,27 @@ def test_set(dataset):
     return datasets.load(dataset, split="test")
 
 
+def sample_images(dataset, n=100):
+    """The first n test images of `dataset` when EBNN_DATA_DIR is set, else of the shipped MNIST sample
+    (examples/data/mnist_test_sample.npz: a stand-in input for cost measurements, whatever the dataset)."""
+    import os
+    if os.environ.get("EBNN_DATA_DIR"):
+        return test_set(dataset)[0][:n]
+    return np.load(ROOT / "examples" / "data" / "mnist_test_sample.npz")["x"][:n]
+
+
+def model_args(doc, default_models, argv=None):
+    """Parse a benchmark command's --models (comma-separated shipped models, default `default_models`)
+    and --no-write (do not update BENCHMARKS.md); the help is doc's first line. Prints doc."""
+    import argparse
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--models", default=default_models)
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args(argv)
+    print(doc)
+    return args
+
+
 def write_section(key, text, command):
     """Replace (or append) the section `key` of BENCHMARKS.md."""
     body = f"<!-- bench:{key} -->\n{text.rstrip()}\n\nProduced by: `{command}`\n<!-- /bench:{key} -->"

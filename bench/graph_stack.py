@@ -1,4 +1,4 @@
-"""Stack bounds of the graph kernels per MCU target and build: the GRAPH_STACK_BYTES table of
+"""Stack bounds of the graph kernels per MCU target: the GRAPH_STACK_BY_TARGET table of
 exporters/graph_c.py (what bench/stack.py is for the chain kernels' STACK_BYTES).
 
     python bench/graph_stack.py [--targets avr,cortex-m3] [--jobs 2]
@@ -8,10 +8,11 @@ chains (tests/published_models.py), the 1-D sensor graph of tests/test_graph_tar
 unfused tanh / sigmoid (tests/test_graph_c.py) are analysed by keras_ebnn.stackcheck for each target,
 -O1/-O2/-O3/-Os and the "default" and "small" builds. Per graph kernel file: the deepest chain from any
 of its entry points (library routines such as soft float, tanhf and expf included), the maximum over
-levels and models; "elementwise_libm" is the elementwise file of the models with tanh / sigmoid
-(EBNN_ACT_LIBM=1), "elementwise" that of the others. "predict": the most that NAME_predict's deepest
-chain exceeds the largest kernel chain of that model (the generated function's own frame). Rounded
-up to 16 bytes. Prints the table to paste into exporters/graph_c.py.
+levels, models and both builds (the graph kernel files do not read the "small" build's options);
+"elementwise_libm" is the elementwise file of the models with tanh / sigmoid (EBNN_ACT_LIBM=1),
+"elementwise" that of the others. "predict": the most that NAME_predict's deepest chain exceeds the
+largest kernel chain of that model (the generated function's own frame). Rounded up to 16 bytes.
+Prints the GRAPH_STACK_BY_TARGET table to paste into exporters/graph_c.py.
 """
 import argparse
 import sys
@@ -77,7 +78,7 @@ def main(argv=None):
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args(argv)
     targets = [t for t in args.targets.split(",") if stackcheck.available(t)]
-    table = {t: {b: {k: 0 for k in KEYS} for b in BUILDS} for t in targets}
+    table = {t: {k: 0 for k in KEYS} for t in targets}  # the maximum over both builds
     with tempfile.TemporaryDirectory() as work:
         exports = []
         for name, model in graph_models().items():
@@ -88,17 +89,14 @@ def main(argv=None):
         with ThreadPoolExecutor(args.jobs) as pool:
             results = list(pool.map(lambda j: measure(j[3][1], j[3][0], j[0], j[2], BUILDS[j[1]], j[3][2]), jobs))
     for (target, build, opt, (name, _, _)), (kernels, predict) in zip(jobs, results):
-        entry = table[target][build]
+        entry = table[target]
         for k in KEYS[:-1]:
             entry[k] = max(entry[k], kernels[k])
         entry["predict"] = max(entry["predict"], predict.bytes - max(kernels.values()))
         print(f"{target:13s} {build:7s} {opt} {name}: {predict}")
-    print("\nGRAPH_STACK_BYTES = {")
-    for target, builds in table.items():
-        print(f'    "{target}": {{')
-        for build, entry in builds.items():
-            print(f'        "{build}": {{' + ", ".join(f'"{k}": {round16(max(v, 0))}' for k, v in entry.items()) + "},")
-        print("    },")
+    print("\nGRAPH_STACK_BY_TARGET = {")
+    for target, entry in table.items():
+        print(f'    "{target}": {{' + ", ".join(f'"{k}": {round16(max(v, 0))}' for k, v in entry.items()) + "},")
     print("}")
     return 0
 

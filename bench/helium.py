@@ -13,13 +13,11 @@ each such call with the driver's marker functions (bench/targets/cortexm.kernel_
 markers' own cost is subtracted per call); "whole" counts NAME_predict. Every run's classes and logits
 are checked against the host build's. Writes the "helium" section of BENCHMARKS.md.
 """
-import argparse
-import os
 import tempfile
 
 import numpy as np
 
-from common import ROOT, available_models, load_export, md_table, write_section
+from common import available_models, load_export, md_table, model_args, sample_images, write_section
 
 BUILDS = {  # label: (cpu, flags)
     "Cortex-M4 (scalar C)": ("cortex-m4", []),
@@ -28,13 +26,6 @@ BUILDS = {  # label: (cpu, flags)
 }
 DEFAULT_MODELS = "paper_mnist,tiny_mnist,uno_mnist,m15_mnist"
 GOAL, GOAL_MODELS = 4.0, ("uno_mnist", "m15_mnist")  # issue 13's target for the binary layers
-
-
-def images(dataset, n=100):
-    if os.environ.get("EBNN_DATA_DIR"):
-        from common import test_set
-        return test_set(dataset)[0][:n]
-    return np.load(ROOT / "examples" / "data" / "mnist_test_sample.npz")["x"][:n]
 
 
 def measure(name, lowered, out, x, work):
@@ -61,11 +52,7 @@ def measure(name, lowered, out, x, work):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default=DEFAULT_MODELS)
-    ap.add_argument("--no-write", action="store_true")
-    args = ap.parse_args(argv)
-    print(__doc__)
+    args = model_args(__doc__, DEFAULT_MODELS, argv)
     from bench.targets import cortexm
     if not cortexm.available():
         print("arm-none-eabi-gcc / qemu-system-arm not installed")
@@ -74,7 +61,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as work:
         for name, (path, dataset) in available_models(args.models.split(",")).items():
             _, lowered, out = load_export(name, path, work)
-            x = images(dataset)
+            x = sample_images(dataset)
             res = measure(name, lowered, out, x, work)
             m4, generic, helium = (res[k] for k in BUILDS)
             binary = (f"{m4[1]:,.0f} / {generic[1]:,.0f} / **{helium[1]:,.0f}**" if helium[1] is not None

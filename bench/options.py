@@ -12,13 +12,9 @@ measured = the bytes NAME_predict really used under QEMU (painted RAM). The AVR 
 by bench/cost.py and runtime_c/README.md (avr.py builds only the defaults). Writes the "options"
 section of BENCHMARKS.md.
 """
-import argparse
-import os
 import tempfile
 
-import numpy as np
-
-from common import ROOT, available_models, load_export, md_table, write_section
+from common import available_models, load_export, md_table, model_args, sample_images, write_section
 
 from keras_ebnn import stackcheck
 
@@ -36,19 +32,8 @@ OPTIONS = {
 CPUS = ("cortex-m3", "cortex-m0plus")
 
 
-def images(dataset, n=100):
-    if os.environ.get("EBNN_DATA_DIR"):
-        from common import test_set
-        return test_set(dataset)[0][:n]
-    return np.load(ROOT / "examples" / "data" / "mnist_test_sample.npz")["x"][:n]
-
-
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="uno_mnist,m15_mnist")
-    ap.add_argument("--no-write", action="store_true")
-    args = ap.parse_args(argv)
-    print(__doc__)
+    args = model_args(__doc__, "uno_mnist,m15_mnist", argv)
     from bench.targets import cortexm
     if not cortexm.available():
         print("arm-none-eabi-gcc / qemu-system-arm not installed")
@@ -57,7 +42,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as work:
         for name, (path, dataset) in available_models(args.models.split(",")).items():
             _, lowered, out = load_export(name, path, work)
-            x = images(dataset)
+            x = sample_images(dataset)
             for cpu in CPUS:
                 for label, flags in OPTIONS.items():
                     r = cortexm.build_and_run(out, name, x, lowered.num_classes, cpu=cpu, opt="-O2", flags=flags,

@@ -38,28 +38,19 @@ from . import c as chain
 
 # Stack bound, in bytes, of each graph kernel file's deepest call chain (entry point + helpers +
 # library routines: soft float, tanhf / expf) and of what a generated graph NAME_predict adds, per MCU
-# target and build ("default", "small": exporters/c.py STACK_BUILDS): the maximum over -O1, -O2, -O3
-# and -Os of keras_ebnn.stackcheck's chains on the graph exports `python bench/graph_stack.py` builds
-# (arm-none-eabi-gcc 12.2, avr-gcc 5.4), rounded up to 16 B. "elementwise_libm": with tanh / sigmoid
-# compiled in (EBNN_ACT_LIBM=1). tests/test_graph_targets.py checks the bound against stackcheck.
-GRAPH_STACK_BYTES = {
-    "cortex-m0plus": {
-        "default": {"binary_acc": 304, "conv_f32": 256, "dense_f32": 112, "pool": 208, "elementwise": 96, "elementwise_libm": 144, "predict": 128},
-        "small": {"binary_acc": 304, "conv_f32": 256, "dense_f32": 112, "pool": 208, "elementwise": 96, "elementwise_libm": 144, "predict": 128},
-    },
-    "cortex-m3": {
-        "default": {"binary_acc": 288, "conv_f32": 240, "dense_f32": 80, "pool": 224, "elementwise": 112, "elementwise_libm": 160, "predict": 128},
-        "small": {"binary_acc": 288, "conv_f32": 240, "dense_f32": 80, "pool": 224, "elementwise": 112, "elementwise_libm": 160, "predict": 128},
-    },
-    "cortex-m4": {
-        "default": {"binary_acc": 288, "conv_f32": 224, "dense_f32": 64, "pool": 176, "elementwise": 96, "elementwise_libm": 80, "predict": 128},
-        "small": {"binary_acc": 288, "conv_f32": 224, "dense_f32": 64, "pool": 176, "elementwise": 96, "elementwise_libm": 80, "predict": 128},
-    },
-    "avr": {
-        "default": {"binary_acc": 208, "conv_f32": 192, "dense_f32": 64, "pool": 192, "elementwise": 64, "elementwise_libm": 64, "predict": 64},
-        "small": {"binary_acc": 208, "conv_f32": 192, "dense_f32": 64, "pool": 192, "elementwise": 64, "elementwise_libm": 64, "predict": 64},
-    },
+# target: the maximum over both builds ("default", "small": exporters/c.py STACK_BUILDS, whose options
+# the graph kernel files do not read) and over -O1, -O2, -O3 and -Os of keras_ebnn.stackcheck's chains
+# on the graph exports `python bench/graph_stack.py` builds (arm-none-eabi-gcc 12.2, avr-gcc 5.4),
+# rounded up to 16 B. "elementwise_libm": with tanh / sigmoid compiled in (EBNN_ACT_LIBM=1).
+# tests/test_graph_targets.py checks the bound against stackcheck.
+GRAPH_STACK_BY_TARGET = {
+    "cortex-m0plus": {"binary_acc": 304, "conv_f32": 288, "dense_f32": 112, "pool": 208, "elementwise": 96, "elementwise_libm": 144, "predict": 128},
+    "cortex-m3": {"binary_acc": 288, "conv_f32": 272, "dense_f32": 80, "pool": 192, "elementwise": 112, "elementwise_libm": 160, "predict": 128},
+    "cortex-m4": {"binary_acc": 288, "conv_f32": 256, "dense_f32": 64, "pool": 160, "elementwise": 96, "elementwise_libm": 80, "predict": 128},
+    "avr": {"binary_acc": 208, "conv_f32": 208, "dense_f32": 80, "pool": 176, "elementwise": 64, "elementwise_libm": 64, "predict": 64},
 }
+GRAPH_STACK_BYTES = {target: {build: figures for build in chain.STACK_BUILDS}
+                     for target, figures in GRAPH_STACK_BY_TARGET.items()}  # as exporters/c.py STACK_BYTES
 WINDOW_STRUCT_BYTES = 22  # sizeof(ebnn_window_t): 11 uint16_t fields, no padding
 ACTIVATIONS = {"relu": "EBNN_ACT_RELU", "relu6": "EBNN_ACT_RELU6", "hard_tanh": "EBNN_ACT_HARD_TANH",
                "leaky_relu": "EBNN_ACT_LEAKY_RELU", "tanh": "EBNN_ACT_TANH", "sigmoid": "EBNN_ACT_SIGMOID"}
@@ -73,10 +64,10 @@ CTYPES = {"bits": "uint32_t", "int": "int32_t", "float32": "float"}
 # measured in a linked M3 program); 0 where the core has an FPU.
 GRAPH_CODE_BYTES = {
     "ebnn_bconv_acc": 540, "ebnn_bdense_acc": 140, "ebnn_bdepthwise_acc": 506, "binary_acc helpers": 440,
-    "ebnn_conv_f32": 42, "ebnn_conv_w8": 44, "conv core": 586, "ebnn_depthwise_f32": 42, "ebnn_depthwise_w8": 44,
-    "depthwise core": 610, "ebnn_dense_f32": 196, "ebnn_dense_w8": 192,
-    "ebnn_avg_pool_f32": 410, "ebnn_max_pool_bits": 334, "ebnn_max_pool_f32": 414, "ebnn_max_pool_i32": 330,
-    "ebnn_sum_pool_bits": 356, "ebnn_sum_pool_i32": 346, "pool helpers": 230,
+    "ebnn_conv_f32": 44, "ebnn_conv_w8": 48, "ebnn_depthwise_f32": 44, "ebnn_depthwise_w8": 40, "conv core": 628,
+    "ebnn_dense_f32": 196, "ebnn_dense_w8": 192,
+    "ebnn_avg_pool_f32": 330, "ebnn_max_pool_bits": 262, "ebnn_max_pool_f32": 300, "ebnn_max_pool_i32": 218,
+    "ebnn_sum_pool_bits": 230, "ebnn_sum_pool_i32": 228, "pool helpers": 304,
     "ebnn_activation_f32": 256, "ebnn_add_f32": 56, "ebnn_affine_f32": 190, "ebnn_argmax_f32": 82,
     "ebnn_bits_to_f32": 84, "ebnn_concat_bits": 232, "ebnn_concat_f32": 148, "ebnn_i32_to_f32": 200,
     "ebnn_sign_f32": 78, "ebnn_sign_i32": 66, "ebnn_threshold_f32": 162, "ebnn_threshold_i32": 178,
@@ -346,11 +337,7 @@ def memory_plan(model, target=None, build="default"):
     targets = chain.stack_targets(target)
     stack = stack_bound(model, target, build)
     data_bytes = sum(o["flash_bytes"] for o in ops)
-    in_bytes = model.input.length * (1 if model.input.dtype == np.uint8 else 4)
-    totals = {"flash_data_bytes": int(data_bytes), "code_bytes_estimate": int(code),
-              "flash_bytes": int(data_bytes + code), "activation_bytes": int(tensor_peak),
-              "kernel_scratch_bytes": int(arena - tensor_peak), "arena_bytes": int(arena),
-              "stack_bytes_estimate": int(stack), "ram_bytes": int(arena + stack), "input_bytes": int(in_bytes)}
+    totals = chain.plan_totals(model, data_bytes, code, tensor_peak, arena, stack)
     return {"graph": True, "ops": ops, "blocks": ops, "arena": plan, "arena_bytes": int(arena),
             "activation_bytes": int(tensor_peak), "peak_bytes": int(plan["peak_bytes"]), "totals": totals,
             "stack": {"target": target or "any", "build": build, "bytes": stack, "targets": targets}}
@@ -385,9 +372,8 @@ def graph_functions(graph, plan):
         called.add("ebnn_argmax_f32")
     if any(f.startswith(("ebnn_bconv", "ebnn_bdense", "ebnn_bdepthwise")) for f in called):
         called.add("binary_acc helpers")
-    for op_name in ("conv", "depthwise"):  # the float32 and int8-weight entry points share one core
-        if called & {f"ebnn_{op_name}_f32", f"ebnn_{op_name}_w8"}:
-            called.add(f"{op_name} core")
+    if called & {"ebnn_conv_f32", "ebnn_conv_w8", "ebnn_depthwise_f32", "ebnn_depthwise_w8"}:
+        called.add("conv core")  # the float32 / int8-weight conv and depthwise entry points share one core
     if any("_pool_" in f for f in called):
         called.add("pool helpers")
     if any(graph.tensors[op.output].dtype == "float32" and op.kind != "block" for op in graph.ops):
@@ -630,38 +616,18 @@ extern void (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits);
 #endif /* {up}_H */
 """
     _, sources = chain.runtime_files(model, byte_kernels)
-    src = [f"/* {name}.c - generated by keras-ebnn (graph export). Do not edit. See {name}.h and ebnn.h. */",
-           "#include <stddef.h>", "",
-           "/* The runtime kernels this model uses, compiled into this file as static functions (the .inc",
-           " * files are the runtime's C files, never compiled on their own): several models link into one",
-           " * program, each with its own copy of exactly the kernels it calls. */",
-           "#define EBNN_PRIVATE 1"]
     fallback = [i for i, op in enumerate(graph.ops) if op.kind == "block" and op.params["block"].kind == "binary_conv"
                 and not (chain._acc16(chain.accumulator_range(op.params["block"]))
                          and max(op.params["block"].geometry.in_shape[:2]) <= 32767)]
-    if fallback and byte_kernels:
-        src += [f"/* op(s) {', '.join(map(str, fallback))}: accumulators beyond the byte kernels' int16: their "
-                "binary conv runs the generic code */", "#ifndef EBNN_BINARY_CONV_FALLBACK",
-                "#define EBNN_BINARY_CONV_FALLBACK 1", "#endif"]
+    src = chain._source_prologue(name, " (graph export)", "op(s)", fallback, byte_kernels)
     if "ebnn_elementwise.c" in sources:
         if uses_libm(graph):
             src += ["/* tanh / sigmoid: ebnn_activation_f32 calls tanhf / expf (link with -lm on hosts) */"]
         else:
             src += ["/* no tanh / sigmoid: the activation kernel references no libm function (no -lm needed) */",
                     "#ifndef EBNN_ACT_LIBM", "#define EBNN_ACT_LIBM 0", "#endif"]
-    src += ['#include "ebnn.h"']
-    checks = _limit_checks(model, graph, name)
-    if not byte_kernels:
-        checks += ["#if EBNN_BYTE_KERNELS",
-                   f'#error "{name}: this export has no byte kernels (EBNN_BYTE_KERNELS): build with '
-                   '-DEBNN_BYTE_KERNELS=0, or export for the c or arduino target"', "#endif"]
-    for problem in avr_reach_problems(model, name):
-        checks += ["#if defined(__AVR__)", f'#error "{problem}: a smaller model is needed on AVR"', "#endif"]
-    if checks:
-        src += ["/* what a target or kernel variant cannot run: stop the build rather than fail at run time */",
-                *checks]
-    src += [f'#include "{chain._included_name(f)}"' for f in sources]
-    src += [f'#include "{name}.h"', ""]
+    src += chain._source_includes(name, _limit_checks(model, graph, name), avr_reach_problems(model, name),
+                                  byte_kernels, sources)
     scratch = {b["op"]: b["offset"] for b in plan["buffers"] if b["kind"] == "scratch"}
     e = _Emitter(graph, plan)
     body = []

@@ -11,58 +11,91 @@ from pathlib import Path
 
 import numpy as np
 
-RUNNER = r"""
-#include <stdint.h>
-#include <stdio.h>
-#include "@NAME@.h"
-
+# The debug hook of a program built with -DEBNN_DEBUG_HOOK: writes every reported tensor (a chain's
+# hidden blocks, a graph's ops) as (uint32 index, uint32 nbits, its (nbits + 31) / 32 words) to bits_file.
+DUMP_HOOK = r"""
 #ifdef EBNN_DEBUG_HOOK
 static FILE *bits_file;
-/* writes every hidden block's output words: (uint32 block, uint32 nbits, words...) */
-static void dump_bits(int block, const uint32_t *bits, uint32_t nbits)
+static void dump_bits(int index, const uint32_t *bits, uint32_t nbits)
 {
     uint32_t head[2];
-    head[0] = (uint32_t)block;
+    head[0] = (uint32_t)index;
     head[1] = nbits;
     fwrite(head, sizeof(head[0]), 2, bits_file);
     fwrite(bits, sizeof(bits[0]), (nbits + 31u) / 32u, bits_file);
 }
 #endif
+"""
 
-int main(int argc, char **argv)
+# run_@N@: reads @N@_INPUT_LEN values per input from in_path, writes (int32 class, @N@_NUM_CLASSES float
+# logits) per input to out_path and, when bits_path is not NULL (debug hook builds), the dump to it.
+# Returns 1 when a file cannot be opened, else 0.
+RUN_MODEL = r"""
+static int run_@N@(const char *in_path, const char *out_path, const char *bits_path)
 {
-    static @NAME@_input_t input[@NAME@_INPUT_LEN];
-    float scores[@NAME@_NUM_CLASSES];
-    FILE *in, *out;
-    if (argc < 3) {
-        fprintf(stderr, "usage: %s INPUTS OUTPUTS [BITS]\n", argv[0]);
-        return 2;
-    }
+    static @N@_input_t input[@N@_INPUT_LEN];
+    float scores[@N@_NUM_CLASSES];
+    FILE *in = fopen(in_path, "rb"), *out = fopen(out_path, "wb");
+    if (in == NULL || out == NULL)
+        return 1;
 #ifdef EBNN_DEBUG_HOOK
-    if (argc > 3) {
-        bits_file = fopen(argv[3], "wb");
+    if (bits_path != NULL) {
+        bits_file = fopen(bits_path, "wb");
         if (bits_file == NULL)
-            return 2;
-        @NAME@_debug_hook = dump_bits;
+            return 1;
+        @N@_debug_hook = dump_bits;
     }
+#else
+    (void)bits_path;
 #endif
-    in = fopen(argv[1], "rb");
-    out = fopen(argv[2], "wb");
-    if (in == NULL || out == NULL) {
-        fprintf(stderr, "cannot open files\n");
-        return 2;
-    }
-    while (fread(input, sizeof(input[0]), @NAME@_INPUT_LEN, in) == @NAME@_INPUT_LEN) {
-        int32_t cls = (int32_t)@NAME@_predict(input, scores);
+    while (fread(input, sizeof(input[0]), @N@_INPUT_LEN, in) == @N@_INPUT_LEN) {
+        int32_t cls = (int32_t)@N@_predict(input, scores);
         fwrite(&cls, sizeof(cls), 1, out);
-        fwrite(scores, sizeof(scores[0]), @NAME@_NUM_CLASSES, out);
+        fwrite(scores, sizeof(scores[0]), @N@_NUM_CLASSES, out);
     }
     fclose(in);
     fclose(out);
 #ifdef EBNN_DEBUG_HOOK
     if (bits_file != NULL)
         fclose(bits_file);
+    bits_file = NULL;
 #endif
+    return 0;
+}
+"""
+
+
+def program_source(names, dump=False):
+    """C source of a host program running the exported models `names` (each NAME.h on the include
+    path): its arguments are, per model in order, an INPUTS file (NAME_INPUT_LEN values per input) and
+    an OUTPUTS file (int32 class and NAME_NUM_CLASSES float logits per input), and with dump=True a
+    BITS file that receives the debug hook's dump (build with -DEBNN_DEBUG_HOOK). It exits with 2 on a
+    wrong argument count, 1 when a file cannot be opened, else 0."""
+    per = 3 if dump else 2
+    head = "#include <stdint.h>\n#include <stdio.h>\n" + "".join(f'#include "{n}.h"\n' for n in names) + DUMP_HOOK
+    body = "".join(RUN_MODEL.replace("@N@", n) for n in names)
+    calls = " || ".join(f"run_{n}(argv[{per * i + 1}], argv[{per * i + 2}], "
+                        f"{f'argv[{per * i + 3}]' if dump else 'NULL'})" for i, n in enumerate(names))
+    return head + body + f"\nint main(int argc, char **argv)\n{{\n    if (argc != {per * len(names) + 1})\n" \
+        f"        return 2;\n    return ({calls}) ? 1 : 0;\n}}\n"
+
+
+# The runner of build_runner: `runner INPUTS OUTPUTS [BITS]` for one model (program_source's files).
+RUNNER = r"""
+#include <stdint.h>
+#include <stdio.h>
+#include "@NAME@.h"
+""" + DUMP_HOOK + RUN_MODEL.replace("@N@", "@NAME@") + r"""
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s INPUTS OUTPUTS [BITS]\n", argv[0]);
+        return 2;
+    }
+    if (run_@NAME@(argv[1], argv[2], argc > 3 ? argv[3] : NULL) != 0) {
+        fprintf(stderr, "cannot open files\n");
+        return 2;
+    }
     return 0;
 }
 """

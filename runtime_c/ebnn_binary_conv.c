@@ -24,24 +24,13 @@ static void bw_put_run(ebnn_bit_writer_t *bw, uint32_t fill, uint32_t n)
         ebnn_bw_put(bw, fill & LOW_BITS(n), (uint_fast8_t)n);
 }
 
-/* n bits (1..32) of a RAM bit stream from bit `bit`; never reads past the word holding the last. */
-static uint32_t get_bits(const uint32_t *p, uint32_t bit, uint_fast8_t n)
-{
-    const uint32_t *q = p + (bit >> 5);
-    uint_fast8_t s = (uint_fast8_t)(bit & 31u);
-    uint32_t v = q[0] >> s;
-    if (s + n > 32u)
-        v |= q[1] << (32u - s);
-    return v & LOW_BITS(n);
-}
-
 /* Appends bits [bit, bit + n) of a RAM bit stream. */
 static void bw_copy(ebnn_bit_writer_t *bw, const uint32_t *src, uint32_t bit, uint32_t n)
 {
     for (; n >= 32u; n -= 32u, bit += 32u)
-        ebnn_bw_put(bw, get_bits(src, bit, 32u), 32u);
+        ebnn_bw_put(bw, ebnn_read_bits(src, bit, 32u), 32u);
     if (n != 0u)
-        ebnn_bw_put(bw, get_bits(src, bit, (uint_fast8_t)n), (uint_fast8_t)n);
+        ebnn_bw_put(bw, ebnn_read_bits(src, bit, (uint_fast8_t)n), (uint_fast8_t)n);
 }
 
 /* Fills patch (and, when the window is clipped and pad_value is 0, mask). Returns the number of

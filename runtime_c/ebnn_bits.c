@@ -147,7 +147,7 @@ EBNN_INTERNAL void ebnn_bw_put(ebnn_bit_writer_t *bw, uint32_t bits, uint_fast8_
 }
 
 /* n bits (1..32) of a RAM bit stream from bit `bit`, LSB first; never reads past the word holding the
- * last of them (the graph ops' bit readers). */
+ * last of them (the binary conv's patch copy, the graph ops' bit readers). */
 EBNN_INTERNAL uint32_t ebnn_read_bits(const uint32_t *p, uint32_t bit, uint_fast8_t n)
 {
     const uint32_t *q = p + (bit >> 5);

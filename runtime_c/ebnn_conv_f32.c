@@ -30,30 +30,36 @@ static float conv_f32_tap(const ebnn_window_t *g, const float *in, int32_t y, in
     return in[((uint32_t)y * g->in_w + (uint32_t)x) * g->in_c + c];
 }
 
-/* ebnn_conv_f32 / ebnn_conv_w8: weights wf (float) or w8 (int8, wf NULL). */
-static int conv_f32(const ebnn_window_t *gp, const float *in, const float *wf, const int8_t *w8, uint16_t out_c,
-                    float pad_value, float *out)
+/* The conv and depthwise kernels, weights wf (float) or w8 (int8, wf NULL). Each tap value v of input
+ * channel c is multiplied by the next `per_c` weights (storage order (KH, KW, C, per_c)) into per_c
+ * accumulators: all out_c outputs for a conv (per_c = out_c), outputs c * mult .. c * mult + mult - 1
+ * for a depthwise conv (per_c = mult). */
+static int window_f32(const ebnn_window_t *gp, const float *in, const float *wf, const int8_t *w8, uint16_t per_c,
+                      int depthwise, float pad_value, float *out)
 {
     ebnn_window_t g;
-    uint32_t oy, ox, ky, kx, c, o;
+    uint32_t oy, ox, ky, kx, c, j, n_out, step;
     if (gp == NULL || in == NULL || (wf == NULL && w8 == NULL) || out == NULL)
         return EBNN_ERROR_ARGUMENT;
     EBNN_COPY_CONST(&g, gp, sizeof(g));
+    step = depthwise ? per_c : 0u; /* channel c's accumulators start at acc + c * step */
+    n_out = depthwise ? (uint32_t)g.in_c * per_c : per_c;
     for (oy = 0; oy < g.out_h; oy++) {
         for (ox = 0; ox < g.out_w; ox++) {
-            float *acc = out + ((uint32_t)oy * g.out_w + ox) * out_c;
-            uint32_t k = 0; /* weights (KH, KW, C, O): consumed in storage order */
-            for (o = 0; o < out_c; o++)
-                acc[o] = 0.0f;
+            float *acc = out + ((uint32_t)oy * g.out_w + ox) * n_out;
+            uint32_t k = 0; /* weights consumed in storage order */
+            for (j = 0; j < n_out; j++)
+                acc[j] = 0.0f;
             for (ky = 0; ky < g.kh; ky++) {
                 int32_t y = (int32_t)(oy * g.sh + ky) - (int32_t)g.pad_t;
                 for (kx = 0; kx < g.kw; kx++) {
                     int32_t x = (int32_t)(ox * g.sw + kx) - (int32_t)g.pad_l;
                     for (c = 0; c < g.in_c; c++) {
                         float v = conv_f32_tap(&g, in, y, x, c, pad_value);
-                        for (o = 0; o < out_c; o++, k++) {
+                        float *dst = acc + c * step;
+                        for (j = 0; j < per_c; j++, k++) {
                             volatile float product = v * conv_weight(wf, w8, k);
-                            acc[o] = acc[o] + product;
+                            dst[j] = dst[j] + product;
                         }
                     }
                 }
@@ -66,57 +72,23 @@ static int conv_f32(const ebnn_window_t *gp, const float *in, const float *wf, c
 EBNN_API int ebnn_conv_f32(const ebnn_window_t *g, const float *in, const float *w, uint16_t out_c, float pad_value,
                            float *out)
 {
-    return w == NULL ? EBNN_ERROR_ARGUMENT : conv_f32(g, in, w, NULL, out_c, pad_value, out);
+    return w == NULL ? EBNN_ERROR_ARGUMENT : window_f32(g, in, w, NULL, out_c, 0, pad_value, out);
 }
 
 EBNN_API int ebnn_conv_w8(const ebnn_window_t *g, const float *in, const int8_t *w, uint16_t out_c, float pad_value,
                           float *out)
 {
-    return w == NULL ? EBNN_ERROR_ARGUMENT : conv_f32(g, in, NULL, w, out_c, pad_value, out);
-}
-
-/* ebnn_depthwise_f32 / ebnn_depthwise_w8: weights wf (float) or w8 (int8, wf NULL). */
-static int depthwise_f32(const ebnn_window_t *gp, const float *in, const float *wf, const int8_t *w8, uint16_t mult,
-                         float pad_value, float *out)
-{
-    ebnn_window_t g;
-    uint32_t oy, ox, ky, kx, c, m, n_out;
-    if (gp == NULL || in == NULL || (wf == NULL && w8 == NULL) || out == NULL)
-        return EBNN_ERROR_ARGUMENT;
-    EBNN_COPY_CONST(&g, gp, sizeof(g));
-    n_out = (uint32_t)g.in_c * mult; /* output channel c * mult + m */
-    for (oy = 0; oy < g.out_h; oy++) {
-        for (ox = 0; ox < g.out_w; ox++) {
-            float *acc = out + ((uint32_t)oy * g.out_w + ox) * n_out;
-            uint32_t k = 0; /* weights (KH, KW, C, M): consumed in storage order */
-            for (c = 0; c < n_out; c++)
-                acc[c] = 0.0f;
-            for (ky = 0; ky < g.kh; ky++) {
-                int32_t y = (int32_t)(oy * g.sh + ky) - (int32_t)g.pad_t;
-                for (kx = 0; kx < g.kw; kx++) {
-                    int32_t x = (int32_t)(ox * g.sw + kx) - (int32_t)g.pad_l;
-                    for (c = 0; c < g.in_c; c++) {
-                        float v = conv_f32_tap(&g, in, y, x, c, pad_value);
-                        for (m = 0; m < mult; m++, k++) {
-                            volatile float product = v * conv_weight(wf, w8, k);
-                            acc[c * mult + m] = acc[c * mult + m] + product;
-                        }
-                    }
-                }
-            }
-        }
-    }
-    return EBNN_OK;
+    return w == NULL ? EBNN_ERROR_ARGUMENT : window_f32(g, in, NULL, w, out_c, 0, pad_value, out);
 }
 
 EBNN_API int ebnn_depthwise_f32(const ebnn_window_t *g, const float *in, const float *w, uint16_t mult,
                                 float pad_value, float *out)
 {
-    return w == NULL ? EBNN_ERROR_ARGUMENT : depthwise_f32(g, in, w, NULL, mult, pad_value, out);
+    return w == NULL ? EBNN_ERROR_ARGUMENT : window_f32(g, in, w, NULL, mult, 1, pad_value, out);
 }
 
 EBNN_API int ebnn_depthwise_w8(const ebnn_window_t *g, const float *in, const int8_t *w, uint16_t mult,
                                float pad_value, float *out)
 {
-    return w == NULL ? EBNN_ERROR_ARGUMENT : depthwise_f32(g, in, NULL, w, mult, pad_value, out);
+    return w == NULL ? EBNN_ERROR_ARGUMENT : window_f32(g, in, NULL, w, mult, 1, pad_value, out);
 }

@@ -31,45 +31,79 @@ static int pool_windows_valid(const ebnn_window_t *g)
     return 1;
 }
 
-/* The in-bounds input rows [*y0, *y1) and columns [*x0, *x1) of the window of output (oy, ox). */
-static void pool_window(const ebnn_window_t *g, uint32_t oy, uint32_t ox, uint32_t *y0, uint32_t *y1, uint32_t *x0,
-                        uint32_t *x1)
+/* The in-bounds taps of one output position's window, visited in row-major (y, x) order. */
+typedef struct {
+    uint32_t y0, y1, x0, x1; /* in-bounds input rows [y0, y1) and columns [x0, x1) */
+    uint32_t y, x;           /* the next tap */
+    uint32_t in_w, in_c;
+} pool_taps_t;
+
+/* Starts t on the window of output position pos (row-major over (out_h, out_w)). */
+static void pool_taps_start(pool_taps_t *t, const ebnn_window_t *g, uint32_t pos)
 {
-    int32_t sy = (int32_t)(oy * g->sh) - (int32_t)g->pad_t, sx = (int32_t)(ox * g->sw) - (int32_t)g->pad_l;
+    int32_t sy = (int32_t)((pos / g->out_w) * g->sh) - (int32_t)g->pad_t;
+    int32_t sx = (int32_t)((pos % g->out_w) * g->sw) - (int32_t)g->pad_l;
     uint_fast16_t lo, hi;
     ebnn_clip_window(sy, g->kh, g->in_h, &lo, &hi);
-    *y0 = (uint32_t)(sy + (int32_t)lo);
-    *y1 = (uint32_t)(sy + (int32_t)hi);
+    t->y0 = (uint32_t)(sy + (int32_t)lo);
+    t->y1 = (uint32_t)(sy + (int32_t)hi);
     ebnn_clip_window(sx, g->kw, g->in_w, &lo, &hi);
-    *x0 = (uint32_t)(sx + (int32_t)lo);
-    *x1 = (uint32_t)(sx + (int32_t)hi);
+    t->x0 = (uint32_t)(sx + (int32_t)lo);
+    t->x1 = (uint32_t)(sx + (int32_t)hi);
+    t->y = t->y0;
+    t->x = t->x0;
+    t->in_w = g->in_w;
+    t->in_c = g->in_c;
 }
 
-/* Every kernel below walks, for each output position (oy, ox), the in-bounds taps (y, x) of its
- * window in row-major order; the tap's C channels start at element (y * in_w + x) * C. */
+/* Number of taps in t's window (at least 1 once pool_begin accepted the geometry). */
+static uint32_t pool_taps_count(const pool_taps_t *t)
+{
+    return (t->y1 - t->y0) * (t->x1 - t->x0);
+}
+
+/* 1 and *at = the element index of the next tap's first channel ((y * in_w + x) * C), or 0 at the end. */
+static int pool_taps_next(pool_taps_t *t, uint32_t *at)
+{
+    if (t->y >= t->y1)
+        return 0;
+    *at = (t->y * t->in_w + t->x) * t->in_c;
+    if (++t->x == t->x1) {
+        t->x = t->x0;
+        t->y++;
+    }
+    return 1;
+}
+
+/* The common prologue: arguments present, *g = a copy of *gp, every window non-empty. */
+static int pool_begin(const ebnn_window_t *gp, const void *in, const void *out, ebnn_window_t *g)
+{
+    if (gp == NULL || in == NULL || out == NULL)
+        return EBNN_ERROR_ARGUMENT;
+    EBNN_COPY_CONST(g, gp, sizeof(*g));
+    return pool_windows_valid(g) ? EBNN_OK : EBNN_ERROR_ARGUMENT;
+}
+
+/* Every kernel below walks the output positions pos in row-major order (out advancing C elements
+ * each), and for each the in-bounds taps of its window. */
 
 EBNN_API int ebnn_max_pool_bits(const ebnn_window_t *gp, const uint32_t *in, uint32_t *out)
 {
     ebnn_window_t g;
-    uint32_t oy, ox, y, x, y0, y1, x0, x1, c0;
+    pool_taps_t t;
+    uint32_t pos, at, c0;
     ebnn_bit_writer_t bw;
-    if (gp == NULL || in == NULL || out == NULL)
-        return EBNN_ERROR_ARGUMENT;
-    EBNN_COPY_CONST(&g, gp, sizeof(g));
-    if (!pool_windows_valid(&g))
-        return EBNN_ERROR_ARGUMENT;
+    int status = pool_begin(gp, in, out, &g);
+    if (status != EBNN_OK)
+        return status;
     ebnn_bw_init(&bw, out);
-    for (oy = 0; oy < g.out_h; oy++)
-        for (ox = 0; ox < g.out_w; ox++) {
-            pool_window(&g, oy, ox, &y0, &y1, &x0, &x1);
-            for (c0 = 0; c0 < g.in_c; c0 += 32u) { /* 32 channels at a time: the OR of their bit runs */
-                uint_fast8_t n = (uint_fast8_t)(g.in_c - c0 < 32u ? g.in_c - c0 : 32u);
-                uint32_t bits = 0;
-                for (y = y0; y < y1; y++)
-                    for (x = x0; x < x1; x++)
-                        bits |= ebnn_read_bits(in, (y * g.in_w + x) * g.in_c + c0, n);
-                ebnn_bw_put(&bw, bits, n);
-            }
+    for (pos = 0; pos < g.out_h * g.out_w; pos++)
+        for (c0 = 0; c0 < g.in_c; c0 += 32u) { /* 32 channels at a time: the OR of their bit runs */
+            uint_fast8_t n = (uint_fast8_t)(g.in_c - c0 < 32u ? g.in_c - c0 : 32u);
+            uint32_t bits = 0;
+            for (pool_taps_start(&t, &g, pos); pool_taps_next(&t, &at);)
+                bits |= ebnn_read_bits(in, at + c0, n);
+            ebnn_bw_put(&bw, bits, n);
         }
     ebnn_bw_flush(&bw);
     return EBNN_OK;
@@ -78,126 +112,96 @@ EBNN_API int ebnn_max_pool_bits(const ebnn_window_t *gp, const uint32_t *in, uin
 EBNN_API int ebnn_sum_pool_bits(const ebnn_window_t *gp, const uint32_t *in, int32_t *out)
 {
     ebnn_window_t g;
-    uint32_t oy, ox, y, x, y0, y1, x0, x1, c;
-    if (gp == NULL || in == NULL || out == NULL)
-        return EBNN_ERROR_ARGUMENT;
-    EBNN_COPY_CONST(&g, gp, sizeof(g));
-    if (!pool_windows_valid(&g))
-        return EBNN_ERROR_ARGUMENT;
-    for (oy = 0; oy < g.out_h; oy++)
-        for (ox = 0; ox < g.out_w; ox++, out += g.in_c) {
-            pool_window(&g, oy, ox, &y0, &y1, &x0, &x1);
+    pool_taps_t t;
+    uint32_t pos, at, c;
+    int status = pool_begin(gp, in, out, &g);
+    if (status != EBNN_OK)
+        return status;
+    for (pos = 0; pos < g.out_h * g.out_w; pos++, out += g.in_c) {
+        for (c = 0; c < g.in_c; c++)
+            out[c] = 0;
+        for (pool_taps_start(&t, &g, pos); pool_taps_next(&t, &at);)
             for (c = 0; c < g.in_c; c++)
-                out[c] = 0;
-            for (y = y0; y < y1; y++)
-                for (x = x0; x < x1; x++) {
-                    uint32_t base = (y * g.in_w + x) * g.in_c;
-                    for (c = 0; c < g.in_c; c++)
-                        out[c] += ebnn_read_bits(in, base + c, 1u) != 0u ? 1 : -1;
-                }
-        }
+                out[c] += ebnn_read_bits(in, at + c, 1u) != 0u ? 1 : -1;
+    }
     return EBNN_OK;
 }
 
 EBNN_API int ebnn_max_pool_i32(const ebnn_window_t *gp, const int32_t *in, int32_t *out)
 {
     ebnn_window_t g;
-    uint32_t oy, ox, y, x, y0, y1, x0, x1, c;
-    if (gp == NULL || in == NULL || out == NULL)
-        return EBNN_ERROR_ARGUMENT;
-    EBNN_COPY_CONST(&g, gp, sizeof(g));
-    if (!pool_windows_valid(&g))
-        return EBNN_ERROR_ARGUMENT;
-    for (oy = 0; oy < g.out_h; oy++)
-        for (ox = 0; ox < g.out_w; ox++, out += g.in_c) {
-            pool_window(&g, oy, ox, &y0, &y1, &x0, &x1);
-            for (y = y0; y < y1; y++)
-                for (x = x0; x < x1; x++) {
-                    const int32_t *tap = in + (y * g.in_w + x) * g.in_c;
-                    int first = y == y0 && x == x0;
-                    for (c = 0; c < g.in_c; c++)
-                        if (first || tap[c] > out[c])
-                            out[c] = tap[c];
-                }
-        }
+    pool_taps_t t;
+    uint32_t pos, at, c;
+    int status = pool_begin(gp, in, out, &g);
+    if (status != EBNN_OK)
+        return status;
+    for (pos = 0; pos < g.out_h * g.out_w; pos++, out += g.in_c) {
+        int first = 1;
+        for (pool_taps_start(&t, &g, pos); pool_taps_next(&t, &at); first = 0)
+            for (c = 0; c < g.in_c; c++)
+                if (first || in[at + c] > out[c])
+                    out[c] = in[at + c];
+    }
     return EBNN_OK;
 }
 
 EBNN_API int ebnn_sum_pool_i32(const ebnn_window_t *gp, const int32_t *in, int32_t *out)
 {
     ebnn_window_t g;
-    uint32_t oy, ox, y, x, y0, y1, x0, x1, c;
-    if (gp == NULL || in == NULL || out == NULL)
-        return EBNN_ERROR_ARGUMENT;
-    EBNN_COPY_CONST(&g, gp, sizeof(g));
-    if (!pool_windows_valid(&g))
-        return EBNN_ERROR_ARGUMENT;
-    for (oy = 0; oy < g.out_h; oy++)
-        for (ox = 0; ox < g.out_w; ox++, out += g.in_c) {
-            pool_window(&g, oy, ox, &y0, &y1, &x0, &x1);
+    pool_taps_t t;
+    uint32_t pos, at, c;
+    int status = pool_begin(gp, in, out, &g);
+    if (status != EBNN_OK)
+        return status;
+    for (pos = 0; pos < g.out_h * g.out_w; pos++, out += g.in_c) {
+        for (c = 0; c < g.in_c; c++)
+            out[c] = 0;
+        for (pool_taps_start(&t, &g, pos); pool_taps_next(&t, &at);)
             for (c = 0; c < g.in_c; c++)
-                out[c] = 0;
-            for (y = y0; y < y1; y++)
-                for (x = x0; x < x1; x++) {
-                    const int32_t *tap = in + (y * g.in_w + x) * g.in_c;
-                    for (c = 0; c < g.in_c; c++)
-                        out[c] += tap[c];
-                }
-        }
+                out[c] += in[at + c];
+    }
     return EBNN_OK;
 }
 
 EBNN_API int ebnn_max_pool_f32(const ebnn_window_t *gp, const float *in, float *out)
 {
     ebnn_window_t g;
-    uint32_t oy, ox, y, x, y0, y1, x0, x1, c;
-    if (gp == NULL || in == NULL || out == NULL)
-        return EBNN_ERROR_ARGUMENT;
-    EBNN_COPY_CONST(&g, gp, sizeof(g));
-    if (!pool_windows_valid(&g))
-        return EBNN_ERROR_ARGUMENT;
-    for (oy = 0; oy < g.out_h; oy++)
-        for (ox = 0; ox < g.out_w; ox++, out += g.in_c) {
-            pool_window(&g, oy, ox, &y0, &y1, &x0, &x1);
-            for (y = y0; y < y1; y++)
-                for (x = x0; x < x1; x++) {
-                    const float *tap = in + (y * g.in_w + x) * g.in_c;
-                    int first = y == y0 && x == x0;
-                    for (c = 0; c < g.in_c; c++) {
-                        float m = out[c], v = tap[c];
-                        /* numpy.maximum(m, v): m if m > v or m is NaN, else v (a NaN tap propagates) */
-                        if (first || !(m > v || m != m))
-                            out[c] = v;
-                    }
-                }
-        }
+    pool_taps_t t;
+    uint32_t pos, at, c;
+    int status = pool_begin(gp, in, out, &g);
+    if (status != EBNN_OK)
+        return status;
+    for (pos = 0; pos < g.out_h * g.out_w; pos++, out += g.in_c) {
+        int first = 1;
+        for (pool_taps_start(&t, &g, pos); pool_taps_next(&t, &at); first = 0)
+            for (c = 0; c < g.in_c; c++) {
+                float m = out[c], v = in[at + c];
+                /* numpy.maximum(m, v): m if m > v or m is NaN, else v (a NaN tap propagates) */
+                if (first || !(m > v || m != m))
+                    out[c] = v;
+            }
+    }
     return EBNN_OK;
 }
 
 EBNN_API int ebnn_avg_pool_f32(const ebnn_window_t *gp, const float *in, float *out)
 {
     ebnn_window_t g;
-    uint32_t oy, ox, y, x, y0, y1, x0, x1, c;
-    if (gp == NULL || in == NULL || out == NULL)
-        return EBNN_ERROR_ARGUMENT;
-    EBNN_COPY_CONST(&g, gp, sizeof(g));
-    if (!pool_windows_valid(&g))
-        return EBNN_ERROR_ARGUMENT;
-    for (oy = 0; oy < g.out_h; oy++)
-        for (ox = 0; ox < g.out_w; ox++, out += g.in_c) {
-            float count;
-            pool_window(&g, oy, ox, &y0, &y1, &x0, &x1);
-            count = (float)((y1 - y0) * (x1 - x0)); /* in-bounds taps: exact in float below 2^24 */
+    pool_taps_t t;
+    uint32_t pos, at, c;
+    int status = pool_begin(gp, in, out, &g);
+    if (status != EBNN_OK)
+        return status;
+    for (pos = 0; pos < g.out_h * g.out_w; pos++, out += g.in_c) {
+        float count;
+        for (c = 0; c < g.in_c; c++)
+            out[c] = 0.0f;
+        for (pool_taps_start(&t, &g, pos); pool_taps_next(&t, &at);)
             for (c = 0; c < g.in_c; c++)
-                out[c] = 0.0f;
-            for (y = y0; y < y1; y++)
-                for (x = x0; x < x1; x++) {
-                    const float *tap = in + (y * g.in_w + x) * g.in_c;
-                    for (c = 0; c < g.in_c; c++)
-                        out[c] = out[c] + tap[c];
-                }
-            for (c = 0; c < g.in_c; c++)
-                out[c] = out[c] / count;
-        }
+                out[c] = out[c] + in[at + c];
+        count = (float)pool_taps_count(&t); /* in-bounds taps: exact in float below 2^24 */
+        for (c = 0; c < g.in_c; c++)
+            out[c] = out[c] / count;
+    }
     return EBNN_OK;
 }

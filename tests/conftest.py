@@ -27,6 +27,24 @@ def small_mnist_model(tf, lq, pool_layer=None):
     ])
 
 
+def check_against_keras(model, lowered, x, logits, classes, tol=1e-4):
+    """Compiled-C results (classes, logits) of `lowered` on inputs x against the Keras model: classes
+    identical, logits (softmax probabilities when the model ends in softmax) within
+    tol x (1 + max |Keras value|) (float parts sum in another order than TensorFlow). Returns the
+    largest difference."""
+    from keras_ebnn import import_larq
+    tf, _ = import_larq()
+    kout = np.asarray(model(tf.constant(np.asarray(x, dtype=np.float32)), training=False))
+    got = logits
+    if lowered.softmax:
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        got = e / e.sum(axis=1, keepdims=True)
+    np.testing.assert_array_equal(classes, np.argmax(kout, axis=1))
+    err = float(np.abs(got - kout).max())
+    assert err <= tol * (1.0 + float(np.abs(kout).max())), f"C vs Keras: {err:.3g}"
+    return err
+
+
 def write_idx(path, array):
     """Write a uint8 array as a gzip-compressed IDX file (the format of the MNIST downloads)."""
     import gzip

@@ -23,6 +23,7 @@ from keras_ebnn.exporters.c import export_c
 from keras_ebnn.exporters.graph_c import GraphModel, debug_tensors, uses_libm
 from keras_ebnn.graph import lower_graph
 from keras_ebnn.verify import C_LOGIT_TOL
+from conftest import check_against_keras
 from graphgen import calibrate, random_graph
 
 N_GRAPHS = 100
@@ -32,54 +33,10 @@ N_INPUTS = 8
 
 pytestmark = pytest.mark.skipif(host.find_cc() is None, reason="no host C compiler")
 
-HOOK = r"""
-static FILE *dump_file;
-static void dump(int op, const uint32_t *data, uint32_t nbits)
-{
-    uint32_t head[2];
-    head[0] = (uint32_t)op;
-    head[1] = nbits;
-    fwrite(head, sizeof(head[0]), 2, dump_file);
-    fwrite(data, sizeof(data[0]), (nbits + 31u) / 32u, dump_file);
-}
-"""
-
-RUN_ONE = r"""
-static int run_@N@(const char *in_path, const char *out_path, const char *dump_path)
-{
-    static @N@_input_t input[@N@_INPUT_LEN];
-    float scores[@N@_NUM_CLASSES];
-    FILE *in = fopen(in_path, "rb"), *out = fopen(out_path, "wb");
-    dump_file = fopen(dump_path, "wb");
-    if (in == NULL || out == NULL || dump_file == NULL)
-        return 1;
-    @N@_debug_hook = dump;
-    while (fread(input, sizeof(input[0]), @N@_INPUT_LEN, in) == @N@_INPUT_LEN) {
-        int32_t cls = (int32_t)@N@_predict(input, scores);
-        fwrite(&cls, sizeof(cls), 1, out);
-        fwrite(scores, sizeof(scores[0]), @N@_NUM_CLASSES, out);
-    }
-    fclose(in);
-    fclose(out);
-    fclose(dump_file);
-    return 0;
-}
-"""
-
-
-def _main_c(names):
-    head = "#include <stdint.h>\n#include <stdio.h>\n" + "".join(f'#include "{n}.h"\n' for n in names) + HOOK
-    body = "".join(RUN_ONE.replace("@N@", n) for n in names)
-    calls = " || ".join(f"run_{n}(argv[{3 * i + 1}], argv[{3 * i + 2}], argv[{3 * i + 3}])"
-                        for i, n in enumerate(names))
-    return head + body + f"\nint main(int argc, char **argv)\n{{\n    if (argc != {3 * len(names) + 1})\n" \
-        f"        return 2;\n    return ({calls}) ? 1 : 0;\n}}\n"
-
-
 def build_program(exports, folder):
     """Compile several exported graphs (name -> export folder) into one sanitized host program."""
     main = folder / "main.c"
-    main.write_text(_main_c(list(exports)))
+    main.write_text(host.program_source(list(exports), dump=True))
     sources = [s for d in exports.values() for s in host.c_sources(d)]
     incs = [f"-I{d}" for d in exports.values()]
     exe = folder / "prog"
@@ -155,19 +112,6 @@ def check_against_reference(gm, x, classes, logits, dumps):
     return compared
 
 
-def check_against_keras(model, gm, x, logits, classes):
-    tf, _ = import_larq()
-    kout = np.asarray(model(tf.constant(np.asarray(x, dtype=np.float32)), training=False))
-    got = logits
-    if gm.softmax:
-        e = np.exp(logits - logits.max(axis=1, keepdims=True))
-        got = e / e.sum(axis=1, keepdims=True)
-    np.testing.assert_array_equal(classes, np.argmax(kout, axis=1))
-    err = float(np.abs(got - kout).max())
-    assert err <= LOGIT_TOL * (1.0 + float(np.abs(kout).max())), f"C vs Keras: {err:.3g}"
-    return err
-
-
 @pytest.mark.parametrize("group", range(N_GRAPHS // GROUP))
 def test_random_graphs_compiled_c(group, tmp_path):
     seeds = range(group * GROUP, (group + 1) * GROUP)
@@ -184,7 +128,7 @@ def test_random_graphs_compiled_c(group, tmp_path):
     for name, (gm, x) in models.items():
         classes, logits, dumps = results[name]
         compared += check_against_reference(gm, x, classes, logits, dumps)
-        worst = max(worst, check_against_keras(kmodels[name], gm, x, logits, classes))
+        worst = max(worst, check_against_keras(kmodels[name], gm, x, logits, classes, LOGIT_TOL))
     print(f"graphs {seeds.start}-{seeds.stop - 1}: {len(models)} compiled in one program, {compared:,} tensor "
           f"values identical to the reference, worst C-vs-Keras logit error {worst:.2e}")
 
@@ -220,7 +164,7 @@ def test_tanh_sigmoid_within_tolerance(tmp_path):
     exe = build_program({"tanhnet": tmp_path / "out"}, tmp_path)
     classes, logits, dumps = run_program(exe, {"tanhnet": (gm, xs)}, tmp_path)["tanhnet"]
     check_against_reference(gm, xs, classes, logits, dumps)
-    check_against_keras(model, gm, xs, logits, classes)
+    check_against_keras(model, gm, xs, logits, classes, LOGIT_TOL)
 
 
 def test_widened_uint8_input(tmp_path):
@@ -247,7 +191,7 @@ def test_widened_uint8_input(tmp_path):
     exe = build_program({"wide": tmp_path / "out"}, tmp_path)
     classes, logits, dumps = run_program(exe, {"wide": (gm, xs)}, tmp_path)["wide"]
     check_against_reference(gm, xs, classes, logits, dumps)
-    check_against_keras(model, gm, xs, logits, classes)
+    check_against_keras(model, gm, xs, logits, classes, LOGIT_TOL)
 
 
 def test_summary_and_report_describe_graphs(tmp_path):

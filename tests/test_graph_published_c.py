@@ -7,12 +7,12 @@ inputs, logits or softmax probabilities within LOGIT_TOL x (1 + max |Keras value
 with an UnsupportedModelError naming the expected layer (only the out-of-scope multi-bit quantizer
 models). test_how_many_export records the count.
 """
-import numpy as np
 import pytest
 
-from keras_ebnn import UnsupportedModelError, export, graph_reference, host, import_larq, reference
+from keras_ebnn import UnsupportedModelError, export, graph_reference, host, reference
 from keras_ebnn.exporters.graph_c import uses_libm
 from keras_ebnn.verify import C_LOGIT_TOL, c_matches
+from conftest import check_against_keras
 from published_models import PUBLISHED, build
 
 LOGIT_TOL = 1e-4
@@ -43,15 +43,7 @@ def test_published_model_exports_and_matches_keras(name, tmp_path):
     else:
         ref, tol = reference.run(gm, x), None
     assert c_matches(cls, logits, ref, tol), "compiled C differs from the reference executor"
-    tf, _ = import_larq()
-    kout = np.asarray(model(tf.constant(np.asarray(x, dtype=np.float32)), training=False))
-    got = logits
-    if gm.softmax:
-        e = np.exp(logits - logits.max(axis=1, keepdims=True))
-        got = e / e.sum(axis=1, keepdims=True)
-    np.testing.assert_array_equal(cls, np.argmax(kout, axis=1))
-    err = float(np.abs(got - kout).max())
-    assert err <= LOGIT_TOL * (1.0 + float(np.abs(kout).max())), f"C vs Keras: {err:.3g}"
+    err = check_against_keras(model, gm, x, logits, cls, LOGIT_TOL)
     t = res.plan["totals"]
     how = f"graph of {len(graph.ops)} ops" if graph is not None else f"chain of {len(gm.blocks)} blocks"
     _EXPORTED[name] = how

@@ -16,38 +16,6 @@ from keras_ebnn import host, reference
 from keras_ebnn.exporters.c import export_c
 from randblocks import random_lowered
 
-STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
-SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"]
-
-# per model: read its inputs from argv[2k+1], write (int32 class, logits) per input to argv[2k+2]
-RUN_ONE = r"""
-static int run_@N@(const char *in_path, const char *out_path)
-{
-    static @N@_input_t input[@N@_INPUT_LEN];
-    float scores[@N@_NUM_CLASSES];
-    FILE *in = fopen(in_path, "rb"), *out = fopen(out_path, "wb");
-    if (in == NULL || out == NULL)
-        return 1;
-    while (fread(input, sizeof(input[0]), @N@_INPUT_LEN, in) == @N@_INPUT_LEN) {
-        int32_t cls = (int32_t)@N@_predict(input, scores);
-        fwrite(&cls, sizeof(cls), 1, out);
-        fwrite(scores, sizeof(scores[0]), @N@_NUM_CLASSES, out);
-    }
-    fclose(in);
-    fclose(out);
-    return 0;
-}
-"""
-
-
-def _main_c(names):
-    head = "#include <stdint.h>\n#include <stdio.h>\n" + "".join(f'#include "{n}.h"\n' for n in names)
-    body = "".join(RUN_ONE.replace("@N@", n) for n in names)
-    calls = " || ".join(f"run_{n}(argv[{2 * i + 1}], argv[{2 * i + 2}])" for i, n in enumerate(names))
-    return head + body + f"\nint main(int argc, char **argv)\n{{\n    if (argc != {2 * len(names) + 1})\n" \
-        f"        return 2;\n    return ({calls}) ? 1 : 0;\n}}\n"
-
-
 @pytest.fixture(scope="module")
 def paper():
     from keras_ebnn.lowering import load_model, lower
@@ -73,12 +41,12 @@ def test_three_models_link_into_one_host_program(paper, tmp_path):
               "su": (su, rng.integers(0, 256, (40,) + su.input.shape).astype(np.uint8)),
               "fl": (fl, rng.normal(0, 1, (40,) + fl.input.shape).astype(np.float32))}
     main = tmp_path / "main.c"
-    main.write_text(_main_c(list(inputs)))
+    main.write_text(host.program_source(list(inputs)))
     exe = tmp_path / "three"
     sources = host.c_sources(shared) + host.c_sources(other)
     assert [os.path.basename(s) for s in sources] == ["paper.c", "su.c", "fl.c"]  # the kernels are .inc
-    proc = subprocess.run([host.find_cc(), *STRICT, "-O1", *SANITIZE, f"-I{shared}", f"-I{other}", *sources, str(main),
-                           "-o", str(exe)], capture_output=True, text=True)
+    proc = subprocess.run([host.find_cc(), *host.STRICT, "-O1", *host.SANITIZE, f"-I{shared}", f"-I{other}", *sources,
+                           str(main), "-o", str(exe)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     args = []
     for n, (model, x) in inputs.items():
