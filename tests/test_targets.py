@@ -261,7 +261,7 @@ def test_kernel_unit_tests_on_cortex_m55(test, tmp_path):
     ld = cortexm.linker_script(tmp_path, "mps3-an547")
     subprocess.run([cortexm.CC, *[f for f in flags if f != "-pedantic"], str(test_obj), *objs, str(cortexm.HERE / "unit_main.c"),
                     str(cortexm.HERE / "startup.c"), "-nostartfiles", "--specs=rdimon.specs", "-T", str(ld),
-                    "-Wl,--defsym=end=_ebss", "-o", str(elf)], check=True)
+                    "-Wl,--defsym=end=_ebss", "-o", str(elf), "-lm"], check=True)  # -lm: tanhf / expf
     out = subprocess.run(["qemu-system-arm", "-M", "mps3-an547", "-nographic", "-monitor", "none", "-serial", "none",
                           "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)],
                          capture_output=True, text=True, timeout=600).stdout
