@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from common import ROOT, available_models, load_export, md_table, test_set, write_section
+from common import available_models, load_export, md_table, test_set, write_section
 
 
 def ebnn_row(name, path, x, y, work):

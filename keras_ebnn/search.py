@@ -959,7 +959,7 @@ def main(argv=None):
                      final_candidates=args.final_candidates, sampler=args.sampler,
                      seed=args.seed, name=args.name, measure=args.measure, measure_images=args.measure_images)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: every finished trial is stored; run the same command again to resume", file=sys.stderr)
+        print("\ninterrupted: every finished trial is stored; run the same command again to resume", file=sys.stderr)
         return 130
     if res.front:
         print(pareto_table(res.front, Budget(**res.study.user_attrs["config"]["budget"])))

@@ -2,7 +2,6 @@
 import shutil
 import subprocess
 
-import numpy as np
 import pytest
 
 from conftest import ROOT

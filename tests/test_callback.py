@@ -1,5 +1,4 @@
 """EbnnExport callback and the export pipeline (issue: user entry points)."""
-import os
 import subprocess
 import sys
 import textwrap
