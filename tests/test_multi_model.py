@@ -221,3 +221,62 @@ def test_export_ships_exactly_the_kernels_it_uses(tmp_path):
     if host.find_cc() is not None:  # a Zephyr export built with the byte kernels says why it cannot
         with pytest.raises(RuntimeError, match="this export has no byte kernels"):
             host.build_runner(src, "dn", extra_flags=["-DEBNN_BYTE_KERNELS=1"])
+
+
+GRAPH_APP_MAIN = r"""/* a keras-ebnn graph model (1-D, uint8 input) as a Zephyr module */
+#include <zephyr/kernel.h>
+#include <zephyr/sys/printk.h>
+#include "sensor.h"
+#include "sensor_samples.h"
+
+int main(void)
+{
+    static sensor_input_t input[sensor_INPUT_LEN];
+    for (int i = 0; i < sensor_NUM_SAMPLES; i++) {
+        for (unsigned k = 0; k < sensor_INPUT_LEN; k++) {
+            input[k] = sensor_samples[i][k];
+        }
+        printk("sample %d class %d\n", i, sensor_predict(input, NULL));
+    }
+    printk("done\n");
+    return 0;
+}
+"""
+
+
+@pytest.mark.targets
+@pytest.mark.skipif(not os.environ.get("ZEPHYR_BASE"), reason="ZEPHYR_BASE is not set (Zephyr is not installable "
+                    "from registries)")
+def test_graph_model_as_a_zephyr_module(tmp_path):
+    """The shipped 1-D example (examples/sensor_1d: lowered as a graph, not a chain) exported with
+    target="zephyr" and built into a native_sim app: its classes on the embedded inputs equal the
+    graph reference's."""
+    from keras_ebnn import graph_reference
+    from keras_ebnn.exporting import export
+    from keras_ebnn.lowering import load_model
+    from test_targets import _zephyr_python
+    python = _zephyr_python()
+    if python is None:
+        pytest.skip("no Python >= 3.12 with Zephyr's packages (set EBNN_ZEPHYR_PYTHON)")
+    model = load_model(ROOT / "examples" / "sensor_1d" / "sensor_1d.keras")
+    x = np.random.default_rng(0).integers(0, 256, size=(16,) + tuple(model.input_shape[1:])).astype(np.uint8)
+    result = export(model, tmp_path / "mod_sensor", name="sensor", target="zephyr", verify_inputs=x)
+    graph = result.lowered.graph  # a GraphModel: the graph back end wrote this module
+    app = tmp_path / "app"
+    files = dict(ZEPHYR_APP, **{"src/main.c": GRAPH_APP_MAIN})
+    files["prj.conf"] = "CONFIG_EBNN_SENSOR=y\nCONFIG_PRINTK=y\nCONFIG_MAIN_STACK_SIZE=4096\n"
+    for rel, text in files.items():
+        (app / rel).parent.mkdir(parents=True, exist_ok=True)
+        (app / rel).write_text(text.replace("two_models", "graph_model"))
+    env = dict(os.environ, ZEPHYR_TOOLCHAIN_VARIANT="host")
+    build = tmp_path / "build"
+    for cmd in (["cmake", "-GNinja", "-S", str(app), "-B", str(build), "-DBOARD=native_sim",
+                 f"-DZEPHYR_EXTRA_MODULES={tmp_path / 'mod_sensor'}", f"-DPython3_EXECUTABLE={python}"],
+                ["ninja", "-C", str(build)]):
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run = subprocess.run([str(build / "zephyr" / "zephyr.exe"), "--stop_at=2"], capture_output=True, text=True,
+                         timeout=120)
+    got = [int(c) for c in re.findall(r"sample \d+ class (-?\d+)", run.stdout)]
+    want = graph_reference.run(graph, x)["classes"].tolist()
+    assert "done" in run.stdout and got == want, (run.stdout[-2000:], want)
