@@ -22,7 +22,7 @@ and the export's report says the weights are int8. Flash for those weights drops
 """
 import numpy as np
 
-from .graph import Op, Tensor
+from .graph import Op, Tensor, _scale_fn
 
 QUANTIZED_KINDS = ("conv", "depthwise", "dense")
 
@@ -66,17 +66,10 @@ def int8_weights(g):
         zero = np.zeros_like(s)
         scale = Op("affine", [acc.name], out,
                    {"a": s, "b": zero, "a64": s.astype(np.float64), "b64": zero.astype(np.float64),
-                    "fn": _scale_fn(s), "int8_scale": True}, list(op.layers))
+                    "fn": _scale_fn(s)}, list(op.layers))
         g.ops.insert(g.ops.index(op) + 1, scale)
         count += 1
     return count
-
-
-def _scale_fn(s):
-    def fn(x):  # x * s + 0, the two float32 operations of the affine op
-        x = np.asarray(x, dtype=np.float32)
-        return ((x * s).astype(np.float32) + np.float32(0)).astype(np.float32)
-    return fn
 
 
 def weight_bytes(g):

@@ -65,8 +65,6 @@ def test_int8_graphs_match_keras_with_dequantized_weights():
             continue
         g32 = lower_graph(model)
         g8 = lower_graph(model, float_weights="int8")
-        rewritten = sum("weights_int8" in op.params for op in g8.ops) + \
-            sum(op.params.get("int8_scale", False) for op in g8.ops)  # fused scales disappear into thresholds
         clone, n = _dequantized_keras(model, lower_graph(model, fuse_blocks=False, float_weights="int8"))
         assert n >= 1, desc
         want = np.asarray(clone(tf.constant(np.asarray(x, np.float32)), training=False))
@@ -79,7 +77,6 @@ def test_int8_graphs_match_keras_with_dequantized_weights():
         assert np.array_equal(got.argmax(1), want.argmax(1)), desc
         b32, b8 = weight_bytes(g32), weight_bytes(g8)
         assert b8["float32"] == 0 and 0 < b8["int8"] < b32["float32"], (desc, b32, b8)
-        assert rewritten >= 0
         checked += 1
     assert checked == 6, f"only {checked} generated graphs had full-precision layers"
 
