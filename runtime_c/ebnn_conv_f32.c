@@ -16,12 +16,6 @@
  * added, times its weights, to every accumulator it feeds. Each accumulator still sums its own taps in
  * row-major order, so the result is the reference's. */
 
-/* Weight k as a float: from float32 weights wf, or int8 weights w8 when wf is NULL (exact). */
-static float conv_weight(const float *wf, const int8_t *w8, uint32_t k)
-{
-    return wf != NULL ? EBNN_READ_F32(wf + k) : (float)(int8_t)EBNN_READ_U8((const uint8_t *)(w8 + k));
-}
-
 /* The value of channel c at input (y, x), or pad_value outside the input. */
 static float conv_f32_tap(const ebnn_window_t *g, const float *in, int32_t y, int32_t x, uint32_t c, float pad_value)
 {
@@ -58,7 +52,7 @@ static int window_f32(const ebnn_window_t *gp, const float *in, const float *wf,
                         float v = conv_f32_tap(&g, in, y, x, c, pad_value);
                         float *dst = acc + c * step;
                         for (j = 0; j < per_c; j++, k++) {
-                            volatile float product = v * conv_weight(wf, w8, k);
+                            volatile float product = v * ebnn_read_weight_f32(wf, w8, k);
                             dst[j] = dst[j] + product;
                         }
                     }

@@ -21,8 +21,7 @@ static int dense_f32(uint32_t rows, uint32_t n_in, uint32_t n_out, const float *
             uint32_t k = o; /* column o of w (N, O) */
             float acc = 0.0f;
             for (n = 0; n < n_in; n++, k += n_out) {
-                float wv = wf != NULL ? EBNN_READ_F32(wf + k) : (float)(int8_t)EBNN_READ_U8((const uint8_t *)(w8 + k));
-                volatile float product = in[n] * wv;
+                volatile float product = in[n] * ebnn_read_weight_f32(wf, w8, k);
                 acc = acc + product;
             }
             out[o] = acc;

@@ -146,4 +146,11 @@ int ebnn_input_conv_int(const ebnn_conv_params_t *pp, const uint8_t *in_u8, cons
                    const void *thresholds, const uint32_t *flip, uint32_t *output);
 #endif
 
+/* Weight k of a full-precision conv / dense layer as a float: float32 weights wf, or int8 weights w8
+ * (float_weights="int8") when wf is NULL, converted exactly. Both are constant data. */
+static inline float ebnn_read_weight_f32(const float *wf, const int8_t *w8, uint32_t k)
+{
+    return wf != NULL ? EBNN_READ_F32(wf + k) : (float)(int8_t)EBNN_READ_U8((const uint8_t *)(w8 + k));
+}
+
 #endif /* EBNN_INTERNAL_H */
