@@ -267,7 +267,7 @@ def export_arduino(model, out_dir, name, sample_images=None, sample_labels=None,
     import json
     problems = avr_reach_problems(model, name)
     if problems:
-        from keras_ebnn.exporting import BudgetError
+        from keras_ebnn.errors import BudgetError
         raise BudgetError("; ".join(problems) + ". The Arduino export targets AVR boards too: export a smaller "
                           "model, or use --target c and add the files to a sketch for an Arm board")
     out_dir = Path(out_dir)

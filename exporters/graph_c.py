@@ -114,6 +114,23 @@ class GraphModel:
     def softmax(self):
         return self.graph.softmax
 
+    # exporters/c.py's entry points take a LoweredModel or a GraphModel and hand a GraphModel to these
+    # (c.py does not import this module: this module imports c.py)
+    def kernel_keys(self):
+        return kernel_keys(self.graph)
+
+    def memory_plan(self, target=None, build="default"):
+        return memory_plan(self, target, build)
+
+    def stack_bound(self, target=None, build="default"):
+        return stack_bound(self, target, build)
+
+    def avr_reach_problems(self, name):
+        return avr_reach_problems(self, name)
+
+    def generate(self, name, byte_kernels=True):
+        return generate(self, name, byte_kernels)
+
 
 def uses_libm(graph):
     """True when an op's C differs from the reference by float rounding (tanh / sigmoid via libm)."""

@@ -22,7 +22,6 @@ from ._tf import import_larq, import_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS
 from .blocks import LoweredModel  # noqa: F401
 from .errors import UnsupportedModelError  # noqa: F401
 from .lowering import lower  # noqa: F401
-from .report import summary  # noqa: F401
 
 __version__ = "0.1.0"
 
@@ -31,7 +30,7 @@ def __getattr__(name):  # the callback and export pull in TensorFlow layers: loa
     if name == "EbnnExport":
         from .callback import EbnnExport
         return EbnnExport
-    if name in ("export", "BudgetError"):
+    if name in ("export", "BudgetError", "summary"):
         from . import exporting
         return getattr(exporting, name)
     if name == "search":  # the module is callable: keras_ebnn.search(...) runs search.search(...)

@@ -62,3 +62,8 @@ class UnsafeModelError(ModelFileError):
     def __init__(self, reason, layer_label=None):
         super().__init__(reason)
         self.layer_label = layer_label
+
+
+class BudgetError(RuntimeError):
+    """The model does not fit the RAM or flash budget; the message says by how much and why.
+    (Raised by `keras_ebnn.export` and the exporters; also importable as keras_ebnn.exporting.BudgetError.)"""

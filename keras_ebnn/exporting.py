@@ -16,15 +16,12 @@ import numpy as np
 
 from . import boards, reference, report
 from .blocks import LoweredModel
+from .errors import BudgetError  # also keras_ebnn.exporting.BudgetError, keras_ebnn.BudgetError
 from .lowering import lower
 
 TARGETS = ("c", "zephyr", "arduino")
 SAMPLES_PER_TARGET = {"c": 0, "arduino": 8, "zephyr": 32}  # test inputs embedded in the example
 log = logging.getLogger("keras_ebnn")
-
-
-class BudgetError(RuntimeError):
-    """The model does not fit the RAM or flash budget; the message says by how much and why."""
 
 
 class BoardError(ValueError):
@@ -128,6 +125,24 @@ def lower_for_export(model, name="model", float_weights="float32"):
     except UnsupportedModelError:
         pass
     return GraphModel(lower_graph(model, name, float_weights=float_weights))
+
+
+def summary(model, print_fn=print):
+    """Per-block flash / RAM / MACs table of a Keras model (trained or not), before any export.
+
+    Use it to design a network for a memory budget: the figures are those the export would have.
+    A model that is not a chain of fused blocks is shown as the graph export describes it: one row
+    per op with its output tensor (bits / int / float32, shape, bytes, arena offset), its flash, the
+    bytes live while it runs, and the peak. Returns the table as a string.
+    """
+    from .exporters.c import memory_plan
+
+    lowered = lower_for_export(model)
+    plan = memory_plan(lowered)
+    text = report.table(lowered, plan) + "\n" + report.totals_text(lowered, plan)
+    if print_fn is not None:
+        print_fn(text)
+    return text
 
 
 def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_labels=None,

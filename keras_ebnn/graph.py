@@ -113,7 +113,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from . import thresholds
+from . import graph_int8, thresholds
 from ._tf import import_larq
 from .blocks import (BinaryConvBlock, BinaryDenseBlock, ConvGeometry, InputConvBlock, OutputDenseBlock,
                      integer_range)
@@ -1005,6 +1005,30 @@ def fuse(g):
     return g
 
 
+def int8_weights(g):
+    """Rewrite every full-precision conv / depthwise / dense op of an UNFUSED graph `g` to int8 weights
+    plus a per-channel scale (in place; returns the number of ops rewritten). Run it before
+    `fuse` so the scale folds into thresholds like any other affine op. The quantization rule is
+    keras_ebnn.graph_int8's (which imports nothing from here: the rewrites of the IR live in this module)."""
+    count = 0
+    for op in list(g.ops):
+        if not graph_int8.quantizable(op):
+            continue
+        q, s = graph_int8.quantize(op.params["weights"], op.kind)
+        acc = Tensor(f"{op.output}_acc", g.tensors[op.output].shape, "float32")
+        g.tensors[acc.name] = acc
+        out = op.output
+        op.output = acc.name
+        op.params = dict(op.params, weights=q.astype(np.float32), weights_int8=q, weight_scale_int8=s)
+        zero = np.zeros_like(s)
+        scale = Op("affine", [acc.name], out,
+                   {"a": s, "b": zero, "a64": s.astype(np.float64), "b64": zero.astype(np.float64),
+                    "fn": _scale_fn(s)}, list(op.layers))
+        g.ops.insert(g.ops.index(op) + 1, scale)
+        count += 1
+    return count
+
+
 def lower_graph(model, name="model", fuse_blocks=True, float_weights="float32"):
     """Lower a Keras/Larq model (or a model file) into a `Graph` (see the module docstring).
 
@@ -1026,7 +1050,6 @@ def lower_graph(model, name="model", fuse_blocks=True, float_weights="float32"):
     g = Graph(name=name, input=inp, output=output, tensors=b.tensors, ops=b.ops, softmax=softmax)
     _prune(g)
     if float_weights == "int8":
-        from .graph_int8 import int8_weights
         int8_weights(g)
     if fuse_blocks:
         fuse(g)

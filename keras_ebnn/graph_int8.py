@@ -8,8 +8,8 @@ scale and int8 weights, symmetric, per channel (as TFLite's per-channel weight q
     q[k, o] = clip(round_half_even(w[k, o] / s[o]), -127, 127)      (int8; computed in float64)
 
 and the op computes, in float32, exactly the graph op on the weights float32(q) (small integers:
-exact), followed by a new `affine` op y = acc * s[o] + 0 -- the rewrite is a graph transformation, so
-the reference executor, the fusion (the scale folds into a following threshold like any affine), the
+exact), followed by a new `affine` op y = acc * s[o] + 0 -- the rewrite (keras_ebnn.graph.int8_weights)
+is a graph transformation, so the reference executor, the fusion (the scale folds into a following threshold like any affine), the
 memory planner and the C generator all see ordinary ops. The op keeps the int8 values in
 params["weights_int8"] (same layout as "weights") and params["weight_scale_int8"] = s; the C kernels
 read int8 from flash and convert each to float before the multiply, the same float32 operations
@@ -21,8 +21,6 @@ by the quantization error (not by float rounding): `compare(graph_f32, graph_int
 and the export's report says the weights are int8. Flash for those weights drops ~4x.
 """
 import numpy as np
-
-from .graph import Op, Tensor, _scale_fn
 
 QUANTIZED_KINDS = ("conv", "depthwise", "dense")
 
@@ -47,29 +45,6 @@ def quantize(w, kind):
 
 def quantizable(op):
     return op.kind in QUANTIZED_KINDS and not op.params.get("binary_weights") and "weights_int8" not in op.params
-
-
-def int8_weights(g):
-    """Rewrite every full-precision conv / depthwise / dense op of an UNFUSED graph `g` to int8 weights
-    plus a per-channel scale (in place; returns the number of ops rewritten). Run it before
-    `keras_ebnn.graph.fuse` so the scale folds into thresholds like any other affine op."""
-    count = 0
-    for op in list(g.ops):
-        if not quantizable(op):
-            continue
-        q, s = quantize(op.params["weights"], op.kind)
-        acc = Tensor(f"{op.output}_acc", g.tensors[op.output].shape, "float32")
-        g.tensors[acc.name] = acc
-        out = op.output
-        op.output = acc.name
-        op.params = dict(op.params, weights=q.astype(np.float32), weights_int8=q, weight_scale_int8=s)
-        zero = np.zeros_like(s)
-        scale = Op("affine", [acc.name], out,
-                   {"a": s, "b": zero, "a64": s.astype(np.float64), "b64": zero.astype(np.float64),
-                    "fn": _scale_fn(s)}, list(op.layers))
-        g.ops.insert(g.ops.index(op) + 1, scale)
-        count += 1
-    return count
 
 
 def weight_bytes(g):

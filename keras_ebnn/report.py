@@ -190,22 +190,3 @@ def _chart(result, folder):
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
-
-
-def summary(model, print_fn=print):
-    """Per-block flash / RAM / MACs table of a Keras model (trained or not), before any export.
-
-    Use it to design a network for a memory budget: the figures are those the export would have.
-    A model that is not a chain of fused blocks is shown as the graph export describes it: one row
-    per op with its output tensor (bits / int / float32, shape, bytes, arena offset), its flash, the
-    bytes live while it runs, and the peak. Returns the table as a string.
-    """
-    from .exporters.c import memory_plan
-    from .exporting import lower_for_export
-
-    lowered = lower_for_export(model)
-    plan = memory_plan(lowered)
-    text = table(lowered, plan) + "\n" + totals_text(lowered, plan)
-    if print_fn is not None:
-        print_fn(text)
-    return text
