@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -6,6 +7,31 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 ROOT = Path(__file__).resolve().parent.parent
+
+from helpers import tiers  # noqa: E402
+
+
+def pytest_addoption(parser):
+    parser.addoption("--full", action="store_true", default=False,
+                     help="keras-ebnn: run the full tier (tests and sweep values marked slow; also EBNN_TESTS=full)")
+
+
+def pytest_configure(config):
+    if config.getoption("--full", default=False):
+        tiers.FULL = True
+        os.environ["EBNN_TESTS"] = "full"  # subprocesses (e.g. pytest run by a test) see the tier too
+
+
+def pytest_collection_modifyitems(config, items):
+    """The default tier deselects what is marked slow (unless -m names the slow marker itself)."""
+    if tiers.FULL or "slow" in (getattr(config.option, "markexpr", "") or ""):
+        return
+    keep, drop = [], []
+    for item in items:
+        (drop if item.get_closest_marker("slow") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def small_mnist_model(tf, lq, pool_layer=None):

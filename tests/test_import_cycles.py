@@ -5,7 +5,7 @@ source, at module level AND inside functions or methods (a function-level import
 cycle to the first call; it still means A and B cannot be understood, tested or moved apart), except
 those under `if TYPE_CHECKING:` (never executed). `importlib.import_module(...)` calls are not seen.
 
-How names resolve: the modules are the .py files under the folders setup.py's `package_dir` maps
+How names resolve: the modules are the .py files under the folders setup.py's PACKAGE_DIR maps
 (`keras_ebnn/`, `exporters/` as keras_ebnn.exporters, ...). `from P import N` is an import of P.N
 when that is a module, else of P; `import P.Q` is an import of P.Q. Importing P.Q also runs the
 `__init__` of P: that counts too, unless P is a package of the importing module itself (its own
@@ -16,18 +16,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def package_dirs(setup_py):
-    """{package name: folder} from the `package_dir` literal of setup.py's setup() call."""
-    tree = ast.parse(Path(setup_py).read_text(encoding="utf-8"))
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setup":
-            for kw in node.keywords:
-                if kw.arg == "package_dir":
-                    return {k: Path(setup_py).parent / v for k, v in ast.literal_eval(kw.value).items()}
-    raise AssertionError("setup.py: no package_dir in setup()")
+from helpers.venvs import ROOT, package_dirs
 
 
 def modules(dirs):
@@ -147,7 +136,7 @@ def describe(comp, graph, mods):
 
 
 def test_package_has_no_import_cycles():
-    graph, mods = import_graph(package_dirs(ROOT / "setup.py"))
+    graph, mods = import_graph(package_dirs())
     assert "keras_ebnn.exporters.c" in graph and "keras_ebnn.exporting" in graph  # the mapping was read
     found = cycles(graph)
     assert not found, "import cycles (module-level and function-level imports count):\n" + "\n\n".join(
