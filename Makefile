@@ -1,15 +1,23 @@
-# keras-ebnn: the two commands of the README, plus the embedded-target checks.
-#   make demo     set up .venv and run the MNIST demo (export the shipped model, build C, run it)
-#   make test     set up .venv and run the whole test suite
-#   make targets  only the embedded-target checks (Cortex-M under QEMU, ATmega328P under simavr, Zephyr)
+# keras-ebnn: the two commands of the README, plus the other test tiers (tests/README.md).
+#   make demo       set up .venv and run the MNIST demo (export the shipped model, build C, run it)
+#   make test       set up .venv and run the default test tier: every behaviour, small sweeps (<= 5 min
+#                   on 2 cores)
+#   make test-full  the full tier (CI): also the tests and sweep values marked slow
+#   make test-wheel build the wheel, install it into a fresh venv, export every shipped model for every
+#                   target with keras-ebnn-convert and build + run the C (tests/test_packaging.py, full)
+#   make targets    only the embedded-target checks (Cortex-M under QEMU, ATmega328P under simavr, Zephyr)
+# TESTFLAGS adds pytest options (e.g. TESTFLAGS='-k graph'); JOBS is pytest-xdist's worker count.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # the full datasets when ../shared/data exists beside the clone (CI, benchmarks); tests never need them
 EBNN_DATA_DIR ?= $(wildcard $(abspath ../shared/data))
 export EBNN_DATA_DIR
+JOBS ?= 2
+TESTFLAGS ?=
+PYTEST := $(PY) -m pytest -q -p no:cacheprovider -n $(JOBS) --durations=25 $(TESTFLAGS)
 
-.PHONY: demo test targets setup
+.PHONY: demo test test-full test-wheel targets setup
 
 setup: $(VENV)/.installed
 
@@ -25,7 +33,13 @@ demo: setup
 	$(PY) examples/demo.py
 
 test: setup
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PYTEST)
+
+test-full: setup
+	$(PYTEST) --full
+
+test-wheel: setup
+	$(PYTEST) --full tests/test_packaging.py
 
 targets: setup
-	$(PY) -m pytest -q -p no:cacheprovider -m targets
+	$(PYTEST) --full -m targets

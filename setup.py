@@ -53,7 +53,7 @@ setup(
     # pin by `python -m keras_ebnn.setup_larq` (the Makefile runs it; see that module).
     install_requires=["numpy", "tensorflow>=2.16", "tf-keras", "larq>=0.13; python_version < '3.13'",
                       "packaging", "terminaltables"],
-    extras_require={"test": ["pytest", "optuna>=3.2", "psycopg2-binary"], "plot": ["matplotlib"],
+    extras_require={"test": ["pytest", "pytest-xdist", "optuna>=3.2", "psycopg2-binary"], "plot": ["matplotlib"],
                     "search": ["optuna>=3.2"], "postgresql": ["psycopg2-binary"],
                     # examples/sensor_1d reads the UEA datasets aeon bundles (keras_ebnn.uea; only its
                     # data files are used, so `pip install --no-deps aeon` is enough)
