@@ -481,15 +481,15 @@ def check_h5_objects(f, path, bound, where=""):
             elements = 1
             for d in shape:
                 elements = min(elements * int(d), 1 << 62)
+            if elements > each_limit:
+                refuse(full, f"shape {tuple(int(d) for d in shape)} ({elements:,} values) is larger than "
+                             f"the configuration's weights allow ({each_limit:,})")
             if obj.chunks is not None:
                 chunk = 1
                 for d in obj.chunks:
                     chunk = min(chunk * int(d), 1 << 62)
                 if chunk > each_limit:
                     refuse(full, f"chunks of {chunk:,} values, more than the model's weights ({each_limit:,})")
-            if elements > each_limit:
-                refuse(full, f"shape {tuple(int(d) for d in shape)} ({elements:,} values) is larger than "
-                             f"the configuration's weights allow ({each_limit:,})")
             total += elements
             if total > total_limit:
                 refuse(full, f"the file's arrays hold more than {total_limit:,} values, more than the "

@@ -319,7 +319,7 @@ def _recurrent(cls, cfg, shape, counter, nesting):
 def _plain(cls, cfg, shape):
     """Every other layer: conv / dense / embedding / pooling / reshaping / merging / per-channel."""
     channels, spatial = _split(shape, cfg)
-    per_channel = _mul(4, channels)  # batch-norm-like vectors, biases, PReLU's shared alpha...
+    per_channel = _mul(4, channels)  # batch-norm-like vectors, PReLU's shared alpha... (4 per channel)
     if "filters" in cfg and "kernel_size" in cfg:
         filters = _ints(cfg["filters"], "filters")[0]
         kernel = _ints(cfg["kernel_size"], "kernel_size")
@@ -337,21 +337,20 @@ def _plain(cls, cfg, shape):
             weights = _mul(_mul(*out), _mul(*kernel), channels, filters)
         else:
             weights = _mul(*kernel, channels, filters)
-        return _add(weights, _mul(_mul(*out) if "LocallyConnected" in cls else 1, filters), per_channel), \
+        return _add(weights, _mul(_mul(*out) if "LocallyConnected" in cls else 1, filters), _mul(4, filters)), \
             _join(filters, out, cfg)
     if "depth_multiplier" in cfg:  # depthwise conv
         dm = _ints(cfg["depth_multiplier"], "depth_multiplier")[0]
         kernel = _ints(cfg.get("kernel_size", 1), "kernel_size")
         out = _window(spatial, kernel, _ints(cfg.get("strides", 1), "strides"), cfg.get("padding"),
                       _ints(cfg.get("dilation_rate", 1), "dilation_rate"))
-        return _add(_mul(*kernel, channels, dm), _mul(channels, dm), per_channel), \
-            _join(_mul(channels, dm), out, cfg)
+        return _add(_mul(*kernel, channels, dm), _mul(5, channels, dm)), _join(_mul(channels, dm), out, cfg)
     if "input_dim" in cfg and "output_dim" in cfg:  # Embedding
         out_dim = _ints(cfg["output_dim"], "output_dim")[0]
         return _mul(_ints(cfg["input_dim"], "input_dim")[0], out_dim), shape + [out_dim]
     if "units" in cfg:  # Dense, QuantDense
         units = _ints(cfg["units"], "units")[0]
-        return _add(_mul(channels, units), _mul(2, units), per_channel), shape[:-1] + [units]
+        return _add(_mul(channels, units), _mul(5, units)), shape[:-1] + [units]
     if "num_heads" in cfg:  # MultiHeadAttention: query, key, value and output projections
         heads = _ints(cfg["num_heads"], "num_heads")[0]
         key = _ints(cfg.get("key_dim", 1), "key_dim")[0]
