@@ -7,9 +7,17 @@ A failed conversion prints one `error: ...` line on stderr (for an unsupported l
 list of supported layers), never a traceback, and writes nothing. TensorFlow's start-up logs are hidden
 unless --verbose. The model file is checked before Keras reads it (keras_ebnn.safe_load): layers that
 could run code (Lambda, custom classes) and SavedModel directories are refused unless --trust-model.
+The arguments and the output folder are checked here; the file is then read, checked, loaded and
+exported in a child process with memory and time limits (keras_ebnn.isolation), whose output this
+process forwards: a crash or endless loop in HDF5 or TensorFlow becomes one `error:` line (exit 1).
+Every name printed has its control characters escaped (keras_ebnn.errors.printable).
 """
 import argparse
+import os
+import shutil
+import stat
 import sys
+import tempfile
 from pathlib import Path
 
 EXIT_OK, EXIT_EXPORT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -23,7 +31,11 @@ def build_parser():
         epilog="Exit codes: 0 ok, 1 export error (unsupported model, budget overrun, verification "
                "failure), 2 usage error.")
     p.add_argument("model", help="saved model file (.keras or .h5)")
-    p.add_argument("-o", "--output", required=True, help="output folder (replaced atomically)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output folder: created, or replaced atomically if it holds a previous export "
+                        "(never a file, nor the folder holding the model)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the output folder even if it holds files an export did not write")
     p.add_argument("--name", default=None,
                    help="C name prefix: NAME_predict(), NAME.h (default: the model file's stem)")
     p.add_argument("--target", choices=("c", "zephyr", "arduino"), default="c",
@@ -57,9 +69,16 @@ def build_parser():
 
 def _error(message, hint=None):
     """Print a failure as one `error:` line (and an optional one-line hint) on stderr."""
-    print("error: " + " ".join(str(message).split()), file=sys.stderr)
+    from .errors import printable
+    print("error: " + printable(" ".join(str(message).split())), file=sys.stderr)
     if hint:
-        print(" ".join(hint.split()), file=sys.stderr)
+        print(printable(" ".join(hint.split())), file=sys.stderr)
+
+
+def _safe(text):
+    """`text` with control characters escaped, line by line (its own line breaks kept)."""
+    from .errors import printable
+    return "\n".join(printable(line) for line in str(text).split("\n"))
 
 
 def _board_names():
@@ -67,7 +86,10 @@ def _board_names():
     return board_names()
 
 
-def main(argv=None):
+def main(argv=None, isolate=None):
+    """The CLI. isolate: None (default) converts in a child process with limits unless this process
+    already is one; False converts here (tests that run many files in one process)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)  # exits with 2 on usage errors
     if args.board is not None:
@@ -78,57 +100,107 @@ def main(argv=None):
             parser.error(f"--board: {exc}")  # exits with 2
     elif args.force:
         parser.error("--force needs --board")
-    say = (lambda *a: None) if args.quiet else print
+    say = (lambda *a: None) if args.quiet else (lambda text: print(_safe(text)))
     model_path = Path(args.model)
-    if not model_path.exists():
-        print(f"error: model file {model_path} does not exist", file=sys.stderr)
+    try:
+        mode = os.stat(model_path).st_mode
+    except OSError:
+        _error(f"model file {model_path} does not exist")
+        return EXIT_USAGE
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        _error(f"model file {model_path} is not a regular file (a FIFO, device or socket is never opened)")
         return EXIT_USAGE
     name = args.name or "".join(ch if ch.isalnum() else "_" for ch in model_path.stem)
     from .exporters.c import name_problem  # the one rule for export names (also in export())
     if (problem := name_problem(name)):
-        print(f"error: --name {name!r} {problem}", file=sys.stderr)
+        _error(f"--name {name!r} {problem}")
         return EXIT_USAGE
+    if args.verify_data:
+        from .datasets import FILES, find_dir
+        if find_dir(args.dataset, args.verify_data, use_env=False) is None:
+            _error(f"--verify-data {args.verify_data}: no {args.dataset} IDX files "
+                   f"({', '.join(FILES['test'])}) there or in its {args.dataset.replace('_', '-')}/ "
+                   "sub-folder (EBNN_DATA_DIR is not used when --verify-data is given)")
+            return EXIT_USAGE
+    from .exporting import OutputDirError, check_out_dir
+    try:
+        check_out_dir(args.output, overwrite=args.overwrite, inputs=[model_path])
+    except OutputDirError as exc:
+        _error(exc)
+        return EXIT_USAGE
+    from . import isolation
+    if isolate is None:
+        isolate = not isolation.in_child()
+    if isolate:
+        return _run_isolated(argv, model_path)
+    if isolation.in_child():
+        isolation.limit_self()
+    return _convert(args, model_path, name, say)
+
+
+def _run_isolated(argv, model_path):
+    """Run this CLI again in a child process (keras_ebnn.isolation) and forward its output; a child
+    ended by a signal (crash, time limit) is reported as one error line, exit 1. The child's private
+    folder (its TMPDIR, the model's private copy) is removed whatever happened."""
+    from . import isolation
+    work = Path(tempfile.mkdtemp(prefix="keras-ebnn-"))
+    phase_file = work / "phase"
+    try:
+        env = isolation.child_env(work, {isolation.PHASE_ENV: str(phase_file), "PYTHONUNBUFFERED": "1"})
+        code = isolation.run_child([sys.executable, "-m", "keras_ebnn.convert", *argv], env)
+        phase, seconds = isolation.read_phase(phase_file)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if code < 0:
+        _error(f"could not convert model file {model_path}: {isolation.death_reason(code, phase, seconds)}")
+        return EXIT_EXPORT_ERROR
+    return code
+
+
+def _convert(args, model_path, name, say):
+    """Load, export, verify and report (in the isolated child, or here with main(isolate=False))."""
     x = y = None
     if args.verify_data:
-        from .datasets import FILES, DatasetNotFoundError, find_dir, load
-        if find_dir(args.dataset, args.verify_data, use_env=False) is None:
-            print(f"error: --verify-data {args.verify_data}: no {args.dataset} IDX files "
-                  f"({', '.join(FILES['test'])}) there or in its {args.dataset.replace('_', '-')}/ "
-                  "sub-folder (EBNN_DATA_DIR is not used when --verify-data is given)", file=sys.stderr)
-            return EXIT_USAGE
+        from .datasets import DatasetNotFoundError, load
         try:
             x, y = load(args.dataset, args.verify_data, split="test")
         except DatasetNotFoundError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            _error(exc)
             return EXIT_USAGE
 
     from ._tf import quiet_tensorflow
     from .errors import UnsupportedModelError
     try:
         with quiet_tensorflow(enabled=not args.verbose):  # TF/absl/oneDNN/CUDA logs go to a sink
-            from .exporting import BudgetError, export
+            from .exporting import BudgetError, OutputDirError, export
             from .lowering import load_model
             try:
-                model = load_model(model_path, trust_model=args.trust_model)
+                model = load_model(model_path, trust_model=args.trust_model, isolate=False)
                 result = export(model, args.output, name=name, target=args.target, verify_inputs=x,
                                 verify_labels=y, max_ram=args.max_ram, max_flash=args.max_flash,
                                 progress=not args.quiet, board=args.board, force=args.force,
-                                float_weights=args.float_weights)
+                                float_weights=args.float_weights, overwrite=args.overwrite)
             except UnsupportedModelError as exc:  # hint: the supported layers (None for a bad file)
                 _error(exc.message, exc.hint)
                 return EXIT_EXPORT_ERROR
+            except OutputDirError as exc:
+                _error(exc)
+                return EXIT_USAGE
             except BudgetError as exc:
                 _error(exc)
                 return EXIT_EXPORT_ERROR
             except (OSError, RuntimeError) as exc:
-                print(f"error: export failed: {exc}", file=sys.stderr)  # may hold compiler output
+                _error(f"export failed: {exc}")  # may hold compiler output
                 return EXIT_EXPORT_ERROR
+    except MemoryError:
+        _error(f"export failed: out of memory (the limit is 8 GiB) converting {model_path}")
+        return EXIT_EXPORT_ERROR
     except Exception as exc:  # a loader or TensorFlow bug on odd input: still one line, no traceback
         _error(f"export failed: {type(exc).__name__}: {exc}"[:500])
         return EXIT_EXPORT_ERROR
     for note in result.notes:  # e.g. --force on a board it does not fit: shown even with -q
         if note.startswith("WARNING"):
-            print(note, file=sys.stderr)
+            print(_safe(note), file=sys.stderr)
     say(result.summary())
     if x is not None:
         say(f"accuracy on {len(x)} {args.dataset} test images: Keras {result.keras_accuracy * 100:.2f}%, "
@@ -136,7 +208,7 @@ def main(argv=None):
             f"{', C' if result.c_checked else ''}); classes differ on "
             f"{result.agreement.class_flips} images")
         if result.c_checked and not result.c_matches_reference:
-            print("error: the compiled C does not match the reference executor", file=sys.stderr)
+            _error("the compiled C does not match the reference executor")
             return EXIT_EXPORT_ERROR
     say(f"wrote {result.out_dir}")
     return EXIT_OK

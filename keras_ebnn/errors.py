@@ -5,7 +5,20 @@ historical form (message, then the supported-layers list); `message` is the one-
 `hint` the supported-layers list (None when the list does not fit the problem, e.g. a file that could
 not be read). `ModelFileError` (unreadable / malformed file) and `UnsafeModelError` (a file that could
 run code when loaded) are subclasses whose `str()` is the message alone.
+
+Names that come from a model file (layers, classes) or from the user (paths) go through `printable`
+before they reach a message: control characters (`\r`, ESC sequences, bidi overrides...) are
+escaped, so a file cannot rewrite the terminal line that reports on it.
 """
+import re
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]")
+
+
+def printable(text):
+    """`text` with control and invisible formatting characters escaped (\\x1b, \\r, \\u202e...)."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
+
 
 SUPPORTED = (
     "Supported layers: InputLayer; a leading Rescaling(scale, offset) (raw uint8 input); "
@@ -32,7 +45,7 @@ class UnsupportedModelError(ValueError):
         self.layer_class = type(layer).__name__ if layer is not None else None
         where = ""
         if layer is not None:
-            where = f"layer {index} '{self.layer_name}' ({self.layer_class}): "
+            where = f"layer {index} '{printable(self.layer_name)}' ({printable(self.layer_class)}): "
         message = f"{where}{reason}"
         if hint:
             message += f" {hint}"

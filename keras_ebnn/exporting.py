@@ -4,8 +4,13 @@ lower (`lower_for_export`: the chain of fused blocks when the model is one, else
 see boards.py) -> write the target's files into a temporary folder -> verify (reference vs Keras,
 compiled C vs reference) -> write the report -> swap the folder into place.
 Nothing is left half-written: on any error the temporary folder is removed and `out_dir` is untouched.
+The output folder never destroys data (`check_out_dir`): an existing file, a folder that holds the
+input model, or a folder with files the export did not write (the export lists what it wrote in
+MANIFEST) is refused unless overwrite=True (CLI --overwrite; never for a file or the input's folder);
+a previous export is replaced atomically (`_swap_into_place`: one rename exchange, no `.old` left).
 """
 import logging
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -26,6 +31,13 @@ log = logging.getLogger("keras_ebnn")
 
 class BoardError(ValueError):
     """Unknown board, or a board the target does not run on (the message lists the known boards)."""
+
+
+class OutputDirError(ValueError):
+    """The output folder cannot be used: it is a file, holds the input model, or holds other files."""
+
+
+MANIFEST = ".keras-ebnn-export"  # in every export: the files it wrote (lets a later export replace it)
 
 
 @dataclass
@@ -147,7 +159,7 @@ def summary(model, print_fn=print):
 
 def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_labels=None,
            max_ram=None, max_flash=None, keras_model=None, check_c=True, progress=False, board=None,
-           force=False, sketch_verify_inputs=True, float_weights="float32"):
+           force=False, sketch_verify_inputs=True, float_weights="float32", overwrite=False):
     """Export `model` (Keras model, model file, LoweredModel, or a keras_ebnn.graph Graph) to `out_dir`;
     return an ExportResult. A Keras model is lowered by `lower_for_export` (chain first, else graph).
 
@@ -164,8 +176,9 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
     dense layers of a graph store int8 weights + a float32 scale per output channel (~4x less flash
     for them; keras_ebnn.graph_int8). The outputs then differ from Keras's by that rounding: the
     report's "reference vs Keras" line measures it; C still equals the reference bit for bit.
-    Raises UnsupportedModelError, BudgetError, BoardError (unknown board, Zephyr on AVR), or
-    RuntimeError (C mismatch).
+    overwrite: replace an `out_dir` that holds files an export did not write (see check_out_dir).
+    Raises UnsupportedModelError, BudgetError, BoardError (unknown board, Zephyr on AVR),
+    OutputDirError (before any work), or RuntimeError (C mismatch).
     """
     from .exporters.c import check_name, memory_plan
     from .host import find_cc, predict_c
@@ -174,6 +187,8 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     check_name(name)  # before any work: a name the C files cannot take (exporters/c.py)
+    model_file = [model] if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__") else []
+    out_dir = check_out_dir(out_dir, overwrite=overwrite, inputs=model_file)
     from .exporters.graph_c import GraphModel
     from .graph import Graph
     if not isinstance(model, (LoweredModel, GraphModel, Graph)):  # a Keras model or a model file
@@ -198,7 +213,6 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
     if forced and not force:
         raise BudgetError(f"{name} does not fit: " + budget.text()
                           + "\n  (use force=True / --force to write it anyway)")
-    out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
@@ -220,6 +234,8 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
             _verify(result, keras_model, verify_inputs, verify_labels, tmp, check_c and find_cc() is not None,
                     compare, predict_c, progress_bar if progress else None)
         result.report_path = report.write(result, tmp)
+        check_out_dir(out_dir, overwrite=overwrite, inputs=model_file)  # again: it may have changed
+        _write_manifest(tmp)
         _swap_into_place(tmp, out_dir)
         result.report_path = out_dir / result.report_path.name
         return result
@@ -326,17 +342,97 @@ def _verify(result, keras_model, x, y, tmp, check_c, compare, predict_c, progres
                    f" (tolerance {result.c_logit_tolerance:g} x (1 + max |logit|))"))
 
 
-def _swap_into_place(tmp, out_dir):
-    """Replace out_dir by tmp with renames only (the old folder is removed after the swap)."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.parent / f".{out_dir.name}.old-{tmp.name.rsplit('-', 1)[-1]}"
-        out_dir.rename(old)
+def check_out_dir(out_dir, overwrite=False, inputs=()):
+    """The folder to export into (a symbolic link to a folder: that folder); OutputDirError if it is
+    an existing file (or a link to one, or a broken link), holds one of `inputs` (the model file), or
+    holds anything an earlier export did not write (listed in its MANIFEST) unless `overwrite`."""
+    from .errors import printable
+    out_dir = Path(out_dir)
+    shown = printable(out_dir)
+    if out_dir.is_symlink():
+        if not out_dir.exists():
+            raise OutputDirError(f"output folder {shown} is a broken symbolic link")
+        out_dir = Path(os.path.realpath(out_dir))
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputDirError(f"output folder {shown} is an existing file; refusing to replace it "
+                             "(choose a folder name)")
+    real = Path(os.path.realpath(out_dir))
+    for item in inputs:
+        item = Path(os.path.realpath(os.fsdecode(item)))
+        if item == real or real in item.parents:
+            raise OutputDirError(f"output folder {shown} holds the input model {printable(item)}: "
+                                 "the export would replace it; choose another folder")
+    if overwrite or not out_dir.is_dir():
+        return out_dir
+    written = _read_manifest(out_dir)
+    foreign = []
+    for root, dirs, files in os.walk(out_dir):
+        for entry in dirs + files:
+            rel = Path(root, entry).relative_to(out_dir).as_posix()
+            if rel != MANIFEST and rel not in written:
+                foreign.append(rel)
+        if len(foreign) > 3:
+            break
+    if foreign:
+        raise OutputDirError(
+            f"output folder {shown} holds files this export did not write (e.g. "
+            f"{printable(foreign[0])!r}); refusing to replace them: choose an empty or new folder, or "
+            "pass --overwrite (overwrite=True) to replace the folder and everything in it")
+    return out_dir
+
+
+def _read_manifest(out_dir):
+    """Paths (and their parent folders) a previous export listed in out_dir's MANIFEST; empty if none."""
     try:
-        tmp.rename(out_dir)
+        lines = (Path(out_dir) / MANIFEST).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return set()
+    names = {line for line in lines[1:] if line and not line.startswith("#")}
+    return names | {p.as_posix() for n in names for p in Path(n).parents if p != Path(".")}
+
+
+def _write_manifest(tmp):
+    files = sorted(Path(root, f).relative_to(tmp).as_posix() for root, _, fs in os.walk(tmp) for f in fs)
+    (Path(tmp) / MANIFEST).write_text("# keras-ebnn export: the files it wrote (a later export replaces "
+                                      "this folder only while it holds just these)\n"
+                                      + "".join(f + "\n" for f in files), encoding="utf-8")
+
+
+def _swap_into_place(tmp, out_dir):
+    """Replace out_dir by tmp: one atomic rename exchange where the system has it (Linux renameat2),
+    else two renames; the previous contents, now under tmp's name, are then removed."""
+    if not os.path.lexists(out_dir):
+        os.rename(tmp, out_dir)
+        return
+    if _exchange(tmp, out_dir):
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    old = tmp.parent / (tmp.name + "-previous")
+    os.rename(out_dir, old)
+    try:
+        os.rename(tmp, out_dir)
     except BaseException:
-        if old is not None:
-            old.rename(out_dir)
+        os.rename(old, out_dir)
         raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a, b):
+    """Atomically swap two paths (renameat2 RENAME_EXCHANGE); False where unsupported."""
+    import ctypes
+    import sys
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    errno = ctypes.get_errno()
+    if errno in (22, 38, 95):  # EINVAL / ENOSYS / EOPNOTSUPP: the file system cannot exchange
+        return False
+    raise OSError(errno, os.strerror(errno), str(b))

@@ -20,17 +20,32 @@ origin you trust as you would trust a Python script. Unreadable or malformed fil
 The allow-list admits classes that are safe to *load*; whether keras-ebnn can *export* them is
 decided later by the lowering (e.g. `Conv2D` loads fine and is then reported as unsupported).
 """
+import contextlib
 import json
+import os
+import shutil
+import stat
+import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
-from .errors import ModelFileError, UnsafeModelError
+from .errors import ModelFileError, UnsafeModelError, printable
+from .size_bound import SizeError, estimated_weights, model_bound  # noqa: F401  (estimated_weights: API)
 
 MAX_ARCHIVE_BYTES = 2 * 1024 ** 3  # a .keras archive whose members unpack to more is refused
 MAX_CONFIG_BYTES = 64 * 1024 * 1024  # a model configuration is a few KB; refuse absurd sizes
 MAX_DEPTH = 64  # nesting of configuration objects (models in models, wrappers, ...)
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 MAX_WEIGHTS = 1 << 27  # refuse configurations whose weights alone would need more than 512 MB
+MAX_ACTIVATION = 1 << 28  # elements of one layer output (1 GB of float32 per input)
+MAX_FILE_BYTES = 1 << 30  # model files larger than this are not read
+MAX_ZIP_MEMBERS = 16
+KERAS_MEMBERS = frozenset({"config.json", "metadata.json", "model.weights.h5"})
+WEIGHTS_MEMBER = "model.weights.h5"
+MAX_H5_OBJECTS = 100_000  # groups + datasets of one HDF5 file
+MAX_H5_DEPTH = 32
+MAX_INT_MAGNITUDE = 2 ** 64  # any integer in a configuration (seeds included)
 
 # Keras built-in layers that run no user code. Lambda, TFOpLambda and SlicingOpLambda are left out on
 # purpose; so are preprocessing layers that read vocabularies from files or call user functions.
@@ -83,6 +98,8 @@ ALLOWED_FUNCTIONS = frozenset("""
 """.split())
 # Data wrappers of the .keras format (tensors and arrays given as values; no code).
 DATA_CLASSES = frozenset({"__tensor__", "__numpy__", "__bytes__"})
+DATA_DTYPES = frozenset("""bool float16 bfloat16 float32 float64 int8 int16 int32 int64 uint8 uint16 uint32
+    uint64""".split())  # a structured or sub-array dtype could turn a tiny value into gigabytes
 ALLOWED_MODULE_ROOTS = ("keras", "tf_keras", "larq")
 CODE_CLASSES = {
     "Lambda": "a Lambda layer stores Python code that loading would run",
@@ -101,46 +118,181 @@ def read_model_config(path):
     """The model configuration of a .keras archive or .h5 file, as parsed JSON (no Keras involved).
 
     Returns (kind, config) with kind "keras" or "h5". Raises ModelFileError if the file cannot be read
-    or is not a model file (a SavedModel directory gives kind "savedmodel" and config None).
+    or is not a model file (a SavedModel directory gives kind "savedmodel" and config None). Reads a
+    private copy (`private_copy`), so the format is decided from the content, as `prepare` does.
     """
     path = Path(path)
     if path.is_dir():
-        if (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file():
-            return "savedmodel", None
-        raise ModelFileError(f"could not read model file {path}: a directory, but not a SavedModel "
-                             "(no saved_model.pb in it)")
+        return _directory_kind(path), None
+    with tempfile.TemporaryDirectory(prefix="keras-ebnn-") as work:
+        kind, copy = private_copy(path, work)
+        if kind == "keras":
+            with _open_zip(copy, path) as zf:
+                return kind, _keras_config(zf, path)
+        with _open_h5(copy, path) as f:
+            return kind, _h5_config(f, path)
+
+
+def _name(path):
+    """A path for a message (control characters escaped)."""
+    return printable(str(path))
+
+
+def _directory_kind(path):
+    if (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file():
+        return "savedmodel"
+    raise ModelFileError(f"could not read model file {_name(path)}: a directory, but not a SavedModel "
+                         "(no saved_model.pb in it)")
+
+
+def _unreadable(path, why):
+    return ModelFileError(f"could not read model file {_name(path)}: {why}")
+
+
+def private_copy(path, workdir):
+    """Copy the regular file `path` into `workdir` under the canonical name of its format.
+
+    Returns (kind, copy): ("keras", workdir/model.keras) for a zip archive, ("h5", workdir/model.h5)
+    for an HDF5 file. Everything after this reads the copy, so the bytes checked are the bytes Keras
+    loads, and Keras picks its loader from the canonical name exactly as the check did. Refused with
+    ModelFileError: anything but a regular file (a FIFO would block forever), files over
+    MAX_FILE_BYTES, files that are both a zip archive and HDF5 (one loader would read the one, the
+    check the other), HDF5 with a user block, a name that says one format and content of the other
+    (.keras / .h5 / .hdf5, any case), and content of neither format.
+    """
+    path = Path(path)
     try:
-        with open(path, "rb") as f:
-            head = f.read(8)
+        st = os.stat(path)
     except OSError as exc:
-        raise ModelFileError(f"could not read model file {path}: {exc.strerror or exc}") from exc
-    # Keras picks the loader from the name: *.keras -> zip archive, else HDF5 if the file is HDF5.
-    if path.suffix == ".keras" or (head[:2] == b"PK" and path.suffix not in (".h5", ".hdf5")):
-        return "keras", _read_keras_config(path)
-    if path.suffix in (".h5", ".hdf5") or head == HDF5_SIGNATURE:
-        return "h5", _read_h5_config(path)
-    raise ModelFileError(f"could not read model file {path}: not a .keras archive, an HDF5 (.h5) file "
-                         "or a SavedModel directory")
-
-
-def _read_keras_config(path):
-    what = f"could not read model file {path}: not a valid .keras archive"
+        raise _unreadable(path, exc.strerror or exc) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise _unreadable(path, "not a regular file (a FIFO, device or socket is never opened)")
+    if st.st_size > MAX_FILE_BYTES:
+        raise _unreadable(path, f"{st.st_size:,} bytes, more than the {MAX_FILE_BYTES:,} keras-ebnn reads")
     try:
-        with zipfile.ZipFile(path) as zf:
-            unpacked = sum(info.file_size for info in zf.infolist())
-            if unpacked > MAX_ARCHIVE_BYTES:  # a zip bomb would take minutes to check and to load
-                raise ModelFileError(f"{what} (its members unpack to {unpacked:,} bytes, more than "
-                                     f"{MAX_ARCHIVE_BYTES:,})")
-            bad = zf.testzip()  # reads every member: CRC and decompression errors surface here
-            if bad is not None:
-                raise ModelFileError(f"{what} (member {bad!r} is corrupted: CRC mismatch)")
-            try:
-                info = zf.getinfo("config.json")
-            except KeyError:
-                raise ModelFileError(f"{what} (no config.json in it)") from None
-            if info.file_size > MAX_CONFIG_BYTES:
-                raise ModelFileError(f"{what} (config.json is {info.file_size} bytes)")
-            raw = zf.read(info)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _unreadable(path, exc.strerror or exc) from None
+    raw = Path(workdir) / "model.bin"
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced between stat and open
+            raise _unreadable(path, "not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as src, open(raw, "wb") as dst:
+            size = 0
+            while chunk := src.read(1 << 20):
+                size += len(chunk)
+                if size > MAX_FILE_BYTES:
+                    raise _unreadable(path, f"more than the {MAX_FILE_BYTES:,} bytes keras-ebnn reads")
+                dst.write(chunk)
+    except OSError as exc:
+        raise _unreadable(path, exc.strerror or exc) from None
+    finally:
+        os.close(fd)
+    kind = _sniff(raw, path)
+    copy = raw.with_name("model.keras" if kind == "keras" else "model.h5")
+    os.replace(raw, copy)
+    return kind, copy
+
+
+def _hdf5_offsets(f, size):
+    """Offsets of the HDF5 signature where the HDF5 library looks for it (0, 512, 1024, 2048, ...)."""
+    found = []
+    offset = 0
+    while offset + 8 <= size:
+        f.seek(offset)
+        if f.read(8) == HDF5_SIGNATURE:
+            found.append(offset)
+        offset = 512 if offset == 0 else offset * 2
+    return found
+
+
+def _zip_member_starts(copy):
+    """Offsets where the stored members' data begin (an embedded HDF5 weights file is fine there)."""
+    starts = set()
+    try:
+        with zipfile.ZipFile(copy) as zf, open(copy, "rb") as f:
+            for info in zf.infolist()[:MAX_ZIP_MEMBERS]:
+                f.seek(info.header_offset + 26)
+                head = f.read(4)
+                if len(head) == 4:
+                    starts.add(info.header_offset + 30 + int.from_bytes(head[:2], "little")
+                               + int.from_bytes(head[2:], "little"))
+    except Exception:  # not a readable archive: decided later, with a message
+        pass
+    return starts
+
+
+def _sniff(copy, path):
+    """"keras" or "h5" from the content of `copy`, agreeing with the name of `path` (see private_copy)."""
+    size = copy.stat().st_size
+    with open(copy, "rb") as f:
+        head = f.read(4)
+        hdf5 = _hdf5_offsets(f, size)
+    is_zip = head == b"PK\x03\x04" or zipfile.is_zipfile(copy)
+    lower = path.name.lower()
+    if is_zip:
+        stray = [o for o in hdf5 if o not in _zip_member_starts(copy)]
+        if stray:
+            raise _unreadable(path, f"both a zip archive and an HDF5 file (HDF5 signature at byte "
+                                    f"{stray[0]}): refusing an ambiguous file, as Keras could load the "
+                                    "one and the check read the other")
+        if lower.endswith((".h5", ".hdf5")):
+            raise _unreadable(path, "named as an HDF5 (.h5) file but its content is a zip archive")
+        return "keras"
+    if hdf5 and hdf5[0] != 0:
+        raise _unreadable(path, f"an HDF5 file with a user block (data before the HDF5 signature at "
+                                f"byte {hdf5[0]}): not something Keras writes, refused")
+    if hdf5:
+        if lower.endswith(".keras"):
+            raise _unreadable(path, "named as a .keras archive but its content is an HDF5 file")
+        return "h5"
+    if lower.endswith(".keras"):
+        raise _unreadable(path, "not a valid .keras archive (not a zip file)")
+    if lower.endswith((".h5", ".hdf5")):
+        raise _unreadable(path, "not a valid .h5 model file (no HDF5 signature)")
+    raise _unreadable(path, "not a .keras archive, an HDF5 (.h5) file or a SavedModel directory")
+
+
+def _open_zip(copy, path):
+    try:
+        return zipfile.ZipFile(copy)
+    except Exception as exc:
+        raise _unreadable(path, f"not a valid .keras archive ({short_error(exc)})") from exc
+
+
+def _keras_config(zf, path):
+    """config.json of an opened .keras archive (members checked first: names, sizes, methods)."""
+    what = f"could not read model file {_name(path)}: not a valid .keras archive"
+    try:
+        infos = zf.infolist()
+        if len(infos) > MAX_ZIP_MEMBERS:
+            raise ModelFileError(f"{what} ({len(infos)} members)")
+        names = [info.filename for info in infos]
+        extra = sorted(set(names) - KERAS_MEMBERS)
+        if extra:
+            raise ModelFileError(f"{what} (member {printable(extra[0][:80])!r}: a model archive holds only "
+                                 f"{', '.join(sorted(KERAS_MEMBERS))}; assets and .npz weights are refused)")
+        if len(set(names)) != len(names):
+            raise ModelFileError(f"{what} (a member name appears twice)")
+        for info in infos:
+            if info.flag_bits & 0x1:
+                raise ModelFileError(f"{what} (member {info.filename!r} is encrypted)")
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise ModelFileError(f"{what} (member {info.filename!r} uses compression method "
+                                     f"{info.compress_type})")
+        unpacked = sum(info.file_size for info in infos)
+        if unpacked > MAX_ARCHIVE_BYTES:  # a zip bomb would take minutes to check and to load
+            raise ModelFileError(f"{what} (its members unpack to {unpacked:,} bytes, more than "
+                                 f"{MAX_ARCHIVE_BYTES:,})")
+        try:
+            info = zf.getinfo("config.json")
+        except KeyError:
+            raise ModelFileError(f"{what} (no config.json in it)") from None
+        if info.file_size > MAX_CONFIG_BYTES:
+            raise ModelFileError(f"{what} (config.json is {info.file_size} bytes)")
+        raw = zf.read(info)  # CRC checked
+        if "metadata.json" in names and zf.getinfo("metadata.json").file_size > MAX_CONFIG_BYTES:
+            raise ModelFileError(f"{what} (metadata.json is too large)")
     except ModelFileError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, RuntimeError,
@@ -148,30 +300,201 @@ def _read_keras_config(path):
         raise ModelFileError(f"{what} ({short_error(exc)})") from exc
     except Exception as exc:  # zlib.error, struct.error...: any failure here means a broken archive
         raise ModelFileError(f"{what} ({type(exc).__name__}: {short_error(exc)})") from exc
-    return _parse_json(raw, f"could not read model file {path}: config.json")
+    return _parse_json(raw, f"could not read model file {_name(path)}: config.json")
 
 
-def _read_h5_config(path):
-    what = f"could not read model file {path}: not a valid .h5 model file"
+def _check_keras_weights(zf, path, bound, workdir):
+    """The archive's model.weights.h5: size against the bound, CRC, then the HDF5 checks."""
+    what = f"could not read model file {_name(path)}: not a valid .keras archive"
+    try:
+        info = zf.getinfo(WEIGHTS_MEMBER)
+    except KeyError:
+        raise ModelFileError(f"{what} (no {WEIGHTS_MEMBER} in it)") from None
+    limit = _weight_bytes_limit(bound)
+    if info.file_size > limit:
+        raise ModelFileError(f"could not read model file {_name(path)}: {WEIGHTS_MEMBER} is "
+                             f"{info.file_size:,} bytes, more than the configuration's weights can take "
+                             f"({limit:,})")
+    target = Path(workdir) / "weights-check.h5"
+    try:
+        with zf.open(info) as src, open(target, "wb") as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+        if zf.testzip() is not None:  # every member's CRC (sizes are bounded above)
+            raise ModelFileError(f"{what} (a member is corrupted: CRC mismatch)")
+    except ModelFileError:
+        raise
+    except Exception as exc:
+        raise ModelFileError(f"{what} ({WEIGHTS_MEMBER}: {short_error(exc)})") from exc
+    try:
+        with open(target, "rb") as f:
+            offsets = _hdf5_offsets(f, target.stat().st_size)
+        if offsets[:1] != [0]:
+            raise ModelFileError(f"could not read model file {_name(path)}: {WEIGHTS_MEMBER} is not a "
+                                 "plain HDF5 file" + (" (it has a user block)" if offsets else ""))
+        with _open_h5(target, path, f" ({WEIGHTS_MEMBER})") as f:
+            check_h5_objects(f, path, bound, f" ({WEIGHTS_MEMBER})")
+    finally:
+        target.unlink()
+
+
+def _weight_bytes_limit(bound):
+    """Bytes of stored arrays a configuration with `bound` weights can explain (8-byte values, the
+    optimizer's copies, HDF5 overhead)."""
+    return 8 * _h5_elements_limit(bound) + (16 << 20)
+
+
+def _h5_elements_limit(bound):
+    return 4 * bound + 4096
+
+
+def _open_h5(copy, path, where=""):
+    what = f"could not read model file {_name(path)}: not a valid .h5 model file{where}"
     try:
         import h5py
     except ImportError as exc:  # pragma: no cover - h5py comes with TensorFlow
-        raise ModelFileError(f"could not read model file {path}: h5py is not installed") from exc
+        raise ModelFileError(f"could not read model file {_name(path)}: h5py is not installed") from exc
     try:
-        with h5py.File(path, "r") as f:
-            if "model_config" not in f.attrs:
-                raise ModelFileError(f"{what} (no model_config attribute: a weights-only file?)")
-            raw = f.attrs["model_config"]
-            f.visititems(lambda name, obj: None)  # read every group's index: a damaged one fails here
-    except ModelFileError:
-        raise
+        f = h5py.File(copy, "r")
     except Exception as exc:  # h5py raises OSError, KeyError, ValueError, RuntimeError...
         raise ModelFileError(f"{what} ({short_error(exc)})") from exc
+    try:
+        if f.id.get_create_plist().get_userblock():
+            raise ModelFileError(f"{what} (it has an HDF5 user block)")
+    except ModelFileError:
+        f.close()
+        raise
+    except Exception as exc:
+        f.close()
+        raise ModelFileError(f"{what} ({short_error(exc)})") from exc
+    return _H5Guard(f, what)
+
+
+class _H5Guard:
+    """`with`: the open h5py File; any h5py failure inside becomes a ModelFileError."""
+
+    def __init__(self, f, what):
+        self.f, self.what = f, what
+
+    def __enter__(self):
+        return self.f
+
+    def __exit__(self, kind, exc, tb):
+        try:
+            self.f.close()
+        except Exception:
+            pass
+        if exc is not None and not isinstance(exc, ModelFileError) and isinstance(exc, Exception):
+            raise ModelFileError(f"{self.what} ({short_error(exc)})") from exc
+        return False
+
+
+def _attribute_size_ok(obj, name, path):
+    """Refuse an attribute whose stored size is absurd before h5py reads it."""
+    aid = obj.attrs.get_id(name)
+    try:
+        size = aid.get_storage_size()
+    except Exception:  # h5py raises for an empty attribute (size 0)
+        size = 0
+    shape = aid.shape or ()
+    elements = 1
+    for d in shape:
+        elements = min(elements * int(d), 1 << 62)
+    if max(size, elements) > MAX_CONFIG_BYTES:  # (a variable-length string's text is counted on read)
+        raise _unreadable(path, f"HDF5 attribute {printable(name[:80])!r} is "
+                                f"{max(size, elements):,} bytes, more than {MAX_CONFIG_BYTES:,}")
+
+
+def _h5_config(f, path):
+    what = f"could not read model file {_name(path)}: not a valid .h5 model file"
+    if "model_config" not in f.attrs:
+        raise ModelFileError(f"{what} (no model_config attribute: a weights-only file?)")
+    _attribute_size_ok(f, "model_config", path)
+    raw = f.attrs["model_config"]
     if hasattr(raw, "tobytes") and not isinstance(raw, (bytes, str)):
         raw = raw.tobytes()
     if not isinstance(raw, (bytes, str)):
         raise ModelFileError(f"{what} (model_config is not text)")
-    return _parse_json(raw, f"could not read model file {path}: model_config")
+    return _parse_json(raw, f"could not read model file {_name(path)}: model_config")
+
+
+def check_h5_objects(f, path, bound, where=""):
+    """Walk every group, dataset and attribute of an open HDF5 file without reading any data.
+
+    Refused (ModelFileError): external links and soft links (Keras writes hard links only),
+    datasets with external storage (their bytes would come from another file, e.g. /proc/self/environ,
+    and end up in the generated C), virtual datasets, filters other than deflate / shuffle /
+    fletcher32 (others load plugins), non-numeric datasets, attributes over MAX_CONFIG_BYTES, more
+    than MAX_H5_OBJECTS objects or groups nested deeper than MAX_H5_DEPTH, and arrays larger than the
+    configuration's weight bound `bound` (one array), or 4 x bound + 4096 values in all (weights
+    plus an optimizer's copies).
+    """
+    import h5py
+
+    def refuse(name, why):
+        raise _unreadable(path, f"HDF5 object {printable(name[:120])!r}{where}: {why}")
+
+    each_limit, total_limit = bound + 4096, _h5_elements_limit(bound)
+    total = objects = 0
+    stack = [(f, "/", 0)]
+    while stack:
+        group, gname, depth = stack.pop()
+        for name in group.attrs:
+            _attribute_size_ok(group, name, path)
+        for key in group:
+            full = gname.rstrip("/") + "/" + key
+            objects += 1
+            if objects > MAX_H5_OBJECTS:
+                refuse(full, f"the file holds more than {MAX_H5_OBJECTS:,} objects")
+            link = group.get(key, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                refuse(full, "an external link (to another file) is refused")
+            if not isinstance(link, h5py.HardLink):
+                refuse(full, f"a {type(link).__name__} is refused (Keras writes plain groups and datasets)")
+            obj = group[key]
+            if isinstance(obj, h5py.Group):
+                if depth + 1 > MAX_H5_DEPTH:
+                    refuse(full, f"groups nested more than {MAX_H5_DEPTH} deep")
+                stack.append((obj, full, depth + 1))
+                continue
+            if not isinstance(obj, h5py.Dataset):
+                refuse(full, f"a {type(obj).__name__} is not a group or dataset")
+            for name in obj.attrs:
+                _attribute_size_ok(obj, name, path)
+            dcpl = obj.id.get_create_plist()
+            if dcpl.get_external_count() > 0:
+                refuse(full, "its data is stored in an external file, which is refused (it would copy "
+                             "that file's bytes into the model)")
+            if obj.is_virtual or dcpl.get_layout() not in (h5py.h5d.COMPACT, h5py.h5d.CONTIGUOUS,
+                                                            h5py.h5d.CHUNKED):
+                refuse(full, "a virtual dataset (data mapped from other datasets or files) is refused")
+            for i in range(dcpl.get_nfilters()):
+                code = dcpl.get_filter(i)[0]
+                if code not in (h5py.h5z.FILTER_DEFLATE, h5py.h5z.FILTER_SHUFFLE,
+                                h5py.h5z.FILTER_FLETCHER32):
+                    refuse(full, f"HDF5 filter {code} is refused (only deflate, shuffle, fletcher32)")
+            dtype = obj.dtype
+            if dtype.kind not in "fiub" or dtype.fields is not None or dtype.subdtype is not None \
+                    or dtype.itemsize > 8:
+                refuse(full, f"data type {printable(str(dtype))[:60]} is not a numeric weight type")
+            shape = obj.shape or ()
+            elements = 1
+            for d in shape:
+                elements = min(elements * int(d), 1 << 62)
+            if elements > each_limit:
+                refuse(full, f"shape {tuple(int(d) for d in shape)} ({elements:,} values) is larger than "
+                             f"the configuration's weights allow ({each_limit:,})")
+            if obj.chunks is not None:
+                chunk = 1
+                for d in obj.chunks:
+                    chunk = min(chunk * int(d), 1 << 62)
+                if chunk > each_limit:
+                    refuse(full, f"chunks of {chunk:,} values, more than the model's weights ({each_limit:,})")
+            total += elements
+            if total > total_limit:
+                refuse(full, f"the file's arrays hold more than {total_limit:,} values, more than the "
+                             "configuration's weights allow")
+    return total
 
 
 def _parse_json(raw, what):
@@ -201,23 +524,29 @@ def check_config(config, path="model"):
     Raises ModelFileError if the configuration is malformed (not a model, too deep, wrong types).
     """
     if not isinstance(config.get("class_name"), str) or not isinstance(config.get("config"), dict):
-        raise ModelFileError(f"could not read model file {path}: the configuration is not a Keras model "
+        raise ModelFileError(f"could not read model file {_name(path)}: the configuration is not a Keras model "
                              "(no class_name / config)")
     top = {k: v for k, v in config.items() if k != "compile_config"}
     try:
         _walk(top, path, layer=None, depth=0)
-        weights = estimated_weights(config)
+        weights, activation = model_bound(config)
     except (TypeError, AttributeError, ValueError, IndexError, KeyError, OverflowError) as exc:
         if isinstance(exc, ModelFileError):  # includes UnsafeModelError
             raise
-        raise ModelFileError(f"could not read model file {path}: malformed configuration "
-                             f"({short_error(exc)})") from exc
+        raise ModelFileError(f"could not read model file {_name(path)}: malformed configuration "
+                             f"({printable(short_error(exc))})") from exc
     if weights > MAX_WEIGHTS:
         raise ModelFileError(
-            f"could not read model file {path}: its configuration describes about "
-            f"{float(min(weights, 10 ** 300)):.3g} weights, "
+            f"could not read model file {_name(path)}: its configuration describes up to "
+            f"{float(weights):.3g} weights, "
             f"more than the {MAX_WEIGHTS:,} keras-ebnn accepts (a model for a microcontroller has far "
             "fewer; building it would exhaust memory; is the file corrupted?)")
+    if activation > MAX_ACTIVATION:
+        raise ModelFileError(
+            f"could not read model file {_name(path)}: a layer of its configuration outputs up to "
+            f"{float(activation):.3g} values per input, more than the {MAX_ACTIVATION:,} keras-ebnn "
+            "accepts (is the file corrupted?)")
+    return weights
 
 
 _LAYER_KEYS = ("layers", "layer", "cell", "cells", "forward_layer", "backward_layer")
@@ -235,12 +564,15 @@ def _layer_label(node):
 def _walk(node, path, layer, depth, key=None):
     """Check `node`; `layer` labels the enclosing layer, `key` is the key that holds `node`."""
     if depth > MAX_DEPTH:
-        raise ModelFileError(f"could not read model file {path}: the configuration is nested more than "
+        raise ModelFileError(f"could not read model file {_name(path)}: the configuration is nested more than "
                              f"{MAX_DEPTH} levels deep")
     if isinstance(node, list):
         for item in node:
             _walk(item, path, layer, depth + 1, key)
         return
+    if type(node) is int and not -MAX_INT_MAGNITUDE <= node <= MAX_INT_MAGNITUDE:
+        raise ModelFileError(f"could not read model file {_name(path)}: malformed configuration "
+                             f"({layer or 'the model'} holds an integer beyond {MAX_INT_MAGNITUDE:,})")
     if not isinstance(node, dict):
         return
     if "class_name" in node:
@@ -252,20 +584,20 @@ def _walk(node, path, layer, depth, key=None):
     for k, value in node.items():
         if isinstance(value, str) and (k in _NAMED_OBJECT_KEYS or k.endswith(_NAMED_OBJECT_SUFFIXES)):
             _check_name(value, k, path, layer)
-        elif isinstance(value, (dict, list)):
+        elif isinstance(value, (dict, list, int)):
             _walk(value, path, layer, depth + 1, k if k != "config" else key)
 
 
 def _refuse(path, layer, what, why):
     where = f"{layer}: " if layer else ""
-    raise UnsafeModelError(f"model file {path}: {where}{what}{why}. {TRUST_HINT}", layer_label=layer)
+    raise UnsafeModelError(f"model file {_name(path)}: {where}{what}{why}. {TRUST_HINT}", layer_label=layer)
 
 
 def _check_object(node, path, layer, key):
     """Check one object with a class_name. `key` is None when the object is the layer `layer` itself."""
     cls, module, registered = node.get("class_name"), node.get("module"), node.get("registered_name")
     if not isinstance(cls, str):
-        raise ModelFileError(f"could not read model file {path}: malformed configuration (class_name "
+        raise ModelFileError(f"could not read model file {_name(path)}: malformed configuration (class_name "
                              f"{str(cls)[:60]!r} is not a string)")
     what = f"class {cls[:80]!r} " if key is None else f"{key} {cls[:80]!r} "
     if cls in CODE_CLASSES:
@@ -284,6 +616,12 @@ def _check_object(node, path, layer, key):
                                        "function")
         return
     if cls in DATA_CLASSES:
+        cfg = node.get("config")
+        dtype = cfg.get("dtype") if isinstance(cfg, dict) else None
+        if cls != "__bytes__" and dtype is not None and dtype not in DATA_DTYPES:
+            raise ModelFileError(f"could not read model file {_name(path)}: malformed configuration "
+                                 f"({layer or 'the model'}: {cls} value of dtype {printable(str(dtype)[:40])!r}; "
+                                 f"only {', '.join(sorted(DATA_DTYPES))})")
         return
     if cls not in ALLOWED_CLASSES:
         _refuse(path, layer, what, "is not a Keras built-in or larq class, so loading it could run "
@@ -293,82 +631,6 @@ def _check_object(node, path, layer, key):
         if parts[-1] not in ALLOWED_CLASSES or (len(parts) == 2 and parts[0] not in ALLOWED_MODULE_ROOTS):
             _refuse(path, layer, what, f"is registered as {str(registered)[:80]!r}, not a Keras or "
                                        "larq built-in")
-
-
-def _ints(value):
-    """The integers in a shape-like config value (int or list of ints; None / other types count 1)."""
-    items = value if isinstance(value, list) else [value]
-    return [v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 1 for v in items]
-
-
-def _product(values):
-    result = 1
-    for v in values:
-        result *= v
-    return result
-
-
-def estimated_weights(config):
-    """An upper estimate of the number of weights the configuration asks Keras to allocate.
-
-    Keras builds every layer from the configuration (allocating and initialising its kernel) before
-    it reads the stored weights, so a corrupted size (filters=10**12) would exhaust memory before any
-    mismatch is noticed. The estimate follows the layers in file order, tracking an upper bound of
-    the activation shape (strides and pooling only shrink it; UpSampling/ZeroPadding/Reshape/Flatten
-    are followed); kernel weights = prod(kernel_size) x input channels x filters (or units), plus the
-    embedding and depthwise cases. Nested models are followed the same way.
-    """
-    total = 0
-    shape = [1]
-
-    def visit(layers):
-        nonlocal total, shape
-        for lay in layers if isinstance(layers, list) else []:
-            cfg = lay.get("config") if isinstance(lay, dict) else None
-            if not isinstance(cfg, dict):
-                continue
-            if isinstance(cfg.get("layers"), list):  # a nested model
-                visit(cfg["layers"])
-                continue
-            for key in ("batch_input_shape", "batch_shape"):
-                if isinstance(cfg.get(key), list) and cfg[key]:
-                    shape = _ints(cfg[key][1:]) or [1]
-            channels = shape[-1]
-            kernel = _product(_ints(cfg.get("kernel_size", 1)))
-            if "filters" in cfg or "units" in cfg:
-                out = _ints(cfg.get("filters", cfg.get("units")))[0]
-                total += kernel * channels * out
-                shape = shape[:-1] + [out]
-            if "depth_multiplier" in cfg:
-                out = channels * _ints(cfg["depth_multiplier"])[0]
-                total += kernel * out
-                if "filters" not in cfg:
-                    shape = shape[:-1] + [out]
-            if "input_dim" in cfg and "output_dim" in cfg:
-                total += _ints(cfg["input_dim"])[0] * _ints(cfg["output_dim"])[0]
-                shape = shape + [_ints(cfg["output_dim"])[0]]
-            if "size" in cfg:  # UpSampling
-                sizes = _ints(cfg["size"])
-                shape = [d * sizes[min(i, len(sizes) - 1)] for i, d in enumerate(shape[:-1])] + shape[-1:]
-            if "padding" in cfg and not isinstance(cfg["padding"], str):  # ZeroPadding
-                pad = sum(_ints(_flatten(cfg["padding"])))
-                shape = [d + pad for d in shape[:-1]] + shape[-1:]
-            if "target_shape" in cfg:
-                shape = _ints(cfg["target_shape"]) or [1]
-            if lay.get("class_name") == "Flatten":
-                shape = [_product(shape)]
-            total += 4 * shape[-1]  # batch-norm-like per-channel vectors
-
-    config_ = config.get("config")
-    if isinstance(config_, dict):
-        visit(config_.get("layers"))
-    return total
-
-
-def _flatten(value):
-    if isinstance(value, list):
-        return [x for v in value for x in _flatten(v)]
-    return [value]
 
 
 def _check_name(value, key, path, layer):
@@ -383,21 +645,116 @@ def check_model_file(path, trust_model=False):
 
     Returns "keras", "h5" or "savedmodel". With trust_model=False: raises UnsafeModelError for a
     SavedModel directory or a configuration naming a layer/object outside the allow-list, and
-    ModelFileError for a missing, unreadable or malformed file. With trust_model=True only the
-    file's kind is determined (a missing file still raises ModelFileError).
+    ModelFileError for a missing, unreadable or malformed file (see `prepare`). With trust_model=True
+    only the file's kind is determined from its content (a missing file still raises
+    ModelFileError). Runs in this process; `prepared_model_file` runs the same in a child process.
+    """
+    with tempfile.TemporaryDirectory(prefix="keras-ebnn-") as work:
+        return prepare(path, work, trust_model)[0]
+
+
+def prepare(path, workdir, trust_model=False):
+    """Everything keras-ebnn does with a model file before Keras loads it, in this process.
+
+    Copies the file into `workdir` under its format's canonical name (`private_copy`), then, unless
+    trust_model: checks the configuration (`check_config`: allow-list, size bound) and every HDF5
+    object of the file (`check_h5_objects`: the .h5 itself or a .keras archive's model.weights.h5)
+    against it. Returns (kind, path to load): ("keras" | "h5", the private copy) or ("savedmodel",
+    the directory; only with trust_model). Raises ModelFileError / UnsafeModelError.
     """
     path = Path(path)
-    if not path.exists():
-        raise ModelFileError(f"could not load model file {path}: it does not exist")
+    if not os.path.lexists(path):
+        raise ModelFileError(f"could not load model file {_name(path)}: it does not exist")
+    if path.is_dir():
+        if _directory_kind(path) == "savedmodel" and not trust_model:
+            raise UnsafeModelError(
+                f"model file {_name(path)}: a SavedModel directory holds a TensorFlow graph that can run "
+                f"any operation (write files, ...), which no configuration check can vouch for. "
+                f"{TRUST_HINT} Or re-save the model as .keras where you trust it.")
+        return "savedmodel", path
+    kind, copy = private_copy(path, workdir)
     if trust_model:
-        if path.is_dir():
-            return "savedmodel"
-        return "keras" if path.suffix == ".keras" else "h5"
-    kind, config = read_model_config(path)
-    if kind == "savedmodel":
-        raise UnsafeModelError(
-            f"model file {path}: a SavedModel directory holds a TensorFlow graph that can run any "
-            f"operation (write files, ...), which no configuration check can vouch for. {TRUST_HINT} "
-            "Or re-save the model as .keras where you trust it.")
-    check_config(config, path)
-    return kind
+        return kind, copy
+    if kind == "keras":
+        with _open_zip(copy, path) as zf:
+            bound = check_config(_keras_config(zf, path), path)
+            _check_keras_weights(zf, path, bound, workdir)
+    else:
+        with _open_h5(copy, path) as f:
+            bound = check_config(_h5_config(f, path), path)
+            check_h5_objects(f, path, bound)
+    return kind, copy
+
+
+@contextlib.contextmanager
+def prepared_model_file(path, trust_model=False, isolate=None):
+    """`with prepared_model_file(path) as (kind, private_path):` load `private_path` with Keras.
+
+    Runs `prepare` in a child process (keras_ebnn.isolation: 8 GiB address space, time limit, no core
+    files), so a crash or endless loop of the HDF5 library on a damaged file becomes a ModelFileError
+    with one line; in a process that is already such a child (the CLI's) it runs here. The private
+    folder is removed on exit, also on failure. isolate=False runs `prepare` here (no child).
+    """
+    from . import isolation
+    work = tempfile.mkdtemp(prefix="keras-ebnn-")
+    try:
+        if isolate is None:
+            isolate = not isolation.in_child()
+        if isolate:
+            yield _prepare_in_child(path, work, trust_model)
+        else:  # (in a child, under a time limit; otherwise as the caller runs it)
+            with isolation.reading_timer() if isolation.in_child() else contextlib.nullcontext():
+                result = prepare(path, work, trust_model)
+            yield result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _prepare_in_child(path, work, trust_model):
+    import io
+
+    from . import isolation
+    out, err = io.StringIO(), io.StringIO()
+    cmd = [sys.executable, "-m", "keras_ebnn.safe_load", os.fspath(path), work]
+    if trust_model:
+        cmd.append("--trust-model")
+    seconds = isolation.load_seconds()
+    code = isolation.run_child(cmd, isolation.child_env(work), out, err, timeout=seconds + 60)
+    if code == 0:
+        try:
+            answer = json.loads(out.getvalue().strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            answer = {}
+        if answer.get("ok"):
+            return answer["kind"], Path(answer["path"])
+        if answer.get("error"):
+            cls = UnsafeModelError if answer["error"] == "UnsafeModelError" else ModelFileError
+            raise cls(answer["message"], **({"layer_label": answer.get("layer_label")}
+                                             if cls is UnsafeModelError else {}))
+    reason = isolation.death_reason(code, "check", seconds) or (
+        f"the checking process failed (exit {code}): {short_error(err.getvalue() or out.getvalue())}")
+    raise ModelFileError(f"could not read model file {_name(path)}: {reason}")
+
+
+def _child_main(argv):
+    """python -m keras_ebnn.safe_load PATH WORKDIR [--trust-model]: `prepare` under limits; prints one
+    JSON line (the result or the error)."""
+    from . import isolation
+    isolation.limit_self(cpu_seconds=isolation.load_seconds() + 5)
+    path, work = argv[0], argv[1]
+    try:
+        with isolation.reading_timer():
+            kind, copy = prepare(path, work, trust_model="--trust-model" in argv[2:])
+        print(json.dumps({"ok": True, "kind": kind, "path": str(copy)}))
+    except ModelFileError as exc:
+        print(json.dumps({"error": type(exc).__name__, "message": str(exc),
+                          "layer_label": getattr(exc, "layer_label", None)}))
+    except (MemoryError, RecursionError) as exc:
+        print(json.dumps({"error": "ModelFileError", "message": f"could not read model file "
+                          f"{_name(path)}: {'out of memory' if isinstance(exc, MemoryError) else 'nested too deeply'}"
+                          " while checking it"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(sys.argv[1:]))
