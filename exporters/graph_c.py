@@ -305,8 +305,8 @@ def _conv_pool_data(graph, op):
     out_c = int(conv.params["weights"].shape[-1])
     data = {}
     if conv.params.get("binary_weights"):
-        from keras_ebnn.graph_fuse import weight_bits
-        data["w"] = ("uint32_t", chain._words_of_bits(weight_bits(op)[None, :]))
+        from keras_ebnn.graph_fuse import weight_bytes8
+        data["w"] = ("uint8_t", weight_bytes8(op))
     elif "weights_int8" in conv.params:
         data["w"] = ("int8_t", np.asarray(conv.params["weights_int8"], dtype=np.int8))
     else:

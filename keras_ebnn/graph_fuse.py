@@ -232,12 +232,19 @@ def ring_bytes(g, op):
 
 
 def scratch_bytes(op):
-    """The conv_pool kernel's scratch: the accumulators of one conv position and the pooled values
-    (2 x out_c floats)."""
-    return 8 * int(op.params["conv"].params["weights"].shape[-1])
+    """The conv_pool kernel's scratch (floats): one conv position's accumulators, the pooled values
+    (out_c each) and the position's taps (KH * KW * C)."""
+    w = op.params["conv"].params["weights"]  # (KH, KW, C, O)
+    return 4 * (2 * int(w.shape[-1]) + int(np.prod(w.shape[:-1])))
 
 
-def weight_bits(op):
-    """Binary weights of a conv_pool op as bool in storage order (KH, KW, C, O) flattened."""
+def weight_bytes8(op):
+    """Binary weights of a conv_pool op as the kernel reads them: uint8 (taps * ceil(O / 8),): byte
+    (tap t, block b) has bit i set when weight (t, 8b + i) is +1 (taps in (ky, kx, c) order)."""
     w = np.asarray(op.params["conv"].params["weights"], dtype=np.float32)
-    return (w > 0).reshape(-1)
+    o = w.shape[-1]
+    bits = (w > 0).reshape(-1, o)
+    nblk = (o + 7) // 8
+    padded = np.zeros((bits.shape[0], nblk * 8), dtype=bool)
+    padded[:, :o] = bits
+    return np.packbits(padded.reshape(bits.shape[0], nblk, 8), axis=2, bitorder="little").reshape(-1)

@@ -10,12 +10,12 @@
  * folded into the pool (max: numpy.maximum in tap order, a NaN propagates; average: s = s + x in tap
  * order, then s / (float)count); then the "post" steps and the output: float32, or bits (x >= 0, or
  * the threshold op's (flip ? -x : x) >= t[c]). So the results are the unfused ops' bit for bit, and
- * the conv's full-resolution map is never stored: scratch holds one position's accumulators and the
- * pooled values (2 * out_c floats).
+ * the conv's full-resolution map is never stored.
  *
- * Weights (storage order (KH, KW, C, out_c)): float32, int8 (float_weights="int8", converted exactly)
- * or bits (binary weights +-1: bit k = weight k is +1; acc + v or acc - v, the float32 result of
- * acc + v * (+-1.0f)).
+ * Weights: float32 or int8 (float_weights="int8", converted exactly) in storage order (KH, KW, C,
+ * out_c); or binary (+-1: acc + v or acc - v, the float32 result of acc + v * (+-1.0f)) as bytes:
+ * byte (tap t, block b) = the bits of outputs 8b .. 8b + 7 (bit i set: +1), ceil(out_c / 8) bytes
+ * per tap. Scratch: out_c accumulators, out_c pooled values and one position's taps (floats).
  *
  * Rows: the call computes output rows [row0, row1). in_ring > 0: the input is a ring of in_ring rows
  * (input row y in slot y % in_ring, the rows of a streamed producer); out_ring > 0 (float32 output
@@ -39,14 +39,12 @@
 #define CP_NO_CONTRACT
 #endif
 
-/* The out_c accumulators of conv position (cy, cx) into acc. */
-static CP_NO_CONTRACT void cp_conv_at(const ebnn_conv_pool_t *p, const float *in, const void *w, uint32_t cy,
-                                      uint32_t cx, uint16_t in_ring, float *acc)
+/* The taps of conv position (cy, cx) in (ky, kx, c) order into patch (padded taps: pad_value). */
+static void cp_patch(const ebnn_conv_pool_t *p, const float *in, uint32_t cy, uint32_t cx, uint16_t in_ring,
+                     float *patch)
 {
     const ebnn_window_t *g = &p->conv;
-    uint32_t ky, kx, c, j, k = 0, out_c = p->out_c;
-    for (j = 0; j < out_c; j++)
-        acc[j] = 0.0f;
+    uint32_t ky, kx, c;
     for (ky = 0; ky < g->kh; ky++) {
         int32_t y = (int32_t)(cy * g->sh + ky) - (int32_t)g->pad_t;
         int row_in = y >= 0 && y < (int32_t)g->in_h;
@@ -54,35 +52,107 @@ static CP_NO_CONTRACT void cp_conv_at(const ebnn_conv_pool_t *p, const float *in
                                   : in;
         for (kx = 0; kx < g->kw; kx++) {
             int32_t x = (int32_t)(cx * g->sw + kx) - (int32_t)g->pad_l;
-            const float *tap = (row_in && x >= 0 && x < (int32_t)g->in_w) ? row + (uint32_t)x * g->in_c : NULL;
-            for (c = 0; c < g->in_c; c++) {
-                float v = tap != NULL ? tap[c] : p->pad_value;
-                if (p->weights == EBNN_CP_W_BITS) {
-                    const uint32_t *wb = (const uint32_t *)w;
-                    uint32_t bits = EBNN_READ_U32(&wb[k >> 5]) >> (k & 31u);
-                    for (j = 0; j < out_c; j++, k++) {
-                        if (j != 0u && (k & 31u) == 0u)
-                            bits = EBNN_READ_U32(&wb[k >> 5]);
-                        acc[j] = (bits & 1u) ? acc[j] + v : acc[j] - v;
-                        bits >>= 1;
-                    }
-                } else if (p->weights == EBNN_CP_W_F32) {
-                    const float *wf = (const float *)w + k;
-                    for (j = 0; j < out_c; j++) {
-                        CP_PRODUCT product = v * EBNN_READ_F32(&wf[j]);
-                        acc[j] = acc[j] + product;
-                    }
-                    k += out_c;
-                } else {
-                    const int8_t *w8 = (const int8_t *)w + k;
-                    for (j = 0; j < out_c; j++) {
-                        CP_PRODUCT product = v * (float)(int8_t)EBNN_READ_U8((const uint8_t *)&w8[j]);
-                        acc[j] = acc[j] + product;
-                    }
-                    k += out_c;
-                }
+            if (row_in && x >= 0 && x < (int32_t)g->in_w) {
+                const float *tap = row + (uint32_t)x * g->in_c;
+                for (c = 0; c < g->in_c; c++)
+                    *patch++ = tap[c];
+            } else {
+                for (c = 0; c < g->in_c; c++)
+                    *patch++ = p->pad_value;
             }
         }
+    }
+}
+
+/* Weight (tap t, output j) of float / int8 weights as a float (storage order (taps, out_c)). */
+static float cp_weight(const void *w, uint8_t kind, uint32_t k)
+{
+    return kind == EBNN_CP_W_F32 ? EBNN_READ_F32((const float *)w + k)
+                                 : (float)(int8_t)EBNN_READ_U8((const uint8_t *)w + k);
+}
+
+/* One accumulator step: a = a + v * w, the product rounded first. */
+#define CP_MAC(a, v, w)                                                                                 \
+    do {                                                                                               \
+        CP_PRODUCT product_ = (v) * (w);                                                               \
+        (a) = (a) + product_;                                                                          \
+    } while (0)
+/* Binary weight: a + v for bit set (+1), a - v otherwise (= a + v * -1.0f). */
+#define CP_ADD_SUB(a, v, bit) ((a) = (bit) ? (a) + (v) : (a) - (v))
+
+/* Accumulators j0 .. j0 + 7 of one conv position over its patch (8 in registers): float32 weights. */
+static CP_NO_CONTRACT void cp_block8_f32(const float *patch, uint32_t taps, const float *w, uint32_t out_c,
+                                         float *acc)
+{
+    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, a4 = 0.0f, a5 = 0.0f, a6 = 0.0f, a7 = 0.0f;
+    uint32_t t;
+    for (t = 0; t < taps; t++, w += out_c) {
+        float v = patch[t];
+        CP_MAC(a0, v, EBNN_READ_F32(&w[0]));
+        CP_MAC(a1, v, EBNN_READ_F32(&w[1]));
+        CP_MAC(a2, v, EBNN_READ_F32(&w[2]));
+        CP_MAC(a3, v, EBNN_READ_F32(&w[3]));
+        CP_MAC(a4, v, EBNN_READ_F32(&w[4]));
+        CP_MAC(a5, v, EBNN_READ_F32(&w[5]));
+        CP_MAC(a6, v, EBNN_READ_F32(&w[6]));
+        CP_MAC(a7, v, EBNN_READ_F32(&w[7]));
+    }
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3, acc[4] = a4, acc[5] = a5, acc[6] = a6, acc[7] = a7;
+}
+
+/* The same for binary weights: one byte per tap (bit i: output j0 + i is +1), nblk bytes apart. */
+static void cp_block8_bits(const float *patch, uint32_t taps, const uint8_t *w, uint32_t nblk, float *acc)
+{
+    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, a4 = 0.0f, a5 = 0.0f, a6 = 0.0f, a7 = 0.0f;
+    uint32_t t;
+    for (t = 0; t < taps; t++, w += nblk) {
+        float v = patch[t];
+        uint32_t b = EBNN_READ_U8(w);
+        CP_ADD_SUB(a0, v, b & 1u);
+        CP_ADD_SUB(a1, v, b & 2u);
+        CP_ADD_SUB(a2, v, b & 4u);
+        CP_ADD_SUB(a3, v, b & 8u);
+        CP_ADD_SUB(a4, v, b & 16u);
+        CP_ADD_SUB(a5, v, b & 32u);
+        CP_ADD_SUB(a6, v, b & 64u);
+        CP_ADD_SUB(a7, v, b & 128u);
+    }
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3, acc[4] = a4, acc[5] = a5, acc[6] = a6, acc[7] = a7;
+}
+
+/* The out_c accumulators of conv position (cy, cx) into acc (patch: scratch for its taps). Outputs
+ * in blocks of 8 held in registers; a last partial block (out_c % 8) one output at a time. Either way
+ * each accumulator sums its own taps in order, so the blocking changes no result. */
+static CP_NO_CONTRACT void cp_conv_at(const ebnn_conv_pool_t *p, const float *in, const void *w, uint32_t cy,
+                                      uint32_t cx, uint16_t in_ring, float *patch, float *acc)
+{
+    const ebnn_window_t *g = &p->conv;
+    uint32_t j0, j, t, out_c = p->out_c, taps = (uint32_t)g->kh * g->kw * g->in_c, nblk = (out_c + 7u) >> 3;
+    cp_patch(p, in, cy, cx, in_ring, patch);
+    for (j0 = 0; j0 + 8u <= out_c; j0 += 8u) {
+        if (p->weights == EBNN_CP_W_BITS)
+            cp_block8_bits(patch, taps, (const uint8_t *)w + (j0 >> 3), nblk, acc + j0);
+        else if (p->weights == EBNN_CP_W_F32)
+            cp_block8_f32(patch, taps, (const float *)w + j0, out_c, acc + j0);
+        else
+            for (j = j0; j < j0 + 8u; j++) { /* int8 weights: one output at a time */
+                float a = 0.0f;
+                for (t = 0; t < taps; t++)
+                    CP_MAC(a, patch[t], cp_weight(w, p->weights, t * out_c + j));
+                acc[j] = a;
+            }
+    }
+    for (j = j0; j < out_c; j++) {
+        float a = 0.0f;
+        for (t = 0; t < taps; t++) {
+            if (p->weights == EBNN_CP_W_BITS) {
+                uint32_t b = EBNN_READ_U8((const uint8_t *)w + t * nblk + (j >> 3));
+                CP_ADD_SUB(a, patch[t], (b >> (j & 7u)) & 1u);
+            } else {
+                CP_MAC(a, patch[t], cp_weight(w, p->weights, t * out_c + j));
+            }
+        }
+        acc[j] = a;
     }
 }
 
@@ -132,7 +202,7 @@ EBNN_API int ebnn_conv_pool_f32(const ebnn_conv_pool_t *pp, const float *in, con
 {
     ebnn_conv_pool_t p;
     const ebnn_window_t *q;
-    float *acc, *pv;
+    float *acc, *pv, *patch;
     uint32_t py, px, i, lo, hi, post_data;
     int status;
     if (pp == NULL || in == NULL || w == NULL || out == NULL || scratch == NULL || (steps == NULL && sd != NULL))
@@ -157,6 +227,7 @@ EBNN_API int ebnn_conv_pool_f32(const ebnn_conv_pool_t *pp, const float *in, con
     post_data = p.n_pre != 0u ? cp_steps_data(steps, p.n_pre, p.out_c) : 0u;
     acc = scratch;
     pv = scratch + p.out_c;
+    patch = scratch + 2u * p.out_c;
     if (p.output != EBNN_CP_OUT_F32 && row0 == 0u) {
         uint32_t n = EBNN_WORDS((uint32_t)q->out_h * q->out_w * p.out_c);
         for (i = 0; i < n; i++)
@@ -171,7 +242,7 @@ EBNN_API int ebnn_conv_pool_f32(const ebnn_conv_pool_t *pp, const float *in, con
             cp_clip(px, q->sw, q->pad_l, q->kw, q->in_w, &x0, &x1);
             for (cy = y0; cy < y1; cy++)
                 for (cx = x0; cx < x1; cx++, first = 0u) {
-                    cp_conv_at(&p, in, w, cy, cx, in_ring, acc);
+                    cp_conv_at(&p, in, w, cy, cx, in_ring, patch, acc);
                     data = sd;
                     status = cp_steps(steps, p.n_pre, &data, p.out_c, acc);
                     if (status != EBNN_OK)

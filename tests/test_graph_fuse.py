@@ -53,7 +53,7 @@ def test_samy_binary_weights_are_bits_and_streamed():
     first, second = cps
     assert second.params["conv"].params["binary_weights"]
     ctype, w = op_data(g, second)[0]["w"]
-    assert ctype == "uint32_t" and w.size == (3 * 3 * 8 * 16 + 31) // 32  # 1,152 weights in 36 words
+    assert ctype == "uint8_t" and w.size == 3 * 3 * 8 * 2  # 1,152 weights in 144 bytes
     assert first.params.get("stream_to") == second.output and first.params["ring_rows"] == 4
     plan = plan_memory(g, output_in_arena=True)
     check_plan(plan)
