@@ -169,8 +169,9 @@ def _output_block(graph):
 
 def arena_plan(graph):
     """graph_memory.plan_memory of the graph as the C code lays it out (logits in the arena unless an
-    output block writes them into scores)."""
-    return plan_memory(graph, output_in_arena=_output_block(graph) is None)
+    output block writes them into scores; elementwise ops in place when their input dies: the
+    affine / activation / add / i32_to_f32 kernels accept out == in)."""
+    return plan_memory(graph, inplace_ok=True, output_in_arena=_output_block(graph) is None)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -233,9 +233,9 @@ def ring_bytes(g, op):
 
 def scratch_bytes(op):
     """The conv_pool kernel's scratch (floats): one conv position's accumulators, the pooled values
-    (out_c each) and the position's taps (KH * KW * C)."""
+    (out_c each) and one kernel row of taps (KW * C)."""
     w = op.params["conv"].params["weights"]  # (KH, KW, C, O)
-    return 4 * (2 * int(w.shape[-1]) + int(np.prod(w.shape[:-1])))
+    return 4 * (2 * int(w.shape[-1]) + int(w.shape[1] * w.shape[2]))
 
 
 def weight_bytes8(op):

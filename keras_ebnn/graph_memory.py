@@ -23,7 +23,7 @@ caller's scores array), and any `reshape` of them. output_in_arena=True gives th
 (the C back end does, unless an output block writes the caller's scores itself: the logits must not
 reach the caller's array before the last op succeeded, and scores may be NULL). A `reshape` output shares its input's buffer (same bytes, same
 order), so the buffer lives until the last reader of either. With inplace_ok=True (off by default:
-the C kernels must then accept out == in), an elementwise op (affine, activation, add: out[i]
+the C kernels must then accept out == in), an elementwise op (affine, activation, add, to_float of an int tensor: out[i]
 depends on in[i] only) writes over an input whose buffer no later op reads and that has the output's
 size; otherwise no op shares memory with its inputs. Kernel scratch (a binary conv block's
 patch and mask, `exporters/c.py` _scratch_bytes) is a buffer live only during its op.
@@ -117,10 +117,22 @@ def _two_ended(buffers, bound):
     return max((b["offset"] + b["bytes"] for b in buffers), default=0)
 
 
-INPLACE_KINDS = ("affine", "activation", "add")  # elementwise: out[i] depends on in[i] only
+INPLACE_KINDS = ("affine", "activation", "add", "to_float")  # elementwise: out[i] depends on in[i] only
 
 
 def plan_memory(graph, inplace_ok=False, output_in_arena=False):
+    """The arena plan of a graph; see _plan for the keys. inplace_ok=True allows in-place elementwise
+    ops: both plans (with and without) are made and the smaller arena kept (the greedy placement can
+    do worse with fewer, larger buffers), the in-place one on a tie."""
+    plan = _plan(graph, inplace_ok, output_in_arena)
+    if inplace_ok and plan["inplace"]:
+        plain = _plan(graph, False, output_in_arena)
+        if plain["arena_bytes"] < plan["arena_bytes"]:
+            return plain
+    return plan
+
+
+def _plan(graph, inplace_ok, output_in_arena):
     """The arena plan of a graph (output_in_arena: see the module docstring): a dict with
       buffers: [{tensors, bytes, first, last, offset, kind}] (kind "tensor" or "scratch"; first/last
                are op indices; tensors lists the tensor names sharing the buffer),

@@ -6,7 +6,7 @@
  * conv positions are visited in row-major order; each conv position's out_c accumulators are computed
  * as ebnn_conv_f32 does (acc = 0.0f; acc = acc + v * w over the taps in (ky, kx, c) order, padded taps
  * read pad_value, each product rounded to float32 before the add, never a fused multiply-add), the
- * "pre" steps are applied to them (ebnn_affine_f32 / ebnn_activation_f32, in place), and they are
+ * "pre" steps are applied to them (affine as ebnn_affine_f32, ebnn_activation_f32), and they are
  * folded into the pool (max: numpy.maximum in tap order, a NaN propagates; average: s = s + x in tap
  * order, then s / (float)count); then the "post" steps and the output: float32, or bits (x >= 0, or
  * the threshold op's (flip ? -x : x) >= t[c]). So the results are the unfused ops' bit for bit, and
@@ -15,7 +15,7 @@
  * Weights: float32 or int8 (float_weights="int8", converted exactly) in storage order (KH, KW, C,
  * out_c); or binary (+-1: acc + v or acc - v, the float32 result of acc + v * (+-1.0f)) as bytes:
  * byte (tap t, block b) = the bits of outputs 8b .. 8b + 7 (bit i set: +1), ceil(out_c / 8) bytes
- * per tap. Scratch: out_c accumulators, out_c pooled values and one position's taps (floats).
+ * per tap. Scratch: out_c accumulators, out_c pooled values and one kernel row of taps (KW * C floats).
  *
  * Rows: the call computes output rows [row0, row1). in_ring > 0: the input is a ring of in_ring rows
  * (input row y in slot y % in_ring, the rows of a streamed producer); out_ring > 0 (float32 output
@@ -39,31 +39,6 @@
 #define CP_NO_CONTRACT
 #endif
 
-/* The taps of conv position (cy, cx) in (ky, kx, c) order into patch (padded taps: pad_value). */
-static void cp_patch(const ebnn_conv_pool_t *p, const float *in, uint32_t cy, uint32_t cx, uint16_t in_ring,
-                     float *patch)
-{
-    const ebnn_window_t *g = &p->conv;
-    uint32_t ky, kx, c;
-    for (ky = 0; ky < g->kh; ky++) {
-        int32_t y = (int32_t)(cy * g->sh + ky) - (int32_t)g->pad_t;
-        int row_in = y >= 0 && y < (int32_t)g->in_h;
-        const float *row = row_in ? in + (uint32_t)(in_ring ? (uint32_t)y % in_ring : (uint32_t)y) * g->in_w * g->in_c
-                                  : in;
-        for (kx = 0; kx < g->kw; kx++) {
-            int32_t x = (int32_t)(cx * g->sw + kx) - (int32_t)g->pad_l;
-            if (row_in && x >= 0 && x < (int32_t)g->in_w) {
-                const float *tap = row + (uint32_t)x * g->in_c;
-                for (c = 0; c < g->in_c; c++)
-                    *patch++ = tap[c];
-            } else {
-                for (c = 0; c < g->in_c; c++)
-                    *patch++ = p->pad_value;
-            }
-        }
-    }
-}
-
 /* Weight (tap t, output j) of float / int8 weights as a float (storage order (taps, out_c)). */
 static float cp_weight(const void *w, uint8_t kind, uint32_t k)
 {
@@ -80,11 +55,11 @@ static float cp_weight(const void *w, uint8_t kind, uint32_t k)
 /* Binary weight: a + v for bit set (+1), a - v otherwise (= a + v * -1.0f). */
 #define CP_ADD_SUB(a, v, bit) ((a) = (bit) ? (a) + (v) : (a) - (v))
 
-/* Accumulators j0 .. j0 + 7 of one conv position over its patch (8 in registers): float32 weights. */
+/* Accumulators acc[0 .. 7] (held in registers) over `taps` consecutive taps: float32 weights. */
 static CP_NO_CONTRACT void cp_block8_f32(const float *patch, uint32_t taps, const float *w, uint32_t out_c,
                                          float *acc)
 {
-    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, a4 = 0.0f, a5 = 0.0f, a6 = 0.0f, a7 = 0.0f;
+    float a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], a4 = acc[4], a5 = acc[5], a6 = acc[6], a7 = acc[7];
     uint32_t t;
     for (t = 0; t < taps; t++, w += out_c) {
         float v = patch[t];
@@ -103,7 +78,7 @@ static CP_NO_CONTRACT void cp_block8_f32(const float *patch, uint32_t taps, cons
 /* The same for binary weights: one byte per tap (bit i: output j0 + i is +1), nblk bytes apart. */
 static void cp_block8_bits(const float *patch, uint32_t taps, const uint8_t *w, uint32_t nblk, float *acc)
 {
-    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, a4 = 0.0f, a5 = 0.0f, a6 = 0.0f, a7 = 0.0f;
+    float a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], a4 = acc[4], a5 = acc[5], a6 = acc[6], a7 = acc[7];
     uint32_t t;
     for (t = 0; t < taps; t++, w += nblk) {
         float v = patch[t];
@@ -120,53 +95,84 @@ static void cp_block8_bits(const float *patch, uint32_t taps, const uint8_t *w, 
     acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3, acc[4] = a4, acc[5] = a5, acc[6] = a6, acc[7] = a7;
 }
 
-/* The out_c accumulators of conv position (cy, cx) into acc (patch: scratch for its taps). Outputs
- * in blocks of 8 held in registers; a last partial block (out_c % 8) one output at a time. Either way
- * each accumulator sums its own taps in order, so the blocking changes no result. */
-static CP_NO_CONTRACT void cp_conv_at(const ebnn_conv_pool_t *p, const float *in, const void *w, uint32_t cy,
-                                      uint32_t cx, uint16_t in_ring, float *patch, float *acc)
+/* Adds `taps` consecutive taps v[0 .. taps - 1] (tap index t0 onwards) to the out_c accumulators:
+ * outputs in blocks of 8 held in registers, a last partial block (out_c % 8) one output at a time.
+ * Each accumulator sums its own taps in order either way, so the blocking changes no result. */
+static CP_NO_CONTRACT void cp_taps(const ebnn_conv_pool_t *p, const float *v, uint32_t taps, uint32_t t0,
+                                   const void *w, float *acc)
 {
-    const ebnn_window_t *g = &p->conv;
-    uint32_t j0, j, t, out_c = p->out_c, taps = (uint32_t)g->kh * g->kw * g->in_c, nblk = (out_c + 7u) >> 3;
-    cp_patch(p, in, cy, cx, in_ring, patch);
+    uint32_t j0, j, t, out_c = p->out_c, nblk = (out_c + 7u) >> 3;
     for (j0 = 0; j0 + 8u <= out_c; j0 += 8u) {
         if (p->weights == EBNN_CP_W_BITS)
-            cp_block8_bits(patch, taps, (const uint8_t *)w + (j0 >> 3), nblk, acc + j0);
+            cp_block8_bits(v, taps, (const uint8_t *)w + t0 * nblk + (j0 >> 3), nblk, acc + j0);
         else if (p->weights == EBNN_CP_W_F32)
-            cp_block8_f32(patch, taps, (const float *)w + j0, out_c, acc + j0);
+            cp_block8_f32(v, taps, (const float *)w + t0 * out_c + j0, out_c, acc + j0);
         else
-            for (j = j0; j < j0 + 8u; j++) { /* int8 weights: one output at a time */
-                float a = 0.0f;
+            for (j = j0; j < j0 + 8u; j++) /* int8 weights: one output at a time */
                 for (t = 0; t < taps; t++)
-                    CP_MAC(a, patch[t], cp_weight(w, p->weights, t * out_c + j));
-                acc[j] = a;
-            }
+                    CP_MAC(acc[j], v[t], cp_weight(w, p->weights, (t0 + t) * out_c + j));
     }
     for (j = j0; j < out_c; j++) {
-        float a = 0.0f;
         for (t = 0; t < taps; t++) {
             if (p->weights == EBNN_CP_W_BITS) {
-                uint32_t b = EBNN_READ_U8((const uint8_t *)w + t * nblk + (j >> 3));
-                CP_ADD_SUB(a, patch[t], (b >> (j & 7u)) & 1u);
+                uint32_t b = EBNN_READ_U8((const uint8_t *)w + (t0 + t) * nblk + (j >> 3));
+                CP_ADD_SUB(acc[j], v[t], (b >> (j & 7u)) & 1u);
             } else {
-                CP_MAC(a, patch[t], cp_weight(w, p->weights, t * out_c + j));
+                CP_MAC(acc[j], v[t], cp_weight(w, p->weights, (t0 + t) * out_c + j));
             }
         }
-        acc[j] = a;
     }
 }
 
-/* Applies n steps to x[out_c] in place; *sd advances over their data. */
-static int cp_steps(const uint8_t *steps, uint32_t n, const float **sd, uint16_t out_c, float *x)
+/* The out_c accumulators of conv position (cy, cx) into acc, one kernel row (KW * C consecutive taps)
+ * at a time: read in place when the row lies inside the input, else gathered into `patch` with the
+ * padded taps worth pad_value. */
+static void cp_conv_at(const ebnn_conv_pool_t *p, const float *in, const void *w, uint32_t cy, uint32_t cx,
+                       uint16_t in_ring, float *patch, float *acc)
 {
-    uint32_t i;
+    const ebnn_window_t *g = &p->conv;
+    uint32_t ky, kx, c, j, run = (uint32_t)g->kw * g->in_c;
+    int32_t x0 = (int32_t)(cx * g->sw) - (int32_t)g->pad_l;
+    int inside_x = x0 >= 0 && x0 + (int32_t)g->kw <= (int32_t)g->in_w;
+    for (j = 0; j < p->out_c; j++)
+        acc[j] = 0.0f;
+    for (ky = 0; ky < g->kh; ky++) {
+        int32_t y = (int32_t)(cy * g->sh + ky) - (int32_t)g->pad_t;
+        int row_in = y >= 0 && y < (int32_t)g->in_h;
+        const float *row = row_in ? in + (uint32_t)(in_ring ? (uint32_t)y % in_ring : (uint32_t)y) * g->in_w * g->in_c
+                                  : in;
+        const float *v = patch;
+        if (row_in && inside_x) {
+            v = row + (uint32_t)x0 * g->in_c;
+        } else {
+            float *dst = patch;
+            for (kx = 0; kx < g->kw; kx++) {
+                int32_t x = x0 + (int32_t)kx;
+                int in_x = row_in && x >= 0 && x < (int32_t)g->in_w;
+                for (c = 0; c < g->in_c; c++)
+                    *dst++ = in_x ? row[(uint32_t)x * g->in_c + c] : p->pad_value;
+            }
+        }
+        cp_taps(p, v, run, ky * run, w, acc);
+    }
+}
+
+/* Applies n steps to x[out_c] in place; *sd advances over their data. An affine step is
+ * x = x * a + b, the product rounded first (as ebnn_affine_f32); activations call ebnn_activation_f32. */
+static CP_NO_CONTRACT int cp_steps(const uint8_t *steps, uint32_t n, const float **sd, uint16_t out_c, float *x)
+{
+    uint32_t i, j;
     int status = EBNN_OK;
     for (i = 0; i < n && status == EBNN_OK; i++) {
         uint8_t s = EBNN_READ_U8(&steps[i]);
         if (s == EBNN_CP_AFFINE || s == EBNN_CP_AFFINE1) {
-            uint32_t n_ab = s == EBNN_CP_AFFINE ? out_c : 1u;
-            status = ebnn_affine_f32(out_c, out_c, x, *sd, *sd + n_ab, n_ab, x);
-            *sd += 2u * n_ab;
+            const float *a = *sd, *b = *sd + (s == EBNN_CP_AFFINE ? out_c : 1u);
+            uint32_t step = s == EBNN_CP_AFFINE ? 1u : 0u;
+            for (j = 0; j < out_c; j++) {
+                CP_PRODUCT product = x[j] * EBNN_READ_F32(&a[j * step]);
+                x[j] = product + EBNN_READ_F32(&b[j * step]);
+            }
+            *sd += s == EBNN_CP_AFFINE ? 2u * out_c : 2u;
         } else {
             float alpha = 0.0f;
             if (s == EBNN_ACT_LEAKY_RELU)
@@ -227,7 +233,7 @@ EBNN_API int ebnn_conv_pool_f32(const ebnn_conv_pool_t *pp, const float *in, con
     post_data = p.n_pre != 0u ? cp_steps_data(steps, p.n_pre, p.out_c) : 0u;
     acc = scratch;
     pv = scratch + p.out_c;
-    patch = scratch + 2u * p.out_c;
+    patch = scratch + 2u * p.out_c; /* one kernel row of taps (KW * C) */
     if (p.output != EBNN_CP_OUT_F32 && row0 == 0u) {
         uint32_t n = EBNN_WORDS((uint32_t)q->out_h * q->out_w * p.out_c);
         for (i = 0; i < n; i++)
