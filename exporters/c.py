@@ -50,6 +50,7 @@ KERNEL_FILES = {  # key: "common" or a kernel key (see _kernel_keys); value: (ge
     "dense_f32": (("ebnn_dense_f32.c",), ()),
     "pool": (("ebnn_pool.c",), ()),
     "elementwise": (("ebnn_elementwise.c",), ()),
+    "conv_pool": (("ebnn_conv_pool_f32.c",), ()),  # after elementwise: it calls the affine / activation kernels
 }
 # The Helium kernels (mve/, EBNN_MVE_KERNELS: the default on cores with MVE, e.g. Cortex-M55), per
 # kernel key, included after that key's other files. Every export ships them (C, Arduino with
@@ -329,7 +330,7 @@ def _acc16(rng):
     return rng is not None and rng[1] < 2**15 - 1
 
 
-CTYPE_BYTES = {"uint32_t": 4, "int32_t": 4, "float": 4, "int16_t": 2, "int8_t": 1}
+CTYPE_BYTES = {"uint32_t": 4, "int32_t": 4, "float": 4, "int16_t": 2, "int8_t": 1, "uint8_t": 1}
 
 
 def _out_bits(block):

@@ -44,10 +44,10 @@ from . import c as chain
 # rounded up to 16 B. "elementwise_libm": with tanh / sigmoid compiled in (EBNN_ACT_LIBM=1).
 # tests/test_graph_targets.py checks the bound against stackcheck.
 GRAPH_STACK_BY_TARGET = {
-    "cortex-m0plus": {"binary_acc": 304, "conv_f32": 288, "dense_f32": 112, "pool": 208, "elementwise": 96, "elementwise_libm": 144, "predict": 128},
-    "cortex-m3": {"binary_acc": 288, "conv_f32": 272, "dense_f32": 80, "pool": 192, "elementwise": 112, "elementwise_libm": 160, "predict": 128},
-    "cortex-m4": {"binary_acc": 288, "conv_f32": 256, "dense_f32": 64, "pool": 160, "elementwise": 96, "elementwise_libm": 80, "predict": 128},
-    "avr": {"binary_acc": 208, "conv_f32": 208, "dense_f32": 80, "pool": 176, "elementwise": 64, "elementwise_libm": 64, "predict": 64},
+    "cortex-m0plus": {"conv_pool": 400, "conv_pool_libm": 400, "binary_acc": 304, "conv_f32": 288, "dense_f32": 112, "pool": 208, "elementwise": 96, "elementwise_libm": 144, "predict": 128},
+    "cortex-m3": {"conv_pool": 400, "conv_pool_libm": 400, "binary_acc": 288, "conv_f32": 272, "dense_f32": 80, "pool": 192, "elementwise": 112, "elementwise_libm": 160, "predict": 128},
+    "cortex-m4": {"conv_pool": 400, "conv_pool_libm": 400, "binary_acc": 288, "conv_f32": 256, "dense_f32": 64, "pool": 160, "elementwise": 96, "elementwise_libm": 80, "predict": 128},
+    "avr": {"conv_pool": 400, "conv_pool_libm": 400, "binary_acc": 208, "conv_f32": 208, "dense_f32": 80, "pool": 176, "elementwise": 64, "elementwise_libm": 64, "predict": 64},
 }
 GRAPH_STACK_BYTES = {target: {build: figures for build in chain.STACK_BUILDS}
                      for target, figures in GRAPH_STACK_BY_TARGET.items()}  # as exporters/c.py STACK_BYTES
@@ -72,7 +72,9 @@ GRAPH_CODE_BYTES = {
     "ebnn_bits_to_f32": 84, "ebnn_concat_bits": 232, "ebnn_concat_f32": 148, "ebnn_i32_to_f32": 200,
     "ebnn_sign_f32": 78, "ebnn_sign_i32": 66, "ebnn_threshold_f32": 162, "ebnn_threshold_i32": 178,
     "soft_float": 1450,
+    "ebnn_conv_pool_f32": 0, "ebnn_conv_pool_need": 0, "conv_pool helpers": 0,
 }
+CONV_POOL_STRUCT_BYTES = 56  # sizeof(ebnn_conv_pool_t): float + 2 windows + uint16 + 5 uint8, padded to 4
 INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
 
 
@@ -132,9 +134,17 @@ class GraphModel:
         return generate(self, name, byte_kernels)
 
 
+def all_ops(graph):
+    """The graph's ops and, inside each conv_pool op (keras_ebnn/graph_fuse.py), its sub-ops."""
+    for op in graph.ops:
+        yield op
+        if op.kind == "conv_pool":
+            yield from op.params["ops"]
+
+
 def uses_libm(graph):
     """True when an op's C differs from the reference by float rounding (tanh / sigmoid via libm)."""
-    return any(op.kind == "activation" and op.params["fn"] in LIBM_ACTIVATIONS for op in graph.ops)
+    return any(op.kind == "activation" and op.params["fn"] in LIBM_ACTIVATIONS for op in all_ops(graph))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -176,8 +186,9 @@ def _output_block(graph):
 
 def arena_plan(graph):
     """graph_memory.plan_memory of the graph as the C code lays it out (logits in the arena unless an
-    output block writes them into scores)."""
-    return plan_memory(graph, output_in_arena=_output_block(graph) is None)
+    output block writes them into scores; elementwise ops in place when their input dies: the
+    affine / activation / add / i32_to_f32 kernels accept out == in)."""
+    return plan_memory(graph, inplace_ok=True, output_in_arena=_output_block(graph) is None)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -255,6 +266,8 @@ def op_data(graph, op):
         data["a"], data["b"] = ("float", a), ("float", b)
     elif kind in ("max_pool", "global_max", "avg_pool", "global_avg"):
         window = _pool_window(p["geometry"])
+    elif kind == "conv_pool":
+        data = _conv_pool_data(graph, op)
     elif kind == "threshold":
         src = graph.tensors[op.inputs[0]]
         flip = np.asarray(p["flip"], dtype=bool).reshape(-1)
@@ -273,7 +286,81 @@ def op_flash_bytes(graph, op):
         n += WINDOW_STRUCT_BYTES
     if op.kind == "block" and op.params["block"].kind in ("input_conv", "binary_conv"):
         n += chain.PARAMS_STRUCT_BYTES
+    if op.kind == "conv_pool":
+        n += CONV_POOL_STRUCT_BYTES
     return int(n)
+
+
+ACT_CODES = {"relu": 0, "relu6": 1, "hard_tanh": 2, "leaky_relu": 3, "tanh": 4, "sigmoid": 5}  # EBNN_ACT_*
+CP_AFFINE, CP_AFFINE1 = 0x10, 0x11  # ebnn.h EBNN_CP_AFFINE / EBNN_CP_AFFINE1
+
+
+def _steps(ops, out_c):
+    """(step codes, step data floats) of a conv_pool op's affine / activation sub-ops (ebnn.h)."""
+    codes, data = [], []
+    for o in ops:
+        if o.kind == "affine":
+            a = np.asarray(o.params["a"], dtype=np.float32).reshape(-1)
+            b = np.asarray(o.params["b"], dtype=np.float32).reshape(-1)
+            if a.size == 1 and b.size == 1:
+                codes.append(CP_AFFINE1)
+                data += [a, b]
+            else:
+                codes.append(CP_AFFINE)
+                data += [np.broadcast_to(a, (out_c,)), np.broadcast_to(b, (out_c,))]
+        else:
+            codes.append(ACT_CODES[o.params["fn"]])
+            if o.params["fn"] == "leaky_relu":
+                data.append(np.asarray([o.params["alpha"]], dtype=np.float32))
+    return codes, (np.concatenate(data).astype(np.float32) if data else np.zeros(0, np.float32))
+
+
+def _conv_pool_data(graph, op):
+    """Constant arrays of a conv_pool op: w (float / int8 / packed bits in storage order), steps, sd,
+    and t / flip for a threshold output."""
+    p = op.params
+    conv = p["conv"]
+    out_c = int(conv.params["weights"].shape[-1])
+    data = {}
+    if conv.params.get("binary_weights"):
+        from keras_ebnn.graph_fuse import weight_bytes8
+        data["w"] = ("uint8_t", weight_bytes8(op))
+    elif "weights_int8" in conv.params:
+        data["w"] = ("int8_t", np.asarray(conv.params["weights_int8"], dtype=np.int8))
+    else:
+        data["w"] = ("float", np.asarray(conv.params["weights"], dtype=np.float32))
+    codes, sd = _steps(p["pre"] + p["post"], out_c)
+    if codes:
+        data["steps"] = ("uint8_t", np.asarray(codes, dtype=np.uint8))
+    if sd.size:
+        data["sd"] = ("float", sd)
+    final = p["final"]
+    if final is not None and final.kind == "threshold":
+        data["t"] = ("float", np.asarray(final.params["threshold"]).astype(np.float32).reshape(-1))
+        flip = np.asarray(final.params["flip"], dtype=bool).reshape(-1)
+        data["flip"] = ("uint32_t", chain._words_of_bits(flip[None, :]))
+    return data
+
+
+def _conv_pool_struct(name, op):
+    """The ebnn_conv_pool_t of a conv_pool op."""
+    from keras_ebnn.graph_fuse import pool_geometry
+    p = op.params
+    conv = p["conv"]
+    pg = pool_geometry(op)
+    out_c = int(conv.params["weights"].shape[-1])
+    wkind = 2 if conv.params.get("binary_weights") else 1 if "weights_int8" in conv.params else 0
+    pool_kind = 1 if p["pool"] is not None and p["pool"].kind in ("avg_pool", "global_avg") else 0
+    final = p["final"]
+    output = 0 if final is None else 1 if final.kind == "sign" else 2
+    if len(p["pre"]) > 255 or len(p["post"]) > 255 or not 0 < out_c <= 65535:
+        raise ValueError(f"conv_pool op {op.output}: too many steps or channels")
+    cw = ", ".join(f".{k} = {v}u" for k, v in _conv_window(conv.params["geometry"]).items())
+    pw = ", ".join(f".{k} = {v}u" for k, v in _pool_window(pg).items())
+    return (f"static const ebnn_conv_pool_t {name} EBNN_CONST = {{.pad_value = "
+            f"{chain._c_number('float', conv.params['pad_value'])}, .conv = {{{cw}}}, .pool = {{{pw}}}, "
+            f".out_c = {out_c}u, .weights = {wkind}u, .pool_kind = {pool_kind}u, .n_pre = {len(p['pre'])}u, "
+            f".n_post = {len(p['post'])}u, .output = {output}u}};\n")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -296,6 +383,8 @@ def _op_key(graph, op):
         return "dense_f32"
     if kind in ("max_pool", "global_max", "avg_pool", "global_avg"):
         return "pool"
+    if kind == "conv_pool":
+        return "conv_pool"
     if kind in ("reshape", "widen") or (kind == "to_float" and op.inputs[0] == graph.input):
         return None  # no kernel (alias, or a plain loop over the raw uint8 input)
     return "elementwise"
@@ -306,8 +395,8 @@ def kernel_keys(graph):
     g = prepare(graph)
     keys = ["common"]
     used = {_op_key(g, op) for op in g.ops}
-    if _output_block(g) is None:
-        used.add("elementwise")  # ebnn_argmax_f32
+    if _output_block(g) is None or "conv_pool" in used:
+        used.add("elementwise")  # ebnn_argmax_f32; conv_pool calls the affine / activation kernels
     for key in chain.KERNEL_FILES:
         if key in used and key not in keys:
             keys.append(key)
@@ -370,7 +459,7 @@ def stack_bound(model, target=None, build="default"):
     best = 0
     for tg in chain.stack_targets(target):
         chain_t, graph_t = chain.STACK_BYTES[tg][build], GRAPH_STACK_BYTES[tg][build]
-        per = [chain_t[k] if k in chain_t else graph_t["elementwise_libm" if k == "elementwise" and libm else k]
+        per = [chain_t[k] if k in chain_t else graph_t[k + "_libm" if k in ("elementwise", "conv_pool") and libm else k]
                for k in keys]
         best = max(best, max(per, default=0) + max(chain_t["predict"], graph_t["predict"]))
     return best
@@ -393,8 +482,13 @@ def graph_functions(graph, plan):
         called.add("conv core")  # the float32 / int8-weight conv and depthwise entry points share one core
     if any("_pool_" in f for f in called):
         called.add("pool helpers")
-    if any(graph.tensors[op.output].dtype == "float32" and op.kind != "block" for op in graph.ops):
+    if any((graph.tensors[op.output].dtype == "float32" or op.kind == "conv_pool") and op.kind != "block"
+           for op in graph.ops):
         called.add("soft_float")
+    if "ebnn_conv_pool_f32" in called:
+        called |= {"conv_pool helpers", "ebnn_affine_f32", "ebnn_activation_f32"}
+        if any("stream_to" in op.params for op in graph.ops if op.kind == "conv_pool"):
+            called.add("ebnn_conv_pool_need")
     return sorted(called)
 
 
@@ -546,7 +640,57 @@ def _op_code(graph, e, i, op, pre, scratch_offset):
     if kind == "threshold":
         fn = "ebnn_threshold_f32" if t_in.dtype == "float32" else "ebnn_threshold_i32"
         return _call_lines(f"{fn}({t_in.size}u, {c}u, {ins[0]}, {pre}t, {pre}flip, {out})")
+    if kind == "conv_pool":
+        from keras_ebnn.graph_fuse import pool_geometry
+        rows = pool_geometry(op)["out_hw"][0]
+        return _call_lines(_conv_pool_call(graph, e, op, pre, scratch_offset, "0u", f"{rows}u", "0u"))
     raise ValueError(f"no C for op kind {kind!r}")
+
+
+def _conv_pool_call(graph, e, op, pre, scratch_offset, row0, row1, in_ring):
+    """The ebnn_conv_pool_f32 call of a conv_pool op for output rows [row0, row1) (C expressions)."""
+    data = _conv_pool_data(graph, op)
+    arg = {k: (f"{pre}{k}" if k in data else "NULL") for k in ("steps", "sd", "t", "flip")}
+    out_ring = op.params.get("ring_rows", 0)
+    return (f"ebnn_conv_pool_f32(&{pre}cp, {e.ptr(op.inputs[0], const=True)}, {pre}w, {arg['steps']}, {arg['sd']}, "
+            f"{arg['t']}, {arg['flip']}, {e.ptr(op.output)}, (uint16_t)({row0}), (uint16_t)({row1}), {in_ring}, "
+            f"{out_ring}u, (float *)(arena + {scratch_offset // 4}))")
+
+
+def _stream_code(graph, e, op, prefix, scratch):
+    """C statements of a conv_pool op whose input rows are streamed from the conv_pool op(s) before it
+    (keras_ebnn/graph_fuse.py plan_streams): for each output row, each producer first computes the rows
+    of its ring the row needs (ebnn_conv_pool_need), recursively."""
+    from keras_ebnn.graph_fuse import pool_geometry, streamed_producer
+    index = {o.output: i for i, o in enumerate(graph.ops)}
+    stages = [op]
+    while streamed_producer(graph, stages[0]) is not None:
+        stages.insert(0, streamed_producer(graph, stages[0]))
+    k = len(stages)
+
+    def call(s, row):
+        o = stages[s]
+        i = index[o.output]
+        ring = f"{stages[s - 1].params['ring_rows']}u" if s > 0 else "0u"
+        return _call_lines(_conv_pool_call(graph, e, o, prefix(i), scratch[i], row, f"{row} + 1u", ring))
+
+    def ensure(s, count_expr, depth):
+        """Lines making stage s compute its rows below count_expr (rows next{s} .. count - 1)."""
+        ind = "    " * depth
+        lines = [f"{ind}while (next{s} < {count_expr}) {{"]
+        if s > 0:
+            lines += ensure(s - 1, f"ebnn_conv_pool_need(&{prefix(index[stages[s].output])}cp, next{s})", depth + 1)
+        lines += [ind + line for line in call(s, f"next{s}")]
+        lines += [f"{ind}    next{s}++;", f"{ind}}}"]
+        return lines
+
+    rows = pool_geometry(op)["out_hw"][0]
+    lines = ["    {", "        uint32_t r" + "".join(f", next{s} = 0u" for s in range(k - 1)) + ";",
+             f"        for (r = 0u; r < {rows}u; r++) {{"]
+    lines += ensure(k - 2, f"ebnn_conv_pool_need(&{prefix(index[op.output])}cp, r)", 3)
+    lines += ["        " + line for line in call(k - 1, "r")]
+    lines += ["        }", "    }"]
+    return lines
 
 
 def _check_ranges(graph):
@@ -562,7 +706,8 @@ def _hooked(graph, plan):
     out = []
     for i, op in enumerate(graph.ops):
         t = graph.tensors[op.output]
-        if op.kind != "reshape" and plan["tensors"][op.output]["offset"] is not None:
+        if op.kind != "reshape" and plan["tensors"][op.output]["offset"] is not None and \
+                "ring_rows" not in op.params:  # a streamed ring holds a few rows only
             out.append((i, t.size if t.dtype == "bits" else 32 * t.size))
     return out
 
@@ -576,6 +721,7 @@ def debug_tensors(model):
 
 def generate(model, name, byte_kernels=True):
     """(header text, source text) of a GraphModel; byte_kernels as for exporters/c.py runtime_files."""
+    from keras_ebnn.graph_fuse import streamed_producer
     graph = prepare(model.graph)
     _check_ranges(graph)
     plan = arena_plan(graph)
@@ -662,6 +808,17 @@ extern void (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits);
             src.append(_window_struct(f"{pre}win", window))
         if op.kind == "block" and op.params["block"].kind in ("input_conv", "binary_conv"):
             src.append(chain._conv_params(f"{pre}params", op.params["block"]))
+        if op.kind == "conv_pool":
+            src.append(_conv_pool_struct(f"{pre}cp", op))
+            if "stream_to" in op.params:  # computed row by row inside its reader's loop
+                body.append(f"    /* op {i}: streamed into {op.params['stream_to']} (ring of "
+                            f"{op.params['ring_rows']} rows) */")
+                continue
+            if streamed_producer(graph, op) is not None:
+                body += _stream_code(graph, e, op, lambda j: f"{name}_op{j}_", scratch)
+                if any(h == i for h, _ in hooked):
+                    body.append(f"    DEBUG_HOOK({i}, (const uint32_t *)(arena + {where // 4}), {dict(hooked)[i]}u);")
+                continue
         if op is out_block:
             b = op.params["block"]
             body.append(f"    return ebnn_output_dense({b.weights.shape[1]}u, {b.weights.shape[0]}u, "

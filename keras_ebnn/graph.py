@@ -75,6 +75,11 @@ global_avg, global_max   The same over all spatial positions: (H, W, C) or (L, C
 reshape    Same elements, new shape (Flatten, Reshape): free, the output shares the input's memory.
 sign       float32 or int -> bits: bit = (x >= 0) (an int with a divisor: v >= 0). Also what an
            Activation layer with a larq sign quantizer (Activation(SteSign())) lowers to.
+conv_pool  A full-precision conv and the affine / activation / pool / sign or threshold ops after it,
+           computed per pooled output without materialising the conv's map (keras_ebnn/graph_fuse.py:
+           its output equals its sub-ops' params["ops"] run one after the other, bit for bit; binary
+           conv weights are stored as bits). params["ring_rows"]: the output is streamed into its
+           reader, only that many rows held at once (the same values).
 threshold  float32 or int -> bits, per channel c: bit = (x >= t[c]) if not flip[c] else (-x >= t[c])
            (params threshold float32 / int64 (C,), flip bool (C,); +-inf or out-of-range values make
            a constant channel). An int input's value is compared before its divisor is applied.
@@ -84,7 +89,8 @@ Fusion and exactness
 `lower_graph` first translates each Keras layer into these ops (a Quant layer's sign input quantizer
 becomes a `sign` op, shared by every layer reading the same tensor), then fuses every
   sign(post(max_pool(pre(bconv / bdense(bits)))))   and   sign(...(first-layer conv on the input))
-whose intermediate tensors have no other reader into one `block` op. pre and post are chains of
+whose intermediate tensors have no other reader into one `block` op (and, last, every full-precision
+conv -> affine / activation -> pool -> sign chain into one `conv_pool` op: keras_ebnn/graph_fuse.py). pre and post are chains of
 affine / activation / to_float ops (and a Flatten between a conv and a dense); the thresholds come
 from `keras_ebnn.thresholds.chain_thresholds`, which evaluates the *Keras layers themselves* on
 every reachable integer accumulator, so fused bits equal Keras's bits exactly (a float first layer
@@ -1053,6 +1059,8 @@ def lower_graph(model, name="model", fuse_blocks=True, float_weights="float32"):
         int8_weights(g)
     if fuse_blocks:
         fuse(g)
+        from .graph_fuse import fuse_conv_pool
+        fuse_conv_pool(g)  # conv -> affine / activation -> pool -> sign as one op (graph_fuse.py)
     check(g)
     return g
 

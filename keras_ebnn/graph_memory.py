@@ -23,7 +23,7 @@ caller's scores array), and any `reshape` of them. output_in_arena=True gives th
 (the C back end does, unless an output block writes the caller's scores itself: the logits must not
 reach the caller's array before the last op succeeded, and scores may be NULL). A `reshape` output shares its input's buffer (same bytes, same
 order), so the buffer lives until the last reader of either. With inplace_ok=True (off by default:
-the C kernels must then accept out == in), an elementwise op (affine, activation, add: out[i]
+the C kernels must then accept out == in), an elementwise op (affine, activation, add, to_float of an int tensor: out[i]
 depends on in[i] only) writes over an input whose buffer no later op reads and that has the output's
 size; otherwise no op shares memory with its inputs. Kernel scratch (a binary conv block's
 patch and mask, `exporters/c.py` _scratch_bytes) is a buffer live only during its op.
@@ -44,7 +44,18 @@ def scratch_bytes(op):
     if op.kind == "block" and op.params["block"].kind == "binary_conv":
         g = op.params["block"].geometry
         return 2 * words(g.kernel[0] * g.kernel[1] * g.in_shape[2]) * 4
+    if op.kind == "conv_pool":  # keras_ebnn/graph_fuse.py: one conv position's accumulators + the pool's
+        from .graph_fuse import scratch_bytes as conv_pool_scratch
+        return conv_pool_scratch(op)
     return 0
+
+
+def _stream_layout(graph):
+    """(times, ring) of the row streaming (keras_ebnn/graph_fuse.py plan_streams): times[i] = the op index
+    op i runs at (a streamed op runs inside its reader), ring = {tensor: bytes} of the streamed outputs."""
+    from .graph_fuse import op_times, ring_bytes
+    ring = {op.output: ring_bytes(graph, op) for op in graph.ops if op.kind == "conv_pool" and "ring_rows" in op.params}
+    return op_times(graph), ring
 
 
 ORDERS = {
@@ -106,10 +117,22 @@ def _two_ended(buffers, bound):
     return max((b["offset"] + b["bytes"] for b in buffers), default=0)
 
 
-INPLACE_KINDS = ("affine", "activation", "add")  # elementwise: out[i] depends on in[i] only
+INPLACE_KINDS = ("affine", "activation", "add", "to_float")  # elementwise: out[i] depends on in[i] only
 
 
 def plan_memory(graph, inplace_ok=False, output_in_arena=False):
+    """The arena plan of a graph; see _plan for the keys. inplace_ok=True allows in-place elementwise
+    ops: both plans (with and without) are made and the smaller arena kept (the greedy placement can
+    do worse with fewer, larger buffers), the in-place one on a tie."""
+    plan = _plan(graph, inplace_ok, output_in_arena)
+    if inplace_ok and plan["inplace"]:
+        plain = _plan(graph, False, output_in_arena)
+        if plain["arena_bytes"] < plan["arena_bytes"]:
+            return plain
+    return plan
+
+
+def _plan(graph, inplace_ok, output_in_arena):
     """The arena plan of a graph (output_in_arena: see the module docstring): a dict with
       buffers: [{tensors, bytes, first, last, offset, kind}] (kind "tensor" or "scratch"; first/last
                are op indices; tensors lists the tensor names sharing the buffer),
@@ -121,11 +144,12 @@ def plan_memory(graph, inplace_ok=False, output_in_arena=False):
                docstring).
     """
     ops = graph.ops
-    prod = {op.output: i for i, op in enumerate(ops)}
+    times, ring = _stream_layout(graph)
+    prod = {op.output: times[i] for i, op in enumerate(ops)}
     reads = {}  # tensor -> index of its last reader
     for i, op in enumerate(ops):
         for t in op.inputs:
-            reads[t] = i
+            reads[t] = max(reads.get(t, -1), times[i])
     root = {graph.input: graph.input}
     groups = {graph.input: [graph.input]}
     inplace = []
@@ -136,7 +160,7 @@ def plan_memory(graph, inplace_ok=False, output_in_arena=False):
         elif inplace_ok and op.kind in INPLACE_KINDS and op.output != graph.output:
             for t in op.inputs:  # an input whose buffer nobody reads after this op, of the same size
                 r = root[t]
-                if r != root[graph.input] and max(reads.get(m, -1) for m in groups[r]) == i and \
+                if r != root[graph.input] and r not in ring and max(reads.get(m, -1) for m in groups[r]) == i and \
                         tensor_bytes(graph.tensors[r]) == tensor_bytes(graph.tensors[op.output]):
                     target = r
                     inplace.append(op.output)
@@ -154,12 +178,12 @@ def plan_memory(graph, inplace_ok=False, output_in_arena=False):
         first = prod[r]
         if r == root[graph.output]:
             last_read[r] = len(ops) - 1  # read after the last op (copied to the caller's scores)
-        buffers.append({"kind": "tensor", "tensors": names, "bytes": tensor_bytes(graph.tensors[r]),
+        buffers.append({"kind": "tensor", "tensors": names, "bytes": ring.get(r, tensor_bytes(graph.tensors[r])),
                         "first": first, "last": max(first, last_read.get(r, first)), "offset": 0})
     for i, op in enumerate(ops):
         s = scratch_bytes(op)
         if s:
-            buffers.append({"kind": "scratch", "tensors": [], "bytes": s, "first": i, "last": i, "offset": 0,
+            buffers.append({"kind": "scratch", "tensors": [], "bytes": s, "first": times[i], "last": times[i], "offset": 0,
                             "op": i})
     buffers = [b for b in buffers if b["bytes"] > 0]
     peak = max((sum(b["bytes"] for b in buffers if b["first"] <= i <= b["last"]) for i in range(len(ops))),
@@ -183,7 +207,7 @@ def plan_memory(graph, inplace_ok=False, output_in_arena=False):
                        "output": op.output, "live_bytes": sum(b["bytes"] for b in live),
                        "live": [b["tensors"][0] if b["tensors"] else f"scratch{i}" for b in live]})
     where = {n: b["offset"] for b in buffers for n in b["tensors"]}
-    tensors = {n: {"dtype": t.dtype, "shape": t.shape, "bytes": tensor_bytes(t), "offset": where.get(n)}
+    tensors = {n: {"dtype": t.dtype, "shape": t.shape, "bytes": ring.get(n, tensor_bytes(t)), "offset": where.get(n)}
                for n, t in graph.tensors.items()}
     peak = max((p["live_bytes"] for p in per_op), default=0)
     return {"buffers": buffers, "ops": per_op, "arena_bytes": int(arena), "peak_bytes": int(peak),

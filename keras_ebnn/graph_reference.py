@@ -189,6 +189,9 @@ def run_op(graph, op, args):
     if kind == "threshold":
         x = args[0]
         return np.where(p["flip"], -x, x) >= p["threshold"].astype(x.dtype if x.dtype == np.float32 else np.float64)
+    if kind == "conv_pool":  # keras_ebnn/graph_fuse.py: its sub-ops, one after the other
+        from .graph_fuse import run_fused
+        return run_fused(graph, op, args[0])
     raise ValueError(f"unknown op kind {kind!r}")
 
 

@@ -217,6 +217,29 @@ typedef struct {
 #define EBNN_ACT_TANH 4       /* tanhf(x) */
 #define EBNN_ACT_SIGMOID 5    /* 1 / (1 + expf(-x)) */
 
+/* ebnn_conv_pool_f32 (keras_ebnn/graph_fuse.py, op "conv_pool"): a full-precision conv, its affine /
+ * activation steps, a pool and a sign / threshold, computed per pooled output. */
+#define EBNN_CP_W_F32 0  /* weights: float32 */
+#define EBNN_CP_W_INT8 1 /* int8 (converted exactly to float) */
+#define EBNN_CP_W_BITS 2 /* binary, packed bits (bit 1 = +1) */
+#define EBNN_CP_MAX 0    /* pool: max (a 1x1 max pool when the op has no pool) */
+#define EBNN_CP_AVG 1    /* average over the in-bounds positions */
+#define EBNN_CP_OUT_F32 0       /* output: float32 */
+#define EBNN_CP_OUT_SIGN 1      /* bits, x >= 0 */
+#define EBNN_CP_OUT_THRESHOLD 2 /* bits, (flip[c] ? -x : x) >= t[c] */
+#define EBNN_CP_AFFINE 0x10  /* step: x * a[c] + b[c] (2 * out_c data floats) */
+#define EBNN_CP_AFFINE1 0x11 /* step: x * a + b (2 data floats) */
+typedef struct {
+    float pad_value;      /* value of the conv's padded taps */
+    ebnn_window_t conv;   /* the conv: input (in_h, in_w, in_c), kernel, strides, padding, out_h x out_w positions */
+    ebnn_window_t pool;   /* the pool over the conv positions (in_h x in_w = the conv's out_h x out_w) */
+    uint16_t out_c;       /* output channels */
+    uint8_t weights;      /* EBNN_CP_W_* */
+    uint8_t pool_kind;    /* EBNN_CP_MAX / EBNN_CP_AVG */
+    uint8_t n_pre, n_post; /* steps before / after the pool */
+    uint8_t output;       /* EBNN_CP_OUT_* */
+} ebnn_conv_pool_t;
+
 /* ---- kernels ---------------------------------------------------------------------------------- */
 /* One file per op (runtime_c/README.md). A generated NAME.c defines EBNN_PRIVATE and includes the
  * kernel files its model uses, so their definitions are static to it (and precede their use): the
@@ -336,6 +359,15 @@ int ebnn_concat_f32(uint32_t positions, uint32_t n_inputs, const float *const *i
 /* Index of the first maximum of x[0 .. n-1] (a NaN counts as the maximum, as numpy.argmax), or
  * EBNN_ERROR_ARGUMENT (x NULL or n 0). */
 int ebnn_argmax_f32(uint32_t n, const float *x);
+
+/* conv -> steps -> pool -> steps -> output for the pooled output rows [row0, row1) (runtime_c/ebnn_conv_pool_f32.c):
+ * in (in_h, in_w, in_c) float, or a ring of in_ring rows; out float (a ring of out_ring rows) or bits;
+ * scratch: 2 * out_c floats. */
+int ebnn_conv_pool_f32(const ebnn_conv_pool_t *p, const float *in, const void *w, const uint8_t *steps,
+                       const float *sd, const float *t, const uint32_t *flip, void *out, uint16_t row0,
+                       uint16_t row1, uint16_t in_ring, uint16_t out_ring, float *scratch);
+/* The number of input rows output row `row` reads (its last input row + 1, clipped to in_h). */
+uint32_t ebnn_conv_pool_need(const ebnn_conv_pool_t *p, uint32_t row);
 
 /* Helpers, exposed for the unit tests. */
 uint32_t ebnn_popcount32(uint32_t x);

@@ -414,3 +414,78 @@ def build(name, n=16, seed=0):
         x = rng.normal(0, 1, (n,) + shape).astype(np.float32)
     calibrate(model, x, rng)
     return model, x
+
+
+# ---------------------------------------------------------------------------------------------------
+# Full-size re-creations of BNNs published for microcontrollers (issue 21: memory and cost on the
+# MCU they were built for). Architecture only (random weights, calibrated batch norm), at the
+# published input size.
+
+# WakeVision "Binary Samy" person detector (80x80x3): float Conv2D 3x3 'same' 8 (no bias) + BN + max
+# pool 2, a binary-weight QuantConv2D 16 on the float map (no input quantizer) + BN + max pool 2, three
+# binary QuantConv2D (24, 32, 40; ste_sign in and out) + BN (+ max pool 2 after the first two), global
+# average pooling, Dropout, binary QuantDense 40 + BN, float Dense 2. Source: repository
+# SepehrMohammady/BNN-WakeVision-STM32, samy_cbinnn/samy_bnn.h5 (layer list read from the file's
+# model_config); paper "Binarized Wake-Up of Conversational Agents on an Industry-Grade
+# High-Performance Microcontroller", IEEE COINS 2026.
+def samy_bnn():
+    kq = dict(kernel_quantizer="ste_sign", kernel_constraint="weight_clip", use_bias=False, padding="same")
+    inp = tf.keras.Input((80, 80, 3))
+    x = L.Conv2D(8, 3, padding="same", use_bias=False)(inp)
+    x = L.MaxPooling2D(2)(L.BatchNormalization()(x))
+    x = lq.layers.QuantConv2D(16, 3, input_quantizer=None, **kq)(x)
+    x = L.MaxPooling2D(2)(L.BatchNormalization()(x))
+    for filters, pool in ((24, True), (32, True), (40, False)):
+        x = L.BatchNormalization()(lq.layers.QuantConv2D(filters, 3, input_quantizer="ste_sign", **kq)(x))
+        if pool:
+            x = L.MaxPooling2D(2)(x)
+    x = L.Dropout(0.2)(L.GlobalAveragePooling2D()(x))
+    x = lq.layers.QuantDense(40, input_quantizer="ste_sign", kernel_quantizer="ste_sign",
+                             kernel_constraint="weight_clip", use_bias=False)(x)
+    x = L.Dense(2)(L.BatchNormalization()(x))
+    return tf.keras.Model(inp, x), "float"
+
+
+# EmbedIA person detection (96x96x1): QuantConv2D 5x5 16 with float weights and inputs (no
+# quantizers) + bias + ReLU, BN, max pool 4, BN, binary QuantConv2D 4x4 64 + bias + ReLU, max pool 3,
+# BN, binary QuantConv2D 3x3 64 + bias + ReLU, BN, Flatten, binary QuantDense 256 + bias + ReLU, BN,
+# float Dense 2 softmax. Source: repository Embed-ML/EmbedIA, person_detection_binary_72acc.h5 (layer
+# list read from the file's model_config).
+def embedia_person():
+    qk = dict(input_quantizer="ste_sign", kernel_quantizer="ste_sign", kernel_constraint="weight_clip",
+              activation="relu")
+    return tf.keras.Sequential([
+        L.InputLayer((96, 96, 1)),
+        lq.layers.QuantConv2D(16, 5, activation="relu"), L.BatchNormalization(), L.MaxPooling2D(4),
+        L.BatchNormalization(),
+        lq.layers.QuantConv2D(64, 4, **qk), L.MaxPooling2D(3), L.BatchNormalization(),
+        lq.layers.QuantConv2D(64, 3, **qk), L.BatchNormalization(), L.Flatten(),
+        lq.layers.QuantDense(256, **qk), L.BatchNormalization(),
+        L.Dense(2, activation="softmax")]), "float"
+
+
+# A 28x28 MNIST BNN with a float stem (issue 21, item 3: Conv2D(16, 3) where the usual eBNN model has
+# a binary-weight QuantConv2D): Conv2D 16 + BN + max pool 2, binary QuantConv2D 32 + max pool 2 + BN,
+# Flatten, binary QuantDense 10 + BN, softmax (the Larq MNIST tutorial's shape with a float first conv).
+def float_stem_mnist():
+    q = dict(input_quantizer="ste_sign", kernel_quantizer="ste_sign", kernel_constraint="weight_clip",
+             use_bias=False)
+    return tf.keras.Sequential([
+        L.InputLayer((28, 28, 1)),
+        L.Conv2D(16, 3, use_bias=False), L.BatchNormalization(), L.MaxPooling2D(2),
+        lq.layers.QuantConv2D(32, 3, **q), L.MaxPooling2D(2), L.BatchNormalization(),
+        L.Flatten(), lq.layers.QuantDense(10, **q), L.BatchNormalization(),
+        L.Activation("softmax")]), "float"
+
+
+MCU_MODELS = {"samy_bnn": samy_bnn, "embedia_person": embedia_person, "float_stem_mnist": float_stem_mnist}
+
+
+def build_mcu(name, n=8, seed=0):
+    """(model, inputs) of a full-size MCU model of MCU_MODELS (random weights, calibrated batch norm)."""
+    tf.keras.utils.set_random_seed(seed)
+    model, _ = MCU_MODELS[name]()
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, (n,) + tuple(model.input_shape[1:])).astype(np.float32)
+    calibrate(model, x, rng)
+    return model, x

@@ -1,0 +1,90 @@
+"""The conv_pool fusion and row streaming (keras_ebnn/graph_fuse.py) on the published MCU BNNs.
+
+For the full-size re-creations of Binary Samy, EmbedIA person detection and a float-stem MNIST BNN
+(tests/published_models.py, sources cited there): the fused graph's reference equals the unfused
+graph's bit for bit, no full-precision conv map is stored before its pool, binary conv weights are
+stored as bits, and the compiled C (-fsanitize=address,undefined) equals the reference bit for bit
+(every arena tensor and the logits) and Keras's classes.
+"""
+import numpy as np
+import pytest
+
+from keras_ebnn import graph_reference, host
+from keras_ebnn.exporters.c import export_c
+from keras_ebnn.exporters.graph_c import GraphModel, memory_plan, op_data
+from keras_ebnn.graph import lower_graph
+from keras_ebnn.graph_fuse import fuse_conv_pool, unfuse
+from keras_ebnn.graph_memory import check_plan, plan_memory
+from published_models import build_mcu
+from test_graph_c import build_program, check_against_reference, run_program
+
+MODELS = ["samy_bnn", "embedia_person", "float_stem_mnist"]
+_CACHE = {}
+
+
+def _lowered(name):
+    if name not in _CACHE:
+        model, x = build_mcu(name, n=6)
+        _CACHE[name] = (model, x, lower_graph(model, name))
+    return _CACHE[name]
+
+
+def _conv_maps(graph):
+    """Float tensors written by a full-precision conv op (not fused)."""
+    return [op.output for op in graph.ops if op.kind in ("conv", "depthwise")]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_fused_equals_unfused_reference(name):
+    model, x, g = _lowered(name)
+    kinds = [op.kind for op in g.ops]
+    assert "conv_pool" in kinds and not _conv_maps(g), g.describe()
+    ref = graph_reference.run(g, x)
+    flat = graph_reference.run(unfuse(g), x)
+    np.testing.assert_array_equal(ref["logits"], flat["logits"])
+    keras = np.asarray(model(x.astype(np.float32), training=False))
+    np.testing.assert_array_equal(ref["classes"], keras.argmax(1))
+
+
+def test_samy_binary_weights_are_bits_and_streamed():
+    _, _, g = _lowered("samy_bnn")
+    cps = [op for op in g.ops if op.kind == "conv_pool"]
+    assert len(cps) == 2
+    first, second = cps
+    assert second.params["conv"].params["binary_weights"]
+    ctype, w = op_data(g, second)[0]["w"]
+    assert ctype == "uint8_t" and w.size == 3 * 3 * 8 * 2  # 1,152 weights in 144 bytes
+    assert first.params.get("stream_to") == second.output and first.params["ring_rows"] == 4
+    plan = plan_memory(g, output_in_arena=True)
+    check_plan(plan)
+    assert plan["tensors"][first.output]["bytes"] == 4 * 4 * 40 * 8  # a ring of 4 rows, not 40
+    mp = memory_plan(GraphModel(g))
+    assert mp["totals"]["ram_bytes"] - 0 <= 20000, mp["totals"]
+
+
+def test_streaming_off_gives_the_full_map():
+    _, _, g = _lowered("samy_bnn")
+    h = unfuse(g)  # the same sub-ops, fused again without streaming
+    for op in h.ops:
+        op.params.pop("ring_rows", None)
+        op.params.pop("stream_to", None)
+    assert fuse_conv_pool(h, stream=False) == 2
+    plan = plan_memory(h)
+    first = [op for op in h.ops if op.kind == "conv_pool"][0]
+    assert plan["tensors"][first.output]["bytes"] == 40 * 40 * 8 * 4
+    assert plan["arena_bytes"] > plan_memory(g)["arena_bytes"] + 40000
+
+
+@pytest.mark.skipif(host.find_cc() is None, reason="no host C compiler")
+def test_mcu_models_compiled_c_bit_exact(tmp_path):
+    models, exports = {}, {}
+    for name in MODELS:
+        _, x, g = _lowered(name)
+        gm = GraphModel(g)
+        export_c(gm, tmp_path / "exports" / name, name)
+        models[name], exports[name] = (gm, x), tmp_path / "exports" / name
+    exe = build_program(exports, tmp_path)
+    results = run_program(exe, models, tmp_path)
+    for name, (gm, x) in models.items():
+        classes, logits, dumps = results[name]
+        assert check_against_reference(gm, x, classes, logits, dumps) > 0
