@@ -72,7 +72,7 @@ class LayerGroup:
 # 1. Reading the model
 
 
-def load_model(path, trust_model=False):
+def load_model(path, trust_model=False, custom_objects=None):
     """Load a .keras / .h5 file (or, trusted only, a SavedModel directory) with larq's objects registered.
 
     Unless `trust_model` is True, `keras_ebnn.safe_load.check_model_file` first reads the file's
@@ -80,16 +80,20 @@ def load_model(path, trust_model=False):
     custom classes, modules outside Keras/larq, SavedModel graphs) with `UnsafeModelError`; .keras
     files are then loaded with Keras's safe_mode on as well. A missing, unreadable or malformed file
     raises `ModelFileError` (both are `UnsupportedModelError`s). Pass trust_model=True only for files
-    you trust like a Python script you would run.
+    you trust like a Python script you would run. custom_objects ({name: class or function}, as Keras's
+    loader takes it; e.g. a model whose class is a subclass of Sequential) needs trust_model=True.
     """
     from .safe_load import check_model_file, short_error
+    if custom_objects and not trust_model:
+        raise ValueError("custom_objects needs trust_model=True: loading custom classes runs their code")
     kind = check_model_file(path, trust_model=trust_model)
     tf, lq = import_larq()
     try:
         if kind == "keras":
-            model = tf.keras.models.load_model(str(path), compile=False, safe_mode=not trust_model)
+            model = tf.keras.models.load_model(str(path), compile=False, safe_mode=not trust_model,
+                                               custom_objects=custom_objects)
         else:
-            model = tf.keras.models.load_model(str(path), compile=False)
+            model = tf.keras.models.load_model(str(path), compile=False, custom_objects=custom_objects)
     except Exception as exc:  # keep the loader's message, under our exception type
         raise ModelFileError(f"could not load model file {path}: {short_error(exc)}") from exc
     if not getattr(model, "inputs", None):  # e.g. an InputLayer without shape: nothing was built
