@@ -183,6 +183,8 @@ def _custom_objects(path):
     path = Path(path)
     if not path.is_file():
         raise CustomObjectsError(f"--custom-objects {path}: no such file")
+    from ._tf import import_larq
+    import_larq()  # TensorFlow with legacy Keras and larq first: the module may import tensorflow itself
     spec = importlib.util.spec_from_file_location(f"keras_ebnn_custom_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     try:

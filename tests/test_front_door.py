@@ -277,7 +277,13 @@ def test_cli_custom_objects_for_a_sequential_subclass(tmp_path, capsys):
         convert.main([path, "-o", str(tmp_path / "o"), "--custom-objects", str(mod)])
     assert exit_.value.code == 2
     capsys.readouterr()
-    assert convert.main([path, "-o", str(tmp_path / "o"), "--trust-model", "--custom-objects", str(mod)]) == 0
+    # a fresh process, as users run it: the module imports tensorflow before keras_ebnn has set it up
+    import subprocess
+    import sys
+    from conftest import ROOT
+    proc = subprocess.run([sys.executable, "-m", "keras_ebnn.convert", path, "-o", str(tmp_path / "o"), "-q",
+                           "--trust-model", "--custom-objects", str(mod)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "o" / "bnn.h").is_file()
     (tmp_path / "empty.py").write_text("X = 1\n")
     assert convert.main([path, "-o", str(tmp_path / "o2"), "--trust-model", "--custom-objects",
