@@ -130,6 +130,7 @@ def test_single_unit_is_a_binary_classifier(case, tmp_path):
     cls, scores = predict_c(r.lowered, tmp_path / "o", "bin", x)
     assert np.array_equal(cls, kcls) and scores.shape == (200, 1)
     assert ("p >= 0.5" if threshold == 0.5 else "z >= 0") in (tmp_path / "o" / "bin.h").read_text()
+    assert "Classes: 2 (one score, a " in r.report_path.read_text() and "100.00%" in r.report_path.read_text()
 
 
 @needs_cc
