@@ -726,7 +726,7 @@ def generate(model, name, byte_kernels=True):
     _check_ranges(graph)
     plan = arena_plan(graph)
     mplan = memory_plan(model)
-    up = name.upper()
+    guard = chain.header_guard(name)
     in_t = "uint8_t" if model.input.dtype == np.uint8 else "float"
     out_block = _output_block(graph)
     hooked = _hooked(graph, plan)
@@ -737,8 +737,8 @@ def generate(model, name, byte_kernels=True):
  * {len(graph.ops)} ops: {kinds}.
  * Flash: {mplan['totals']['flash_data_bytes']} B of model data; RAM: {mplan['arena_bytes']} B arena (peak of live
  * tensors {mplan['arena']['peak_bytes']} B). */
-#ifndef {up}_H
-#define {up}_H
+#ifndef {guard}
+#define {guard}
 
 #include <stdint.h>
 
@@ -753,7 +753,7 @@ extern "C" {{
 #define {name}_SCRATCH_SIZE {max(plan['arena_bytes'], 4)}u /* bytes of scratch for {name}_predict_scratch */
 typedef {in_t} {name}_input_t;
 
-/* Classifies one input; returns the class index (argmax, first maximum wins), or a negative status:
+/* Classifies one input; returns the class index ({chain.class_rule_text(model)}), or a negative status:
  *   -1  input NULL ({name}_predict_scratch: or scratch NULL or misaligned);
  *   -2  an op that the compiled kernel variant cannot run (a kernel returned EBNN_ERROR_UNSUPPORTED).
  * On a negative status scores are not written. scores may be NULL, else it receives
@@ -776,7 +776,7 @@ extern void (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits);
 }}
 #endif
 
-#endif /* {up}_H */
+#endif /* {guard} */
 """
     _, sources = chain.runtime_files(model, byte_kernels)
     fallback = [i for i, op in enumerate(graph.ops) if op.kind == "block" and op.params["block"].kind == "binary_conv"
@@ -820,9 +820,7 @@ extern void (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits);
                     body.append(f"    DEBUG_HOOK({i}, (const uint32_t *)(arena + {where // 4}), {dict(hooked)[i]}u);")
                 continue
         if op is out_block:
-            b = op.params["block"]
-            body.append(f"    return ebnn_output_dense({b.weights.shape[1]}u, {b.weights.shape[0]}u, "
-                        f"{e.ptr(op.inputs[0], const=True)}, {pre}w, {pre}scale, {pre}offset, scores);")
+            body.append(chain.output_dense_return(model, op.params["block"], e.ptr(op.inputs[0], const=True), pre))
             continue
         body += _op_code(graph, e, i, op, pre, scratch.get(i))
         if any(h == i for h, _ in hooked):
@@ -833,7 +831,8 @@ extern void (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits);
         logits = e.ptr(graph.output, const=True)
         body += ["    if (scores != NULL) {", "        uint32_t k;", f"        const float *logits = {logits};",
                  f"        for (k = 0u; k < {k}u; k++)", "            scores[k] = logits[k];", "    }",
-                 f"    return ebnn_argmax_f32({k}u, {logits});"]
+                 (f"    return ebnn_argmax_f32({k}u, {logits});" if chain.class_threshold(model) is None else
+                  f"    return ({logits})[0] >= {chain.class_threshold(model)!r}f ? 1 : 0; /* {chain.class_rule_text(model)} */")]
     src.append(f"static uint32_t {name}_arena[{max(plan['arena_bytes'] // 4, 1)}];")
     src.append("")
     src.append(f"#ifdef EBNN_DEBUG_HOOK\nvoid (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits) = NULL;\n"

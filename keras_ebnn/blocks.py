@@ -212,3 +212,29 @@ def threshold_limit(block):
     """A threshold that no accumulator reaches: `>= -limit` is always true, `>= limit` never."""
     r = accumulator_range(block)
     return None if r is None else r[1] + 1
+
+
+# Output rule (README "Limits"): a model's output is a vector of K scores. K >= 2: the class is the
+# first maximum (argmax). K == 1, a binary classifier: the class is 1 when the single score is >= a
+# threshold: 0.5 when the score is a sigmoid probability p (p >= 0.5), 0.0 when it is a logit z
+# (z >= 0, i.e. sigmoid(z) >= 0.5), else 0. NaN gives class 0 (NumPy's and C's `>=` agree).
+def class_threshold(model):
+    """None (argmax) for several scores; for one score the threshold of `classes_of`: 0.5 when a
+    graph (keras_ebnn.graph Graph, or a GraphModel) ends in a sigmoid, else 0.0 (a logit)."""
+    if model.num_classes != 1:
+        return None
+    graph = getattr(model, "graph", model)
+    ops = getattr(graph, "ops", None)
+    if ops:
+        last = {op.output: op for op in ops}.get(graph.output)
+        if last is not None and last.kind == "activation" and last.params.get("fn") == "sigmoid":
+            return 0.5
+    return 0.0
+
+
+def classes_of(scores, threshold=None):
+    """Classes of a batch of scores (N, K): argmax (threshold None), else (scores[:, 0] >= threshold)."""
+    scores = np.asarray(scores)
+    if threshold is None:
+        return np.argmax(scores, axis=1)
+    return (scores.reshape(len(scores), -1)[:, 0] >= np.float32(threshold)).astype(np.int64)

@@ -262,7 +262,7 @@ def random_inputs(model, n, seed=0):
     from .exporting import lower_for_export
     lowered = lower_for_export(model)
     rng = np.random.default_rng(seed)
-    shape = (n,) + tuple(lowered.input.shape)
+    shape = (n,) + tuple(int(d) for d in model.input_shape[1:])  # Keras's shape: (18,), not the chain's (1, 1, 18)
     if lowered.input.dtype == np.uint8:
         return rng.integers(0, 256, shape).astype(np.uint8)
     return rng.normal(0, 1, shape).astype(np.float32)

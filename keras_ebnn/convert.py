@@ -64,7 +64,24 @@ def build_parser():
                         "script you would run")
     p.add_argument("--verbose", action="store_true",
                    help="show TensorFlow's own log output and warnings (hidden by default)")
+    _add_verify_options(p)
     return p
+
+
+def _add_verify_options(p):
+    """Options on the verification data and on loading (issue 22): the data's preprocessing, custom
+    objects for a trusted file."""
+    p.add_argument("--input-scale", type=float, default=None, metavar="S",
+                   help="with --verify-data: feed the model pixel * S + OFFSET (float32) instead of the raw "
+                        "0-255 pixels, for a model that normalises its inputs outside the model (e.g. "
+                        "--input-scale 0.00784313725 --input-offset -1 for x/127.5-1); a model that starts "
+                        "with Rescaling takes the raw pixels (its C reads uint8)")
+    p.add_argument("--input-offset", type=float, default=None, metavar="OFFSET",
+                   help="with --verify-data: added after --input-scale (default 0)")
+    p.add_argument("--custom-objects", metavar="MODULE.py", default=None,
+                   help="with --trust-model: a Python file defining the model's custom classes (e.g. a "
+                        "subclass of Sequential); its `custom_objects` dict if it has one, else every "
+                        "class and function it defines, is passed to Keras's loader. The file is run.")
 
 
 def _error(message, hint=None):
@@ -100,6 +117,10 @@ def main(argv=None, isolate=None):
             parser.error(f"--board: {exc}")  # exits with 2
     elif args.force:
         parser.error("--force needs --board")
+    if (args.input_scale is not None or args.input_offset is not None) and not args.verify_data:
+        parser.error("--input-scale / --input-offset need --verify-data")
+    if args.custom_objects is not None and not args.trust_model:
+        parser.error("--custom-objects needs --trust-model: loading custom classes runs their code")
     say = (lambda *a: None) if args.quiet else (lambda text: print(_safe(text)))
     model_path = Path(args.model)
     try:
@@ -174,8 +195,15 @@ def _convert(args, model_path, name, say):
         with quiet_tensorflow(enabled=not args.verbose):  # TF/absl/oneDNN/CUDA logs go to a sink
             from .exporting import BudgetError, OutputDirError, export
             from .lowering import load_model
+            from .verify import InputDataError
             try:
-                model = load_model(model_path, trust_model=args.trust_model, isolate=False)
+                custom = None if args.custom_objects is None else _custom_objects(args.custom_objects)
+                model = load_model(model_path, trust_model=args.trust_model, isolate=False,
+                                   custom_objects=custom)
+                if x is not None:
+                    x, how = _verify_inputs(x, model, args.input_scale, args.input_offset)
+                    if how:
+                        say(f"verification inputs: {args.dataset} test images {how}")
                 result = export(model, args.output, name=name, target=args.target, verify_inputs=x,
                                 verify_labels=y, max_ram=args.max_ram, max_flash=args.max_flash,
                                 progress=not args.quiet, board=args.board, force=args.force,
@@ -191,6 +219,9 @@ def _convert(args, model_path, name, say):
                 return EXIT_EXPORT_ERROR
             except (OSError, RuntimeError) as exc:
                 _error(f"export failed: {exc}")  # may hold compiler output
+                return EXIT_EXPORT_ERROR
+            except (InputDataError, CustomObjectsError) as exc:
+                _error(exc)
                 return EXIT_EXPORT_ERROR
     except MemoryError:
         _error(f"export failed: out of memory (the limit is 8 GiB) converting {model_path}")
@@ -212,6 +243,53 @@ def _convert(args, model_path, name, say):
             return EXIT_EXPORT_ERROR
     say(f"wrote {result.out_dir}")
     return EXIT_OK
+
+
+class CustomObjectsError(ValueError):
+    """--custom-objects: the file cannot be run or defines no class or function."""
+
+
+def _custom_objects(path):
+    """{name: object} from the Python file `path` (--custom-objects): its `custom_objects` dict when it
+    defines one, else every class and function defined in the file itself (not the ones it imports)."""
+    import importlib.util
+    path = Path(path)
+    if not path.is_file():
+        raise CustomObjectsError(f"--custom-objects {path}: no such file")
+    from ._tf import import_larq
+    import_larq()  # TensorFlow with legacy Keras and larq first: the module may import tensorflow itself
+    spec = importlib.util.spec_from_file_location(f"keras_ebnn_custom_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise CustomObjectsError(f"--custom-objects {path}: running it failed: {type(exc).__name__}: {exc}") from exc
+    objects = getattr(module, "custom_objects", None)
+    if objects is None:
+        objects = {k: v for k, v in vars(module).items() if not k.startswith("_") and callable(v)
+                   and getattr(v, "__module__", None) == module.__name__}
+    if not isinstance(objects, dict) or not objects:
+        raise CustomObjectsError(f"--custom-objects {path}: defines no class or function (nor a "
+                                 "`custom_objects` dict) to pass to Keras's loader")
+    return objects
+
+
+def _verify_inputs(x, model, scale, offset):
+    """--verify-data images for `model`: pixel * scale + offset (float32) when either is given, and
+    reshaped to the model's input shape when only the shape differs (e.g. a flat (784,) input).
+    Returns (inputs, a phrase saying what was done, or "")."""
+    import numpy as np
+    how = []
+    if scale is not None or offset is not None:
+        scale = 1.0 if scale is None else scale
+        offset = 0.0 if offset is None else offset
+        x = x.astype(np.float32) * np.float32(scale) + np.float32(offset)
+        how.append(f"as pixel * {scale:g} + {offset:g}")
+    shape = tuple(model.input_shape[1:])
+    if x.shape[1:] != shape and None not in shape and int(np.prod(shape)) == int(np.prod(x.shape[1:])):
+        x = x.reshape((len(x),) + shape)
+        how.append(f"reshaped to the model's input {'x'.join(map(str, shape))}")
+    return x, ", ".join(how)
 
 
 if __name__ == "__main__":

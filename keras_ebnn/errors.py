@@ -77,6 +77,18 @@ class UnsafeModelError(ModelFileError):
         self.layer_label = layer_label
 
 
+class ModelOutputError(UnsupportedModelError):
+    """The model's outputs are not what NAME_predict returns (README "Limits"): several outputs, an
+    output that is not a vector of scores, or a single unit that is neither a sigmoid nor a logit.
+    The message names the outputs; `str()` is the message alone (no supported-layers list)."""
+
+    def __init__(self, reason):
+        ValueError.__init__(self, reason)
+        self.layer_index = self.layer_name = self.layer_class = None
+        self.reason = self.message = reason
+        self.hint = None
+
+
 class BudgetError(RuntimeError):
     """The model does not fit the RAM or flash budget; the message says by how much and why.
     (Raised by `keras_ebnn.export` and the exporters; also importable as keras_ebnn.exporting.BudgetError.)"""

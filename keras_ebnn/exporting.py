@@ -20,7 +20,7 @@ from typing import Optional
 import numpy as np
 
 from . import boards, reference, report
-from .blocks import LoweredModel
+from .blocks import LoweredModel, class_threshold, classes_of
 from .errors import BudgetError  # also keras_ebnn.exporting.BudgetError, keras_ebnn.BudgetError
 from .lowering import lower
 
@@ -132,11 +132,16 @@ def lower_for_export(model, name="model", float_weights="float32"):
         return model
     if isinstance(model, Graph):
         return GraphModel(model)
+    from .graph import check_keras_outputs
+    check_keras_outputs(model)  # several outputs, or not a vector: refused before either lowering
     try:
-        return lower(model, name)
+        lowered = lower(model, name)
     except UnsupportedModelError:
-        pass
-    return GraphModel(lower_graph(model, name, float_weights=float_weights))
+        return GraphModel(lower_graph(model, name, float_weights=float_weights))
+    if lowered.num_classes == 1 and lowered.softmax:
+        from .graph import check_output, from_lowered
+        check_output(from_lowered(lowered))  # raises: a softmax over one unit
+    return lowered
 
 
 def summary(model, print_fn=print):
@@ -197,6 +202,12 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
         raise ValueError(f"float_weights must be 'float32' or 'int8', not {float_weights!r}")
     lowered = lower_for_export(model, name, float_weights=float_weights)
     lowered.name = name
+    if verify_inputs is not None:  # before any file is written: data the model cannot read
+        from .verify import check_inputs
+        check_inputs(lowered, verify_inputs, verify_labels,
+                     keras_shape=getattr(keras_model, "input_shape", (None,))[1:] or None)
+        if verify_labels is not None:
+            verify_labels = np.asarray(verify_labels).reshape(-1)  # (N, 1) labels: one class per input
     board = check_board(board, target)
     plan = memory_plan(lowered) if board is None else memory_plan(lowered, target=board.arch)
     check_budget(plan, max_ram, max_flash)
@@ -318,7 +329,7 @@ def _verify(result, keras_model, x, y, tmp, check_c, compare, predict_c, progres
         agreement, ref, kout = compare(keras_model, lowered, x, progress=progress)
         result.agreement = agreement
         if y is not None:
-            result.keras_accuracy = float(np.mean(np.argmax(kout, axis=1) == y))
+            result.keras_accuracy = float(np.mean(classes_of(kout, class_threshold(lowered)) == y))
     elif graph is not None:
         from . import graph_reference
         ref = graph_reference.run(graph, x)

@@ -624,9 +624,9 @@ def _keras_calls(model):
     tf, _ = import_larq()
     if not getattr(model, "_is_graph_network", False):
         raise UnsupportedModelError("the model has no fixed input: build it with an Input / InputLayer.")
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise UnsupportedModelError(f"the model has {len(model.inputs)} inputs and {len(model.outputs)} "
-                                    "outputs; exactly one of each is supported.")
+    check_keras_outputs(model)
+    if len(model.inputs) != 1:
+        raise UnsupportedModelError(f"the model has {len(model.inputs)} inputs; exactly one is supported.")
     calls = []
     for depth in sorted(model._nodes_by_depth, reverse=True):
         for node in model._nodes_by_depth[depth]:
@@ -636,6 +636,50 @@ def _keras_calls(model):
                 raise UnsupportedModelError("layers with several outputs are not supported.", node.layer)
             calls.append((node.layer, ins, outs[0]))
     return calls
+
+
+def _output_name(t):
+    return f"'{t._keras_history[0].name}' {tuple(t.shape[1:])}"
+
+
+def check_keras_outputs(model):
+    """Raise ModelOutputError unless the Keras model has one output that is a vector (K,) or (1, .., K) (README
+    "Limits": NAME_predict fills one scores array; K == 1 is a binary classifier, see
+    keras_ebnn.blocks.class_threshold)."""
+    from .errors import ModelOutputError
+    outs = list(getattr(model, "outputs", None) or [])
+    if len(outs) > 1:
+        raise ModelOutputError(
+            f"the model has {len(outs)} outputs ({', '.join(_output_name(t) for t in outs)}): NAME_predict "
+            "fills one scores array, so exactly one output is supported. Export each head as a model of "
+            "its own, e.g. tf.keras.Model(model.input, model.get_layer('NAME').output).")
+    if len(outs) == 1 and any(d != 1 for d in tuple(outs[0].shape)[1:-1]):  # (K,), (1, K), (1, 1, K)
+        raise ModelOutputError(
+            f"the model's output {_output_name(outs[0])} is not a vector of scores: NAME_predict returns "
+            "one class from K scores (K,) (or one sigmoid / logit unit). A Dense layer acts on the last "
+            "axis only, so on a sequence or image it gives scores per position: put Flatten or global "
+            "pooling before the head.")
+
+
+def check_output(g):
+    """Raise ModelOutputError unless the graph's output is a vector (K,), and, for K == 1, a sigmoid
+    probability or a linear logit without softmax (keras_ebnn.blocks.class_threshold)."""
+    from .errors import ModelOutputError
+    out = g.tensors[g.output]
+    if not out.shape or any(d != 1 for d in out.shape[:-1]):
+        raise ModelOutputError(f"the model's output has shape {out.shape}, not a vector of scores (K,).")
+    if out.shape[0] != 1:
+        return
+    if g.softmax:
+        raise ModelOutputError("the model ends in a softmax over one unit, which is always 1.0: a binary "
+                               "classifier ends in Dense(1, activation='sigmoid') or a linear Dense(1) "
+                               "logit (class 1 when p >= 0.5), or in a softmax over 2 units.")
+    last = g.producer().get(g.output)
+    if last is not None and last.kind == "activation" and last.params["fn"] != "sigmoid":
+        raise ModelOutputError(
+            f"the model's single output unit ends in a {last.params['fn']} activation: one unit is exported "
+            "as a binary classifier, a sigmoid probability (class 1 when p >= 0.5) or a linear logit "
+            "(class 1 when z >= 0); other activations have no such class rule.")
 
 
 def _key(t):
@@ -1057,6 +1101,7 @@ def lower_graph(model, name="model", fuse_blocks=True, float_weights="float32"):
     _prune(g)
     if float_weights == "int8":
         int8_weights(g)
+    check_output(g)
     if fuse_blocks:
         fuse(g)
         from .graph_fuse import fuse_conv_pool

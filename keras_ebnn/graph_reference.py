@@ -10,6 +10,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from . import reference
+from .blocks import class_threshold, classes_of
 
 BATCH = 256
 
@@ -238,7 +239,7 @@ def run(graph, x, keep=False, batch=BATCH, hook=None):
             for name, v in values.items():
                 kept.setdefault(name, []).append(v)
     logits = np.concatenate(logits) if logits else np.zeros((0, graph.num_classes), np.float32)
-    result = {"logits": logits, "classes": np.argmax(logits, axis=1)}
+    result = {"logits": logits, "classes": classes_of(logits, class_threshold(graph))}
     if keep:
         result["tensors"] = {k: np.concatenate(v) for k, v in kept.items()}
     return result

@@ -73,7 +73,7 @@ class LayerGroup:
 # 1. Reading the model
 
 
-def load_model(path, trust_model=False, custom_objects_file=None, isolate=None):
+def load_model(path, trust_model=False, custom_objects_file=None, isolate=None, custom_objects=None):
     """Load a .keras / .h5 file (or, trusted only, a SavedModel directory) with larq's objects registered.
 
     The file is read once, into a private copy named after its format (`keras_ebnn.safe_load.prepare`:
@@ -87,11 +87,16 @@ def load_model(path, trust_model=False, custom_objects_file=None, isolate=None):
     `UnsupportedModelError`s. Pass trust_model=True only for files you trust like a Python script.
     custom_objects_file: a Python file whose `custom_objects` dict (or, without one, its public
     classes and functions) is passed to Keras; it runs that file, so it needs trust_model=True.
+    custom_objects: the same as a dict ({name: class or function}, as Keras's loader takes it; e.g. a
+    model whose class is a subclass of Sequential); it also needs trust_model=True.
     """
     from . import isolation
     from .errors import printable
     from .safe_load import prepared_model_file, short_error
-    custom_objects = _custom_objects(custom_objects_file, trust_model)
+    if custom_objects and not trust_model:
+        raise ValueError("custom_objects needs trust_model=True: loading custom classes runs their code")
+    if custom_objects_file is not None:
+        custom_objects = {**(custom_objects or {}), **_custom_objects(custom_objects_file, trust_model)}
     with prepared_model_file(path, trust_model=trust_model, isolate=isolate) as (kind, private):
         tf, lq = import_larq()
         try:

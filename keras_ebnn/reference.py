@@ -8,7 +8,7 @@ for a float input, by summing the taps one by one in float32 in the order the C 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .blocks import LoweredModel
+from .blocks import LoweredModel, class_threshold, classes_of
 
 BATCH = 1024
 
@@ -130,13 +130,16 @@ def run_block(block, inputs, spec=None):
 
 
 def run(model: LoweredModel, x, keep_bits=True, batch=BATCH, progress=None):
-    """Run the lowered model on inputs `x` (N, H, W, C).
+    """Run the lowered model on inputs `x` (N, H, W, C); a model on a flat (n,) Keras input, whose
+    chain reads it as (1, 1, n), also takes x of shape (N, n).
 
     Returns a dict: "logits" float32 (N, K), "classes" int (N,), and, with keep_bits, "bits": one
     bool array (N, H, W, C) per hidden block (block outputs before the output dense block).
     `progress`, if given, is called as progress(done, total) after each batch.
     """
     x = np.asarray(x)
+    if x.ndim == 2 and tuple(model.input.shape) == (1, 1, x.shape[1]):  # a flat (N,) Keras input
+        x = x.reshape((len(x),) + tuple(model.input.shape))
     if x.shape[1:] != tuple(model.input.shape):
         raise ValueError(f"input shape {x.shape[1:]} does not match the model's {model.input.shape}")
     logits, bits = [], [[] for _ in model.blocks[:-1]]
@@ -154,7 +157,7 @@ def run(model: LoweredModel, x, keep_bits=True, batch=BATCH, progress=None):
         if progress is not None:
             progress(min(start + batch, x.shape[0]), x.shape[0])
     logits = np.concatenate(logits) if logits else np.zeros((0, model.num_classes), np.float32)
-    result = {"logits": logits, "classes": np.argmax(logits, axis=1)}
+    result = {"logits": logits, "classes": classes_of(logits, class_threshold(model))}
     if keep_bits:
         shapes = [b.out_shape for b in model.blocks[:-1]]
         result["bits"] = [unpack_bits(np.concatenate(p), s) for p, s in zip(bits, shapes)]

@@ -106,6 +106,14 @@ def totals_text(lowered, plan):
     ])
 
 
+def _classes_text(lowered):
+    """The report's "Classes:" value: K, or for one output unit its class rule (README "Limits")."""
+    if lowered.num_classes != 1:
+        return str(lowered.num_classes)
+    from .exporters.c import class_rule_text
+    return f"2 ({class_rule_text(lowered)})"
+
+
 def write(result, folder):
     """Write NAME_report.md (and NAME_memory.png when matplotlib is installed) into `folder`."""
     folder = Path(folder)
@@ -114,7 +122,7 @@ def write(result, folder):
             if plan.get("graph") else f"Chain of {len(plan['blocks'])} fused blocks")
     md = [f"# {result.name}: keras-ebnn export report", "",
           f"Target: `{result.target}`. Input: {_shape(lowered.input.shape)} ({lowered.input.mode}). "
-          f"Classes: {lowered.num_classes}. {what}.", "", "## Memory", "", totals_text(lowered, plan), "",
+          f"Classes: {_classes_text(lowered)}. {what}.", "", "## Memory", "", totals_text(lowered, plan), "",
           table(lowered, plan), ""]
     md += _board_section(result)
     notes = [n for n in getattr(result, "notes", []) if not n.startswith("WARNING")]  # warnings: board section

@@ -16,8 +16,50 @@ import numpy as np
 
 from . import reference
 from ._tf import import_tf
+from .blocks import class_threshold, classes_of
 
 C_LOGIT_TOL = 1e-4  # C vs reference for graphs with tanh / sigmoid: relative to 1 + max |logit|
+
+
+class InputDataError(ValueError):
+    """Verification inputs (or labels) that do not fit the model's input contract: the message says
+    what the model reads and what the data holds."""
+
+
+def check_inputs(lowered, x, y=None, keras_shape=None):
+    """Raise InputDataError unless `x` (and `y`) fit what the exported model reads: per input the
+    model's shape (Keras's `keras_shape`, or the lowered one; a chain on a flat (n,) input also takes
+    (n,)), finite numbers, and, when the model starts with Rescaling (its C reads raw uint8), integers
+    in 0..255: the Rescaling is inside the model; the reference would truncate other values and the C
+    wrap them, so the data is refused rather than reported as a C mismatch. Labels: one integer per
+    input ((N,) or Keras's (N, 1))."""
+    x = np.asarray(x)
+    shape = tuple(int(d) for d in lowered.input.shape)
+    shapes = {shape} | ({tuple(keras_shape)} if keras_shape is not None else set())
+    if len(shape) == 3 and shape[:2] == (1, 1):
+        shapes.add(shape[2:])
+    if x.ndim < 1 or tuple(x.shape[1:]) not in shapes:
+        raise InputDataError(
+            f"the verification inputs have shape {tuple(x.shape)}: the model takes inputs of shape "
+            f"{' or '.join(str(s) for s in sorted(shapes, key=len))} (one row per input)")
+    if x.dtype.kind not in "biuf":
+        raise InputDataError(f"the verification inputs are {x.dtype}, not numbers")
+    if x.size and x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        raise InputDataError("the verification inputs hold NaN or infinite values")
+    if np.dtype(lowered.input.dtype) == np.uint8 and x.size:
+        lo, hi = float(np.min(x)), float(np.max(x))
+        whole = x.dtype.kind != "f" or bool(np.all(x == np.floor(x)))
+        if lo < 0 or hi > 255 or not whole:
+            raise InputDataError(
+                "the verification inputs are out of range for this model: it starts with Rescaling, so "
+                "its C reads raw uint8 values (integers 0..255) and rescales them itself, but the data "
+                f"holds {'' if whole else 'non-integer '}values from {lo:g} to {hi:g}. Pass the raw "
+                "0..255 values (the Rescaling inside the model normalises them).")
+    if y is not None:
+        y = np.asarray(y)
+        if y.shape not in ((len(x),), (len(x), 1)) or (y.size and y.dtype.kind not in "biu"):
+            raise InputDataError(f"the verification labels have shape {y.shape} and type {y.dtype}: "
+                                 f"one integer class per input ({len(x)}) is needed")
 
 
 def c_matches(classes, logits, ref, tolerance=None):
@@ -110,7 +152,7 @@ def compare(model, lowered, x, ref=None, progress=None):
     mism = [float(np.mean(a != b)) for a, b in zip(kbits, ref["bits"])]
     total_bits = sum(b[0].size for b in kbits)
     total = (sum(m * b[0].size for m, b in zip(mism, kbits)) / total_bits) if total_bits else 0.0
-    kcls = np.argmax(klogits if klogits is not None else kprobs, axis=1)
+    kcls = classes_of(klogits if klogits is not None else kprobs, class_threshold(lowered))
     flips = int(np.sum(kcls != ref["classes"]))
     agreement = Agreement(samples=len(x), class_agreement=1.0 - flips / max(len(x), 1), class_flips=flips,
                           bit_mismatch=mism, bit_mismatch_total=total)
@@ -150,7 +192,7 @@ def compare_graph(model, graph, x, ref=None, batch_size=256):
         return v
 
     ref = graph_reference.run(graph, x, hook=hook) if ref is None else ref
-    kcls = np.argmax(kout, axis=1)
+    kcls = classes_of(kout, class_threshold(graph))
     flips = int(np.sum(kcls != ref["classes"]))
     mism = [d / max(n, 1) for d, n in diff.values()]
     total_bits = sum(n for _, n in diff.values())

@@ -77,9 +77,9 @@ def test_rule_follows_the_runtime_files(tmp_path, monkeypatch):
     rt = tmp_path / "runtime_c"
     shutil.copytree(cexp.runtime_dir(), rt)
     (rt / "extra").mkdir()
-    (rt / "extra" / "dsp_util.h").write_text("#ifndef DSPX_H\n#define DSPX_H\n#include <limits.h>\n"
+    (rt / "extra" / "dsp_util.h").write_text("#ifndef DSPX_H\n#define DSPX_H\n#include <arm_math.h>\n"
                                              "int kws_predict(void);\n#endif\n")
-    for name in ("dsp_util", "Dspx", "limits", "kws"):
+    for name in ("dsp_util", "Dspx", "arm_math", "kws"):  # (limits is a C standard header: always refused)
         assert cexp.name_problem(name) is None, name
     monkeypatch.setattr(cexp, "runtime_dir", lambda: rt)
     cexp._runtime_namespace.cache_clear()
@@ -87,7 +87,7 @@ def test_rule_follows_the_runtime_files(tmp_path, monkeypatch):
         assert "runtime file" in cexp.name_problem("dsp_util")
         assert "runtime file" in cexp.name_problem("DSP_UTIL")  # case-insensitive file systems
         assert "header guard DSPX_H" in cexp.name_problem("Dspx")
-        assert "<limits.h>" in cexp.name_problem("limits")
+        assert "<arm_math.h>" in cexp.name_problem("arm_math")
         assert "would define kws_predict" in cexp.name_problem("kws")
     finally:
         cexp._runtime_namespace.cache_clear()
@@ -114,6 +114,63 @@ def test_generated_suffixes_cover_the_generated_code():
         seen |= {t for t in re.findall(r"\bzz_\w+|\bZZ_\w+", text)}
     kinds = {b.kind for seed in range(12) for b in random_lowered(seed)[0].blocks}
     assert kinds == {"input_conv", "binary_conv", "binary_dense", "output_dense"}
-    assert {"zz_predict", "zz_arena", "ZZ_H", "zz_b0_params"} <= seen
+    assert {"zz_predict", "zz_arena", "zz_H", "zz_b0_params"} <= seen  # case-preserving guard
     for ident in seen:
         assert cexp.GENERATED_SUFFIXES.fullmatch(ident[3:]), ident
+
+
+# Issue 22 item 5: `--name stdio` / `--name Arduino` wrote stdio.h / Arduino.h, which shadow the real
+# headers for anything compiled with -I on the export; exports named net and NET shared the guard NET_H.
+@pytest.mark.parametrize("name, kind", [("stdio", "C standard"), ("Arduino", "Arduino"), ("math", "C standard"),
+                                        ("STRING", "C standard"), ("threads", "C standard"),
+                                        ("unistd", "POSIX"), ("pthread", "POSIX"), ("Wire", "Arduino"),
+                                        ("WString", "Arduino"), ("pins_arduino", "Arduino"), ("SPI", "Arduino")])
+def test_names_shadowing_standard_headers_are_refused(name, kind, tmp_path):
+    from keras_ebnn import convert
+    problem = cexp.name_problem(name)
+    assert problem and "shadow the" in problem and f"header <{name.lower()}.h>" in problem
+    assert kind in problem or "the code includes" in problem  # (math.h: the runtime includes it too)
+    code = convert.main([str(ROOT / "examples" / "models" / "paper_mnist.keras"), "-o", str(tmp_path / "cli"),
+                         "--name", name, "-q"])
+    assert code == 2 and not (tmp_path / "cli").exists()
+
+
+def test_header_lists_are_complete():
+    """Every C11 standard header, the POSIX ones a program commonly includes and the Arduino core's."""
+    c11 = ("assert complex ctype errno fenv float inttypes iso646 limits locale math setjmp signal stdalign "
+           "stdarg stdatomic stdbool stddef stdint stdio stdlib stdnoreturn string tgmath threads time uchar "
+           "wchar wctype").split()
+    assert len(c11) == 29
+    common = "unistd fcntl pthread dirent poll termios syslog Arduino Print Stream HardwareSerial EEPROM".split()
+    for stem in c11 + common:
+        assert cexp.name_problem(stem) is not None, stem
+
+
+def test_names_differing_in_case_link_into_one_program(tmp_path):
+    """net and NET exported into one folder: both headers included by one program (each guard its
+    own), both models run, each gives its own reference classes."""
+    from keras_ebnn import host, reference
+    if host.find_cc() is None:
+        pytest.skip("no host C compiler")
+    models, exp = {}, tmp_path / "export"
+    for name, seed in (("net", 3), ("NET", 5)):
+        model, x = random_lowered(seed)
+        cexp.export_c(model, exp, name)
+        models[name] = (model, x)
+    assert "#ifndef net_H" in (exp / "net.h").read_text() and "#ifndef NET_H" in (exp / "NET.h").read_text()
+    main = tmp_path / "main.c"
+    main.write_text(host.program_source(["net", "NET"]))
+    exe = tmp_path / "both"
+    import subprocess
+    proc = subprocess.run([host.find_cc(), *host.STRICT, "-I", str(exp), *host.c_sources(exp),
+                           str(main), "-o", str(exe), "-lm"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    args = []
+    for name, (model, x) in models.items():
+        (tmp_path / f"{name}.in").write_bytes(np.ascontiguousarray(x, dtype=model.input.dtype).tobytes())
+        args += [str(tmp_path / f"{name}.in"), str(tmp_path / f"{name}.out")]
+    subprocess.run([str(exe), *args], check=True)
+    for name, (model, x) in models.items():
+        rec = np.dtype([("cls", "<i4"), ("logits", "<f4", (model.num_classes,))])
+        out = np.frombuffer((tmp_path / f"{name}.out").read_bytes(), dtype=rec)
+        assert np.array_equal(out["cls"], reference.run(model, x, keep_bits=False)["classes"]), name
