@@ -622,7 +622,12 @@ extern void (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits);
     src = chain._source_prologue(name, " (graph export)", "op(s)", fallback, byte_kernels)
     if "ebnn_elementwise.c" in sources:
         if uses_libm(graph):
-            src += ["/* tanh / sigmoid: ebnn_activation_f32 calls tanhf / expf (link with -lm on hosts) */"]
+            ops = ", ".join(f"op {i} {op.params['fn']} ({', '.join(op.layers) or '-'})" for i, op in enumerate(graph.ops)
+                            if op.kind == "activation" and op.params["fn"] in LIBM_ACTIVATIONS)
+            src += ["/* tanh / sigmoid: ebnn_activation_f32 calls tanhf / expf (link with -lm on hosts) */",
+                    "#if defined(EBNN_ACT_LIBM) && !EBNN_ACT_LIBM",
+                    f'#error "{name}: {ops} need(s) tanhf / expf: do not build this model with -DEBNN_ACT_LIBM=0"',
+                    "#endif"]
         else:
             src += ["/* no tanh / sigmoid: the activation kernel references no libm function (no -lm needed) */",
                     "#ifndef EBNN_ACT_LIBM", "#define EBNN_ACT_LIBM 0", "#endif"]
