@@ -202,7 +202,7 @@ EBNN_API int ebnn_threshold_i32(uint32_t n, uint32_t channels, const int32_t *in
 }
 
 EBNN_API int ebnn_concat_bits(uint32_t positions, uint32_t n_inputs, const uint32_t *const *inputs,
-                              const uint16_t *channels, uint32_t *out)
+                              const uint32_t *channels, uint32_t *out)
 {
     uint32_t pos, k, c;
     ebnn_bit_writer_t bw;
@@ -225,7 +225,7 @@ EBNN_API int ebnn_concat_bits(uint32_t positions, uint32_t n_inputs, const uint3
 }
 
 EBNN_API int ebnn_concat_f32(uint32_t positions, uint32_t n_inputs, const float *const *inputs,
-                             const uint16_t *channels, float *out)
+                             const uint32_t *channels, float *out)
 {
     uint32_t pos, k, c;
     if (inputs == NULL || channels == NULL || out == NULL)
