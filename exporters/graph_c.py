@@ -605,7 +605,7 @@ def check_c_limits(model):
         raise UnsupportedModelError(
             "the C kernels cannot hold this model's parameters: " + "; ".join(problems) + ".",
             hint="Such sizes are beyond the C runtime's parameter types; reduce the layer (fewer channels, "
-                 "a smaller kernel or input).")
+                 "a smaller kernel or input).", supported=None)
 
 
 def _hooked(graph, plan):
