@@ -505,10 +505,12 @@ def _c_array(name, ctype, values, per_line=8):
     return f"static const {ctype} {name}[{len(vals)}] EBNN_CONST = {{\n    {body}\n}};\n"
 
 
-def _conv_params(name, block):
+def conv_param_fields(block):
+    """The uint16_t geometry fields of a conv block's ebnn_conv_params_t (unchecked: see
+    exporters/graph_c.py c_limit_problems)."""
     g = block.geometry
     has_pool = g.pool is not None
-    fields = {
+    return {
         "in_h": g.in_shape[0], "in_w": g.in_shape[1], "in_c": g.in_shape[2],
         "kh": g.kernel[0], "kw": g.kernel[1], "sh": g.strides[0], "sw": g.strides[1],
         "pad_t": g.pad[0], "pad_l": g.pad[1], "conv_h": g.conv_shape[0], "conv_w": g.conv_shape[1],
@@ -517,6 +519,11 @@ def _conv_params(name, block):
         "pool_t": g.pool_pad[0] if has_pool else 0, "pool_l": g.pool_pad[1] if has_pool else 0,
         "out_h": g.out_hw[0], "out_w": g.out_hw[1], "out_c": block.weights.shape[0],
     }
+
+
+def _conv_params(name, block):
+    g = block.geometry
+    fields = conv_param_fields(block)
     for key, v in fields.items():
         if not 0 <= int(v) <= 65535:
             raise ValueError(f"block geometry {key}={v} does not fit uint16")

@@ -195,11 +195,11 @@ def arena_plan(graph):
 # Constant data per op
 
 
-def _window(in_shape, kernel, strides, pad, out_hw):
+def _window(in_shape, kernel, strides, pad, out_hw, check=True):
     h, w, c = in_shape
     fields = {"in_h": h, "in_w": w, "in_c": c, "kh": kernel[0], "kw": kernel[1], "sh": strides[0],
               "sw": strides[1], "pad_t": pad[0], "pad_l": pad[1], "out_h": out_hw[0], "out_w": out_hw[1]}
-    for key, v in fields.items():
+    for key, v in fields.items() if check else ():
         if not 0 <= int(v) <= 65535:
             raise ValueError(f"window {key}={v} does not fit uint16")
     return {k: int(v) for k, v in fields.items()}
@@ -419,8 +419,10 @@ def memory_plan(model, target=None, build="default"):
       arena: the graph_memory plan (buffers, peak_bytes, order, ...);
       arena_bytes, activation_bytes (the peak of live tensors; = arena_bytes when the planner reaches
       the peak), totals (as exporters/c.py; kernel_scratch_bytes = arena - peak of tensors).
-    Stack: `stack_bound`.
+    Stack: `stack_bound`. Raises UnsupportedModelError (`check_c_limits`) when a kernel parameter
+    does not fit its C type.
     """
+    check_c_limits(model)
     graph = prepare(model.graph)
     plan = arena_plan(graph)
     ops = []
@@ -625,7 +627,7 @@ def _op_code(graph, e, i, op, pre, scratch_offset):
         chans = ", ".join(f"{graph.tensors[n].shape[-1]}u" for n in op.inputs)
         k = len(op.inputs)
         return ["    {", f"        const {ctype} *const inputs[{k}] = {{{', '.join(ins)}}};",
-                f"        const uint16_t channels[{k}] = {{{chans}}};",
+                f"        const uint32_t channels[{k}] = {{{chans}}};",
                 *["    " + line for line in _call_lines(
                     f"ebnn_concat_{'bits' if bits else 'f32'}({t_out.size // c}u, {k}u, inputs, channels, {out})")],
                 "    }"]
@@ -693,12 +695,78 @@ def _stream_code(graph, e, op, prefix, scratch):
     return lines
 
 
-def _check_ranges(graph):
+UINT16_MAX, INT16_MIN, INT16_MAX = 65535, -32768, 32767
+MAX_OUTPUT_DENSE_INPUTS = 2 ** 24  # ebnn_output_dense with EBNN_INT_LOGITS: (float)x must be exact
+
+
+def _op_label(graph, i, op):
+    kind = op.kind if op.kind != "block" else f"{op.params['block'].kind} block"
+    return f"op {i} ({kind}) of layer(s) {', '.join(repr(n) for n in op.layers) or '-'}"
+
+
+def _op_c_parameters(graph, op):
+    """(C parameter, value, lo, hi, C type) of every narrow kernel parameter an op's call passes."""
+    out = []
+    t_out = graph.tensors[op.output]
+    geom = op.params.get("geometry")
+    if op.kind in ("bconv", "bdepthwise", "conv", "depthwise"):
+        out += [(f"ebnn_window_t.{k}", v, 0, UINT16_MAX, "uint16_t") for k, v in _window(
+            geom.in_shape, geom.kernel, geom.strides, geom.pad, geom.conv_shape, check=False).items()]
+        if op.kind in ("bconv", "conv"):
+            out.append(("out_c", t_out.shape[-1], 0, UINT16_MAX, "uint16_t"))
+        else:
+            m = op.params["weights"].shape[0 if op.kind == "bdepthwise" else -1]
+            out.append(("mult (depth multiplier)", m, 0, UINT16_MAX, "uint16_t"))
+    elif op.kind in ("max_pool", "global_max", "avg_pool", "global_avg"):
+        out += [(f"ebnn_window_t.{k}", v, 0, UINT16_MAX, "uint16_t") for k, v in _window(
+            geom["in_shape"], geom["pool"], geom["strides"], geom["pad"], geom["out_hw"], check=False).items()]
+    elif op.kind == "block":
+        b = op.params["block"]
+        if b.kind in ("input_conv", "binary_conv"):
+            out += [(f"ebnn_conv_params_t.{k}", v, 0, UINT16_MAX, "uint16_t")
+                    for k, v in chain.conv_param_fields(b).items()]
+        if b.kind == "input_conv" and b.input.mode == "uint8":
+            out += [(f"ebnn_conv_params_t.{k} (input encoding)", getattr(b.input, k), INT16_MIN, INT16_MAX, "int16_t")
+                    for k in ("q_mul", "q_add", "pad_q")]
+        if b.kind == "output_dense":
+            out.append(("n_in (ebnn_output_dense, exact (float) of the count)", b.weights.shape[1], 0,
+                        MAX_OUTPUT_DENSE_INPUTS - 1, "below 2^24"))
+    return out
+
+
+def c_limit_problems(model):
+    """Kernel parameters of an export (GraphModel or chain LoweredModel) that their C types cannot
+    hold, one sentence each naming the op / block and its Keras layers (empty when all fit): window and
+    conv-parameter fields and out_c / depth multipliers (uint16_t), the uint8 input encoding (int16_t),
+    int tensors' ranges (int32_t), element counts (uint32_t), the output block's input count (2^24)."""
+    from keras_ebnn.graph import from_lowered
+    graph = prepare(model.graph) if hasattr(model, "graph") else from_lowered(model)
+    problems = []
+    for i, op in enumerate(graph.ops):
+        for what, v, lo, hi, ctype in _op_c_parameters(graph, op):
+            if not lo <= int(v) <= hi:
+                problems.append(f"{_op_label(graph, i, op)}: {what} = {int(v):,} does not fit the kernel's "
+                                f"{ctype} ({lo:,} .. {hi:,})")
+    producer = graph.producer()
     for t in graph.tensors.values():
+        op = producer.get(t.name)
+        where = f"{_op_label(graph, graph.ops.index(op), op)}: " if op is not None else "the input: "
         if t.dtype == "int" and (t.lo < INT32_MIN + 1 or t.hi > INT32_MAX - 1):
-            raise ValueError(f"tensor {t.name}: integer range [{t.lo}, {t.hi}] does not fit int32")
+            problems.append(f"{where}integer range [{t.lo:,}, {t.hi:,}] of tensor {t.name} does not fit int32_t")
         if t.size >= 2 ** 32 // 32:
-            raise ValueError(f"tensor {t.name} is too large for uint32_t element counts")
+            problems.append(f"{where}tensor {t.name} has {t.size:,} elements, too many for uint32_t bit counts")
+    return problems
+
+
+def check_c_limits(model):
+    """Raise UnsupportedModelError listing `c_limit_problems` (before any file is written)."""
+    from keras_ebnn.errors import UnsupportedModelError
+    problems = c_limit_problems(model)
+    if problems:
+        raise UnsupportedModelError(
+            "the C kernels cannot hold this model's parameters: " + "; ".join(problems) + ".",
+            hint="Such sizes are beyond the C runtime's parameter types; reduce the layer (fewer channels, "
+                 "a smaller kernel or input).", supported=None)
 
 
 def _hooked(graph, plan):
@@ -722,8 +790,8 @@ def debug_tensors(model):
 def generate(model, name, byte_kernels=True):
     """(header text, source text) of a GraphModel; byte_kernels as for exporters/c.py runtime_files."""
     from keras_ebnn.graph_fuse import streamed_producer
+    check_c_limits(model)
     graph = prepare(model.graph)
-    _check_ranges(graph)
     plan = arena_plan(graph)
     mplan = memory_plan(model)
     guard = chain.header_guard(name)
@@ -785,7 +853,12 @@ extern void (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits);
     src = chain._source_prologue(name, " (graph export)", "op(s)", fallback, byte_kernels)
     if "ebnn_elementwise.c" in sources:
         if uses_libm(graph):
-            src += ["/* tanh / sigmoid: ebnn_activation_f32 calls tanhf / expf (link with -lm on hosts) */"]
+            ops = ", ".join(f"op {i} {op.params['fn']} ({', '.join(op.layers) or '-'})" for i, op in enumerate(graph.ops)
+                            if op.kind == "activation" and op.params["fn"] in LIBM_ACTIVATIONS)
+            src += ["/* tanh / sigmoid: ebnn_activation_f32 calls tanhf / expf (link with -lm on hosts) */",
+                    "#if defined(EBNN_ACT_LIBM) && !EBNN_ACT_LIBM",
+                    f'#error "{name}: {ops} need(s) tanhf / expf: do not build this model with -DEBNN_ACT_LIBM=0"',
+                    "#endif"]
         else:
             src += ["/* no tanh / sigmoid: the activation kernel references no libm function (no -lm needed) */",
                     "#ifndef EBNN_ACT_LIBM", "#define EBNN_ACT_LIBM 0", "#endif"]

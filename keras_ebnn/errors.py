@@ -1,9 +1,10 @@
 """Exception types for models keras-ebnn cannot export or will not load.
 
 `UnsupportedModelError` is the base: every error about the input model is one. Its `str()` keeps the
-historical form (message, then the supported-layers list); `message` is the one-line description and
+historical form (message, then the supported-layers list that applies: the chain's `SUPPORTED`, or the
+graph lowering's for a graph refusal, never both); `message` is the one-line description and
 `hint` the supported-layers list (None when the list does not fit the problem, e.g. a file that could
-not be read). `ModelFileError` (unreadable / malformed file) and `UnsafeModelError` (a file that could
+not be read, or a model beyond the C kernels' parameter types). `ModelFileError` (unreadable / malformed file) and `UnsafeModelError` (a file that could
 run code when loaded) are subclasses whose `str()` is the message alone.
 
 Names that come from a model file (layers, classes) or from the user (paths) go through `printable`
@@ -39,7 +40,7 @@ class UnsupportedModelError(ValueError):
     `reason`, `message` (one line, without the supported-layers list) and `hint` (that list).
     """
 
-    def __init__(self, reason, layer=None, index=None, hint=None):
+    def __init__(self, reason, layer=None, index=None, hint=None, supported=SUPPORTED):
         self.layer_index = index
         self.layer_name = getattr(layer, "name", None)
         self.layer_class = type(layer).__name__ if layer is not None else None
@@ -47,12 +48,22 @@ class UnsupportedModelError(ValueError):
         if layer is not None:
             where = f"layer {index} '{printable(self.layer_name)}' ({printable(self.layer_class)}): "
         message = f"{where}{reason}"
-        if hint:
+        if hint and hint != supported:
             message += f" {hint}"
         self.message = message
-        self.hint = SUPPORTED
-        super().__init__(f"{message}\n{SUPPORTED}")
+        self.hint = supported
+        super().__init__(f"{message}\n{supported}" if supported else message)
         self.reason = reason
+
+    def retarget(self, supported):
+        """Make `supported` (e.g. the graph lowering's list) the supported-layers list this error
+        prints, instead of the chain's: one list, the one that applies. Returns self."""
+        message = self.message
+        if message.endswith(f" {supported}"):  # given as the hint: printed once, at the end
+            message = message[:-len(supported) - 1]
+        self.message, self.hint = message, supported
+        self.args = (f"{message}\n{supported}",)
+        return self
 
 
 class ModelFileError(UnsupportedModelError):

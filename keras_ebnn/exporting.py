@@ -155,6 +155,8 @@ def summary(model, print_fn=print):
     from .exporters.c import memory_plan
 
     lowered = lower_for_export(model)
+    from .exporters.graph_c import check_c_limits
+    check_c_limits(lowered)
     plan = memory_plan(lowered)
     text = report.table(lowered, plan) + "\n" + report.totals_text(lowered, plan)
     if print_fn is not None:
@@ -201,6 +203,8 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
     if float_weights not in ("float32", "int8"):
         raise ValueError(f"float_weights must be 'float32' or 'int8', not {float_weights!r}")
     lowered = lower_for_export(model, name, float_weights=float_weights)
+    from .exporters.graph_c import check_c_limits
+    check_c_limits(lowered)  # parameters the C types cannot hold: refused, naming the layer
     lowered.name = name
     if verify_inputs is not None:  # before any file is written: data the model cannot read
         from .verify import check_inputs

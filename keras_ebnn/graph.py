@@ -109,8 +109,15 @@ Everything else runs as the float32 ops above: bits and integers exact, float pa
 a summation order that differs from TensorFlow's, so they agree with Keras to float32 rounding, not
 bit for bit (tests/test_graph_dag.py states the tolerance it checks).
 
+A (Quant)SeparableConv1D/2D is its two halves: the depthwise part (`bdepthwise` on bits with binary
+depthwise weights, else `depthwise`) and then the pointwise 1x1 convolution as a `conv` op over the
+depthwise output converted to float32 (no quantizer between them, as in larq); with +-1 pointwise
+weights on integer accumulators every partial sum is an integer below 2^24, so that conv is exact (bit
+for bit Keras's values), and a following sign becomes a `threshold` op. DepthwiseConv1D is the
+depthwise op on the (1, L, C) image.
+
 Unsupported layers, multi-bit quantizers, several inputs or outputs and nested models raise
-`UnsupportedModelError` naming the layer. `export()` uses the graph when the chain lowering
+`UnsupportedModelError` naming the layer, followed by GRAPH_SUPPORTED (not the chain's list). `export()` uses the graph when the chain lowering
 (`keras_ebnn.lowering`) refuses a model (`keras_ebnn.exporting.lower_for_export`); its C back end is
 exporters/graph_c.py.
 """
@@ -129,11 +136,16 @@ DTYPES = ("bits", "int", "float32")
 SIGN_QUANTIZERS = {"ste_sign", "approx_sign", "swish_sign", "SteSign", "ApproxSign", "SwishSign"}
 NOOP_LAYERS = {"Dropout", "GaussianNoise", "GaussianDropout", "AlphaDropout", "SpatialDropout1D",
                "SpatialDropout2D", "SpatialDropout3D", "ActivityRegularization"}
+COMPUTE_LAYERS = ("QuantConv2D", "QuantConv1D", "QuantDense", "QuantDepthwiseConv2D", "QuantSeparableConv1D",
+                  "QuantSeparableConv2D", "Conv2D", "Conv1D", "Dense", "DepthwiseConv1D", "DepthwiseConv2D",
+                  "SeparableConv1D", "SeparableConv2D")
 CHAIN_KINDS = ("affine", "activation", "to_float")  # monotone per channel: fusable before a sign
 GRAPH_SUPPORTED = (
-    "Graph lowering supports: InputLayer, Rescaling, QuantConv1D/QuantConv2D/QuantDense/"
-    "QuantDepthwiseConv2D (kernel quantizer sign-type, magnitude_aware_sign or None; input quantizer "
-    "sign-type or None), Conv1D/Conv2D/DepthwiseConv2D/Dense, BatchNormalization (last axis), ReLU, "
+    "Supported layers: (graph lowering: any model with one input and one output) InputLayer, Rescaling, "
+    "QuantConv1D/QuantConv2D/QuantDense/QuantDepthwiseConv2D/QuantSeparableConv1D/QuantSeparableConv2D "
+    "(kernel, depthwise and pointwise quantizers sign-type, magnitude_aware_sign or None; input quantizer "
+    "sign-type or None), Conv1D/Conv2D/DepthwiseConv1D/DepthwiseConv2D/SeparableConv1D/SeparableConv2D/"
+    "Dense, BatchNormalization (last axis), ReLU, "
     "LeakyReLU, Activation (relu, relu6, hard_tanh, tanh, sigmoid, linear, a larq sign quantizer; "
     "softmax last), Max/Average"
     "Pooling1D/2D, GlobalAverage/GlobalMaxPooling1D/2D, Flatten, Reshape, Add, Concatenate (last "
@@ -403,7 +415,8 @@ def _keras_shape(hw, c, one_d):
 def _translate_compute(b, lay, i, inp, cls, skip_activation=False):
     """Quant/float Conv1D, Conv2D, DepthwiseConv2D, Dense -> ops; returns the output tensor."""
     t = b.t(inp)
-    depthwise = "Depthwise" in cls
+    separable = "Separable" in cls  # depthwise (depthwise_kernel) then a pointwise 1x1 conv
+    depthwise = "Depthwise" in cls or separable
     dense = cls.endswith("Dense")
     one_d = cls.endswith("Conv1D")
     if depthwise:
@@ -457,12 +470,48 @@ def _translate_compute(b, lay, i, inp, cls, skip_activation=False):
                      {"weights": wf, "geometry": geom, "pad_value": float(geom.pad_value),
                       "binary_weights": wkind == "binary", "keras_layer": lay}, [name])
             scale = None
-    if scale is not None:  # magnitude-aware sign: acc * scale per output channel
-        if depthwise:
-            scale = np.tile(scale, c)  # output channel c * M + m has scale[m]
-        y = b.op("affine", [b.as_float(y)], b.t(y).shape, "float32",
-                 {"a": scale, "b": np.zeros_like(scale), "a64": scale.astype(np.float64),
-                  "b64": np.zeros(len(scale)), "fn": _scale_fn(scale), "weight_scale": True}, [name])
+    y = _weight_scale(b, y, scale, c if depthwise else None, name)
+    if separable:  # the pointwise 1x1 conv reads the depthwise output as it is (no quantizer between)
+        return _translate_pointwise(b, lay, i, y, one_d, bias, skip_activation)
+    return _compute_tail(b, lay, i, y, bias, skip_activation)
+
+
+def _weight_scale(b, y, scale, depthwise_c, name):
+    """y times a magnitude-aware sign's per-output-channel scale (an affine op), or y."""
+    if scale is None:
+        return y
+    if depthwise_c is not None:
+        scale = np.tile(scale, depthwise_c)  # output channel c * M + m has scale[m]
+    return b.op("affine", [b.as_float(y)], b.t(y).shape, "float32",
+                {"a": scale, "b": np.zeros_like(scale), "a64": scale.astype(np.float64),
+                 "b64": np.zeros(len(scale)), "fn": _scale_fn(scale), "weight_scale": True}, [name])
+
+
+def _translate_pointwise(b, lay, i, y, one_d, bias, skip_activation):
+    """The pointwise half of a (Quant)SeparableConv1D/2D: a 1x1 conv over the depthwise output (int
+    accumulators of a binary depthwise, or float32) with the pointwise_kernel (pointwise_quantizer:
+    +-1, +-scale or float weights) -- a float32 `conv` op: with +-1 weights on integer values every
+    partial sum is an integer below 2^24, so it is exact, as is Keras's."""
+    wkind, w, scale = _kernel_values(lay, i, "pointwise_kernel", "pointwise_quantizer")
+    if one_d:
+        w = w[None]  # (1, C*M, O) -> (1, 1, C*M, O)
+    t = b.t(y)
+    h, w_, cm = spatial(t.shape)
+    geom = ConvGeometry(in_shape=(h, w_, cm), kernel=(1, 1), strides=(1, 1), pad=(0, 0), conv_shape=(h, w_),
+                        out_hw=(h, w_))
+    wf = np.where(w, 1.0, -1.0).astype(np.float32) if wkind != "float" else w
+    if scale is not None:
+        wf = (wf * scale).astype(np.float32)  # what Keras convolves with
+    out_shape = _keras_shape((h, w_), w.shape[-1], one_d)
+    y = b.op("conv", [b.as_float(y)], out_shape, "float32",
+             {"weights": wf.reshape(1, 1, cm, -1), "geometry": geom, "pad_value": 0.0,
+              "binary_weights": wkind == "binary", "keras_layer": lay}, [lay.name])
+    return _compute_tail(b, lay, i, y, bias, skip_activation)
+
+
+def _compute_tail(b, lay, i, y, bias, skip_activation):
+    """A compute layer's bias and activation after its product y; returns the output tensor."""
+    name = lay.name
     if bias is not None:
         y = b.op("affine", [b.as_float(y)], b.t(y).shape, "float32",
                  {"a": np.ones_like(bias), "b": bias, "a64": np.ones(len(bias)),
@@ -514,8 +563,7 @@ def _translate(b, lay, i, inputs, skip_activation=False):
     t = b.t(inp)
     if cls in NOOP_LAYERS or (cls == "Activation" and _act_name(lay.activation) == "linear"):
         return inp
-    if cls in ("QuantConv2D", "QuantConv1D", "QuantDense", "QuantDepthwiseConv2D", "Conv2D", "Conv1D",
-               "Dense", "DepthwiseConv2D"):
+    if cls in COMPUTE_LAYERS:
         return _translate_compute(b, lay, i, inp, cls, skip_activation)
     if cls == "Rescaling":
         scale = np.asarray(lay.scale, dtype=np.float32).reshape(-1)
@@ -1096,7 +1144,12 @@ def lower_graph(model, name="model", fuse_blocks=True, float_weights="float32"):
         model = load_model(model)
     if not isinstance(model, tf.keras.Model):
         raise UnsupportedModelError(f"expected a tf.keras Model or a model file, got {type(model).__name__}")
-    b, inp, output, softmax = _translate_model(model)
+    try:
+        b, inp, output, softmax = _translate_model(model)
+    except UnsupportedModelError as err:
+        if type(err) is UnsupportedModelError:  # not a file error: list the graph's layers, not the chain's
+            err.retarget(GRAPH_SUPPORTED)
+        raise
     g = Graph(name=name, input=inp, output=output, tensors=b.tensors, ops=b.ops, softmax=softmax)
     _prune(g)
     if float_weights == "int8":

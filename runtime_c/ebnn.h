@@ -352,9 +352,9 @@ int ebnn_threshold_i32(uint32_t n, uint32_t channels, const int32_t *in, const i
                        uint32_t *out);
 /* Concatenation along the channels: input k is (positions, channels[k]); inputs and channels are RAM
  * arrays; out (positions, sum of channels) must not overlap an input. */
-int ebnn_concat_bits(uint32_t positions, uint32_t n_inputs, const uint32_t *const *inputs, const uint16_t *channels,
+int ebnn_concat_bits(uint32_t positions, uint32_t n_inputs, const uint32_t *const *inputs, const uint32_t *channels,
                      uint32_t *out);
-int ebnn_concat_f32(uint32_t positions, uint32_t n_inputs, const float *const *inputs, const uint16_t *channels,
+int ebnn_concat_f32(uint32_t positions, uint32_t n_inputs, const float *const *inputs, const uint32_t *channels,
                     float *out);
 /* Index of the first maximum of x[0 .. n-1] (a NaN counts as the maximum, as numpy.argmax), or
  * EBNN_ERROR_ARGUMENT (x NULL or n 0). */

@@ -128,7 +128,7 @@ EBNN_INTERNAL void ebnn_binary_conv32(const ebnn_conv_params_t *pp, const uint32
                     }
                 }
                 for (o = 0; o < n; o++)
-                    bits |= (uint32_t)(best[o] >= ebnn_read_threshold(thresholds, o0 + o, p->acc16)) << o;
+                    bits |= (uint32_t)(best[o] >= ebnn_read_threshold(thresholds, (uint32_t)(o0 + o), p->acc16)) << o;
                 ebnn_bw_put(&bw, bits ^ ebnn_flip_bits(flip, o0, n), n);
             }
         }

@@ -90,8 +90,8 @@ EBNN_HELPER uint32_t ebnn_xor_popcount(const uint32_t *a, const uint32_t *w, uin
     /* byte by byte: popcount of the whole range does not depend on the byte order */
     const uint8_t *pa = (const uint8_t *)a, *pw = (const uint8_t *)w;
     for (; n != 0u; n--, pa += 4, pw += 4)
-        count += POPCOUNT8(pa[0] ^ EBNN_READ_U8(pw)) + POPCOUNT8(pa[1] ^ EBNN_READ_U8(pw + 1)) +
-                 POPCOUNT8(pa[2] ^ EBNN_READ_U8(pw + 2)) + POPCOUNT8(pa[3] ^ EBNN_READ_U8(pw + 3));
+        count += (uint32_t)(POPCOUNT8(pa[0] ^ EBNN_READ_U8(pw)) + POPCOUNT8(pa[1] ^ EBNN_READ_U8(pw + 1)) +
+                            POPCOUNT8(pa[2] ^ EBNN_READ_U8(pw + 2)) + POPCOUNT8(pa[3] ^ EBNN_READ_U8(pw + 3)));
 #else
     for (; n != 0u; n--)
         count += ebnn_popcount32(*a++ ^ EBNN_READ_U32(w++));
@@ -115,8 +115,8 @@ EBNN_HELPER uint32_t ebnn_xor_popcount_masked(const uint32_t *a, const uint32_t 
 #elif EBNN_POPCOUNT == EBNN_POPCOUNT_TABLE
     const uint8_t *pa = (const uint8_t *)a, *pw = (const uint8_t *)w, *pm = (const uint8_t *)m;
     for (; n != 0u; n--, pa += 4, pw += 4, pm += 4)
-        count += POPCOUNT8((pa[0] ^ EBNN_READ_U8(pw)) & pm[0]) + POPCOUNT8((pa[1] ^ EBNN_READ_U8(pw + 1)) & pm[1]) +
-                 POPCOUNT8((pa[2] ^ EBNN_READ_U8(pw + 2)) & pm[2]) + POPCOUNT8((pa[3] ^ EBNN_READ_U8(pw + 3)) & pm[3]);
+        count += (uint32_t)(POPCOUNT8((pa[0] ^ EBNN_READ_U8(pw)) & pm[0]) + POPCOUNT8((pa[1] ^ EBNN_READ_U8(pw + 1)) & pm[1]) +
+                            POPCOUNT8((pa[2] ^ EBNN_READ_U8(pw + 2)) & pm[2]) + POPCOUNT8((pa[3] ^ EBNN_READ_U8(pw + 3)) & pm[3]));
 #else
     for (; n != 0u; n--)
         count += ebnn_popcount32((*a++ ^ EBNN_READ_U32(w++)) & *m++);

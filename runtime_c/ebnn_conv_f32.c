@@ -53,7 +53,7 @@ static int window_f32(const ebnn_window_t *gp, const float *in, const float *wf,
                         float *dst = acc + c * step;
                         for (j = 0; j < per_c; j++, k++) {
                             volatile float product = v * ebnn_read_weight_f32(wf, w8, k);
-                            dst[j] = dst[j] + product;
+                            dst[j] = EBNN_F32(dst[j] + product);
                         }
                     }
                 }

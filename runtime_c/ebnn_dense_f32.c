@@ -22,7 +22,7 @@ static int dense_f32(uint32_t rows, uint32_t n_in, uint32_t n_out, const float *
             float acc = 0.0f;
             for (n = 0; n < n_in; n++, k += n_out) {
                 volatile float product = in[n] * ebnn_read_weight_f32(wf, w8, k);
-                acc = acc + product;
+                acc = EBNN_F32(acc + product);
             }
             out[o] = acc;
         }

@@ -33,16 +33,16 @@ EBNN_API int ebnn_i32_to_f32(uint32_t n, uint32_t channels, const int32_t *in, c
         return EBNN_ERROR_ARGUMENT;
     if (divisor == NULL) {
         for (i = 0; i < n; i++)
-            out[i] = (float)in[i];
+            out[i] = EBNN_F32((float)in[i]);
         return EBNN_OK;
     }
     if (channels == 0u || n % channels != 0u || (n_divisor != 1u && n_divisor != n / channels))
         return EBNN_ERROR_ARGUMENT;
     for (pos = 0; pos < n / channels; pos++) {
         /* (float)v rounds like numpy's int -> float32 (exact below 2^24); then one rounded division */
-        float d = (float)EBNN_READ_I32(&divisor[n_divisor == 1u ? 0u : pos]);
+        float d = EBNN_F32((float)EBNN_READ_I32(&divisor[n_divisor == 1u ? 0u : pos]));
         for (c = 0; c < channels; c++, i++)
-            out[i] = (float)in[i] / d;
+            out[i] = EBNN_F32(EBNN_F32((float)in[i]) / d);
     }
     return EBNN_OK;
 }
@@ -59,7 +59,7 @@ EBNN_API int ebnn_affine_f32(uint32_t n, uint32_t channels, const float *in, con
         for (c = 0; c < channels; c++, i++) {
             uint32_t k = n_ab == 1u ? 0u : c;
             volatile float product = in[i] * EBNN_READ_F32(&a[k]); /* rounded: never fused with the add */
-            out[i] = product + EBNN_READ_F32(&b[k]);
+            out[i] = EBNN_F32(product + EBNN_READ_F32(&b[k]));
         }
     }
     return EBNN_OK;
@@ -99,14 +99,14 @@ EBNN_API int ebnn_activation_f32(uint32_t n, uint8_t fn, float alpha, const floa
             y = elem_min(elem_max(x, -1.0f), 1.0f);
             break;
         case EBNN_ACT_LEAKY_RELU:
-            y = x >= 0.0f ? x : x * alpha;
+            y = x >= 0.0f ? x : EBNN_F32(x * alpha);
             break;
 #if EBNN_ACT_LIBM
         case EBNN_ACT_TANH:
-            y = tanhf(x);
+            y = EBNN_F32(tanhf(x));
             break;
         case EBNN_ACT_SIGMOID:
-            y = 1.0f / (1.0f + expf(-x));
+            y = EBNN_F32(1.0f / EBNN_F32(1.0f + EBNN_F32(expf(-x))));
             break;
 #endif
         default: /* not reached: fn checked above */
@@ -124,7 +124,7 @@ EBNN_API int ebnn_add_f32(uint32_t n, const float *a, const float *b, float *out
     if (a == NULL || b == NULL || out == NULL)
         return EBNN_ERROR_ARGUMENT;
     for (i = 0; i < n; i++)
-        out[i] = a[i] + b[i];
+        out[i] = EBNN_F32(a[i] + b[i]);
     return EBNN_OK;
 }
 
@@ -202,7 +202,7 @@ EBNN_API int ebnn_threshold_i32(uint32_t n, uint32_t channels, const int32_t *in
 }
 
 EBNN_API int ebnn_concat_bits(uint32_t positions, uint32_t n_inputs, const uint32_t *const *inputs,
-                              const uint16_t *channels, uint32_t *out)
+                              const uint32_t *channels, uint32_t *out)
 {
     uint32_t pos, k, c;
     ebnn_bit_writer_t bw;
@@ -225,7 +225,7 @@ EBNN_API int ebnn_concat_bits(uint32_t positions, uint32_t n_inputs, const uint3
 }
 
 EBNN_API int ebnn_concat_f32(uint32_t positions, uint32_t n_inputs, const float *const *inputs,
-                             const uint16_t *channels, float *out)
+                             const uint32_t *channels, float *out)
 {
     uint32_t pos, k, c;
     if (inputs == NULL || channels == NULL || out == NULL)

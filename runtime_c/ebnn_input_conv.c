@@ -66,12 +66,12 @@ static void gather_taps(tap_walker_t *tw, ebnn_tab_t *vals, uint_fast16_t count)
             m = count;
         count = (uint_fast16_t)(count - m);
         if (iy >= 0 && iy < (int32_t)p->in_h && ix >= 0 && ix < (int32_t)p->in_w) {
-            uint32_t base = ((uint32_t)iy * p->in_w + (uint32_t)ix) * p->in_c + tw->c;
+            uint32_t base = ((uint32_t)iy * p->in_w + (uint32_t)ix) * p->in_c + (uint32_t)tw->c;
             for (i = 0; i < m; i++)
-                *vals++ = input_value(tw, base + i);
+                *vals++ = (ebnn_tab_t)input_value(tw, base + (uint32_t)i);
         } else {
             for (i = 0; i < m; i++)
-                *vals++ = tw->pad;
+                *vals++ = (ebnn_tab_t)tw->pad;
         }
         tw->c = (uint_fast16_t)(tw->c + m);
         if (tw->c == p->in_c) {
@@ -97,11 +97,11 @@ static void gather_interior(const tap_walker_t *tw, ebnn_tab_t *vals)
         int32_t mul = p->q_mul, add = p->q_add;
         for (; kh != 0u; kh--, src += stride)
             for (i = 0; i < row; i++)
-                *vals++ = mul * src[i] + add;
+                *vals++ = (ebnn_tab_t)(mul * src[i] + add);
     } else {
         for (; kh != 0u; kh--, base += stride)
             for (i = 0; i < row; i++)
-                *vals++ = input_value(tw, base + i);
+                *vals++ = (ebnn_tab_t)input_value(tw, base + (uint32_t)i);
     }
 }
 #endif
@@ -114,21 +114,21 @@ static int32_t build_tables(const ebnn_tab_t *vals, uint_fast8_t groups, ebnn_ta
     int32_t sum = 0;
     for (; groups != 0u; groups--, vals += 4, table += 16) {
         int32_t v0 = vals[0], v1 = vals[1], v2 = vals[2], v3 = vals[3], v01 = v0 + v1;
-        table[1] = v0;
-        table[2] = v1;
-        table[3] = v01;
-        table[4] = v2;
-        table[5] = v0 + v2;
-        table[6] = v1 + v2;
-        table[7] = v01 + v2;
-        table[8] = v3;
-        table[9] = v0 + v3;
-        table[10] = v1 + v3;
-        table[11] = v01 + v3;
-        table[12] = v2 + v3;
-        table[13] = table[5] + v3;
-        table[14] = table[6] + v3;
-        table[15] = table[7] + v3;
+        table[1] = (ebnn_tab_t)(v0);
+        table[2] = (ebnn_tab_t)(v1);
+        table[3] = (ebnn_tab_t)(v01);
+        table[4] = (ebnn_tab_t)(v2);
+        table[5] = (ebnn_tab_t)(v0 + v2);
+        table[6] = (ebnn_tab_t)(v1 + v2);
+        table[7] = (ebnn_tab_t)(v01 + v2);
+        table[8] = (ebnn_tab_t)(v3);
+        table[9] = (ebnn_tab_t)(v0 + v3);
+        table[10] = (ebnn_tab_t)(v1 + v3);
+        table[11] = (ebnn_tab_t)(v01 + v3);
+        table[12] = (ebnn_tab_t)(v2 + v3);
+        table[13] = (ebnn_tab_t)(table[5] + v3);
+        table[14] = (ebnn_tab_t)(table[6] + v3);
+        table[15] = (ebnn_tab_t)(table[7] + v3);
         sum += table[15];
     }
     return sum;
@@ -317,7 +317,7 @@ EBNN_HELPER int ebnn_input_conv_int(const ebnn_conv_params_t *pp, const uint8_t 
                             best[o] = col[o];
                 }
                 for (o = 0; o < n; o++)
-                    bits |= (uint32_t)(best[o] >= ebnn_read_threshold(thresholds, o0 + o, p->acc16)) << o;
+                    bits |= (uint32_t)(best[o] >= ebnn_read_threshold(thresholds, (uint32_t)(o0 + o), p->acc16)) << o;
                 ebnn_bw_put(&bw, bits ^ ebnn_flip_bits(flip, o0, n), n);
             }
         }

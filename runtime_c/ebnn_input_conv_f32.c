@@ -29,9 +29,9 @@ static float conv_position_f32(const ebnn_conv_params_t *p, const float *in, con
                 wbits >>= 1;
                 left--;
                 if (px != NULL)
-                    acc = bit ? acc + px[c] : acc - px[c];
+                    acc = EBNN_F32(bit ? acc + px[c] : acc - px[c]);
                 else if (p->pad_value != 0u)
-                    acc = bit ? acc + 1.0f : acc - 1.0f;
+                    acc = EBNN_F32(bit ? acc + 1.0f : acc - 1.0f);
             }
         }
     }

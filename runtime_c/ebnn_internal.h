@@ -19,6 +19,33 @@
 #error "EBNN_CHUNK must be 8, 16 or 32"
 #endif
 
+/* ---- float32 arithmetic ------------------------------------------------------------------------
+ * The float kernels do the reference's float32 operations one by one, each rounded to float32
+ * (keras_ebnn/graph_reference.py). Two kinds of build would break that:
+ *   - -ffast-math / -Ofast (__FAST_MATH__): reassociation, reciprocals, flush-to-zero. Refused here;
+ *     define EBNN_ALLOW_FAST_MATH to build anyway (logits, and the classes of models with float
+ *     layers, may then differ from the reference and Keras).
+ *   - float expressions evaluated in a wider format (FLT_EVAL_METHOD != 0: the x87 FPU, e.g. gcc -m32
+ *     without SSE). In GNU modes (-std=gnu99, the default) gcc keeps such values in 80-bit registers
+ *     even across assignments and casts. EBNN_F32(x) rounds x to float32 there (a store through a
+ *     volatile float); elsewhere it is x itself (no code). Every float result that feeds another
+ *     operation goes through it; one operation in 80 bits, then rounded to float32, gives the float32
+ *     operation's result (64 >= 2 * 24 + 2 significand bits: the double rounding is harmless). */
+#include <float.h>
+#if defined(__FAST_MATH__) && !defined(EBNN_ALLOW_FAST_MATH)
+#error "keras-ebnn kernels need IEEE float32 arithmetic: build without -ffast-math / -Ofast (or define EBNN_ALLOW_FAST_MATH to accept logits that may differ from Keras)"
+#endif
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD != 0
+static inline float ebnn_round_f32(float x)
+{
+    volatile float v = x;
+    return v;
+}
+#define EBNN_F32(x) ebnn_round_f32(x)
+#else
+#define EBNN_F32(x) (x)
+#endif
+
 /* ---- linkage ---------------------------------------------------------------------------------- */
 #if defined(__has_attribute)
 #if __has_attribute(unused)

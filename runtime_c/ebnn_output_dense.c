@@ -133,7 +133,7 @@ EBNN_API int ebnn_output_dense(uint32_t n_in, uint32_t n_out, const uint32_t *in
             /* Two float32 operations, each rounded: the volatile store keeps compilers from fusing
              * them into one FMA and forces float precision where FLT_EVAL_METHOD != 0. */
             volatile float product = (float)x * EBNN_READ_F32(&scale[k]);
-            float f = product + EBNN_READ_F32(&offset[k]);
+            float f = EBNN_F32(product + EBNN_READ_F32(&offset[k]));
             if (logits != NULL)
                 logits[k] = f;
             y = ebnn_f32_bits(f);

@@ -198,10 +198,10 @@ EBNN_API int ebnn_avg_pool_f32(const ebnn_window_t *gp, const float *in, float *
             out[c] = 0.0f;
         for (pool_taps_start(&t, &g, pos); pool_taps_next(&t, &at);)
             for (c = 0; c < g.in_c; c++)
-                out[c] = out[c] + in[at + c];
+                out[c] = EBNN_F32(out[c] + in[at + c]);
         count = (float)pool_taps_count(&t); /* in-bounds taps: exact in float below 2^24 */
         for (c = 0; c < g.in_c; c++)
-            out[c] = out[c] / count;
+            out[c] = EBNN_F32(out[c] / count);
     }
     return EBNN_OK;
 }

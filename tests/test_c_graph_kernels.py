@@ -405,7 +405,7 @@ def test_sign_threshold_concat_match_reference(lib):
         chans = rng.integers(1, 40, size=int(rng.integers(1, 5)))
         parts_b = [rng.random((pos, int(k))) < 0.5 for k in chans]
         parts_f = [_floats(rng, (pos, int(k))) for k in chans]
-        ch = (ctypes.c_uint16 * len(chans))(*[int(k) for k in chans])
+        ch = (ctypes.c_uint32 * len(chans))(*[int(k) for k in chans])
         packed = [_pack(p) for p in parts_b]
         ptrs_b = (ctypes.POINTER(U32) * len(chans))(*[_ptr(p, U32) for p in packed])
         ptrs_f = (ctypes.POINTER(F32) * len(chans))(*[_ptr(p, F32) for p in parts_f])

@@ -526,11 +526,11 @@ static void test_concat(void)
     static uint32_t bits_in[4][MAXE / 128 + 2];
     static float floats_in[4][MAXE / 4];
     uint32_t k, nk = 1 + rnd_below(4), pos = 1 + rnd_below(20), total = 0, p, c, i = 0;
-    uint16_t ch[4];
+    uint32_t ch[4];
     const uint32_t *bptr[4];
     const float *fptr[4];
     for (k = 0; k < nk; k++) {
-        ch[k] = (uint16_t)(1 + rnd_below(40));
+        ch[k] = 1 + rnd_below(40);
         total += ch[k];
         for (c = 0; c < sizeof(bits_in[k]) / 4; c++)
             bits_in[k][c] = rnd();
@@ -573,7 +573,7 @@ static void test_errors(void)
     ebnn_window_t g = {4, 4, 3, 2, 2, 1, 1, 0, 0, 3, 3};
     const uint32_t *bp[1] = {NULL};
     const float *fp[1] = {NULL};
-    uint16_t ch[1] = {3};
+    uint32_t ch[1] = {3};
     guard_outputs();
 #define REFUSED(call) CHECK((call) == EBNN_ERROR_ARGUMENT && untouched(), "%s must be refused", #call)
     REFUSED(ebnn_conv_f32(NULL, fin, fw, 2, 0.0f, fout));
