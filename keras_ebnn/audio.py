@@ -233,6 +233,8 @@ class FrontEnd:
         """features() of each clip, stacked: (n, num_frames, mel_bands) uint8; log=True: the log
         energies L (int64) instead of the uint8 features (for `fit_range`). All frames of all clips
         are computed in one vectorised pass."""
+        if len(clips) > 256:  # bounded memory: the vectorised pass holds ~10 int64 copies of its frames
+            return np.concatenate([self.features_batch(clips[i:i + 256], log) for i in range(0, len(clips), 256)])
         mats, counts = [], []
         for c in clips:
             m = self.frame_matrix(self.pad_clip(c))[-self.num_frames:]
@@ -606,3 +608,37 @@ def c_classify_clips(export_dir, name, clips, num_classes, sanitize=False, opt="
     if len(out) != len(clips):
         raise RuntimeError(f"{len(out)} results for {len(clips)} clips")
     return out["cls"].astype(np.int64), out["logits"].copy()
+
+
+ZEPHYR_SOURCES = "  zephyr_library_sources(src/{name}.c)\n"
+
+
+def export_frontend(fe, lowered, out_dir, name, target):
+    """Write the front end beside an export of `lowered` in out_dir (the export's folder: the C files
+    go where NAME.c is: out_dir for "c", out_dir/src for "arduino" and "zephyr", whose CMakeLists.txt
+    then also compiles NAME_audio.c). The model's input must be uint8 with num_frames x mel_bands
+    values. Returns a sentence for the export's report."""
+    from pathlib import Path
+    if not isinstance(fe, FrontEnd):
+        raise TypeError(f"audio_frontend must be a keras_ebnn.audio.FrontEnd, not {type(fe).__name__}")
+    inp = lowered.input
+    n = int(np.prod(inp.shape))
+    if np.dtype(inp.dtype) != np.uint8 or n != fe.num_frames * fe.mel_bands:
+        raise ValueError(f"audio_frontend: the model's input is {np.dtype(inp.dtype).name} "
+                         f"{'x'.join(map(str, inp.shape))} ({n} values); the front end feeds uint8 "
+                         f"{fe.num_frames} frames x {fe.mel_bands} mel bands ({fe.num_frames * fe.mel_bands} "
+                         "values): a model whose first layer reads uint8 (Rescaling) of that shape is needed")
+    out_dir = Path(out_dir)
+    c_dir = out_dir if target == "c" else out_dir / "src"
+    write_c(fe, c_dir, name, classify=True)
+    if target == "zephyr":
+        cmake = out_dir / "CMakeLists.txt"
+        text = cmake.read_text()
+        line = ZEPHYR_SOURCES.format(name=name)
+        if line not in text:
+            raise RuntimeError(f"{cmake}: no '{line.strip()}' line to add the front end after")
+        cmake.write_text(text.replace(line, line + ZEPHYR_SOURCES.format(name=f"{name}_audio"), 1))
+    flash = 2 * (fe.frame_length + fe.fft_size) + 3 * fe.num_bins
+    return (f"audio front end: {name}_audio.c / {name}_audio.h ({fe.sample_rate} Hz, {fe.frame_length}-sample frames "
+            f"every {fe.frame_step}, FFT {fe.fft_size}, {fe.mel_bands} mel bands, window of {fe.num_frames} "
+            f"frames); {fe.ram_bytes():,} B of RAM buffers besides the model's, {flash:,} B of tables")

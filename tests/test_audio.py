@@ -183,3 +183,80 @@ def test_load_fsdd_on_generated_archive(tmp_path, monkeypatch):
     monkeypatch.delenv("EBNN_DATA_DIR")
     with pytest.raises(datasets.DatasetNotFoundError, match="EBNN_DATA_DIR"):
         datasets.load_fsdd(tmp_path / "nowhere")
+
+
+def _small_audio_model(fe, seed=0):
+    """An untrained 1-D BNN on the front end's uint8 window, batch norm calibrated on `fe` features."""
+    from keras_ebnn import import_larq
+    from modelgen import calibrate_batchnorm
+    tf, lq = import_larq()
+    L = tf.keras.layers
+    tf.keras.utils.set_random_seed(seed)
+    binary = dict(kernel_quantizer="ste_sign", kernel_constraint="weight_clip", use_bias=False)
+    model = tf.keras.Sequential([
+        L.InputLayer(fe.feature_shape), L.Rescaling(1 / 255.0),
+        lq.layers.QuantConv1D(16, 3, padding="same", **binary), L.BatchNormalization(),
+        lq.layers.QuantConv1D(16, 3, padding="same", input_quantizer="ste_sign", **binary), L.MaxPooling1D(2),
+        L.BatchNormalization(), L.Flatten(), lq.layers.QuantDense(4, input_quantizer="ste_sign", **binary),
+        L.BatchNormalization(), L.Activation("softmax")])
+    clips = generated_clips(fe.sample_rate, seed)
+    fe.fit_range(clips)
+    calibrate_batchnorm(model, fe.features_batch(clips), np.random.default_rng(seed))
+    return model, clips
+
+
+SMALL = dict(frame_length=128, frame_step=64, fft_size=128, mel_bands=12, num_frames=16)
+
+
+@needs_cc
+def test_export_with_front_end_classifies_raw_audio(tmp_path):
+    """export(..., audio_frontend=fe): NAME_audio.c beside NAME.c; the C (front end + network, built
+    with ASan/UBSan) classifies raw clips as the reference does on the NumPy features."""
+    import keras_ebnn
+    from keras_ebnn import graph_reference
+    from keras_ebnn.graph import lower_graph
+    fe = audio.FrontEnd(**SMALL)
+    model, clips = _small_audio_model(fe)
+    rng = np.random.default_rng(1)
+    clips = clips + [np.round(rng.standard_normal(int(rng.integers(50, 2000))) * rng.uniform(10, 20000))
+                     .clip(-32768, 32767).astype(np.int16) for _ in range(30)]
+    x = fe.features_batch(clips)
+    res = keras_ebnn.export(model, tmp_path / "c", name="kws", verify_inputs=x, audio_frontend=fe)
+    assert res.c_matches_reference and any("audio front end" in n for n in res.notes)
+    for f in ("kws.c", "kws_audio.c", "kws_audio.h", "ebnn_audio.h", "ebnn_audio.inc"):
+        assert (tmp_path / "c" / f).is_file(), f
+    ref = graph_reference.run(lower_graph(model), x)
+    assert len(np.unique(ref["classes"])) > 1  # the test can tell classes apart
+    cls, logits = audio.c_classify_clips(tmp_path / "c", "kws", clips, 4, sanitize=True, opt="-O1")
+    assert np.array_equal(cls, ref["classes"])
+    assert np.array_equal(logits.view(np.uint32), np.asarray(ref["logits"], np.float32).view(np.uint32))
+
+
+@pytest.mark.parametrize("target", ["zephyr", "arduino"])
+def test_export_front_end_for_zephyr_and_arduino(tmp_path, target):
+    """The front end goes into src/ with NAME.c; Zephyr's CMakeLists compiles it; every .c there
+    compiles warning-free together (what Arduino's recursive src/ build does)."""
+    import subprocess
+    import keras_ebnn
+    from keras_ebnn.host import STRICT
+    fe = audio.FrontEnd(**SMALL)
+    model, _ = _small_audio_model(fe)
+    out = tmp_path / target
+    keras_ebnn.export(model, out, name="kws", target=target, audio_frontend=fe)
+    assert (out / "src" / "kws_audio.c").is_file() and (out / "src" / "ebnn_audio.inc").is_file()
+    if target == "zephyr":
+        assert "zephyr_library_sources(src/kws_audio.c)" in (out / "CMakeLists.txt").read_text()
+    if find_cc() is not None:
+        srcs = sorted(str(p) for p in (out / "src").glob("*.c"))
+        subprocess.run([find_cc(), *STRICT, "-O2", "-c", f"-I{out / 'src'}", *srcs], check=True, cwd=tmp_path,
+                       capture_output=True)
+
+
+def test_export_front_end_refuses_a_model_of_another_input(tmp_path):
+    import keras_ebnn
+    fe = audio.FrontEnd(**SMALL)
+    model, _ = _small_audio_model(fe)
+    other = audio.FrontEnd(**dict(SMALL, mel_bands=10))
+    with pytest.raises(ValueError, match="16 frames x 10 mel bands"):
+        keras_ebnn.export(model, tmp_path / "c", name="kws", audio_frontend=other)
+    assert not (tmp_path / "c").exists()
