@@ -64,6 +64,17 @@ static int audio_config_ok(const ebnn_audio_config_t *c)
            c->log_shift <= 16u;
 }
 
+/* |X|^2 of bin k from a = z[k] and b = conj(z[m - k]) (c, s: cos and sin of 2 pi k / fft_size, Q15). */
+static uint32_t audio_bin_power(int32_t ar, int32_t ai, int32_t br, int32_t bi, int32_t c, int32_t s)
+{
+    int32_t er = (ar + br) >> 1, ei = (ai + bi) >> 1, or_ = (ar - br) >> 1, oi = (ai - bi) >> 1;
+    int32_t xr = er + ((c * oi - s * or_) >> 15);
+    int32_t xi = ei - ((c * or_ + s * oi) >> 15);
+    uint32_t ur = xr < 0 ? (uint32_t)0 - (uint32_t)xr : (uint32_t)xr;
+    uint32_t ui = xi < 0 ? (uint32_t)0 - (uint32_t)xi : (uint32_t)xi;
+    return ur * ur + ui * ui;
+}
+
 EBNN_API int ebnn_audio_frame(const ebnn_audio_config_t *cfg, const int16_t *ring, uint32_t start, int32_t *work,
                               uint8_t *out)
 {
@@ -75,36 +86,37 @@ EBNN_API int ebnn_audio_frame(const ebnn_audio_config_t *cfg, const int16_t *rin
     n = cfg->fft_size;
     m = n >> 1;
     len = cfg->frame_length;
-    /* 1. window (oldest sample first), the largest magnitude */
-    for (i = 0; i < len; i++) {
-        int32_t p = (int32_t)ring[start] * (int32_t)EBNN_READ_I16(&cfg->window[i]);
-        uint32_t a = p < 0 ? (uint32_t)0 - (uint32_t)p : (uint32_t)p;
+    /* 1. window (oldest sample first: ring[start..len-1], then ring[0..start-1]), the largest magnitude */
+    for (i = 0, j = start; i < len; i++, j++) {
+        int32_t p;
+        uint32_t a;
+        if (j == len) {
+            j = 0;
+        }
+        p = (int32_t)ring[j] * (int32_t)EBNN_READ_I16(&cfg->window[i]);
+        a = p < 0 ? (uint32_t)0 - (uint32_t)p : (uint32_t)p;
         work[i] = p;
         maxabs = a > maxabs ? a : maxabs;
-        if (++start == len) {
-            start = 0;
-        }
     }
     for (; i < n; i++) {
         work[i] = 0;
     }
-    /* 2. block floating point: below 2^14 */
+    /* 2. block floating point: below 2^14 (applied while reordering, below) */
     r = audio_bit_length32(maxabs);
     r = r > AUDIO_BLOCK_BITS ? r - AUDIO_BLOCK_BITS : 0u;
-    if (r) {
-        for (i = 0; i < len; i++) {
-            work[i] >>= r;
-        }
-    }
-    /* 3. complex FFT of m points z[q] = (v[2q], v[2q+1]): bit-reversed order, then radix-2 stages */
+    /* 3. complex FFT of m points z[q] = (v[2q], v[2q+1]): bit-reversed order (each value shifted by r
+     * once), then radix-2 stages */
     for (i = 0, j = 0; i < m; i++) {
         uint32_t bit;
         if (i < j) {
-            int32_t t0 = work[2 * i], t1 = work[2 * i + 1];
-            work[2 * i] = work[2 * j];
-            work[2 * i + 1] = work[2 * j + 1];
+            int32_t t0 = work[2 * i] >> r, t1 = work[2 * i + 1] >> r;
+            work[2 * i] = work[2 * j] >> r;
+            work[2 * i + 1] = work[2 * j + 1] >> r;
             work[2 * j] = t0;
             work[2 * j + 1] = t1;
+        } else if (i == j) {
+            work[2 * i] >>= r;
+            work[2 * i + 1] >>= r;
         }
         bit = m >> 1;
         while (bit && (j & bit)) {
@@ -130,28 +142,36 @@ EBNN_API int ebnn_audio_frame(const ebnn_audio_config_t *cfg, const int16_t *rin
             }
         }
     }
-    /* 4.-7. per bin k = 0..m: the real FFT's bin from z[k] and conj(z[m - k]), its power, the mel
-     * sums (bands in increasing order: a band is complete once a bin of a later band is reached) */
+    /* 4. the real FFT's bins X[k], k = 0..m, from z[k] and conj(z[m - k]), and their powers |X[k]|^2
+     * (uint32), in place: P[k] goes where z[k].re was (k and m - k are computed together, both
+     * from z), P[m] where z[0].im was */
+    {
+        uint32_t *pw = (uint32_t *)work; /* the same objects as unsigned (C99 6.5p7) */
+        int32_t xr = work[0] + work[1], xi = work[0] - work[1];
+        uint32_t u0 = xr < 0 ? (uint32_t)0 - (uint32_t)xr : (uint32_t)xr;
+        uint32_t u1 = xi < 0 ? (uint32_t)0 - (uint32_t)xi : (uint32_t)xi;
+        pw[0] = u0 * u0;
+        pw[1] = u1 * u1;
+        for (k = 1; k <= m - k; k++) {
+            uint32_t q = m - k, pk, pq;
+            int32_t zkr = work[2 * k], zki = work[2 * k + 1], zqr = work[2 * q], zqi = work[2 * q + 1];
+            pk = audio_bin_power(zkr, zki, zqr, -zqi, EBNN_READ_I16(&cfg->cos_q15[k]), EBNN_READ_I16(&cfg->sin_q15[k]));
+            pq = k == q ? pk : audio_bin_power(zqr, zqi, zkr, -zki, EBNN_READ_I16(&cfg->cos_q15[q]),
+                                               EBNN_READ_I16(&cfg->sin_q15[q]));
+            pw[2 * k] = pk;
+            pw[2 * q] = pq;
+        }
+    }
+    /* 5.-7. the mel sums (bands in increasing order: a band is complete once a bin of a later band is
+     * reached), their logs, the features */
     cur = 0;
     for (k = 0; k <= m; k++) {
-        uint32_t power, band = EBNN_READ_U8(&cfg->mel_band[k]), w, ur, ui;
-        int32_t xr, xi;
-        if (k == 0 || k == m) {
-            xr = k == 0 ? work[0] + work[1] : work[0] - work[1];
-            xi = 0;
-        } else {
-            int32_t ar = work[2 * k], ai = work[2 * k + 1], br = work[2 * (m - k)], bi = -work[2 * (m - k) + 1];
-            int32_t er = (ar + br) >> 1, ei = (ai + bi) >> 1, or_ = (ar - br) >> 1, oi = (ai - bi) >> 1;
-            int32_t c = EBNN_READ_I16(&cfg->cos_q15[k]), s = EBNN_READ_I16(&cfg->sin_q15[k]);
-            xr = er + ((c * oi - s * or_) >> 15);
-            xi = ei - ((c * or_ + s * oi) >> 15);
-        }
+        const uint32_t *pw = (const uint32_t *)work;
+        uint32_t band = EBNN_READ_U8(&cfg->mel_band[k]), w, power;
         if (band == 255u) {
             continue;
         }
-        ur = xr < 0 ? (uint32_t)0 - (uint32_t)xr : (uint32_t)xr;
-        ui = xi < 0 ? (uint32_t)0 - (uint32_t)xi : (uint32_t)xi;
-        power = ur * ur + ui * ui;
+        power = pw[k == m ? 1u : 2u * k];
         while (cur < band) { /* bands before `band` get nothing more */
             if (cur >= 1u) {
                 out[cur - 1u] = audio_feature(cfg, acc0, r);
@@ -203,24 +223,36 @@ EBNN_API int ebnn_audio_init(ebnn_audio_t *st, const ebnn_audio_config_t *cfg, i
 EBNN_API uint32_t ebnn_audio_push(ebnn_audio_t *st, const int16_t *samples, uint32_t n)
 {
     const ebnn_audio_config_t *c = st->cfg;
-    uint32_t i, made = 0, bands = c->mel_bands;
-    for (i = 0; i < n; i++) {
-        st->ring[st->ring_pos] = samples[i];
-        if (++st->ring_pos == c->frame_length) {
-            st->ring_pos = 0;
+    uint32_t made = 0, bands = c->mel_bands, len = c->frame_length, pos = st->ring_pos, pending = st->pending;
+    int16_t *ring = st->ring;
+    while (n > 0) {
+        /* copy a run: up to the next frame, the ring's end, or the samples' end */
+        uint32_t k = pending < len - pos ? pending : len - pos, i;
+        k = k < n ? k : n;
+        for (i = 0; i < k; i++) {
+            ring[pos + i] = samples[i];
         }
-        if (--st->pending == 0) {
+        samples += k;
+        n -= k;
+        pos += k;
+        pending -= k;
+        if (pos == len) {
+            pos = 0;
+        }
+        if (pending == 0) {
             uint8_t *slot = st->features + (uint32_t)st->frame_pos * bands;
-            (void)ebnn_audio_frame(c, st->ring, st->ring_pos, st->work, slot);
+            (void)ebnn_audio_frame(c, ring, pos, st->work, slot);
             memcpy(slot + (uint32_t)c->num_frames * bands, slot, bands);
             if (++st->frame_pos == c->num_frames) {
                 st->frame_pos = 0;
             }
-            st->pending = c->frame_step;
+            pending = c->frame_step;
             st->frames++;
             made++;
         }
     }
+    st->ring_pos = (uint16_t)pos;
+    st->pending = (uint16_t)pending;
     return made;
 }
 
