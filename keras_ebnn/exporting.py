@@ -166,7 +166,8 @@ def summary(model, print_fn=print):
 
 def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_labels=None,
            max_ram=None, max_flash=None, keras_model=None, check_c=True, progress=False, board=None,
-           force=False, sketch_verify_inputs=True, float_weights="float32", overwrite=False):
+           force=False, sketch_verify_inputs=True, float_weights="float32", overwrite=False,
+           audio_frontend=None):
     """Export `model` (Keras model, model file, LoweredModel, or a keras_ebnn.graph Graph) to `out_dir`;
     return an ExportResult. A Keras model is lowered by `lower_for_export` (chain first, else graph).
 
@@ -184,6 +185,8 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
     for them; keras_ebnn.graph_int8). The outputs then differ from Keras's by that rounding: the
     report's "reference vs Keras" line measures it; C still equals the reference bit for bit.
     overwrite: replace an `out_dir` that holds files an export did not write (see check_out_dir).
+    audio_frontend: a keras_ebnn.audio.FrontEnd whose uint8 feature window is the model's input: its C
+    (NAME_audio.c / .h: push samples, get the window, classify) is written beside NAME.c.
     Raises UnsupportedModelError, BudgetError, BoardError (unknown board, Zephyr on AVR),
     OutputDirError (before any work), or RuntimeError (C mismatch).
     """
@@ -238,6 +241,9 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
             images, _, source = extra["samples"]
             result.sketch_inputs = (f"classifies {len(images)} embedded inputs ({source})" if images is not None
                                     else f"reads its inputs over Serial ({source})")
+        if audio_frontend is not None:
+            from .audio import export_frontend
+            result.notes.append(export_frontend(audio_frontend, lowered, tmp, name, target))
         if float_weights == "int8":
             result.notes.append(_int8_note(lowered))
         if forced:
