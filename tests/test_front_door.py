@@ -80,6 +80,25 @@ def test_callback_random_inputs_have_keras_shape():
 
 
 @needs_cc
+@pytest.mark.parametrize("with_data", [True, False])
+def test_callback_flat_model(with_data, tmp_path):
+    """EbnnExport on the flat model, with (x, y) verification data (y as Keras's (N, 1)) or without."""
+    from keras_ebnn import EbnnExport
+    tf.keras.utils.set_random_seed(0)
+    x = flat_inputs(128)
+    y = (x[:, :16].argmax(1))[:, None]
+    model = flessent_bnn()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    cb = EbnnExport(tmp_path / "out", name="bnn", verify_data=(x, y) if with_data else None, verbose=0)
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[cb])
+    r = cb.exports[0]
+    assert r.c_checked and r.c_matches_reference and r.agreement.class_flips == 0
+    if with_data:
+        kcls = np.argmax(model.predict(x, verbose=0), 1)
+        assert r.keras_accuracy == pytest.approx(np.mean(kcls == y[:, 0]))
+
+
+@needs_cc
 def test_cli_flat_mnist_model_with_verify_data(tmp_path, capsys):
     """A flat (784,) MNIST MLP (like marin_mnist_nn_quantized_zeroone_FC) with --verify-data: the
     28x28x1 IDX images are reshaped to the model's input, said so, and verified."""
