@@ -30,7 +30,8 @@ def build_parser():
                    help="output kind (default: c)")
     p.add_argument("--verify-data", metavar="DIR",
                    help="folder with the dataset's IDX .gz test files: print Keras vs exported accuracy "
-                        "on the whole test set")
+                        "on the whole test set; or a .npz file with arrays x (inputs, the model's shape) "
+                        "and optionally y (integer labels), e.g. for a 1-D sensor model")
     p.add_argument("--dataset", choices=("mnist", "fashion_mnist"), default="mnist",
                    help="dataset in --verify-data (default: mnist)")
     p.add_argument("--max-ram", type=int, metavar="BYTES", help="fail if the model needs more RAM")
@@ -110,7 +111,15 @@ def main(argv=None):
         print(f"error: --name {name!r} {problem}", file=sys.stderr)
         return EXIT_USAGE
     x = y = None
-    if args.verify_data:
+    what = f"{args.dataset} test images"
+    if args.verify_data and args.verify_data.endswith(".npz"):
+        try:
+            x, y = _load_npz(args.verify_data)
+        except (OSError, ValueError) as exc:
+            print(f"error: --verify-data {args.verify_data}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        what = f"inputs from {Path(args.verify_data).name}"
+    elif args.verify_data:
         from .datasets import FILES, DatasetNotFoundError, find_dir, load
         if find_dir(args.dataset, args.verify_data, use_env=False) is None:
             print(f"error: --verify-data {args.verify_data}: no {args.dataset} IDX files "
@@ -136,7 +145,7 @@ def main(argv=None):
                 if x is not None:
                     x, how = _verify_inputs(x, model, args.input_scale, args.input_offset)
                     if how:
-                        say(f"verification inputs: {args.dataset} test images {how}")
+                        say(f"verification inputs: {what} {how}")
                 result = export(model, args.output, name=name, target=args.target, verify_inputs=x,
                                 verify_labels=y, max_ram=args.max_ram, max_flash=args.max_flash,
                                 progress=not args.quiet, board=args.board, force=args.force,
@@ -161,15 +170,25 @@ def main(argv=None):
             print(note, file=sys.stderr)
     say(result.summary())
     if x is not None:
-        say(f"accuracy on {len(x)} {args.dataset} test images: Keras {result.keras_accuracy * 100:.2f}%, "
-            f"exported {result.accuracy * 100:.2f}% (reference executor"
-            f"{', C' if result.c_checked else ''}); classes differ on "
-            f"{result.agreement.class_flips} images")
+        say((f"accuracy on {len(x)} {what}: Keras {result.keras_accuracy * 100:.2f}%, "
+             f"exported {result.accuracy * 100:.2f}% (" if y is not None else f"{len(x)} {what}, no labels (")
+            + f"reference executor{', C' if result.c_checked else ''}); classes differ on "
+            f"{result.agreement.class_flips} {'images' if what.endswith('images') else 'inputs'}")
         if result.c_checked and not result.c_matches_reference:
             print("error: the compiled C does not match the reference executor", file=sys.stderr)
             return EXIT_EXPORT_ERROR
     say(f"wrote {result.out_dir}")
     return EXIT_OK
+
+
+def _load_npz(path):
+    """(x, y or None) from a --verify-data .npz file (arrays x and optionally y; no pickled objects)."""
+    import numpy as np
+    with np.load(path, allow_pickle=False) as data:
+        if "x" not in data.files:
+            raise ValueError(f"no array named x in it (it has {', '.join(data.files) or 'none'}); save it with "
+                             "numpy.savez(path, x=inputs, y=labels)")
+        return data["x"], (data["y"] if "y" in data.files else None)
 
 
 class CustomObjectsError(ValueError):

@@ -116,6 +116,27 @@ def test_cli_flat_mnist_model_with_verify_data(tmp_path, capsys):
     assert code == 0 and "reshaped to the model's input 784" in out and "classes differ on 0 images" in out
 
 
+@needs_cc
+def test_cli_flat_model_with_npz_data(tmp_path, capsys):
+    """The CLI verifies a 1-D model on a .npz of inputs (and labels): the Flessent model's own path."""
+    x = flat_inputs()
+    model = calibrated(flessent_bnn(), x)
+    model.save(tmp_path / "bnn.keras")
+    kcls = np.argmax(np.asarray(model(x)), axis=1)
+    np.savez(tmp_path / "v.npz", x=x, y=kcls)
+    np.savez(tmp_path / "nolabels.npz", x=x)
+    np.savez(tmp_path / "bad.npz", inputs=x)
+    argv = [str(tmp_path / "bnn.keras"), "-o", str(tmp_path / "o"), "--verify-data"]
+    assert convert.main(argv + [str(tmp_path / "v.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy on 64 inputs from v.npz: Keras 100.00%, exported 100.00% (reference executor, C)" in out
+    assert convert.main(argv + [str(tmp_path / "nolabels.npz")]) == 0
+    assert "64 inputs from nolabels.npz, no labels (reference executor, C); classes differ on 0 inputs" in \
+        capsys.readouterr().out
+    assert convert.main(argv + [str(tmp_path / "bad.npz")]) == 2
+    assert "no array named x in it (it has inputs)" in capsys.readouterr().err
+
+
 # --- item 4: output rules --------------------------------------------------------------------------
 
 def _binary(head, x):
