@@ -177,7 +177,7 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
         check_inputs(lowered, verify_inputs, verify_labels,
                      keras_shape=getattr(keras_model, "input_shape", (None,))[1:] or None)
         if verify_labels is not None:
-            verify_labels = np.asarray(verify_labels).reshape(-1)  # (N, 1) labels: one class per input
+            verify_labels = np.asarray(verify_labels).reshape(-1).astype(np.int64)  # (N, 1), 0.0 / 1.0: classes
     board = check_board(board, target)
     plan = memory_plan(lowered) if board is None else memory_plan(lowered, target=board.arch)
     check_budget(plan, max_ram, max_flash)

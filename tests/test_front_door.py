@@ -163,7 +163,8 @@ def test_single_unit_is_a_binary_classifier(case, tmp_path):
     kout = np.asarray(model(x))[:, 0]
     kcls = (kout >= threshold).astype(int)
     assert 40 < kcls.sum() < 160  # both classes occur
-    r = export(model, tmp_path / "o", name="bin", verify_inputs=x, verify_labels=kcls)
+    r = export(model, tmp_path / "o", name="bin", verify_inputs=x,
+               verify_labels=kcls.astype(np.float32)[:, None])  # as Keras takes binary labels: (N, 1) floats
     assert type(r.lowered).__name__ == kind
     assert r.c_matches_reference and np.array_equal(r.classes, kcls)
     assert r.accuracy == 1.0 and r.keras_accuracy == 1.0 and r.agreement.class_flips == 0
