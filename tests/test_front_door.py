@@ -331,3 +331,23 @@ def test_cli_custom_objects_for_a_sequential_subclass(tmp_path, capsys):
     assert convert.main([path, "-o", str(tmp_path / "o2"), "--trust-model", "--custom-objects",
                          str(tmp_path / "empty.py")]) == 1
     assert "defines no class or function" in capsys.readouterr().err
+
+
+def test_published_flessent_file(tmp_path, capsys):
+    """The published file itself (EBNN_DATA_DIR/published-models/flessent_BNN_model.h5, from
+    Flessent/BNN_V2; skipped without it): class BNN(Sequential) named by --custom-objects, verified on
+    500 random flat inputs from a .npz: C = reference = Keras."""
+    import os
+    from pathlib import Path
+    data = os.environ.get("EBNN_DATA_DIR")
+    path = Path(data or "/nonexistent") / "published-models" / "flessent_BNN_model.h5"
+    if not path.is_file():
+        pytest.skip("published-models/flessent_BNN_model.h5 not in EBNN_DATA_DIR")
+    mod = tmp_path / "bnn_classes.py"
+    mod.write_text("import tf_keras\n\n\nclass BNN(tf_keras.Sequential):\n    pass\n")
+    np.savez(tmp_path / "x.npz", x=flat_inputs(500, seed=3))
+    code = convert.main([str(path), "-o", str(tmp_path / "o"), "--trust-model", "--custom-objects", str(mod),
+                         "--verify-data", str(tmp_path / "x.npz")])
+    out = capsys.readouterr().out
+    assert code == 0 and "500 inputs from x.npz, no labels (reference executor, C); classes differ on 0" in out
+    assert "compiled C vs reference: identical classes and logits" in out
