@@ -154,8 +154,14 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
     dense layers of a graph store int8 weights + a float32 scale per output channel (~4x less flash
     for them; keras_ebnn.graph_int8). The outputs then differ from Keras's by that rounding: the
     report's "reference vs Keras" line measures it; C still equals the reference bit for bit.
-    Raises UnsupportedModelError, BudgetError, BoardError (unknown board, Zephyr on AVR), or
-    RuntimeError (C mismatch).
+    verify_inputs must fit the model's input (keras_ebnn.verify.check_inputs: shape, finite values,
+    integers 0..255 for a model starting with Rescaling); a flat (n,) model takes (N, n). Labels:
+    (N,) or (N, 1) classes. A single output unit is a binary classifier (class 1 when the sigmoid
+    p >= 0.5, or the logit z >= 0: keras_ebnn.blocks.class_threshold).
+    Raises UnsupportedModelError (ModelOutputError: several outputs, an output that is not a vector,
+    a one-unit softmax), verify.InputDataError (verification data outside the model's input), BudgetError,
+    BoardError (unknown board, Zephyr on AVR), or RuntimeError (C mismatch); all before any file is
+    written except the last.
     """
     from .exporters.c import check_name, memory_plan
     from .host import find_cc, predict_c
