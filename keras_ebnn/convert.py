@@ -160,7 +160,9 @@ def main(argv=None):
                 print(f"error: export failed: {exc}", file=sys.stderr)  # may hold compiler output
                 return EXIT_EXPORT_ERROR
             except (InputDataError, CustomObjectsError) as exc:
-                _error(exc)
+                scaled = isinstance(exc, InputDataError) and (args.input_scale, args.input_offset) != (None, None)
+                _error(exc, "(--input-scale / --input-offset changed the data: a model that starts with "
+                            "Rescaling takes the raw pixels)" if scaled else None)
                 return EXIT_EXPORT_ERROR
     except Exception as exc:  # a loader or TensorFlow bug on odd input: still one line, no traceback
         _error(f"export failed: {type(exc).__name__}: {exc}"[:500])

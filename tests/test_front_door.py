@@ -282,6 +282,10 @@ def test_cli_input_scale_offset(tmp_path, capsys):
     kcls = np.argmax(np.asarray(model.predict(fed, verbose=0)), axis=1)
     acc = float(np.mean(kcls == ys)) * 100
     assert f"Keras {acc:.2f}%" in out  # the model's own accuracy: Keras ran on exactly pixel * s + o
+    small_mnist_model(tf, lq).save(tmp_path / "rescaling.keras")  # reads raw pixels: scaling them is refused
+    assert convert.main([str(tmp_path / "rescaling.keras")] + argv[1:] + ["--input-scale", "0.5", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "out of range for this model" in err and "--input-scale / --input-offset changed the data" in err
     with pytest.raises(SystemExit) as exit_:  # argparse: needs --verify-data
         convert.main(argv[:3] + ["--input-scale", "2"])
     assert exit_.value.code == 2
