@@ -22,6 +22,11 @@ SIGN = dict(input_quantizer="ste_sign", **KERNEL)
 needs_cc = pytest.mark.skipif(find_cc() is None, reason="no host C compiler")
 
 
+@pytest.fixture(autouse=True)
+def _seeded():
+    tf.keras.utils.set_random_seed(0)  # the random weights of every model here: reproducible
+
+
 # Flessent/BNN_V2 BNN_model.h5 (published-models/flessent_BNN_model.h5): a flat (18,) input, a
 # QuantDense(18) with binary weights only, BatchNormalization(momentum=0.999, scale=False), a
 # binary QuantDense(16, softmax); its class `BNN` subclasses Sequential. `head` replaces the last layer.
@@ -84,7 +89,6 @@ def test_callback_random_inputs_have_keras_shape():
 def test_callback_flat_model(with_data, tmp_path):
     """EbnnExport on the flat model, with (x, y) verification data (y as Keras's (N, 1)) or without."""
     from keras_ebnn import EbnnExport
-    tf.keras.utils.set_random_seed(0)
     x = flat_inputs(128)
     y = (x[:, :16].argmax(1))[:, None]
     model = flessent_bnn()
