@@ -199,7 +199,8 @@ GENERATED_SUFFIXES = re.compile(r"(predict|predict_scratch|arena|debug_hook|inpu
 # (compared lower-cased). C99/C11/C17/C23 standard headers; POSIX.1-2017's top-level headers (those in
 # sub-folders, <sys/...>, <netinet/...>, cannot be shadowed by NAME.h) and common C-library ones;
 # Arduino: the AVR core (ArduinoCore-avr cores/arduino, its bundled libraries, the variants'
-# pins_arduino.h) and the ArduinoCore-API api/ headers other cores share.
+# pins_arduino.h), the ArduinoCore-API api/ headers other cores share, and the official libraries
+# sketches most often include (Servo, SD, WiFi...).
 SHADOWED_HEADERS = {
     "C standard": """assert complex ctype errno fenv float inttypes iso646 limits locale math setjmp signal
         stdalign stdarg stdatomic stdbit stdbool stdckdint stddef stdint stdio stdlib stdnoreturn string
@@ -211,7 +212,8 @@ SHADOWED_HEADERS = {
     "Arduino": """Arduino Binary Client HardwareSerial HardwareSerial_private IPAddress PluggableUSB Print
         Printable Server Stream Udp USBAPI USBCore USBDesc WCharacter WString new wiring_private
         pins_arduino EEPROM HID SPI SoftwareSerial Wire ArduinoAPI Common Compat HardwareCAN CanMsg
-        CanMsgRingbuffer HardwareI2C HardwareSPI Interrupts RingBuffer String itoa""",
+        CanMsgRingbuffer HardwareI2C HardwareSPI Interrupts RingBuffer String itoa
+        Servo LiquidCrystal SD Ethernet WiFi Stepper Keyboard Mouse Firmata""",
 }
 _SHADOWED = {stem.lower(): kind for kind, stems in SHADOWED_HEADERS.items() for stem in stems.split()}
 

@@ -31,6 +31,7 @@ from typing import Tuple
 
 import numpy as np
 
+from keras_ebnn.blocks import class_threshold
 from keras_ebnn.graph import Op, Tensor
 from keras_ebnn.graph_memory import plan_memory
 
@@ -904,8 +905,8 @@ extern void (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits);
         logits = e.ptr(graph.output, const=True)
         body += ["    if (scores != NULL) {", "        uint32_t k;", f"        const float *logits = {logits};",
                  f"        for (k = 0u; k < {k}u; k++)", "            scores[k] = logits[k];", "    }",
-                 (f"    return ebnn_argmax_f32({k}u, {logits});" if chain.class_threshold(model) is None else
-                  f"    return ({logits})[0] >= {chain.class_threshold(model)!r}f ? 1 : 0; /* {chain.class_rule_text(model)} */")]
+                 (f"    return ebnn_argmax_f32({k}u, {logits});" if class_threshold(model) is None else
+                  f"    return ({logits})[0] >= {class_threshold(model)!r}f ? 1 : 0; /* {chain.class_rule_text(model)} */")]
     src.append(f"static uint32_t {name}_arena[{max(plan['arena_bytes'] // 4, 1)}];")
     src.append("")
     src.append(f"#ifdef EBNN_DEBUG_HOOK\nvoid (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits) = NULL;\n"

@@ -42,7 +42,8 @@ def build_parser():
                    help="output kind (default: c)")
     p.add_argument("--verify-data", metavar="DIR",
                    help="folder with the dataset's IDX .gz test files: print Keras vs exported accuracy "
-                        "on the whole test set")
+                        "on the whole test set; or a .npz file with arrays x (inputs, the model's shape) "
+                        "and optionally y (integer labels), e.g. for a 1-D sensor model")
     p.add_argument("--dataset", choices=("mnist", "fashion_mnist"), default="mnist",
                    help="dataset in --verify-data (default: mnist)")
     p.add_argument("--max-ram", type=int, metavar="BYTES", help="fail if the model needs more RAM")
@@ -136,7 +137,7 @@ def main(argv=None, isolate=None):
     if (problem := name_problem(name)):
         _error(f"--name {name!r} {problem}")
         return EXIT_USAGE
-    if args.verify_data:
+    if args.verify_data and not args.verify_data.endswith(".npz"):
         from .datasets import FILES, find_dir
         if find_dir(args.dataset, args.verify_data, use_env=False) is None:
             _error(f"--verify-data {args.verify_data}: no {args.dataset} IDX files "
@@ -181,7 +182,15 @@ def _run_isolated(argv, model_path):
 def _convert(args, model_path, name, say):
     """Load, export, verify and report (in the isolated child, or here with main(isolate=False))."""
     x = y = None
-    if args.verify_data:
+    what = f"{args.dataset} test images"
+    if args.verify_data and args.verify_data.endswith(".npz"):
+        try:
+            x, y = _load_npz(args.verify_data)
+        except (OSError, ValueError) as exc:
+            _error(f"--verify-data {args.verify_data}: {exc}")
+            return EXIT_USAGE
+        what = f"inputs from {Path(args.verify_data).name}"
+    elif args.verify_data:
         from .datasets import DatasetNotFoundError, load
         try:
             x, y = load(args.dataset, args.verify_data, split="test")
@@ -203,7 +212,7 @@ def _convert(args, model_path, name, say):
                 if x is not None:
                     x, how = _verify_inputs(x, model, args.input_scale, args.input_offset)
                     if how:
-                        say(f"verification inputs: {args.dataset} test images {how}")
+                        say(f"verification inputs: {what} {how}")
                 result = export(model, args.output, name=name, target=args.target, verify_inputs=x,
                                 verify_labels=y, max_ram=args.max_ram, max_flash=args.max_flash,
                                 progress=not args.quiet, board=args.board, force=args.force,
@@ -221,7 +230,9 @@ def _convert(args, model_path, name, say):
                 _error(f"export failed: {exc}")  # may hold compiler output
                 return EXIT_EXPORT_ERROR
             except (InputDataError, CustomObjectsError) as exc:
-                _error(exc)
+                scaled = isinstance(exc, InputDataError) and (args.input_scale, args.input_offset) != (None, None)
+                _error(exc, "(--input-scale / --input-offset changed the data: a model that starts with "
+                            "Rescaling takes the raw pixels)" if scaled else None)
                 return EXIT_EXPORT_ERROR
     except MemoryError:
         _error(f"export failed: out of memory (the limit is 8 GiB) converting {model_path}")
@@ -234,15 +245,25 @@ def _convert(args, model_path, name, say):
             print(_safe(note), file=sys.stderr)
     say(result.summary())
     if x is not None:
-        say(f"accuracy on {len(x)} {args.dataset} test images: Keras {result.keras_accuracy * 100:.2f}%, "
-            f"exported {result.accuracy * 100:.2f}% (reference executor"
-            f"{', C' if result.c_checked else ''}); classes differ on "
-            f"{result.agreement.class_flips} images")
+        say((f"accuracy on {len(x)} {what}: Keras {result.keras_accuracy * 100:.2f}%, "
+             f"exported {result.accuracy * 100:.2f}% (" if y is not None else f"{len(x)} {what}, no labels (")
+            + f"reference executor{', C' if result.c_checked else ''}); classes differ on "
+            f"{result.agreement.class_flips} {'images' if what.endswith('images') else 'inputs'}")
         if result.c_checked and not result.c_matches_reference:
             _error("the compiled C does not match the reference executor")
             return EXIT_EXPORT_ERROR
     say(f"wrote {result.out_dir}")
     return EXIT_OK
+
+
+def _load_npz(path):
+    """(x, y or None) from a --verify-data .npz file (arrays x and optionally y; no pickled objects)."""
+    import numpy as np
+    with np.load(path, allow_pickle=False) as data:
+        if "x" not in data.files:
+            raise ValueError(f"no array named x in it (it has {', '.join(data.files) or 'none'}); save it with "
+                             "numpy.savez(path, x=inputs, y=labels)")
+        return data["x"], (data["y"] if "y" in data.files else None)
 
 
 class CustomObjectsError(ValueError):

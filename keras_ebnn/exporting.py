@@ -187,8 +187,14 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
     overwrite: replace an `out_dir` that holds files an export did not write (see check_out_dir).
     audio_frontend: a keras_ebnn.audio.FrontEnd whose uint8 feature window is the model's input: its C
     (NAME_audio.c / .h: push samples, get the window, classify) is written beside NAME.c.
-    Raises UnsupportedModelError, BudgetError, BoardError (unknown board, Zephyr on AVR),
-    OutputDirError (before any work), or RuntimeError (C mismatch).
+    verify_inputs must fit the model's input (keras_ebnn.verify.check_inputs: shape, finite values,
+    integers 0..255 for a model starting with Rescaling); a flat (n,) model takes (N, n). Labels:
+    (N,) or (N, 1) classes. A single output unit is a binary classifier (class 1 when the sigmoid
+    p >= 0.5, or the logit z >= 0: keras_ebnn.blocks.class_threshold).
+    Raises UnsupportedModelError (ModelOutputError: several outputs, an output that is not a vector,
+    a one-unit softmax), verify.InputDataError (verification data outside the model's input), BudgetError,
+    BoardError (unknown board, Zephyr on AVR), OutputDirError, or RuntimeError (C mismatch); all before
+    any file is written except the last.
     """
     from .exporters.c import check_name, memory_plan
     from .host import find_cc, predict_c
@@ -214,7 +220,7 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
         check_inputs(lowered, verify_inputs, verify_labels,
                      keras_shape=getattr(keras_model, "input_shape", (None,))[1:] or None)
         if verify_labels is not None:
-            verify_labels = np.asarray(verify_labels).reshape(-1)  # (N, 1) labels: one class per input
+            verify_labels = np.asarray(verify_labels).reshape(-1).astype(np.int64)  # (N, 1), 0.0 / 1.0: classes
     board = check_board(board, target)
     plan = memory_plan(lowered) if board is None else memory_plan(lowered, target=board.arch)
     check_budget(plan, max_ram, max_flash)

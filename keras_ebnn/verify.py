@@ -32,7 +32,7 @@ def check_inputs(lowered, x, y=None, keras_shape=None):
     (n,)), finite numbers, and, when the model starts with Rescaling (its C reads raw uint8), integers
     in 0..255: the Rescaling is inside the model; the reference would truncate other values and the C
     wrap them, so the data is refused rather than reported as a C mismatch. Labels: one integer per
-    input ((N,) or Keras's (N, 1))."""
+    input ((N,) or Keras's (N, 1); whole floats such as a binary classifier's 0.0 / 1.0 count)."""
     x = np.asarray(x)
     shape = tuple(int(d) for d in lowered.input.shape)
     shapes = {shape} | ({tuple(keras_shape)} if keras_shape is not None else set())
@@ -57,7 +57,8 @@ def check_inputs(lowered, x, y=None, keras_shape=None):
                 "0..255 values (the Rescaling inside the model normalises them).")
     if y is not None:
         y = np.asarray(y)
-        if y.shape not in ((len(x),), (len(x), 1)) or (y.size and y.dtype.kind not in "biu"):
+        whole = y.dtype.kind in "biu" or (y.dtype.kind == "f" and bool(np.all(y == np.floor(y))))
+        if y.shape not in ((len(x),), (len(x), 1)) or (y.size and not whole):
             raise InputDataError(f"the verification labels have shape {y.shape} and type {y.dtype}: "
                                  f"one integer class per input ({len(x)}) is needed")
 

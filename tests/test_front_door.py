@@ -22,6 +22,11 @@ SIGN = dict(input_quantizer="ste_sign", **KERNEL)
 needs_cc = pytest.mark.skipif(find_cc() is None, reason="no host C compiler")
 
 
+@pytest.fixture(autouse=True)
+def _seeded():
+    tf.keras.utils.set_random_seed(0)  # the random weights of every model here: reproducible
+
+
 # Flessent/BNN_V2 BNN_model.h5 (published-models/flessent_BNN_model.h5): a flat (18,) input, a
 # QuantDense(18) with binary weights only, BatchNormalization(momentum=0.999, scale=False), a
 # binary QuantDense(16, softmax); its class `BNN` subclasses Sequential. `head` replaces the last layer.
@@ -80,6 +85,24 @@ def test_callback_random_inputs_have_keras_shape():
 
 
 @needs_cc
+@pytest.mark.parametrize("with_data", [True, False])
+def test_callback_flat_model(with_data, tmp_path):
+    """EbnnExport on the flat model, with (x, y) verification data (y as Keras's (N, 1)) or without."""
+    from keras_ebnn import EbnnExport
+    x = flat_inputs(128)
+    y = (x[:, :16].argmax(1))[:, None]
+    model = flessent_bnn()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    cb = EbnnExport(tmp_path / "out", name="bnn", verify_data=(x, y) if with_data else None, verbose=0)
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[cb])
+    r = cb.exports[0]
+    assert r.c_checked and r.c_matches_reference and r.agreement.class_flips == 0
+    if with_data:
+        kcls = np.argmax(model.predict(x, verbose=0), 1)
+        assert r.keras_accuracy == pytest.approx(np.mean(kcls == y[:, 0]))
+
+
+@needs_cc
 def test_cli_flat_mnist_model_with_verify_data(tmp_path, capsys):
     """A flat (784,) MNIST MLP (like marin_mnist_nn_quantized_zeroone_FC) with --verify-data: the
     28x28x1 IDX images are reshaped to the model's input, said so, and verified."""
@@ -95,6 +118,27 @@ def test_cli_flat_mnist_model_with_verify_data(tmp_path, capsys):
     code = convert.main([str(tmp_path / "fc.keras"), "-o", str(tmp_path / "o"), "--verify-data", str(data)])
     out = capsys.readouterr().out
     assert code == 0 and "reshaped to the model's input 784" in out and "classes differ on 0 images" in out
+
+
+@needs_cc
+def test_cli_flat_model_with_npz_data(tmp_path, capsys):
+    """The CLI verifies a 1-D model on a .npz of inputs (and labels): the Flessent model's own path."""
+    x = flat_inputs()
+    model = calibrated(flessent_bnn(), x)
+    model.save(tmp_path / "bnn.keras")
+    kcls = np.argmax(np.asarray(model(x)), axis=1)
+    np.savez(tmp_path / "v.npz", x=x, y=kcls)
+    np.savez(tmp_path / "nolabels.npz", x=x)
+    np.savez(tmp_path / "bad.npz", inputs=x)
+    argv = [str(tmp_path / "bnn.keras"), "-o", str(tmp_path / "o"), "--verify-data"]
+    assert convert.main(argv + [str(tmp_path / "v.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy on 64 inputs from v.npz: Keras 100.00%, exported 100.00% (reference executor, C)" in out
+    assert convert.main(argv + [str(tmp_path / "nolabels.npz")]) == 0
+    assert "64 inputs from nolabels.npz, no labels (reference executor, C); classes differ on 0 inputs" in \
+        capsys.readouterr().out
+    assert convert.main(argv + [str(tmp_path / "bad.npz")]) == 2
+    assert "no array named x in it (it has inputs)" in capsys.readouterr().err
 
 
 # --- item 4: output rules --------------------------------------------------------------------------
@@ -123,7 +167,8 @@ def test_single_unit_is_a_binary_classifier(case, tmp_path):
     kout = np.asarray(model(x))[:, 0]
     kcls = (kout >= threshold).astype(int)
     assert 40 < kcls.sum() < 160  # both classes occur
-    r = export(model, tmp_path / "o", name="bin", verify_inputs=x, verify_labels=kcls)
+    r = export(model, tmp_path / "o", name="bin", verify_inputs=x,
+               verify_labels=kcls.astype(np.float32)[:, None])  # as Keras takes binary labels: (N, 1) floats
     assert type(r.lowered).__name__ == kind
     assert r.c_matches_reference and np.array_equal(r.classes, kcls)
     assert r.accuracy == 1.0 and r.keras_accuracy == 1.0 and r.agreement.class_flips == 0
@@ -241,6 +286,10 @@ def test_cli_input_scale_offset(tmp_path, capsys):
     kcls = np.argmax(np.asarray(model.predict(fed, verbose=0)), axis=1)
     acc = float(np.mean(kcls == ys)) * 100
     assert f"Keras {acc:.2f}%" in out  # the model's own accuracy: Keras ran on exactly pixel * s + o
+    small_mnist_model(tf, lq).save(tmp_path / "rescaling.keras")  # reads raw pixels: scaling them is refused
+    assert convert.main([str(tmp_path / "rescaling.keras")] + argv[1:] + ["--input-scale", "0.5", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "out of range for this model" in err and "--input-scale / --input-offset changed the data" in err
     with pytest.raises(SystemExit) as exit_:  # argparse: needs --verify-data
         convert.main(argv[:3] + ["--input-scale", "2"])
     assert exit_.value.code == 2
@@ -290,3 +339,23 @@ def test_cli_custom_objects_for_a_sequential_subclass(tmp_path, capsys):
     assert convert.main([path, "-o", str(tmp_path / "o2"), "--trust-model", "--custom-objects",
                          str(tmp_path / "empty.py")]) == 1
     assert "defines no class or function" in capsys.readouterr().err
+
+
+def test_published_flessent_file(tmp_path, capsys):
+    """The published file itself (EBNN_DATA_DIR/published-models/flessent_BNN_model.h5, from
+    Flessent/BNN_V2; skipped without it): class BNN(Sequential) named by --custom-objects, verified on
+    500 random flat inputs from a .npz: C = reference = Keras."""
+    import os
+    from pathlib import Path
+    data = os.environ.get("EBNN_DATA_DIR")
+    path = Path(data or "/nonexistent") / "published-models" / "flessent_BNN_model.h5"
+    if not path.is_file():
+        pytest.skip("published-models/flessent_BNN_model.h5 not in EBNN_DATA_DIR")
+    mod = tmp_path / "bnn_classes.py"
+    mod.write_text("import tf_keras\n\n\nclass BNN(tf_keras.Sequential):\n    pass\n")
+    np.savez(tmp_path / "x.npz", x=flat_inputs(500, seed=3))
+    code = convert.main([str(path), "-o", str(tmp_path / "o"), "--trust-model", "--custom-objects", str(mod),
+                         "--verify-data", str(tmp_path / "x.npz")])
+    out = capsys.readouterr().out
+    assert code == 0 and "500 inputs from x.npz, no labels (reference executor, C); classes differ on 0" in out
+    assert "compiled C vs reference: identical classes and logits" in out

@@ -141,7 +141,7 @@ def test_header_lists_are_complete():
            "stdarg stdatomic stdbool stddef stdint stdio stdlib stdnoreturn string tgmath threads time uchar "
            "wchar wctype").split()
     assert len(c11) == 29
-    common = "unistd fcntl pthread dirent poll termios syslog Arduino Print Stream HardwareSerial EEPROM".split()
+    common = "unistd fcntl pthread dirent poll termios syslog Arduino Print Stream HardwareSerial EEPROM Servo".split()
     for stem in c11 + common:
         assert cexp.name_problem(stem) is not None, stem
 
