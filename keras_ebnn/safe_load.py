@@ -6,10 +6,22 @@ runs whatever its `from_config` does. keras-ebnn therefore reads the model's con
 plain zipfile / json / h5py (no TensorFlow, nothing deserialized) and accepts it only if every
 object in it is a Keras built-in or larq class from an explicit allow-list:
 
-* `.keras` (zip): `config.json` (every member's CRC is checked first).
-* `.h5` / HDF5: the `model_config` attribute (every group and dataset header is read first).
+* The file is read once (`private_copy`): a regular file only, copied into a private folder under
+  the canonical name of the format its content has (model.keras for a zip archive, model.h5 for
+  HDF5), so Keras loads the very bytes that were checked and picks its loader as the check did.
+  Zip+HDF5 polyglots, HDF5 user blocks and names that contradict the content are refused.
+* `.keras` (zip): only config.json / metadata.json / model.weights.h5 members; `config.json` is
+  checked, then model.weights.h5 (size against the configuration, CRC, HDF5 checks below).
+* `.h5` / HDF5: the `model_config` attribute, then every HDF5 object (`check_h5_objects`: no
+  external storage / links / virtual datasets / plugin filters, arrays within the configuration's
+  weight bound) -- nothing but attributes is read.
+* The configuration's sizes are bounded (`keras_ebnn.size_bound.model_bound`).
 * SavedModel directory: refused unless trusted, because its TensorFlow graph can hold arbitrary
   ops (file writes, ...) that no configuration check can vouch for.
+
+`prepare` does all of this in the calling process; `prepared_model_file` does it in a child process
+with memory and time limits (keras_ebnn.isolation), the way `keras_ebnn.lowering.load_model` and the
+CLI use it.
 
 `Lambda`, `TFOpLambda`/`SlicingOpLambda` (call TensorFlow functions by name), serialized lambdas and
 any class, function or module outside the allow-list raise `UnsafeModelError` naming the layer (name
@@ -354,27 +366,33 @@ def _open_h5(copy, path, where=""):
         import h5py
     except ImportError as exc:  # pragma: no cover - h5py comes with TensorFlow
         raise ModelFileError(f"could not read model file {_name(path)}: h5py is not installed") from exc
+    # Through a Python file object, not the path: the HDF5 library recognises a file it already has
+    # open by device and inode, and a deleted private copy's inode can come back for the next one.
+    fobj = open(copy, "rb")
     try:
-        f = h5py.File(copy, "r")
+        f = h5py.File(fobj, "r")
     except Exception as exc:  # h5py raises OSError, KeyError, ValueError, RuntimeError...
+        fobj.close()
         raise ModelFileError(f"{what} ({short_error(exc)})") from exc
     try:
         if f.id.get_create_plist().get_userblock():
             raise ModelFileError(f"{what} (it has an HDF5 user block)")
     except ModelFileError:
         f.close()
+        fobj.close()
         raise
     except Exception as exc:
         f.close()
+        fobj.close()
         raise ModelFileError(f"{what} ({short_error(exc)})") from exc
-    return _H5Guard(f, what)
+    return _H5Guard(f, what, fobj)
 
 
 class _H5Guard:
     """`with`: the open h5py File; any h5py failure inside becomes a ModelFileError."""
 
-    def __init__(self, f, what):
-        self.f, self.what = f, what
+    def __init__(self, f, what, fobj):
+        self.f, self.what, self.fobj = f, what, fobj
 
     def __enter__(self):
         return self.f
@@ -384,6 +402,7 @@ class _H5Guard:
             self.f.close()
         except Exception:
             pass
+        self.fobj.close()
         if exc is not None and not isinstance(exc, ModelFileError) and isinstance(exc, Exception):
             raise ModelFileError(f"{self.what} ({short_error(exc)})") from exc
         return False
@@ -436,6 +455,7 @@ def check_h5_objects(f, path, bound, where=""):
 
     each_limit, total_limit = bound + 4096, _h5_elements_limit(bound)
     total = objects = 0
+    f.visit(lambda name: None)  # every group's index and heap read once: damaged ones fail here
     stack = [(f, "/", 0)]
     while stack:
         group, gname, depth = stack.pop()
