@@ -24,18 +24,9 @@ import pytest
 from keras_ebnn import convert, import_larq
 from keras_ebnn.errors import ModelFileError
 from keras_ebnn.safe_load import prepared_model_file
+from test_fuzz_convert import small_model  # the 12x12 model both fuzz tests damage
 
 TIME_BOUND = 45.0  # seconds per file (the child's own limit is 30 s per phase)
-
-
-def small_model(tf, lq):
-    L = tf.keras.layers
-    sign = dict(kernel_quantizer="ste_sign", kernel_constraint="weight_clip", use_bias=False)
-    return tf.keras.Sequential([
-        L.InputLayer((12, 12, 1)), L.Rescaling(1 / 255.0),
-        lq.layers.QuantConv2D(4, 3, **sign), L.MaxPooling2D(2), L.BatchNormalization(),
-        L.Flatten(), lq.layers.QuantDense(10, input_quantizer="ste_sign", **sign),
-        L.BatchNormalization(), L.Activation("softmax")])
 
 
 def damage(data, rng):
@@ -120,9 +111,11 @@ def fuzz(tmp_path, capsys, n, seed, n_cli):
 
 
 def test_fuzzed_files_in_the_isolated_reader(tmp_path, capsys):
-    fuzz(tmp_path, capsys, n=24, seed=19, n_cli=1)
+    fuzz(tmp_path, capsys, n=20, seed=19, n_cli=1)
 
 
 @pytest.mark.slow
-def test_fuzzed_files_in_the_isolated_reader_long(tmp_path, capsys):
+def test_fuzzed_files_in_the_isolated_reader_long(tmp_path, capsys, request):
+    if "slow" not in (request.config.getoption("markexpr") or "") and "EBNN_FUZZ_FILES" not in os.environ:
+        pytest.skip("long fuzz run (about 7 min): pytest -m slow, or EBNN_FUZZ_FILES=N")
     fuzz(tmp_path, capsys, n=int(os.environ.get("EBNN_FUZZ_FILES", "400")), seed=1919, n_cli=10)

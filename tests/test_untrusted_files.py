@@ -492,3 +492,31 @@ def test_control_characters_in_names_are_escaped(files, tmp_path, capsys):
         assert_clean_failure(result, files, tmp_path / "out")
         assert "\\x1b" in result[2]
     assert printable(evil) == "x\\r\\x1b[2Kwrote out (all checks passed)\\x1b[8m"
+
+
+def test_export_refuses_unsafe_output_folders(tmp_path, monkeypatch):
+    """The same rules in the Python front door (keras_ebnn.export), before any work."""
+    import keras_ebnn.exporting as exporting
+    from keras_ebnn.exporting import MANIFEST, OutputDirError, export
+    model = small()
+    target = tmp_path / "file"
+    target.write_text("keep")
+    with pytest.raises(OutputDirError, match="existing file"):
+        export(model, target, name="m", overwrite=True)
+    broken = tmp_path / "broken"
+    broken.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(OutputDirError, match="broken symbolic link"):
+        export(model, broken, name="m")
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "x.txt").write_text("mine")
+    with pytest.raises(OutputDirError, match="did not write"):
+        export(model, out, name="m")
+    assert (out / "x.txt").read_text() == "mine"
+    export(model, out, name="m", overwrite=True)
+    assert not (out / "x.txt").exists() and (out / MANIFEST).is_file() and (out / "m.h").is_file()
+    monkeypatch.setattr(exporting, "_exchange", lambda a, b: False)  # systems without renameat2
+    export(model, out, name="n")  # a previous export: replaced without question
+    assert (out / "n.h").is_file() and not (out / "m.h").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "file", "o"]
+    assert target.read_text() == "keep"
