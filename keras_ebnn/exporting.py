@@ -334,6 +334,8 @@ def check_out_dir(out_dir, overwrite=False, inputs=()):
     from .errors import printable
     out_dir = Path(out_dir)
     shown = printable(out_dir)
+    if out_dir.name in ("", ".", ".."):  # "." or "/": name the folder itself (its parent holds the swap)
+        out_dir = Path(os.path.abspath(out_dir))
     if out_dir.is_symlink():
         if not out_dir.exists():
             raise OutputDirError(f"output folder {shown} is a broken symbolic link")
