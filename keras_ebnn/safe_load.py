@@ -578,7 +578,7 @@ def _layer_label(node):
     name = cfg.get("name") if isinstance(cfg, dict) else None
     if not isinstance(name, str):
         name = node.get("name") if isinstance(node.get("name"), str) else "?"
-    return f"layer {name[:80]!r} ({str(node.get('class_name'))[:80]})"
+    return f"layer {name[:80]!r} ({printable(str(node.get('class_name'))[:80])})"
 
 
 def _walk(node, path, layer, depth, key=None):

@@ -462,9 +462,10 @@ def test_output_with_foreign_files_needs_overwrite(files, tmp_path, capsys):
 
 
 def test_previous_export_is_replaced_atomically_without_leftovers(files, tmp_path, capsys):
+    from keras_ebnn.exporting import export
     real = tmp_path / "real"
     link = tmp_path / "link"
-    assert run_cli([files["valid.keras"], "-o", real, "-q"], capsys, tmp_path)[0] == 0
+    export(small(), real, name="valid")  # a previous export (in this process: quicker)
     link.symlink_to(real, target_is_directory=True)
     (real / "valid.c").write_text("stale")  # a file the export wrote and lists: replaced, no question
     assert run_cli([files["valid.keras"], "-o", link, "-q", "--name", "again"], capsys, tmp_path)[0] == 0
@@ -520,3 +521,14 @@ def test_export_refuses_unsafe_output_folders(tmp_path, monkeypatch):
     assert (out / "n.h").is_file() and not (out / "m.h").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "file", "o"]
     assert target.read_text() == "keep"
+
+
+@pytest.mark.skipif(not (PUBLISHED / "embedia_person_detection_binary_72acc.h5").is_file(),
+                    reason="published models not available (EBNN_DATA_DIR)")
+def test_person_detection_model_is_no_longer_refused(tmp_path, capsys):
+    """Issue 22 item 1: the 96x96x1 EmbedIA model (318,370 weights) was refused as 'possibly
+    corrupted' (1.53e8 estimated weights); it converts now, without --trust-model."""
+    code, out, err, _ = run_cli([PUBLISHED / "embedia_person_detection_binary_72acc.h5", "-o",
+                                 tmp_path / "pd", "--name", "pd"], capsys, tmp_path)
+    assert code == 0 and err == "", err
+    assert (tmp_path / "pd" / "pd.c").is_file()
