@@ -347,8 +347,8 @@ def check_out_dir(out_dir, overwrite=False, inputs=()):
     for item in inputs:
         item = Path(os.path.realpath(os.fsdecode(item)))
         if item == real or real in item.parents:
-            raise OutputDirError(f"output folder {shown} holds the input model {printable(item)}: "
-                                 "the export would replace it; choose another folder")
+            raise OutputDirError(f"output folder {shown} holds the input {'folder' if item.is_dir() else 'model'} "
+                                 f"{printable(item)}: the export would replace it; choose another folder")
     if overwrite or not out_dir.is_dir():
         return out_dir
     written = _read_manifest(out_dir)

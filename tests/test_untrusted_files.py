@@ -252,6 +252,22 @@ def test_crash_in_the_reader_becomes_one_error_line(files, tmp_path, capsys, mon
     assert result[0] == 1 and "reading and checking the model file" in result[2]
 
 
+def test_the_child_has_the_8_gib_address_space_limit(files, tmp_path, capsys, monkeypatch):
+    """A 9 GiB mapping (lazy: it costs nothing where no limit applies) fails inside the child."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import os\n"
+        "if os.environ.get('_KERAS_EBNN_CHILD') == '1':\n"
+        "    import keras_ebnn.safe_load as s\n"
+        "    def big(*a, **k):\n"
+        "        import mmap; mmap.mmap(-1, 9 << 30)\n"
+        "    s.check_h5_objects = big\n")
+    monkeypatch.setenv("PYTHONPATH", str(hook) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    result = run_cli([files["valid.h5"], "-o", tmp_path / "out"], capsys, tmp_path)
+    assert_clean_failure(result, files, tmp_path / "out", "Cannot allocate memory")
+
+
 def test_endless_reading_is_stopped_by_the_time_limit(files, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("KERAS_EBNN_LOAD_SECONDS", "0.001")  # any real read takes longer
     result = run_cli([files["valid.h5"], "-o", tmp_path / "out"], capsys, tmp_path)
@@ -437,6 +453,9 @@ def test_output_folder_holding_the_model_is_refused(files, tmp_path, capsys):
         assert result[0] == 2
         result = run_cli([folder / "m.keras", "-o", out, "--overwrite"], capsys, tmp_path)
         assert_clean_failure(result, files, None, "holds the input model")
+    result = run_cli([files["valid.keras"], "-o", tmp_path, "--overwrite", "--verify-data", folder],
+                     capsys, tmp_path)  # (an input folder is protected like the model)
+    assert_clean_failure(result, files, None, "holds the input folder")
     assert snapshot(folder) == before
 
 
