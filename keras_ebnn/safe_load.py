@@ -409,7 +409,7 @@ class _H5Guard:
 
 
 def _attribute_size_ok(obj, name, path):
-    """Refuse an attribute whose stored size is absurd before h5py reads it."""
+    """Refuse an attribute whose stored size is absurd before h5py reads it; then read it."""
     aid = obj.attrs.get_id(name)
     try:
         size = aid.get_storage_size()
@@ -422,6 +422,7 @@ def _attribute_size_ok(obj, name, path):
     if max(size, elements) > MAX_CONFIG_BYTES:  # (a variable-length string's text is counted on read)
         raise _unreadable(path, f"HDF5 attribute {printable(name[:80])!r} is "
                                 f"{max(size, elements):,} bytes, more than {MAX_CONFIG_BYTES:,}")
+    obj.attrs[name]  # read it (bounded above): a damaged attribute fails here, in the checking child
 
 
 def _h5_config(f, path):

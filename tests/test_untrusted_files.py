@@ -252,6 +252,35 @@ def test_crash_in_the_reader_becomes_one_error_line(files, tmp_path, capsys, mon
     assert result[0] == 1 and "reading and checking the model file" in result[2]
 
 
+RAW_READ = "import h5py, sys\nf = h5py.File(sys.argv[1], 'r')\nfor k in f.attrs: f.attrs[k]\nf.visit(len)\n"
+
+
+@pytest.mark.parametrize("offset, value, death", [
+    (17, 0x33, "crashed (SIGSEGV"),  # inside model_config's datatype message
+    (-63, 0x1F, "crashed (SIGSEGV"),
+    (-101, 0xA0, "took longer than its time limit"),  # h5py / HDF5 1.14 loop forever on this one
+])
+def test_one_byte_that_crashes_or_hangs_hdf5(files, tmp_path, capsys, monkeypatch, offset, value, death):
+    """Issue 19 item 3, re-created: one byte changed near the model_config attribute makes plain
+    h5py die with SIGSEGV or loop forever; the CLI reports one error line (exit 1) instead."""
+    import subprocess
+    data = bytearray(files["valid.h5"].read_bytes())
+    data[data.find(b"model_config") + offset] = value
+    path = tmp_path / "onebyte.h5"
+    path.write_bytes(bytes(data))
+    try:
+        raw = subprocess.run([sys.executable, "-c", RAW_READ, str(path)], capture_output=True, timeout=5)
+        reproduced = raw.returncode < 0
+    except subprocess.TimeoutExpired:
+        reproduced = True
+    monkeypatch.setenv("KERAS_EBNN_LOAD_SECONDS", "3")
+    result = run_cli([path, "-o", tmp_path / "out"], capsys, tmp_path)
+    assert_clean_failure(result, files, tmp_path / "out")
+    assert result[0] == 1
+    if reproduced:  # (another HDF5 build may read these bytes differently: then any clean error)
+        assert death in result[2], result[2]
+
+
 def test_the_child_has_the_8_gib_address_space_limit(files, tmp_path, capsys, monkeypatch):
     """A 9 GiB mapping (lazy: it costs nothing where no limit applies) fails inside the child."""
     hook = tmp_path / "hook"
