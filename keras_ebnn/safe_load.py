@@ -447,7 +447,7 @@ def check_h5_objects(f, path, bound, where=""):
     fletcher32 (others load plugins), non-numeric datasets, attributes over MAX_CONFIG_BYTES, more
     than MAX_H5_OBJECTS objects or groups nested deeper than MAX_H5_DEPTH, and arrays larger than the
     configuration's weight bound `bound` (one array), or 4 x bound + 4096 values in all (weights
-    plus an optimizer's copies).
+    plus an optimizer's copies). Then (all bounded) every attribute and array is read once.
     """
     import h5py
 
@@ -456,6 +456,7 @@ def check_h5_objects(f, path, bound, where=""):
 
     each_limit, total_limit = bound + 4096, _h5_elements_limit(bound)
     total = objects = 0
+    datasets = []
     f.visit(lambda name: None)  # every group's index and heap read once: damaged ones fail here
     stack = [(f, "/", 0)]
     while stack:
@@ -515,6 +516,9 @@ def check_h5_objects(f, path, bound, where=""):
             if total > total_limit:
                 refuse(full, f"the file's arrays hold more than {total_limit:,} values, more than the "
                              "configuration's weights allow")
+            datasets.append(obj)
+    for obj in datasets:  # all checked and bounded: read them once here (in the checking child), so
+        obj[()]           # a damaged chunk index or block crashes the child, not the caller's Keras
     return total
 
 
