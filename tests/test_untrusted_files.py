@@ -234,19 +234,25 @@ def test_hdf5_surprises_are_refused(files, secret_h5, tmp_path, capsys, how, phr
 # --- 3. one byte crashes or hangs: isolation ----------------------------------------------------
 
 
-def test_crash_in_the_reader_becomes_one_error_line(files, tmp_path, capsys, monkeypatch):
-    """A segmentation fault inside the check (injected with a sitecustomize that makes the reader
-    crash, as a damaged file made h5py crash) ends the child, not the CLI: one error line, exit 1."""
+def in_the_child_check(tmp_path, monkeypatch, statement):
+    """Make the CLI's child run `statement` where it checks the HDF5 objects (a sitecustomize on the
+    child's PYTHONPATH: the child is a real process, as the one a damaged file would crash)."""
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(
         "import os\n"
         "if os.environ.get('_KERAS_EBNN_CHILD') == '1':\n"
         "    import keras_ebnn.safe_load as s\n"
-        "    def crash(*a, **k):\n"
-        "        import ctypes; ctypes.string_at(0)\n"
-        "    s.check_h5_objects = crash\n")
+        "    def hooked(*a, **k):\n"
+        f"        {statement}\n"
+        "    s.check_h5_objects = hooked\n")
     monkeypatch.setenv("PYTHONPATH", str(hook) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def test_crash_in_the_reader_becomes_one_error_line(files, tmp_path, capsys, monkeypatch):
+    """A segmentation fault inside the check (injected with a sitecustomize that makes the reader
+    crash, as a damaged file made h5py crash) ends the child, not the CLI: one error line, exit 1."""
+    in_the_child_check(tmp_path, monkeypatch, "import ctypes; ctypes.string_at(0)")
     result = run_cli([files["valid.h5"], "-o", tmp_path / "out"], capsys, tmp_path)
     assert_clean_failure(result, files, tmp_path / "out", "crashed (SIGSEGV")
     assert result[0] == 1 and "reading and checking the model file" in result[2]
@@ -283,16 +289,7 @@ def test_one_byte_that_crashes_or_hangs_hdf5(files, tmp_path, capsys, monkeypatc
 
 def test_the_child_has_the_8_gib_address_space_limit(files, tmp_path, capsys, monkeypatch):
     """A 9 GiB mapping (lazy: it costs nothing where no limit applies) fails inside the child."""
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(
-        "import os\n"
-        "if os.environ.get('_KERAS_EBNN_CHILD') == '1':\n"
-        "    import keras_ebnn.safe_load as s\n"
-        "    def big(*a, **k):\n"
-        "        import mmap; mmap.mmap(-1, 9 << 30)\n"
-        "    s.check_h5_objects = big\n")
-    monkeypatch.setenv("PYTHONPATH", str(hook) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    in_the_child_check(tmp_path, monkeypatch, "import mmap; mmap.mmap(-1, 9 << 30)")
     result = run_cli([files["valid.h5"], "-o", tmp_path / "out"], capsys, tmp_path)
     assert_clean_failure(result, files, tmp_path / "out", "Cannot allocate memory")
 
