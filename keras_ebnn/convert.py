@@ -137,6 +137,13 @@ def main(argv=None, isolate=None):
     if (problem := name_problem(name)):
         _error(f"--name {name!r} {problem}")
         return EXIT_USAGE
+    from .exporting import OutputDirError, check_out_dir
+    try:
+        check_out_dir(args.output, overwrite=args.overwrite,  # never over an input, even with --overwrite
+                      inputs=[model_path] + ([Path(args.verify_data)] if args.verify_data else []))
+    except OutputDirError as exc:
+        _error(exc)
+        return EXIT_USAGE
     if args.verify_data and not args.verify_data.endswith(".npz"):
         from .datasets import FILES, find_dir
         if find_dir(args.dataset, args.verify_data, use_env=False) is None:
@@ -144,12 +151,6 @@ def main(argv=None, isolate=None):
                    f"({', '.join(FILES['test'])}) there or in its {args.dataset.replace('_', '-')}/ "
                    "sub-folder (EBNN_DATA_DIR is not used when --verify-data is given)")
             return EXIT_USAGE
-    from .exporting import OutputDirError, check_out_dir
-    try:
-        check_out_dir(args.output, overwrite=args.overwrite, inputs=[model_path])
-    except OutputDirError as exc:
-        _error(exc)
-        return EXIT_USAGE
     from . import isolation
     if isolate is None:
         isolate = not isolation.in_child()

@@ -376,6 +376,8 @@ def check_out_dir(out_dir, overwrite=False, inputs=()):
     from .errors import printable
     out_dir = Path(out_dir)
     shown = printable(out_dir)
+    if out_dir.name in ("", ".", ".."):  # "." or "/": name the folder itself (its parent holds the swap)
+        out_dir = Path(os.path.abspath(out_dir))
     if out_dir.is_symlink():
         if not out_dir.exists():
             raise OutputDirError(f"output folder {shown} is a broken symbolic link")
@@ -387,8 +389,8 @@ def check_out_dir(out_dir, overwrite=False, inputs=()):
     for item in inputs:
         item = Path(os.path.realpath(os.fsdecode(item)))
         if item == real or real in item.parents:
-            raise OutputDirError(f"output folder {shown} holds the input model {printable(item)}: "
-                                 "the export would replace it; choose another folder")
+            raise OutputDirError(f"output folder {shown} holds the input {'folder' if item.is_dir() else 'model'} "
+                                 f"{printable(item)}: the export would replace it; choose another folder")
     if overwrite or not out_dir.is_dir():
         return out_dir
     written = _read_manifest(out_dir)

@@ -104,7 +104,11 @@ def load_model(path, trust_model=False, custom_objects_file=None, isolate=None, 
                 if kind == "keras":
                     model = tf.keras.models.load_model(str(private), compile=False, safe_mode=not trust_model,
                                                        custom_objects=custom_objects)
-                else:
+                elif kind == "h5":  # via a file object (see safe_load._open_h5: no inode reuse)
+                    import h5py
+                    with open(private, "rb") as fobj, h5py.File(fobj, "r") as h5:
+                        model = tf.keras.models.load_model(h5, compile=False, custom_objects=custom_objects)
+                else:  # a trusted SavedModel directory
                     model = tf.keras.models.load_model(str(private), compile=False,
                                                        custom_objects=custom_objects)
         except MemoryError:

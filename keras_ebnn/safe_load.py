@@ -6,10 +6,22 @@ runs whatever its `from_config` does. keras-ebnn therefore reads the model's con
 plain zipfile / json / h5py (no TensorFlow, nothing deserialized) and accepts it only if every
 object in it is a Keras built-in or larq class from an explicit allow-list:
 
-* `.keras` (zip): `config.json` (every member's CRC is checked first).
-* `.h5` / HDF5: the `model_config` attribute (every group and dataset header is read first).
+* The file is read once (`private_copy`): a regular file only, copied into a private folder under
+  the canonical name of the format its content has (model.keras for a zip archive, model.h5 for
+  HDF5), so Keras loads the very bytes that were checked and picks its loader as the check did.
+  Zip+HDF5 polyglots, HDF5 user blocks and names that contradict the content are refused.
+* `.keras` (zip): only config.json / metadata.json / model.weights.h5 members; `config.json` is
+  checked, then model.weights.h5 (size against the configuration, CRC, HDF5 checks below).
+* `.h5` / HDF5: the `model_config` attribute, then every HDF5 object (`check_h5_objects`: no
+  external storage / links / virtual datasets / plugin filters, arrays within the configuration's
+  weight bound) -- nothing but attributes is read.
+* The configuration's sizes are bounded (`keras_ebnn.size_bound.model_bound`).
 * SavedModel directory: refused unless trusted, because its TensorFlow graph can hold arbitrary
   ops (file writes, ...) that no configuration check can vouch for.
+
+`prepare` does all of this in the calling process; `prepared_model_file` does it in a child process
+with memory and time limits (keras_ebnn.isolation), the way `keras_ebnn.lowering.load_model` and the
+CLI use it.
 
 `Lambda`, `TFOpLambda`/`SlicingOpLambda` (call TensorFlow functions by name), serialized lambdas and
 any class, function or module outside the allow-list raise `UnsafeModelError` naming the layer (name
@@ -354,27 +366,33 @@ def _open_h5(copy, path, where=""):
         import h5py
     except ImportError as exc:  # pragma: no cover - h5py comes with TensorFlow
         raise ModelFileError(f"could not read model file {_name(path)}: h5py is not installed") from exc
+    # Through a Python file object, not the path: the HDF5 library recognises a file it already has
+    # open by device and inode, and a deleted private copy's inode can come back for the next one.
+    fobj = open(copy, "rb")
     try:
-        f = h5py.File(copy, "r")
+        f = h5py.File(fobj, "r")
     except Exception as exc:  # h5py raises OSError, KeyError, ValueError, RuntimeError...
+        fobj.close()
         raise ModelFileError(f"{what} ({short_error(exc)})") from exc
     try:
         if f.id.get_create_plist().get_userblock():
             raise ModelFileError(f"{what} (it has an HDF5 user block)")
     except ModelFileError:
         f.close()
+        fobj.close()
         raise
     except Exception as exc:
         f.close()
+        fobj.close()
         raise ModelFileError(f"{what} ({short_error(exc)})") from exc
-    return _H5Guard(f, what)
+    return _H5Guard(f, what, fobj)
 
 
 class _H5Guard:
     """`with`: the open h5py File; any h5py failure inside becomes a ModelFileError."""
 
-    def __init__(self, f, what):
-        self.f, self.what = f, what
+    def __init__(self, f, what, fobj):
+        self.f, self.what, self.fobj = f, what, fobj
 
     def __enter__(self):
         return self.f
@@ -384,13 +402,14 @@ class _H5Guard:
             self.f.close()
         except Exception:
             pass
+        self.fobj.close()
         if exc is not None and not isinstance(exc, ModelFileError) and isinstance(exc, Exception):
             raise ModelFileError(f"{self.what} ({short_error(exc)})") from exc
         return False
 
 
 def _attribute_size_ok(obj, name, path):
-    """Refuse an attribute whose stored size is absurd before h5py reads it."""
+    """Refuse an attribute whose stored size is absurd before h5py reads it; then read it."""
     aid = obj.attrs.get_id(name)
     try:
         size = aid.get_storage_size()
@@ -403,6 +422,7 @@ def _attribute_size_ok(obj, name, path):
     if max(size, elements) > MAX_CONFIG_BYTES:  # (a variable-length string's text is counted on read)
         raise _unreadable(path, f"HDF5 attribute {printable(name[:80])!r} is "
                                 f"{max(size, elements):,} bytes, more than {MAX_CONFIG_BYTES:,}")
+    obj.attrs[name]  # read it (bounded above): a damaged attribute fails here, in the checking child
 
 
 def _h5_config(f, path):
@@ -427,7 +447,7 @@ def check_h5_objects(f, path, bound, where=""):
     fletcher32 (others load plugins), non-numeric datasets, attributes over MAX_CONFIG_BYTES, more
     than MAX_H5_OBJECTS objects or groups nested deeper than MAX_H5_DEPTH, and arrays larger than the
     configuration's weight bound `bound` (one array), or 4 x bound + 4096 values in all (weights
-    plus an optimizer's copies).
+    plus an optimizer's copies). Then (all bounded) every attribute and array is read once.
     """
     import h5py
 
@@ -436,6 +456,8 @@ def check_h5_objects(f, path, bound, where=""):
 
     each_limit, total_limit = bound + 4096, _h5_elements_limit(bound)
     total = objects = 0
+    datasets = []
+    f.visit(lambda name: None)  # every group's index and heap read once: damaged ones fail here
     stack = [(f, "/", 0)]
     while stack:
         group, gname, depth = stack.pop()
@@ -494,6 +516,9 @@ def check_h5_objects(f, path, bound, where=""):
             if total > total_limit:
                 refuse(full, f"the file's arrays hold more than {total_limit:,} values, more than the "
                              "configuration's weights allow")
+            datasets.append(obj)
+    for obj in datasets:  # all checked and bounded: read them once here (in the checking child), so
+        obj[()]           # a damaged chunk index or block crashes the child, not the caller's Keras
     return total
 
 
@@ -558,7 +583,7 @@ def _layer_label(node):
     name = cfg.get("name") if isinstance(cfg, dict) else None
     if not isinstance(name, str):
         name = node.get("name") if isinstance(node.get("name"), str) else "?"
-    return f"layer {name[:80]!r} ({str(node.get('class_name'))[:80]})"
+    return f"layer {name[:80]!r} ({printable(str(node.get('class_name'))[:80])})"
 
 
 def _walk(node, path, layer, depth, key=None):

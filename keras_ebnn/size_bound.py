@@ -207,6 +207,10 @@ def _model(cfg, inputs, counter, nesting):
         previous = out
         if _mul(*out) > _mul(*largest):
             largest = out
+    if functional and isinstance(cfg, dict) and cfg.get("output_layers") is not None:
+        names = _inbound_names(cfg["output_layers"], counter, [])
+        if names:  # the model's outputs (unknown names: the largest shape)
+            return total, _widest([shapes.get(n, largest) for n in names])
     return total, previous
 
 

@@ -41,7 +41,7 @@ from keras_ebnn import convert
 paths = json.load(open(sys.argv[1]))
 # Warm-up outside the timed loop: TensorFlow's start-up and first model build (a few seconds) are
 # not what the per-file time bound is about; the real-process test covers the start-up's output.
-assert convert.main([sys.argv[3], "-o", sys.argv[3] + ".warmup", "-q"]) == 0
+assert convert.main([sys.argv[3], "-o", sys.argv[3] + ".warmup", "-q"], isolate=False) == 0
 with open(sys.argv[2], "w") as log:
     for path in paths:
         out = path + ".out"
@@ -51,7 +51,7 @@ with open(sys.argv[2], "w") as log:
         os.dup2(captured[0].fileno(), 1); os.dup2(captured[1].fileno(), 2)
         start = time.monotonic()
         try:
-            code = convert.main([path, "-o", out])
+            code = convert.main([path, "-o", out], isolate=False)  # (isolation: test_fuzz_isolated.py)
         except SystemExit as exc:
             code = exc.code
         except BaseException as exc:

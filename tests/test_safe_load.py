@@ -215,7 +215,9 @@ def test_malformed_files_give_one_clear_error(tmp_path):
         archive("deep.keras", **{"config.json": json.dumps(sequential(
             layer("Dense", "d", units=3, extra=json.loads("[" * 80 + "]" * 80))))}): "nested more than",
         archive("huge.keras", **{"config.json": json.dumps(sequential(
-            layer("Dense", "d", units=10 ** 12)))}): "weights, more than",
+            layer("Dense", "d", units=10 ** 8)))}): "weights, more than",
+        archive("range.keras", **{"config.json": json.dumps(sequential(
+            layer("Dense", "d", units=10 ** 12)))}): "units is out of range",
     }
     text = tmp_path / "text.keras"
     text.write_text("not a zip")

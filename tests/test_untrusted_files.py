@@ -234,22 +234,64 @@ def test_hdf5_surprises_are_refused(files, secret_h5, tmp_path, capsys, how, phr
 # --- 3. one byte crashes or hangs: isolation ----------------------------------------------------
 
 
-def test_crash_in_the_reader_becomes_one_error_line(files, tmp_path, capsys, monkeypatch):
-    """A segmentation fault inside the check (injected with a sitecustomize that makes the reader
-    crash, as a damaged file made h5py crash) ends the child, not the CLI: one error line, exit 1."""
+def in_the_child_check(tmp_path, monkeypatch, statement):
+    """Make the CLI's child run `statement` where it checks the HDF5 objects (a sitecustomize on the
+    child's PYTHONPATH: the child is a real process, as the one a damaged file would crash)."""
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(
         "import os\n"
         "if os.environ.get('_KERAS_EBNN_CHILD') == '1':\n"
         "    import keras_ebnn.safe_load as s\n"
-        "    def crash(*a, **k):\n"
-        "        import ctypes; ctypes.string_at(0)\n"
-        "    s.check_h5_objects = crash\n")
+        "    def hooked(*a, **k):\n"
+        f"        {statement}\n"
+        "    s.check_h5_objects = hooked\n")
     monkeypatch.setenv("PYTHONPATH", str(hook) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def test_crash_in_the_reader_becomes_one_error_line(files, tmp_path, capsys, monkeypatch):
+    """A segmentation fault inside the check (injected with a sitecustomize that makes the reader
+    crash, as a damaged file made h5py crash) ends the child, not the CLI: one error line, exit 1."""
+    in_the_child_check(tmp_path, monkeypatch, "import ctypes; ctypes.string_at(0)")
     result = run_cli([files["valid.h5"], "-o", tmp_path / "out"], capsys, tmp_path)
     assert_clean_failure(result, files, tmp_path / "out", "crashed (SIGSEGV")
     assert result[0] == 1 and "reading and checking the model file" in result[2]
+
+
+RAW_READ = "import h5py, sys\nf = h5py.File(sys.argv[1], 'r')\nfor k in f.attrs: f.attrs[k]\nf.visit(len)\n"
+
+
+@pytest.mark.parametrize("offset, value, death", [
+    (17, 0x33, "crashed (SIGSEGV"),  # inside model_config's datatype message
+    (-63, 0x1F, "crashed (SIGSEGV"),
+    (-101, 0xA0, "took longer than its time limit"),  # h5py / HDF5 1.14 loop forever on this one
+])
+def test_one_byte_that_crashes_or_hangs_hdf5(files, tmp_path, capsys, monkeypatch, offset, value, death):
+    """Issue 19 item 3, re-created: one byte changed near the model_config attribute makes plain
+    h5py die with SIGSEGV or loop forever; the CLI reports one error line (exit 1) instead."""
+    import subprocess
+    data = bytearray(files["valid.h5"].read_bytes())
+    data[data.find(b"model_config") + offset] = value
+    path = tmp_path / "onebyte.h5"
+    path.write_bytes(bytes(data))
+    try:
+        raw = subprocess.run([sys.executable, "-c", RAW_READ, str(path)], capture_output=True, timeout=5)
+        reproduced = raw.returncode < 0
+    except subprocess.TimeoutExpired:
+        reproduced = True
+    monkeypatch.setenv("KERAS_EBNN_LOAD_SECONDS", "3")
+    result = run_cli([path, "-o", tmp_path / "out"], capsys, tmp_path)
+    assert_clean_failure(result, files, tmp_path / "out")
+    assert result[0] == 1
+    if reproduced:  # (another HDF5 build may read these bytes differently: then any clean error)
+        assert death in result[2], result[2]
+
+
+def test_the_child_has_the_8_gib_address_space_limit(files, tmp_path, capsys, monkeypatch):
+    """A 9 GiB mapping (lazy: it costs nothing where no limit applies) fails inside the child."""
+    in_the_child_check(tmp_path, monkeypatch, "import mmap; mmap.mmap(-1, 9 << 30)")
+    result = run_cli([files["valid.h5"], "-o", tmp_path / "out"], capsys, tmp_path)
+    assert_clean_failure(result, files, tmp_path / "out", "Cannot allocate memory")
 
 
 def test_endless_reading_is_stopped_by_the_time_limit(files, tmp_path, capsys, monkeypatch):
@@ -437,6 +479,9 @@ def test_output_folder_holding_the_model_is_refused(files, tmp_path, capsys):
         assert result[0] == 2
         result = run_cli([folder / "m.keras", "-o", out, "--overwrite"], capsys, tmp_path)
         assert_clean_failure(result, files, None, "holds the input model")
+    result = run_cli([files["valid.keras"], "-o", tmp_path, "--overwrite", "--verify-data", folder],
+                     capsys, tmp_path)  # (an input folder is protected like the model)
+    assert_clean_failure(result, files, None, "holds the input folder")
     assert snapshot(folder) == before
 
 
@@ -462,9 +507,10 @@ def test_output_with_foreign_files_needs_overwrite(files, tmp_path, capsys):
 
 
 def test_previous_export_is_replaced_atomically_without_leftovers(files, tmp_path, capsys):
+    from keras_ebnn.exporting import export
     real = tmp_path / "real"
     link = tmp_path / "link"
-    assert run_cli([files["valid.keras"], "-o", real, "-q"], capsys, tmp_path)[0] == 0
+    export(small(), real, name="valid")  # a previous export (in this process: quicker)
     link.symlink_to(real, target_is_directory=True)
     (real / "valid.c").write_text("stale")  # a file the export wrote and lists: replaced, no question
     assert run_cli([files["valid.keras"], "-o", link, "-q", "--name", "again"], capsys, tmp_path)[0] == 0
@@ -492,3 +538,42 @@ def test_control_characters_in_names_are_escaped(files, tmp_path, capsys):
         assert_clean_failure(result, files, tmp_path / "out")
         assert "\\x1b" in result[2]
     assert printable(evil) == "x\\r\\x1b[2Kwrote out (all checks passed)\\x1b[8m"
+
+
+def test_export_refuses_unsafe_output_folders(tmp_path, monkeypatch):
+    """The same rules in the Python front door (keras_ebnn.export), before any work."""
+    import keras_ebnn.exporting as exporting
+    from keras_ebnn.exporting import MANIFEST, OutputDirError, export
+    model = small()
+    target = tmp_path / "file"
+    target.write_text("keep")
+    with pytest.raises(OutputDirError, match="existing file"):
+        export(model, target, name="m", overwrite=True)
+    broken = tmp_path / "broken"
+    broken.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(OutputDirError, match="broken symbolic link"):
+        export(model, broken, name="m")
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "x.txt").write_text("mine")
+    with pytest.raises(OutputDirError, match="did not write"):
+        export(model, out, name="m")
+    assert (out / "x.txt").read_text() == "mine"
+    export(model, out, name="m", overwrite=True)
+    assert not (out / "x.txt").exists() and (out / MANIFEST).is_file() and (out / "m.h").is_file()
+    monkeypatch.setattr(exporting, "_exchange", lambda a, b: False)  # systems without renameat2
+    export(model, out, name="n")  # a previous export: replaced without question
+    assert (out / "n.h").is_file() and not (out / "m.h").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "file", "o"]
+    assert target.read_text() == "keep"
+
+
+@pytest.mark.skipif(not (PUBLISHED / "embedia_person_detection_binary_72acc.h5").is_file(),
+                    reason="published models not available (EBNN_DATA_DIR)")
+def test_person_detection_model_is_no_longer_refused(tmp_path, capsys):
+    """Issue 22 item 1: the 96x96x1 EmbedIA model (318,370 weights) was refused as 'possibly
+    corrupted' (1.53e8 estimated weights); it converts now, without --trust-model."""
+    code, out, err, _ = run_cli([PUBLISHED / "embedia_person_detection_binary_72acc.h5", "-o",
+                                 tmp_path / "pd", "--name", "pd"], capsys, tmp_path)
+    assert code == 0 and err == "", err
+    assert (tmp_path / "pd" / "pd.c").is_file()
