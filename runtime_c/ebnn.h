@@ -10,7 +10,7 @@
  * Graph ops (keras_ebnn/graph.py; NumPy definition keras_ebnn/graph_reference.py): unfused kernels over
  * typed tensors -- bits (the layout below), int (int32_t, always) and float32 (float) -- for the parts
  * of a model that are not fused blocks: binary accumulators, full-precision conv / depthwise / dense,
- * pooling, to_float, affine, activations, add, sign / threshold, concat, argmax. Bits and ints match
+ * pooling, to_float, affine, div, activations, add, sign / threshold, concat, argmax. Bits and ints match
  * the reference exactly; float ops do the reference's float32 operations in its order (products
  * never fused into an FMA), so they match bit for bit too, except tanh / sigmoid (libm tolerance).
  *
