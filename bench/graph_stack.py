@@ -33,7 +33,7 @@ GRAPH_ENTRIES = {
     "dense_f32": ("ebnn_dense_f32",),
     "pool": ("ebnn_max_pool_bits", "ebnn_max_pool_i32", "ebnn_max_pool_f32", "ebnn_sum_pool_bits",
              "ebnn_sum_pool_i32", "ebnn_avg_pool_f32"),
-    "elementwise": ("ebnn_bits_to_f32", "ebnn_i32_to_f32", "ebnn_affine_f32", "ebnn_activation_f32", "ebnn_add_f32",
+    "elementwise": ("ebnn_bits_to_f32", "ebnn_i32_to_f32", "ebnn_affine_f32", "ebnn_div_f32", "ebnn_activation_f32", "ebnn_add_f32",
                     "ebnn_sign_f32", "ebnn_sign_i32", "ebnn_threshold_f32", "ebnn_threshold_i32",
                     "ebnn_concat_bits", "ebnn_concat_f32", "ebnn_argmax_f32"),
 }

@@ -69,7 +69,7 @@ GRAPH_CODE_BYTES = {
     "ebnn_dense_f32": 196, "ebnn_dense_w8": 192,
     "ebnn_avg_pool_f32": 330, "ebnn_max_pool_bits": 262, "ebnn_max_pool_f32": 300, "ebnn_max_pool_i32": 218,
     "ebnn_sum_pool_bits": 230, "ebnn_sum_pool_i32": 228, "pool helpers": 304,
-    "ebnn_activation_f32": 256, "ebnn_add_f32": 56, "ebnn_affine_f32": 190, "ebnn_argmax_f32": 82,
+    "ebnn_activation_f32": 256, "ebnn_add_f32": 56, "ebnn_div_f32": 158, "ebnn_affine_f32": 190, "ebnn_argmax_f32": 82,
     "ebnn_bits_to_f32": 84, "ebnn_concat_bits": 232, "ebnn_concat_f32": 148, "ebnn_i32_to_f32": 200,
     "ebnn_sign_f32": 78, "ebnn_sign_i32": 66, "ebnn_threshold_f32": 162, "ebnn_threshold_i32": 178,
     "soft_float": 1450,
@@ -265,6 +265,8 @@ def op_data(graph, op):
             c = graph.tensors[op.output].shape[-1]
             a, b = np.broadcast_to(a, (c,)).copy(), np.broadcast_to(b, (c,)).copy()
         data["a"], data["b"] = ("float", a), ("float", b)
+    elif kind == "div":
+        data["div"] = ("float", np.asarray(p["d"], dtype=np.float32).reshape(-1))
     elif kind in ("max_pool", "global_max", "avg_pool", "global_avg"):
         window = _pool_window(p["geometry"])
     elif kind == "conv_pool":
@@ -614,6 +616,9 @@ def _op_code(graph, e, i, op, pre, scratch_offset):
     if kind == "affine":
         n_ab = op_data(graph, op)[0]["a"][1].size
         return _call_lines(f"ebnn_affine_f32({t_in.size}u, {c}u, {ins[0]}, {pre}a, {pre}b, {n_ab}u, {out})")
+    if kind == "div":
+        n_d = op_data(graph, op)[0]["div"][1].size
+        return _call_lines(f"ebnn_div_f32({t_in.size}u, {c}u, {ins[0]}, {pre}div, {n_d}u, {out})")
     if kind == "activation":
         alpha = chain._c_number("float", p.get("alpha", 0.0))
         return _call_lines(f"ebnn_activation_f32({t_in.size}u, {ACTIVATIONS[p['fn']]}, {alpha}, {ins[0]}, {out})")

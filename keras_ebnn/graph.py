@@ -59,6 +59,8 @@ depthwise  Full-precision depthwise convolution, same summation rule per output 
 dense      Full-precision dense layer over the last axis: acc = 0.0f; for n: acc = acc + x[n] *
            w[n, o]; weights float32 (N, O) (bias: the affine op after it).
 add        float32 elementwise sum of 2+ float32 tensors, left to right ((a + b) + c).
+div        float32 elementwise x / d[c], one correctly rounded float32 division; params d float32 (C,)
+           or (1,) (from `x / c` in a functional model: a TFOpLambda of tf.math.truediv).
 concat     Concatenation along the channel (last) axis: all inputs bits -> bits (free: the bits are
            copied), else all float32 -> float32.
 max_pool   Max over each window's in-bounds taps (windows hanging off the edge skip those taps);
@@ -116,6 +118,13 @@ weights on integer accumulators every partial sum is an integer below 2^24, so t
 for bit Keras's values), and a following sign becomes a `threshold` op. DepthwiseConv1D is the
 depthwise op on the (1, L, C) image.
 
+Python operators and tf.* calls in a functional model (TFOpLambda layers, e.g. `x = x + y` in Larq
+Zoo's QuickNet) lower like the matching layers, from the explicit table TF_OPS (the safe loader admits
+the same names from a file): x + y -> add; x - y -> add of y * -1 + -0.0 (an exact negation); a scalar
+constant c: x + c, x - c, c - x, -x -> affine (a = +-1), x * c -> affine (a = c, b = -0.0: exactly
+x * c), x / c -> div; tf.reshape -> reshape; tf.nn.relu / relu6, tf.tanh / sigmoid -> activation.
+Anything else (x * y, a named TF function outside the table) is refused naming the layer.
+
 Unsupported layers, multi-bit quantizers, several inputs or outputs and nested models raise
 `UnsupportedModelError` naming the layer, followed by GRAPH_SUPPORTED (not the chain's list). `export()` uses the graph when the chain lowering
 (`keras_ebnn.lowering`) refuses a model (`keras_ebnn.exporting.lower_for_export`); its C back end is
@@ -139,7 +148,14 @@ NOOP_LAYERS = {"Dropout", "GaussianNoise", "GaussianDropout", "AlphaDropout", "S
 COMPUTE_LAYERS = ("QuantConv2D", "QuantConv1D", "QuantDense", "QuantDepthwiseConv2D", "QuantSeparableConv1D",
                   "QuantSeparableConv2D", "Conv2D", "Conv1D", "Dense", "DepthwiseConv1D", "DepthwiseConv2D",
                   "SeparableConv1D", "SeparableConv2D")
-CHAIN_KINDS = ("affine", "activation", "to_float")  # monotone per channel: fusable before a sign
+CHAIN_KINDS = ("affine", "activation", "to_float", "div")  # monotone per channel: fusable before a sign
+# TFOpLambda layers (Python operators and tf.* calls in a functional model, e.g. `x = x + y`) by the
+# TensorFlow function Keras records, and how they lower (`_translate_tfop`). keras_ebnn/safe_load.py
+# TF_OP_FUNCTIONS admits exactly these names when loading a file (tests/test_graph_tfops.py checks).
+TF_OPS = {"__operators__.add": "add", "math.add": "add", "math.subtract": "subtract",
+          "math.multiply": "multiply", "math.truediv": "divide", "math.negative": "negative",
+          "reshape": "reshape", "nn.relu": "relu", "nn.relu6": "relu6", "math.tanh": "tanh",
+          "math.sigmoid": "sigmoid"}
 GRAPH_SUPPORTED = (
     "Supported layers: (graph lowering: any model with one input and one output) InputLayer, Rescaling, "
     "QuantConv1D/QuantConv2D/QuantDense/QuantDepthwiseConv2D/QuantSeparableConv1D/QuantSeparableConv2D "
@@ -149,7 +165,8 @@ GRAPH_SUPPORTED = (
     "LeakyReLU, Activation (relu, relu6, hard_tanh, tanh, sigmoid, linear, a larq sign quantizer; "
     "softmax last), Max/Average"
     "Pooling1D/2D, GlobalAverage/GlobalMaxPooling1D/2D, Flatten, Reshape, Add, Concatenate (last "
-    "axis), Dropout-style no-ops; one input, one output.")
+    "axis), Python operators / tf.* calls (TFOpLambda: x + y, x - y, x * c, x / c, -x, tf.reshape, tf.nn.relu, "
+    "...), Dropout-style no-ops; one input, one output.")
 
 
 @dataclass
@@ -664,6 +681,111 @@ def _avg_divisor(geom):
 
 
 # --------------------------------------------------------------------------------------------------
+# Python operators and tf.* calls (TFOpLambda layers)
+
+
+def _tfop_args(lay, i, node, names):
+    """The call's operands in signature order (`names`), positional or keyword; name= dropped."""
+    args = list(node.call_args)
+    while len(args) > len(names) and args[-1] is None:
+        args.pop()  # e.g. a positional name=None
+    kwargs = {k: v for k, v in node.call_kwargs.items() if k != "name"}
+    for n in names[len(args):]:
+        if n in kwargs:
+            args.append(kwargs.pop(n))
+    if len(args) != len(names) or kwargs:
+        raise UnsupportedModelError(f"tf.{lay.symbol} called with arguments keras-ebnn does not take "
+                                    f"({len(args)} operands, extra {sorted(kwargs)}).", lay, i, TFOP_HINT)
+    return args
+
+
+TFOP_HINT = ("Python operators and tf.* calls are lowered for: x + y, x - y, x + c, x - c, c - x, x * c, "
+             "x / c, -x (c a scalar constant), tf.reshape keeping the batch axis, tf.nn.relu / relu6, "
+             "tf.tanh / sigmoid; use the matching Keras layer for anything else.")
+
+
+def _translate_tfop(b, lay, i, out_key, env):
+    """A TFOpLambda (`x + y`, `x * 0.5`, tf.reshape, ...) as the ops of the matching layers: add;
+    affine for a scalar constant (x + c: a = 1, b = c; x * c: a = c, b = -0.0, so the result is exactly
+    x * c, signed zeros included; x - y: add of an exact negation); `div` for x / c (one rounded
+    float32 division, as TensorFlow's); reshape; activation."""
+    tf, _ = import_larq()
+    fname = getattr(lay, "symbol", None) or lay.get_config().get("function")
+    what = TF_OPS.get(fname)
+    if what is None:
+        raise UnsupportedModelError(f"tf.{fname} is not lowered.", lay, i, TFOP_HINT)
+    node = next(n for n in lay._inbound_nodes if _key(tf.nest.flatten(n.outputs)[0]) == out_key)
+    names = {"reshape": ("tensor", "shape")}.get(what, ("x",) if what in (
+        "negative", "relu", "relu6", "tanh", "sigmoid") else ("x", "y"))
+    args = _tfop_args(lay, i, node, names)
+    is_t = [hasattr(a, "_keras_history") for a in args]
+    name = lay.name
+
+    def const(v):
+        c = np.asarray(v.numpy() if hasattr(v, "numpy") else v, dtype=np.float32)
+        if c.size != 1:
+            raise UnsupportedModelError(f"tf.{fname} with a constant of shape {c.shape}: only scalar constants "
+                                        "are lowered.", lay, i, TFOP_HINT)
+        return c.reshape(1)
+
+    def affine(x, a, bb, fn):
+        x = b.as_float(x)
+        return b.op("affine", [x], b.t(x).shape, "float32",
+                    {"a": a, "b": bb, "a64": a.astype(np.float64), "b64": bb.astype(np.float64), "fn": fn},
+                    [name], keras=name)
+    f32 = (lambda f: lambda x: np.asarray(f(np.asarray(x, dtype=np.float32)), dtype=np.float32))
+    one, neg_one, neg_zero = np.ones(1, np.float32), -np.ones(1, np.float32), np.full(1, -0.0, np.float32)
+    if what == "reshape":
+        x = env[_key(args[0])]
+        shape = tuple(node.outputs.shape) if hasattr(node.outputs, "shape") else None
+        if shape is None or shape[0] is not None or any(d is None for d in shape[1:]):
+            raise UnsupportedModelError(f"tf.reshape to {shape}: the batch axis must stay first and the other "
+                                        "dimensions fixed.", lay, i, TFOP_HINT)
+        shape, t = tuple(int(d) for d in shape[1:]), b.t(x)
+        if int(np.prod(shape)) != t.size:
+            raise UnsupportedModelError(f"cannot reshape {t.shape} to {shape}.", lay, i)
+        return b.op("reshape", [x], shape, t.dtype, {}, [name], lo=t.lo, hi=t.hi, keras=name)
+    if what in ("relu", "relu6", "tanh", "sigmoid"):
+        if not is_t[0]:
+            raise UnsupportedModelError(f"tf.{fname} of a constant.", lay, i, TFOP_HINT)
+        x = b.as_float(env[_key(args[0])])
+        return b.op("activation", [x], b.t(x).shape, "float32",
+                    {"fn": what, "keras_fn": _tf_fn(getattr(tf.nn, what))}, [name], keras=name)
+    if what == "negative":
+        return affine(env[_key(args[0])], neg_one, neg_zero, f32(lambda x: -x))
+    x, y = args
+    if is_t[0] and is_t[1]:
+        tx, ty = env[_key(x)], env[_key(y)]
+        if b.t(tx).shape != b.t(ty).shape:
+            raise UnsupportedModelError(f"tf.{fname} of shapes {b.t(tx).shape} and {b.t(ty).shape} (broadcasting "
+                                        "is not supported).", lay, i, TFOP_HINT)
+        if what in ("multiply", "divide"):
+            raise UnsupportedModelError(f"tf.{fname} of two tensors is not lowered (only by a constant).", lay, i,
+                                        TFOP_HINT)
+        if what == "subtract":  # x - y == x + (-y) exactly (IEEE); -y = y * -1 + -0.0 exactly
+            ty = affine(ty, neg_one, neg_zero, f32(lambda v: -v))
+        y = b.op("add", [b.as_float(tx), ty if what == "subtract" else b.as_float(ty)], b.t(tx).shape, "float32",
+                 {}, [name], keras=name)
+        return y
+    if not (is_t[0] or is_t[1]):
+        raise UnsupportedModelError(f"tf.{fname} of two constants.", lay, i, TFOP_HINT)
+    t, c = (env[_key(x)], const(y)) if is_t[0] else (env[_key(y)], const(x))
+    cv = np.float32(c[0])
+    if what == "add":
+        return affine(t, one, c, f32(lambda v: v + cv))
+    if what == "subtract":
+        if is_t[0]:  # x - c
+            return affine(t, one, -c, f32(lambda v: v - cv))
+        return affine(t, neg_one, c, f32(lambda v: cv - v))  # c - x == (-x) + c exactly
+    if what == "multiply":
+        return affine(t, c, neg_zero, f32(lambda v: v * cv))
+    if not is_t[0]:
+        raise UnsupportedModelError(f"tf.{fname} of a constant by a tensor is not lowered.", lay, i, TFOP_HINT)
+    t = b.as_float(t)
+    return b.op("div", [t], b.t(t).shape, "float32", {"d": c, "keras_fn": f32(lambda v: v / cv)}, [name], keras=name)
+
+
+# --------------------------------------------------------------------------------------------------
 # Walking the Keras graph
 
 
@@ -766,6 +888,9 @@ def _translate_model(model):
                 env[out] = env[ins[0]]
                 continue
             env[out] = _translate(b, lay, i, [env[k] for k in ins], skip_activation=True)
+            continue
+        if cls == "TFOpLambda":
+            env[out] = _translate_tfop(b, lay, i, out, env)
             continue
         env[out] = _translate(b, lay, i, [env[k] for k in ins])
     output = b.as_float(env[out_key])

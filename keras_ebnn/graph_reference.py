@@ -166,6 +166,8 @@ def run_op(graph, op, args):
         return (args[0] * p["a"].astype(np.float32) + p["b"].astype(np.float32)).astype(np.float32)
     if kind == "activation":
         return _activation(args[0], p)
+    if kind == "div":
+        return (args[0] / p["d"].astype(np.float32)).astype(np.float32)
     if kind == "conv":
         return _float_conv(args[0], op).reshape((n,) + out_shape)
     if kind == "depthwise":

@@ -23,7 +23,8 @@ object in it is a Keras built-in or larq class from an explicit allow-list:
 with memory and time limits (keras_ebnn.isolation), the way `keras_ebnn.lowering.load_model` and the
 CLI use it.
 
-`Lambda`, `TFOpLambda`/`SlicingOpLambda` (call TensorFlow functions by name), serialized lambdas and
+`Lambda`, `TFOpLambda`/`SlicingOpLambda` (call TensorFlow functions by name; a TFOpLambda of one of the
+plain-arithmetic functions in TF_OP_FUNCTIONS, e.g. `x + y`, is admitted), serialized lambdas and
 any class, function or module outside the allow-list raise `UnsafeModelError` naming the layer (name
 and class). `trust_model=True` (CLI: `--trust-model`) skips the check; use it only for files whose
 origin you trust as you would trust a Python script. Unreadable or malformed files raise
@@ -119,6 +120,11 @@ CODE_CLASSES = {
     "SlicingOpLambda": "a SlicingOpLambda layer calls a TensorFlow function chosen by name in the file",
     "__lambda__": "a serialized Python lambda would be run",
 }
+# TFOpLambda layers (Python operators / tf.* calls in a functional model) whose recorded TensorFlow
+# function is one of these plain-arithmetic ones: loading such a layer calls only that function, and the
+# graph lowering takes exactly these (keras_ebnn/graph.py TF_OPS). Any other TFOpLambda stays refused.
+TF_OP_FUNCTIONS = frozenset({"__operators__.add", "math.add", "math.subtract", "math.multiply", "math.truediv",
+                             "math.negative", "reshape", "nn.relu", "nn.relu6", "math.tanh", "math.sigmoid"})
 # Config keys whose string value Keras resolves by name to a function or class.
 _NAMED_OBJECT_KEYS = ("activation", "recurrent_activation")
 _NAMED_OBJECT_SUFFIXES = ("_initializer", "_regularizer", "_constraint", "_quantizer")
@@ -625,7 +631,9 @@ def _check_object(node, path, layer, key):
         raise ModelFileError(f"could not read model file {_name(path)}: malformed configuration (class_name "
                              f"{str(cls)[:60]!r} is not a string)")
     what = f"class {cls[:80]!r} " if key is None else f"{key} {cls[:80]!r} "
-    if cls in CODE_CLASSES:
+    tf_op = cls == "TFOpLambda" and key is None and isinstance(node.get("config"), dict) and \
+        node["config"].get("function") in TF_OP_FUNCTIONS  # plain arithmetic (TF_OP_FUNCTIONS)
+    if cls in CODE_CLASSES and not tf_op:
         _refuse(path, layer, "" if key is None else what, CODE_CLASSES[cls])
     if module is not None:
         ok = isinstance(module, str) and (
@@ -639,6 +647,8 @@ def _check_object(node, path, layer, key):
         if not isinstance(fn, str) or fn not in ALLOWED_FUNCTIONS:
             _refuse(path, layer, what, f"names function {str(fn)[:80]!r}, not a known Keras or larq "
                                        "function")
+        return
+    if tf_op:
         return
     if cls in DATA_CLASSES:
         cfg = node.get("config")

@@ -10,7 +10,7 @@
  * Graph ops (keras_ebnn/graph.py; NumPy definition keras_ebnn/graph_reference.py): unfused kernels over
  * typed tensors -- bits (the layout below), int (int32_t, always) and float32 (float) -- for the parts
  * of a model that are not fused blocks: binary accumulators, full-precision conv / depthwise / dense,
- * pooling, to_float, affine, activations, add, sign / threshold, concat, argmax. Bits and ints match
+ * pooling, to_float, affine, div, activations, add, sign / threshold, concat, argmax. Bits and ints match
  * the reference exactly; float ops do the reference's float32 operations in its order (products
  * never fused into an FMA), so they match bit for bit too, except tanh / sigmoid (libm tolerance).
  *
@@ -338,6 +338,8 @@ int ebnn_i32_to_f32(uint32_t n, uint32_t channels, const int32_t *in, const int3
 /* out = (x * a[c]) + b[c] (two rounded ops); n_ab = 1 (one a, b for all) or channels. */
 int ebnn_affine_f32(uint32_t n, uint32_t channels, const float *in, const float *a, const float *b, uint32_t n_ab,
                     float *out);
+/* out = x / d[c] (one rounded division); n_d = 1 or channels. */
+int ebnn_div_f32(uint32_t n, uint32_t channels, const float *in, const float *d, uint32_t n_d, float *out);
 /* fn: EBNN_ACT_*; alpha: leaky relu's slope. EBNN_ERROR_UNSUPPORTED for tanh / sigmoid when compiled
  * with EBNN_ACT_LIBM=0. */
 int ebnn_activation_f32(uint32_t n, uint8_t fn, float alpha, const float *in, float *out);

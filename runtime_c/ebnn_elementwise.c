@@ -2,7 +2,7 @@
  * concatenation, argmax.
  *
  * Semantics: keras_ebnn/graph.py (ops "to_float", "affine", "activation", "add", "sign", "threshold",
- * "concat"), defined by keras_ebnn/graph_reference.py. Every float32 result is the reference's
+ * "concat", "div"), defined by keras_ebnn/graph_reference.py. Every float32 result is the reference's
  * sequence of float32 operations (an affine's product goes through a volatile float: never an FMA), so
  * it is bit-identical, except tanh and sigmoid, which use the C library's tanhf / expf (EBNN_ACT_LIBM,
  * ebnn.h: a model without them can leave libm out). Elements are in
@@ -62,6 +62,19 @@ EBNN_API int ebnn_affine_f32(uint32_t n, uint32_t channels, const float *in, con
             out[i] = EBNN_F32(product + EBNN_READ_F32(&b[k]));
         }
     }
+    return EBNN_OK;
+}
+
+EBNN_API int ebnn_div_f32(uint32_t n, uint32_t channels, const float *in, const float *d, uint32_t n_d, float *out)
+{
+    uint32_t c, i = 0;
+    if (in == NULL || d == NULL || out == NULL)
+        return EBNN_ERROR_ARGUMENT;
+    if (channels == 0u || n % channels != 0u || (n_d != 1u && n_d != channels))
+        return EBNN_ERROR_ARGUMENT;
+    while (i < n)
+        for (c = 0; c < channels; c++, i++)
+            out[i] = EBNN_F32(in[i] / EBNN_READ_F32(&d[n_d == 1u ? 0u : c])); /* one rounded division */
     return EBNN_OK;
 }
 

@@ -123,3 +123,16 @@ def test_kernels_warning_free_with_wconversion(target, tmp_path):
                                    f"-DEBNN_POPCOUNT={pop}", f"-I{RUNTIME}", "-c", str(f), "-o", str(tmp_path / "k.o")],
                                   capture_output=True, text=True)
             assert proc.returncode == 0, f"{target} EBNN_POPCOUNT={pop} {f.name}:\n{proc.stderr[-3000:]}"
+
+
+@pytest.mark.parametrize("target", ["host gcc", "avr mega", "cortex-m3"])
+def test_generated_graph_code_warning_free_with_wconversion(target, tmp_path):
+    """The generated NAME.c of graph exports (random graphs: every kind of op) with -Wconversion."""
+    cmd = WCONVERSION_TARGETS[target]
+    if shutil.which(cmd[0]) is None:
+        pytest.skip(f"{cmd[0]} not installed")
+    for gm, _, folder in _exports(tmp_path, range(8)):
+        proc = subprocess.run([*cmd, "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Wconversion", "-Werror",
+                               f"-I{folder}", "-c", str(folder / f"{gm.name}.c"), "-o", str(tmp_path / "m.o")],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, f"{target} {gm.name}:\n{proc.stderr[-3000:]}"

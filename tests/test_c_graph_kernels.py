@@ -360,6 +360,10 @@ def test_elementwise_match_reference(lib):
         a, b = _floats(rng, (k,)), _floats(rng, (k,))
         assert lib.ebnn_affine_f32(U32(n), U32(c), _ptr(x, F32), _ptr(a, F32), _ptr(b, F32), U32(k), _ptr(out, F32)) == 0
         _same_bits(out.reshape(pos, c), _ref("affine", [x], (pos, c), dict(a=a, b=b)))
+        # div by a constant per channel or for all (x / c in a functional model; c != 0)
+        d = np.where(a == 0, np.float32(3), a).astype(np.float32)
+        assert lib.ebnn_div_f32(U32(n), U32(c), _ptr(x, F32), _ptr(d, F32), U32(k), _ptr(out, F32)) == 0
+        _same_bits(out.reshape(pos, c), _ref("div", [x], (pos, c), dict(d=d)))
         # add
         assert lib.ebnn_add_f32(U32(n), _ptr(x, F32), _ptr(y, F32), _ptr(out, F32)) == 0
         _same_bits(out.reshape(pos, c), _ref("add", [x, y], (pos, c)))
