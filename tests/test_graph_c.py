@@ -25,6 +25,7 @@ from keras_ebnn.graph import lower_graph
 from keras_ebnn.verify import C_LOGIT_TOL
 from conftest import check_against_keras
 from graphgen import calibrate, random_graph
+from helpers.tiers import sweep
 
 N_GRAPHS = 100
 GROUP = 20
@@ -112,7 +113,7 @@ def check_against_reference(gm, x, classes, logits, dumps):
     return compared
 
 
-@pytest.mark.parametrize("group", range(N_GRAPHS // GROUP))
+@pytest.mark.parametrize("group", sweep(range(N_GRAPHS // GROUP), fast=1))
 def test_random_graphs_compiled_c(group, tmp_path):
     seeds = range(group * GROUP, (group + 1) * GROUP)
     models, kmodels, exports = {}, {}, {}

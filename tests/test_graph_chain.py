@@ -16,6 +16,7 @@ from keras_ebnn.graph import from_lowered, lower_graph
 from keras_ebnn.graph_memory import check_plan, plan_memory
 from modelgen import random_model
 from randblocks import random_lowered
+from helpers.tiers import sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "examples" / "models").glob("*.keras"))
@@ -66,7 +67,7 @@ def test_shipped_model_graph_equals_chain(path):
     print(f"{path.stem}: graph arena {new} B, chain arena {old} B")
 
 
-@pytest.mark.parametrize("seed", range(N_GENERATED))
+@pytest.mark.parametrize("seed", sweep(range(N_GENERATED), fast=6))
 def test_generated_chain_graph_equals_chain(seed):
     model, x, desc = random_model(seed, n_inputs=32)
     _check(model, x)

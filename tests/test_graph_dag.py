@@ -20,6 +20,7 @@ from keras_ebnn import graph_reference, import_larq
 from keras_ebnn.graph import lower_graph
 from keras_ebnn.graph_memory import check_plan, plan_memory
 from graphgen import random_graph
+from helpers.tiers import sweep
 
 N_GRAPHS = 100
 TIE = 1e-5
@@ -103,7 +104,7 @@ def check_fusion_preserves(model, graph, x):
     return len(plain.ops)
 
 
-@pytest.mark.parametrize("seed", range(N_GRAPHS))
+@pytest.mark.parametrize("seed", sweep(range(N_GRAPHS), fast=12))
 def test_random_graph_matches_keras(seed):
     model, x, desc = random_graph(seed)
     graph, stats = check_graph_against_keras(model, x)
@@ -113,8 +114,10 @@ def test_random_graph_matches_keras(seed):
     print(f"graph {seed}: {desc} | {stats}")
 
 
+@pytest.mark.slow
 def test_generator_covers_the_ops():
-    """The generated graphs really contain every op kind and fused block kind the tests claim."""
+    """The generated graphs really contain every op kind and fused block kind the tests claim (about the
+    full sweep, so in the full tier)."""
     seen = set()
     for seed in range(N_GRAPHS):
         graph = _GRAPHS.get(seed) or lower_graph(random_graph(seed, n_inputs=1)[0])
