@@ -1,13 +1,13 @@
 """Generated C vs the NumPy reference on 60 random LoweredModels built directly from blocks
-(tests/randblocks.py): every hidden block's bits, the classes and the logits must be identical.
+(tests/helpers/randblocks.py): every hidden block's bits, the classes and the logits must be identical.
 Each model is compiled once (gcc, -Werror -pedantic, ASan + UBSan) and run on a batch of 64 inputs."""
 import numpy as np
 import pytest
 
-from cbuild import run_model
+from helpers.cbuild import run_model
 from keras_ebnn import host, reference
 from keras_ebnn.exporters.c import export_c, memory_plan
-from randblocks import random_lowered
+from helpers.randblocks import random_lowered
 from helpers.tiers import sweep
 
 N_MODELS = 60

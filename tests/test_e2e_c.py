@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from keras_ebnn import host, lower, reference
-from modelgen import random_model
+from helpers.modelgen import random_model
 from test_lowering import N_MODELS
 from helpers.tiers import sweep
 

@@ -1,6 +1,6 @@
 """The graph IR on chain models: the same computation and no more memory than the chain of blocks.
 
-For every shipped model (examples/models) and generated chain models (tests/modelgen.py), the graph
+For every shipped model (examples/models) and generated chain models (tests/helpers/modelgen.py), the graph
 lowering (keras_ebnn.graph) must fuse exactly the blocks the chain lowering builds, its executor
 (keras_ebnn.graph_reference) must give keras_ebnn.reference.run's logits bit for bit, and its memory
 planner (keras_ebnn.graph_memory) must need no more arena than exporters/c.py memory_plan.
@@ -14,8 +14,8 @@ from keras_ebnn import graph_reference, lower, reference
 from keras_ebnn.exporters.c import memory_plan
 from keras_ebnn.graph import from_lowered, lower_graph
 from keras_ebnn.graph_memory import check_plan, plan_memory
-from modelgen import random_model
-from randblocks import random_lowered
+from helpers.modelgen import random_model
+from helpers.randblocks import random_lowered
 from helpers.tiers import sweep
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,8 +12,8 @@ import pytest
 from keras_ebnn import graph_reference
 from keras_ebnn.graph import lower_graph
 from keras_ebnn.graph_memory import check_plan, plan_memory, tensor_bytes, words
-from graphgen import random_graph
-from published_models import PUBLISHED, build
+from helpers.graphgen import random_graph
+from helpers.published_models import PUBLISHED, build
 from helpers.tiers import sweep
 
 def _encode(t, v):

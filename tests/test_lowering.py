@@ -5,7 +5,7 @@ import pytest
 from keras_ebnn import lower, reference
 from keras_ebnn.blocks import accumulator_range
 from keras_ebnn.verify import keras_outputs, softmax
-from modelgen import random_model
+from helpers.modelgen import random_model
 from helpers.tiers import sweep
 
 N_MODELS = 60
@@ -88,7 +88,7 @@ def test_first_layer_ties():
     grid: Keras's float32 rounding then decides the sign of an exact 0. Every bit on which Keras and
     the reference differ must be such a tie (accumulator == threshold); all other bits are equal."""
     from keras_ebnn.reference import _conv_acc, _input_values
-    from modelgen import import_larq
+    from helpers.modelgen import import_larq
     tf, lq = import_larq()
     model = tf.keras.Sequential([
         tf.keras.layers.InputLayer((14, 11, 1)), tf.keras.layers.Rescaling(1 / 255.0),

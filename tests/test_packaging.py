@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, write_sample_idx
+from helpers.common import ROOT, write_sample_idx
 from helpers import venvs
 from helpers.tiers import sweep
 
@@ -171,3 +171,4 @@ def test_installed_console_script_exports_every_target(installed, model, tmp_pat
         assert len(c_files) == 1, (target, c_files)
         assert list((tmp_path / "out" / target).rglob("ebnn_mve.h")), f"{target}: the runtime's mve/ header is missing"
         assert _build_and_run(c_files[0], name, samples, tmp_path) == reference_accuracy, target
+

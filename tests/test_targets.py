@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from helpers.common import ROOT
 from helpers.tiers import count, sweep
 from keras_ebnn import host, reference
 from keras_ebnn.exporters.c import export_c, memory_plan
@@ -220,10 +220,10 @@ def test_cortex_m55_helium_kernels(model, shipped, tmp_path):
 
 @pytest.mark.skipif(not cortexm.available(), reason="arm-none-eabi-gcc / qemu-system-arm not installed")
 def test_cortex_m55_random_blocks(tmp_path):
-    """The Helium kernels on random models (tests/randblocks.py: odd filter counts, pad values 0/1 with
+    """The Helium kernels on random models (tests/helpers/randblocks.py: odd filter counts, pad values 0/1 with
     masked windows, pools off the edge, float and uint8 inputs): classes and logits bit-identical to the
     NumPy reference under QEMU."""
-    from randblocks import random_lowered
+    from helpers.randblocks import random_lowered
     checked = 0
     seeds = range(0, 60, 6)[:count(10, 3)]
     for seed in seeds:
