@@ -103,3 +103,20 @@ def pip_install(python, *args):
 def scripts_dir(python):
     return Path(python).parent
 
+
+
+def main(argv=None):
+    """`python tests/helpers/venvs.py VENV` (what `make venv-from` runs): an overlay venv at VENV on the
+    running interpreter's installed packages, with this checkout installed editable into it: a second
+    checkout (e.g. a git worktree) gets its own keras_ebnn without downloading the dependencies again."""
+    import argparse
+    ap = argparse.ArgumentParser(description=main.__doc__.split(":")[0])
+    ap.add_argument("venv")
+    args = ap.parse_args(argv)
+    python, purelib = overlay_venv(args.venv)
+    pip_install(python, "--no-build-isolation", "-e", ROOT)
+    print(f"{python}: keras_ebnn from {ROOT}, other packages from {', '.join(site_dirs())}")
+
+
+if __name__ == "__main__":
+    main()
