@@ -74,11 +74,13 @@ def build_wheel(src, out):
 
 
 def site_dirs():
-    """The site-packages folders of the running interpreter (where the dependencies are installed)."""
+    """The site-packages folders the running interpreter imports from (where the dependencies are
+    installed): its own, the user's, and any on sys.path (e.g. added by the .pth of an overlay venv)."""
     dirs = list(site.getsitepackages())
-    if site.ENABLE_USER_SITE and os.path.isdir(site.getusersitepackages()):
+    if site.ENABLE_USER_SITE:
         dirs.append(site.getusersitepackages())
-    return [d for d in dirs if os.path.isdir(d)]
+    dirs += [p for p in sys.path if os.path.basename(p.rstrip(os.sep)) in ("site-packages", "dist-packages")]
+    return [d for i, d in enumerate(dirs) if os.path.isdir(d) and d not in dirs[:i]]
 
 
 def overlay_venv(path, base_site_dirs=None):
