@@ -17,7 +17,9 @@ EBNN_DATA_DIR ?= $(wildcard $(abspath ../shared/data))
 export EBNN_DATA_DIR
 JOBS ?= 2
 TESTFLAGS ?=
-PYTEST := $(PY) -m pytest -q -p no:cacheprovider -n $(JOBS) --durations=25 $(TESTFLAGS)
+# pytest-xdist (the test extra) when the venv has it, else one process; expanded when a recipe runs
+XDIST = $(shell $(PY) -c 'import xdist' >/dev/null 2>&1 && echo '-n $(JOBS) --dist loadgroup')
+PYTEST = $(PY) -m pytest -q -p no:cacheprovider $(XDIST) --durations=25 $(TESTFLAGS)
 
 .PHONY: demo test test-full test-wheel targets setup venv-from
 

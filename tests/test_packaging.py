@@ -25,6 +25,7 @@ from helpers.common import ROOT, write_sample_idx
 from helpers import venvs
 from helpers.tiers import sweep
 
+pytestmark = pytest.mark.xdist_group("packaging")  # one xdist worker builds the wheel (make: --dist loadgroup)
 MODELS = sorted(ROOT.glob("examples/models/*.keras"), key=lambda p: (p.stem != "uno_mnist", p.stem))
 TARGETS = ("c", "zephyr", "arduino")
 
