@@ -6,6 +6,8 @@
 #   make test-wheel build the wheel, install it into a fresh venv, export every shipped model for every
 #                   target with keras-ebnn-convert and build + run the C (tests/test_packaging.py, full)
 #   make targets    only the embedded-target checks (Cortex-M under QEMU, ATmega328P under simavr, Zephyr)
+#   make venv-from BASE=../main/.venv   a .venv for another checkout (e.g. a git worktree) that reuses an
+#                   existing environment's packages (no download) and installs this checkout editable
 # TESTFLAGS adds pytest options (e.g. TESTFLAGS='-k graph'); JOBS is pytest-xdist's worker count.
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,9 +17,11 @@ EBNN_DATA_DIR ?= $(wildcard $(abspath ../shared/data))
 export EBNN_DATA_DIR
 JOBS ?= 2
 TESTFLAGS ?=
-PYTEST := $(PY) -m pytest -q -p no:cacheprovider -n $(JOBS) --durations=25 $(TESTFLAGS)
+# pytest-xdist (the test extra) when the venv has it, else one process; expanded when a recipe runs
+XDIST = $(shell $(PY) -c 'import xdist' >/dev/null 2>&1 && echo '-n $(JOBS) --dist loadgroup')
+PYTEST = $(PY) -m pytest -q -p no:cacheprovider $(XDIST) --durations=25 $(TESTFLAGS)
 
-.PHONY: demo test test-full test-wheel targets setup
+.PHONY: demo test test-full test-wheel targets setup venv-from
 
 setup: $(VENV)/.installed
 
@@ -43,3 +47,8 @@ test-wheel: setup
 
 targets: setup
 	$(PYTEST) --full -m targets
+
+venv-from:
+	test -x "$(BASE)/bin/python" || { echo "usage: make venv-from BASE=/path/to/an/existing/.venv"; exit 2; }
+	$(BASE)/bin/python tests/helpers/venvs.py $(VENV)
+	touch $(VENV)/.installed

@@ -4,7 +4,7 @@ exporters/graph_c.py (what bench/stack.py is for the chain kernels' STACK_BYTES)
     python bench/graph_stack.py [--targets avr,cortex-m3] [--jobs 2]
 
 Method (as bench/stack.py): the graph exports of the re-created published Larq models that are not
-chains (tests/published_models.py), the 1-D sensor graph of tests/test_graph_targets.py and a model with
+chains (tests/helpers/published_models.py), the 1-D sensor graph of tests/test_graph_targets.py and a model with
 unfused tanh / sigmoid (tests/test_graph_c.py) are analysed by keras_ebnn.stackcheck for each target,
 -O1/-O2/-O3/-Os and the "default" and "small" builds. Per graph kernel file: the deepest chain from any
 of its entry points (library routines such as soft float, tanhf and expf included), the maximum over
@@ -42,7 +42,7 @@ KEYS = list(GRAPH_ENTRIES) + ["elementwise_libm", "predict"]
 
 def graph_models():
     """name -> Keras model of the measured graphs."""
-    from published_models import PUBLISHED, build
+    from helpers.published_models import PUBLISHED, build
     from test_graph_c import tanh_sigmoid_model
     from test_graph_targets import sensor_graph
     from keras_ebnn.exporting import lower_for_export

@@ -10,14 +10,6 @@ The pieces, in the order data flows through them:
   EbnnExport (keras_ebnn.callback)         the Keras callback; keras_ebnn.convert is the CLI
   search     (keras_ebnn.search)           find the most accurate model that fits a chip (Optuna)
 """
-import os as _os
-
-# From a source checkout (not installed), `exporters/` and `runtime_c/` sit beside this package; an
-# install maps them to keras_ebnn.exporters / keras_ebnn.runtime_c (see setup.py). Make both work.
-_root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
-if _os.path.isfile(_os.path.join(_root, "exporters", "c.py")) and _root not in __path__:
-    __path__.append(_root)
-
 from ._tf import import_larq, import_tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
 from .blocks import LoweredModel  # noqa: F401
 from .errors import UnsupportedModelError  # noqa: F401

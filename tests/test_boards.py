@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from helpers.common import ROOT
 from keras_ebnn import boards, convert
 from keras_ebnn.exporters import arduino
 
@@ -636,7 +636,7 @@ def test_what_uno_refuses_really_fails_on_the_uno(tmp_path, capsys):
 
 def test_shipped_sketch_samples_are_the_mnist_sample():
     """exporters/mnist_sketch_samples.npz (package data) is the first images of the shipped sample."""
-    from conftest import ROOT
+    from helpers.common import ROOT
     from keras_ebnn.exporters import arduino
     x, y = arduino.mnist_samples()
     full = np.load(ROOT / "examples" / "data" / "mnist_test_sample.npz")

@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from helpers.common import ROOT
 from keras_ebnn import graph_reference as gr
 from keras_ebnn import host
 from keras_ebnn.blocks import ConvGeometry

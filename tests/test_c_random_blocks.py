@@ -1,19 +1,20 @@
 """Generated C vs the NumPy reference on 60 random LoweredModels built directly from blocks
-(tests/randblocks.py): every hidden block's bits, the classes and the logits must be identical.
+(tests/helpers/randblocks.py): every hidden block's bits, the classes and the logits must be identical.
 Each model is compiled once (gcc, -Werror -pedantic, ASan + UBSan) and run on a batch of 64 inputs."""
 import numpy as np
 import pytest
 
-from cbuild import run_model
+from helpers.cbuild import run_model
 from keras_ebnn import host, reference
 from keras_ebnn.exporters.c import export_c, memory_plan
-from randblocks import random_lowered
+from helpers.randblocks import random_lowered
+from helpers.tiers import sweep
 
 N_MODELS = 60
 pytestmark = pytest.mark.skipif(host.find_cc() is None, reason="no host C compiler")
 
 
-@pytest.mark.parametrize("seed", range(N_MODELS))
+@pytest.mark.parametrize("seed", sweep(range(N_MODELS), fast=10))
 def test_random_blocks_match_reference(seed, tmp_path):
     model, x = random_lowered(seed)
     name = f"r{seed}"
@@ -40,7 +41,7 @@ def _byte_kernels_take(model):
     return True
 
 
-@pytest.mark.parametrize("seed", range(0, N_MODELS, 3))
+@pytest.mark.parametrize("seed", sweep(range(0, N_MODELS, 3), fast=7))
 def test_random_blocks_byte_kernels(seed, tmp_path):
     """The same with the AVR default EBNN_BYTE_KERNELS=1 built on the host (ASan + UBSan); a model the
     byte kernels do not take must not build (the generated C's #error names the block and the option),

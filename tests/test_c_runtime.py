@@ -4,10 +4,10 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT
+from helpers.common import ROOT
 from keras_ebnn import host, lower
 from keras_ebnn.exporters.c import export_c, memory_plan
-from modelgen import random_model
+from helpers.modelgen import random_model
 
 RUNTIME = ROOT / "runtime_c"
 # the runtime's C files (one per op, target variants in avr/ and mve/), built as ordinary translation units (-lm:

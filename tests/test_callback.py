@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, small_mnist_model
+from helpers.common import ROOT, small_mnist_model
 from keras_ebnn import UnsupportedModelError, import_larq
 from keras_ebnn.callback import EbnnExport, is_chief
 
@@ -197,7 +197,7 @@ MIRRORED = textwrap.dedent("""
     tf, lq = keras_ebnn.import_larq()
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from conftest import small_mnist_model
+    from helpers.common import small_mnist_model
     from keras_ebnn.callback import EbnnExport
     import keras_ebnn.exporting as exporting
     calls = []

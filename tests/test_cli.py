@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import small_mnist_model
+from helpers.common import small_mnist_model
 from keras_ebnn import convert, datasets, import_larq
 
 tf, lq = import_larq()

@@ -31,7 +31,7 @@ def test_fashion_mnist_split_and_explicit_dir(monkeypatch):
 def test_sample_idx_from_env_and_explicit_dir(sample_data_dir, monkeypatch):
     """The loaders on IDX files written from the shipped sample (runs on any clone): found through
     EBNN_DATA_DIR's mnist/ sub-folder, through an explicit folder, and equal to the sample itself."""
-    from conftest import ROOT
+    from helpers.common import ROOT
     sample = np.load(ROOT / "examples" / "data" / "mnist_test_sample.npz")
     monkeypatch.setenv("EBNN_DATA_DIR", str(sample_data_dir))
     (xtr, ytr), (xte, yte) = datasets.load("mnist")

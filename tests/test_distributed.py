@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, small_mnist_model
+from helpers.common import ROOT, small_mnist_model
 from keras_ebnn import host, import_larq, lower, reference
 
 tf, lq = import_larq()
@@ -30,7 +30,7 @@ WORKER = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     import keras_ebnn
     tf, lq = keras_ebnn.import_larq()
-    from conftest import small_mnist_model
+    from helpers.common import small_mnist_model
     from keras_ebnn.callback import EbnnExport
 
     task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
@@ -200,7 +200,7 @@ def test_multi_worker_mirrored_strategy_exports_once(tmp_path):
     keras_classes = model.predict(xv.astype(np.float32), verbose=0).argmax(axis=1)
     assert np.mean(keras_classes == ref["classes"]) >= 0.99
     if host.find_cc() is not None:
-        from cbuild import run_model
+        from helpers.cbuild import run_model
         classes, logits, _ = run_model(lowered, out, "mw", xv)
         assert np.array_equal(classes, ref["classes"]) and np.array_equal(logits, ref["logits"])
 

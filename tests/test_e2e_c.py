@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 
 from keras_ebnn import host, lower, reference
-from modelgen import random_model
+from helpers.modelgen import random_model
 from test_lowering import N_MODELS
+from helpers.tiers import sweep
 
 pytestmark = pytest.mark.skipif(host.find_cc() is None, reason="no host C compiler")
 
 
-@pytest.mark.parametrize("seed", range(N_MODELS))
+@pytest.mark.parametrize("seed", sweep(range(N_MODELS), fast=8))
 def test_generated_c_matches_reference(seed, tmp_path):
     from keras_ebnn.exporters.c import export_c
     model, x, desc = random_model(seed, n_inputs=96)

@@ -1,6 +1,6 @@
 """Compiled C of graph exports (exporters/graph_c.py) against the graph reference and Keras.
 
-Random-DAG conformance: N_GRAPHS models from tests/graphgen.py (residual / concat branches, float
+Random-DAG conformance: N_GRAPHS models from tests/helpers/graphgen.py (residual / concat branches, float
 parts, average pooling of bits and integers, 1-D and 2-D, uint8 and float inputs), exported and
 compiled GROUP at a time into one host program (each NAME.c holds its kernels privately, as
 tests/test_multi_model.py checks) with -std=c99 -Wall -Wextra -Werror -pedantic and
@@ -23,8 +23,9 @@ from keras_ebnn.exporters.c import export_c
 from keras_ebnn.exporters.graph_c import GraphModel, debug_tensors, uses_libm
 from keras_ebnn.graph import lower_graph
 from keras_ebnn.verify import C_LOGIT_TOL
-from conftest import check_against_keras
-from graphgen import calibrate, random_graph
+from helpers.common import check_against_keras
+from helpers.graphgen import calibrate, random_graph
+from helpers.tiers import sweep
 
 N_GRAPHS = 100
 GROUP = 20
@@ -112,7 +113,7 @@ def check_against_reference(gm, x, classes, logits, dumps):
     return compared
 
 
-@pytest.mark.parametrize("group", range(N_GRAPHS // GROUP))
+@pytest.mark.parametrize("group", sweep(range(N_GRAPHS // GROUP), fast=1))
 def test_random_graphs_compiled_c(group, tmp_path):
     seeds = range(group * GROUP, (group + 1) * GROUP)
     models, kmodels, exports = {}, {}, {}
@@ -199,7 +200,7 @@ def test_summary_and_report_describe_graphs(tmp_path):
     type, shape, bytes and arena offset, the peak; the export's NAME.h / NAME.c use the planned arena."""
     from keras_ebnn import summary
     from keras_ebnn.exporters.c import memory_plan
-    from published_models import build
+    from helpers.published_models import build
     model, _ = build("birealnet", n=1)
     text = summary(model, print_fn=None)
     gm = GraphModel(lower_graph(model, "bireal"))

@@ -1,6 +1,6 @@
 """The graph IR on chain models: the same computation and no more memory than the chain of blocks.
 
-For every shipped model (examples/models) and generated chain models (tests/modelgen.py), the graph
+For every shipped model (examples/models) and generated chain models (tests/helpers/modelgen.py), the graph
 lowering (keras_ebnn.graph) must fuse exactly the blocks the chain lowering builds, its executor
 (keras_ebnn.graph_reference) must give keras_ebnn.reference.run's logits bit for bit, and its memory
 planner (keras_ebnn.graph_memory) must need no more arena than exporters/c.py memory_plan.
@@ -14,8 +14,9 @@ from keras_ebnn import graph_reference, lower, reference
 from keras_ebnn.exporters.c import memory_plan
 from keras_ebnn.graph import from_lowered, lower_graph
 from keras_ebnn.graph_memory import check_plan, plan_memory
-from modelgen import random_model
-from randblocks import random_lowered
+from helpers.modelgen import random_model
+from helpers.randblocks import random_lowered
+from helpers.tiers import sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "examples" / "models").glob("*.keras"))
@@ -66,7 +67,7 @@ def test_shipped_model_graph_equals_chain(path):
     print(f"{path.stem}: graph arena {new} B, chain arena {old} B")
 
 
-@pytest.mark.parametrize("seed", range(N_GENERATED))
+@pytest.mark.parametrize("seed", sweep(range(N_GENERATED), fast=6))
 def test_generated_chain_graph_equals_chain(seed):
     model, x, desc = random_model(seed, n_inputs=32)
     _check(model, x)

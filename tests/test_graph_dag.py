@@ -1,4 +1,4 @@
-"""Keras <-> graph reference on random branching Larq models (tests/graphgen.py).
+"""Keras <-> graph reference on random branching Larq models (tests/helpers/graphgen.py).
 
 Each generated model is lowered with keras_ebnn.graph and executed with keras_ebnn.graph_reference:
   * every bits tensor that stands for the sign of a Keras tensor is compared with Keras's signs,
@@ -19,7 +19,8 @@ import pytest
 from keras_ebnn import graph_reference, import_larq
 from keras_ebnn.graph import lower_graph
 from keras_ebnn.graph_memory import check_plan, plan_memory
-from graphgen import random_graph
+from helpers.graphgen import random_graph
+from helpers.tiers import sweep
 
 N_GRAPHS = 100
 TIE = 1e-5
@@ -103,7 +104,7 @@ def check_fusion_preserves(model, graph, x):
     return len(plain.ops)
 
 
-@pytest.mark.parametrize("seed", range(N_GRAPHS))
+@pytest.mark.parametrize("seed", sweep(range(N_GRAPHS), fast=12))
 def test_random_graph_matches_keras(seed):
     model, x, desc = random_graph(seed)
     graph, stats = check_graph_against_keras(model, x)
@@ -113,8 +114,10 @@ def test_random_graph_matches_keras(seed):
     print(f"graph {seed}: {desc} | {stats}")
 
 
+@pytest.mark.slow
 def test_generator_covers_the_ops():
-    """The generated graphs really contain every op kind and fused block kind the tests claim."""
+    """The generated graphs really contain every op kind and fused block kind the tests claim (about the
+    full sweep, so in the full tier)."""
     seen = set()
     for seed in range(N_GRAPHS):
         graph = _GRAPHS.get(seed) or lower_graph(random_graph(seed, n_inputs=1)[0])
@@ -138,7 +141,7 @@ def test_generator_covers_the_ops():
 def test_explicit_sign_activation_and_bit_pooling():
     """Activation(SteSign()) is a sign op; max pooling its +-1 output is an OR over bits; a sign of a
     sign is the same bits. Checked against Keras like the random graphs."""
-    from modelgen import import_larq as _imp
+    from helpers.modelgen import import_larq as _imp
     tf, lq = _imp()
     L = tf.keras.layers
     inp = tf.keras.Input((9, 9, 2))
@@ -151,7 +154,7 @@ def test_explicit_sign_activation_and_bit_pooling():
     model = tf.keras.Model(inp, x)
     rng = np.random.default_rng(5)
     xs = rng.normal(0, 1, (16, 9, 9, 2)).astype(np.float32)
-    from graphgen import calibrate
+    from helpers.graphgen import calibrate
     calibrate(model, xs, rng)
     graph, stats = check_graph_against_keras(model, xs)
     kinds = [op.kind if op.kind != "block" else op.params["block"].kind for op in graph.ops]

@@ -3,7 +3,7 @@
 The rewrite must compute exactly "the graph op on float32(q), then * s": checked against Keras run
 with the dequantized weights float32(q) * s put into the layers (the only difference left is the
 float32 rounding order, the same tolerance as tests/test_graph_dag.py), on random branching graphs
-(tests/graphgen.py) that have full-precision layers.
+(tests/helpers/graphgen.py) that have full-precision layers.
 """
 import numpy as np
 import pytest
@@ -11,7 +11,7 @@ import pytest
 from keras_ebnn import graph_reference, import_larq
 from keras_ebnn.graph import lower_graph
 from keras_ebnn.graph_int8 import QUANTIZED_KINDS, quantize, weight_bytes
-from graphgen import random_graph
+from helpers.graphgen import random_graph
 
 LOGIT_TOL = 1e-4
 FLOAT_LAYERS = ("Conv1D", "Conv2D", "DepthwiseConv2D", "Dense")

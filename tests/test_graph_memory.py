@@ -12,8 +12,9 @@ import pytest
 from keras_ebnn import graph_reference
 from keras_ebnn.graph import lower_graph
 from keras_ebnn.graph_memory import check_plan, plan_memory, tensor_bytes, words
-from graphgen import random_graph
-from published_models import PUBLISHED, build
+from helpers.graphgen import random_graph
+from helpers.published_models import PUBLISHED, build
+from helpers.tiers import sweep
 
 def _encode(t, v):
     if t.dtype == "bits":
@@ -86,7 +87,7 @@ def test_published_model_runs_in_its_arena(name):
     print(f"{name}: arena {plain} B, with in-place elementwise ops {inplace} B")
 
 
-@pytest.mark.parametrize("seed", range(0, 100, 4))
+@pytest.mark.parametrize("seed", sweep(range(0, 100, 4), fast=6))
 def test_random_graph_runs_in_its_arena(seed):
     model, x, desc = random_graph(seed, n_inputs=3)
     _check(lower_graph(model), x)

@@ -1,4 +1,4 @@
-"""Published Larq models (tests/published_models.py) through the graph lowering.
+"""Published Larq models (tests/helpers/published_models.py) through the graph lowering.
 
 Each one either lowers and matches Keras under the checks of tests/test_graph_dag.py (bits of
 integer-accumulator blocks identical, float near-ties only, logits within tolerance, identical
@@ -10,7 +10,7 @@ import pytest
 from keras_ebnn import UnsupportedModelError
 from keras_ebnn.graph import lower_graph
 from keras_ebnn.graph_memory import check_plan, plan_memory
-from published_models import PUBLISHED, build
+from helpers.published_models import PUBLISHED, build
 from test_graph_dag import check_graph_against_keras
 
 

@@ -1,4 +1,4 @@
-"""Published Larq models (tests/published_models.py, each citing its source) through `keras_ebnn.export()`.
+"""Published Larq models (tests/helpers/published_models.py, each citing its source) through `keras_ebnn.export()`.
 
 Every model either exports -- as a chain of fused blocks when it is one, else as a graph -- and its
 compiled C (ASan/UBSan, -O2) matches: the reference executor (classes identical, logits bit for bit, or
@@ -12,8 +12,8 @@ import pytest
 from keras_ebnn import UnsupportedModelError, export, graph_reference, host, reference
 from keras_ebnn.exporters.graph_c import uses_libm
 from keras_ebnn.verify import C_LOGIT_TOL, c_matches
-from conftest import check_against_keras
-from published_models import PUBLISHED, build
+from helpers.common import check_against_keras
+from helpers.published_models import PUBLISHED, build
 
 LOGIT_TOL = 1e-4
 _EXPORTED = {}

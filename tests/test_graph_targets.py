@@ -15,12 +15,12 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from helpers.common import ROOT
 from keras_ebnn import graph_reference, host, import_larq, stackcheck
 from keras_ebnn.exporters.c import export_c, memory_plan
 from keras_ebnn.exporters.graph_c import GraphModel
 from keras_ebnn.graph import lower_graph
-from graphgen import calibrate
+from helpers.graphgen import calibrate
 
 sys.path.insert(0, str(ROOT))
 from bench.targets import avr, cortexm  # noqa: E402
@@ -124,7 +124,7 @@ def test_stackcheck_measures_graph_exports(sensor, tmp_path):
     before an elided literal pool, whose relocations once were taken for the branch's target; in
     kws_binary_dscnn at -Os GCC folds the equal bit-reading helpers of the binary conv and binary
     accumulator kernels into one body with two names (one .su line)."""
-    from published_models import build
+    from helpers.published_models import build
     _, out, _, _, _ = sensor
     folders = [(out, "sensor", "-O2")]
     for name, short, opt in (("larq_readme_mlp", "mlp", "-O2"), ("kws_binary_dscnn", "kws", "-Os")):
@@ -145,7 +145,7 @@ def test_report_stack_bounds_graph_builds(target, sensor, tmp_path):
     (binary accumulators, depthwise) and a model with tanh / sigmoid (libm) -- and not loose."""
     if not stackcheck.available(target):
         pytest.skip(f"{stackcheck.TARGETS[target].cc} not installed")
-    from published_models import build
+    from helpers.published_models import build
     from test_graph_c import tanh_sigmoid_model
     gm_sensor, out, _, _, _ = sensor
     cases = [(gm_sensor, out)]

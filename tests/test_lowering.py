@@ -5,7 +5,8 @@ import pytest
 from keras_ebnn import lower, reference
 from keras_ebnn.blocks import accumulator_range
 from keras_ebnn.verify import keras_outputs, softmax
-from modelgen import random_model
+from helpers.modelgen import random_model
+from helpers.tiers import sweep
 
 N_MODELS = 60
 
@@ -17,7 +18,7 @@ def _affine_terms(lowered, ref_logits):
     return np.abs(x * out.scale) + np.abs(out.offset)
 
 
-@pytest.mark.parametrize("seed", range(N_MODELS))
+@pytest.mark.parametrize("seed", sweep(range(N_MODELS), fast=10))
 def test_reference_matches_keras(seed):
     model, x, desc = random_model(seed)
     lowered = lower(model)
@@ -46,8 +47,10 @@ def test_reference_matches_keras(seed):
         np.testing.assert_allclose(softmax(ref["logits"]), kprobs, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_generated_models_cover_the_options():
-    """The generator really produces the variety the tests claim (checked on its lowered blocks)."""
+    """The generator really produces the variety the tests claim (checked on its lowered blocks; about
+    the full sweep, so in the full tier)."""
     seen = set()
     for seed in range(N_MODELS):
         model, _, _ = random_model(seed, n_inputs=2)
@@ -85,7 +88,7 @@ def test_first_layer_ties():
     grid: Keras's float32 rounding then decides the sign of an exact 0. Every bit on which Keras and
     the reference differ must be such a tie (accumulator == threshold); all other bits are equal."""
     from keras_ebnn.reference import _conv_acc, _input_values
-    from modelgen import import_larq
+    from helpers.modelgen import import_larq
     tf, lq = import_larq()
     model = tf.keras.Sequential([
         tf.keras.layers.InputLayer((14, 11, 1)), tf.keras.layers.Rescaling(1 / 255.0),

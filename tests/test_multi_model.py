@@ -11,10 +11,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from helpers.common import ROOT
 from keras_ebnn import host, reference
 from keras_ebnn.exporters.c import export_c
-from randblocks import random_lowered
+from helpers.randblocks import random_lowered
 
 @pytest.fixture(scope="module")
 def paper():

@@ -7,10 +7,10 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from helpers.common import ROOT
 from keras_ebnn.exporters import c as cexp
 from keras_ebnn.exporters.zephyr import samples_header
-from randblocks import random_lowered
+from helpers.randblocks import random_lowered
 
 BAD = {
     "ebnn": "runtime's namespace",  # would write ebnn.h over the runtime's header

@@ -12,6 +12,7 @@ resolve into the new venv).
 import json
 import re
 import subprocess
+import sys
 import tarfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -20,10 +21,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, write_sample_idx
+from helpers.common import ROOT, write_sample_idx
 from helpers import venvs
 from helpers.tiers import sweep
 
+pytestmark = pytest.mark.xdist_group("packaging")  # one xdist worker builds the wheel (make: --dist loadgroup)
 MODELS = sorted(ROOT.glob("examples/models/*.keras"), key=lambda p: (p.stem != "uno_mnist", p.stem))
 TARGETS = ("c", "zephyr", "arduino")
 
@@ -171,3 +173,25 @@ def test_installed_console_script_exports_every_target(installed, model, tmp_pat
         assert len(c_files) == 1, (target, c_files)
         assert list((tmp_path / "out" / target).rglob("ebnn_mve.h")), f"{target}: the runtime's mve/ header is missing"
         assert _build_and_run(c_files[0], name, samples, tmp_path) == reference_accuracy, target
+
+
+def test_source_checkout_is_a_plain_package(tmp_path):
+    """The editable install of this checkout (`make setup`): keras_ebnn.exporters and runtime_c are the
+    tree's folders, the repository root is not part of the package (no keras_ebnn.setup / .bench), and a
+    keras_ebnn imported from another checkout refuses these back ends (ImportError) instead of mixing."""
+    import importlib.util
+    import shutil
+    import keras_ebnn
+    from keras_ebnn.exporters import c
+    for name in ("keras_ebnn.setup", "keras_ebnn.bench", "keras_ebnn.tests", "keras_ebnn.examples"):
+        assert importlib.util.find_spec(name) is None, name
+    if Path(keras_ebnn.__file__).resolve().parent != ROOT / "keras_ebnn":
+        pytest.skip("keras_ebnn is not imported from this checkout")
+    assert Path(c.__file__).resolve().parent == ROOT / "exporters"
+    assert c.runtime_dir().resolve() == ROOT / "runtime_c"
+    other = tmp_path / "other_checkout"
+    shutil.copytree(ROOT / "keras_ebnn", other / "keras_ebnn", ignore=shutil.ignore_patterns("__pycache__"))
+    proc = subprocess.run([sys.executable, "-c", "import keras_ebnn.exporters.c"], cwd=other, capture_output=True,
+                          text=True, env=venvs.clean_env())
+    assert proc.returncode != 0
+    assert "two different checkouts" in proc.stderr, proc.stderr[-2000:]

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conftest import small_mnist_model
+from helpers.common import small_mnist_model
 from keras_ebnn import import_larq, summary
 from keras_ebnn.exporters.c import memory_plan
 from keras_ebnn.lowering import lower

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from helpers.common import ROOT
 from keras_ebnn import host, uea
 from keras_ebnn.datasets import DatasetNotFoundError
 

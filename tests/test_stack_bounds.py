@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from helpers.common import ROOT
 from keras_ebnn import stackcheck
 from keras_ebnn.exporters.c import STACK_BYTES, export_c, memory_plan, stack_kernel_keys
 from keras_ebnn.lowering import load_model, lower

@@ -59,9 +59,9 @@ def test_train_script_without_validation(tf_lq, tmp_path, monkeypatch):
     import json
     import sys
     from keras_ebnn import datasets
-    from conftest import ROOT
+    from helpers.common import ROOT
     if datasets.find_dir("mnist") is None:  # any clone: the shipped sample as IDX files
-        from conftest import write_sample_idx
+        from helpers.common import write_sample_idx
         monkeypatch.setenv("EBNN_DATA_DIR", str(write_sample_idx(tmp_path / "data" / "mnist")))
     sys.path.insert(0, str(ROOT / "examples"))
     import train_mnist

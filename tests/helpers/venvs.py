@@ -74,11 +74,13 @@ def build_wheel(src, out):
 
 
 def site_dirs():
-    """The site-packages folders of the running interpreter (where the dependencies are installed)."""
+    """The site-packages folders the running interpreter imports from (where the dependencies are
+    installed): its own, the user's, and any on sys.path (e.g. added by the .pth of an overlay venv)."""
     dirs = list(site.getsitepackages())
-    if site.ENABLE_USER_SITE and os.path.isdir(site.getusersitepackages()):
+    if site.ENABLE_USER_SITE:
         dirs.append(site.getusersitepackages())
-    return [d for d in dirs if os.path.isdir(d)]
+    dirs += [p for p in sys.path if os.path.basename(p.rstrip(os.sep)) in ("site-packages", "dist-packages")]
+    return [d for i, d in enumerate(dirs) if os.path.isdir(d) and d not in dirs[:i]]
 
 
 def overlay_venv(path, base_site_dirs=None):
@@ -103,3 +105,20 @@ def pip_install(python, *args):
 def scripts_dir(python):
     return Path(python).parent
 
+
+
+def main(argv=None):
+    """`python tests/helpers/venvs.py VENV` (what `make venv-from` runs): an overlay venv at VENV on the
+    running interpreter's installed packages, with this checkout installed editable into it: a second
+    checkout (e.g. a git worktree) gets its own keras_ebnn without downloading the dependencies again."""
+    import argparse
+    ap = argparse.ArgumentParser(description=main.__doc__.split(":")[0])
+    ap.add_argument("venv")
+    args = ap.parse_args(argv)
+    python, purelib = overlay_venv(args.venv)
+    pip_install(python, "--no-build-isolation", "-e", ROOT)
+    print(f"{python}: keras_ebnn from {ROOT}, other packages from {', '.join(site_dirs())}")
+
+
+if __name__ == "__main__":
+    main()

@@ -13,7 +13,7 @@ quantizers, which must be refused with that layer named). `build(name, n)` retur
 import numpy as np
 
 from keras_ebnn import import_larq
-from graphgen import calibrate
+from helpers.graphgen import calibrate
 
 tf, lq = import_larq()
 L = tf.keras.layers
