@@ -1,6 +1,8 @@
 """Spoken digits end to end: raw 8 kHz audio -> integer front end in C -> BNN, on Cortex-M4F and Cortex-M0+.
 
-    python bench/spoken_digits.py [--model examples/spoken_digits/spoken_digits.keras] [--no-m0] [--no-write]
+    TFLM_DIR=/path/to/tflm python bench/spoken_digits.py [--model examples/spoken_digits/spoken_digits.keras]
+        [--no-m0] [--no-tflm] [--cache DIR] [--no-write]
+    (TFLM_DIR: see bench/targets/tflm.py; without it the int8 twin is not run and the section says so)
 
 Method: the example's model (examples/spoken_digits: the shipped .keras file and its frontend.json,
 --model, or trained here with the example's defaults when neither exists) classifies the whole
@@ -21,6 +23,7 @@ cortexm.model_flash). All engines must give identical classes on every clip (exi
 Writes the "Spoken digits" section of BENCHMARKS.md.
 """
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
@@ -114,11 +117,12 @@ def int8_twin(fe, widths, tf):
     return tf.keras.Sequential(layers, name="spoken_digits_int8")
 
 
-def run_twin(model, fe, x_test, y, work, log=print):
+def run_twin(model, fe, x_test, y, work, log=print, cache=None):
     """Train the int8 twin (bench/mcu_peers.py's recipe and converter, TWIN_EPOCHS epochs, on the
     example's training features with its augmented copies), convert it, run it with TFLM + CMSIS-NN
     on the Cortex-M4F (bench/mcu_peers.run_tflm: same harness; outputs checked against TFLite's
-    reference kernels). Returns run_tflm's dict."""
+    reference kernels). cache: a folder keeping the converted twin (.tflite) between runs. Returns
+    run_tflm's dict."""
     import mcu_peers
     from bench.targets import tflm
     from keras_ebnn import import_larq
@@ -127,10 +131,18 @@ def run_twin(model, fe, x_test, y, work, log=print):
     data = example.load_data(fe.__class__(**fe.config()))
     if data["fe"].config() != fe.config():
         raise RuntimeError("the twin's training features differ from the model's front end")
-    net = int8_twin(fe, widths, tf)
     mcu_peers.EPOCHS = TWIN_EPOCHS
     xtr = data["x_train"].reshape(-1, 1, fe.num_frames, fe.mel_bands)
-    fb = mcu_peers.train_convert(net, xtr, data["y_train"], tf)
+
+    def make():
+        return mcu_peers.train_convert(int8_twin(fe, widths, tf), xtr, data["y_train"], tf)
+    if cache is None:
+        fb = make()
+    else:  # keyed by the front end, the widths and the recipe
+        key = hashlib.sha1(repr((fe.config(), widths, TWIN_EPOCHS, mcu_peers.LR, mcu_peers.BATCH, mcu_peers.REP,
+                                 "v1")).encode()).hexdigest()[:12]
+        Path(cache).mkdir(parents=True, exist_ok=True)
+        fb = mcu_peers.cached_tflite(cache, f"spoken_digits_int8_{key}", make)
     objects = tflm.library("cortex-m4", "-O2")
     return mcu_peers.run_tflm("spoken_digits_int8", fb, x_test, y, "cortex-m4", work, objects, tf, log)
 
@@ -154,6 +166,7 @@ def main(argv=None):
     ap.add_argument("--frontend", default=None, help="its frontend.json (default: beside the model)")
     ap.add_argument("--no-m0", action="store_true", help="skip the Cortex-M0+")
     ap.add_argument("--no-tflm", action="store_true", help="skip the int8 TFLM twin (needs TFLM_DIR)")
+    ap.add_argument("--cache", default=None, help="folder keeping the trained int8 twin between runs")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     print(__doc__)
@@ -208,7 +221,7 @@ def main(argv=None):
                          "run missing; see bench/targets/tflm.py)")
         else:
             t = time.time()
-            twin = run_twin(model, fe, x, y, work / "tflm")
+            twin = run_twin(model, fe, x, y, work / "tflm", cache=args.cache)
             print(f"TFLM twin: {time.time() - t:.0f} s")
     ref = classes["NumPy graph reference (NumPy features)"]
     identical = all(np.array_equal(c, ref) for c in classes.values())
@@ -261,7 +274,9 @@ def main(argv=None):
         TWIN_TEXT if twin is not None else None,
         "Not done: " + (twin_note + "; " if twin_note else "") + "the Zephyr native_sim run from a WAV buffer "
         "and an Arduino sketch for the audio example (the arduino and zephyr exports with audio_frontend= are "
-        "compiled by tests/test_audio.py, not run).",
+        "compiled by tests/test_audio.py, not run). On an Arduino Uno it cannot fit: the front end's buffers "
+        f"alone (sample ring, FFT work, doubled feature window: {fe.ram_bytes():,} B) exceed its 2,048 B of SRAM; "
+        "a board with a few KB more (e.g. a Cortex-M board) is needed.",
     ]))
     print(text)
     if not args.no_write:
