@@ -128,13 +128,13 @@ def run_twin(model, fe, x_test, y, work, log=print, cache=None):
     from keras_ebnn import import_larq
     tf, _ = import_larq()
     widths = [lay.filters for lay in model.layers if hasattr(lay, "filters")]
-    data = example.load_data(fe.__class__(**fe.config()))
-    if data["fe"].config() != fe.config():
-        raise RuntimeError("the twin's training features differ from the model's front end")
     mcu_peers.EPOCHS = TWIN_EPOCHS
-    xtr = data["x_train"].reshape(-1, 1, fe.num_frames, fe.mel_bands)
 
-    def make():
+    def make():  # the example's training features (and augmented copies), the twin trained and converted
+        data = example.load_data(fe.__class__(**fe.config()))
+        if data["fe"].config() != fe.config():
+            raise RuntimeError("the twin's training features differ from the model's front end")
+        xtr = data["x_train"].reshape(-1, 1, fe.num_frames, fe.mel_bands)
         return mcu_peers.train_convert(int8_twin(fe, widths, tf), xtr, data["y_train"], tf)
     if cache is None:
         fb = make()
