@@ -1,6 +1,8 @@
 """Spoken digits end to end: raw 8 kHz audio -> integer front end in C -> BNN, on Cortex-M4F and Cortex-M0+.
 
-    python bench/spoken_digits.py [--model examples/spoken_digits/spoken_digits.keras] [--no-m0] [--no-write]
+    TFLM_DIR=/path/to/tflm python bench/spoken_digits.py [--model examples/spoken_digits/spoken_digits.keras]
+        [--no-m0] [--no-tflm] [--cache DIR] [--no-write]
+    (TFLM_DIR: see bench/targets/tflm.py; without it the int8 twin is not run and the section says so)
 
 Method: the example's model (examples/spoken_digits: the shipped .keras file and its frontend.json,
 --model, or trained here with the example's defaults when neither exists) classifies the whole
@@ -11,7 +13,7 @@ the raw clips the exported C (NAME_audio_classify_clip: C front end + network) c
 arm-none-eabi-gcc -O2). On the Cortex-M targets a bare-metal driver (bench/targets/cortexm/audio_driver.c)
 pushes each clip, then zeros up to the model's window (7,936 samples = 0.992 s at 8 kHz), and runs
 NAME_predict on the window; the instruction-counting plugin (bench/targets/cortexm.py) counts the
-front end (reset + pushes: 61 frames) and the network (one NAME_predict) in two builds, each averaged
+front end (reset + pushes: the window's frames) and the network (one NAME_predict) in two builds, each averaged
 over the 300 clips, the marker pair's cost subtracted. Per second of audio: front end instructions x
 8000 / 7936; network: one classification per window of 0.992 s (a device classifying every half
 window pays twice that). RAM: the front end's and the model's static buffers (symbols of NAME_audio.c
@@ -21,6 +23,7 @@ cortexm.model_flash). All engines must give identical classes on every clip (exi
 Writes the "Spoken digits" section of BENCHMARKS.md.
 """
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
@@ -95,11 +98,75 @@ def run_target(export_dir, clips, cpu, work):
     return out
 
 
+TWIN_EPOCHS = 20
+
+
+def int8_twin(fe, widths, tf):
+    """The example's network with float layers, as 2-D layers over a (1, frames, bands) input (TFLM
+    has no 1-D convolution: the converter would add EXPAND_DIMS around a CONV_2D): Conv2D (1 x 3,
+    'same', no bias) -> batch norm (before the pooling, so the converter folds it into the conv) ->
+    ReLU where the BNN takes the sign -> max pooling (1 x 2) after every block but the first ->
+    Flatten -> Dense -> softmax (left out of the conversion)."""
+    L = tf.keras.layers
+    layers = [L.InputLayer((1, fe.num_frames, fe.mel_bands)), L.Rescaling(1 / 255.0)]
+    for i, w in enumerate(widths):
+        layers += [L.Conv2D(w, (1, 3), padding="same", use_bias=False), L.BatchNormalization(), L.ReLU()]
+        if i > 0:
+            layers.append(L.MaxPooling2D((1, 2)))
+    layers += [L.Flatten(), L.Dense(10), L.Activation("softmax")]
+    return tf.keras.Sequential(layers, name="spoken_digits_int8")
+
+
+def run_twin(model, fe, x_test, y, work, log=print, cache=None):
+    """Train the int8 twin (bench/mcu_peers.py's recipe and converter, TWIN_EPOCHS epochs, on the
+    example's training features with its augmented copies), convert it, run it with TFLM + CMSIS-NN
+    on the Cortex-M4F (bench/mcu_peers.run_tflm: same harness; outputs checked against TFLite's
+    reference kernels). cache: a folder keeping the converted twin (.tflite) between runs. Returns
+    run_tflm's dict."""
+    import mcu_peers
+    from bench.targets import tflm
+    from keras_ebnn import import_larq
+    tf, _ = import_larq()
+    widths = [lay.filters for lay in model.layers if hasattr(lay, "filters")]
+    mcu_peers.EPOCHS = TWIN_EPOCHS
+
+    def make():  # the example's training features (and augmented copies), the twin trained and converted
+        data = example.load_data(fe.__class__(**fe.config()))
+        if data["fe"].config() != fe.config():
+            raise RuntimeError("the twin's training features differ from the model's front end")
+        xtr = data["x_train"].reshape(-1, 1, fe.num_frames, fe.mel_bands)
+        return mcu_peers.train_convert(int8_twin(fe, widths, tf), xtr, data["y_train"], tf)
+    if cache is None:
+        fb = make()
+    else:  # keyed by the front end, the widths and the recipe
+        key = hashlib.sha1(repr((fe.config(), widths, TWIN_EPOCHS, mcu_peers.LR, mcu_peers.BATCH, mcu_peers.REP,
+                                 "v1")).encode()).hexdigest()[:12]
+        Path(cache).mkdir(parents=True, exist_ok=True)
+        fb = mcu_peers.cached_tflite(cache, f"spoken_digits_int8_{key}", make)
+    objects = tflm.library("cortex-m4", "-O2")
+    return mcu_peers.run_tflm("spoken_digits_int8", fb, x_test, y, "cortex-m4", work, objects, tf, log)
+
+
+TWIN_TEXT = (f"int8 twin: the same network with float Conv2D (1 x 3) / Dense layers, batch norm and ReLU, trained "
+             f"{TWIN_EPOCHS} epochs on the same training features (bench/mcu_peers.py's converter: full-integer int8, "
+             "Dense per tensor) and run by TFLite Micro with CMSIS-NN (bench/targets/tflm.py, the same QEMU "
+             "harness) on the C front end's features of the 300 test clips; its network instructions are per "
+             "window as above, its front end is the same C front end. Flash and RAM of the twin count the "
+             "network side (TFLM runtime, model, arena, static objects, stack) plus the front end's buffers.")
+
+
+def mcu_peers_checked(r):
+    import mcu_peers
+    return mcu_peers.checked(r)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help=f"trained .keras (default: {SHIPPED.relative_to(ROOT)} if present)")
     ap.add_argument("--frontend", default=None, help="its frontend.json (default: beside the model)")
     ap.add_argument("--no-m0", action="store_true", help="skip the Cortex-M0+")
+    ap.add_argument("--no-tflm", action="store_true", help="skip the int8 TFLM twin (needs TFLM_DIR)")
+    ap.add_argument("--cache", default=None, help="folder keeping the trained int8 twin between runs")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     print(__doc__)
@@ -145,6 +212,17 @@ def main(argv=None):
                 print(f"{label}: {time.time() - t:.0f} s")
                 results[label] = r
                 classes[f"{label} on raw audio (QEMU, -O2)"] = r["classes"]
+        from bench.targets import tflm
+        twin, twin_note = None, None
+        if args.no_tflm:
+            twin_note = "the int8 TFLM twin: not run (--no-tflm)"
+        elif not tflm.available() or "Cortex-M4F" not in results:
+            twin_note = ("the int8 TFLM twin: not run (TFLM_DIR, arm-none-eabi-g++ with libstdc++ or the Cortex-M4F "
+                         "run missing; see bench/targets/tflm.py)")
+        else:
+            t = time.time()
+            twin = run_twin(model, fe, x, y, work / "tflm", cache=args.cache)
+            print(f"TFLM twin: {time.time() - t:.0f} s")
     ref = classes["NumPy graph reference (NumPy features)"]
     identical = all(np.array_equal(c, ref) for c in classes.values())
     acc_rows = [[k, f"{np.mean(c == y) * 100:.2f}%", "yes" if np.array_equal(c, ref) else
@@ -157,6 +235,18 @@ def main(argv=None):
         ram = buffers + r["stack"]
         cost_rows.append([label, f"{fe_s:,.0f}", f"{net_s:,.0f}", f"{fe_s + net_s:,.0f}",
                           f"{ram:,} B (buffers {buffers:,} + stack {r['stack']:,})", f"{r['flash']['flash']:,} B"])
+    if twin is not None:
+        acc_rows.append(["int8 twin, TFLM + CMSIS-NN on the Cortex-M4F (C front end's features)",
+                         f"{twin['acc'] * 100:.2f}%", f"- (its own model; {mcu_peers_checked(twin)})"])
+        fe_s = results["Cortex-M4F"]["front_end"] / secs
+        net_s = twin["mean_insn"] / secs
+        ram = sum(v for k, v in results["Cortex-M4F"]["buffers"].items() if "_audio_" in k) + twin["arena"] + \
+            twin["static"] + twin["stack"]
+        cost_rows.append(["Cortex-M4F, int8 twin (TFLM + CMSIS-NN)", f"{fe_s:,.0f} (the same C front end)",
+                          f"{net_s:,.0f}", f"{fe_s + net_s:,.0f}",
+                          f"{ram:,} B (front end buffers + arena {twin['arena']:,} + TFLM static {twin['static']:,} "
+                          f"+ network stack {twin['stack']:,})", f"{twin['flash']:,} B (network only: model "
+                          f"{twin['model_bytes']:,} + TFLM code {twin['code']:,})"])
     t = res.plan["totals"]
     m4 = results.get("Cortex-M4F")
     goals = ""
@@ -181,8 +271,12 @@ def main(argv=None):
                   "flash (model + front end)"], cost_rows) if cost_rows else
         "Cortex-M: arm-none-eabi-gcc / qemu-system-arm not available, not run.",
         goals,
-        "Not done: the int8 TFLM twin (bench/mcu_peers.py) on the same features, the Zephyr native_sim run "
-        "and an Arduino sketch for the audio example.",
+        TWIN_TEXT if twin is not None else None,
+        "Not done: " + (twin_note + "; " if twin_note else "") + "the Zephyr native_sim run from a WAV buffer "
+        "and an Arduino sketch for the audio example (the arduino and zephyr exports with audio_frontend= are "
+        "compiled by tests/test_audio.py, not run). On an Arduino Uno it cannot fit: the front end's buffers "
+        f"alone (sample ring, FFT work, doubled feature window: {fe.ram_bytes():,} B) exceed its 2,048 B of SRAM; "
+        "a board with a few KB more (e.g. a Cortex-M board) is needed.",
     ]))
     print(text)
     if not args.no_write:

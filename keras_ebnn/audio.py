@@ -270,7 +270,7 @@ class FrontEnd:
         def arr(ctype, name, vals, per_line=16):
             vals = [str(int(v)) for v in vals]
             lines = [", ".join(vals[i:i + per_line]) for i in range(0, len(vals), per_line)]
-            return f"static EBNN_CONST {ctype} {name}[{len(vals)}] = {{\n    " + ",\n    ".join(lines) + "\n};"
+            return f"static const {ctype} {name}[{len(vals)}] EBNN_CONST = {{\n    " + ",\n    ".join(lines) + "\n};"
         band = self.mel_band
         return "\n".join([
             arr("int16_t", f"{prefix}_hann", self.window),
@@ -408,7 +408,7 @@ uint32_t {name}_audio_frames(void);
                 f"    return {name}_predict({name}_audio_window(), scores);", "}", "",
                 f"int {name}_audio_classify_clip(const int16_t *clip, uint32_t n, float *scores)", "{",
                 "    static const int16_t zeros[32] = {0};",
-                f"    uint32_t total = n;",
+                "    uint32_t total = n;",
                 f"    {name}_audio_reset();",
                 f"    (void){name}_audio_push(clip, n);",
                 f"    while (total < {name}_AUDIO_WINDOW_SAMPLES) {{",

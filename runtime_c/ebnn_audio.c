@@ -15,7 +15,7 @@
 typedef char ebnn_audio_needs_arithmetic_shift[(((int32_t)-3) >> 1) == -2 ? 1 : -1];
 
 /* round(64 * log2(1 + (j + 0.5) / 64)), j = 0..63 (keras_ebnn/audio.py LOG2_TABLE) */
-static EBNN_CONST uint8_t ebnn_audio_log2_table[64] = {
+static const uint8_t ebnn_audio_log2_table[64] EBNN_CONST = {
     1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, 15, 16, 18, 19, 20, 21, 22, 23, 25, 26, 27, 28, 29,
     30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 43, 44, 45, 46, 47, 48, 49, 50, 50, 51,
     52, 53, 54, 55, 55, 56, 57, 58, 58, 59, 60, 61, 61, 62, 63, 64};

@@ -22,14 +22,7 @@
 
 static char line[32 + 9 * NUM_CLASSES];
 static const int16_t zeros[128];
-
-static char *put_hex(char *p, uint32_t v)
-{
-    int i;
-    for (i = 7; i >= 0; i--)
-        *p++ = "0123456789abcdef"[(v >> (4 * i)) & 15u];
-    return p;
-}
+volatile int16_t audio_sink;
 
 static void front_end(const int16_t *x, uint32_t n)
 {
@@ -42,8 +35,7 @@ static void front_end(const int16_t *x, uint32_t n)
         n += k;
     }
 #else
-    static volatile int16_t sink; /* the clips stay in the baseline build (flash = what the model adds) */
-    sink = x[n - 1u];
+    audio_sink = x[n - 1u]; /* the clips stay in the baseline build (flash = what the model adds) */
     (void)zeros;
 #endif
 }
@@ -57,7 +49,6 @@ int main(void)
     for (p = &_ebss; p < (uint32_t *)(sp - 64u); p++)
         *p = 0xA5A5A5A5u;
     for (i = 0; i < N_CLIPS; i++) {
-        char *q = line;
         int cls = 0;
         const int16_t *x = clip_samples + clip_offsets[i];
         uint32_t n = clip_offsets[i + 1] - clip_offsets[i];
@@ -81,20 +72,7 @@ int main(void)
         ebnn_mark_start();
         ebnn_mark_stop();
 #endif
-        *q++ = 'R';
-        *q++ = ' ';
-        q = put_dec(q, i);
-        *q++ = ' ';
-        q = put_dec(q, (uint32_t)cls);
-        for (k = 0; k < NUM_CLASSES; k++) {
-            union { float f; uint32_t u; } bits;
-            bits.f = scores[k];
-            *q++ = ' ';
-            q = put_hex(q, bits.u);
-        }
-        *q++ = '\n';
-        *q = 0;
-        sh_puts(line);
+        put_result(line, i, cls, scores, NUM_CLASSES);
     }
     for (p = &_ebss; p < (uint32_t *)sp && *p == 0xA5A5A5A5u; p++) {
     }

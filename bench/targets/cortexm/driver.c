@@ -16,14 +16,6 @@
 
 static char line[32 + 9 * NUM_CLASSES];
 
-static char *put_hex(char *p, uint32_t v)
-{
-    int i;
-    for (i = 7; i >= 0; i--)
-        *p++ = "0123456789abcdef"[(v >> (4 * i)) & 15u];
-    return p;
-}
-
 int main(void)
 {
     static CAT(MODEL, _input_t) input[INPUT_LEN];
@@ -39,7 +31,6 @@ int main(void)
     for (p = &_ebss; p < (uint32_t *)(sp - 64u); p++)
         *p = 0xA5A5A5A5u;
     for (i = 0; i < N_IMAGES; i++) {
-        char *p = line;
         int cls;
         for (k = 0; k < INPUT_LEN; k++)
             input[k] = (CAT(MODEL, _input_t))images[i][k];
@@ -54,20 +45,7 @@ int main(void)
         cls = PREDICT(input, scores);
         ebnn_mark_stop();
 #endif
-        *p++ = 'R';
-        *p++ = ' ';
-        p = put_dec(p, i);
-        *p++ = ' ';
-        p = put_dec(p, (uint32_t)cls);
-        for (k = 0; k < NUM_CLASSES; k++) {
-            union { float f; uint32_t u; } bits;
-            bits.f = scores[k];
-            *p++ = ' ';
-            p = put_hex(p, bits.u);
-        }
-        *p++ = '\n';
-        *p = 0;
-        sh_puts(line);
+        put_result(line, i, cls, scores, NUM_CLASSES);
     }
     for (p = &_ebss; p < (uint32_t *)sp && *p == 0xA5A5A5A5u; p++) {
     }

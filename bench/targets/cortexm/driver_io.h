@@ -27,4 +27,35 @@ static char *put_dec(char *p, uint32_t v)
     return p;
 }
 
+/* Writes v as 8 hex digits at p; returns the position after them. */
+static inline char *put_hex(char *p, uint32_t v)
+{
+    int i;
+    for (i = 7; i >= 0; i--)
+        *p++ = "0123456789abcdef"[(v >> (4 * i)) & 15u];
+    return p;
+}
+
+/* Prints "R <index> <class> <bits of each score in hex>...\n" through sh_puts; `line` has room for
+ * 32 + 9 * n characters. */
+static inline void put_result(char *line, uint32_t index, int cls, const float *scores, uint32_t n)
+{
+    char *p = line;
+    uint32_t k;
+    *p++ = 'R';
+    *p++ = ' ';
+    p = put_dec(p, index);
+    *p++ = ' ';
+    p = put_dec(p, (uint32_t)cls);
+    for (k = 0; k < n; k++) {
+        union { float f; uint32_t u; } bits;
+        bits.f = scores[k];
+        *p++ = ' ';
+        p = put_hex(p, bits.u);
+    }
+    *p++ = '\n';
+    *p = 0;
+    sh_puts(line);
+}
+
 #endif
