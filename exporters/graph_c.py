@@ -72,7 +72,7 @@ GRAPH_CODE_BYTES = {
     "ebnn_bits_to_f32": 84, "ebnn_concat_bits": 232, "ebnn_concat_f32": 148, "ebnn_i32_to_f32": 200,
     "ebnn_sign_f32": 78, "ebnn_sign_i32": 66, "ebnn_threshold_f32": 162, "ebnn_threshold_i32": 178,
     "soft_float": 1450,
-    "ebnn_conv_pool_f32": 0, "ebnn_conv_pool_need": 0, "conv_pool helpers": 0,
+    "ebnn_conv_pool_f32": 1628, "ebnn_conv_pool_need": 140, "conv_pool helpers": 1300,
 }
 CONV_POOL_STRUCT_BYTES = 56  # sizeof(ebnn_conv_pool_t): float + 2 windows + uint16 + 5 uint8, padded to 4
 INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
@@ -338,10 +338,10 @@ def _conv_pool_struct(name, op):
     output = 0 if final is None else 1 if final.kind == "sign" else 2
     if len(p["pre"]) > 255 or len(p["post"]) > 255 or not 0 < out_c <= 65535:
         raise ValueError(f"conv_pool op {op.output}: too many steps or channels")
-    cw = ", ".join(f".{k} = {v}u" for k, v in _conv_window(conv.params["geometry"]).items())
+    cw = ", ".join(f".{k} = {v}u" for k, v in _conv_window(p["geometry"]).items())
     pw = ", ".join(f".{k} = {v}u" for k, v in _pool_window(pg).items())
     return (f"static const ebnn_conv_pool_t {name} EBNN_CONST = {{.pad_value = "
-            f"{chain._c_number('float', conv.params['pad_value'])}, .conv = {{{cw}}}, .pool = {{{pw}}}, "
+            f"{chain._c_number('float', conv.params.get('pad_value', 0.0))}, .conv = {{{cw}}}, .pool = {{{pw}}}, "
             f".out_c = {out_c}u, .weights = {wkind}u, .pool_kind = {pool_kind}u, .n_pre = {len(p['pre'])}u, "
             f".n_post = {len(p['post'])}u, .output = {output}u}};\n")
 
@@ -469,7 +469,7 @@ def graph_functions(graph, plan):
            for op in graph.ops):
         called.add("soft_float")
     if "ebnn_conv_pool_f32" in called:
-        called |= {"conv_pool helpers", "ebnn_affine_f32", "ebnn_activation_f32"}
+        called |= {"conv_pool helpers", "ebnn_activation_f32"}  # its steps call the activation kernel
         if any("stream_to" in op.params for op in graph.ops if op.kind == "conv_pool"):
             called.add("ebnn_conv_pool_need")
     return sorted(called)
