@@ -82,12 +82,15 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", default=",".join(TARGETS))
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--models", default=None, help="comma-separated subset of the measured graphs")
     args = ap.parse_args(argv)
     targets = [t for t in args.targets.split(",") if stackcheck.available(t)]
     table = {t: {k: 0 for k in KEYS} for t in targets}  # the maximum over both builds
     with tempfile.TemporaryDirectory() as work:
         exports = []
         for name, model in graph_models().items():
+            if args.models and name not in args.models.split(","):
+                continue
             gm = GraphModel(lower_graph(model, name))
             export_c(gm, Path(work) / name, name)
             exports.append((name, Path(work) / name, uses_libm(gm.graph)))
