@@ -18,6 +18,10 @@ negative status of any call (scores not written), else the class:
     float32 logits tensor is computed in the arena, copied to scores (if not NULL) after every op
     succeeded, and the class is ebnn_argmax_f32 of it (first maximum);
   * reshape / Flatten ops generate nothing (the output shares its input's memory);
+  * a conv_pool op (keras_ebnn/graph_fuse.py) is one ebnn_conv_pool_f32 call; when its input rows are
+    streamed from conv_pool op(s) before it, one loop over its output rows that first has each
+    producer compute the rows it needs into its ring (nested for chains of streamed ops);
+  * elementwise ops run in place when their input dies (graph_memory.plan_memory inplace_ok);
   * the raw uint8 model input (dtype "int") is read directly by the ops that convert it: an input
     conv block (ebnn_input_conv_u8) or a `to_float` (a plain loop, float32(v) exactly as the
     reference); any other reader gets an int32 copy first (a "widen" loop into the arena).
