@@ -1,7 +1,7 @@
 """Published BNNs on microcontrollers: RAM, flash and Cortex-M instructions of the default (exact float32)
 graph export of re-created published architectures, before and after eBNN's reordering.
 
-    python bench/published_mcu.py [--models samy_bnn,embedia_person,float_stem_mnist] [--cpus cortex-m7] [--no-write]
+    python bench/published_mcu.py [--models samy_bnn,embedia_person,float_stem_mnist] [--cpus CPU,...] [--no-write]
 
 Method: each architecture of tests/published_models.py MCU_MODELS (WakeVision "Binary Samy" 80x80x3,
 EmbedIA person detection 96x96x1, a float-stem 28x28 MNIST BNN; sources cited there) is built with
@@ -15,7 +15,8 @@ elementwise ops in place). RAM = arena (exporters/graph_c.py memory_plan, = what
 stack (measured under QEMU: painted stack reached by NAME_predict), model input excluded (the caller's
 array). Flash = what the model adds to a program (bench/targets/cortexm.model_flash: text + data of an
 ELF calling NAME_predict minus one that does not, --gc-sections). Instructions: executed per inference,
-counted exactly under QEMU (arm-none-eabi-gcc -O2, bench/targets/cortexm.py), mean over 2 inputs. Every
+counted exactly under QEMU (arm-none-eabi-gcc -O2, bench/targets/cortexm.py), mean over 2 inputs, on
+Cortex-M7 (the float-stem model also on the FPU-less Cortex-M0+, soft float). Every
 build's classes and logits are checked equal, bit for bit, to keras_ebnn.graph_reference's, and the
 fused graph's reference logits to the unfused graph's. "full-res maps": float32 tensors written by a
 full-precision conv before its pool (0 = the conv's map is never stored). Writes the "published_mcu"
@@ -40,6 +41,7 @@ TARGETS = {  # issue 21, exact mode: (RAM bytes, flash bytes, Cortex-M7 instruct
     "embedia_person": (40000, None, None),
 }
 N_RUN = 2
+CPUS = {"float_stem_mnist": "cortex-m7,cortex-m0plus"}  # default per model (else cortex-m7); --cpus overrides
 
 
 def full_res_maps(graph):
@@ -88,7 +90,7 @@ def measure(name, graph, x, cpu, work, inplace):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=DEFAULT_MODELS)
-    ap.add_argument("--cpus", default="cortex-m7")
+    ap.add_argument("--cpus", default=None)
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     print(__doc__)
@@ -104,7 +106,7 @@ def main(argv=None):
             before = unfuse(after)
             np.testing.assert_array_equal(graph_reference.run(after, x)["logits"],
                                           graph_reference.run(before, x)["logits"])
-            for cpu in args.cpus.split(","):
+            for cpu in (args.cpus or CPUS.get(name, "cortex-m7")).split(","):
                 b = measure(name, before, x, cpu, work, inplace=False)
                 a = measure(name, after, x, cpu, work, inplace=True)
                 for label, m in (("before", b), ("after", a)):

@@ -123,6 +123,23 @@ def fuse_conv_pool(g, stream=True):
     return count
 
 
+def all_ops(graph):
+    """The graph's ops and, right after each conv_pool op, its sub-ops (what the graph computes)."""
+    for op in graph.ops:
+        yield op
+        if op.kind == "conv_pool":
+            yield from op.params["ops"]
+
+
+def all_tensors(graph):
+    """The graph's tensors and the intermediate tensors of its conv_pool ops."""
+    out = dict(graph.tensors)
+    for op in graph.ops:
+        if op.kind == "conv_pool":
+            out.update(op.params["tensors"])
+    return out
+
+
 def run_fused(graph, op, x):
     """The reference value of a conv_pool op: its sub-ops, one after the other (graph_reference)."""
     from .graph_reference import run_op
