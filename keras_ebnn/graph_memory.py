@@ -207,7 +207,7 @@ def _plan(graph, inplace_ok, output_in_arena):
         b["offset"] = off
     per_op = []
     for i, op in enumerate(ops):
-        live = [b for b in buffers if b["first"] <= i <= b["last"]]
+        live = [b for b in buffers if b["first"] <= times[i] <= b["last"]]  # a streamed op: its reader's time
         per_op.append({"index": i, "kind": op.kind if op.kind != "block" else op.params["block"].kind,
                        "output": op.output, "live_bytes": sum(b["bytes"] for b in live),
                        "live": [b["tensors"][0] if b["tensors"] else f"scratch{i}" for b in live]})
