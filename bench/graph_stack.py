@@ -9,8 +9,8 @@ unfused tanh / sigmoid (tests/test_graph_c.py) are analysed by keras_ebnn.stackc
 -O1/-O2/-O3/-Os and the "default" and "small" builds. Per graph kernel file: the deepest chain from any
 of its entry points (library routines such as soft float, tanhf and expf included), the maximum over
 levels, models and both builds (the graph kernel files do not read the "small" build's options);
-"elementwise_libm" is the elementwise file of the models with tanh / sigmoid (EBNN_ACT_LIBM=1),
-"elementwise" that of the others. "predict": the most that NAME_predict's deepest chain exceeds the
+"elementwise_libm" / "conv_pool_libm" are the elementwise and conv_pool files of the models with tanh /
+sigmoid (EBNN_ACT_LIBM=1), "elementwise" / "conv_pool" those of the others. "predict": the most that NAME_predict's deepest chain exceeds the
 largest kernel chain of that model (the generated function's own frame). Rounded up to 16 bytes.
 Prints the GRAPH_STACK_BY_TARGET table to paste into exporters/graph_c.py.
 """
@@ -36,8 +36,10 @@ GRAPH_ENTRIES = {
     "elementwise": ("ebnn_bits_to_f32", "ebnn_i32_to_f32", "ebnn_affine_f32", "ebnn_div_f32", "ebnn_activation_f32", "ebnn_add_f32",
                     "ebnn_sign_f32", "ebnn_sign_i32", "ebnn_threshold_f32", "ebnn_threshold_i32",
                     "ebnn_concat_bits", "ebnn_concat_f32", "ebnn_argmax_f32"),
+    "conv_pool": ("ebnn_conv_pool_f32", "ebnn_conv_pool_need"),
 }
-KEYS = list(GRAPH_ENTRIES) + ["elementwise_libm", "predict"]
+LIBM_KEYS = ("elementwise", "conv_pool")  # kernels that reach tanhf / expf (EBNN_ACT_LIBM=1)
+KEYS = list(GRAPH_ENTRIES) + [k + "_libm" for k in LIBM_KEYS] + ["predict"]
 
 
 def graph_models():
@@ -54,7 +56,10 @@ def graph_models():
                 out[name] = model
     out["sensor"] = sensor_graph()[0]
     out["tanhnet"] = tanh_sigmoid_model()[0]
+    from published_models import build_mcu
+    out["samy"] = build_mcu("samy_bnn", n=2)[0]  # conv_pool ops, streamed
     return out
+
 
 
 def measure(out, name, target, opt, flags, libm):
@@ -63,9 +68,10 @@ def measure(out, name, target, opt, flags, libm):
     roots = [f"{name}_predict"] + [e for es in entries.values() for e in es]
     chains = stackcheck.analyze(out, target, opt, flags, roots=roots, require_roots=False)
     kernels = {k: max([chains[e].bytes for e in es if e in chains], default=0) for k, es in entries.items()}
-    kernels["elementwise_libm"] = kernels["elementwise"] if libm else 0
-    if libm:
-        kernels["elementwise"] = 0
+    for k in LIBM_KEYS:
+        kernels[k + "_libm"] = kernels[k] if libm else 0
+        if libm:
+            kernels[k] = 0
     return kernels, chains[f"{name}_predict"]
 
 
@@ -76,12 +82,15 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", default=",".join(TARGETS))
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--models", default=None, help="comma-separated subset of the measured graphs")
     args = ap.parse_args(argv)
     targets = [t for t in args.targets.split(",") if stackcheck.available(t)]
     table = {t: {k: 0 for k in KEYS} for t in targets}  # the maximum over both builds
     with tempfile.TemporaryDirectory() as work:
         exports = []
         for name, model in graph_models().items():
+            if args.models and name not in args.models.split(","):
+                continue
             gm = GraphModel(lower_graph(model, name))
             export_c(gm, Path(work) / name, name)
             exports.append((name, Path(work) / name, uses_libm(gm.graph)))

@@ -18,6 +18,10 @@ negative status of any call (scores not written), else the class:
     float32 logits tensor is computed in the arena, copied to scores (if not NULL) after every op
     succeeded, and the class is ebnn_argmax_f32 of it (first maximum);
   * reshape / Flatten ops generate nothing (the output shares its input's memory);
+  * a conv_pool op (keras_ebnn/graph_fuse.py) is one ebnn_conv_pool_f32 call; when its input rows are
+    streamed from conv_pool op(s) before it, one loop over its output rows that first has each
+    producer compute the rows it needs into its ring (nested for chains of streamed ops);
+  * elementwise ops run in place when their input dies (graph_memory.plan_memory inplace_ok);
   * the raw uint8 model input (dtype "int") is read directly by the ops that convert it: an input
     conv block (ebnn_input_conv_u8) or a `to_float` (a plain loop, float32(v) exactly as the
     reference); any other reader gets an int32 copy first (a "widen" loop into the arena).
@@ -33,6 +37,7 @@ import numpy as np
 
 from keras_ebnn.blocks import class_threshold
 from keras_ebnn.graph import Op, Tensor
+from keras_ebnn.graph_fuse import all_ops
 from keras_ebnn.graph_memory import plan_memory
 
 from . import c as chain
@@ -42,13 +47,15 @@ from . import c as chain
 # target: the maximum over both builds ("default", "small": exporters/c.py STACK_BUILDS, whose options
 # the graph kernel files do not read) and over -O1, -O2, -O3 and -Os of keras_ebnn.stackcheck's chains
 # on the graph exports `python bench/graph_stack.py` builds (arm-none-eabi-gcc 12.2, avr-gcc 5.4),
-# rounded up to 16 B. "elementwise_libm": with tanh / sigmoid compiled in (EBNN_ACT_LIBM=1).
+# rounded up to 16 B. "elementwise_libm" / "conv_pool_libm": with tanh / sigmoid compiled in (EBNN_ACT_LIBM=1).
+# conv_pool: `python bench/graph_stack.py --models samy,tanhnet,sensor,lce_guide_custom` (the other keys:
+# the larger of that run and the full run before the conv_pool kernel existed).
 # tests/test_graph_targets.py checks the bound against stackcheck.
 GRAPH_STACK_BY_TARGET = {
-    "cortex-m0plus": {"conv_pool": 400, "conv_pool_libm": 400, "binary_acc": 304, "conv_f32": 288, "dense_f32": 112, "pool": 208, "elementwise": 96, "elementwise_libm": 144, "predict": 128},
-    "cortex-m3": {"conv_pool": 400, "conv_pool_libm": 400, "binary_acc": 288, "conv_f32": 272, "dense_f32": 80, "pool": 192, "elementwise": 112, "elementwise_libm": 160, "predict": 128},
-    "cortex-m4": {"conv_pool": 400, "conv_pool_libm": 400, "binary_acc": 288, "conv_f32": 256, "dense_f32": 64, "pool": 160, "elementwise": 96, "elementwise_libm": 80, "predict": 128},
-    "avr": {"conv_pool": 400, "conv_pool_libm": 400, "binary_acc": 208, "conv_f32": 208, "dense_f32": 80, "pool": 176, "elementwise": 64, "elementwise_libm": 64, "predict": 64},
+    "cortex-m0plus": {"conv_pool": 464, "conv_pool_libm": 512, "binary_acc": 320, "conv_f32": 288, "dense_f32": 112, "pool": 208, "elementwise": 96, "elementwise_libm": 144, "predict": 128},
+    "cortex-m3": {"conv_pool": 464, "conv_pool_libm": 528, "binary_acc": 304, "conv_f32": 272, "dense_f32": 80, "pool": 192, "elementwise": 112, "elementwise_libm": 160, "predict": 128},
+    "cortex-m4": {"conv_pool": 400, "conv_pool_libm": 416, "binary_acc": 304, "conv_f32": 256, "dense_f32": 64, "pool": 160, "elementwise": 96, "elementwise_libm": 80, "predict": 128},
+    "avr": {"conv_pool": 400, "conv_pool_libm": 416, "binary_acc": 208, "conv_f32": 208, "dense_f32": 80, "pool": 176, "elementwise": 64, "elementwise_libm": 64, "predict": 64},
 }
 GRAPH_STACK_BYTES = {target: {build: figures for build in chain.STACK_BUILDS}
                      for target, figures in GRAPH_STACK_BY_TARGET.items()}  # as exporters/c.py STACK_BYTES
@@ -73,9 +80,9 @@ GRAPH_CODE_BYTES = {
     "ebnn_bits_to_f32": 84, "ebnn_concat_bits": 232, "ebnn_concat_f32": 148, "ebnn_i32_to_f32": 200,
     "ebnn_sign_f32": 78, "ebnn_sign_i32": 66, "ebnn_threshold_f32": 162, "ebnn_threshold_i32": 178,
     "soft_float": 1450,
-    "ebnn_conv_pool_f32": 0, "ebnn_conv_pool_need": 0, "conv_pool helpers": 0,
+    "ebnn_conv_pool_f32": 1628, "ebnn_conv_pool_need": 140, "conv_pool helpers": 1300,
 }
-CONV_POOL_STRUCT_BYTES = 56  # sizeof(ebnn_conv_pool_t): float + 2 windows + uint16 + 5 uint8, padded to 4
+CONV_POOL_STRUCT_BYTES = 56  # sizeof(ebnn_conv_pool_t): float + 2 windows + uint16 + 6 uint8 (AVR too)
 INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
 
 
@@ -133,14 +140,6 @@ class GraphModel:
 
     def generate(self, name, byte_kernels=True):
         return generate(self, name, byte_kernels)
-
-
-def all_ops(graph):
-    """The graph's ops and, inside each conv_pool op (keras_ebnn/graph_fuse.py), its sub-ops."""
-    for op in graph.ops:
-        yield op
-        if op.kind == "conv_pool":
-            yield from op.params["ops"]
 
 
 def uses_libm(graph):
@@ -358,10 +357,10 @@ def _conv_pool_struct(name, op):
     output = 0 if final is None else 1 if final.kind == "sign" else 2
     if len(p["pre"]) > 255 or len(p["post"]) > 255 or not 0 < out_c <= 65535:
         raise ValueError(f"conv_pool op {op.output}: too many steps or channels")
-    cw = ", ".join(f".{k} = {v}u" for k, v in _conv_window(conv.params["geometry"]).items())
+    cw = ", ".join(f".{k} = {v}u" for k, v in _conv_window(p["geometry"]).items())
     pw = ", ".join(f".{k} = {v}u" for k, v in _pool_window(pg).items())
     return (f"static const ebnn_conv_pool_t {name} EBNN_CONST = {{.pad_value = "
-            f"{chain._c_number('float', conv.params['pad_value'])}, .conv = {{{cw}}}, .pool = {{{pw}}}, "
+            f"{chain._c_number('float', conv.params.get('pad_value', 0.0))}, .conv = {{{cw}}}, .pool = {{{pw}}}, "
             f".out_c = {out_c}u, .weights = {wkind}u, .pool_kind = {pool_kind}u, .n_pre = {len(p['pre'])}u, "
             f".n_post = {len(p['post'])}u, .output = {output}u}};\n")
 
@@ -491,7 +490,7 @@ def graph_functions(graph, plan):
            for op in graph.ops):
         called.add("soft_float")
     if "ebnn_conv_pool_f32" in called:
-        called |= {"conv_pool helpers", "ebnn_affine_f32", "ebnn_activation_f32"}
+        called |= {"conv_pool helpers", "ebnn_activation_f32"}  # its steps call the activation kernel
         if any("stream_to" in op.params for op in graph.ops if op.kind == "conv_pool"):
             called.add("ebnn_conv_pool_need")
     return sorted(called)

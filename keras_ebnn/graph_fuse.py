@@ -8,13 +8,14 @@ it last) and replaces every chain
 
 whose intermediate tensors have no other reader by one op of kind "conv_pool", where
   * conv   is a full-precision `conv` op (float32 input; float32 weights, int8 weights from
-           float_weights="int8", or binary weights: params["binary_weights"], stored as bits);
+           float_weights="int8", or binary weights: params["binary_weights"], stored as bits), or a
+           `dense` op, run as the 1x1 conv over its input's rows (the same sums in the same order);
   * pre, post are `affine` / `activation` ops (batch-norm, bias, Rescaling-like scale, the int8
            weight scale, ReLU, ...);
   * pool   is one `max_pool`, `avg_pool`, `global_max` or `global_avg` op on float32;
   * final  is a `sign` or a float32 `threshold` op (the output is then bits), else the output is
            the last float32 tensor.
-A chain of only a float / int8-weight conv is left alone (ebnn_conv_f32 / _w8 already compute it);
+A chain of only a float / int8-weight conv or dense is left alone (ebnn_conv_f32 / _w8 already compute it);
 a lone binary-weight conv is fused (its weights become bits).
 
 Semantics of "conv_pool" (exact): the output equals running its sub-ops, params["ops"] = [conv, pre...,
@@ -29,7 +30,8 @@ numpy.maximum in tap order; average: s = s + x in tap order, then s / count), th
 the sign / threshold. Without a pool the op is a 1x1 max pool, which returns its one value unchanged.
 Every conv position is computed once per pool window containing it (once when windows do not
 overlap, the usual case). params: "ops", "tensors" (the sub-ops' intermediate Tensors, no longer in
-the graph), "conv", "pre", "pool", "post", "final" (the sub-ops by role).
+the graph), "conv", "pre", "pool", "post", "final" (the sub-ops by role), "geometry" (the conv's
+ConvGeometry; a dense op's 1x1 conv).
 
 Streaming (MCUNetV2's row idea, `plan_streams`): when a conv_pool op A writes a float32 map read only by
 another conv_pool op B, the C computes A's output rows on demand while B produces its output rows,
@@ -73,7 +75,21 @@ def _match(g, conv, cons):
 
 
 def fusable_conv(g, op):
-    return op.kind == "conv" and g.tensors[op.inputs[0]].dtype == "float32" and len(op.inputs) == 1
+    """A full-precision conv, or a dense layer (a 1x1 conv over its rows), on a float32 tensor."""
+    return op.kind in ("conv", "dense") and g.tensors[op.inputs[0]].dtype == "float32" and len(op.inputs) == 1
+
+
+def conv_geometry(g_or_tensors, conv):
+    """The ConvGeometry of a conv_pool op's conv: a conv op's own; a dense layer over the last axis of an
+    (N,) or (L, N) tensor is the 1x1 conv over the (1, 1, N) or (1, L, N) map (same sums, same order)."""
+    if conv.kind == "conv":
+        return conv.params["geometry"]
+    from .blocks import ConvGeometry
+    from .graph import spatial
+    tensors = getattr(g_or_tensors, "tensors", g_or_tensors)
+    h, w, n = spatial(tensors[conv.inputs[0]].shape)
+    return ConvGeometry(in_shape=(h, w, n), kernel=(1, 1), strides=(1, 1), pad=(0, 0), conv_shape=(h, w),
+                        out_hw=(h, w), pad_value=0)
 
 
 def fuse_conv_pool(g, stream=True):
@@ -96,7 +112,7 @@ def fuse_conv_pool(g, stream=True):
         names = list(dict.fromkeys(n for o in sub for n in o.layers))
         new = type(op)("conv_pool", [op.inputs[0]], out,
                        {"ops": sub, "tensors": tensors, "conv": op, "pre": pre, "pool": pool, "post": post,
-                        "final": final}, names)
+                        "final": final, "geometry": conv_geometry(g, op)}, names)
         g.ops[g.ops.index(sub[-1])] = new
         for o in sub[:-1]:
             g.ops.remove(o)
@@ -105,6 +121,23 @@ def fuse_conv_pool(g, stream=True):
     if stream:
         plan_streams(g)
     return count
+
+
+def all_ops(graph):
+    """The graph's ops and, right after each conv_pool op, its sub-ops (what the graph computes)."""
+    for op in graph.ops:
+        yield op
+        if op.kind == "conv_pool":
+            yield from op.params["ops"]
+
+
+def all_tensors(graph):
+    """The graph's tensors and the intermediate tensors of its conv_pool ops."""
+    out = dict(graph.tensors)
+    for op in graph.ops:
+        if op.kind == "conv_pool":
+            out.update(op.params["tensors"])
+    return out
 
 
 def run_fused(graph, op, x):
@@ -137,7 +170,7 @@ def unfuse(g):
 def pool_geometry(op):
     """The pool window (dict as graph.py's pool ops) over the conv positions: the pool op's, or a 1x1
     window with stride 1 (identity) when the chain has no pool."""
-    conv_geom = op.params["conv"].params["geometry"]
+    conv_geom = op.params["geometry"]
     if op.params["pool"] is not None:
         return op.params["pool"].params["geometry"]
     ch, cw = conv_geom.conv_shape
@@ -148,7 +181,7 @@ def pool_geometry(op):
 def input_rows(op):
     """[(lo, hi)] per output row of a conv_pool op: the input rows (inclusive, clipped to the input)
     that output row reads."""
-    geom = op.params["conv"].params["geometry"]
+    geom = op.params["geometry"]
     pg = pool_geometry(op)
     (kh, _), (sh, _), (pad_t, _) = geom.kernel, geom.strides, geom.pad
     ch = geom.conv_shape[0]
@@ -234,8 +267,8 @@ def ring_bytes(g, op):
 def scratch_bytes(op):
     """The conv_pool kernel's scratch (floats): one conv position's accumulators, the pooled values
     (out_c each) and one kernel row of taps (KW * C)."""
-    w = op.params["conv"].params["weights"]  # (KH, KW, C, O)
-    return 4 * (2 * int(w.shape[-1]) + int(w.shape[1] * w.shape[2]))
+    geom = op.params["geometry"]
+    return 4 * (2 * int(op.params["conv"].params["weights"].shape[-1]) + int(geom.kernel[1] * geom.in_shape[2]))
 
 
 def weight_bytes8(op):

@@ -49,8 +49,9 @@ def quantizable(op):
 
 def weight_bytes(g):
     """{"float32": bytes, "int8": bytes} of the full-precision ops' weights (+ their scales)."""
+    from .graph_fuse import all_ops
     out = {"float32": 0, "int8": 0}
-    for op in g.ops:
+    for op in all_ops(g):  # conv_pool ops (graph_fuse.py) hold their conv / dense op
         if op.kind in QUANTIZED_KINDS and not op.params.get("binary_weights"):
             if "weights_int8" in op.params:
                 out["int8"] += op.params["weights_int8"].size + 4 * op.params["weight_scale_int8"].size

@@ -26,7 +26,12 @@ order), so the buffer lives until the last reader of either. With inplace_ok=Tru
 the C kernels must then accept out == in), an elementwise op (affine, activation, add, to_float of an int tensor: out[i]
 depends on in[i] only) writes over an input whose buffer no later op reads and that has the output's
 size; otherwise no op shares memory with its inputs. Kernel scratch (a binary conv block's
-patch and mask, `exporters/c.py` _scratch_bytes) is a buffer live only during its op.
+patch and mask, `exporters/c.py` _scratch_bytes; a conv_pool op's accumulators and taps) is a buffer
+live only during its op.
+Row streaming (keras_ebnn/graph_fuse.py plan_streams): a conv_pool op whose output is streamed into its
+reader runs while that reader runs, so its inputs, scratch and output stay live during the reader's
+op (every lifetime uses the op index it runs at), and that output is only its ring of rows
+(ring_rows x W x C float32).
 """
 def words(nbits):
     return (int(nbits) + 31) // 32
@@ -202,7 +207,7 @@ def _plan(graph, inplace_ok, output_in_arena):
         b["offset"] = off
     per_op = []
     for i, op in enumerate(ops):
-        live = [b for b in buffers if b["first"] <= i <= b["last"]]
+        live = [b for b in buffers if b["first"] <= times[i] <= b["last"]]  # a streamed op: its reader's time
         per_op.append({"index": i, "kind": op.kind if op.kind != "block" else op.params["block"].kind,
                        "output": op.output, "live_bytes": sum(b["bytes"] for b in live),
                        "live": [b["tensors"][0] if b["tensors"] else f"scratch{i}" for b in live]})

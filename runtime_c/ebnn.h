@@ -238,6 +238,7 @@ typedef struct {
     uint8_t pool_kind;    /* EBNN_CP_MAX / EBNN_CP_AVG */
     uint8_t n_pre, n_post; /* steps before / after the pool */
     uint8_t output;       /* EBNN_CP_OUT_* */
+    uint8_t reserved;     /* 0: the struct is 56 bytes on every target (no padding on AVR either) */
 } ebnn_conv_pool_t;
 
 /* ---- kernels ---------------------------------------------------------------------------------- */

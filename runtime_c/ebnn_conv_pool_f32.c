@@ -31,12 +31,26 @@
 /* The product of a tap value and a weight, rounded to float32 before it is added: GCC is told not to
  * contract (optimize attribute: it overrides -ffp-contract=fast); other compilers (clang ignores its
  * fp contract pragma under -ffp-contract=fast) get a volatile product. */
-#if defined(__GNUC__) && !defined(__clang__)
+#include <float.h>
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD != 0
+/* float expressions evaluated in a wider format (x87): every product and sum goes through a volatile
+ * float, which rounds it to float32 as the reference does */
+#define CP_PRODUCT volatile float
+#define CP_NO_CONTRACT
+#define CP_STORE(a, expr)                                                                              \
+    do {                                                                                               \
+        volatile float rounded_ = (expr);                                                              \
+        (a) = rounded_;                                                                                \
+    } while (0)
+#elif defined(__GNUC__) && !defined(__clang__)
 #define CP_PRODUCT float
 #define CP_NO_CONTRACT __attribute__((optimize("fp-contract=off")))
 #else
 #define CP_PRODUCT volatile float
 #define CP_NO_CONTRACT
+#endif
+#ifndef CP_STORE
+#define CP_STORE(a, expr) ((a) = (expr))
 #endif
 
 /* Weight (tap t, output j) of float / int8 weights as a float (storage order (taps, out_c)). */
@@ -50,10 +64,10 @@ static float cp_weight(const void *w, uint8_t kind, uint32_t k)
 #define CP_MAC(a, v, w)                                                                                 \
     do {                                                                                               \
         CP_PRODUCT product_ = (v) * (w);                                                               \
-        (a) = (a) + product_;                                                                          \
+        CP_STORE(a, (a) + product_);                                                                   \
     } while (0)
 /* Binary weight: a + v for bit set (+1), a - v otherwise (= a + v * -1.0f). */
-#define CP_ADD_SUB(a, v, bit) ((a) = (bit) ? (a) + (v) : (a) - (v))
+#define CP_ADD_SUB(a, v, bit) CP_STORE(a, (bit) ? (a) + (v) : (a) - (v))
 
 /* Accumulators acc[0 .. 7] (held in registers) over `taps` consecutive taps: float32 weights. */
 static CP_NO_CONTRACT void cp_block8_f32(const float *patch, uint32_t taps, const float *w, uint32_t out_c,

@@ -27,7 +27,8 @@ from keras_ebnn import host
 from keras_ebnn.blocks import ConvGeometry
 
 RUNTIME = ROOT / "runtime_c"
-GRAPH_FILES = ["ebnn_conv_f32.c", "ebnn_dense_f32.c", "ebnn_binary_acc.c", "ebnn_pool.c", "ebnn_elementwise.c"]
+GRAPH_FILES = ["ebnn_conv_f32.c", "ebnn_dense_f32.c", "ebnn_binary_acc.c", "ebnn_pool.c", "ebnn_elementwise.c",
+               "ebnn_conv_pool_f32.c"]  # conv_pool after elementwise: it calls ebnn_activation_f32
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"]
 ACT = {"relu": 0, "relu6": 1, "hard_tanh": 2, "leaky_relu": 3, "tanh": 4, "sigmoid": 5}
@@ -451,7 +452,7 @@ def test_no_fused_multiply_add_on_cortex_m4f(tmp_path):
     if not shutil.which(cmd[0]) or not shutil.which("arm-none-eabi-objdump"):
         pytest.skip("arm-none-eabi-gcc / objdump not installed")
     asm = ""
-    for f in ("ebnn_conv_f32.c", "ebnn_dense_f32.c", "ebnn_elementwise.c"):
+    for f in ("ebnn_conv_f32.c", "ebnn_dense_f32.c", "ebnn_elementwise.c", "ebnn_conv_pool_f32.c"):
         obj = tmp_path / (f + ".o")
         _run([*cmd, *STRICT, "-O3", "-ffp-contract=fast", f"-I{RUNTIME}", "-c", RUNTIME / f, "-o", obj])
         asm += _run(["arm-none-eabi-objdump", "-d", obj])

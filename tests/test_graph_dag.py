@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from keras_ebnn import graph_reference, import_larq
+from keras_ebnn.graph_fuse import all_tensors
 from keras_ebnn.graph import lower_graph
 from keras_ebnn.graph_memory import check_plan, plan_memory
 from helpers.graphgen import random_graph
@@ -121,20 +122,28 @@ def test_generator_covers_the_ops():
     seen = set()
     for seed in range(N_GRAPHS):
         graph = _GRAPHS.get(seed) or lower_graph(random_graph(seed, n_inputs=1)[0])
+        fused = [sub for op in graph.ops if op.kind == "conv_pool" for sub in op.params["ops"]]  # graph_fuse.py
+        tensors = all_tensors(graph)
         for op in graph.ops:
+            if op.kind == "conv_pool":
+                seen.add("conv_pool_" + ("bits" if op.params["final"] is not None else "float32"))
+                seen |= {"conv_pool_binary_weights"} if op.params["conv"].params.get("binary_weights") else set()
+                seen |= {"conv_pool_streamed"} if "ring_rows" in op.params else set()
+        for op in graph.ops + fused:
             seen.add(op.kind if op.kind != "block" else op.params["block"].kind)
             if op.kind == "block" and op.params["block"].kind == "input_conv":
                 seen.add("input_" + op.params["block"].input.mode)
-            if op.kind == "concat" and graph.tensors[op.output].dtype == "bits":
+            if op.kind == "concat" and tensors[op.output].dtype == "bits":
                 seen.add("bits_concat")
             if op.kind in ("avg_pool", "global_avg", "threshold"):
-                seen.add(f"{op.kind}_{graph.tensors[op.inputs[0]].dtype}")
+                seen.add(f"{op.kind}_{tensors[op.inputs[0]].dtype}")
         seen.add("1d" if len(graph.input_tensor.shape) == 2 else "2d")
     need = {"input_conv", "binary_conv", "binary_dense", "output_dense", "bconv", "bdense", "bdepthwise",
             "conv", "depthwise", "dense", "affine", "activation", "add", "concat", "bits_concat", "max_pool",
             "avg_pool", "global_avg", "global_max", "reshape", "sign", "threshold", "to_float", "1d", "2d",
             "avg_pool_int", "global_avg_int", "avg_pool_float32", "global_avg_float32", "threshold_int",
-            "input_float", "input_uint8", "input_sign_float", "input_sign_uint8"}
+            "input_float", "input_uint8", "input_sign_float", "input_sign_uint8", "conv_pool", "conv_pool_bits",
+            "conv_pool_float32", "conv_pool_binary_weights", "conv_pool_streamed"}
     assert need <= seen, need - seen
 
 

@@ -15,7 +15,7 @@ from keras_ebnn.exporters.graph_c import GraphModel, memory_plan, op_data
 from keras_ebnn.graph import lower_graph
 from keras_ebnn.graph_fuse import fuse_conv_pool, unfuse
 from keras_ebnn.graph_memory import check_plan, plan_memory
-from published_models import build_mcu
+from published_models import build, build_mcu
 from test_graph_c import build_program, check_against_reference, run_program
 
 MODELS = ["samy_bnn", "embedia_person", "float_stem_mnist"]
@@ -49,8 +49,8 @@ def test_fused_equals_unfused_reference(name):
 def test_samy_binary_weights_are_bits_and_streamed():
     _, _, g = _lowered("samy_bnn")
     cps = [op for op in g.ops if op.kind == "conv_pool"]
-    assert len(cps) == 2
-    first, second = cps
+    assert [op.params["conv"].kind for op in cps] == ["conv", "conv", "dense"]  # the head: dense + bias
+    first, second = cps[:2]
     assert second.params["conv"].params["binary_weights"]
     ctype, w = op_data(g, second)[0]["w"]
     assert ctype == "uint8_t" and w.size == 3 * 3 * 8 * 2  # 1,152 weights in 144 bytes
@@ -68,17 +68,55 @@ def test_streaming_off_gives_the_full_map():
     for op in h.ops:
         op.params.pop("ring_rows", None)
         op.params.pop("stream_to", None)
-    assert fuse_conv_pool(h, stream=False) == 2
+    assert fuse_conv_pool(h, stream=False) == 3
     plan = plan_memory(h)
     first = [op for op in h.ops if op.kind == "conv_pool"][0]
     assert plan["tensors"][first.output]["bytes"] == 40 * 40 * 8 * 4
     assert plan["arena_bytes"] > plan_memory(g)["arena_bytes"] + 40000
 
 
+def dense_mlp():
+    """(model, inputs): a binary-weight QuantDense (no input quantizer) on a float hidden layer + BN + ReLU."""
+    from keras_ebnn import import_larq
+    from graphgen import calibrate
+    tf, lq = import_larq()
+    L = tf.keras.layers
+    tf.keras.utils.set_random_seed(5)
+    model = tf.keras.Sequential([
+        L.InputLayer((20,)), L.Dense(12, activation="relu"),
+        lq.layers.QuantDense(16, kernel_quantizer="ste_sign", kernel_constraint="weight_clip", use_bias=False),
+        L.BatchNormalization(), L.ReLU(), L.Dense(3)])
+    rng = np.random.default_rng(5)
+    x = rng.normal(0, 1, (6, 20)).astype(np.float32)
+    calibrate(model, x, rng)
+    return model, x
+
+
+def test_binary_weight_dense_on_float_input_stores_bits():
+    model, x = dense_mlp()
+    g = lower_graph(model, "mlp")
+    cps = [op for op in g.ops if op.kind == "conv_pool"]
+    binary = [op for op in cps if op.params["conv"].params.get("binary_weights")]
+    assert len(binary) == 1 and binary[0].params["conv"].kind == "dense", g.describe()
+    ctype, w = op_data(g, binary[0])[0]["w"]
+    assert ctype == "uint8_t" and w.size == 12 * 16 // 8  # 192 weights in 24 bytes
+    np.testing.assert_array_equal(graph_reference.run(g, x)["logits"], graph_reference.run(unfuse(g), x)["logits"])
+    _CACHE["dense_mlp"] = (model, x, g)
+
+
+PUBLISHED_WITH_FUSION = ["lce_guide_custom", "binary_resnet_e", "birealnet"]
+
+
 @pytest.mark.skipif(host.find_cc() is None, reason="no host C compiler")
 def test_mcu_models_compiled_c_bit_exact(tmp_path):
     models, exports = {}, {}
-    for name in MODELS:
+    for name in PUBLISHED_WITH_FUSION:
+        model, x = build(name, n=6)
+        _CACHE[name] = (model, x, lower_graph(model, name))
+        assert any(op.kind == "conv_pool" for op in _CACHE[name][2].ops), name
+    _CACHE["dense_mlp"] = dense_mlp() + (None,)
+    _CACHE["dense_mlp"] = _CACHE["dense_mlp"][:2] + (lower_graph(_CACHE["dense_mlp"][0], "dense_mlp"),)
+    for name in MODELS + PUBLISHED_WITH_FUSION + ["dense_mlp"]:
         _, x, g = _lowered(name)
         gm = GraphModel(g)
         export_c(gm, tmp_path / "exports" / name, name)

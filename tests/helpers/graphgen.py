@@ -10,6 +10,10 @@
   conv_avg   QuantConv (no bias) -> AvgPool of its integer accumulators -> BN (-> activation)
   float      Conv + BN + ReLU (full precision)
   depthwise  DepthwiseConv2D + BN, or a binary QuantDepthwiseConv2D + BN (2-D only)
+  float_pool a float or binary-weight conv on the float map (QuantConv, no input quantizer) + BN
+             (+ ReLU) + max / average pool (+ BN): one conv_pool op (keras_ebnn/graph_fuse.py)
+  stream     Conv + BN + ReLU, then a binary-weight conv on that float map + BN + max pool 2: the first
+             conv_pool's rows are streamed into the second (2-D, 6+ rows)
 and a head: global average / max pooling or Flatten, an optional binary hidden dense layer, then a
 full-precision Dense or a binary QuantDense + BN, optionally a softmax. Weights are random; batch
 norm statistics are set from the model's own activations in one training-mode pass, then perturbed
@@ -19,7 +23,7 @@ import numpy as np
 
 from keras_ebnn import import_larq
 
-KINDS = ["conv", "residual", "concat", "down", "pool", "float", "depthwise", "conv_avg"]
+KINDS = ["conv", "residual", "concat", "down", "pool", "float", "depthwise", "conv_avg", "float_pool", "stream"]
 
 
 def random_graph(seed, n_inputs=16):
@@ -111,6 +115,27 @@ def random_graph(seed, n_inputs=16):
             x = act(bn()(y))
         elif kind == "float":
             x = L.ReLU()(bn()(Conv(int(rng.choice([4, 8])), int(rng.choice([1, 3])), padding="same")(x)))
+        elif kind == "float_pool":
+            if small:
+                continue
+            f = int(rng.choice([4, 8, 12]))
+            if rng.random() < 0.5:
+                y = Conv(f, int(rng.choice([1, 3])), padding=str(rng.choice(["same", "valid"])))(x)
+            else:  # binary weights on the float map
+                y = QConv(f, 3, padding="same", input_quantizer=None, kernel_quantizer="ste_sign",
+                          kernel_constraint="weight_clip", use_bias=bool(rng.random() < 0.3))(x)
+            y = act(bn()(y))
+            pool = MaxPool if rng.random() < 0.6 else AvgPool
+            y = pool(2, padding=str(rng.choice(["valid", "same"])))(y)
+            x = bn()(y) if rng.random() < 0.5 else y
+            kind += "/" + pool.__name__
+        elif kind == "stream":
+            if one_d or min(spatial(x)) < 6:
+                continue
+            y = L.ReLU()(bn()(Conv(int(rng.choice([4, 8])), 3, padding="same")(x)))
+            y = QConv(int(rng.choice([8, 16])), 3, padding="same", input_quantizer=None, kernel_quantizer="ste_sign",
+                      kernel_constraint="weight_clip", use_bias=False)(y)
+            x = MaxPool(2)(bn()(y))
         elif kind == "depthwise":
             if one_d:
                 continue
