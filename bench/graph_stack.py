@@ -56,7 +56,7 @@ def graph_models():
                 out[name] = model
     out["sensor"] = sensor_graph()[0]
     out["tanhnet"] = tanh_sigmoid_model()[0]
-    from published_models import build_mcu
+    from helpers.published_models import build_mcu
     out["samy"] = build_mcu("samy_bnn", n=2)[0]  # conv_pool ops, streamed
     return out
 

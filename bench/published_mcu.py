@@ -106,7 +106,7 @@ def main(argv=None):
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     print(__doc__)
-    from published_models import build_mcu
+    from helpers.published_models import build_mcu
     from keras_ebnn import graph_reference
     from keras_ebnn.graph import lower_graph
     from keras_ebnn.graph_fuse import unfuse

@@ -188,7 +188,7 @@ def test_load_fsdd_on_generated_archive(tmp_path, monkeypatch):
 def _small_audio_model(fe, seed=0):
     """An untrained 1-D BNN on the front end's uint8 window, batch norm calibrated on `fe` features."""
     from keras_ebnn import import_larq
-    from modelgen import calibrate_batchnorm
+    from helpers.modelgen import calibrate_batchnorm
     tf, lq = import_larq()
     L = tf.keras.layers
     tf.keras.utils.set_random_seed(seed)

@@ -20,12 +20,12 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from helpers.common import ROOT
 from keras_ebnn import graph_reference, host
 from keras_ebnn.exporters.c import export_c
 from keras_ebnn.exporters.graph_c import GraphModel, uses_libm
 from keras_ebnn.graph import lower_graph
-from graphgen import random_graph
+from helpers.graphgen import random_graph
 
 RUNTIME = ROOT / "runtime_c"
 SEEDS = range(12)  # tests/graphgen.py graphs: 9 of the 12 have float parts whose logits x87 changed

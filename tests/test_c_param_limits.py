@@ -18,7 +18,7 @@ from keras_ebnn.exporters.c import export_c
 from keras_ebnn.exporters.graph_c import GraphModel, c_limit_problems
 from keras_ebnn.graph import lower_graph
 from keras_ebnn.lowering import lower
-from graphgen import calibrate
+from helpers.graphgen import calibrate
 
 
 def concat_of_flattened_maps():

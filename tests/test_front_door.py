@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from conftest import small_mnist_model, write_sample_idx
+from helpers.common import small_mnist_model, write_sample_idx
 from keras_ebnn import convert, export, import_larq
 from keras_ebnn.errors import ModelOutputError
 from keras_ebnn.host import find_cc
@@ -330,7 +330,7 @@ def test_cli_custom_objects_for_a_sequential_subclass(tmp_path, capsys):
     # a fresh process, as users run it: the module imports tensorflow before keras_ebnn has set it up
     import subprocess
     import sys
-    from conftest import ROOT
+    from helpers.common import ROOT
     proc = subprocess.run([sys.executable, "-m", "keras_ebnn.convert", path, "-o", str(tmp_path / "o"), "-q",
                            "--trust-model", "--custom-objects", str(mod)], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

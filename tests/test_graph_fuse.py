@@ -15,7 +15,7 @@ from keras_ebnn.exporters.graph_c import GraphModel, memory_plan, op_data
 from keras_ebnn.graph import lower_graph
 from keras_ebnn.graph_fuse import fuse_conv_pool, unfuse
 from keras_ebnn.graph_memory import check_plan, plan_memory
-from published_models import build, build_mcu
+from helpers.published_models import build, build_mcu
 from test_graph_c import build_program, check_against_reference, run_program
 
 MODELS = ["samy_bnn", "embedia_person", "float_stem_mnist"]
@@ -78,7 +78,7 @@ def test_streaming_off_gives_the_full_map():
 def dense_mlp():
     """(model, inputs): a binary-weight QuantDense (no input quantizer) on a float hidden layer + BN + ReLU."""
     from keras_ebnn import import_larq
-    from graphgen import calibrate
+    from helpers.graphgen import calibrate
     tf, lq = import_larq()
     L = tf.keras.layers
     tf.keras.utils.set_random_seed(5)

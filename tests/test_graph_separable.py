@@ -24,7 +24,7 @@ from keras_ebnn.exporters.c import export_c
 from keras_ebnn.exporters.graph_c import GraphModel, debug_tensors, uses_libm
 from keras_ebnn.graph import lower_graph
 from keras_ebnn.verify import C_LOGIT_TOL
-from graphgen import calibrate
+from helpers.graphgen import calibrate
 from test_graph_c import _words, build_program, run_program
 
 SIGN3 = dict(input_quantizer="ste_sign", depthwise_quantizer="ste_sign", pointwise_quantizer="ste_sign")

@@ -21,8 +21,8 @@ from keras_ebnn.exporters.graph_c import GraphModel
 from keras_ebnn.graph import TF_OPS, lower_graph
 from keras_ebnn.lowering import load_model
 from keras_ebnn.safe_load import TF_OP_FUNCTIONS
-from conftest import check_against_keras
-from graphgen import calibrate
+from helpers.common import check_against_keras
+from helpers.graphgen import calibrate
 from test_graph_c import build_program, check_against_reference, run_program
 
 needs_cc = pytest.mark.skipif(host.find_cc() is None, reason="no host C compiler")
