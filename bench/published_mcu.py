@@ -3,7 +3,7 @@ graph export of re-created published architectures, before and after eBNN's reor
 
     python bench/published_mcu.py [--models samy_bnn,embedia_person,float_stem_mnist] [--cpus CPU,...] [--no-write]
 
-Method: each architecture of tests/published_models.py MCU_MODELS (WakeVision "Binary Samy" 80x80x3,
+Method: each architecture of tests/helpers/published_models.py MCU_MODELS (WakeVision "Binary Samy" 80x80x3,
 EmbedIA person detection 96x96x1, a float-stem 28x28 MNIST BNN; sources cited there) is built with
 random weights and batch norm calibrated on random inputs (seed 0; random weights are fine for memory
 and cost: neither depends on the values), lowered with keras_ebnn.graph.lower_graph and exported to C.
@@ -136,7 +136,7 @@ def main(argv=None):
                             goals.append([name, what, f"<= {want:,}", f"{got:,.0f}", "met" if got <= want else "NOT met"])
     text = ["## Published BNNs on microcontrollers", "",
             "Default (exact float32) graph exports of re-created published architectures (random weights; "
-            "`tests/published_models.py` cites the sources), before and after eBNN's reordering for "
+            "`tests/helpers/published_models.py` cites the sources), before and after eBNN's reordering for "
             "full-precision convs (`keras_ebnn/graph_fuse.py`: conv -> batch norm / activation -> pool -> "
             "sign computed per pooled output, binary weights on float maps as bits, rows streamed between "
             "fused convs) and in-place elementwise ops. RAM = arena + measured stack, model input "

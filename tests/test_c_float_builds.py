@@ -3,7 +3,7 @@
 * x87 (gcc -m32 in a GNU mode, clang -m32 -mno-sse): float expressions are evaluated in 80-bit
   registers (FLT_EVAL_METHOD 2) and GNU modes keep them there across assignments, so `acc = acc +
   product` in ebnn_dense_f32 gave other logits (566 of 864 not bit-identical in the issue's run; 196
-  of 800 on tests/graphgen.py's first 12 graphs). The kernels round every float result that feeds
+  of 800 on tests/helpers/graphgen.py's first 12 graphs). The kernels round every float result that feeds
   another operation (EBNN_F32, runtime_c/ebnn_internal.h): the logits of random graphs (float conv,
   dense, affine, average pooling, float-input blocks) equal the reference's bit for bit.
 * -ffast-math / -Ofast changed logits too; the kernels now stop such a build with an #error
@@ -28,7 +28,7 @@ from keras_ebnn.graph import lower_graph
 from helpers.graphgen import random_graph
 
 RUNTIME = ROOT / "runtime_c"
-SEEDS = range(12)  # tests/graphgen.py graphs: 9 of the 12 have float parts whose logits x87 changed
+SEEDS = range(12)  # tests/helpers/graphgen.py graphs: 9 of the 12 have float parts whose logits x87 changed
 
 
 def _cc_works(cc, flags, tmp_path):

@@ -1,7 +1,7 @@
 """The conv_pool fusion and row streaming (keras_ebnn/graph_fuse.py) on the published MCU BNNs.
 
 For the full-size re-creations of Binary Samy, EmbedIA person detection and a float-stem MNIST BNN
-(tests/published_models.py, sources cited there): the fused graph's reference equals the unfused
+(tests/helpers/published_models.py, sources cited there): the fused graph's reference equals the unfused
 graph's bit for bit, no full-precision conv map is stored before its pool, binary conv weights are
 stored as bits, and the compiled C (-fsanitize=address,undefined) equals the reference bit for bit
 (every arena tensor and the logits) and Keras's classes.
