@@ -9,11 +9,8 @@ README.txt: x / 255 in [0, 1], x / 127.5 - 1 in [-1, 1], binarized +-1; raw 0..2
 starts with Rescaling): the C classes must equal Keras's on every input. Weights-only files must be
 refused with a clear ModelFileError ("weights-only").
 
-Known failures elsewhere in issue 22 are reported as xfail after the C = Keras check has run on a
-workaround load (so that part still has to pass): the EmbedIA person-detection file trips the safe
-loader's size estimate (item 1; loaded here with trust_model=True), and flessent_BNN_model.h5 is a
-custom Sequential subclass 'BNN' (item 7: custom objects; loaded here with custom_objects={"BNN":
-Sequential}).
+flessent_BNN_model.h5 is a custom Sequential subclass 'BNN': refused by the safe loader, loaded the way
+a user does with --trust-model --custom-objects (custom_objects={"BNN": Sequential}).
 """
 import os
 from pathlib import Path
@@ -64,19 +61,10 @@ def test_published_file(name, tmp_path):
         with pytest.raises(ModelFileError, match="weights-only"):
             load_model(path)
         return
-    known = None
-    try:
-        model = load_model(path, trust_model=path.is_dir())
-    except UnsafeModelError as err:  # (a ModelFileError too: first)
-        if "'BNN'" not in str(err):
-            raise
-        known = "a custom Sequential subclass 'BNN' needs custom objects (issue 22 item 7)"
-        model = tf.keras.models.load_model(path, custom_objects={"BNN": tf.keras.Sequential}, compile=False)
-    except ModelFileError as err:
-        if "weights, more than" not in str(err):
-            raise
-        known = f"safe loader's size estimate refuses it (issue 22 item 1): {err}"
-        model = load_model(path, trust_model=True)
+    trust, custom = path.is_dir(), None
+    if name == "flessent_BNN_model.h5":
+        with pytest.raises(UnsafeModelError, match="'BNN'"):
+            load_model(path)
+        trust, custom = True, {"BNN": tf.keras.Sequential}
+    model = load_model(path, trust_model=trust, custom_objects=custom)
     _c_equals_keras(model, name, tmp_path)
-    if known:
-        pytest.xfail(known)
