@@ -71,7 +71,7 @@ def build(export_dir, work, cpu, measure, opt="-O2"):
     return elf
 
 
-def run_target(export_dir, clips, cpu, work):
+def run_target(export_dir, clips, cpu, work, num_classes=10):
     """Classes, instructions (front end, network: per clip), RAM and flash of the export on `cpu`."""
     from bench.targets import cortexm
     work.mkdir(parents=True, exist_ok=True)
@@ -81,7 +81,7 @@ def run_target(export_dir, clips, cpu, work):
     for measure in (0, 1, 2):
         elf = build(export_dir, work, cpu, measure)
         lines, counters = cortexm.run(elf, cpu)
-        classes, logits = cortexm.parse(lines, 10)
+        classes, logits = cortexm.parse(lines, num_classes)
         counts[measure] = counters
         if measure == 1:
             out["classes"], out["logits"], out["elf"] = classes, logits, elf
