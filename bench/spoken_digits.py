@@ -71,7 +71,7 @@ def build(export_dir, work, cpu, measure, opt="-O2"):
     return elf
 
 
-def run_target(export_dir, clips, cpu, work):
+def run_target(export_dir, clips, cpu, work, num_classes=10):
     """Classes, instructions (front end, network: per clip), RAM and flash of the export on `cpu`."""
     from bench.targets import cortexm
     work.mkdir(parents=True, exist_ok=True)
@@ -81,7 +81,7 @@ def run_target(export_dir, clips, cpu, work):
     for measure in (0, 1, 2):
         elf = build(export_dir, work, cpu, measure)
         lines, counters = cortexm.run(elf, cpu)
-        classes, logits = cortexm.parse(lines, 10)
+        classes, logits = cortexm.parse(lines, num_classes)
         counts[measure] = counters
         if measure == 1:
             out["classes"], out["logits"], out["elf"] = classes, logits, elf
@@ -265,7 +265,7 @@ def main(argv=None):
         f"the model reads {fe.num_frames} frames x {fe.mel_bands} uint8 log-mel features. "
         f"Model: {source}; {sum(int(np.prod(w.shape)) for w in model.trainable_weights):,} trainable parameters; "
         f"export plan: model flash {t['flash_bytes']:,} B, activations {t['activation_bytes']:,} B.",
-        __doc__.split("Method:")[1].split("Writes")[0].strip().replace("\n", " "),
+        "Method: " + __doc__.split("Method:")[1].split("Writes")[0].strip().replace("\n", " "),
         md_table(["engine", f"FSDD test accuracy ({len(y)} clips)", "classes = reference"], acc_rows),
         md_table(["target", "front end instr / s of audio", "network instr / s of audio", "total", "RAM",
                   "flash (model + front end)"], cost_rows) if cost_rows else
@@ -280,7 +280,9 @@ def main(argv=None):
     ]))
     print(text)
     if not args.no_write:
-        write_section("spoken_digits", text, "python bench/spoken_digits.py")
+        command = ("TFLM_DIR=/path/to/tflm " if twin is not None else "") + "python bench/spoken_digits.py" + \
+            ("" if args.cache is None or twin is None else " --cache DIR")
+        write_section("spoken_digits", text, command)
     if not identical:
         print("ERROR: the engines disagree on some classes", file=sys.stderr)
         return 1

@@ -285,3 +285,29 @@ def test_shipped_spoken_digits_model_on_fsdd(tmp_path):
     cls, _ = audio.c_classify_clips(tmp_path / "c", "spoken_digits", clips, 10)
     assert np.array_equal(cls, ref)
     assert np.mean(cls == y) >= 0.97
+
+
+def test_bench_driver_on_cortex_m4(tmp_path):
+    """bench/spoken_digits.py's bare-metal driver (bench/targets/cortexm/audio_driver.c): the C front
+    end + network on a Cortex-M4F under QEMU give the reference's classes and logits on raw clips, and
+    the instruction counts of the front end and the network are positive."""
+    import sys
+    from conftest import ROOT
+    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench.targets import cortexm
+    if not cortexm.available():
+        pytest.skip("arm-none-eabi-gcc / qemu-system-arm not available")
+    import keras_ebnn
+    import spoken_digits as bench
+    from keras_ebnn import graph_reference
+    from keras_ebnn.graph import lower_graph
+    fe = audio.FrontEnd(**SMALL)
+    model, clips = _small_audio_model(fe)
+    keras_ebnn.export(model, tmp_path / "c", name=bench.NAME, audio_frontend=fe)
+    ref = graph_reference.run(lower_graph(model), fe.features_batch(clips))
+    r = bench.run_target(tmp_path / "c", clips, "cortex-m4", tmp_path / "m4", num_classes=4)
+    assert np.array_equal(r["classes"], ref["classes"])
+    assert np.array_equal(r["logits"].view(np.uint32), np.asarray(ref["logits"], np.float32).view(np.uint32))
+    assert r["front_end"] > 1000 and r["network"] > 100 and r["stack"] > 0
+    assert any(k.endswith("_audio_ring") for k in r["buffers"])

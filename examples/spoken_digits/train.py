@@ -80,15 +80,22 @@ def load_data(fe, copies=DEFAULTS["copies"], seed=DEFAULTS["seed"], data_dir=Non
 
 
 def build_model(input_shape, num_classes=10, widths=DEFAULTS["widths"]):
-    """The 1-D BNN of examples/sensor_1d (`build_model`, binary head) on the uint8 (frames, bands)
-    window: Rescaling -> QuantConv1D(kernel 3) blocks (max pooling 2 after every block but the first)
-    with batch norm -> Flatten -> binary dense + batch norm -> softmax."""
+    """uint8 (frames, bands) -> Rescaling -> QuantConv1D(kernel 3) blocks (max pooling 2 after every
+    block but the first) with batch norm -> Flatten -> binary dense + batch norm -> softmax."""
     from keras_ebnn import import_larq
-    sys.path.insert(0, str(ROOT / "examples" / "sensor_1d"))
-    from sensor_1d import build_model as build_1d
-    tf, _ = import_larq()
-    layers = build_1d(input_shape, num_classes, widths, head="binary").layers
-    return tf.keras.Sequential([tf.keras.layers.InputLayer(input_shape)] + layers, name="spoken_digits")
+    tf, lq = import_larq()
+    L = tf.keras.layers
+    binary = dict(kernel_quantizer="ste_sign", kernel_constraint="weight_clip", use_bias=False)
+    layers = [L.InputLayer(input_shape), L.Rescaling(1 / 255.0)]
+    for i, width in enumerate(widths):
+        layers.append(lq.layers.QuantConv1D(width, 3, padding="same", input_quantizer=None if i == 0 else "ste_sign",
+                                            **binary))
+        if i > 0:
+            layers.append(L.MaxPooling1D(2))
+        layers.append(L.BatchNormalization(momentum=0.9))
+    layers += [L.Flatten(), lq.layers.QuantDense(num_classes, input_quantizer="ste_sign", **binary),
+               L.BatchNormalization(momentum=0.9), L.Activation("softmax")]
+    return tf.keras.Sequential(layers, name="spoken_digits")
 
 
 def train_model(data, widths=DEFAULTS["widths"], epochs=DEFAULTS["epochs"], batch_size=DEFAULTS["batch_size"],
