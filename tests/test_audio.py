@@ -292,7 +292,7 @@ def test_bench_driver_on_cortex_m4(tmp_path):
     end + network on a Cortex-M4F under QEMU give the reference's classes and logits on raw clips, and
     the instruction counts of the front end and the network are positive."""
     import sys
-    from conftest import ROOT
+    from helpers.common import ROOT
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "bench"))
     from bench.targets import cortexm
