@@ -1,0 +1,85 @@
+"""Golden tests of the generated C: NAME.c, NAME.h and the report text of fixed models, compared byte for
+byte with the files under tests/golden/<case>/.
+
+Cases: every shipped model (examples/models/*.keras), the 1-D example (examples/sensor_1d), a few random
+chains (tests/modelgen.py) and graphs (tests/graphgen.py) with fixed seeds; the c target (and the Arduino
+sketch of one model). No training, no compiler: each case lowers, plans and writes an export.
+
+A change of the generated code fails here until its golden files are regenerated and the diff reviewed:
+
+    EBNN_UPDATE_GOLDEN=1 python -m pytest -q tests/test_golden.py     # rewrite tests/golden/
+    git diff --stat tests/golden/                                    # then review every diff
+
+The report's memory chart line (written only when matplotlib is installed) is left out of the
+comparison.
+"""
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+UPDATE = os.environ.get("EBNN_UPDATE_GOLDEN") == "1"
+SHIPPED = sorted(p.stem for p in (ROOT / "examples" / "models").glob("*.keras"))
+CHAIN_SEEDS = (0, 1, 3, 5)  # tests/modelgen.py random_model: sign_uint8, sign_float, uint8, float inputs
+GRAPH_SEEDS = (0, 1, 4)  # tests/graphgen.py random_graph
+CASES = ([f"shipped_{n}" for n in SHIPPED] + ["sensor_1d"] + [f"chain_seed{s}" for s in CHAIN_SEEDS]
+         + [f"graph_seed{s}" for s in GRAPH_SEEDS] + ["arduino_uno_mnist"])
+
+
+def _model(case):
+    from keras_ebnn.lowering import load_model
+    if case.startswith("shipped_"):
+        return load_model(ROOT / "examples" / "models" / f"{case[len('shipped_'):]}.keras")
+    if case == "arduino_uno_mnist":
+        return load_model(ROOT / "examples" / "models" / "uno_mnist.keras")
+    if case == "sensor_1d":
+        return load_model(ROOT / "examples" / "sensor_1d" / "sensor_1d.keras")
+    if case.startswith("chain_seed"):
+        from modelgen import random_model
+        return random_model(int(case[len("chain_seed"):]), n_inputs=8)[0]
+    from graphgen import random_graph
+    return random_graph(int(case[len("graph_seed"):]), n_inputs=4)[0]
+
+
+def _outputs(case, tmp_path):
+    """{file name: text} of the export of `case` that the golden files hold."""
+    from keras_ebnn.exporting import export
+    target = "arduino" if case.startswith("arduino_") else "c"
+    name = "golden"
+    out = tmp_path / "out"
+    export(_model(case), out, name=name, target=target, check_c=False)
+    c_dir = out if target == "c" else out / "src"
+    files = {f"{name}.c": (c_dir / f"{name}.c").read_text(), f"{name}.h": (c_dir / f"{name}.h").read_text()}
+    if target == "arduino":
+        files[f"{name}.ino"] = (out / "examples" / name / f"{name}.ino").read_text()
+    report = (out / f"{name}_report.md").read_text().splitlines(keepends=True)
+    files[f"{name}_report.md"] = "".join(line for line in report if not line.startswith("![memory per"))
+    return files
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_golden(case, tmp_path):
+    files = _outputs(case, tmp_path)
+    folder = GOLDEN / case
+    if UPDATE:
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.iterdir():
+            if old.name not in files:
+                old.unlink()
+        for fname, text in files.items():
+            (folder / fname).write_text(text)
+        return
+    if not folder.is_dir():
+        pytest.fail(f"no golden files for {case}: run EBNN_UPDATE_GOLDEN=1 python -m pytest tests/test_golden.py")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(files), f"{case}: golden file set differs"
+    for fname, text in files.items():
+        want = (folder / fname).read_text()
+        if text != want:
+            import difflib
+            diff = "".join(list(difflib.unified_diff(want.splitlines(True), text.splitlines(True),
+                                                     f"golden/{case}/{fname}", "generated"))[:60])
+            pytest.fail(f"{case}/{fname} differs from the golden file (EBNN_UPDATE_GOLDEN=1 to rewrite, then "
+                        f"review the diff):\n{diff}")
