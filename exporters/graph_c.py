@@ -115,6 +115,21 @@ class GraphModel:
         return self.graph.softmax
 
 
+def is_chain(graph):
+    """True when every op is a fused block (the graph of a keras_ebnn.blocks.LoweredModel): its C and
+    report then take the chain's forms (blocks, NAME_b<i>_ arrays, the chain kernels' predict frame)."""
+    return bool(graph.ops) and all(op.kind == "block" for op in graph.ops)
+
+
+def as_graph_model(model):
+    """The GraphModel the exporters work on: a GraphModel or a keras_ebnn.graph Graph, or a chain of fused
+    blocks (keras_ebnn.blocks.LoweredModel) as the graph of one block op per block (graph.from_lowered)."""
+    if isinstance(model, GraphModel):
+        return model
+    from keras_ebnn.graph import Graph, from_lowered
+    return GraphModel(model if isinstance(model, Graph) else from_lowered(model))
+
+
 def uses_libm(graph):
     """True when an op's C differs from the reference by float rounding (tanh / sigmoid via libm)."""
     return any(op.kind == "activation" and op.params["fn"] in LIBM_ACTIVATIONS for op in graph.ops)
@@ -298,64 +313,90 @@ def kernel_keys(graph):
 
 
 # --------------------------------------------------------------------------------------------------
-# Memory plan (the same keys as exporters/c.py memory_plan, per op instead of per block)
+# Memory plan (exporters/c.py memory_plan: the one plan of every export)
+
+
+def _op_row(graph, plan, i, op):
+    """The memory plan's row of op i (see memory_plan)."""
+    t = plan["tensors"][op.output]
+    kind = op.kind if op.kind != "block" else op.params["block"].kind
+    in_arena = t["offset"] is not None and op.kind != "reshape"
+    data, _ = op_data(graph, op)
+    flash = op_flash_bytes(graph, op)
+    weights = data["w"][1].size * chain.CTYPE_BYTES[data["w"][0]] if "w" in data else 0
+    scratch = [b for b in plan["buffers"] if b["kind"] == "scratch" and b["op"] == i]
+    return {"index": i, "kind": kind, "layers": ", ".join(op.layers), "output": op.output,
+            "dtype": t["dtype"], "shape": tuple(t["shape"]), "bytes": int(t["bytes"]), "offset": t["offset"],
+            "flash_bytes": flash, "weight_bytes": int(weights), "param_bytes": int(flash - weights),
+            "ram_bytes": int(t["bytes"]) if in_arena else 0, "live_bytes": plan["ops"][i]["live_bytes"],
+            "out_bits": int(np.prod(t["shape"])) if in_arena and t["dtype"] == "bits" else 0,
+            "buffer_offset": t["offset"] if in_arena else 0,
+            "scratch_bytes": scratch[0]["bytes"] if scratch else 0,
+            "scratch_offset": scratch[0]["offset"] if scratch else 0}
+
+
+def code_bytes(graph, plan):
+    """Estimated machine code of an export (Cortex-M3 -O2): exporters/c.py CODE_BYTES of the block
+    kernels (a sign_float input conv also calls the integer one) and GRAPH_CODE_BYTES of the graph
+    kernels it calls, + the generated predict functions."""
+    keys = [k for k in kernel_keys(graph) if k != "common"]
+    code = chain.CODE_BYTES["common"] + chain.CODE_BYTES["predict"] + \
+        chain.CODE_BYTES["predict_per_block"] * sum(1 for o in graph.ops if _op_key(graph, o) is not None)
+    code += sum(chain.CODE_BYTES[k] for k in keys if k in chain.CODE_BYTES)  # the fused blocks' kernels
+    if any(op.kind == "block" and op.params["block"].kind == "input_conv"
+           and op.params["block"].input.mode == "sign_float" for op in graph.ops):
+        code += chain.CODE_BYTES["input_conv_int"]  # ebnn_input_conv_f32 dispatches to the integer code
+    return code + sum(GRAPH_CODE_BYTES[f] for f in graph_functions(graph, plan))
 
 
 def memory_plan(model, target=None, build="default"):
-    """Flash and RAM of a graph export: the keys of exporters/c.py memory_plan that the report, the
-    budgets and the boards read, plus graph-specific ones:
-      graph: True;
+    """Flash and RAM of an export (exporters/c.py memory_plan documents the keys), per op:
+      chain: True when every op is a fused block (the report then shows blocks);
       ops: one dict per op (C order): index, kind, layers, output, dtype, shape, bytes (the output
            tensor's), offset (in the arena; None: the caller's input / scores, or shared with the
-           input by a reshape), flash_bytes (its constant data), ram_bytes (= bytes when in the arena),
-           live_bytes (arena bytes live while it runs);
-      blocks: = ops (what check_budget names);
+           input by a reshape), flash_bytes (its constant data) = weight_bytes + param_bytes,
+           ram_bytes (= bytes when in the arena), live_bytes (arena bytes live while it runs),
+           out_bits (bits written into the arena, else 0), buffer_offset (offset, 0 when not in the
+           arena), scratch_bytes / scratch_offset (kernel scratch while it runs);
+      blocks: = ops (what check_budget and the report name);
       arena: the graph_memory plan (buffers, peak_bytes, order, ...);
-      arena_bytes, activation_bytes (the peak of live tensors; = arena_bytes when the planner reaches
-      the peak), totals (as exporters/c.py; kernel_scratch_bytes = arena - peak of tensors).
-    Stack: `stack_bound`.
+      arena_bytes, activation_bytes (the peak of live tensors), peak_bytes (live tensors and scratch),
+      totals (exporters/c.py plan_totals; kernel_scratch_bytes = arena - peak of tensors), stack.
     """
+    model = as_graph_model(model)
     graph = prepare(model.graph)
     plan = arena_plan(graph)
-    ops = []
-    for i, op in enumerate(graph.ops):
-        t = plan["tensors"][op.output]
-        kind = op.kind if op.kind != "block" else op.params["block"].kind
-        in_arena = t["offset"] is not None and op.kind != "reshape"
-        ops.append({"index": i, "kind": kind, "layers": ", ".join(op.layers), "output": op.output,
-                    "dtype": t["dtype"], "shape": tuple(t["shape"]), "bytes": int(t["bytes"]),
-                    "offset": t["offset"], "flash_bytes": op_flash_bytes(graph, op),
-                    "ram_bytes": int(t["bytes"]) if in_arena else 0, "live_bytes": plan["ops"][i]["live_bytes"]})
+    ops = [_op_row(graph, plan, i, op) for i, op in enumerate(graph.ops)]
     tensor_peak = max((sum(b["bytes"] for b in plan["buffers"] if b["kind"] == "tensor" and b["first"] <= i <= b["last"])
                        for i in range(len(graph.ops))), default=0)
     arena = plan["arena_bytes"]
-    keys = [k for k in kernel_keys(model.graph) if k != "common"]
-    code = chain.CODE_BYTES["common"] + chain.CODE_BYTES["predict"] + \
-        chain.CODE_BYTES["predict_per_block"] * sum(1 for o in graph.ops if _op_key(graph, o) is not None)
-    code += sum(chain.CODE_BYTES[k] for k in keys if k in chain.CODE_BYTES)  # the chain's block kernels
-    code += sum(GRAPH_CODE_BYTES[f] for f in graph_functions(graph, plan))
-    targets = chain.stack_targets(target)
     stack = stack_bound(model, target, build)
     data_bytes = sum(o["flash_bytes"] for o in ops)
-    totals = chain.plan_totals(model, data_bytes, code, tensor_peak, arena, stack)
-    return {"graph": True, "ops": ops, "blocks": ops, "arena": plan, "arena_bytes": int(arena),
+    totals = chain.plan_totals(model, data_bytes, code_bytes(graph, plan), tensor_peak, arena, stack)
+    return {"chain": is_chain(graph), "ops": ops, "blocks": ops, "arena": plan, "arena_bytes": int(arena),
             "activation_bytes": int(tensor_peak), "peak_bytes": int(plan["peak_bytes"]), "totals": totals,
-            "stack": {"target": target or "any", "build": build, "bytes": stack, "targets": targets}}
+            "stack": {"target": target or "any", "build": build, "bytes": stack,
+                      "targets": chain.stack_targets(target)}}
 
 
 def stack_bound(model, target=None, build="default"):
-    """Upper bound of the stack a graph's NAME_predict uses, like exporters/c.py stack_bound for a
-    chain: the deepest chain of the kernels it calls (the chain kernels' STACK_BYTES, the graph kernels'
-    GRAPH_STACK_BYTES; "elementwise_libm" when tanh / sigmoid call tanhf / expf) + the larger
-    "predict" share, the largest over the targets."""
-    keys = [k for k in kernel_keys(model.graph) if k != "common"]
-    libm = uses_libm(model.graph)
+    """Upper bound of the stack NAME_predict uses (exporters/c.py stack_bound): the deepest chain of the
+    kernels it calls (the block kernels' STACK_BYTES, the graph kernels' GRAPH_STACK_BYTES;
+    "elementwise_libm" when tanh / sigmoid call tanhf / expf) + the generated functions' share (the
+    chain's "predict" when every op is a fused block, else the larger of both), the largest over the
+    targets."""
+    if build not in chain.STACK_BUILDS:
+        raise ValueError(f"unknown build {build!r}; choose one of {', '.join(chain.STACK_BUILDS)}")
+    graph = as_graph_model(model).graph
+    keys = [k for k in kernel_keys(graph) if k != "common"]
+    libm, blocks_only = uses_libm(graph), is_chain(graph)
     best = 0
     for tg in chain.stack_targets(target):
         chain_t, graph_t = chain.STACK_BYTES[tg][build], GRAPH_STACK_BYTES[tg][build]
         per = [chain_t[k] if k in chain_t else graph_t["elementwise_libm" if k == "elementwise" and libm else k]
                for k in keys]
-        best = max(best, max(per, default=0) + max(chain_t["predict"], graph_t["predict"]))
+        predict = chain_t["predict"] if blocks_only else max(chain_t["predict"], graph_t["predict"])
+        best = max(best, max(per, default=0) + predict)
     return best
 
 
@@ -381,18 +422,32 @@ def graph_functions(graph, plan):
     return sorted(called)
 
 
+def _unit(graph):
+    """What the generated code calls an op: ("block", "b") in a chain, else ("op", "op")."""
+    return ("block", "b") if is_chain(graph) else ("op", "op")
+
+
+def _op_desc(name, graph, i, op):
+    kind = op.params["block"].kind if op.kind == "block" else op.kind
+    return f"{name}: {_unit(graph)[0]} {i} ({kind} from {', '.join(op.layers) or '-'})"
+
+
 def avr_reach_problems(model, name):
-    """exporters/c.py avr_reach_problems for a graph: the constant data must lie in the 64 KB that
-    pgm_read_* reaches, and no array may exceed 32,767 B."""
-    graph = prepare(model.graph)
+    """Why the model's constant data cannot be read on AVR (list of sentences with the byte counts;
+    empty when it can): more than the reachable 64 KB of flash in total (the model's data plus the
+    runtime's tables; other PROGMEM data of the program, e.g. a sketch's sample images, shares the
+    same 64 KB), or one array over 32,767 B. The generated C turns these into #errors on AVR and the
+    Arduino exporter refuses the export."""
+    graph = prepare(as_graph_model(model).graph)
     problems, total = [], 0
     for i, op in enumerate(graph.ops):
         data, window = op_data(graph, op)
-        arrays = {f"{name}_op{i}_{key}": arr.size * chain.CTYPE_BYTES[ctype] for key, (ctype, arr) in data.items()}
+        arrays = {f"{name}_{_unit(graph)[1]}{i}_{key}": arr.size * chain.CTYPE_BYTES[ctype]
+                  for key, (ctype, arr) in data.items()}
         total += op_flash_bytes(graph, op)
         for array, size in arrays.items():
             if size > chain.AVR_MAX_OBJECT:
-                problems.append(f"{array} (op {i} {op.kind} from {', '.join(op.layers) or '-'}) is {size:,} B: "
+                problems.append(f"{array} ({_op_desc(name, graph, i, op)}) is {size:,} B: "
                                 f"AVR arrays are limited to {chain.AVR_MAX_OBJECT:,} B")
     if total + chain.RUNTIME_CONST_BYTES_AVR > chain.AVR_FLASH_REACH:
         problems.insert(0, f"{name}: {total:,} B of constant model data + {chain.RUNTIME_CONST_BYTES_AVR} B of "
@@ -557,23 +612,46 @@ def debug_tensors(model):
     return [(i, graph.ops[i].output, nbits) for i, nbits in _hooked(graph, plan)]
 
 
-def generate(model, name, byte_kernels=True):
-    """(header text, source text) of a GraphModel; byte_kernels as for exporters/c.py runtime_files."""
-    graph = prepare(model.graph)
-    _check_ranges(graph)
-    plan = arena_plan(graph)
-    mplan = memory_plan(model)
-    up = name.upper()
+def _header(model, graph, name, mplan, hooked):
+    """NAME.h: the public API (NAME_predict, NAME_predict_scratch) with the model's sizes; a chain of
+    fused blocks describes its blocks, any other graph its ops."""
+    up, blocks_only, t = name.upper(), is_chain(graph), mplan["totals"]
     in_t = "uint8_t" if model.input.dtype == np.uint8 else "float"
-    out_block = _output_block(graph)
-    hooked = _hooked(graph, plan)
-    hook_list = "; ".join(f"{i}: {graph.ops[i].kind if graph.ops[i].kind != 'block' else graph.ops[i].params['block'].kind}"
-                          f" {graph.tensors[graph.ops[i].output].dtype}" for i, _ in hooked)
-    kinds = ", ".join(dict.fromkeys(r["kind"] for r in mplan["ops"]))
-    header = f"""/* {name}.h - generated by keras-ebnn from model '{model.name}' (graph export). Do not edit.
+    shape = "x".join(map(str, model.input.shape))
+    n_blocks = sum(1 for op in graph.ops if op.kind == "block")
+    if blocks_only:
+        title = f"""from model '{model.name}'. Do not edit.
+ * Blocks: {", ".join(op.params["block"].kind for op in graph.ops)}.
+ * Flash: {t['flash_data_bytes']} B of model data; RAM: {mplan['arena_bytes']} B arena
+ * ({mplan['activation_bytes']} B activation bits + {t['kernel_scratch_bytes']} B kernel scratch). */"""
+        sizes = (f"#define {name}_INPUT_LEN {model.input.length}u /* input values, NHWC {shape} */\n"
+                 f"#define {name}_NUM_CLASSES {model.num_classes}\n#define {name}_NUM_BLOCKS {n_blocks}\n")
+        unsupported = """a block that the compiled kernel variant cannot run (a kernel returned
+ *       EBNN_ERROR_UNSUPPORTED; the generated C stops the build where it can tell, see {name}.c).""".format(name=name)
+        hook = f"""/* Test hook (compile everything with -DEBNN_DEBUG_HOOK): when non-NULL, called after each hidden
+ * block (0 .. {name}_NUM_BLOCKS - 2) with its output bits: nbits bits in (nbits + 31) / 32 words,
+ * bit i = word i >> 5, position i & 31, bit 1 = +1, HWC order (i = (y * W + x) * C + c); the unused
+ * high bits of the last word are 0. nbits per block: {", ".join(str(n) for _, n in hooked)}. */
+extern void (*{name}_debug_hook)(int block, const uint32_t *bits, uint32_t nbits);"""
+    else:
+        kinds = ", ".join(dict.fromkeys(r["kind"] for r in mplan["ops"]))
+        title = f"""from model '{model.name}' (graph export). Do not edit.
  * {len(graph.ops)} ops: {kinds}.
- * Flash: {mplan['totals']['flash_data_bytes']} B of model data; RAM: {mplan['arena_bytes']} B arena (peak of live
- * tensors {mplan['arena']['peak_bytes']} B). */
+ * Flash: {t['flash_data_bytes']} B of model data; RAM: {mplan['arena_bytes']} B arena (peak of live
+ * tensors {mplan['arena']['peak_bytes']} B). */"""
+        sizes = (f"#define {name}_INPUT_LEN {model.input.length}u /* input values, {shape} (channels last) */\n"
+                 f"#define {name}_NUM_CLASSES {model.num_classes}\n"
+                 f"#define {name}_NUM_BLOCKS {n_blocks} /* fused blocks among the ops */\n"
+                 f"#define {name}_NUM_OPS {len(graph.ops)}\n")
+        unsupported = "an op that the compiled kernel variant cannot run (a kernel returned EBNN_ERROR_UNSUPPORTED)."
+        hook_list = "; ".join(f"{i}: {mplan['ops'][i]['kind']} {graph.tensors[graph.ops[i].output].dtype}"
+                              for i, _ in hooked)
+        hook = f"""/* Test hook (compile everything with -DEBNN_DEBUG_HOOK): when non-NULL, called after each op that
+ * writes a tensor into the arena, with the op's index and its output's words: bits as nbits packed
+ * bits (bit i = word i >> 5, position i & 31, channels last), int32 and float tensors as their
+ * nbits / 32 raw 32-bit values. Ops reported (index: kind dtype): {hook_list or 'none'}. */
+extern void (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits);"""
+    return f"""/* {name}.h - generated by keras-ebnn {title}
 #ifndef {up}_H
 #define {up}_H
 
@@ -583,16 +661,12 @@ def generate(model, name, byte_kernels=True):
 extern "C" {{
 #endif
 
-#define {name}_INPUT_LEN {model.input.length}u /* input values, {"x".join(map(str, model.input.shape))} (channels last) */
-#define {name}_NUM_CLASSES {model.num_classes}
-#define {name}_NUM_BLOCKS {sum(1 for op in graph.ops if op.kind == "block")} /* fused blocks among the ops */
-#define {name}_NUM_OPS {len(graph.ops)}
-#define {name}_SCRATCH_SIZE {max(plan['arena_bytes'], 4)}u /* bytes of scratch for {name}_predict_scratch */
+{sizes}#define {name}_SCRATCH_SIZE {max(mplan['arena_bytes'], 4)}u /* bytes of scratch for {name}_predict_scratch */
 typedef {in_t} {name}_input_t;
 
 /* Classifies one input; returns the class index (argmax, first maximum wins), or a negative status:
  *   -1  input NULL ({name}_predict_scratch: or scratch NULL or misaligned);
- *   -2  an op that the compiled kernel variant cannot run (a kernel returned EBNN_ERROR_UNSUPPORTED).
+ *   -2  {unsupported}
  * On a negative status scores are not written. scores may be NULL, else it receives
  * {name}_NUM_CLASSES logits (pre-softmax). Uses the static arena {name}_arena: not reentrant. */
 int {name}_predict(const {name}_input_t *input, float *scores);
@@ -602,11 +676,7 @@ int {name}_predict(const {name}_input_t *input, float *scores);
 int {name}_predict_scratch(const {name}_input_t *input, float *scores, void *scratch);
 
 #ifdef EBNN_DEBUG_HOOK
-/* Test hook (compile everything with -DEBNN_DEBUG_HOOK): when non-NULL, called after each op that
- * writes a tensor into the arena, with the op's index and its output's words: bits as nbits packed
- * bits (bit i = word i >> 5, position i & 31, channels last), int32 and float tensors as their
- * nbits / 32 raw 32-bit values. Ops reported (index: kind dtype): {hook_list or 'none'}. */
-extern void (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits);
+{hook}
 #endif
 
 #ifdef __cplusplus
@@ -615,29 +685,55 @@ extern void (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits);
 
 #endif /* {up}_H */
 """
+
+
+def binary_conv_fallback(graph):
+    """Indices of the binary conv blocks the byte binary conv cannot run (accumulators beyond int16 or
+    sides over 32,767): the generated C compiles the generic binary conv in for them
+    (EBNN_BINARY_CONV_FALLBACK), so they run on AVR too, at the cost of its code for that model only."""
+    return [i for i, op in enumerate(graph.ops) if op.kind == "block" and op.params["block"].kind == "binary_conv"
+            and not (chain._acc16(chain.accumulator_range(op.params["block"]))
+                     and max(op.params["block"].geometry.in_shape[:2]) <= 32767)]
+
+
+def generate(model, name, byte_kernels=True):
+    """(header text, source text) of an export (exporters/c.py generate); byte_kernels as for
+    exporters/c.py runtime_files."""
+    model = as_graph_model(model)
+    graph = prepare(model.graph)
+    _check_ranges(graph)
+    plan = arena_plan(graph)
+    mplan = memory_plan(model)
+    blocks_only = is_chain(graph)
+    unit, prefix = _unit(graph)
+    out_block = _output_block(graph)
+    hooked = _hooked(graph, plan)
+    header = _header(model, graph, name, mplan, hooked)
     _, sources = chain.runtime_files(model, byte_kernels)
-    fallback = [i for i, op in enumerate(graph.ops) if op.kind == "block" and op.params["block"].kind == "binary_conv"
-                and not (chain._acc16(chain.accumulator_range(op.params["block"]))
-                         and max(op.params["block"].geometry.in_shape[:2]) <= 32767)]
-    src = chain._source_prologue(name, " (graph export)", "op(s)", fallback, byte_kernels)
+    src = chain._source_prologue(name, "" if blocks_only else " (graph export)", f"{unit}(s)",
+                                 binary_conv_fallback(graph), byte_kernels)
     if "ebnn_elementwise.c" in sources:
         if uses_libm(graph):
             src += ["/* tanh / sigmoid: ebnn_activation_f32 calls tanhf / expf (link with -lm on hosts) */"]
         else:
             src += ["/* no tanh / sigmoid: the activation kernel references no libm function (no -lm needed) */",
                     "#ifndef EBNN_ACT_LIBM", "#define EBNN_ACT_LIBM 0", "#endif"]
-    src += chain._source_includes(name, _limit_checks(model, graph, name), avr_reach_problems(model, name),
+    src += chain._source_includes(name, _limit_checks(graph, name), avr_reach_problems(model, name),
                                   byte_kernels, sources)
     scratch = {b["op"]: b["offset"] for b in plan["buffers"] if b["kind"] == "scratch"}
     e = _Emitter(graph, plan)
     body = []
     for i, op in enumerate(graph.ops):
-        pre = f"{name}_op{i}_"
-        kind = op.kind if op.kind != "block" else f"block {op.params['block'].kind}"
+        pre = f"{name}_{prefix}{i}_"
         t = graph.tensors[op.output]
         where = plan["tensors"][op.output]["offset"]
-        src.append(f"/* op {i}: {kind} -> {op.output} {t.dtype} {'x'.join(map(str, t.shape))}"
-                   f"{'' if where is None else f' at arena byte {where}'} (from {', '.join(op.layers) or '-'}) */")
+        if blocks_only:
+            src.append(f"/* block {i}: {op.params['block'].kind} -> {'x'.join(map(str, t.shape))} "
+                       f"(from {', '.join(op.layers) or '-'}) */")
+        else:
+            kind = op.kind if op.kind != "block" else f"block {op.params['block'].kind}"
+            src.append(f"/* op {i}: {kind} -> {op.output} {t.dtype} {'x'.join(map(str, t.shape))}"
+                       f"{'' if where is None else f' at arena byte {where}'} (from {', '.join(op.layers) or '-'}) */")
         data, window = op_data(graph, op)
         for key, (ctype, arr) in data.items():
             src.append(chain._c_array(f"{pre}{key}", ctype, arr))
@@ -653,7 +749,8 @@ extern void (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits);
         body += _op_code(graph, e, i, op, pre, scratch.get(i))
         if any(h == i for h, _ in hooked):
             nbits = dict(hooked)[i]
-            body.append(f"    DEBUG_HOOK({i}, (const uint32_t *)(arena + {where // 4}), {nbits}u);")
+            words = f"arena + {where // 4}" if t.dtype == "bits" else f"(const uint32_t *)(arena + {where // 4})"
+            body.append(f"    DEBUG_HOOK({i}, {words}, {nbits}u);")
     if out_block is None:
         k = model.num_classes
         logits = e.ptr(graph.output, const=True)
@@ -662,7 +759,7 @@ extern void (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits);
                  f"    return ebnn_argmax_f32({k}u, {logits});"]
     src.append(f"static uint32_t {name}_arena[{max(plan['arena_bytes'] // 4, 1)}];")
     src.append("")
-    src.append(f"#ifdef EBNN_DEBUG_HOOK\nvoid (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits) = NULL;\n"
+    src.append(f"#ifdef EBNN_DEBUG_HOOK\nvoid (*{name}_debug_hook)(int {unit}, const uint32_t *bits, uint32_t nbits) = NULL;\n"
                f"#define DEBUG_HOOK(i, buf, nbits) if ({name}_debug_hook != NULL) {name}_debug_hook(i, buf, nbits)\n"
                "#else\n#define DEBUG_HOOK(i, buf, nbits) (void)0\n#endif\n")
     text = "\n".join(body)
@@ -683,12 +780,10 @@ int {name}_predict(const {name}_input_t *input, float *scores)
     return header, "\n".join(src)
 
 
-def _limit_checks(model, graph, name):
-    """exporters/c.py kernel_limits for the graph's input conv block (the only block whose limits
-    depend on the build): the same #error lines."""
-    from keras_ebnn.blocks import LoweredModel
-    blocks = [op.params["block"] for op in graph.ops if op.kind == "block" and op.params["block"].kind == "input_conv"]
-    if not blocks:
-        return []
-    fake = LoweredModel(name=name, input=blocks[0].input, blocks=blocks)
-    return chain._limit_checks(fake, name)
+def _limit_checks(graph, name):
+    """The #error lines of exporters/c.py kernel_limits for the graph's input conv block (the only
+    block whose limits depend on the build)."""
+    blocks = [(i, op.params["block"]) for i, op in enumerate(graph.ops)
+              if op.kind == "block" and op.params["block"].kind == "input_conv"]
+    return [line for cond, msg in chain.kernel_limits(blocks, name)
+            for line in (f"#if {cond}", f'#error "{msg}"', "#endif")]

@@ -55,7 +55,7 @@ class ExportResult:
 
     def summary(self):
         t = self.plan["totals"]
-        what = f"graph of {len(self.plan['ops'])} ops" if self.plan.get("graph") else f"{len(self.plan['blocks'])} blocks"
+        what = f"graph of {len(self.plan['ops'])} ops" if not self.plan["chain"] else f"{len(self.plan['blocks'])} blocks"
         parts = [f"{self.name} -> {self.out_dir} ({self.target}, {what}): flash {t['flash_bytes']} B "
                  f"(data {t['flash_data_bytes']} B + code ~{t['code_bytes_estimate']} B), RAM "
                  f"{t['ram_bytes']} B (activations {t['activation_bytes']} B"
@@ -99,7 +99,7 @@ def check_budget(plan, max_ram=None, max_flash=None):
                                     ("flash", max_flash, t["flash_bytes"], "flash_bytes")):
         if limit is not None and total > limit:
             blocks = sorted(plan["blocks"], key=lambda b: -b[key])[:3]
-            unit = "op" if plan.get("graph") else "block"
+            unit = "block" if plan["chain"] else "op"
             top = ", ".join(f"{unit} {b['index']} {b['kind']} {b[key]} B" for b in blocks)
             problems.append(f"{what} {total} B exceeds the budget of {limit} B by {total - limit} B "
                             f"(largest: {top})")

@@ -169,10 +169,9 @@ def plan_memory(graph, inplace_ok=False, output_in_arena=False):
         arena = _greedy(buffers, key)
         if best is None or arena < best[0]:
             best = (arena, order_name, [b["offset"] for b in buffers])
-    if best[0] > peak:
-        arena = _two_ended(buffers, peak)
-        if arena is not None:
-            best = (arena, "two-ended", [b["offset"] for b in buffers])
+    arena = _two_ended(buffers, peak)  # the ping-pong layout, kept when no greedy order is smaller
+    if arena is not None and arena <= best[0]:
+        best = (arena, "two-ended", [b["offset"] for b in buffers])
     arena, order_name, offsets = best
     for b, off in zip(buffers, offsets):
         b["offset"] = off

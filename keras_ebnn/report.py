@@ -59,7 +59,7 @@ def graph_table(plan):
 
 def table(lowered, plan):
     """The per-block markdown table with totals (per op for a graph: `graph_table`)."""
-    if plan.get("graph"):
+    if not plan["chain"]:
         return graph_table(plan)
     rows = block_rows(lowered, plan)
     t = plan["totals"]
@@ -111,7 +111,7 @@ def write(result, folder):
     folder = Path(folder)
     lowered, plan = result.lowered, result.plan
     what = (f"Graph of {len(plan['ops'])} ops (the model is not a chain of fused blocks)"
-            if plan.get("graph") else f"Chain of {len(plan['blocks'])} fused blocks")
+            if not plan["chain"] else f"Chain of {len(plan['blocks'])} fused blocks")
     md = [f"# {result.name}: keras-ebnn export report", "",
           f"Target: `{result.target}`. Input: {_shape(lowered.input.shape)} ({lowered.input.mode}). "
           f"Classes: {lowered.num_classes}. {what}.", "", "## Memory", "", totals_text(lowered, plan), "",
@@ -169,7 +169,7 @@ def _chart(result, folder):
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    if result.plan.get("graph"):
+    if not result.plan["chain"]:
         rows = [{"index": r["index"], "kind": r["kind"], "flash": r["flash_bytes"], "ram": r["ram_bytes"]}
                 for r in result.plan["ops"]]
     else:
@@ -179,7 +179,7 @@ def _chart(result, folder):
     xs = range(len(rows))
     ax.bar([x - 0.2 for x in xs], [r["flash"] for r in rows], width=0.4, label="flash (weights+thresholds)")
     ax.bar([x + 0.2 for x in xs], [r["ram"] for r in rows], width=0.4,
-           label="RAM (output tensor)" if result.plan.get("graph") else "RAM (output bits)")
+           label="RAM (output tensor)" if not result.plan["chain"] else "RAM (output bits)")
     ax.set_xticks(list(xs))
     ax.set_xticklabels(labels, rotation=20, fontsize=8)
     ax.set_ylabel("bytes")

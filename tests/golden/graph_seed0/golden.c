@@ -23,7 +23,7 @@
 #include "ebnn_elementwise.inc"
 #include "golden.h"
 
-/* op 0: block input_conv -> t5 bits 4x4x4 at arena byte 256 (from quant_conv2d_11, batch_normalization_13, quant_conv2d_12) */
+/* op 0: block input_conv -> t5 bits 4x4x4 at arena byte 0 (from quant_conv2d_11, batch_normalization_13, quant_conv2d_12) */
 static const uint32_t golden_op0_w[4] EBNN_CONST = {
     0x0000006du, 0x000000f0u, 0x000000a5u, 0x000000d1u
 };
@@ -67,17 +67,17 @@ static const ebnn_conv_params_t golden_op0_params EBNN_CONST = {
     .sign_threshold_f = 0.0f
 };
 
-/* op 1: bconv -> t6 int 4x4x4 at arena byte 0 (from quant_conv2d_12) */
+/* op 1: bconv -> t6 int 4x4x4 at arena byte 64 (from quant_conv2d_12) */
 static const uint32_t golden_op1_w[8] EBNN_CONST = {
     0x180a6302u, 0x00000008u, 0x89af20f0u, 0x00000003u, 0xb29f7d04u, 0x00000005u, 0x352511d9u, 0x00000005u
 };
 
 static const ebnn_window_t golden_op1_win EBNN_CONST = {.in_h = 4u, .in_w = 4u, .in_c = 4u, .kh = 3u, .kw = 3u, .sh = 1u, .sw = 1u, .pad_t = 1u, .pad_l = 1u, .out_h = 4u, .out_w = 4u};
 
-/* op 2: avg_pool -> t7 int 2x2x4 at arena byte 256 (from average_pooling2d) */
+/* op 2: avg_pool -> t7 int 2x2x4 at arena byte 0 (from average_pooling2d) */
 static const ebnn_window_t golden_op2_win EBNN_CONST = {.in_h = 4u, .in_w = 4u, .in_c = 4u, .kh = 2u, .kw = 2u, .sh = 2u, .sw = 2u, .pad_t = 0u, .pad_l = 0u, .out_h = 2u, .out_w = 2u};
 
-/* op 3: threshold -> t11 bits 2x2x4 at arena byte 24 (from batch_normalization_14, re_lu, quant_conv2d_13) */
+/* op 3: threshold -> t11 bits 2x2x4 at arena byte 316 (from batch_normalization_14, re_lu, quant_conv2d_13) */
 static const int32_t golden_op3_t[4] EBNN_CONST = {
     -144, -144, -144, -144
 };
@@ -86,7 +86,7 @@ static const uint32_t golden_op3_flip[1] EBNN_CONST = {
     0x00000000u
 };
 
-/* op 4: block binary_conv -> t15 bits 2x2x12 at arena byte 16 (from quant_conv2d_13, batch_normalization_15, quant_conv2d_14) */
+/* op 4: block binary_conv -> t15 bits 2x2x12 at arena byte 0 (from quant_conv2d_13, batch_normalization_15, quant_conv2d_14) */
 static const uint32_t golden_op4_w[24] EBNN_CONST = {
     0x4f7012f0u, 0x0000000bu, 0x88f62a8eu, 0x0000000eu, 0x5a9133f1u, 0x00000004u, 0xc19457d2u, 0x0000000au,
     0x926d0688u, 0x00000003u, 0x659d1cd6u, 0x00000001u, 0x4c1f31f1u, 0x00000002u, 0xec149c41u, 0x00000005u,
@@ -128,7 +128,7 @@ static const ebnn_conv_params_t golden_op4_params EBNN_CONST = {
     .acc16 = 1
 };
 
-/* op 5: block binary_conv -> t20 bits 2x2x4 at arena byte 128 (from quant_conv2d_14, batch_normalization_16, activation, quant_conv2d_15) */
+/* op 5: block binary_conv -> t20 bits 2x2x4 at arena byte 316 (from quant_conv2d_14, batch_normalization_16, activation, quant_conv2d_15) */
 static const uint32_t golden_op5_w[4] EBNN_CONST = {
     0x00000886u, 0x000002e1u, 0x00000caau, 0x00000768u
 };
@@ -175,7 +175,7 @@ static const uint32_t golden_op6_w[16] EBNN_CONST = {
 
 static const ebnn_window_t golden_op6_win EBNN_CONST = {.in_h = 2u, .in_w = 2u, .in_c = 4u, .kh = 3u, .kw = 3u, .sh = 1u, .sw = 1u, .pad_t = 1u, .pad_l = 1u, .out_h = 2u, .out_w = 2u};
 
-/* op 7: global_avg -> t22 int 8 at arena byte 128 (from global_average_pooling2d) */
+/* op 7: global_avg -> t22 int 8 at arena byte 288 (from global_average_pooling2d) */
 static const ebnn_window_t golden_op7_win EBNN_CONST = {.in_h = 2u, .in_w = 2u, .in_c = 8u, .kh = 2u, .kw = 2u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 1u, .out_w = 1u};
 
 /* op 8: to_float -> t23 float32 8 at arena byte 0 (from -) */
@@ -183,7 +183,7 @@ static const int32_t golden_op8_div[1] EBNN_CONST = {
     4
 };
 
-/* op 9: affine -> t24 float32 8 at arena byte 32 (from batch_normalization_17) */
+/* op 9: affine -> t24 float32 8 at arena byte 288 (from batch_normalization_17) */
 static const float golden_op9_a[8] EBNN_CONST = {
     0.18487870693206787f, 7.268488883972168f, -6.581221103668213f, 0.23040352761745453f, 12.48995590209961f, 7.742002010345459f, 24.55470848083496f, -2.1539652347564697f
 };
@@ -201,7 +201,7 @@ static const float golden_op10_w[40] EBNN_CONST = {
     -0.29573825001716614f, 0.6508865356445312f, 0.3763974905014038f, -0.06595045328140259f, -0.2864474356174469f, 0.5868793725967407f, -0.35910680890083313f, 0.2918305993080139f
 };
 
-/* op 11: affine -> t26 float32 5 at arena byte 20 (from dense) */
+/* op 11: affine -> t26 float32 5 at arena byte 300 (from dense) */
 static const float golden_op11_a[5] EBNN_CONST = {
     1.0f, 1.0f, 1.0f, 1.0f, 1.0f
 };
@@ -225,61 +225,61 @@ int golden_predict_scratch(const golden_input_t *input, float *scores, void *scr
     int status;
     if (input == NULL || scratch == NULL || ((uintptr_t)scratch % EBNN_WORD_ALIGN) != 0u)
         return -1;
-    status = ebnn_input_conv_u8(&golden_op0_params, input, golden_op0_w, golden_op0_t, golden_op0_flip, arena + 64);
+    status = ebnn_input_conv_u8(&golden_op0_params, input, golden_op0_w, golden_op0_t, golden_op0_flip, arena + 0);
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(0, (const uint32_t *)(arena + 64), 64u);
-    status = ebnn_bconv_acc(&golden_op1_win, arena + 64, golden_op1_w, 4u, 0u, (int32_t *)(arena + 0));
+    DEBUG_HOOK(0, arena + 0, 64u);
+    status = ebnn_bconv_acc(&golden_op1_win, arena + 0, golden_op1_w, 4u, 0u, (int32_t *)(arena + 16));
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(1, (const uint32_t *)(arena + 0), 2048u);
-    status = ebnn_sum_pool_i32(&golden_op2_win, (const int32_t *)(arena + 0), (int32_t *)(arena + 64));
+    DEBUG_HOOK(1, (const uint32_t *)(arena + 16), 2048u);
+    status = ebnn_sum_pool_i32(&golden_op2_win, (const int32_t *)(arena + 16), (int32_t *)(arena + 0));
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(2, (const uint32_t *)(arena + 64), 512u);
-    status = ebnn_threshold_i32(16u, 4u, (const int32_t *)(arena + 64), golden_op3_t, golden_op3_flip, arena + 6);
+    DEBUG_HOOK(2, (const uint32_t *)(arena + 0), 512u);
+    status = ebnn_threshold_i32(16u, 4u, (const int32_t *)(arena + 0), golden_op3_t, golden_op3_flip, arena + 79);
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(3, (const uint32_t *)(arena + 6), 16u);
-    status = ebnn_binary_conv(&golden_op4_params, arena + 6, golden_op4_w, golden_op4_t, golden_op4_flip, arena + 4, arena + 0);
+    DEBUG_HOOK(3, arena + 79, 16u);
+    status = ebnn_binary_conv(&golden_op4_params, arena + 79, golden_op4_w, golden_op4_t, golden_op4_flip, arena + 0, arena + 2);
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(4, (const uint32_t *)(arena + 4), 48u);
-    status = ebnn_binary_conv(&golden_op5_params, arena + 4, golden_op5_w, golden_op5_t, golden_op5_flip, arena + 32, arena + 0);
+    DEBUG_HOOK(4, arena + 0, 48u);
+    status = ebnn_binary_conv(&golden_op5_params, arena + 0, golden_op5_w, golden_op5_t, golden_op5_flip, arena + 79, arena + 2);
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(5, (const uint32_t *)(arena + 32), 16u);
-    status = ebnn_bconv_acc(&golden_op6_win, arena + 32, golden_op6_w, 8u, 0u, (int32_t *)(arena + 0));
+    DEBUG_HOOK(5, arena + 79, 16u);
+    status = ebnn_bconv_acc(&golden_op6_win, arena + 79, golden_op6_w, 8u, 0u, (int32_t *)(arena + 0));
     if (status != EBNN_OK)
         return status;
     DEBUG_HOOK(6, (const uint32_t *)(arena + 0), 1024u);
-    status = ebnn_sum_pool_i32(&golden_op7_win, (const int32_t *)(arena + 0), (int32_t *)(arena + 32));
+    status = ebnn_sum_pool_i32(&golden_op7_win, (const int32_t *)(arena + 0), (int32_t *)(arena + 72));
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(7, (const uint32_t *)(arena + 32), 256u);
-    status = ebnn_i32_to_f32(8u, 8u, (const int32_t *)(arena + 32), golden_op8_div, 1u, (float *)(arena + 0));
+    DEBUG_HOOK(7, (const uint32_t *)(arena + 72), 256u);
+    status = ebnn_i32_to_f32(8u, 8u, (const int32_t *)(arena + 72), golden_op8_div, 1u, (float *)(arena + 0));
     if (status != EBNN_OK)
         return status;
     DEBUG_HOOK(8, (const uint32_t *)(arena + 0), 256u);
-    status = ebnn_affine_f32(8u, 8u, (const float *)(arena + 0), golden_op9_a, golden_op9_b, 8u, (float *)(arena + 8));
+    status = ebnn_affine_f32(8u, 8u, (const float *)(arena + 0), golden_op9_a, golden_op9_b, 8u, (float *)(arena + 72));
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(9, (const uint32_t *)(arena + 8), 256u);
-    status = ebnn_dense_f32(1u, 8u, 5u, (const float *)(arena + 8), golden_op10_w, (float *)(arena + 0));
+    DEBUG_HOOK(9, (const uint32_t *)(arena + 72), 256u);
+    status = ebnn_dense_f32(1u, 8u, 5u, (const float *)(arena + 72), golden_op10_w, (float *)(arena + 0));
     if (status != EBNN_OK)
         return status;
     DEBUG_HOOK(10, (const uint32_t *)(arena + 0), 160u);
-    status = ebnn_affine_f32(5u, 5u, (const float *)(arena + 0), golden_op11_a, golden_op11_b, 5u, (float *)(arena + 5));
+    status = ebnn_affine_f32(5u, 5u, (const float *)(arena + 0), golden_op11_a, golden_op11_b, 5u, (float *)(arena + 75));
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(11, (const uint32_t *)(arena + 5), 160u);
+    DEBUG_HOOK(11, (const uint32_t *)(arena + 75), 160u);
     if (scores != NULL) {
         uint32_t k;
-        const float *logits = (const float *)(arena + 5);
+        const float *logits = (const float *)(arena + 75);
         for (k = 0u; k < 5u; k++)
             scores[k] = logits[k];
     }
-    return ebnn_argmax_f32(5u, (const float *)(arena + 5));
+    return ebnn_argmax_f32(5u, (const float *)(arena + 75));
 }
 
 int golden_predict(const golden_input_t *input, float *scores)

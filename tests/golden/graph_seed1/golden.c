@@ -30,7 +30,7 @@ static const float golden_op0_w[36] EBNN_CONST = {
 
 static const ebnn_window_t golden_op0_win EBNN_CONST = {.in_h = 6u, .in_w = 10u, .in_c = 1u, .kh = 3u, .kw = 3u, .sh = 1u, .sw = 1u, .pad_t = 1u, .pad_l = 1u, .out_h = 6u, .out_w = 10u};
 
-/* op 1: affine -> t2 float32 6x10x4 at arena byte 960 (from conv2d) */
+/* op 1: affine -> t2 float32 6x10x4 at arena byte 1920 (from conv2d) */
 static const float golden_op1_a[4] EBNN_CONST = {
     1.0f, 1.0f, 1.0f, 1.0f
 };
@@ -48,17 +48,17 @@ static const float golden_op2_b[4] EBNN_CONST = {
     0.08321880549192429f, -0.5850487947463989f, 0.19144798815250397f, 0.7326650619506836f
 };
 
-/* op 3: activation -> t4 float32 6x10x4 at arena byte 1440 (from re_lu_1) */
-/* op 4: sign -> t5 bits 6x10x4 at arena byte 480 (from quant_conv2d_16) */
-/* op 5: bconv -> t6 int 6x10x2 at arena byte 0 (from quant_conv2d_16) */
+/* op 3: activation -> t4 float32 6x10x4 at arena byte 1920 (from re_lu_1) */
+/* op 4: sign -> t5 bits 6x10x4 at arena byte 0 (from quant_conv2d_16) */
+/* op 5: bconv -> t6 int 6x10x2 at arena byte 1440 (from quant_conv2d_16) */
 static const uint32_t golden_op5_w[4] EBNN_CONST = {
     0x7dd78c43u, 0x00000009u, 0x46f2a3eeu, 0x0000000fu
 };
 
 static const ebnn_window_t golden_op5_win EBNN_CONST = {.in_h = 6u, .in_w = 10u, .in_c = 4u, .kh = 3u, .kw = 3u, .sh = 1u, .sw = 1u, .pad_t = 1u, .pad_l = 1u, .out_h = 6u, .out_w = 10u};
 
-/* op 6: to_float -> t7 float32 6x10x2 at arena byte 480 (from -) */
-/* op 7: affine -> t8 float32 6x10x2 at arena byte 2400 (from batch_normalization_19) */
+/* op 6: to_float -> t7 float32 6x10x2 at arena byte 0 (from -) */
+/* op 7: affine -> t8 float32 6x10x2 at arena byte 1440 (from batch_normalization_19) */
 static const float golden_op7_a[2] EBNN_CONST = {
     7.353857040405273f, 5.406087875366211f
 };
@@ -68,7 +68,7 @@ static const float golden_op7_b[2] EBNN_CONST = {
 };
 
 /* op 8: concat -> t9 float32 6x10x6 at arena byte 0 (from concatenate) */
-/* op 9: avg_pool -> t10 float32 3x5x6 at arena byte 2160 (from average_pooling2d_1) */
+/* op 9: avg_pool -> t10 float32 3x5x6 at arena byte 2520 (from average_pooling2d_1) */
 static const ebnn_window_t golden_op9_win EBNN_CONST = {.in_h = 6u, .in_w = 10u, .in_c = 6u, .kh = 2u, .kw = 2u, .sh = 2u, .sw = 2u, .pad_t = 0u, .pad_l = 0u, .out_h = 3u, .out_w = 5u};
 
 /* op 10: conv -> t11 float32 3x5x12 at arena byte 1440 (from conv2d_1) */
@@ -86,7 +86,7 @@ static const float golden_op10_w[72] EBNN_CONST = {
 
 static const ebnn_window_t golden_op10_win EBNN_CONST = {.in_h = 3u, .in_w = 5u, .in_c = 6u, .kh = 1u, .kw = 1u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 3u, .out_w = 5u};
 
-/* op 11: sign -> t12 bits 6x10x6 at arena byte 2160 (from quant_conv2d_17) */
+/* op 11: sign -> t12 bits 6x10x6 at arena byte 2832 (from quant_conv2d_17) */
 /* op 12: bconv -> t13 int 3x5x12 at arena byte 0 (from quant_conv2d_17) */
 static const uint32_t golden_op12_w[24] EBNN_CONST = {
     0x1c82a43bu, 0x0029db53u, 0xf4f0da44u, 0x000b184eu, 0x1dab8fc6u, 0x001af63au, 0xcab6915eu, 0x000733e0u,
@@ -96,7 +96,7 @@ static const uint32_t golden_op12_w[24] EBNN_CONST = {
 
 static const ebnn_window_t golden_op12_win EBNN_CONST = {.in_h = 6u, .in_w = 10u, .in_c = 6u, .kh = 3u, .kw = 3u, .sh = 2u, .sw = 2u, .pad_t = 0u, .pad_l = 0u, .out_h = 3u, .out_w = 5u};
 
-/* op 13: to_float -> t14 float32 3x5x12 at arena byte 720 (from -) */
+/* op 13: to_float -> t14 float32 3x5x12 at arena byte 2160 (from -) */
 /* op 14: affine -> t15 float32 3x5x12 at arena byte 0 (from quant_conv2d_17) */
 static const float golden_op14_a[12] EBNN_CONST = {
     1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f,
@@ -108,7 +108,7 @@ static const float golden_op14_b[12] EBNN_CONST = {
     0.0f, 0.0f, 0.0f, 0.0f
 };
 
-/* op 15: affine -> t16 float32 3x5x12 at arena byte 720 (from batch_normalization_20) */
+/* op 15: affine -> t16 float32 3x5x12 at arena byte 2160 (from batch_normalization_20) */
 static const float golden_op15_a[12] EBNN_CONST = {
     -0.8805864453315735f, -2.771833896636963f, 0.9511588215827942f, 4.762115001678467f, -8.52804183959961f, 3.9030251502990723f, -9.435395240783691f, 19.8347110748291f,
     3.925626039505005f, -0.9517697095870972f, -3.2422521114349365f, 0.9551001191139221f
@@ -134,7 +134,7 @@ static const float golden_op16_b[12] EBNN_CONST = {
 /* op 18: global_avg -> t19 float32 12 at arena byte 0 (from global_average_pooling2d_1) */
 static const ebnn_window_t golden_op18_win EBNN_CONST = {.in_h = 3u, .in_w = 5u, .in_c = 12u, .kh = 3u, .kw = 5u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 1u, .out_w = 1u};
 
-/* op 19: sign -> t20 bits 12 at arena byte 48 (from quant_dense_11) */
+/* op 19: sign -> t20 bits 12 at arena byte 2876 (from quant_dense_11) */
 /* op 20: block output_dense -> t24 float32 3 (from quant_dense_11, batch_normalization_22) */
 static const uint32_t golden_op20_w[3] EBNN_CONST = {
     0x000007e6u, 0x0000027eu, 0x0000041fu
@@ -167,75 +167,75 @@ int golden_predict_scratch(const golden_input_t *input, float *scores, void *scr
     if (status != EBNN_OK)
         return status;
     DEBUG_HOOK(0, (const uint32_t *)(arena + 0), 7680u);
-    status = ebnn_affine_f32(240u, 4u, (const float *)(arena + 0), golden_op1_a, golden_op1_b, 4u, (float *)(arena + 240));
+    status = ebnn_affine_f32(240u, 4u, (const float *)(arena + 0), golden_op1_a, golden_op1_b, 4u, (float *)(arena + 480));
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(1, (const uint32_t *)(arena + 240), 7680u);
-    status = ebnn_affine_f32(240u, 4u, (const float *)(arena + 240), golden_op2_a, golden_op2_b, 4u, (float *)(arena + 0));
+    DEBUG_HOOK(1, (const uint32_t *)(arena + 480), 7680u);
+    status = ebnn_affine_f32(240u, 4u, (const float *)(arena + 480), golden_op2_a, golden_op2_b, 4u, (float *)(arena + 0));
     if (status != EBNN_OK)
         return status;
     DEBUG_HOOK(2, (const uint32_t *)(arena + 0), 7680u);
-    status = ebnn_activation_f32(240u, EBNN_ACT_RELU, 0.0f, (const float *)(arena + 0), (float *)(arena + 360));
+    status = ebnn_activation_f32(240u, EBNN_ACT_RELU, 0.0f, (const float *)(arena + 0), (float *)(arena + 480));
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(3, (const uint32_t *)(arena + 360), 7680u);
-    status = ebnn_sign_f32(240u, (const float *)(arena + 360), arena + 120);
+    DEBUG_HOOK(3, (const uint32_t *)(arena + 480), 7680u);
+    status = ebnn_sign_f32(240u, (const float *)(arena + 480), arena + 0);
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(4, (const uint32_t *)(arena + 120), 240u);
-    status = ebnn_bconv_acc(&golden_op5_win, arena + 120, golden_op5_w, 2u, 1u, (int32_t *)(arena + 0));
+    DEBUG_HOOK(4, arena + 0, 240u);
+    status = ebnn_bconv_acc(&golden_op5_win, arena + 0, golden_op5_w, 2u, 1u, (int32_t *)(arena + 360));
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(5, (const uint32_t *)(arena + 0), 3840u);
-    status = ebnn_i32_to_f32(120u, 2u, (const int32_t *)(arena + 0), NULL, 0u, (float *)(arena + 120));
+    DEBUG_HOOK(5, (const uint32_t *)(arena + 360), 3840u);
+    status = ebnn_i32_to_f32(120u, 2u, (const int32_t *)(arena + 360), NULL, 0u, (float *)(arena + 0));
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(6, (const uint32_t *)(arena + 120), 3840u);
-    status = ebnn_affine_f32(120u, 2u, (const float *)(arena + 120), golden_op7_a, golden_op7_b, 2u, (float *)(arena + 600));
+    DEBUG_HOOK(6, (const uint32_t *)(arena + 0), 3840u);
+    status = ebnn_affine_f32(120u, 2u, (const float *)(arena + 0), golden_op7_a, golden_op7_b, 2u, (float *)(arena + 360));
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(7, (const uint32_t *)(arena + 600), 3840u);
+    DEBUG_HOOK(7, (const uint32_t *)(arena + 360), 3840u);
     {
-        const float *const inputs[2] = {(const float *)(arena + 360), (const float *)(arena + 600)};
+        const float *const inputs[2] = {(const float *)(arena + 480), (const float *)(arena + 360)};
         const uint16_t channels[2] = {4u, 2u};
         status = ebnn_concat_f32(60u, 2u, inputs, channels, (float *)(arena + 0));
         if (status != EBNN_OK)
             return status;
     }
     DEBUG_HOOK(8, (const uint32_t *)(arena + 0), 11520u);
-    status = ebnn_avg_pool_f32(&golden_op9_win, (const float *)(arena + 0), (float *)(arena + 540));
+    status = ebnn_avg_pool_f32(&golden_op9_win, (const float *)(arena + 0), (float *)(arena + 630));
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(9, (const uint32_t *)(arena + 540), 2880u);
-    status = ebnn_conv_f32(&golden_op10_win, (const float *)(arena + 540), golden_op10_w, 12u, 0.0f, (float *)(arena + 360));
+    DEBUG_HOOK(9, (const uint32_t *)(arena + 630), 2880u);
+    status = ebnn_conv_f32(&golden_op10_win, (const float *)(arena + 630), golden_op10_w, 12u, 0.0f, (float *)(arena + 360));
     if (status != EBNN_OK)
         return status;
     DEBUG_HOOK(10, (const uint32_t *)(arena + 360), 5760u);
-    status = ebnn_sign_f32(360u, (const float *)(arena + 0), arena + 540);
+    status = ebnn_sign_f32(360u, (const float *)(arena + 0), arena + 708);
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(11, (const uint32_t *)(arena + 540), 360u);
-    status = ebnn_bconv_acc(&golden_op12_win, arena + 540, golden_op12_w, 12u, 1u, (int32_t *)(arena + 0));
+    DEBUG_HOOK(11, arena + 708, 360u);
+    status = ebnn_bconv_acc(&golden_op12_win, arena + 708, golden_op12_w, 12u, 1u, (int32_t *)(arena + 0));
     if (status != EBNN_OK)
         return status;
     DEBUG_HOOK(12, (const uint32_t *)(arena + 0), 5760u);
-    status = ebnn_i32_to_f32(180u, 12u, (const int32_t *)(arena + 0), NULL, 0u, (float *)(arena + 180));
+    status = ebnn_i32_to_f32(180u, 12u, (const int32_t *)(arena + 0), NULL, 0u, (float *)(arena + 540));
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(13, (const uint32_t *)(arena + 180), 5760u);
-    status = ebnn_affine_f32(180u, 12u, (const float *)(arena + 180), golden_op14_a, golden_op14_b, 12u, (float *)(arena + 0));
+    DEBUG_HOOK(13, (const uint32_t *)(arena + 540), 5760u);
+    status = ebnn_affine_f32(180u, 12u, (const float *)(arena + 540), golden_op14_a, golden_op14_b, 12u, (float *)(arena + 0));
     if (status != EBNN_OK)
         return status;
     DEBUG_HOOK(14, (const uint32_t *)(arena + 0), 5760u);
-    status = ebnn_affine_f32(180u, 12u, (const float *)(arena + 0), golden_op15_a, golden_op15_b, 12u, (float *)(arena + 180));
+    status = ebnn_affine_f32(180u, 12u, (const float *)(arena + 0), golden_op15_a, golden_op15_b, 12u, (float *)(arena + 540));
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(15, (const uint32_t *)(arena + 180), 5760u);
+    DEBUG_HOOK(15, (const uint32_t *)(arena + 540), 5760u);
     status = ebnn_affine_f32(180u, 12u, (const float *)(arena + 360), golden_op16_a, golden_op16_b, 12u, (float *)(arena + 0));
     if (status != EBNN_OK)
         return status;
     DEBUG_HOOK(16, (const uint32_t *)(arena + 0), 5760u);
-    status = ebnn_add_f32(180u, (const float *)(arena + 180), (const float *)(arena + 0), (float *)(arena + 360));
+    status = ebnn_add_f32(180u, (const float *)(arena + 540), (const float *)(arena + 0), (float *)(arena + 360));
     if (status != EBNN_OK)
         return status;
     DEBUG_HOOK(17, (const uint32_t *)(arena + 360), 5760u);
@@ -243,11 +243,11 @@ int golden_predict_scratch(const golden_input_t *input, float *scores, void *scr
     if (status != EBNN_OK)
         return status;
     DEBUG_HOOK(18, (const uint32_t *)(arena + 0), 384u);
-    status = ebnn_sign_f32(12u, (const float *)(arena + 0), arena + 12);
+    status = ebnn_sign_f32(12u, (const float *)(arena + 0), arena + 719);
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(19, (const uint32_t *)(arena + 12), 12u);
-    return ebnn_output_dense(12u, 3u, arena + 12, golden_op20_w, golden_op20_scale, golden_op20_offset, scores);
+    DEBUG_HOOK(19, arena + 719, 12u);
+    return ebnn_output_dense(12u, 3u, arena + 719, golden_op20_w, golden_op20_scale, golden_op20_offset, scores);
 }
 
 int golden_predict(const golden_input_t *input, float *scores)

@@ -60,7 +60,7 @@ static const float golden_op1_b[6] EBNN_CONST = {
 /* op 2: avg_pool -> t3 float32 4x4x6 at arena byte 0 (from average_pooling2d_2) */
 static const ebnn_window_t golden_op2_win EBNN_CONST = {.in_h = 8u, .in_w = 8u, .in_c = 6u, .kh = 2u, .kw = 2u, .sh = 2u, .sw = 2u, .pad_t = 0u, .pad_l = 0u, .out_h = 4u, .out_w = 4u};
 
-/* op 3: sign -> t4 bits 4x4x6 at arena byte 512 (from quant_conv2d_19) */
+/* op 3: sign -> t4 bits 4x4x6 at arena byte 3060 (from quant_conv2d_19) */
 /* op 4: bconv -> t5 int 4x4x8 at arena byte 0 (from quant_conv2d_19) */
 static const uint32_t golden_op4_w[16] EBNN_CONST = {
     0xa8f0b7e3u, 0x002a72feu, 0xd1861b9au, 0x0027cbb9u, 0x813742aeu, 0x00160ba3u, 0xe64dff77u, 0x003f6d24u,
@@ -69,7 +69,7 @@ static const uint32_t golden_op4_w[16] EBNN_CONST = {
 
 static const ebnn_window_t golden_op4_win EBNN_CONST = {.in_h = 4u, .in_w = 4u, .in_c = 6u, .kh = 3u, .kw = 3u, .sh = 1u, .sw = 1u, .pad_t = 1u, .pad_l = 1u, .out_h = 4u, .out_w = 4u};
 
-/* op 5: global_avg -> t6 int 8 at arena byte 512 (from global_average_pooling2d_2) */
+/* op 5: global_avg -> t6 int 8 at arena byte 3040 (from global_average_pooling2d_2) */
 static const ebnn_window_t golden_op5_win EBNN_CONST = {.in_h = 4u, .in_w = 4u, .in_c = 8u, .kh = 4u, .kw = 4u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 1u, .out_w = 1u};
 
 /* op 6: threshold -> t9 bits 8 at arena byte 0 (from batch_normalization_24, quant_dense_12) */
@@ -81,7 +81,7 @@ static const uint32_t golden_op6_flip[1] EBNN_CONST = {
     0x00000000u
 };
 
-/* op 7: block binary_dense -> t13 bits 8 at arena byte 4 (from quant_dense_12, batch_normalization_25, quant_dense_13) */
+/* op 7: block binary_dense -> t13 bits 8 at arena byte 3068 (from quant_dense_12, batch_normalization_25, quant_dense_13) */
 static const uint32_t golden_op7_w[8] EBNN_CONST = {
     0x00000010u, 0x00000006u, 0x000000c0u, 0x0000005bu, 0x000000b0u, 0x00000052u, 0x000000e8u, 0x0000004eu
 };
@@ -130,27 +130,27 @@ int golden_predict_scratch(const golden_input_t *input, float *scores, void *scr
     if (status != EBNN_OK)
         return status;
     DEBUG_HOOK(2, (const uint32_t *)(arena + 0), 3072u);
-    status = ebnn_sign_f32(96u, (const float *)(arena + 0), arena + 128);
+    status = ebnn_sign_f32(96u, (const float *)(arena + 0), arena + 765);
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(3, (const uint32_t *)(arena + 128), 96u);
-    status = ebnn_bconv_acc(&golden_op4_win, arena + 128, golden_op4_w, 8u, 0u, (int32_t *)(arena + 0));
+    DEBUG_HOOK(3, arena + 765, 96u);
+    status = ebnn_bconv_acc(&golden_op4_win, arena + 765, golden_op4_w, 8u, 0u, (int32_t *)(arena + 0));
     if (status != EBNN_OK)
         return status;
     DEBUG_HOOK(4, (const uint32_t *)(arena + 0), 4096u);
-    status = ebnn_sum_pool_i32(&golden_op5_win, (const int32_t *)(arena + 0), (int32_t *)(arena + 128));
+    status = ebnn_sum_pool_i32(&golden_op5_win, (const int32_t *)(arena + 0), (int32_t *)(arena + 760));
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(5, (const uint32_t *)(arena + 128), 256u);
-    status = ebnn_threshold_i32(8u, 8u, (const int32_t *)(arena + 128), golden_op6_t, golden_op6_flip, arena + 0);
+    DEBUG_HOOK(5, (const uint32_t *)(arena + 760), 256u);
+    status = ebnn_threshold_i32(8u, 8u, (const int32_t *)(arena + 760), golden_op6_t, golden_op6_flip, arena + 0);
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(6, (const uint32_t *)(arena + 0), 8u);
-    status = ebnn_binary_dense16(8u, 8u, arena + 0, golden_op7_w, golden_op7_t, arena + 1);
+    DEBUG_HOOK(6, arena + 0, 8u);
+    status = ebnn_binary_dense16(8u, 8u, arena + 0, golden_op7_w, golden_op7_t, arena + 767);
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(7, (const uint32_t *)(arena + 1), 8u);
-    return ebnn_output_dense(8u, 5u, arena + 1, golden_op8_w, golden_op8_scale, golden_op8_offset, scores);
+    DEBUG_HOOK(7, arena + 767, 8u);
+    return ebnn_output_dense(8u, 5u, arena + 767, golden_op8_w, golden_op8_scale, golden_op8_offset, scores);
 }
 
 int golden_predict(const golden_input_t *input, float *scores)

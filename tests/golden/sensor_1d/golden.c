@@ -70,7 +70,7 @@ static const ebnn_conv_params_t golden_op0_params EBNN_CONST = {
     .sign_threshold_f = 0.0f
 };
 
-/* op 1: block binary_conv -> t10 bits 14x64 at arena byte 116 (from quant_conv1d_1, max_pooling1d, batch_normalization_1, quant_conv1d_2) */
+/* op 1: block binary_conv -> t10 bits 14x64 at arena byte 140 (from quant_conv1d_1, max_pooling1d, batch_normalization_1, quant_conv1d_2) */
 static const uint32_t golden_op1_w[192] EBNN_CONST = {
     0x38faaef8u, 0xeb64dcfcu, 0x9ae1806eu, 0xf08cf614u, 0xe7a08cb6u, 0xd09e3c93u, 0x64f63b2fu, 0x85f4b619u,
     0x0a66143du, 0xc011809du, 0x69b4759cu, 0xe7b59b90u, 0x41708339u, 0xd19eec24u, 0xa7a60accu, 0xf22ea306u,
@@ -281,15 +281,15 @@ int golden_predict_scratch(const golden_input_t *input, float *scores, void *scr
     status = ebnn_input_conv_u8(&golden_op0_params, input, golden_op0_w, golden_op0_t, golden_op0_flip, arena + 0);
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(0, (const uint32_t *)(arena + 0), 928u);
-    status = ebnn_binary_conv(&golden_op1_params, arena + 0, golden_op1_w, golden_op1_t, golden_op1_flip, arena + 29, arena + 57);
+    DEBUG_HOOK(0, arena + 0, 928u);
+    status = ebnn_binary_conv(&golden_op1_params, arena + 0, golden_op1_w, golden_op1_t, golden_op1_flip, arena + 35, arena + 29);
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(1, (const uint32_t *)(arena + 29), 896u);
-    status = ebnn_binary_conv(&golden_op2_params, arena + 29, golden_op2_w, golden_op2_t, golden_op2_flip, arena + 0, arena + 14);
+    DEBUG_HOOK(1, arena + 35, 896u);
+    status = ebnn_binary_conv(&golden_op2_params, arena + 35, golden_op2_w, golden_op2_t, golden_op2_flip, arena + 0, arena + 14);
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(2, (const uint32_t *)(arena + 0), 448u);
+    DEBUG_HOOK(2, arena + 0, 448u);
     /* op 3: reshape t16_s0 -> t16: same memory */
     return ebnn_output_dense(448u, 9u, arena + 0, golden_op4_w, golden_op4_scale, golden_op4_offset, scores);
 }
