@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import boards, reference, report
+from . import boards, graph_reference, report
 from .blocks import LoweredModel
 from .lowering import lower
 
@@ -215,9 +215,10 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
 
 def _int8_note(lowered):
     """The report's line on float_weights="int8": what it changed (or that it changed nothing)."""
+    from .exporters.graph_c import as_graph_model
     from .graph_int8 import weight_bytes
-    graph = getattr(lowered, "graph", None)
-    n = 0 if graph is None else sum("weights_int8" in op.params for op in graph.ops)
+    graph = as_graph_model(lowered).graph
+    n = sum("weights_int8" in op.params for op in graph.ops)
     if not n:
         return "float_weights=int8: the model has no full-precision conv / dense layer; nothing changed."
     return (f"float_weights=int8: {n} full-precision conv / dense layer(s) store int8 weights with a float32 "
@@ -282,26 +283,22 @@ def progress_bar(label, stream=None):
 def _verify(result, keras_model, x, y, tmp, check_c, compare, predict_c, progress=None):
     from .verify import C_LOGIT_TOL, c_matches
     lowered = result.lowered
-    graph = getattr(lowered, "graph", None)
     if keras_model is not None:
         agreement, ref, kout = compare(keras_model, lowered, x, progress=progress)
         result.agreement = agreement
         if y is not None:
             result.keras_accuracy = float(np.mean(np.argmax(kout, axis=1) == y))
-    elif graph is not None:
-        from . import graph_reference
-        ref = graph_reference.run(graph, x)
     else:
-        ref = reference.run(lowered, x, keep_bits=False, progress=progress and progress("reference"))
+        ref = graph_reference.run(lowered, x, progress=progress and progress("reference"))
     result.classes = ref["classes"]
     if y is not None:
         result.accuracy = float(np.mean(ref["classes"] == y))
     if check_c:
-        from .exporters.graph_c import uses_libm
+        from .exporters.graph_c import as_graph_model, uses_libm
         cls, logits = predict_c(lowered, _c_dir(tmp, result.target), result.name, x)
         result.c_checked = True
         result.c_max_logit_diff = float(np.max(np.abs(logits - ref["logits"]))) if len(x) else 0.0
-        result.c_logit_tolerance = C_LOGIT_TOL if graph is not None and uses_libm(graph) else None
+        result.c_logit_tolerance = C_LOGIT_TOL if uses_libm(as_graph_model(lowered).graph) else None
         result.c_matches_reference = c_matches(cls, logits, ref, result.c_logit_tolerance)
         if not result.c_matches_reference:
             raise RuntimeError(

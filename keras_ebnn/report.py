@@ -19,8 +19,10 @@ def _shape(s):
 
 def block_rows(lowered, plan):
     """One dict per block: what the report and `summary()` print."""
+    from .exporters.graph_c import as_graph_model
     rows, in_shape = [], lowered.input.shape
-    for b, p in zip(lowered.blocks, plan["blocks"]):
+    blocks = [op.params["block"] for op in as_graph_model(lowered).graph.ops]
+    for b, p in zip(blocks, plan["blocks"]):
         rows.append({
             "index": p["index"], "kind": b.kind, "layers": ", ".join(b.source_layers),
             "in": _shape(in_shape), "out": _shape(b.out_shape), "macs": block_macs(b),

@@ -14,7 +14,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from . import reference
+from . import graph_reference
 from ._tf import import_tf
 
 C_LOGIT_TOL = 1e-4  # C vs reference for graphs with tanh / sigmoid: relative to 1 + max |logit|
@@ -105,7 +105,7 @@ def compare(model, lowered, x, ref=None, progress=None):
     if hasattr(lowered, "graph"):
         return compare_graph(model, lowered.graph, x, ref)
     bar = (lambda label: None) if progress is None else progress
-    ref = reference.run(lowered, x, progress=bar("reference")) if ref is None else ref
+    ref = graph_reference.run(lowered, x, keep_bits=True, progress=bar("reference")) if ref is None else ref
     kbits, klogits, kprobs = keras_outputs(model, lowered, x, progress=bar("Keras    "))
     mism = [float(np.mean(a != b)) for a, b in zip(kbits, ref["bits"])]
     total_bits = sum(b[0].size for b in kbits)
@@ -125,7 +125,6 @@ def compare_graph(model, graph, x, ref=None, batch_size=256):
     softmax) and, per bits tensor that is the sign of a Keras layer's output, the fraction of bits
     that differ from Keras's signs (graph_reference.run, free-running). Returns (Agreement, reference
     result, Keras logits or probabilities)."""
-    from . import graph_reference
     tf = import_tf()
     names = sorted({t.keras for t in graph.tensors.values() if t.dtype == "bits" and t.keras})
     probe = tf.keras.Model(model.inputs, [model.get_layer(n).output for n in names] + [model.outputs[0]])

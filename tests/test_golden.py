@@ -37,6 +37,8 @@ def _model(case):
         return load_model(ROOT / "examples" / "models" / "uno_mnist.keras")
     if case == "sensor_1d":
         return load_model(ROOT / "examples" / "sensor_1d" / "sensor_1d.keras")
+    from keras_ebnn import import_tf
+    import_tf().keras.backend.clear_session()  # layer names (in the C comments) independent of earlier tests
     if case.startswith("chain_seed"):
         from modelgen import random_model
         return random_model(int(case[len("chain_seed"):]), n_inputs=8)[0]

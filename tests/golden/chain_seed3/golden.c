@@ -18,7 +18,7 @@
 #include "ebnn_output_dense.inc"
 #include "golden.h"
 
-/* block 0: input_conv -> 4x2x5 (from quant_conv2d_4, max_pooling2d_2, batch_normalization_7) */
+/* block 0: input_conv -> 4x2x5 (from quant_conv2d, max_pooling2d, batch_normalization) */
 static const uint32_t golden_b0_w[5] EBNN_CONST = {
     0x00000000u, 0x00000000u, 0x00000001u, 0x00000000u, 0x00000001u
 };
@@ -62,7 +62,7 @@ static const ebnn_conv_params_t golden_b0_params EBNN_CONST = {
     .sign_threshold_f = 0.0f
 };
 
-/* block 1: binary_conv -> 2x1x17 (from quant_conv2d_5, max_pooling2d_3, dropout) */
+/* block 1: binary_conv -> 2x1x17 (from quant_conv2d_1, max_pooling2d_1, dropout) */
 static const uint32_t golden_b1_w[34] EBNN_CONST = {
     0x3c9bc8c3u, 0x0000166fu, 0x69d3c4c6u, 0x00001139u, 0x9b3988e8u, 0x000004b8u, 0xd1d7784du, 0x00000cbcu,
     0x0adf7776u, 0x0000094eu, 0xb119f708u, 0x00000de9u, 0x9654087fu, 0x0000045eu, 0x0ac72e1cu, 0x00001787u,
@@ -107,7 +107,7 @@ static const ebnn_conv_params_t golden_b1_params EBNN_CONST = {
     .acc16 = 1
 };
 
-/* block 2: binary_conv -> 2x1x3 (from quant_conv2d_6, max_pooling2d_4) */
+/* block 2: binary_conv -> 2x1x3 (from quant_conv2d_2, max_pooling2d_2) */
 static const uint32_t golden_b2_w[9] EBNN_CONST = {
     0x44ecd667u, 0x35c35c93u, 0x0000000bu, 0x4d5bb963u, 0xb0338193u, 0x0000000fu, 0xfe7da704u, 0x9f9439fcu,
     0x0000000fu
@@ -147,7 +147,7 @@ static const ebnn_conv_params_t golden_b2_params EBNN_CONST = {
     .acc16 = 1
 };
 
-/* block 3: binary_conv -> 1x1x8 (from quant_conv2d_7, max_pooling2d_5, flatten_2) */
+/* block 3: binary_conv -> 1x1x8 (from quant_conv2d_3, max_pooling2d_3, flatten) */
 static const uint32_t golden_b3_w[8] EBNN_CONST = {
     0x0703702cu, 0x07cdea70u, 0x02f4916au, 0x04f5255au, 0x05233f3eu, 0x04cb5960u, 0x021c04e4u, 0x05398bbcu
 };
@@ -186,7 +186,7 @@ static const ebnn_conv_params_t golden_b3_params EBNN_CONST = {
     .acc16 = 1
 };
 
-/* block 4: binary_dense -> 1x1x3 (from quant_dense_6, batch_normalization_8) */
+/* block 4: binary_dense -> 1x1x3 (from quant_dense, batch_normalization_1) */
 static const uint32_t golden_b4_w[3] EBNN_CONST = {
     0x00000020u, 0x00000092u, 0x000000ceu
 };
@@ -195,7 +195,7 @@ static const int16_t golden_b4_t[3] EBNN_CONST = {
     -1, 6, 3
 };
 
-/* block 5: binary_dense -> 1x1x20 (from quant_dense_7, batch_normalization_9) */
+/* block 5: binary_dense -> 1x1x20 (from quant_dense_1, batch_normalization_2) */
 static const uint32_t golden_b5_w[20] EBNN_CONST = {
     0x00000000u, 0x00000003u, 0x00000005u, 0x00000005u, 0x00000004u, 0x00000006u, 0x00000007u, 0x00000003u,
     0x00000007u, 0x00000003u, 0x00000002u, 0x00000003u, 0x00000003u, 0x00000001u, 0x00000003u, 0x00000003u,
@@ -208,7 +208,7 @@ static const int16_t golden_b5_t[20] EBNN_CONST = {
     -1, 1, -1, -1
 };
 
-/* block 6: output_dense -> 10 (from quant_dense_8, batch_normalization_10) */
+/* block 6: output_dense -> 10 (from quant_dense_2, batch_normalization_3) */
 static const uint32_t golden_b6_w[10] EBNN_CONST = {
     0x00011291u, 0x0001c23fu, 0x000b5af8u, 0x0004bfecu, 0x000c00d4u, 0x0002e0c8u, 0x000c8d3bu, 0x000752efu,
     0x0006d305u, 0x00087b23u

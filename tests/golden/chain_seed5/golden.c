@@ -18,7 +18,7 @@
 #include "ebnn_output_dense.inc"
 #include "golden.h"
 
-/* block 0: input_conv -> 6x7x5 (from quant_conv2d_8, max_pooling2d_6, batch_normalization_11) */
+/* block 0: input_conv -> 6x7x5 (from quant_conv2d, max_pooling2d, batch_normalization) */
 static const uint32_t golden_b0_w[10] EBNN_CONST = {
     0x6e7fa7cfu, 0x0001a256u, 0xc8fb1b8bu, 0x00006d9fu, 0xc5e78feeu, 0x00014ab8u, 0xd1abac5du, 0x0000a532u,
     0x820b79d3u, 0x00006a7fu
@@ -63,7 +63,7 @@ static const ebnn_conv_params_t golden_b0_params EBNN_CONST = {
     .sign_threshold_f = 0.0f
 };
 
-/* block 1: binary_conv -> 2x2x33 (from quant_conv2d_9, max_pooling2d_7, dropout_1) */
+/* block 1: binary_conv -> 2x2x33 (from quant_conv2d_1, max_pooling2d_1, dropout) */
 static const uint32_t golden_b1_w[33] EBNN_CONST = {
     0x00052505u, 0x000ecc8bu, 0x000ae7ddu, 0x0004b87bu, 0x00001619u, 0x000bb50du, 0x0007d1f8u, 0x00029295u,
     0x0006edb4u, 0x000cdb95u, 0x00006dd9u, 0x000cf3d4u, 0x0004450au, 0x000ff437u, 0x000cadd9u, 0x0005d3bdu,
@@ -110,7 +110,7 @@ static const ebnn_conv_params_t golden_b1_params EBNN_CONST = {
     .acc16 = 1
 };
 
-/* block 2: binary_conv -> 2x2x5 (from quant_conv2d_10, flatten_3) */
+/* block 2: binary_conv -> 2x2x5 (from quant_conv2d_2, flatten) */
 static const uint32_t golden_b2_w[255] EBNN_CONST = {
     0x06932b5au, 0xf0acce94u, 0x5b8f825eu, 0x1c5f5ffdu, 0x01bf9805u, 0x0c38aa08u, 0x11611955u, 0x0f07f353u,
     0x310ae2fdu, 0x62bb1853u, 0x23498332u, 0x61782918u, 0x79599e8eu, 0xdea6a6e7u, 0xc15f6f17u, 0x91e196dau,
@@ -180,7 +180,7 @@ static const ebnn_conv_params_t golden_b2_params EBNN_CONST = {
     .acc16 = 1
 };
 
-/* block 3: binary_dense -> 1x1x3 (from quant_dense_9, batch_normalization_12) */
+/* block 3: binary_dense -> 1x1x3 (from quant_dense, batch_normalization_1) */
 static const uint32_t golden_b3_w[3] EBNN_CONST = {
     0x000f502eu, 0x0009f694u, 0x000cd7adu
 };
@@ -189,7 +189,7 @@ static const int16_t golden_b3_t[3] EBNN_CONST = {
     -1, 21, 2
 };
 
-/* block 4: output_dense -> 5 (from quant_dense_10) */
+/* block 4: output_dense -> 5 (from quant_dense_1) */
 static const uint32_t golden_b4_w[5] EBNN_CONST = {
     0x00000006u, 0x00000007u, 0x00000007u, 0x00000007u, 0x00000007u
 };

@@ -23,7 +23,7 @@
 #include "ebnn_elementwise.inc"
 #include "golden.h"
 
-/* op 0: block input_conv -> t5 bits 4x4x4 at arena byte 0 (from quant_conv2d_11, batch_normalization_13, quant_conv2d_12) */
+/* op 0: block input_conv -> t5 bits 4x4x4 at arena byte 0 (from quant_conv2d, batch_normalization, quant_conv2d_1) */
 static const uint32_t golden_op0_w[4] EBNN_CONST = {
     0x0000006du, 0x000000f0u, 0x000000a5u, 0x000000d1u
 };
@@ -67,7 +67,7 @@ static const ebnn_conv_params_t golden_op0_params EBNN_CONST = {
     .sign_threshold_f = 0.0f
 };
 
-/* op 1: bconv -> t6 int 4x4x4 at arena byte 64 (from quant_conv2d_12) */
+/* op 1: bconv -> t6 int 4x4x4 at arena byte 64 (from quant_conv2d_1) */
 static const uint32_t golden_op1_w[8] EBNN_CONST = {
     0x180a6302u, 0x00000008u, 0x89af20f0u, 0x00000003u, 0xb29f7d04u, 0x00000005u, 0x352511d9u, 0x00000005u
 };
@@ -77,7 +77,7 @@ static const ebnn_window_t golden_op1_win EBNN_CONST = {.in_h = 4u, .in_w = 4u, 
 /* op 2: avg_pool -> t7 int 2x2x4 at arena byte 0 (from average_pooling2d) */
 static const ebnn_window_t golden_op2_win EBNN_CONST = {.in_h = 4u, .in_w = 4u, .in_c = 4u, .kh = 2u, .kw = 2u, .sh = 2u, .sw = 2u, .pad_t = 0u, .pad_l = 0u, .out_h = 2u, .out_w = 2u};
 
-/* op 3: threshold -> t11 bits 2x2x4 at arena byte 316 (from batch_normalization_14, re_lu, quant_conv2d_13) */
+/* op 3: threshold -> t11 bits 2x2x4 at arena byte 316 (from batch_normalization_1, re_lu, quant_conv2d_2) */
 static const int32_t golden_op3_t[4] EBNN_CONST = {
     -144, -144, -144, -144
 };
@@ -86,7 +86,7 @@ static const uint32_t golden_op3_flip[1] EBNN_CONST = {
     0x00000000u
 };
 
-/* op 4: block binary_conv -> t15 bits 2x2x12 at arena byte 0 (from quant_conv2d_13, batch_normalization_15, quant_conv2d_14) */
+/* op 4: block binary_conv -> t15 bits 2x2x12 at arena byte 0 (from quant_conv2d_2, batch_normalization_2, quant_conv2d_3) */
 static const uint32_t golden_op4_w[24] EBNN_CONST = {
     0x4f7012f0u, 0x0000000bu, 0x88f62a8eu, 0x0000000eu, 0x5a9133f1u, 0x00000004u, 0xc19457d2u, 0x0000000au,
     0x926d0688u, 0x00000003u, 0x659d1cd6u, 0x00000001u, 0x4c1f31f1u, 0x00000002u, 0xec149c41u, 0x00000005u,
@@ -128,7 +128,7 @@ static const ebnn_conv_params_t golden_op4_params EBNN_CONST = {
     .acc16 = 1
 };
 
-/* op 5: block binary_conv -> t20 bits 2x2x4 at arena byte 316 (from quant_conv2d_14, batch_normalization_16, activation, quant_conv2d_15) */
+/* op 5: block binary_conv -> t20 bits 2x2x4 at arena byte 316 (from quant_conv2d_3, batch_normalization_3, activation, quant_conv2d_4) */
 static const uint32_t golden_op5_w[4] EBNN_CONST = {
     0x00000886u, 0x000002e1u, 0x00000caau, 0x00000768u
 };
@@ -167,7 +167,7 @@ static const ebnn_conv_params_t golden_op5_params EBNN_CONST = {
     .acc16 = 1
 };
 
-/* op 6: bconv -> t21 int 2x2x8 at arena byte 0 (from quant_conv2d_15) */
+/* op 6: bconv -> t21 int 2x2x8 at arena byte 0 (from quant_conv2d_4) */
 static const uint32_t golden_op6_w[16] EBNN_CONST = {
     0xd89b9adeu, 0x00000007u, 0x56288054u, 0x00000002u, 0xd1bc5079u, 0x0000000au, 0x77ea853cu, 0x00000005u,
     0x780da2ccu, 0x00000007u, 0xe8c6b1d7u, 0x0000000au, 0x3ff00f91u, 0x00000007u, 0x061cc3c1u, 0x00000004u
@@ -183,7 +183,7 @@ static const int32_t golden_op8_div[1] EBNN_CONST = {
     4
 };
 
-/* op 9: affine -> t24 float32 8 at arena byte 288 (from batch_normalization_17) */
+/* op 9: affine -> t24 float32 8 at arena byte 288 (from batch_normalization_4) */
 static const float golden_op9_a[8] EBNN_CONST = {
     0.18487870693206787f, 7.268488883972168f, -6.581221103668213f, 0.23040352761745453f, 12.48995590209961f, 7.742002010345459f, 24.55470848083496f, -2.1539652347564697f
 };

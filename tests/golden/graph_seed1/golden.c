@@ -39,7 +39,7 @@ static const float golden_op1_b[4] EBNN_CONST = {
     0.0f, 0.0f, 0.0f, 0.0f
 };
 
-/* op 2: affine -> t3 float32 6x10x4 at arena byte 0 (from batch_normalization_18) */
+/* op 2: affine -> t3 float32 6x10x4 at arena byte 0 (from batch_normalization) */
 static const float golden_op2_a[4] EBNN_CONST = {
     1.9882142543792725f, 2.114093065261841f, 1.3202364444732666f, 1.827130913734436f
 };
@@ -48,9 +48,9 @@ static const float golden_op2_b[4] EBNN_CONST = {
     0.08321880549192429f, -0.5850487947463989f, 0.19144798815250397f, 0.7326650619506836f
 };
 
-/* op 3: activation -> t4 float32 6x10x4 at arena byte 1920 (from re_lu_1) */
-/* op 4: sign -> t5 bits 6x10x4 at arena byte 0 (from quant_conv2d_16) */
-/* op 5: bconv -> t6 int 6x10x2 at arena byte 1440 (from quant_conv2d_16) */
+/* op 3: activation -> t4 float32 6x10x4 at arena byte 1920 (from re_lu) */
+/* op 4: sign -> t5 bits 6x10x4 at arena byte 0 (from quant_conv2d) */
+/* op 5: bconv -> t6 int 6x10x2 at arena byte 1440 (from quant_conv2d) */
 static const uint32_t golden_op5_w[4] EBNN_CONST = {
     0x7dd78c43u, 0x00000009u, 0x46f2a3eeu, 0x0000000fu
 };
@@ -58,7 +58,7 @@ static const uint32_t golden_op5_w[4] EBNN_CONST = {
 static const ebnn_window_t golden_op5_win EBNN_CONST = {.in_h = 6u, .in_w = 10u, .in_c = 4u, .kh = 3u, .kw = 3u, .sh = 1u, .sw = 1u, .pad_t = 1u, .pad_l = 1u, .out_h = 6u, .out_w = 10u};
 
 /* op 6: to_float -> t7 float32 6x10x2 at arena byte 0 (from -) */
-/* op 7: affine -> t8 float32 6x10x2 at arena byte 1440 (from batch_normalization_19) */
+/* op 7: affine -> t8 float32 6x10x2 at arena byte 1440 (from batch_normalization_1) */
 static const float golden_op7_a[2] EBNN_CONST = {
     7.353857040405273f, 5.406087875366211f
 };
@@ -68,7 +68,7 @@ static const float golden_op7_b[2] EBNN_CONST = {
 };
 
 /* op 8: concat -> t9 float32 6x10x6 at arena byte 0 (from concatenate) */
-/* op 9: avg_pool -> t10 float32 3x5x6 at arena byte 2520 (from average_pooling2d_1) */
+/* op 9: avg_pool -> t10 float32 3x5x6 at arena byte 2520 (from average_pooling2d) */
 static const ebnn_window_t golden_op9_win EBNN_CONST = {.in_h = 6u, .in_w = 10u, .in_c = 6u, .kh = 2u, .kw = 2u, .sh = 2u, .sw = 2u, .pad_t = 0u, .pad_l = 0u, .out_h = 3u, .out_w = 5u};
 
 /* op 10: conv -> t11 float32 3x5x12 at arena byte 1440 (from conv2d_1) */
@@ -86,8 +86,8 @@ static const float golden_op10_w[72] EBNN_CONST = {
 
 static const ebnn_window_t golden_op10_win EBNN_CONST = {.in_h = 3u, .in_w = 5u, .in_c = 6u, .kh = 1u, .kw = 1u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 3u, .out_w = 5u};
 
-/* op 11: sign -> t12 bits 6x10x6 at arena byte 2832 (from quant_conv2d_17) */
-/* op 12: bconv -> t13 int 3x5x12 at arena byte 0 (from quant_conv2d_17) */
+/* op 11: sign -> t12 bits 6x10x6 at arena byte 2832 (from quant_conv2d_1) */
+/* op 12: bconv -> t13 int 3x5x12 at arena byte 0 (from quant_conv2d_1) */
 static const uint32_t golden_op12_w[24] EBNN_CONST = {
     0x1c82a43bu, 0x0029db53u, 0xf4f0da44u, 0x000b184eu, 0x1dab8fc6u, 0x001af63au, 0xcab6915eu, 0x000733e0u,
     0xefad3feau, 0x00016702u, 0xa1315e5bu, 0x0024c877u, 0xcb459546u, 0x003ee1dbu, 0x02443f75u, 0x001113b1u,
@@ -97,7 +97,7 @@ static const uint32_t golden_op12_w[24] EBNN_CONST = {
 static const ebnn_window_t golden_op12_win EBNN_CONST = {.in_h = 6u, .in_w = 10u, .in_c = 6u, .kh = 3u, .kw = 3u, .sh = 2u, .sw = 2u, .pad_t = 0u, .pad_l = 0u, .out_h = 3u, .out_w = 5u};
 
 /* op 13: to_float -> t14 float32 3x5x12 at arena byte 2160 (from -) */
-/* op 14: affine -> t15 float32 3x5x12 at arena byte 0 (from quant_conv2d_17) */
+/* op 14: affine -> t15 float32 3x5x12 at arena byte 0 (from quant_conv2d_1) */
 static const float golden_op14_a[12] EBNN_CONST = {
     1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f,
     1.0f, 1.0f, 1.0f, 1.0f
@@ -108,7 +108,7 @@ static const float golden_op14_b[12] EBNN_CONST = {
     0.0f, 0.0f, 0.0f, 0.0f
 };
 
-/* op 15: affine -> t16 float32 3x5x12 at arena byte 2160 (from batch_normalization_20) */
+/* op 15: affine -> t16 float32 3x5x12 at arena byte 2160 (from batch_normalization_2) */
 static const float golden_op15_a[12] EBNN_CONST = {
     -0.8805864453315735f, -2.771833896636963f, 0.9511588215827942f, 4.762115001678467f, -8.52804183959961f, 3.9030251502990723f, -9.435395240783691f, 19.8347110748291f,
     3.925626039505005f, -0.9517697095870972f, -3.2422521114349365f, 0.9551001191139221f
@@ -119,7 +119,7 @@ static const float golden_op15_b[12] EBNN_CONST = {
     15.792134284973145f, -0.36658406257629395f, -12.797863960266113f, 7.642949104309082f
 };
 
-/* op 16: affine -> t17 float32 3x5x12 at arena byte 0 (from batch_normalization_21) */
+/* op 16: affine -> t17 float32 3x5x12 at arena byte 0 (from batch_normalization_3) */
 static const float golden_op16_a[12] EBNN_CONST = {
     5.175945281982422f, 4.249290466308594f, -1.1430580615997314f, 1.2370580434799194f, 1.8221598863601685f, 10.088950157165527f, 4.6316022872924805f, -4.071975231170654f,
     2.389183282852173f, 3.731748580932617f, 6.976728916168213f, -2.956629514694214f
@@ -131,11 +131,11 @@ static const float golden_op16_b[12] EBNN_CONST = {
 };
 
 /* op 17: add -> t18 float32 3x5x12 at arena byte 1440 (from add) */
-/* op 18: global_avg -> t19 float32 12 at arena byte 0 (from global_average_pooling2d_1) */
+/* op 18: global_avg -> t19 float32 12 at arena byte 0 (from global_average_pooling2d) */
 static const ebnn_window_t golden_op18_win EBNN_CONST = {.in_h = 3u, .in_w = 5u, .in_c = 12u, .kh = 3u, .kw = 5u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 1u, .out_w = 1u};
 
-/* op 19: sign -> t20 bits 12 at arena byte 2876 (from quant_dense_11) */
-/* op 20: block output_dense -> t24 float32 3 (from quant_dense_11, batch_normalization_22) */
+/* op 19: sign -> t20 bits 12 at arena byte 2876 (from quant_dense) */
+/* op 20: block output_dense -> t24 float32 3 (from quant_dense, batch_normalization_4) */
 static const uint32_t golden_op20_w[3] EBNN_CONST = {
     0x000007e6u, 0x0000027eu, 0x0000041fu
 };

@@ -21,7 +21,7 @@
 #include "ebnn_elementwise.inc"
 #include "golden.h"
 
-/* op 0: conv -> t1 float32 8x8x6 at arena byte 0 (from quant_conv2d_18) */
+/* op 0: conv -> t1 float32 8x8x6 at arena byte 0 (from quant_conv2d) */
 static const float golden_op0_w[162] EBNN_CONST = {
     1.0f, 1.0f, 1.0f, -1.0f, -1.0f, -1.0f, -1.0f, 1.0f,
     1.0f, 1.0f, -1.0f, -1.0f, 1.0f, -1.0f, 1.0f, -1.0f,
@@ -48,7 +48,7 @@ static const float golden_op0_w[162] EBNN_CONST = {
 
 static const ebnn_window_t golden_op0_win EBNN_CONST = {.in_h = 10u, .in_w = 10u, .in_c = 3u, .kh = 3u, .kw = 3u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 8u, .out_w = 8u};
 
-/* op 1: affine -> t2 float32 8x8x6 at arena byte 1536 (from batch_normalization_23) */
+/* op 1: affine -> t2 float32 8x8x6 at arena byte 1536 (from batch_normalization) */
 static const float golden_op1_a[6] EBNN_CONST = {
     0.47596752643585205f, 0.15936347842216492f, 0.17386581003665924f, 0.23463639616966248f, 0.2531628906726837f, -0.2034822702407837f
 };
@@ -57,11 +57,11 @@ static const float golden_op1_b[6] EBNN_CONST = {
     -0.7178136706352234f, 0.5307871699333191f, -0.055645015090703964f, -0.2169981747865677f, 0.4914512634277344f, 0.08652447164058685f
 };
 
-/* op 2: avg_pool -> t3 float32 4x4x6 at arena byte 0 (from average_pooling2d_2) */
+/* op 2: avg_pool -> t3 float32 4x4x6 at arena byte 0 (from average_pooling2d) */
 static const ebnn_window_t golden_op2_win EBNN_CONST = {.in_h = 8u, .in_w = 8u, .in_c = 6u, .kh = 2u, .kw = 2u, .sh = 2u, .sw = 2u, .pad_t = 0u, .pad_l = 0u, .out_h = 4u, .out_w = 4u};
 
-/* op 3: sign -> t4 bits 4x4x6 at arena byte 3060 (from quant_conv2d_19) */
-/* op 4: bconv -> t5 int 4x4x8 at arena byte 0 (from quant_conv2d_19) */
+/* op 3: sign -> t4 bits 4x4x6 at arena byte 3060 (from quant_conv2d_1) */
+/* op 4: bconv -> t5 int 4x4x8 at arena byte 0 (from quant_conv2d_1) */
 static const uint32_t golden_op4_w[16] EBNN_CONST = {
     0xa8f0b7e3u, 0x002a72feu, 0xd1861b9au, 0x0027cbb9u, 0x813742aeu, 0x00160ba3u, 0xe64dff77u, 0x003f6d24u,
     0x673140c8u, 0x0013bb18u, 0xe7eb942du, 0x00380471u, 0x1a4e41a6u, 0x0001f828u, 0x4a3f53e1u, 0x000a469du
@@ -69,10 +69,10 @@ static const uint32_t golden_op4_w[16] EBNN_CONST = {
 
 static const ebnn_window_t golden_op4_win EBNN_CONST = {.in_h = 4u, .in_w = 4u, .in_c = 6u, .kh = 3u, .kw = 3u, .sh = 1u, .sw = 1u, .pad_t = 1u, .pad_l = 1u, .out_h = 4u, .out_w = 4u};
 
-/* op 5: global_avg -> t6 int 8 at arena byte 3040 (from global_average_pooling2d_2) */
+/* op 5: global_avg -> t6 int 8 at arena byte 3040 (from global_average_pooling2d) */
 static const ebnn_window_t golden_op5_win EBNN_CONST = {.in_h = 4u, .in_w = 4u, .in_c = 8u, .kh = 4u, .kw = 4u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 1u, .out_w = 1u};
 
-/* op 6: threshold -> t9 bits 8 at arena byte 0 (from batch_normalization_24, quant_dense_12) */
+/* op 6: threshold -> t9 bits 8 at arena byte 0 (from batch_normalization_1, quant_dense) */
 static const int32_t golden_op6_t[8] EBNN_CONST = {
     12, -21, -4, 13, 0, -10, -18, -8
 };
@@ -81,7 +81,7 @@ static const uint32_t golden_op6_flip[1] EBNN_CONST = {
     0x00000000u
 };
 
-/* op 7: block binary_dense -> t13 bits 8 at arena byte 3068 (from quant_dense_12, batch_normalization_25, quant_dense_13) */
+/* op 7: block binary_dense -> t13 bits 8 at arena byte 3068 (from quant_dense, batch_normalization_2, quant_dense_1) */
 static const uint32_t golden_op7_w[8] EBNN_CONST = {
     0x00000010u, 0x00000006u, 0x000000c0u, 0x0000005bu, 0x000000b0u, 0x00000052u, 0x000000e8u, 0x0000004eu
 };
@@ -90,7 +90,7 @@ static const int16_t golden_op7_t[8] EBNN_CONST = {
     -1, -1, 2, 1, 1, 0, 0, 2
 };
 
-/* op 8: block output_dense -> t17 float32 5 (from quant_dense_13, batch_normalization_26) */
+/* op 8: block output_dense -> t17 float32 5 (from quant_dense_1, batch_normalization_3) */
 static const uint32_t golden_op8_w[5] EBNN_CONST = {
     0x0000004au, 0x000000f0u, 0x000000fbu, 0x000000c4u, 0x000000c3u
 };
