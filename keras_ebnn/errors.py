@@ -2,8 +2,9 @@
 
 `UnsupportedModelError` is the base: every error about the input model is one. Its `str()` keeps the
 historical form (message, then the supported-layers list); `message` is the one-line description and
-`hint` the supported-layers list (None when the list does not fit the problem, e.g. a file that could
-not be read). `ModelFileError` (unreadable / malformed file) and `UnsafeModelError` (a file that could
+`hint` the supported-layers list of the lowering that raised it (the chain's SUPPORTED, or the graph
+lowering's keras_ebnn.graph.GRAPH_SUPPORTED; None when the list does not fit the problem, e.g. a file
+that could not be read). `ModelFileError` (unreadable / malformed file) and `UnsafeModelError` (a file that could
 run code when loaded) are subclasses whose `str()` is the message alone.
 """
 
@@ -23,23 +24,27 @@ class UnsupportedModelError(ValueError):
 
     The message names the layer (index, name, class), says what is wrong and what is supported.
     Attributes: `layer_index`, `layer_name`, `layer_class` (None when the problem is not one layer),
-    `reason`, `message` (one line, without the supported-layers list) and `hint` (that list).
+    `reason`, `message` (one line with the optional `hint` sentence, without the supported-layers
+    list) and `hint` (that list: `supported`, the chain's SUPPORTED by default).
     """
 
-    def __init__(self, reason, layer=None, index=None, hint=None):
+    def __init__(self, reason, layer=None, index=None, hint=None, supported=SUPPORTED):
         self.layer_index = index
         self.layer_name = getattr(layer, "name", None)
         self.layer_class = type(layer).__name__ if layer is not None else None
         where = ""
         if layer is not None:
             where = f"layer {index} '{self.layer_name}' ({self.layer_class}): "
-        message = f"{where}{reason}"
-        if hint:
-            message += f" {hint}"
-        self.message = message
-        self.hint = SUPPORTED
-        super().__init__(f"{message}\n{SUPPORTED}")
+        self.message = f"{where}{reason}" + (f" {hint}" if hint else "")
+        self.hint = supported  # the supported-layers list of the lowering that refused the model
+        super().__init__(f"{self.message}\n{supported}")
         self.reason = reason
+
+    def listing(self, supported):
+        """This error with `supported` as its supported-layers list (the lowering that raised it)."""
+        self.hint = supported
+        self.args = (f"{self.message}\n{supported}",)
+        return self
 
 
 class ModelFileError(UnsupportedModelError):

@@ -117,7 +117,7 @@ from . import thresholds
 from ._tf import import_larq
 from .blocks import (BinaryConvBlock, BinaryDenseBlock, ConvGeometry, InputConvBlock, OutputDenseBlock,
                      integer_range)
-from .errors import UnsupportedModelError
+from .errors import SUPPORTED, UnsupportedModelError
 
 DTYPES = ("bits", "int", "float32")
 SIGN_QUANTIZERS = {"ste_sign", "approx_sign", "swish_sign", "SteSign", "ApproxSign", "SwishSign"}
@@ -247,7 +247,7 @@ def _activation_op(fn_name, lay, i):
         return {"fn": fn_name}, _tf_fn(getattr(tf.nn, fn_name))
     if fn_name == "hard_tanh":
         return {"fn": "hard_tanh"}, _tf_fn(lq.activations.hard_tanh)
-    raise UnsupportedModelError(f"activation {fn_name!r} is not supported.", lay, i, GRAPH_SUPPORTED)
+    raise UnsupportedModelError(f"activation {fn_name!r} is not supported.", lay, i, supported=GRAPH_SUPPORTED)
 
 
 def _tf_fn(f):
@@ -582,7 +582,8 @@ def _translate(b, lay, i, inputs, skip_activation=False):
         if int(np.prod(shape)) != t.size:
             raise UnsupportedModelError(f"cannot reshape {t.shape} to {shape}.", lay, i)
         return b.op("reshape", [inp], shape, t.dtype, {}, [lay.name], lo=t.lo, hi=t.hi, keras=lay.name)
-    raise UnsupportedModelError(f"{cls} is not supported by the graph lowering.", lay, i, GRAPH_SUPPORTED)
+    raise UnsupportedModelError(f"{cls} is not supported by the graph lowering.", lay, i,
+                                supported=GRAPH_SUPPORTED)
 
 
 def _avg(b, kind, inp, shape, geom, taps, lay):
@@ -1022,7 +1023,10 @@ def lower_graph(model, name="model", fuse_blocks=True, float_weights="float32"):
         model = load_model(model)
     if not isinstance(model, tf.keras.Model):
         raise UnsupportedModelError(f"expected a tf.keras Model or a model file, got {type(model).__name__}")
-    b, inp, output, softmax = _translate_model(model)
+    try:
+        b, inp, output, softmax = _translate_model(model)
+    except UnsupportedModelError as exc:  # list what this lowering supports, not the chain's layers
+        raise exc.listing(GRAPH_SUPPORTED) if exc.hint == SUPPORTED else exc
     g = Graph(name=name, input=inp, output=output, tensors=b.tensors, ops=b.ops, softmax=softmax)
     _prune(g)
     if float_weights == "int8":
