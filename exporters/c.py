@@ -91,51 +91,12 @@ def _included_name(source):
 
 
 PARAMS_STRUCT_BYTES = 56  # sizeof(ebnn_conv_params_t) on every target (no padding, no pointers)
-# Machine code, in bytes, of each kernel with the static helpers it uses, and of the generated
-# predict function, measured with arm-none-eabi-gcc 13 -mcpu=cortex-m3 -mthumb -O2
-# -ffunction-sections (`arm-none-eabi-nm -S` of the kernels' objects and of a generated NAME.o); "common" is
-# the popcount helpers; "output_dense" includes the integer binary32 code that computes the logits
-# on FPU-less cores (EBNN_INT_LOGITS; with an FPU or on AVR the float code is smaller). Kernels a model does not call are dropped by the linker
-# (--gc-sections). tests/test_targets.py checks the estimate against the Cortex-M3 ELF (within 25%);
-# the benchmarks report each target's exact figure.
-CODE_BYTES = {"common": 290, "input_conv_int": 2700, "input_conv_f32": 950, "binary_conv": 1700,
-              "binary_dense": 210, "output_dense": 900, "predict": 40, "predict_per_block": 30}
-# Stack bound, in bytes, of each kernel's deepest call chain (kernel + helpers + library routines) and
-# of what the generated NAME_predict / NAME_predict_scratch add, per MCU target and build: "default"
-# (no -D option, as the README, Arduino and Zephyr builds compile) and "small" (-DEBNN_CHUNK=8
-# -DEBNN_LOW_STACK=1; the AVR defaults). Each figure is the maximum over -O1, -O2, -O3 and -Os of the
-# chains keras_ebnn.stackcheck computes from GCC's -fstack-usage frames along the disassembled call
-# graph (arm-none-eabi-gcc 12.2, avr-gcc 5.4), rounded up to 16 B. Produced by `python bench/stack.py`;
-# tests/test_stack_bounds.py checks every shipped model's predict chain against it on Cortex-M0+, M3
-# and AVR. The conv kernels' accumulator arrays (EBNN_CHUNK of them per pass, plus the 4-tap tables of
-# the input conv unless EBNN_LOW_STACK) are most of it. Other compilers or versions can differ: run
-# `python -m keras_ebnn.stackcheck OUT --target T -O2 [-D...]` on the build you ship.
-STACK_BYTES = {
-    "cortex-m0plus": {
-        "default": {"input_conv_int": 1360, "input_conv_f32": 1568, "binary_conv": 496,
-                    "binary_dense": 128, "output_dense": 160, "predict": 48},
-        "small": {"input_conv_int": 592, "input_conv_f32": 784, "binary_conv": 400,
-                  "binary_dense": 128, "output_dense": 160, "predict": 48},
-    },
-    "cortex-m3": {
-        "default": {"input_conv_int": 1376, "input_conv_f32": 1584, "binary_conv": 464,
-                    "binary_dense": 112, "output_dense": 128, "predict": 48},
-        "small": {"input_conv_int": 576, "input_conv_f32": 784, "binary_conv": 368,
-                  "binary_dense": 112, "output_dense": 128, "predict": 48},
-    },
-    "cortex-m4": {
-        "default": {"input_conv_int": 1376, "input_conv_f32": 1552, "binary_conv": 464,
-                    "binary_dense": 112, "output_dense": 96, "predict": 48},
-        "small": {"input_conv_int": 576, "input_conv_f32": 752, "binary_conv": 368,
-                  "binary_dense": 112, "output_dense": 96, "predict": 48},
-    },
-    "avr": {
-        "default": {"input_conv_int": 464, "input_conv_f32": 448, "binary_conv": 272,
-                    "binary_dense": 64, "output_dense": 64, "predict": 32},
-        "small": {"input_conv_int": 464, "input_conv_f32": 448, "binary_conv": 272,
-                  "binary_dense": 64, "output_dense": 64, "predict": 32},
-    },
-}
+# Measured code and stack bytes per kernel (CODE_BYTES, STACK_BYTES): exporters/measured.py, written by
+# the bench scripts that measure them. Kernels a model does not call are dropped by the linker
+# (--gc-sections); tests/test_targets.py checks the code estimate against the Cortex-M3 ELF (within
+# 25%), tests/test_stack_bounds.py every shipped model's predict chain against STACK_BYTES.
+from .measured import CODE_BYTES, STACK_BYTES  # noqa: E402
+
 STACK_TARGETS = tuple(STACK_BYTES)
 STACK_BUILDS = {"default": "no -D options", "small": "-DEBNN_CHUNK=8 -DEBNN_LOW_STACK=1"}
 # memory_plan's target: a target name, None (the largest figure of all of them) or these groups

@@ -35,20 +35,9 @@ from keras_ebnn.graph import Op, Tensor
 from keras_ebnn.graph_memory import plan_memory
 
 from . import c as chain
+from .measured import GRAPH_CODE_BYTES, GRAPH_STACK_BY_TARGET  # measured: exporters/measured.py
 
-# Stack bound, in bytes, of each graph kernel file's deepest call chain (entry point + helpers +
-# library routines: soft float, tanhf / expf) and of what a generated graph NAME_predict adds, per MCU
-# target: the maximum over both builds ("default", "small": exporters/c.py STACK_BUILDS, whose options
-# the graph kernel files do not read) and over -O1, -O2, -O3 and -Os of keras_ebnn.stackcheck's chains
-# on the graph exports `python bench/graph_stack.py` builds (arm-none-eabi-gcc 12.2, avr-gcc 5.4),
-# rounded up to 16 B. "elementwise_libm": with tanh / sigmoid compiled in (EBNN_ACT_LIBM=1).
-# tests/test_graph_targets.py checks the bound against stackcheck.
-GRAPH_STACK_BY_TARGET = {
-    "cortex-m0plus": {"binary_acc": 304, "conv_f32": 288, "dense_f32": 112, "pool": 208, "elementwise": 96, "elementwise_libm": 144, "predict": 128},
-    "cortex-m3": {"binary_acc": 288, "conv_f32": 272, "dense_f32": 80, "pool": 192, "elementwise": 112, "elementwise_libm": 160, "predict": 128},
-    "cortex-m4": {"binary_acc": 288, "conv_f32": 256, "dense_f32": 64, "pool": 160, "elementwise": 96, "elementwise_libm": 80, "predict": 128},
-    "avr": {"binary_acc": 208, "conv_f32": 208, "dense_f32": 80, "pool": 176, "elementwise": 64, "elementwise_libm": 64, "predict": 64},
-}
+# tests/test_graph_targets.py checks the stack bound (GRAPH_STACK_BYTES) against stackcheck.
 GRAPH_STACK_BYTES = {target: {build: figures for build in chain.STACK_BUILDS}
                      for target, figures in GRAPH_STACK_BY_TARGET.items()}  # as exporters/c.py STACK_BYTES
 WINDOW_STRUCT_BYTES = 22  # sizeof(ebnn_window_t): 11 uint16_t fields, no padding
@@ -56,23 +45,6 @@ ACTIVATIONS = {"relu": "EBNN_ACT_RELU", "relu6": "EBNN_ACT_RELU6", "hard_tanh": 
                "leaky_relu": "EBNN_ACT_LEAKY_RELU", "tanh": "EBNN_ACT_TANH", "sigmoid": "EBNN_ACT_SIGMOID"}
 LIBM_ACTIVATIONS = ("tanh", "sigmoid")  # C uses tanhf / expf: agrees with the reference within tolerance
 CTYPES = {"bits": "uint32_t", "int": "int32_t", "float32": "float"}
-# Machine code, in bytes, of each graph kernel entry point and of the static helpers they share,
-# measured like exporters/c.py CODE_BYTES (arm-none-eabi-gcc 12.2 -mcpu=cortex-m3 -mthumb -O2
-# -ffunction-sections, `arm-none-eabi-nm -S` of each runtime_c/ebnn_<op>.c object); the linker drops
-# the entry points a model does not call. "soft_float": libgcc's single-precision add / sub / mul /
-# div / compare / int-to-float routines that any float32 op pulls in on an FPU-less core (Cortex-M0+/M3,
-# measured in a linked M3 program); 0 where the core has an FPU.
-GRAPH_CODE_BYTES = {
-    "ebnn_bconv_acc": 540, "ebnn_bdense_acc": 140, "ebnn_bdepthwise_acc": 506, "binary_acc helpers": 440,
-    "ebnn_conv_f32": 44, "ebnn_conv_w8": 48, "ebnn_depthwise_f32": 44, "ebnn_depthwise_w8": 40, "conv core": 628,
-    "ebnn_dense_f32": 196, "ebnn_dense_w8": 192,
-    "ebnn_avg_pool_f32": 330, "ebnn_max_pool_bits": 262, "ebnn_max_pool_f32": 300, "ebnn_max_pool_i32": 218,
-    "ebnn_sum_pool_bits": 230, "ebnn_sum_pool_i32": 228, "pool helpers": 304,
-    "ebnn_activation_f32": 256, "ebnn_add_f32": 56, "ebnn_affine_f32": 190, "ebnn_argmax_f32": 82,
-    "ebnn_bits_to_f32": 84, "ebnn_concat_bits": 232, "ebnn_concat_f32": 148, "ebnn_i32_to_f32": 200,
-    "ebnn_sign_f32": 78, "ebnn_sign_i32": 66, "ebnn_threshold_f32": 162, "ebnn_threshold_i32": 178,
-    "soft_float": 1450,
-}
 INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
 
 
