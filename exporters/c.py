@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_ebnn.blocks import accumulator_range, fan_in
+from keras_ebnn.graph_memory import words  # noqa: F401  (uint32 words of n bits, EBNN_WORDS)
 
 # The runtime files an export ships (paths under runtime_c/). Headers always; per block kind the
 # generic kernel file(s), then the byte kernels' variant (avr/, EBNN_BYTE_KERNELS: the AVR default),
@@ -216,11 +217,6 @@ def runtime_dir():
     except (ImportError, ModuleNotFoundError, TypeError):
         pass
     return Path(__file__).resolve().parent.parent / "runtime_c"
-
-
-def words(nbits):
-    """uint32 words holding n bits (EBNN_WORDS): activation buffers are exactly this long."""
-    return (int(nbits) + 31) // 32
 
 
 def _words_of_bits(bits):

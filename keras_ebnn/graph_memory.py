@@ -29,6 +29,7 @@ size; otherwise no op shares memory with its inputs. Kernel scratch (a binary co
 patch and mask, `exporters/c.py` _scratch_bytes) is a buffer live only during its op.
 """
 def words(nbits):
+    """uint32 words holding n bits (EBNN_WORDS): bits buffers are exactly this long."""
     return (int(nbits) + 31) // 32
 
 

@@ -1,9 +1,10 @@
 """The graph IR on chain models: the same computation and no more memory than the chain of blocks.
 
 For every shipped model (examples/models) and generated chain models (tests/modelgen.py), the graph
-lowering (keras_ebnn.graph) must fuse exactly the blocks the chain lowering builds, its executor
-(keras_ebnn.graph_reference) must give keras_ebnn.reference.run's logits bit for bit, and its memory
-planner (keras_ebnn.graph_memory) must need no more arena than exporters/c.py memory_plan.
+lowering (keras_ebnn.graph) must fuse exactly the blocks the chain lowering (keras_ebnn.lowering)
+builds, the reference executor (keras_ebnn.graph_reference) must give the lowered graph the chain's
+logits bit for bit, and the memory planner (keras_ebnn.graph_memory) must need no more arena for the
+lowered graph (with its reshape ops) than exporters/c.py memory_plan for the chain.
 """
 from pathlib import Path
 
