@@ -18,10 +18,8 @@ from ._tf import import_larq
 from .blocks import (BinaryConvBlock, BinaryDenseBlock, ConvGeometry, InputConvBlock, InputSpec,
                      LoweredModel, OutputDenseBlock)
 from .errors import ModelFileError, UnsupportedModelError
-
-SIGN_QUANTIZERS = {"ste_sign", "approx_sign", "swish_sign", "SteSign", "ApproxSign", "SwishSign"}
-NOOP_LAYERS = {"Dropout", "GaussianNoise", "GaussianDropout", "AlphaDropout", "SpatialDropout1D",
-               "SpatialDropout2D", "SpatialDropout3D", "ActivityRegularization"}
+from .graph import NOOP_LAYERS, SIGN_QUANTIZERS, _window  # the one IR's layer sets and window geometry
+from .graph import _act_name as _activation_name, _qname as _quantizer_name
 UNSUPPORTED_HINTS = {
     "Conv2D": "Float-weight convolutions cannot run on bits: use larq.layers.QuantConv2D with "
               "kernel_quantizer='ste_sign'.",
@@ -142,14 +140,6 @@ def _check_chain(model, layers):
 # 2. Grouping and checking layers
 
 
-def _quantizer_name(q):
-    if q is None:
-        return None
-    if isinstance(q, str):
-        return q
-    return getattr(q, "__name__", None) or type(q).__name__
-
-
 def _is_softmax(lay):
     name = type(lay).__name__
     if name == "Softmax":
@@ -157,10 +147,6 @@ def _is_softmax(lay):
     if name == "Activation":
         return _activation_name(lay.activation) == "softmax"
     return False
-
-
-def _activation_name(act):
-    return getattr(act, "__name__", str(act))
 
 
 def _check_compute_layer(lay, i, first, last):
@@ -281,24 +267,6 @@ def group_blocks(layers):
 
 # --------------------------------------------------------------------------------------------------
 # 3. Blocks
-
-
-def _same_pad(size, k, s):
-    out = -(-size // s)
-    total = max((out - 1) * s + k - size, 0)
-    return out, total // 2
-
-
-def _valid_out(size, k, s):
-    return (size - k) // s + 1
-
-
-def _window(size, k, s, padding):
-    """(output size, leading pad) of a TF convolution or pooling window along one axis."""
-    if padding == "same":
-        return _same_pad(size, k, s)
-    out = _valid_out(size, k, s)
-    return out, 0
 
 
 def _sign_bits(lay, kernel):
