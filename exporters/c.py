@@ -1,7 +1,11 @@
-"""C back end: a LoweredModel -> NAME.h / NAME.c + the runtime files the model uses.
+"""C back end: a model (a chain of fused blocks, LoweredModel, or a graph) -> NAME.h / NAME.c + the
+runtime files the model uses.
 
 `export_c(model, out_dir, name)` writes the files (atomically: into a temporary folder, then renamed
 into place) and returns the memory plan. `memory_plan(model)` computes that plan without writing.
+Both run the one pipeline of exporters/graph_c.py (a chain as the graph of one op per block); this
+module holds what it shares with the other back ends: runtime files, names, the blocks' constant
+data and geometry structs, the measured tables (exporters/measured.py), the prologue of NAME.c.
 
 The runtime (runtime_c/: one file per op, target variants in avr/ and mve/) is compiled *into* NAME.c: NAME.c
 defines EBNN_PRIVATE and #includes the kernel files its blocks use, which the export ships as `.inc`
@@ -9,7 +13,7 @@ copies (no build compiles them on their own: `find OUT -name '*.c'`, Arduino's r
 the Zephyr module compile NAME.c only). The kernels are then static to NAME.c, so several exported
 models link into one program, each with exactly the kernels it calls (see `runtime_files`).
 
-The generated NAME.c holds, per block, the bit-packed weights (`NAME_b<i>_w`), thresholds
+The generated NAME.c of a chain holds, per block, the bit-packed weights (`NAME_b<i>_w`), thresholds
 (`NAME_b<i>_t`), min-pool flags (`NAME_b<i>_flip`), conv geometry (`NAME_b<i>_params`) or the output
 affine (`NAME_b<i>_scale`, `NAME_b<i>_offset`), all `const ... EBNN_CONST` (flash; PROGMEM on AVR),
 one statically sized activation arena `NAME_arena`, and NAME_predict_scratch(): a plain sequence of
@@ -19,7 +23,7 @@ kernel calls. What the generator precomputes so the kernels don't have to:
   * min-pooled channels: weights inverted and threshold t stored as 1 - t, plus a flip bit, so every
     kernel max-pools and compares with `>=` (exact: the accumulator is linear in the weights);
   * thresholds clamped into [lo, hi + 1] of the block's reachable accumulator range (same bits);
-  * buffer offsets in the arena (ping-pong with a scratch gap, see `memory_plan`).
+  * buffer offsets in the arena (a chain: ping-pong with a scratch gap, see `memory_plan`).
 """
 import os
 import re

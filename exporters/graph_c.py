@@ -1,11 +1,15 @@
-"""C back end for graphs: a fused `keras_ebnn.graph.Graph` -> NAME.h / NAME.c (same public API as a chain).
+"""The C pipeline of every export: a fused `keras_ebnn.graph.Graph` -> memory plan -> NAME.h / NAME.c.
 
-A model the chain lowering (`keras_ebnn.lowering`) cannot take -- residual `Add`, `Concatenate`,
-full-precision layers, average / global pooling, 1-D inputs -- is lowered with
-`keras_ebnn.graph.lower_graph` and exported here. `GraphModel` wraps the graph with the attributes the
-exporters read of a `LoweredModel` (name, input: shape / dtype / length / mode, num_classes,
-softmax), so `exporters/c.py` export_c / memory_plan / runtime_files, the Arduino and Zephyr exporters
-and `keras_ebnn.export()` take either.
+A chain of fused blocks (`keras_ebnn.lowering`, LoweredModel) is the graph of one block op per block
+(`as_graph_model`: graph.from_lowered); a model the chain lowering cannot take -- residual `Add`,
+`Concatenate`, full-precision layers, average / global pooling, 1-D inputs -- is lowered with
+`keras_ebnn.graph.lower_graph`. `GraphModel` wraps the graph with the attributes the exporters read
+of a `LoweredModel` (name, input: shape / dtype / length / mode, num_classes, softmax), so
+`exporters/c.py` export_c / memory_plan / runtime_files, the Arduino and Zephyr exporters and
+`keras_ebnn.export()` take either. What makes a chain's export small are choices of this one
+pipeline: its blocks run the fused block kernels (with the AVR byte kernels), the planner keeps the
+ping-pong layout when no other is smaller, a graph of blocks only gets the chain's header, names
+(NAME_b<i>_) and predict stack share, and the code estimate counts what each kernel calls.
 
 The generated NAME.c: one static arena of uint32_t words (`NAME_arena`) laid out by
 `keras_ebnn.graph_memory.plan_memory(graph, output_in_arena=...)`; then NAME_predict_scratch() makes
@@ -22,7 +26,8 @@ negative status of any call (scores not written), else the class:
     conv block (ebnn_input_conv_u8) or a `to_float` (a plain loop, float32(v) exactly as the
     reference); any other reader gets an int32 copy first (a "widen" loop into the arena).
 Tensors in C: bits -> uint32_t words (element i = bit i & 31 of word i >> 5), int -> int32_t,
-float32 -> float. Constant arrays are EBNN_CONST (flash on AVR), named NAME_op<i>_<what>.
+float32 -> float. Constant arrays are EBNN_CONST (flash on AVR), named NAME_op<i>_<what> (NAME_b<i>_<what>
+in a chain of blocks).
 """
 import copy
 import re

@@ -1,8 +1,8 @@
 """Compare a lowered model (reference executor) with the Keras model it came from, and the compiled C
 with the reference.
 
-Chain of blocks (keras_ebnn.lowering): reference.run; the C must give its classes and logits bit for
-bit. Graph (exporters/graph_c.py GraphModel): graph_reference.run; bits and integers are exact and so
+Chain of blocks (keras_ebnn.lowering): graph_reference.run; the C must give its classes and logits bit
+for bit. Graph (exporters/graph_c.py GraphModel): graph_reference.run; bits and integers are exact and so
 are the float32 ops (same operations in the same order), so the C logits must be bit-identical too,
 except when the graph has an unfused tanh / sigmoid: C computes those with the C library's tanhf /
 expf, which may differ from NumPy's by an ulp, so its logits must lie within C_LOGIT_TOL x (1 + max
