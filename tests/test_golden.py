@@ -2,8 +2,9 @@
 byte with the files under tests/golden/<case>/.
 
 Cases: every shipped model (examples/models/*.keras), the 1-D example (examples/sensor_1d), a few random
-chains (tests/modelgen.py) and graphs (tests/graphgen.py) with fixed seeds; the c target (and the Arduino
-sketch of one model). No training, no compiler: each case lowers, plans and writes an export.
+chains (tests/modelgen.py) and graphs (tests/graphgen.py) with fixed seeds, for the c target; and the
+Arduino and Zephyr wrappers of one model each (their own files, and their C where it is not the c
+target's). No training, no compiler: each case lowers, plans and writes an export.
 
 A change of the generated code fails here until its golden files are regenerated and the diff reviewed:
 
@@ -26,15 +27,19 @@ SHIPPED = sorted(p.stem for p in (ROOT / "examples" / "models").glob("*.keras"))
 CHAIN_SEEDS = (0, 1, 3, 5)  # tests/modelgen.py random_model: sign_uint8, sign_float, uint8, float inputs
 GRAPH_SEEDS = (0, 1, 4)  # tests/graphgen.py random_graph
 CASES = ([f"shipped_{n}" for n in SHIPPED] + ["sensor_1d"] + [f"chain_seed{s}" for s in CHAIN_SEEDS]
-         + [f"graph_seed{s}" for s in GRAPH_SEEDS] + ["arduino_uno_mnist"])
+         + [f"graph_seed{s}" for s in GRAPH_SEEDS] + ["arduino_uno_mnist", "zephyr_tiny_mnist"])
+WRAPPER_FILES = {  # per wrapper target: its own files (golden name: path in the export)
+    "arduino": {"golden.ino": "examples/golden/golden.ino"},
+    "zephyr": {"CMakeLists.txt": "CMakeLists.txt", "Kconfig": "Kconfig", "module.yml": "zephyr/module.yml"},
+}
 
 
 def _model(case):
     from keras_ebnn.lowering import load_model
     if case.startswith("shipped_"):
         return load_model(ROOT / "examples" / "models" / f"{case[len('shipped_'):]}.keras")
-    if case == "arduino_uno_mnist":
-        return load_model(ROOT / "examples" / "models" / "uno_mnist.keras")
+    if case.startswith(("arduino_", "zephyr_")):
+        return load_model(ROOT / "examples" / "models" / f"{case.split('_', 1)[1]}.keras")
     if case == "sensor_1d":
         return load_model(ROOT / "examples" / "sensor_1d" / "sensor_1d.keras")
     from keras_ebnn import import_tf
@@ -49,16 +54,16 @@ def _model(case):
 def _outputs(case, tmp_path):
     """{file name: text} of the export of `case` that the golden files hold."""
     from keras_ebnn.exporting import export
-    target = "arduino" if case.startswith("arduino_") else "c"
+    target = case.split("_", 1)[0] if case.startswith(("arduino_", "zephyr_")) else "c"
     name = "golden"
     out = tmp_path / "out"
     export(_model(case), out, name=name, target=target, check_c=False)
     c_dir = out if target == "c" else out / "src"
     files = {f"{name}.c": (c_dir / f"{name}.c").read_text(), f"{name}.h": (c_dir / f"{name}.h").read_text()}
-    if target == "arduino":  # the library's C is the c target's (golden shipped_<model>/): only the sketch here
-        for fname, text in files.items():
-            assert text == (GOLDEN / f"shipped_{case[len('arduino_'):]}" / fname).read_text(), fname
-        files = {f"{name}.ino": (out / "examples" / name / f"{name}.ino").read_text()}
+    if target != "c":  # a wrapper: its own files, and its C where it is not the c target's (golden shipped_<model>/)
+        c_golden = GOLDEN / f"shipped_{case.split('_', 1)[1]}"
+        files = {fname: text for fname, text in files.items() if text != (c_golden / fname).read_text()}
+        files.update({fname: (out / path).read_text() for fname, path in WRAPPER_FILES[target].items()})
     report = (out / f"{name}_report.md").read_text().splitlines(keepends=True)
     files[f"{name}_report.md"] = "".join(line for line in report if not line.startswith("![memory per"))
     return files
