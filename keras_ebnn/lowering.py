@@ -18,8 +18,10 @@ from ._tf import import_larq
 from .blocks import (BinaryConvBlock, BinaryDenseBlock, ConvGeometry, InputConvBlock, InputSpec,
                      LoweredModel, OutputDenseBlock)
 from .errors import ModelFileError, UnsupportedModelError
-from .graph import NOOP_LAYERS, SIGN_QUANTIZERS, _window  # the one IR's layer sets and window geometry
+from .graph import NOOP_LAYERS, SIGN_QUANTIZERS  # the one IR's layer sets and geometry
+from .graph import _conv_geometry as graph_conv_geometry, _pool_geometry as graph_pool_geometry
 from .graph import _act_name as _activation_name, _qname as _quantizer_name
+
 UNSUPPORTED_HINTS = {
     "Conv2D": "Float-weight convolutions cannot run on bits: use larq.layers.QuantConv2D with "
               "kernel_quantizer='ste_sign'.",
@@ -316,27 +318,11 @@ def _input_spec(shape, rescaling, group):
 
 
 def _conv_geometry(group, in_shape):
-    lay = group.layer
-    h, w, c = in_shape
-    kh, kw = lay.kernel_size
-    sh, sw = lay.strides
-    ch, top = _window(h, kh, sh, lay.padding)
-    cw, left = _window(w, kw, sw, lay.padding)
-    if ch < 1 or cw < 1:
-        raise UnsupportedModelError(f"kernel {kh}x{kw} does not fit the {h}x{w} input.", lay, group.index)
-    pad_value = int(float(np.asarray(lay.pad_values))) if lay.padding == "same" else 0
-    geom = ConvGeometry(in_shape=tuple(in_shape), kernel=(kh, kw), strides=(sh, sw), pad=(top, left),
-                        conv_shape=(ch, cw), out_hw=(ch, cw), pad_value=pad_value)
+    """The block's geometry: the graph lowering's conv geometry, then the group's max pool on its output."""
+    geom = graph_conv_geometry(group.layer, group.index, tuple(in_shape), False)
     if group.pool is not None:
-        p = group.pool
-        ph, pw = p.pool_size
-        psh, psw = p.strides
-        oh, ptop = _window(ch, ph, psh, p.padding)
-        ow, pleft = _window(cw, pw, psw, p.padding)
-        if oh < 1 or ow < 1:
-            raise UnsupportedModelError(f"pool {ph}x{pw} does not fit the {ch}x{cw} input.", p,
-                                        group.pool_index)
-        geom.pool, geom.pool_strides, geom.pool_pad, geom.out_hw = (ph, pw), (psh, psw), (ptop, pleft), (oh, ow)
+        p = graph_pool_geometry(group.pool, group.pool_index, geom.conv_shape + (group.layer.filters,), False)
+        geom.pool, geom.pool_strides, geom.pool_pad, geom.out_hw = p["pool"], p["strides"], p["pad"], p["out_hw"]
     return geom
 
 
