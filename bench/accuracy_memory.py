@@ -38,12 +38,12 @@ SMALL = ["-DEBNN_CHUNK=8", "-DEBNN_LOW_STACK=1"]  # the runtime's size-over-spee
 
 def measure(name, path, dataset, work, opt="-Os", flags=SMALL):
     from bench.targets import cortexm
-    from keras_ebnn import host, reference
+    from keras_ebnn import host, graph_reference
     model, lowered, out = load_export(name, path, work)
     x, y = test_set(dataset)
     keras_cls = np.argmax(model.predict(x.astype(np.float32), batch_size=1000, verbose=0), axis=1)
     c_cls, _ = host.predict_c(lowered, out, name, x)
-    ref_cls = reference.run(lowered, x, keep_bits=False)["classes"]
+    ref_cls = graph_reference.run(lowered, x)["classes"]
     assert np.array_equal(c_cls, ref_cls), f"{name}: C and reference executor disagree"
     row = {"model": name, "dataset": dataset, "keras_acc": float(np.mean(keras_cls == y)),
            "c_acc": float(np.mean(c_cls == y)), "differ": int(np.sum(c_cls != keras_cls)),

@@ -87,3 +87,90 @@ def median_us(fn, repeat):
         fn()
         times.append(time.perf_counter() - t)
     return float(np.median(times) * 1e6)
+
+
+# --------------------------------------------------------------------------------------------------
+# exporters/measured.py: the measured tables, written by the scripts that measure them
+
+MEASURED = ROOT / "exporters" / "measured.py"
+MEASURED_DOC = '''"""Measured figures of the runtime kernels. GENERATED: do not edit by hand; the bench script named
+for each table measures it and rewrites this file (bench/common.py write_measured).
+
+COMPILERS: the compilers the tables were measured with (`CC --version`, first line's version).
+CODE_BYTES (exporters/c.py): machine code of each fused-block kernel with its static helpers, and of the
+  generated predict function ("predict" + "predict_per_block" per kernel call), Cortex-M3 -mthumb -O2
+  -ffunction-sections (`arm-none-eabi-nm -S` of the kernel objects and of a generated NAME.o); "common":
+  the popcount helpers; "output_dense" includes the integer binary32 logits code of FPU-less cores.
+  No script measures it yet (measured by hand with the command above).
+GRAPH_CODE_BYTES (exporters/graph_c.py): the same per graph kernel entry point and per group of static
+  helpers they share; "soft_float": libgcc's single-precision routines an FPU-less core pulls in (a
+  linked Cortex-M3 program). No script measures it yet (measured by hand as CODE_BYTES).
+STACK_BYTES (exporters/c.py; `python bench/stack.py`): stack bound of each fused-block kernel's deepest
+  call chain and of what the generated predict functions add, per target and build ("default": no -D;
+  "small": -DEBNN_CHUNK=8 -DEBNN_LOW_STACK=1), the maximum over -O1, -O2, -O3, -Os of keras_ebnn.stackcheck
+  on the shipped models, rounded up to 16 B.
+GRAPH_STACK_BY_TARGET (exporters/graph_c.py; `python bench/graph_stack.py`): the same for the graph
+  kernel files (maximum over both builds, whose options they do not read); "elementwise_libm" /
+  "conv_pool_libm": with tanh / sigmoid (EBNN_ACT_LIBM=1).
+Other compilers or versions can differ: `python -m keras_ebnn.stackcheck OUT --target T -O2 [-D...]`
+bounds the stack of the build you ship; the target's size tool gives its exact code size.
+"""
+'''
+MEASURED_TABLES = ("COMPILERS", "CODE_BYTES", "GRAPH_CODE_BYTES", "STACK_BYTES", "GRAPH_STACK_BY_TARGET")
+
+
+def _render(value, indent=0, width=110):
+    """A dict literal: on one line if it fits; else a dict of numbers as lines of items filled up to
+    `width`, a dict of dicts one key per line (nested dicts indented)."""
+    flat = repr(value)
+    if not isinstance(value, dict) or indent * 4 + len(flat) <= width:
+        return flat
+    pad = "    " * (indent + 1)
+    if not any(isinstance(v, dict) for v in value.values()):
+        lines, line = [], pad
+        for k, v in value.items():
+            item = f"{k!r}: {v!r},"
+            if line != pad and len(line) + 1 + len(item) > width:
+                lines.append(line)
+                line = pad
+            line += ("" if line == pad else " ") + item
+        items = lines + [line]
+    else:
+        items = [f"{pad}{k!r}: {_render(v, indent + 1, width)}," for k, v in value.items()]
+    return "{\n" + "\n".join(items) + "\n" + "    " * indent + "}"
+
+
+def render_measured(tables):
+    """The text of exporters/measured.py holding `tables` (name -> dict, every name of MEASURED_TABLES)."""
+    return MEASURED_DOC + "".join(f"\n{name} = {_render(tables[name])}\n" for name in MEASURED_TABLES)
+
+
+def compiler_version(cc):
+    """The version of compiler `cc` (the last token of the first line of `cc --version` that looks like
+    a version), or None when it is not installed."""
+    import shutil
+    import subprocess
+    if shutil.which(cc) is None:
+        return None
+    first = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    versions = re.findall(r"\b\d+\.\d+(?:\.\d+)?\b", first)
+    return versions[-1] if versions else first
+
+
+def write_measured(**tables):
+    """Rewrite exporters/measured.py with the given tables replaced (the others kept), recording the
+    versions of the compilers used (COMPILERS: arm-none-eabi-gcc, avr-gcc)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("_measured", MEASURED)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    current = {name: getattr(mod, name) for name in MEASURED_TABLES}
+    current.update(tables)
+    compilers = dict(current["COMPILERS"])
+    for cc in ("arm-none-eabi-gcc", "avr-gcc"):
+        version = compiler_version(cc)
+        if version is not None:
+            compilers[cc] = version
+    current["COMPILERS"] = compilers
+    MEASURED.write_text(render_measured(current))
+    print(f"wrote {MEASURED.relative_to(ROOT)} ({', '.join(tables)}; compilers {compilers})")

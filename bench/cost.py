@@ -41,7 +41,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     print(__doc__)
     from bench.targets import avr, cortexm
-    from keras_ebnn import reference
+    from keras_ebnn import graph_reference
     rows = []
     with tempfile.TemporaryDirectory() as work:
         for name, (path, dataset) in available_models(args.models and args.models.split(",")).items():
@@ -70,7 +70,7 @@ def main(argv=None):
             ref_t, keras_t = [], []
             for _ in range(5):
                 t = time.perf_counter()
-                reference.run(lowered, x, keep_bits=False)
+                graph_reference.run(lowered, x)
                 ref_t.append(time.perf_counter() - t)
                 t = time.perf_counter()
                 model.predict(x.astype(np.float32), batch_size=1000, verbose=0)

@@ -1,5 +1,5 @@
 """Stack bounds of the graph kernels per MCU target: the GRAPH_STACK_BY_TARGET table of
-exporters/graph_c.py (what bench/stack.py is for the chain kernels' STACK_BYTES).
+exporters/measured.py (what bench/stack.py is for the chain kernels' STACK_BYTES).
 
     python bench/graph_stack.py [--targets avr,cortex-m3] [--jobs 2]
 
@@ -12,7 +12,8 @@ levels, models and both builds (the graph kernel files do not read the "small" b
 "elementwise_libm" / "conv_pool_libm" are the elementwise and conv_pool files of the models with tanh /
 sigmoid (EBNN_ACT_LIBM=1), "elementwise" / "conv_pool" those of the others. "predict": the most that NAME_predict's deepest chain exceeds the
 largest kernel chain of that model (the generated function's own frame). Rounded up to 16 bytes.
-Prints the GRAPH_STACK_BY_TARGET table to paste into exporters/graph_c.py.
+Writes the GRAPH_STACK_BY_TARGET table of the targets measured into exporters/measured.py (--no-write:
+print only).
 """
 import argparse
 import sys
@@ -23,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from common import write_measured  # noqa: E402
 from stack import BUILDS, ENTRIES, OPTS, TARGETS, round16  # noqa: E402
 
 from keras_ebnn import stackcheck  # noqa: E402
@@ -47,12 +49,13 @@ def graph_models():
     from helpers.published_models import PUBLISHED, build
     from test_graph_c import tanh_sigmoid_model
     from test_graph_targets import sensor_graph
+    from keras_ebnn.exporters.c import memory_plan
     from keras_ebnn.exporting import lower_for_export
     out = {}
     for name, (_, expected) in sorted(PUBLISHED.items()):
         if expected == "lowers":
             model, _ = build(name, n=4)
-            if getattr(lower_for_export(model, name), "kind", None) == "graph":
+            if not memory_plan(lower_for_export(model, name))["chain"]:  # graph kernels, not only blocks
                 out[name] = model
     out["sensor"] = sensor_graph()[0]
     out["tanhnet"] = tanh_sigmoid_model()[0]
@@ -83,6 +86,8 @@ def main(argv=None):
     ap.add_argument("--targets", default=",".join(TARGETS))
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--models", default=None, help="comma-separated subset of the measured graphs")
+    ap.add_argument("--no-write", dest="write", action="store_false",
+                    help="print the table only (default: write it into exporters/measured.py)")
     args = ap.parse_args(argv)
     targets = [t for t in args.targets.split(",") if stackcheck.available(t)]
     table = {t: {k: 0 for k in KEYS} for t in targets}  # the maximum over both builds
@@ -103,10 +108,11 @@ def main(argv=None):
             entry[k] = max(entry[k], kernels[k])
         entry["predict"] = max(entry["predict"], predict.bytes - max(kernels.values()))
         print(f"{target:13s} {build:7s} {opt} {name}: {predict}")
-    print("\nGRAPH_STACK_BY_TARGET = {")
-    for target, entry in table.items():
-        print(f'    "{target}": {{' + ", ".join(f'"{k}": {round16(max(v, 0))}' for k, v in entry.items()) + "},")
-    print("}")
+    rounded = {t: {k: round16(max(v, 0)) for k, v in entry.items()} for t, entry in table.items()}
+    print(f"\nGRAPH_STACK_BY_TARGET (measured targets) = {rounded}")
+    if args.write:  # the targets measured replace theirs in exporters/measured.py
+        from keras_ebnn.exporters.measured import GRAPH_STACK_BY_TARGET
+        write_measured(GRAPH_STACK_BY_TARGET={**GRAPH_STACK_BY_TARGET, **rounded})
     return 0
 
 

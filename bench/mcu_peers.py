@@ -260,9 +260,9 @@ def run_tflm(name, fb, x, y, cpu, work, objects, tf, log, strict=True):
 
 def run_ebnn(name, path, x, y, cpu, work, log):
     from bench.targets import cortexm, tflm
-    from keras_ebnn import reference
+    from keras_ebnn import graph_reference
     _, lowered, out = load_export(name, path, Path(work) / "exports")
-    ref = reference.predict(lowered, x)
+    ref = graph_reference.predict(lowered, x)
     work = Path(work) / f"{name}_{cpu}"
     empty = cortexm.build(out, name, x[:4], cpu, "-O2", work / "empty", empty=True)
     _, etags, epairs = tflm.run_each(empty, cpu)

@@ -77,7 +77,7 @@ def measure_m3(path, name, dataset, work):
 
 
 def keras_and_c_accuracy(model, name, x, y, work):
-    from keras_ebnn import host, reference
+    from keras_ebnn import host, graph_reference
     from keras_ebnn.exporters.c import export_c
     from keras_ebnn.lowering import lower
     lowered = lower(model, name)
@@ -85,7 +85,7 @@ def keras_and_c_accuracy(model, name, x, y, work):
     export_c(lowered, out, name)
     k = np.argmax(model.predict(x.astype(np.float32), batch_size=1000, verbose=0), axis=1)
     c, _ = host.predict_c(lowered, out, name, x)
-    ref = reference.run(lowered, x, keep_bits=False)["classes"]
+    ref = graph_reference.run(lowered, x)["classes"]
     assert np.array_equal(c, ref), f"{name}: C and reference executor disagree"
     return float(np.mean(k == y)), float(np.mean(c == y))
 

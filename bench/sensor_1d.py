@@ -106,9 +106,10 @@ def _cost_rows(label, r):
 
 def _ops(res):
     kinds = []
-    for op in res.lowered.graph.ops if hasattr(res.lowered, "graph") else []:
+    from keras_ebnn.exporters.graph_c import as_graph_model
+    for op in as_graph_model(res.lowered).graph.ops:
         kinds.append(op.params["block"].kind + " block" if op.kind == "block" else op.kind)
-    return ", ".join(kinds) or "chain of blocks"
+    return ", ".join(kinds)
 
 
 def main(argv=None):

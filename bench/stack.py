@@ -1,4 +1,4 @@
-"""Stack bounds of the runtime per MCU target and build: the STACK_BYTES table of exporters/c.py.
+"""Stack bounds of the runtime per MCU target and build: the STACK_BYTES table of exporters/measured.py.
 
     python bench/stack.py [--targets avr,cortex-m3] [--models a,b] [--jobs 2]
 
@@ -14,14 +14,15 @@ NAME_predict's deepest chain exceeds the largest chain of the kernels that model
 models and levels (the generated functions' own frames; a kernel whose entry point the build does not
 have, e.g. inlined into the model's code, counts 0 there, so "predict" covers it). Each figure is
 rounded up to 16 bytes.
-Prints the table to paste into exporters/c.py (STACK_BYTES) and the measured chains.
+Prints the measured chains and writes the table (STACK_BYTES) of the targets measured into
+exporters/measured.py (--no-write: print only).
 """
 import argparse
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
-from common import available_models, load_export
+from common import available_models, load_export, write_measured
 
 from keras_ebnn import stackcheck
 from keras_ebnn.exporters.c import stack_kernel_keys
@@ -54,6 +55,8 @@ def main(argv=None):
     ap.add_argument("--targets", default=",".join(TARGETS))
     ap.add_argument("--models", help="comma-separated subset of the shipped models")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--no-write", dest="write", action="store_false",
+                    help="print the table only (default: write it into exporters/measured.py)")
     args = ap.parse_args(argv)
     print(__doc__)
     targets = [t for t in args.targets.split(",") if stackcheck.available(t)]
@@ -81,15 +84,12 @@ def main(argv=None):
                 if v <= 0:
                     print(f"WARNING: {target} {build}: no entry point for {k} in any build: its figure is 0 "
                           "(the shipped models' chains are covered by 'predict', other models' are not)")
-    print("\nSTACK_BYTES = {")
-    for target, builds in table.items():
-        print(f'    "{target}": {{')
-        for build, entry in builds.items():
-            items = [f'"{k}": {round16(max(v, 0))}' for k, v in entry.items()]
-            head = f'        "{build}": {{'
-            print(head + ", ".join(items[:3]) + ",\n" + " " * len(head) + ", ".join(items[3:]) + "},")
-        print("    },")
-    print("}")
+    rounded = {t: {b: {k: round16(max(v, 0)) for k, v in e.items()} for b, e in builds.items()}
+               for t, builds in table.items()}
+    print(f"\nSTACK_BYTES (measured targets) = {rounded}")
+    if args.write:  # the targets measured replace theirs in exporters/measured.py
+        from keras_ebnn.exporters.measured import STACK_BYTES
+        write_measured(STACK_BYTES={**STACK_BYTES, **rounded})
     return 0
 
 

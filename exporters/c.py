@@ -1,7 +1,11 @@
-"""C back end: a LoweredModel -> NAME.h / NAME.c + the runtime files the model uses.
+"""C back end: a model (a chain of fused blocks, LoweredModel, or a graph) -> NAME.h / NAME.c + the
+runtime files the model uses.
 
 `export_c(model, out_dir, name)` writes the files (atomically: into a temporary folder, then renamed
 into place) and returns the memory plan. `memory_plan(model)` computes that plan without writing.
+Both run the one pipeline of exporters/graph_c.py (a chain as the graph of one op per block); this
+module holds what it shares with the other back ends: runtime files, names, the blocks' constant
+data and geometry structs, the measured tables (exporters/measured.py), the prologue of NAME.c.
 
 The runtime (runtime_c/: one file per op, target variants in avr/ and mve/) is compiled *into* NAME.c: NAME.c
 defines EBNN_PRIVATE and #includes the kernel files its blocks use, which the export ships as `.inc`
@@ -9,7 +13,7 @@ copies (no build compiles them on their own: `find OUT -name '*.c'`, Arduino's r
 the Zephyr module compile NAME.c only). The kernels are then static to NAME.c, so several exported
 models link into one program, each with exactly the kernels it calls (see `runtime_files`).
 
-The generated NAME.c holds, per block, the bit-packed weights (`NAME_b<i>_w`), thresholds
+The generated NAME.c of a chain holds, per block, the bit-packed weights (`NAME_b<i>_w`), thresholds
 (`NAME_b<i>_t`), min-pool flags (`NAME_b<i>_flip`), conv geometry (`NAME_b<i>_params`) or the output
 affine (`NAME_b<i>_scale`, `NAME_b<i>_offset`), all `const ... EBNN_CONST` (flash; PROGMEM on AVR),
 one statically sized activation arena `NAME_arena`, and NAME_predict_scratch(): a plain sequence of
@@ -19,7 +23,7 @@ kernel calls. What the generator precomputes so the kernels don't have to:
   * min-pooled channels: weights inverted and threshold t stored as 1 - t, plus a flip bit, so every
     kernel max-pools and compares with `>=` (exact: the accumulator is linear in the weights);
   * thresholds clamped into [lo, hi + 1] of the block's reachable accumulator range (same bits);
-  * buffer offsets in the arena (ping-pong with a scratch gap, see `memory_plan`).
+  * buffer offsets in the arena (a chain: ping-pong with a scratch gap, see `memory_plan`).
 """
 import os
 import re
@@ -30,7 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_ebnn.blocks import LoweredModel, accumulator_range, class_threshold, fan_in
+from keras_ebnn.blocks import accumulator_range, class_threshold, fan_in
+from keras_ebnn.graph_memory import words  # noqa: F401  (uint32 words of n bits, EBNN_WORDS)
 
 # The runtime files an export ships (paths under runtime_c/). Headers always; per block kind the
 # generic kernel file(s), then the byte kernels' variant (avr/, EBNN_BYTE_KERNELS: the AVR default),
@@ -60,22 +65,14 @@ MVE_KERNEL_FILES = {"binary_conv": ("mve/ebnn_binary_conv_mve.c",), "binary_dens
 INCLUDED_SUFFIX = ".inc"  # the exported copies of the kernel .c files
 
 
-def _is_graph(model):
-    return getattr(model, "kind", None) == "graph"  # exporters/graph_c.py GraphModel
+def _graph_c():
+    from . import graph_c
+    return graph_c
 
 
 def _kernel_keys(model):
-    """The kernel files' keys a model (LoweredModel or graph_c.GraphModel) needs, in include order."""
-    if _is_graph(model):
-        return model.kernel_keys()
-    keys = ["common"]
-    for b in model.blocks:
-        key = b.kind
-        if key == "input_conv":
-            key = "input_conv_int" if model.input.dtype == np.uint8 else "input_conv_f32"
-        if key not in keys:
-            keys.append(key)
-    return keys
+    """The kernel files' keys a model (LoweredModel, Graph or graph_c.GraphModel) needs, in include order."""
+    return _graph_c().kernel_keys(_graph_c().as_graph_model(model).graph)
 
 
 def runtime_files(model, byte_kernels=True):
@@ -100,51 +97,12 @@ def _included_name(source):
 
 
 PARAMS_STRUCT_BYTES = 56  # sizeof(ebnn_conv_params_t) on every target (no padding, no pointers)
-# Machine code, in bytes, of each kernel with the static helpers it uses, and of the generated
-# predict function, measured with arm-none-eabi-gcc 13 -mcpu=cortex-m3 -mthumb -O2
-# -ffunction-sections (`arm-none-eabi-nm -S` of the kernels' objects and of a generated NAME.o); "common" is
-# the popcount helpers; "output_dense" includes the integer binary32 code that computes the logits
-# on FPU-less cores (EBNN_INT_LOGITS; with an FPU or on AVR the float code is smaller). Kernels a model does not call are dropped by the linker
-# (--gc-sections). tests/test_targets.py checks the estimate against the Cortex-M3 ELF (within 25%);
-# the benchmarks report each target's exact figure.
-CODE_BYTES = {"common": 290, "input_conv_int": 2700, "input_conv_f32": 950, "binary_conv": 1700,
-              "binary_dense": 210, "output_dense": 900, "predict": 40, "predict_per_block": 30}
-# Stack bound, in bytes, of each kernel's deepest call chain (kernel + helpers + library routines) and
-# of what the generated NAME_predict / NAME_predict_scratch add, per MCU target and build: "default"
-# (no -D option, as the README, Arduino and Zephyr builds compile) and "small" (-DEBNN_CHUNK=8
-# -DEBNN_LOW_STACK=1; the AVR defaults). Each figure is the maximum over -O1, -O2, -O3 and -Os of the
-# chains keras_ebnn.stackcheck computes from GCC's -fstack-usage frames along the disassembled call
-# graph (arm-none-eabi-gcc 12.2, avr-gcc 5.4), rounded up to 16 B. Produced by `python bench/stack.py`;
-# tests/test_stack_bounds.py checks every shipped model's predict chain against it on Cortex-M0+, M3
-# and AVR. The conv kernels' accumulator arrays (EBNN_CHUNK of them per pass, plus the 4-tap tables of
-# the input conv unless EBNN_LOW_STACK) are most of it. Other compilers or versions can differ: run
-# `python -m keras_ebnn.stackcheck OUT --target T -O2 [-D...]` on the build you ship.
-STACK_BYTES = {
-    "cortex-m0plus": {
-        "default": {"input_conv_int": 1360, "input_conv_f32": 1568, "binary_conv": 496,
-                    "binary_dense": 128, "output_dense": 160, "predict": 48},
-        "small": {"input_conv_int": 592, "input_conv_f32": 784, "binary_conv": 400,
-                  "binary_dense": 128, "output_dense": 160, "predict": 48},
-    },
-    "cortex-m3": {
-        "default": {"input_conv_int": 1376, "input_conv_f32": 1584, "binary_conv": 464,
-                    "binary_dense": 112, "output_dense": 128, "predict": 48},
-        "small": {"input_conv_int": 576, "input_conv_f32": 784, "binary_conv": 368,
-                  "binary_dense": 112, "output_dense": 128, "predict": 48},
-    },
-    "cortex-m4": {
-        "default": {"input_conv_int": 1376, "input_conv_f32": 1552, "binary_conv": 464,
-                    "binary_dense": 112, "output_dense": 96, "predict": 48},
-        "small": {"input_conv_int": 576, "input_conv_f32": 752, "binary_conv": 368,
-                  "binary_dense": 112, "output_dense": 96, "predict": 48},
-    },
-    "avr": {
-        "default": {"input_conv_int": 464, "input_conv_f32": 448, "binary_conv": 272,
-                    "binary_dense": 64, "output_dense": 64, "predict": 32},
-        "small": {"input_conv_int": 464, "input_conv_f32": 448, "binary_conv": 272,
-                  "binary_dense": 64, "output_dense": 64, "predict": 32},
-    },
-}
+# Measured code and stack bytes per kernel (CODE_BYTES, STACK_BYTES): exporters/measured.py, written by
+# the bench scripts that measure them. Kernels a model does not call are dropped by the linker
+# (--gc-sections); tests/test_targets.py checks the code estimate against the Cortex-M3 ELF (within
+# 25%), tests/test_stack_bounds.py every shipped model's predict chain against STACK_BYTES.
+from .measured import CODE_BYTES, STACK_BYTES  # noqa: E402
+
 STACK_TARGETS = tuple(STACK_BYTES)
 STACK_BUILDS = {"default": "no -D options", "small": "-DEBNN_CHUNK=8 -DEBNN_LOW_STACK=1"}
 # memory_plan's target: a target name, None (the largest figure of all of them) or these groups
@@ -163,22 +121,17 @@ def stack_targets(target):
     return [target]
 
 
-def stack_kernel_keys(model: LoweredModel):
+def stack_kernel_keys(model):
     """The STACK_BYTES kernel entries a model's NAME_predict calls (the kernels of `_kernel_keys`)."""
     return sorted(k for k in _kernel_keys(model) if k != "common")
 
 
-def stack_bound(model: LoweredModel, target=None, build="default"):
+def stack_bound(model, target=None, build="default"):
     """Upper bound of the stack NAME_predict uses (from the caller's stack pointer at the call) when
     built for `target` (see stack_targets) with `build` ("default" or "small", see STACK_BUILDS):
-    the deepest kernel chain it calls + the generated functions' share, the largest over the targets."""
-    if build not in STACK_BUILDS:
-        raise ValueError(f"unknown build {build!r}; choose one of {', '.join(STACK_BUILDS)}")
-    if _is_graph(model):  # with the graph kernels' figures (exporters/graph_c.py GRAPH_STACK_BYTES)
-        return model.stack_bound(target, build)
-    keys = stack_kernel_keys(model)
-    return max(max(STACK_BYTES[t][build][k] for k in keys) + STACK_BYTES[t][build]["predict"]
-               for t in stack_targets(target))
+    the deepest kernel chain it calls + the generated functions' share, the largest over the targets
+    (exporters/graph_c.py stack_bound)."""
+    return _graph_c().stack_bound(model, target, build)
 
 
 PUBLIC_HEADER = "ebnn.h"  # the runtime's one public header; its stem is the runtime's C namespace
@@ -305,11 +258,6 @@ def runtime_dir():
     return Path(__file__).resolve().parent.parent / "runtime_c"
 
 
-def words(nbits):
-    """uint32 words holding n bits (EBNN_WORDS): activation buffers are exactly this long."""
-    return (int(nbits) + 31) // 32
-
-
 def _words_of_bits(bits):
     """bool (R, n) -> uint32 (R * words(n),): each row LSB-first from a word boundary, zero padded."""
     bits = np.asarray(bits, dtype=bool)
@@ -367,18 +315,6 @@ def _acc16(rng):
 CTYPE_BYTES = {"uint32_t": 4, "int32_t": 4, "float": 4, "int16_t": 2, "int8_t": 1, "uint8_t": 1}
 
 
-def _out_bits(block):
-    return int(np.prod(block.out_shape))
-
-
-def _scratch_bytes(block):
-    """Kernel scratch RAM: the patch and mask of ebnn_binary_conv (EBNN_BINARY_CONV_SCRATCH_WORDS)."""
-    if block.kind != "binary_conv":
-        return 0
-    kh, kw = block.geometry.kernel
-    return 2 * words(kh * kw * block.geometry.in_shape[2]) * 4
-
-
 def plan_totals(model, data_bytes, code, activation, arena, stack):
     """The "totals" of a memory plan (chain or graph), in bytes: flash (constant data + code estimate),
     the arena (activations + kernel scratch), the stack bound, RAM (arena + stack) and the input."""
@@ -389,33 +325,25 @@ def plan_totals(model, data_bytes, code, activation, arena, stack):
             "stack_bytes_estimate": int(stack), "ram_bytes": int(arena + stack), "input_bytes": int(in_bytes)}
 
 
-def memory_plan(model: LoweredModel, target=None, build="default"):
-    """Flash and RAM of an export, per block and in total (a plain dict of ints and lists).
+def memory_plan(model, target=None, build="default"):
+    """Flash and RAM of an export (a LoweredModel, Graph or graph_c.GraphModel), per op and in total (a
+    plain dict of ints and lists; exporters/graph_c.py memory_plan lists the per-op keys).
 
     Keys:
-      blocks: one dict per block, in order:
-        index, kind, out_bits (0 for the output block),
-        weight_bytes   packed weights incl. word padding (flash),
-        param_bytes    thresholds (int16 when the accumulators fit int16, else int32) + min-pool flip
-                       words + the 56-byte geometry struct (conv blocks),
-                       or the per-class scale and offset (output block) (flash),
-        flash_bytes    weight_bytes + param_bytes,
-        ram_bytes      its output activation buffer: 4 * ceil(out_bits / 32) (0 for the output
-                       block, whose logits go to the caller's array),
-        buffer_offset  byte offset of that buffer in the arena,
-        scratch_bytes, scratch_offset  kernel scratch (binary conv patch + mask) while it runs.
-      buffers: [{block, offset, bytes}] the activation buffers, for drawing the arena.
-      activation_bytes: the largest (input buffer + output buffer) of any block: what the
-        activation buffers need. Buffers are placed alternately at the bottom and the top of the
-        arena, so a block's input and output never overlap while buffer i and i+2 share memory.
-      arena_bytes: NAME_SCRATCH_SIZE = the static arena = max over blocks of (input + output +
-        kernel scratch); the scratch sits in the gap between the two buffers, so it only adds
-        bytes when that gap is too small.
-      totals: flash_data_bytes (all blocks' constant data, exact: equals the object's symbol sizes),
-        code_bytes_estimate (CODE_BYTES of the kernels used + predict, Cortex-M3 -O2),
-        flash_bytes (data + code), activation_bytes, kernel_scratch_bytes (arena - activations),
-        arena_bytes, stack_bytes_estimate (upper bound of the stack NAME_predict uses in the build
-        below: see stack_bound and STACK_BYTES), ram_bytes (arena + stack), input_bytes (the
+      ops (= blocks): one dict per op (a fused block of a chain is one op), in C order: flash
+        (weight_bytes + param_bytes = flash_bytes: packed weights incl. word padding; thresholds,
+        flip words, geometry structs, affine), the output tensor (dtype, shape, bytes, out_bits,
+        ram_bytes, buffer_offset in the arena), kernel scratch (scratch_bytes, scratch_offset);
+      chain: True when every op is a fused block;
+      arena: the keras_ebnn.graph_memory plan (a chain's buffers alternate between the bottom and
+        the top of the arena, scratch in the gap: the ping-pong layout, when no layout is smaller);
+      activation_bytes: the peak of live tensors;
+      arena_bytes: NAME_SCRATCH_SIZE = the static arena (tensors + kernel scratch);
+      totals: flash_data_bytes (all ops' constant data, exact: equals the object's symbol sizes),
+        code_bytes_estimate (CODE_BYTES / graph_c.GRAPH_CODE_BYTES of the kernels used + predict,
+        Cortex-M3 -O2), flash_bytes (data + code), activation_bytes, kernel_scratch_bytes (arena -
+        activations), arena_bytes, stack_bytes_estimate (upper bound of the stack NAME_predict uses in
+        the build below: see stack_bound and STACK_BYTES), ram_bytes (arena + stack), input_bytes (the
         caller's input array, not counted in ram_bytes).
       stack: {target, build, bytes, targets}: which build stack_bytes_estimate holds for.
     target: the MCU the stack figure is for: "cortex-m0plus", "cortex-m3", "cortex-m4", "avr",
@@ -423,53 +351,8 @@ def memory_plan(model: LoweredModel, target=None, build="default"):
       Every other size is the same on all targets.
     build: "default" (compiled without -D options; default) or "small" (-DEBNN_CHUNK=8
       -DEBNN_LOW_STACK=1, about half the stack, slower: see runtime_c/README.md).
-    A graph (exporters/graph_c.py GraphModel) gets graph_c.memory_plan: the same totals, per op.
     """
-    if _is_graph(model):
-        return model.memory_plan(target, build)
-    blocks = []
-    for i, b in enumerate(model.blocks):
-        data = block_data(b)
-        wbytes = data["w"][1].size * 4
-        pbytes = sum(arr.size * CTYPE_BYTES[ctype] for key, (ctype, arr) in data.items() if key != "w")
-        if b.kind in ("input_conv", "binary_conv"):
-            pbytes += PARAMS_STRUCT_BYTES
-        hidden = b.kind != "output_dense"
-        blocks.append({"index": i, "kind": b.kind, "out_bits": _out_bits(b) if hidden else 0,
-                       "weight_bytes": int(wbytes), "param_bytes": int(pbytes), "flash_bytes": int(wbytes + pbytes),
-                       "ram_bytes": words(_out_bits(b)) * 4 if hidden else 0, "buffer_offset": 0,
-                       "scratch_bytes": _scratch_bytes(b), "scratch_offset": 0})
-    hidden = [b for b in blocks if b["kind"] != "output_dense"]
-    sizes = [b["ram_bytes"] for b in hidden]
-    activation = max([sizes[0]] + [a + c for a, c in zip(sizes, sizes[1:])]) if sizes else 0
-    arena = activation
-    for b in blocks:  # block i reads buffer i-1 and writes buffer i (if hidden)
-        i = b["index"]
-        live = (sizes[i - 1] if i > 0 else 0) + (sizes[i] if i < len(sizes) else 0)
-        arena = max(arena, live + b["scratch_bytes"])
-    for i, b in enumerate(hidden):
-        b["buffer_offset"] = 0 if i % 2 == 0 else arena - b["ram_bytes"]
-    for b in blocks:
-        if b["scratch_bytes"]:
-            i = b["index"]
-            below = i if i % 2 == 0 else i - 1  # the buffer at the bottom of (input i-1, output i)
-            b["scratch_offset"] = hidden[below]["ram_bytes"] if 0 <= below < len(hidden) else 0
-    kinds = {b.kind for b in model.blocks}
-    code = CODE_BYTES["common"] + CODE_BYTES["predict"] + CODE_BYTES["predict_per_block"] * len(model.blocks)
-    for kind in kinds:
-        key = kind
-        if kind == "input_conv":
-            key = "input_conv_f32" if model.input.mode == "float" else "input_conv_int"
-            if model.input.mode == "sign_float":
-                code += CODE_BYTES["input_conv_f32"]  # the float entry point dispatches to the integer one
-        code += CODE_BYTES[key]
-    stack = stack_bound(model, target, build)
-    data_bytes = sum(b["flash_bytes"] for b in blocks)
-    totals = plan_totals(model, data_bytes, code, activation, arena, stack)
-    buffers = [{"block": b["index"], "offset": b["buffer_offset"], "bytes": b["ram_bytes"]} for b in hidden]
-    return {"blocks": blocks, "buffers": buffers, "activation_bytes": int(activation), "arena_bytes": int(arena),
-            "totals": totals, "stack": {"target": target or "any", "build": build, "bytes": int(stack),
-                                        "targets": stack_targets(target)}}
+    return _graph_c().memory_plan(model, target, build)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -555,62 +438,34 @@ AVR_MAX_OBJECT = 32767
 RUNTIME_CONST_BYTES_AVR = 256  # the runtime's own PROGMEM data on AVR: the popcount table
 
 
-def avr_reach_problems(model: LoweredModel, name):
-    """Why the model's constant data cannot be read on AVR (list of sentences with the byte counts;
-    empty when it can): more than the reachable 64 KB of flash in total (the model's data plus the
-    runtime's tables; other PROGMEM data of the program, e.g. a sketch's sample images, shares the
-    same 64 KB), or one array over 32,767 B. The generated C turns these into #errors on AVR and the
-    Arduino exporter refuses the export."""
-    if _is_graph(model):
-        return model.avr_reach_problems(name)
-    problems = []
-    total = 0
-    for i, b in enumerate(model.blocks):
-        arrays = {f"{name}_b{i}_{key}": arr.size * CTYPE_BYTES[ctype] for key, (ctype, arr) in block_data(b).items()}
-        if b.kind in ("input_conv", "binary_conv"):
-            arrays[f"{name}_b{i}_params"] = PARAMS_STRUCT_BYTES
-        total += sum(arrays.values())
-        for array, size in arrays.items():
-            if size > AVR_MAX_OBJECT:
-                problems.append(f"{array} ({_block_desc(name, i, b)}) is {size:,} B: AVR arrays are limited to "
-                                f"{AVR_MAX_OBJECT:,} B")
-    if total + RUNTIME_CONST_BYTES_AVR > AVR_FLASH_REACH:
-        problems.insert(0, f"{name}: {total:,} B of constant model data + {RUNTIME_CONST_BYTES_AVR} B of runtime "
-                           f"tables = {total + RUNTIME_CONST_BYTES_AVR:,} B exceed the {AVR_FLASH_REACH:,} B of "
-                           "flash that AVR reads with pgm_read_* (16-bit addresses)")
-    return problems
+def avr_reach_problems(model, name):
+    """Why the model's constant data cannot be read on AVR (exporters/graph_c.py avr_reach_problems)."""
+    return _graph_c().avr_reach_problems(model, name)
 
 
-def _block_desc(name, i, block):
-    return f"{name}: block {i} ({block.kind} from {', '.join(block.source_layers) or '-'})"
-
-
-def kernel_limits(model: LoweredModel, name):
-    """Preprocessor checks for blocks that a kernel variant cannot run: list of (condition, message).
+def kernel_limits(blocks, name):
+    """Preprocessor checks for blocks that a kernel variant cannot run: list of (condition, message);
+    `blocks`: (index, block) pairs.
 
     The byte kernels (EBNN_BYTE_KERNELS, the AVR default) need every accumulator within int16 and
     16-bit sizes; on AVR even the generic integer input conv keeps its tables in 16 bits. Rather than
     let such a kernel return EBNN_ERROR_UNSUPPORTED at run time, the generated C stops the build with
     a message naming the block and what to do. Mirrors the checks at the top of the kernels
-    (runtime_c): tests/test_c_status.py builds both sides."""
+    (runtime_c): tests/test_c_status.py builds both sides. (The byte binary conv falls back on the
+    generic code instead: graph_c.binary_conv_fallback.)"""
     out = []
-    for i, b in enumerate(model.blocks):
-        if b.kind not in ("input_conv", "binary_conv"):
-            continue
+    for i, b in blocks:
+        if b.kind != "input_conv" or b.input.mode == "float":
+            continue  # float accumulator, float kernel: no integer limit
         rng = accumulator_range(b)
         acc = "" if rng is None else f"accumulators reach {rng[1]}"
-        what = _block_desc(name, i, b)
-        if b.kind == "binary_conv":
-            continue  # the byte kernel falls back on the generic code: see binary_conv_fallback
-        mode = model.input.mode
-        if mode == "float":
-            continue  # float accumulator, float kernel: no integer limit
+        what = f"{name}: block {i} ({b.kind} from {', '.join(b.source_layers) or '-'})"
         if not _acc16(rng):  # the generic integer kernel has 16-bit tables on AVR
             out.append(("defined(__AVR__)",
                         f"{what}: {acc}, beyond the int16 that the AVR input conv kernels use: use fewer "
                         "taps (kernel size x input channels) or a smaller input scale for AVR"))
-        if mode in ("uint8", "sign_uint8"):
-            taps, length = fan_in(b), model.input.length
+        if b.input.mode in ("uint8", "sign_uint8"):
+            taps, length = fan_in(b), b.input.length
             if not (_acc16(rng) and taps <= 255 and length < 32768):
                 out.append(("EBNN_BYTE_KERNELS",
                             f"{what}: {taps} taps, {acc}, input of {length} values: the byte kernels "
@@ -618,21 +473,6 @@ def kernel_limits(model: LoweredModel, name):
                             "and fewer than 32768 input values: build with -DEBNN_BYTE_KERNELS=0"
                             + (" (not enough on AVR, see the error above)" if not _acc16(rng) else "")))
     return out
-
-
-def binary_conv_fallback(model):
-    """Indices of the binary conv blocks the byte binary conv cannot run (accumulators beyond int16 or
-    sides over 32,767): the generated C compiles the generic binary conv in for them
-    (EBNN_BINARY_CONV_FALLBACK), so they run on AVR too, at the cost of its code for that model only."""
-    return [i for i, b in enumerate(model.blocks) if b.kind == "binary_conv" and not (
-        _acc16(accumulator_range(b)) and max(b.geometry.in_shape[:2]) <= 32767)]
-
-
-def _limit_checks(model, name):
-    lines = []
-    for cond, msg in kernel_limits(model, name):
-        lines += [f"#if {cond}", f'#error "{msg}"', "#endif"]
-    return lines
 
 
 def _source_prologue(name, generated_by, units, fallback, byte_kernels):
@@ -672,110 +512,10 @@ def _source_includes(name, checks, reach_problems, byte_kernels, sources):
     return src + [f'#include "{name}.h"', ""]
 
 
-def generate(model: LoweredModel, name, byte_kernels=True):
-    """(header text, source text) of the model; byte_kernels as for `runtime_files`. A graph
-    (graph_c.GraphModel) is generated by exporters/graph_c.py."""
-    if _is_graph(model):
-        return model.generate(name, byte_kernels)
-    plan = memory_plan(model)
-    guard = header_guard(name)
-    in_t = "uint8_t" if model.input.dtype == np.uint8 else "float"
-    hidden_bits = ", ".join(str(b["out_bits"]) for b in plan["blocks"][:-1])
-    header = f"""/* {name}.h - generated by keras-ebnn from model '{model.name}'. Do not edit.
- * Blocks: {", ".join(b.kind for b in model.blocks)}.
- * Flash: {plan['totals']['flash_data_bytes']} B of model data; RAM: {plan['arena_bytes']} B arena
- * ({plan['activation_bytes']} B activation bits + {plan['totals']['kernel_scratch_bytes']} B kernel scratch). */
-#ifndef {guard}
-#define {guard}
-
-#include <stdint.h>
-
-#ifdef __cplusplus
-extern "C" {{
-#endif
-
-#define {name}_INPUT_LEN {model.input.length}u /* input values, NHWC {"x".join(map(str, model.input.shape))} */
-#define {name}_NUM_CLASSES {model.num_classes}
-#define {name}_NUM_BLOCKS {len(model.blocks)}
-#define {name}_SCRATCH_SIZE {plan['arena_bytes']}u /* bytes of scratch for {name}_predict_scratch */
-typedef {in_t} {name}_input_t;
-
-/* Classifies one input; returns the class index ({class_rule_text(model)}), or a negative status:
- *   -1  input NULL ({name}_predict_scratch: or scratch NULL or misaligned);
- *   -2  a block that the compiled kernel variant cannot run (a kernel returned
- *       EBNN_ERROR_UNSUPPORTED; the generated C stops the build where it can tell, see {name}.c).
- * On a negative status scores are not written. scores may be NULL, else it receives
- * {name}_NUM_CLASSES logits (pre-softmax). Uses the static arena {name}_arena: not reentrant. */
-int {name}_predict(const {name}_input_t *input, float *scores);
-
-/* Same, with caller-provided scratch: {name}_SCRATCH_SIZE bytes aligned for uint32_t (CMSIS-NN
- * style). Reentrant. Same return values. */
-int {name}_predict_scratch(const {name}_input_t *input, float *scores, void *scratch);
-
-#ifdef EBNN_DEBUG_HOOK
-/* Test hook (compile everything with -DEBNN_DEBUG_HOOK): when non-NULL, called after each hidden
- * block (0 .. {name}_NUM_BLOCKS - 2) with its output bits: nbits bits in (nbits + 31) / 32 words,
- * bit i = word i >> 5, position i & 31, bit 1 = +1, HWC order (i = (y * W + x) * C + c); the unused
- * high bits of the last word are 0. nbits per block: {hidden_bits}. */
-extern void (*{name}_debug_hook)(int block, const uint32_t *bits, uint32_t nbits);
-#endif
-
-#ifdef __cplusplus
-}}
-#endif
-
-#endif /* {guard} */
-"""
-    _, sources = runtime_files(model, byte_kernels)
-    src = _source_prologue(name, "", "block(s)", binary_conv_fallback(model), byte_kernels)
-    src += _source_includes(name, _limit_checks(model, name), avr_reach_problems(model, name), byte_kernels, sources)
-    for i, b in enumerate(model.blocks):
-        shape = "x".join(map(str, b.out_shape))
-        src.append(f"/* block {i}: {b.kind} -> {shape} (from {', '.join(b.source_layers) or '-'}) */")
-        for key, (ctype, arr) in block_data(b).items():
-            src.append(_c_array(f"{name}_b{i}_{key}", ctype, arr))
-        if b.kind in ("input_conv", "binary_conv"):
-            src.append(_conv_params(f"{name}_b{i}_params", b))
-    src.append(f"static uint32_t {name}_arena[{max(plan['arena_bytes'] // 4, 1)}];")
-    src.append("")
-    src.append(f"#ifdef EBNN_DEBUG_HOOK\nvoid (*{name}_debug_hook)(int block, const uint32_t *bits, uint32_t nbits) = NULL;\n"
-               f"#define DEBUG_HOOK(i, buf, nbits) if ({name}_debug_hook != NULL) {name}_debug_hook(i, buf, nbits)\n"
-               "#else\n#define DEBUG_HOOK(i, buf, nbits) (void)0\n#endif\n")
-    body, prev = [], "input"
-    for i, b in enumerate(model.blocks):
-        p = plan["blocks"][i]
-        buf = f"arena + {p['buffer_offset'] // 4}"
-        pre = f"{name}_b{i}_"
-        if b.kind == "input_conv":
-            fn = "ebnn_input_conv_u8" if model.input.dtype == np.uint8 else "ebnn_input_conv_f32"
-            call = f"{fn}(&{pre}params, input, {pre}w, {pre}t, {pre}flip, {buf})"
-        elif b.kind == "binary_conv":
-            call = (f"ebnn_binary_conv(&{pre}params, {prev}, {pre}w, {pre}t, {pre}flip, {buf}, "
-                    f"arena + {p['scratch_offset'] // 4})")
-        elif b.kind == "binary_dense":
-            fn = "ebnn_binary_dense16" if block_data(b)["t"][0] == "int16_t" else "ebnn_binary_dense"
-            call = f"{fn}({b.weights.shape[1]}u, {b.weights.shape[0]}u, {prev}, {pre}w, {pre}t, {buf})"
-        else:
-            body.append(output_dense_return(model, b, prev, pre))
-            break
-        body.append(f"    status = {call};\n    if (status != EBNN_OK)\n        return status;")
-        body.append(f"    DEBUG_HOOK({i}, {buf}, {p['out_bits']}u);")
-        prev = buf
-    status_decl = "\n    int status;" if len(model.blocks) > 1 else ""
-    src.append(f"""int {name}_predict_scratch(const {name}_input_t *input, float *scores, void *scratch)
-{{
-    uint32_t *arena = (uint32_t *)scratch;{status_decl}
-    if (input == NULL || scratch == NULL || ((uintptr_t)scratch % EBNN_WORD_ALIGN) != 0u)
-        return -1;
-{chr(10).join(body)}
-}}
-
-int {name}_predict(const {name}_input_t *input, float *scores)
-{{
-    return {name}_predict_scratch(input, scores, {name}_arena);
-}}
-""")
-    return header, "\n".join(src)
+def generate(model, name, byte_kernels=True):
+    """(header text, source text) of the model (exporters/graph_c.py generate); byte_kernels as for
+    `runtime_files`."""
+    return _graph_c().generate(model, name, byte_kernels)
 
 
 def class_rule_text(model):
@@ -802,7 +542,7 @@ def output_dense_return(model, block, src, pre):
     return "\n".join(lines)
 
 
-def export_c(model: LoweredModel, out_dir, name, byte_kernels=True):
+def export_c(model, out_dir, name, byte_kernels=True):
     """Write NAME.h, NAME.c and the runtime files the model uses into out_dir: the headers, and the
     kernel files as .inc copies that NAME.c includes (see `runtime_files`; byte_kernels=False: no
     avr/ byte kernels, for targets that are never AVR).

@@ -1,11 +1,15 @@
-"""C back end for graphs: a fused `keras_ebnn.graph.Graph` -> NAME.h / NAME.c (same public API as a chain).
+"""The C pipeline of every export: a fused `keras_ebnn.graph.Graph` -> memory plan -> NAME.h / NAME.c.
 
-A model the chain lowering (`keras_ebnn.lowering`) cannot take -- residual `Add`, `Concatenate`,
-full-precision layers, average / global pooling, 1-D inputs -- is lowered with
-`keras_ebnn.graph.lower_graph` and exported here. `GraphModel` wraps the graph with the attributes the
-exporters read of a `LoweredModel` (name, input: shape / dtype / length / mode, num_classes,
-softmax), so `exporters/c.py` export_c / memory_plan / runtime_files, the Arduino and Zephyr exporters
-and `keras_ebnn.export()` take either.
+A chain of fused blocks (`keras_ebnn.lowering`, LoweredModel) is the graph of one block op per block
+(`as_graph_model`: graph.from_lowered); a model the chain lowering cannot take -- residual `Add`,
+`Concatenate`, full-precision layers, average / global pooling, 1-D inputs -- is lowered with
+`keras_ebnn.graph.lower_graph`. `GraphModel` wraps the graph with the attributes the exporters read
+of a `LoweredModel` (name, input: shape / dtype / length / mode, num_classes, softmax), so
+`exporters/c.py` export_c / memory_plan / runtime_files, the Arduino and Zephyr exporters and
+`keras_ebnn.export()` take either. What makes a chain's export small are choices of this one
+pipeline: its blocks run the fused block kernels (with the AVR byte kernels), the planner keeps the
+ping-pong layout when no other is smaller, a graph of blocks only gets the chain's header, names
+(NAME_b<i>_) and predict stack share, and the code estimate counts what each kernel calls.
 
 The generated NAME.c: one static arena of uint32_t words (`NAME_arena`) laid out by
 `keras_ebnn.graph_memory.plan_memory(graph, output_in_arena=...)`; then NAME_predict_scratch() makes
@@ -26,7 +30,8 @@ negative status of any call (scores not written), else the class:
     conv block (ebnn_input_conv_u8) or a `to_float` (a plain loop, float32(v) exactly as the
     reference); any other reader gets an int32 copy first (a "widen" loop into the arena).
 Tensors in C: bits -> uint32_t words (element i = bit i & 31 of word i >> 5), int -> int32_t,
-float32 -> float. Constant arrays are EBNN_CONST (flash on AVR), named NAME_op<i>_<what>.
+float32 -> float. Constant arrays are EBNN_CONST (flash on AVR), named NAME_op<i>_<what> (NAME_b<i>_<what>
+in a chain of blocks).
 """
 import copy
 import re
@@ -37,26 +42,13 @@ import numpy as np
 
 from keras_ebnn.blocks import class_threshold
 from keras_ebnn.graph import Op, Tensor
-from keras_ebnn.graph_fuse import all_ops
+from keras_ebnn.graph_fuse import all_ops, streamed_producer
 from keras_ebnn.graph_memory import plan_memory
 
 from . import c as chain
+from .measured import GRAPH_CODE_BYTES, GRAPH_STACK_BY_TARGET  # measured: exporters/measured.py
 
-# Stack bound, in bytes, of each graph kernel file's deepest call chain (entry point + helpers +
-# library routines: soft float, tanhf / expf) and of what a generated graph NAME_predict adds, per MCU
-# target: the maximum over both builds ("default", "small": exporters/c.py STACK_BUILDS, whose options
-# the graph kernel files do not read) and over -O1, -O2, -O3 and -Os of keras_ebnn.stackcheck's chains
-# on the graph exports `python bench/graph_stack.py` builds (arm-none-eabi-gcc 12.2, avr-gcc 5.4),
-# rounded up to 16 B. "elementwise_libm" / "conv_pool_libm": with tanh / sigmoid compiled in (EBNN_ACT_LIBM=1).
-# conv_pool: `python bench/graph_stack.py --models samy,tanhnet,sensor,lce_guide_custom` (the other keys:
-# the larger of that run and the full run before the conv_pool kernel existed).
-# tests/test_graph_targets.py checks the bound against stackcheck.
-GRAPH_STACK_BY_TARGET = {
-    "cortex-m0plus": {"conv_pool": 464, "conv_pool_libm": 512, "binary_acc": 320, "conv_f32": 288, "dense_f32": 112, "pool": 208, "elementwise": 96, "elementwise_libm": 144, "predict": 128},
-    "cortex-m3": {"conv_pool": 464, "conv_pool_libm": 528, "binary_acc": 304, "conv_f32": 272, "dense_f32": 80, "pool": 192, "elementwise": 112, "elementwise_libm": 160, "predict": 128},
-    "cortex-m4": {"conv_pool": 400, "conv_pool_libm": 416, "binary_acc": 304, "conv_f32": 256, "dense_f32": 64, "pool": 160, "elementwise": 96, "elementwise_libm": 80, "predict": 128},
-    "avr": {"conv_pool": 400, "conv_pool_libm": 416, "binary_acc": 208, "conv_f32": 208, "dense_f32": 80, "pool": 176, "elementwise": 64, "elementwise_libm": 64, "predict": 64},
-}
+# tests/test_graph_targets.py checks the stack bound (GRAPH_STACK_BYTES) against stackcheck.
 GRAPH_STACK_BYTES = {target: {build: figures for build in chain.STACK_BUILDS}
                      for target, figures in GRAPH_STACK_BY_TARGET.items()}  # as exporters/c.py STACK_BYTES
 WINDOW_STRUCT_BYTES = 22  # sizeof(ebnn_window_t): 11 uint16_t fields, no padding
@@ -64,24 +56,6 @@ ACTIVATIONS = {"relu": "EBNN_ACT_RELU", "relu6": "EBNN_ACT_RELU6", "hard_tanh": 
                "leaky_relu": "EBNN_ACT_LEAKY_RELU", "tanh": "EBNN_ACT_TANH", "sigmoid": "EBNN_ACT_SIGMOID"}
 LIBM_ACTIVATIONS = ("tanh", "sigmoid")  # C uses tanhf / expf: agrees with the reference within tolerance
 CTYPES = {"bits": "uint32_t", "int": "int32_t", "float32": "float"}
-# Machine code, in bytes, of each graph kernel entry point and of the static helpers they share,
-# measured like exporters/c.py CODE_BYTES (arm-none-eabi-gcc 12.2 -mcpu=cortex-m3 -mthumb -O2
-# -ffunction-sections, `arm-none-eabi-nm -S` of each runtime_c/ebnn_<op>.c object); the linker drops
-# the entry points a model does not call. "soft_float": libgcc's single-precision add / sub / mul /
-# div / compare / int-to-float routines that any float32 op pulls in on an FPU-less core (Cortex-M0+/M3,
-# measured in a linked M3 program); 0 where the core has an FPU.
-GRAPH_CODE_BYTES = {
-    "ebnn_bconv_acc": 540, "ebnn_bdense_acc": 140, "ebnn_bdepthwise_acc": 506, "binary_acc helpers": 440,
-    "ebnn_conv_f32": 44, "ebnn_conv_w8": 48, "ebnn_depthwise_f32": 44, "ebnn_depthwise_w8": 40, "conv core": 628,
-    "ebnn_dense_f32": 196, "ebnn_dense_w8": 192,
-    "ebnn_avg_pool_f32": 330, "ebnn_max_pool_bits": 262, "ebnn_max_pool_f32": 300, "ebnn_max_pool_i32": 218,
-    "ebnn_sum_pool_bits": 230, "ebnn_sum_pool_i32": 228, "pool helpers": 304,
-    "ebnn_activation_f32": 256, "ebnn_add_f32": 56, "ebnn_div_f32": 158, "ebnn_affine_f32": 190, "ebnn_argmax_f32": 82,
-    "ebnn_bits_to_f32": 84, "ebnn_concat_bits": 232, "ebnn_concat_f32": 148, "ebnn_i32_to_f32": 200,
-    "ebnn_sign_f32": 78, "ebnn_sign_i32": 66, "ebnn_threshold_f32": 162, "ebnn_threshold_i32": 178,
-    "soft_float": 1450,
-    "ebnn_conv_pool_f32": 1628, "ebnn_conv_pool_need": 140, "conv_pool helpers": 1300,
-}
 CONV_POOL_STRUCT_BYTES = 56  # sizeof(ebnn_conv_pool_t): float + 2 windows + uint16 + 6 uint8 (AVR too)
 INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
 
@@ -140,6 +114,21 @@ class GraphModel:
 
     def generate(self, name, byte_kernels=True):
         return generate(self, name, byte_kernels)
+
+
+def is_chain(graph):
+    """True when every op is a fused block (the graph of a keras_ebnn.blocks.LoweredModel): its C and
+    report then take the chain's forms (blocks, NAME_b<i>_ arrays, the chain kernels' predict frame)."""
+    return bool(graph.ops) and all(op.kind == "block" for op in graph.ops)
+
+
+def as_graph_model(model):
+    """The GraphModel the exporters work on: a GraphModel or a keras_ebnn.graph Graph, or a chain of fused
+    blocks (keras_ebnn.blocks.LoweredModel) as the graph of one block op per block (graph.from_lowered)."""
+    if isinstance(model, GraphModel):
+        return model
+    from keras_ebnn.graph import Graph, from_lowered
+    return GraphModel(model if isinstance(model, Graph) else from_lowered(model))
 
 
 def uses_libm(graph):
@@ -406,66 +395,92 @@ def kernel_keys(graph):
 
 
 # --------------------------------------------------------------------------------------------------
-# Memory plan (the same keys as exporters/c.py memory_plan, per op instead of per block)
+# Memory plan (exporters/c.py memory_plan: the one plan of every export)
+
+
+def _op_row(graph, plan, i, op):
+    """The memory plan's row of op i (see memory_plan)."""
+    t = plan["tensors"][op.output]
+    kind = op.kind if op.kind != "block" else op.params["block"].kind
+    in_arena = t["offset"] is not None and op.kind != "reshape"
+    data, _ = op_data(graph, op)
+    flash = op_flash_bytes(graph, op)
+    weights = data["w"][1].size * chain.CTYPE_BYTES[data["w"][0]] if "w" in data else 0
+    scratch = [b for b in plan["buffers"] if b["kind"] == "scratch" and b["op"] == i]
+    return {"index": i, "kind": kind, "layers": ", ".join(op.layers), "output": op.output,
+            "dtype": t["dtype"], "shape": tuple(t["shape"]), "bytes": int(t["bytes"]), "offset": t["offset"],
+            "flash_bytes": flash, "weight_bytes": int(weights), "param_bytes": int(flash - weights),
+            "ram_bytes": int(t["bytes"]) if in_arena else 0, "live_bytes": plan["ops"][i]["live_bytes"],
+            "out_bits": int(np.prod(t["shape"])) if in_arena and t["dtype"] == "bits" else 0,
+            "buffer_offset": t["offset"] if in_arena else 0,
+            "scratch_bytes": scratch[0]["bytes"] if scratch else 0,
+            "scratch_offset": scratch[0]["offset"] if scratch else 0}
+
+
+def code_bytes(graph, plan):
+    """Estimated machine code of an export (Cortex-M3 -O2): exporters/c.py CODE_BYTES of the block
+    kernels (a sign_float input conv also calls the integer one) and GRAPH_CODE_BYTES of the graph
+    kernels it calls, + the generated predict functions."""
+    keys = [k for k in kernel_keys(graph) if k != "common"]
+    code = chain.CODE_BYTES["common"] + chain.CODE_BYTES["predict"] + \
+        chain.CODE_BYTES["predict_per_block"] * sum(1 for o in graph.ops if _op_key(graph, o) is not None)
+    code += sum(chain.CODE_BYTES[k] for k in keys if k in chain.CODE_BYTES)  # the fused blocks' kernels
+    if any(op.kind == "block" and op.params["block"].kind == "input_conv"
+           and op.params["block"].input.mode == "sign_float" for op in graph.ops):
+        code += chain.CODE_BYTES["input_conv_int"]  # ebnn_input_conv_f32 dispatches to the integer code
+    return code + sum(GRAPH_CODE_BYTES[f] for f in graph_functions(graph, plan))
 
 
 def memory_plan(model, target=None, build="default"):
-    """Flash and RAM of a graph export: the keys of exporters/c.py memory_plan that the report, the
-    budgets and the boards read, plus graph-specific ones:
-      graph: True;
+    """Flash and RAM of an export (exporters/c.py memory_plan documents the keys), per op:
+      chain: True when every op is a fused block (the report then shows blocks);
       ops: one dict per op (C order): index, kind, layers, output, dtype, shape, bytes (the output
            tensor's), offset (in the arena; None: the caller's input / scores, or shared with the
-           input by a reshape), flash_bytes (its constant data), ram_bytes (= bytes when in the arena),
-           live_bytes (arena bytes live while it runs);
-      blocks: = ops (what check_budget names);
+           input by a reshape), flash_bytes (its constant data) = weight_bytes + param_bytes,
+           ram_bytes (= bytes when in the arena), live_bytes (arena bytes live while it runs),
+           out_bits (bits written into the arena, else 0), buffer_offset (offset, 0 when not in the
+           arena), scratch_bytes / scratch_offset (kernel scratch while it runs);
+      blocks: = ops (what check_budget and the report name);
       arena: the graph_memory plan (buffers, peak_bytes, order, ...);
-      arena_bytes, activation_bytes (the peak of live tensors; = arena_bytes when the planner reaches
-      the peak), totals (as exporters/c.py; kernel_scratch_bytes = arena - peak of tensors).
-    Stack: `stack_bound`. Raises UnsupportedModelError (`check_c_limits`) when a kernel parameter
-    does not fit its C type.
+      arena_bytes, activation_bytes (the peak of live tensors), peak_bytes (live tensors and scratch),
+      totals (exporters/c.py plan_totals; kernel_scratch_bytes = arena - peak of tensors), stack.
+    Raises UnsupportedModelError (`check_c_limits`) when a kernel parameter does not fit its C type.
     """
+    model = as_graph_model(model)
     check_c_limits(model)
     graph = prepare(model.graph)
     plan = arena_plan(graph)
-    ops = []
-    for i, op in enumerate(graph.ops):
-        t = plan["tensors"][op.output]
-        kind = op.kind if op.kind != "block" else op.params["block"].kind
-        in_arena = t["offset"] is not None and op.kind != "reshape"
-        ops.append({"index": i, "kind": kind, "layers": ", ".join(op.layers), "output": op.output,
-                    "dtype": t["dtype"], "shape": tuple(t["shape"]), "bytes": int(t["bytes"]),
-                    "offset": t["offset"], "flash_bytes": op_flash_bytes(graph, op),
-                    "ram_bytes": int(t["bytes"]) if in_arena else 0, "live_bytes": plan["ops"][i]["live_bytes"]})
+    ops = [_op_row(graph, plan, i, op) for i, op in enumerate(graph.ops)]
     tensor_peak = max((sum(b["bytes"] for b in plan["buffers"] if b["kind"] == "tensor" and b["first"] <= i <= b["last"])
                        for i in range(len(graph.ops))), default=0)
     arena = plan["arena_bytes"]
-    keys = [k for k in kernel_keys(model.graph) if k != "common"]
-    code = chain.CODE_BYTES["common"] + chain.CODE_BYTES["predict"] + \
-        chain.CODE_BYTES["predict_per_block"] * sum(1 for o in graph.ops if _op_key(graph, o) is not None)
-    code += sum(chain.CODE_BYTES[k] for k in keys if k in chain.CODE_BYTES)  # the chain's block kernels
-    code += sum(GRAPH_CODE_BYTES[f] for f in graph_functions(graph, plan))
-    targets = chain.stack_targets(target)
     stack = stack_bound(model, target, build)
     data_bytes = sum(o["flash_bytes"] for o in ops)
-    totals = chain.plan_totals(model, data_bytes, code, tensor_peak, arena, stack)
-    return {"graph": True, "ops": ops, "blocks": ops, "arena": plan, "arena_bytes": int(arena),
+    totals = chain.plan_totals(model, data_bytes, code_bytes(graph, plan), tensor_peak, arena, stack)
+    return {"chain": is_chain(graph), "ops": ops, "blocks": ops, "arena": plan, "arena_bytes": int(arena),
             "activation_bytes": int(tensor_peak), "peak_bytes": int(plan["peak_bytes"]), "totals": totals,
-            "stack": {"target": target or "any", "build": build, "bytes": stack, "targets": targets}}
+            "stack": {"target": target or "any", "build": build, "bytes": stack,
+                      "targets": chain.stack_targets(target)}}
 
 
 def stack_bound(model, target=None, build="default"):
-    """Upper bound of the stack a graph's NAME_predict uses, like exporters/c.py stack_bound for a
-    chain: the deepest chain of the kernels it calls (the chain kernels' STACK_BYTES, the graph kernels'
-    GRAPH_STACK_BYTES; "elementwise_libm" when tanh / sigmoid call tanhf / expf) + the larger
-    "predict" share, the largest over the targets."""
-    keys = [k for k in kernel_keys(model.graph) if k != "common"]
-    libm = uses_libm(model.graph)
+    """Upper bound of the stack NAME_predict uses (exporters/c.py stack_bound): the deepest chain of the
+    kernels it calls (the block kernels' STACK_BYTES, the graph kernels' GRAPH_STACK_BYTES;
+    "elementwise_libm" when tanh / sigmoid call tanhf / expf) + the generated functions' share (the
+    chain's "predict" when every op is a fused block, else the larger of both), the largest over the
+    targets."""
+    if build not in chain.STACK_BUILDS:
+        raise ValueError(f"unknown build {build!r}; choose one of {', '.join(chain.STACK_BUILDS)}")
+    graph = as_graph_model(model).graph
+    keys = [k for k in kernel_keys(graph) if k != "common"]
+    libm, blocks_only = uses_libm(graph), is_chain(graph)
     best = 0
     for tg in chain.stack_targets(target):
         chain_t, graph_t = chain.STACK_BYTES[tg][build], GRAPH_STACK_BYTES[tg][build]
         per = [chain_t[k] if k in chain_t else graph_t[k + "_libm" if k in ("elementwise", "conv_pool") and libm else k]
                for k in keys]
-        best = max(best, max(per, default=0) + max(chain_t["predict"], graph_t["predict"]))
+        predict = chain_t["predict"] if blocks_only else max(chain_t["predict"], graph_t["predict"])
+        best = max(best, max(per, default=0) + predict)
     return best
 
 
@@ -496,18 +511,32 @@ def graph_functions(graph, plan):
     return sorted(called)
 
 
+def _unit(graph):
+    """What the generated code calls an op: ("block", "b") in a chain, else ("op", "op")."""
+    return ("block", "b") if is_chain(graph) else ("op", "op")
+
+
+def _op_desc(name, graph, i, op):
+    kind = op.params["block"].kind if op.kind == "block" else op.kind
+    return f"{name}: {_unit(graph)[0]} {i} ({kind} from {', '.join(op.layers) or '-'})"
+
+
 def avr_reach_problems(model, name):
-    """exporters/c.py avr_reach_problems for a graph: the constant data must lie in the 64 KB that
-    pgm_read_* reaches, and no array may exceed 32,767 B."""
-    graph = prepare(model.graph)
+    """Why the model's constant data cannot be read on AVR (list of sentences with the byte counts;
+    empty when it can): more than the reachable 64 KB of flash in total (the model's data plus the
+    runtime's tables; other PROGMEM data of the program, e.g. a sketch's sample images, shares the
+    same 64 KB), or one array over 32,767 B. The generated C turns these into #errors on AVR and the
+    Arduino exporter refuses the export."""
+    graph = prepare(as_graph_model(model).graph)
     problems, total = [], 0
     for i, op in enumerate(graph.ops):
         data, window = op_data(graph, op)
-        arrays = {f"{name}_op{i}_{key}": arr.size * chain.CTYPE_BYTES[ctype] for key, (ctype, arr) in data.items()}
+        arrays = {f"{name}_{_unit(graph)[1]}{i}_{key}": arr.size * chain.CTYPE_BYTES[ctype]
+                  for key, (ctype, arr) in data.items()}
         total += op_flash_bytes(graph, op)
         for array, size in arrays.items():
             if size > chain.AVR_MAX_OBJECT:
-                problems.append(f"{array} (op {i} {op.kind} from {', '.join(op.layers) or '-'}) is {size:,} B: "
+                problems.append(f"{array} ({_op_desc(name, graph, i, op)}) is {size:,} B: "
                                 f"AVR arrays are limited to {chain.AVR_MAX_OBJECT:,} B")
     if total + chain.RUNTIME_CONST_BYTES_AVR > chain.AVR_FLASH_REACH:
         problems.insert(0, f"{name}: {total:,} B of constant model data + {chain.RUNTIME_CONST_BYTES_AVR} B of "
@@ -668,7 +697,7 @@ def _stream_code(graph, e, op, prefix, scratch):
     """C statements of a conv_pool op whose input rows are streamed from the conv_pool op(s) before it
     (keras_ebnn/graph_fuse.py plan_streams): for each output row, each producer first computes the rows
     of its ring the row needs (ebnn_conv_pool_need), recursively."""
-    from keras_ebnn.graph_fuse import pool_geometry, streamed_producer
+    from keras_ebnn.graph_fuse import pool_geometry
     index = {o.output: i for i, o in enumerate(graph.ops)}
     stages = [op]
     while streamed_producer(graph, stages[0]) is not None:
@@ -792,24 +821,46 @@ def debug_tensors(model):
     return [(i, graph.ops[i].output, nbits) for i, nbits in _hooked(graph, plan)]
 
 
-def generate(model, name, byte_kernels=True):
-    """(header text, source text) of a GraphModel; byte_kernels as for exporters/c.py runtime_files."""
-    from keras_ebnn.graph_fuse import streamed_producer
-    check_c_limits(model)
-    graph = prepare(model.graph)
-    plan = arena_plan(graph)
-    mplan = memory_plan(model)
-    guard = chain.header_guard(name)
+def _header(model, graph, name, mplan, hooked):
+    """NAME.h: the public API (NAME_predict, NAME_predict_scratch) with the model's sizes; a chain of
+    fused blocks describes its blocks, any other graph its ops."""
+    guard, blocks_only, t = chain.header_guard(name), is_chain(graph), mplan["totals"]
     in_t = "uint8_t" if model.input.dtype == np.uint8 else "float"
-    out_block = _output_block(graph)
-    hooked = _hooked(graph, plan)
-    hook_list = "; ".join(f"{i}: {graph.ops[i].kind if graph.ops[i].kind != 'block' else graph.ops[i].params['block'].kind}"
-                          f" {graph.tensors[graph.ops[i].output].dtype}" for i, _ in hooked)
-    kinds = ", ".join(dict.fromkeys(r["kind"] for r in mplan["ops"]))
-    header = f"""/* {name}.h - generated by keras-ebnn from model '{model.name}' (graph export). Do not edit.
+    shape = "x".join(map(str, model.input.shape))
+    n_blocks = sum(1 for op in graph.ops if op.kind == "block")
+    if blocks_only:
+        title = f"""from model '{model.name}'. Do not edit.
+ * Blocks: {", ".join(op.params["block"].kind for op in graph.ops)}.
+ * Flash: {t['flash_data_bytes']} B of model data; RAM: {mplan['arena_bytes']} B arena
+ * ({mplan['activation_bytes']} B activation bits + {t['kernel_scratch_bytes']} B kernel scratch). */"""
+        sizes = (f"#define {name}_INPUT_LEN {model.input.length}u /* input values, NHWC {shape} */\n"
+                 f"#define {name}_NUM_CLASSES {model.num_classes}\n#define {name}_NUM_BLOCKS {n_blocks}\n")
+        unsupported = """a block that the compiled kernel variant cannot run (a kernel returned
+ *       EBNN_ERROR_UNSUPPORTED; the generated C stops the build where it can tell, see {name}.c).""".format(name=name)
+        hook = f"""/* Test hook (compile everything with -DEBNN_DEBUG_HOOK): when non-NULL, called after each hidden
+ * block (0 .. {name}_NUM_BLOCKS - 2) with its output bits: nbits bits in (nbits + 31) / 32 words,
+ * bit i = word i >> 5, position i & 31, bit 1 = +1, HWC order (i = (y * W + x) * C + c); the unused
+ * high bits of the last word are 0. nbits per block: {", ".join(str(n) for _, n in hooked)}. */
+extern void (*{name}_debug_hook)(int block, const uint32_t *bits, uint32_t nbits);"""
+    else:
+        kinds = ", ".join(dict.fromkeys(r["kind"] for r in mplan["ops"]))
+        title = f"""from model '{model.name}' (graph export). Do not edit.
  * {len(graph.ops)} ops: {kinds}.
- * Flash: {mplan['totals']['flash_data_bytes']} B of model data; RAM: {mplan['arena_bytes']} B arena (peak of live
- * tensors {mplan['arena']['peak_bytes']} B). */
+ * Flash: {t['flash_data_bytes']} B of model data; RAM: {mplan['arena_bytes']} B arena (peak of live
+ * tensors {mplan['arena']['peak_bytes']} B). */"""
+        sizes = (f"#define {name}_INPUT_LEN {model.input.length}u /* input values, {shape} (channels last) */\n"
+                 f"#define {name}_NUM_CLASSES {model.num_classes}\n"
+                 f"#define {name}_NUM_BLOCKS {n_blocks} /* fused blocks among the ops */\n"
+                 f"#define {name}_NUM_OPS {len(graph.ops)}\n")
+        unsupported = "an op that the compiled kernel variant cannot run (a kernel returned EBNN_ERROR_UNSUPPORTED)."
+        hook_list = "; ".join(f"{i}: {mplan['ops'][i]['kind']} {graph.tensors[graph.ops[i].output].dtype}"
+                              for i, _ in hooked)
+        hook = f"""/* Test hook (compile everything with -DEBNN_DEBUG_HOOK): when non-NULL, called after each op that
+ * writes a tensor into the arena, with the op's index and its output's words: bits as nbits packed
+ * bits (bit i = word i >> 5, position i & 31, channels last), int32 and float tensors as their
+ * nbits / 32 raw 32-bit values. Ops reported (index: kind dtype): {hook_list or 'none'}. */
+extern void (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits);"""
+    return f"""/* {name}.h - generated by keras-ebnn {title}
 #ifndef {guard}
 #define {guard}
 
@@ -819,16 +870,12 @@ def generate(model, name, byte_kernels=True):
 extern "C" {{
 #endif
 
-#define {name}_INPUT_LEN {model.input.length}u /* input values, {"x".join(map(str, model.input.shape))} (channels last) */
-#define {name}_NUM_CLASSES {model.num_classes}
-#define {name}_NUM_BLOCKS {sum(1 for op in graph.ops if op.kind == "block")} /* fused blocks among the ops */
-#define {name}_NUM_OPS {len(graph.ops)}
-#define {name}_SCRATCH_SIZE {max(plan['arena_bytes'], 4)}u /* bytes of scratch for {name}_predict_scratch */
+{sizes}#define {name}_SCRATCH_SIZE {max(mplan['arena_bytes'], 4)}u /* bytes of scratch for {name}_predict_scratch */
 typedef {in_t} {name}_input_t;
 
 /* Classifies one input; returns the class index ({chain.class_rule_text(model)}), or a negative status:
  *   -1  input NULL ({name}_predict_scratch: or scratch NULL or misaligned);
- *   -2  an op that the compiled kernel variant cannot run (a kernel returned EBNN_ERROR_UNSUPPORTED).
+ *   -2  {unsupported}
  * On a negative status scores are not written. scores may be NULL, else it receives
  * {name}_NUM_CLASSES logits (pre-softmax). Uses the static arena {name}_arena: not reentrant. */
 int {name}_predict(const {name}_input_t *input, float *scores);
@@ -838,11 +885,7 @@ int {name}_predict(const {name}_input_t *input, float *scores);
 int {name}_predict_scratch(const {name}_input_t *input, float *scores, void *scratch);
 
 #ifdef EBNN_DEBUG_HOOK
-/* Test hook (compile everything with -DEBNN_DEBUG_HOOK): when non-NULL, called after each op that
- * writes a tensor into the arena, with the op's index and its output's words: bits as nbits packed
- * bits (bit i = word i >> 5, position i & 31, channels last), int32 and float tensors as their
- * nbits / 32 raw 32-bit values. Ops reported (index: kind dtype): {hook_list or 'none'}. */
-extern void (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits);
+{hook}
 #endif
 
 #ifdef __cplusplus
@@ -851,11 +894,33 @@ extern void (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits);
 
 #endif /* {guard} */
 """
+
+
+def binary_conv_fallback(graph):
+    """Indices of the binary conv blocks the byte binary conv cannot run (accumulators beyond int16 or
+    sides over 32,767): the generated C compiles the generic binary conv in for them
+    (EBNN_BINARY_CONV_FALLBACK), so they run on AVR too, at the cost of its code for that model only."""
+    return [i for i, op in enumerate(graph.ops) if op.kind == "block" and op.params["block"].kind == "binary_conv"
+            and not (chain._acc16(chain.accumulator_range(op.params["block"]))
+                     and max(op.params["block"].geometry.in_shape[:2]) <= 32767)]
+
+
+def generate(model, name, byte_kernels=True):
+    """(header text, source text) of an export (exporters/c.py generate); byte_kernels as for
+    exporters/c.py runtime_files."""
+    model = as_graph_model(model)
+    graph = prepare(model.graph)
+    check_c_limits(model)
+    plan = arena_plan(graph)
+    mplan = memory_plan(model)
+    blocks_only = is_chain(graph)
+    unit, prefix = _unit(graph)
+    out_block = _output_block(graph)
+    hooked = _hooked(graph, plan)
+    header = _header(model, graph, name, mplan, hooked)
     _, sources = chain.runtime_files(model, byte_kernels)
-    fallback = [i for i, op in enumerate(graph.ops) if op.kind == "block" and op.params["block"].kind == "binary_conv"
-                and not (chain._acc16(chain.accumulator_range(op.params["block"]))
-                         and max(op.params["block"].geometry.in_shape[:2]) <= 32767)]
-    src = chain._source_prologue(name, " (graph export)", "op(s)", fallback, byte_kernels)
+    src = chain._source_prologue(name, "" if blocks_only else " (graph export)", f"{unit}(s)",
+                                 binary_conv_fallback(graph), byte_kernels)
     if "ebnn_elementwise.c" in sources:
         if uses_libm(graph):
             ops = ", ".join(f"op {i} {op.params['fn']} ({', '.join(op.layers) or '-'})" for i, op in enumerate(graph.ops)
@@ -867,18 +932,22 @@ extern void (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits);
         else:
             src += ["/* no tanh / sigmoid: the activation kernel references no libm function (no -lm needed) */",
                     "#ifndef EBNN_ACT_LIBM", "#define EBNN_ACT_LIBM 0", "#endif"]
-    src += chain._source_includes(name, _limit_checks(model, graph, name), avr_reach_problems(model, name),
+    src += chain._source_includes(name, _limit_checks(graph, name), avr_reach_problems(model, name),
                                   byte_kernels, sources)
     scratch = {b["op"]: b["offset"] for b in plan["buffers"] if b["kind"] == "scratch"}
     e = _Emitter(graph, plan)
     body = []
     for i, op in enumerate(graph.ops):
-        pre = f"{name}_op{i}_"
-        kind = op.kind if op.kind != "block" else f"block {op.params['block'].kind}"
+        pre = f"{name}_{prefix}{i}_"
         t = graph.tensors[op.output]
         where = plan["tensors"][op.output]["offset"]
-        src.append(f"/* op {i}: {kind} -> {op.output} {t.dtype} {'x'.join(map(str, t.shape))}"
-                   f"{'' if where is None else f' at arena byte {where}'} (from {', '.join(op.layers) or '-'}) */")
+        if blocks_only:
+            src.append(f"/* block {i}: {op.params['block'].kind} -> {'x'.join(map(str, t.shape))} "
+                       f"(from {', '.join(op.layers) or '-'}) */")
+        else:
+            kind = op.kind if op.kind != "block" else f"block {op.params['block'].kind}"
+            src.append(f"/* op {i}: {kind} -> {op.output} {t.dtype} {'x'.join(map(str, t.shape))}"
+                       f"{'' if where is None else f' at arena byte {where}'} (from {', '.join(op.layers) or '-'}) */")
         data, window = op_data(graph, op)
         for key, (ctype, arr) in data.items():
             src.append(chain._c_array(f"{pre}{key}", ctype, arr))
@@ -903,7 +972,8 @@ extern void (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits);
         body += _op_code(graph, e, i, op, pre, scratch.get(i))
         if any(h == i for h, _ in hooked):
             nbits = dict(hooked)[i]
-            body.append(f"    DEBUG_HOOK({i}, (const uint32_t *)(arena + {where // 4}), {nbits}u);")
+            words = f"arena + {where // 4}" if t.dtype == "bits" else f"(const uint32_t *)(arena + {where // 4})"
+            body.append(f"    DEBUG_HOOK({i}, {words}, {nbits}u);")
     if out_block is None:
         k = model.num_classes
         logits = e.ptr(graph.output, const=True)
@@ -913,7 +983,7 @@ extern void (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits);
                   f"    return ({logits})[0] >= {class_threshold(model)!r}f ? 1 : 0; /* {chain.class_rule_text(model)} */")]
     src.append(f"static uint32_t {name}_arena[{max(plan['arena_bytes'] // 4, 1)}];")
     src.append("")
-    src.append(f"#ifdef EBNN_DEBUG_HOOK\nvoid (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits) = NULL;\n"
+    src.append(f"#ifdef EBNN_DEBUG_HOOK\nvoid (*{name}_debug_hook)(int {unit}, const uint32_t *bits, uint32_t nbits) = NULL;\n"
                f"#define DEBUG_HOOK(i, buf, nbits) if ({name}_debug_hook != NULL) {name}_debug_hook(i, buf, nbits)\n"
                "#else\n#define DEBUG_HOOK(i, buf, nbits) (void)0\n#endif\n")
     text = "\n".join(body)
@@ -934,12 +1004,10 @@ int {name}_predict(const {name}_input_t *input, float *scores)
     return header, "\n".join(src)
 
 
-def _limit_checks(model, graph, name):
-    """exporters/c.py kernel_limits for the graph's input conv block (the only block whose limits
-    depend on the build): the same #error lines."""
-    from keras_ebnn.blocks import LoweredModel
-    blocks = [op.params["block"] for op in graph.ops if op.kind == "block" and op.params["block"].kind == "input_conv"]
-    if not blocks:
-        return []
-    fake = LoweredModel(name=name, input=blocks[0].input, blocks=blocks)
-    return chain._limit_checks(fake, name)
+def _limit_checks(graph, name):
+    """The #error lines of exporters/c.py kernel_limits for the graph's input conv block (the only
+    block whose limits depend on the build)."""
+    blocks = [(i, op.params["block"]) for i, op in enumerate(graph.ops)
+              if op.kind == "block" and op.params["block"].kind == "input_conv"]
+    return [line for cond, msg in chain.kernel_limits(blocks, name)
+            for line in (f"#if {cond}", f'#error "{msg}"', "#endif")]

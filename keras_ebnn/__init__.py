@@ -3,9 +3,10 @@
 The pieces, in the order data flows through them:
   lowering   (keras_ebnn.lowering.lower)   Keras/Larq model -> fused blocks (keras_ebnn.blocks)
   graph      (keras_ebnn.graph.lower_graph) models that are not a chain -> ops over bits/int/float32
-  reference  (keras_ebnn.reference.run)    NumPy executor that defines the blocks' semantics
-             (keras_ebnn.graph_reference.run: the graph's)
-  exporters  (keras_ebnn.exporters)        C / Zephyr / Arduino back ends, runtime in runtime_c/
+             (a chain is the graph of its blocks: keras_ebnn.graph.from_lowered)
+  reference  (keras_ebnn.graph_reference.run) NumPy executor that defines the semantics of both
+  exporters  (keras_ebnn.exporters)        one memory planner and C emitter (graph_c) for both;
+                                           Zephyr / Arduino back ends, runtime in runtime_c/
   export     (keras_ebnn.exporting)           lower + plan + write + verify + report, atomically
   EbnnExport (keras_ebnn.callback)         the Keras callback; keras_ebnn.convert is the CLI
   search     (keras_ebnn.search)           find the most accurate model that fits a chip (Optuna)

@@ -2,7 +2,7 @@
 
 A lowered model is an input description plus a short list of blocks. Every block reads the previous
 block's output *bits* (or the raw model input, for the first block) and writes bits, except the last,
-which writes float logits. The semantics below are the contract: `keras_ebnn.reference` implements them
+which writes float logits. The semantics below are the contract: `keras_ebnn.graph_reference` implements them
 in NumPy, `runtime_c/` implements them in C, and both must agree bit for bit.
 
 Conventions

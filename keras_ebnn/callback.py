@@ -117,7 +117,8 @@ class EbnnExport(tf.keras.callbacks.Callback):
             outside_strategy(lambda: lower_for_export(plain_copy(self.model, weights), self.name))
         except UnsupportedModelError as exc:
             self.model.stop_training = True
-            raise UnsupportedModelError(f"EbnnExport cannot export this model: {exc.message}") from exc
+            raise UnsupportedModelError(f"EbnnExport cannot export this model: {exc.message}",
+                                        supported=exc.hint) from exc
         _validate_name(self.name)
 
     def on_epoch_end(self, epoch, logs=None):

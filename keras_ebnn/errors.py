@@ -37,7 +37,8 @@ class UnsupportedModelError(ValueError):
 
     The message names the layer (index, name, class), says what is wrong and what is supported.
     Attributes: `layer_index`, `layer_name`, `layer_class` (None when the problem is not one layer),
-    `reason`, `message` (one line, without the supported-layers list) and `hint` (that list).
+    `reason`, `message` (one line with the optional `hint` sentence, without the supported-layers
+    list) and `hint` (that list: `supported`, the chain's SUPPORTED by default).
     """
 
     def __init__(self, reason, layer=None, index=None, hint=None, supported=SUPPORTED):
@@ -64,6 +65,8 @@ class UnsupportedModelError(ValueError):
         self.message, self.hint = message, supported
         self.args = (f"{message}\n{supported}",)
         return self
+
+    listing = retarget  # (the name the one-pipeline refactor used)
 
 
 class ModelFileError(UnsupportedModelError):

@@ -19,7 +19,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import boards, reference, report
+from . import boards, graph_reference, report
 from .blocks import LoweredModel, class_threshold, classes_of
 from .errors import BudgetError  # also keras_ebnn.exporting.BudgetError, keras_ebnn.BudgetError
 from .lowering import lower
@@ -64,7 +64,7 @@ class ExportResult:
 
     def summary(self):
         t = self.plan["totals"]
-        what = f"graph of {len(self.plan['ops'])} ops" if self.plan.get("graph") else f"{len(self.plan['blocks'])} blocks"
+        what = f"graph of {len(self.plan['ops'])} ops" if not self.plan["chain"] else f"{len(self.plan['blocks'])} blocks"
         parts = [f"{self.name} -> {self.out_dir} ({self.target}, {what}): flash {t['flash_bytes']} B "
                  f"(data {t['flash_data_bytes']} B + code ~{t['code_bytes_estimate']} B), RAM "
                  f"{t['ram_bytes']} B (activations {t['activation_bytes']} B"
@@ -108,7 +108,7 @@ def check_budget(plan, max_ram=None, max_flash=None):
                                     ("flash", max_flash, t["flash_bytes"], "flash_bytes")):
         if limit is not None and total > limit:
             blocks = sorted(plan["blocks"], key=lambda b: -b[key])[:3]
-            unit = "op" if plan.get("graph") else "block"
+            unit = "block" if plan["chain"] else "op"
             top = ", ".join(f"{unit} {b['index']} {b['kind']} {b[key]} B" for b in blocks)
             problems.append(f"{what} {total} B exceeds the budget of {limit} B by {total - limit} B "
                             f"(largest: {top})")
@@ -273,9 +273,10 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
 
 def _int8_note(lowered):
     """The report's line on float_weights="int8": what it changed (or that it changed nothing)."""
+    from .exporters.graph_c import as_graph_model
     from .graph_int8 import weight_bytes
-    graph = getattr(lowered, "graph", None)
-    n = 0 if graph is None else sum("weights_int8" in op.params for op in graph.ops)
+    graph = as_graph_model(lowered).graph
+    n = sum("weights_int8" in op.params for op in graph.ops)
     if not n:
         return "float_weights=int8: the model has no full-precision conv / dense layer; nothing changed."
     return (f"float_weights=int8: {n} full-precision conv / dense layer(s) store int8 weights with a float32 "
@@ -340,26 +341,22 @@ def progress_bar(label, stream=None):
 def _verify(result, keras_model, x, y, tmp, check_c, compare, predict_c, progress=None):
     from .verify import C_LOGIT_TOL, c_matches
     lowered = result.lowered
-    graph = getattr(lowered, "graph", None)
     if keras_model is not None:
         agreement, ref, kout = compare(keras_model, lowered, x, progress=progress)
         result.agreement = agreement
         if y is not None:
             result.keras_accuracy = float(np.mean(classes_of(kout, class_threshold(lowered)) == y))
-    elif graph is not None:
-        from . import graph_reference
-        ref = graph_reference.run(graph, x)
     else:
-        ref = reference.run(lowered, x, keep_bits=False, progress=progress and progress("reference"))
+        ref = graph_reference.run(lowered, x, progress=progress and progress("reference"))
     result.classes = ref["classes"]
     if y is not None:
         result.accuracy = float(np.mean(ref["classes"] == y))
     if check_c:
-        from .exporters.graph_c import uses_libm
+        from .exporters.graph_c import as_graph_model, uses_libm
         cls, logits = predict_c(lowered, _c_dir(tmp, result.target), result.name, x)
         result.c_checked = True
         result.c_max_logit_diff = float(np.max(np.abs(logits - ref["logits"]))) if len(x) else 0.0
-        result.c_logit_tolerance = C_LOGIT_TOL if graph is not None and uses_libm(graph) else None
+        result.c_logit_tolerance = C_LOGIT_TOL if uses_libm(as_graph_model(lowered).graph) else None
         result.c_matches_reference = c_matches(cls, logits, ref, result.c_logit_tolerance)
         if not result.c_matches_reference:
             raise RuntimeError(

@@ -139,7 +139,7 @@ from . import graph_int8, thresholds
 from ._tf import import_larq
 from .blocks import (BinaryConvBlock, BinaryDenseBlock, ConvGeometry, InputConvBlock, OutputDenseBlock,
                      integer_range)
-from .errors import UnsupportedModelError
+from .errors import SUPPORTED, UnsupportedModelError
 
 DTYPES = ("bits", "int", "float32")
 SIGN_QUANTIZERS = {"ste_sign", "approx_sign", "swish_sign", "SteSign", "ApproxSign", "SwishSign"}
@@ -282,7 +282,7 @@ def _activation_op(fn_name, lay, i):
         return {"fn": fn_name}, _tf_fn(getattr(tf.nn, fn_name))
     if fn_name == "hard_tanh":
         return {"fn": "hard_tanh"}, _tf_fn(lq.activations.hard_tanh)
-    raise UnsupportedModelError(f"activation {fn_name!r} is not supported.", lay, i, GRAPH_SUPPORTED)
+    raise UnsupportedModelError(f"activation {fn_name!r} is not supported.", lay, i, supported=GRAPH_SUPPORTED)
 
 
 def _tf_fn(f):
@@ -653,7 +653,8 @@ def _translate(b, lay, i, inputs, skip_activation=False):
         if int(np.prod(shape)) != t.size:
             raise UnsupportedModelError(f"cannot reshape {t.shape} to {shape}.", lay, i)
         return b.op("reshape", [inp], shape, t.dtype, {}, [lay.name], lo=t.lo, hi=t.hi, keras=lay.name)
-    raise UnsupportedModelError(f"{cls} is not supported by the graph lowering.", lay, i, GRAPH_SUPPORTED)
+    raise UnsupportedModelError(f"{cls} is not supported by the graph lowering.", lay, i,
+                                supported=GRAPH_SUPPORTED)
 
 
 def _avg(b, kind, inp, shape, geom, taps, lay):

@@ -34,6 +34,7 @@ op (every lifetime uses the op index it runs at), and that output is only its ri
 (ring_rows x W x C float32).
 """
 def words(nbits):
+    """uint32 words holding n bits (EBNN_WORDS): bits buffers are exactly this long."""
     return (int(nbits) + 31) // 32
 
 
@@ -198,10 +199,9 @@ def _plan(graph, inplace_ok, output_in_arena):
         arena = _greedy(buffers, key)
         if best is None or arena < best[0]:
             best = (arena, order_name, [b["offset"] for b in buffers])
-    if best[0] > peak:
-        arena = _two_ended(buffers, peak)
-        if arena is not None:
-            best = (arena, "two-ended", [b["offset"] for b in buffers])
+    arena = _two_ended(buffers, peak)  # the ping-pong layout, kept when no greedy order is smaller
+    if arena is not None and arena <= best[0]:
+        best = (arena, "two-ended", [b["offset"] for b in buffers])
     arena, order_name, offsets = best
     for b, off in zip(buffers, offsets):
         b["offset"] = off

@@ -1,15 +1,16 @@
-"""NumPy executor of the graph IR (`keras_ebnn.graph`): the executable definition of its semantics.
+"""NumPy reference executor of the graph IR (`keras_ebnn.graph`): the executable definition of its
+semantics, and of the fused blocks' (`keras_ebnn.blocks`; a chain of blocks runs as the graph of one
+`block` op per block, graph.from_lowered).
 
 Tensors are held per batch as: bits -> bool arrays (True = +1), int -> int64, float32 -> float32,
-each with shape (N,) + tensor.shape. Bits and integers are exact; float ops follow the documented
-float32 operation order (sequential sums, no fused multiply-add), so a C kernel doing the same
-operations in the same order gives the same bits. `block` ops run `keras_ebnn.reference.run_block`,
-so a chain of blocks gives the reference executor's results bit for bit.
+each with shape (N,) + tensor.shape. Bits and integers are exact (integer accumulators are matrix
+products on +1/-1/0 values, exact in the float mantissa); float ops follow the documented float32
+operation order (sequential sums, no fused multiply-add), so a C kernel doing the same operations in
+the same order gives the same bits.
 """
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from . import reference
 from .blocks import class_threshold, classes_of
 
 BATCH = 256
@@ -69,18 +70,98 @@ def _float_dense(x, op):
     return acc
 
 
+def _int_conv_acc(values, w, geom, pad_fill):
+    """Exact integer accumulators (N, OH, OW, O) of +1/-1 weights w (O, KH*KW*C) over the windows of
+    integer `values` (N, H, W, C): a float matrix product, float32 while sums stay under 2**24."""
+    cols = _windows(values, geom.kernel, geom.strides, geom.pad, geom.conv_shape, pad_fill)
+    cols = cols.reshape(cols.shape[:3] + (-1,))  # (ky, kx, c) order
+    bound = float(w.shape[1]) * float(max(np.abs(values).max(initial=0), abs(pad_fill)))
+    ftype = np.float32 if bound < 2 ** 24 else np.float64
+    return np.rint(cols.astype(ftype) @ w.T.astype(ftype)).astype(np.int64)
+
+
+def _dense_acc(bits, weights):
+    """Exact accumulators (N, O) of bits (N, ...) times +1/-1 weights (O, N_in)."""
+    ftype = np.float32 if weights.shape[1] < 2 ** 24 else np.float64  # exact: |sum| <= n_in
+    a = np.where(bits.reshape(bits.shape[0], -1), 1, -1).astype(ftype)
+    return np.rint(a @ np.where(weights, 1, -1).astype(ftype).T).astype(np.int64)
+
+
 def _binary_acc(x, op, depthwise=False):
     """Exact integer accumulators of bconv / bdepthwise (int64)."""
     geom = op.params["geometry"]
     w = np.where(op.params["weights"], 1, -1)  # (O, KH, KW, C) or (M, KH, KW, C)
     values = np.where(x, 1, -1).astype(np.int8).reshape((x.shape[0],) + geom.in_shape)
+    if not depthwise:
+        return _int_conv_acc(values, w.reshape(w.shape[0], -1), geom, np.int8(geom.pad_value))
+    # (N, OH, OW, KH, KW, C) x (M, KH, KW, C) -> (N, OH, OW, C, M)
     win = _windows(values, geom.kernel, geom.strides, geom.pad, geom.conv_shape, np.int8(geom.pad_value))
-    n, oh, ow = win.shape[:3]
-    if depthwise:  # (N, OH, OW, KH, KW, C) x (M, KH, KW, C) -> (N, OH, OW, C, M)
-        acc = np.einsum("nyxhwc,mhwc->nyxcm", win.astype(np.int64), w.astype(np.int64))
-        return acc.reshape(n, oh, ow, -1)
-    cols = win.reshape(n, oh, ow, -1).astype(np.float64)
-    return np.rint(cols @ w.reshape(w.shape[0], -1).T.astype(np.float64)).astype(np.int64)
+    acc = np.einsum("nyxhwc,mhwc->nyxcm", win.astype(np.int64), w.astype(np.int64))
+    return acc.reshape(win.shape[:3] + (-1,))
+
+
+# --------------------------------------------------------------------------------------------------
+# Fused blocks (keras_ebnn.blocks)
+
+
+def _input_values(spec, x):
+    """Model input -> (values, integer?) as the first block's accumulator sees them."""
+    if spec.mode == "float":
+        return np.asarray(x, dtype=np.float32), False
+    if spec.mode == "uint8":
+        return spec.q_mul * np.asarray(x, dtype=np.int64) + spec.q_add, True
+    if spec.mode == "sign_float":
+        return np.where(np.asarray(x, dtype=np.float32) >= np.float32(spec.sign_threshold), 1, -1), True
+    if spec.mode == "sign_uint8":
+        return np.where(np.asarray(x, dtype=np.int64) >= spec.sign_threshold, 1, -1), True
+    raise ValueError(f"unknown input mode {spec.mode!r}")
+
+
+def _conv_acc(values, block, integer, pad_fill):
+    """A conv block's accumulators (N, conv_h, conv_w, O): exact integers, or, for a float input,
+    float32 sums over the taps one by one in the order the C kernel uses."""
+    geom = block.geometry
+    w = np.where(block.weights, 1, -1).reshape(block.weights.shape[0], -1)  # (O, K)
+    if integer:
+        return _int_conv_acc(values, w, geom, pad_fill)
+    cols = _windows(values, geom.kernel, geom.strides, geom.pad, geom.conv_shape, np.float32(pad_fill))
+    cols = cols.reshape(cols.shape[:3] + (-1,))
+    wf = w.astype(np.float32)
+    acc = np.zeros(cols.shape[:3] + (w.shape[0],), dtype=np.float32)
+    for k in range(cols.shape[3]):
+        acc = acc + cols[..., k, None] * wf[:, k]
+    return acc
+
+
+def _pool_threshold(acc, block):
+    """Pooling (max or min per channel, block.pool_min) followed by `>= threshold`: (N, ch, cw, O) -> bits."""
+    geom = block.geometry
+    acc = acc.astype(np.float64)
+    if geom.pool is not None:
+        pooled = [reduce(_windows(acc, geom.pool, geom.pool_strides, geom.pool_pad, geom.out_hw, fill), axis=(3, 4))
+                  for fill, reduce in ((-np.inf, np.max), (np.inf, np.min))]
+        acc = np.where(block.pool_min, pooled[1], pooled[0])
+    return acc >= block.threshold.astype(np.float64)
+
+
+def run_block(block, inputs):
+    """Run one block on one batch. `inputs`: model input (first block) or bool bits (N, H, W, C)."""
+    if block.kind == "input_conv":
+        values, integer = _input_values(block.input, inputs)
+        if block.geometry.pad_value == 1:
+            pad_fill = block.input.pad_q if block.input.mode == "uint8" else 1
+        else:
+            pad_fill = 0
+        return _pool_threshold(_conv_acc(values, block, integer, pad_fill), block)
+    if block.kind == "binary_conv":
+        values = np.where(inputs, 1, -1).astype(np.int8)
+        return _pool_threshold(_conv_acc(values, block, True, block.geometry.pad_value), block)
+    if block.kind == "binary_dense":
+        return (_dense_acc(inputs, block.weights) >= block.threshold)[:, None, None, :]
+    if block.kind == "output_dense":
+        acc = _dense_acc(inputs, block.weights).astype(np.float32)
+        return acc * block.scale.astype(np.float32) + block.offset.astype(np.float32)
+    raise ValueError(f"unknown block kind {block.kind!r}")
 
 
 def _pool(x, geom, reduce, fill):
@@ -151,15 +232,14 @@ def run_op(graph, op, args):
             x = args[0].reshape(n, -1)
         else:
             x = args[0].reshape((n,) + tuple(block.geometry.in_shape))
-        return reference.run_block(block, x).reshape((n,) + out_shape)
+        return run_block(block, x).reshape((n,) + out_shape)
     if kind == "bconv":
         return _binary_acc(args[0], op).reshape((n,) + out_shape)
     if kind == "bdepthwise":
         return _binary_acc(args[0], op, depthwise=True).reshape((n,) + out_shape)
     if kind == "bdense":
-        a = np.where(args[0], 1.0, -1.0)
-        w = np.where(p["weights"], 1.0, -1.0)  # (O, N)
-        return np.rint(a @ w.T).astype(np.int64)
+        lead = args[0].shape[:-1]
+        return _dense_acc(args[0].reshape(-1, args[0].shape[-1]), p["weights"]).reshape(lead + (-1,))
     if kind == "to_float":
         return _to_float(args[0], graph.tensors[op.inputs[0]])
     if kind == "affine":
@@ -205,21 +285,32 @@ def _check_dtype(value, tensor):
         assert tensor.lo <= value.min() and value.max() <= tensor.hi, (tensor.name, tensor.lo, tensor.hi)
 
 
-def run(graph, x, keep=False, batch=BATCH, hook=None):
-    """Run `graph` on inputs x (N, *input shape). Returns {"logits", "classes"} and, with keep=True,
-    "tensors": every tensor's values (name -> array, batch first).
+def run(model, x, keep=False, batch=BATCH, hook=None, keep_bits=False, progress=None):
+    """Run `model` (a keras_ebnn.graph Graph, an exporters/graph_c.py GraphModel, or a chain of blocks:
+    keras_ebnn.blocks.LoweredModel) on inputs x (N, *input shape). Returns {"logits", "classes"};
+    with keep=True "tensors": every tensor's values (name -> array, batch first); with keep_bits=True
+    "bits": the values of the bits tensors other than the output, in op order (a chain: one bool
+    array (N, H, W, C) per hidden block).
 
     hook(tensor, values, start) -> values, if given, is called on every op output (the batch's rows
     start .. start + len - 1) and its result is used from there on: tests use it to compare each
-    tensor with Keras and to continue from Keras's values (checking each op on the same inputs)."""
+    tensor with Keras and to continue from Keras's values (checking each op on the same inputs).
+    progress(done, total), if given, is called after each batch."""
+    graph = _as_graph(model)
     x = np.asarray(x)
     inp = graph.input_tensor
+    if x.ndim == 2 and tuple(inp.shape) == (1, 1, x.shape[1]):  # a flat (n,) Keras input read as (1, 1, n)
+        x = x.reshape((len(x),) + tuple(inp.shape))
     if x.shape[1:] != inp.shape:
-        raise ValueError(f"input shape {x.shape[1:]} does not match the graph's {inp.shape}")
+        raise ValueError(f"input shape {x.shape[1:]} does not match the model's {inp.shape}")
+    bits = [op.output for op in graph.ops if graph.tensors[op.output].dtype == "bits" and op.output != graph.output]
+    wanted = set(graph.tensors) if keep else set(bits) if keep_bits else set()
     logits, kept = [], {}
     for start in range(0, len(x), batch):
         part = x[start:start + batch]
         values = {graph.input: part.astype(np.int64) if inp.dtype == "int" else part.astype(np.float32)}
+        if graph.input in wanted:
+            kept.setdefault(graph.input, []).append(values[graph.input])
         readers = {}
         for op in graph.ops:
             for t in op.inputs:
@@ -231,18 +322,33 @@ def run(graph, x, keep=False, batch=BATCH, hook=None):
                 out = hook(graph.tensors[op.output], out, start)
                 _check_dtype(out, graph.tensors[op.output])
             values[op.output] = out
-            if not keep:  # free what nobody reads any more
-                for t in op.inputs:
-                    readers[t] -= 1
-                    if readers[t] == 0 and t != graph.output:
-                        del values[t]
+            if op.output in wanted:
+                kept.setdefault(op.output, []).append(out)
+            for t in op.inputs:  # free what nobody reads any more
+                readers[t] -= 1
+                if readers[t] == 0 and t != graph.output:
+                    del values[t]
         logits.append(values[graph.output].reshape(len(part), -1))
-        if keep:
-            for name, v in values.items():
-                kept.setdefault(name, []).append(v)
+        if progress is not None:
+            progress(min(start + batch, len(x)), len(x))
     logits = np.concatenate(logits) if logits else np.zeros((0, graph.num_classes), np.float32)
     result = {"logits": logits, "classes": classes_of(logits, class_threshold(graph))}
     if keep:
         result["tensors"] = {k: np.concatenate(v) for k, v in kept.items()}
+    if keep_bits:
+        result["bits"] = [np.concatenate(kept[t]) if t in kept else np.zeros((0,) + graph.tensors[t].shape, bool)
+                          for t in bits]
     return result
 
+
+def predict(model, x):
+    """Class indices for inputs `x`."""
+    return run(model, x)["classes"]
+
+
+def _as_graph(model):
+    from .graph import Graph, from_lowered
+    if isinstance(model, Graph):
+        return model
+    graph = getattr(model, "graph", None)  # exporters/graph_c.py GraphModel
+    return graph if graph is not None else from_lowered(model)

@@ -19,10 +19,10 @@ from ._tf import import_larq
 from .blocks import (BinaryConvBlock, BinaryDenseBlock, ConvGeometry, InputConvBlock, InputSpec,
                      LoweredModel, OutputDenseBlock)
 from .errors import ModelFileError, UnsupportedModelError
+from .graph import NOOP_LAYERS, SIGN_QUANTIZERS  # the one IR's layer sets and geometry
+from .graph import _conv_geometry as graph_conv_geometry, _pool_geometry as graph_pool_geometry
+from .graph import _act_name as _activation_name, _qname as _quantizer_name
 
-SIGN_QUANTIZERS = {"ste_sign", "approx_sign", "swish_sign", "SteSign", "ApproxSign", "SwishSign"}
-NOOP_LAYERS = {"Dropout", "GaussianNoise", "GaussianDropout", "AlphaDropout", "SpatialDropout1D",
-               "SpatialDropout2D", "SpatialDropout3D", "ActivityRegularization"}
 UNSUPPORTED_HINTS = {
     "Conv2D": "Float-weight convolutions cannot run on bits: use larq.layers.QuantConv2D with "
               "kernel_quantizer='ste_sign'.",
@@ -180,14 +180,6 @@ def _check_chain(model, layers):
 # 2. Grouping and checking layers
 
 
-def _quantizer_name(q):
-    if q is None:
-        return None
-    if isinstance(q, str):
-        return q
-    return getattr(q, "__name__", None) or type(q).__name__
-
-
 def _is_softmax(lay):
     name = type(lay).__name__
     if name == "Softmax":
@@ -195,10 +187,6 @@ def _is_softmax(lay):
     if name == "Activation":
         return _activation_name(lay.activation) == "softmax"
     return False
-
-
-def _activation_name(act):
-    return getattr(act, "__name__", str(act))
 
 
 def _check_compute_layer(lay, i, first, last):
@@ -321,24 +309,6 @@ def group_blocks(layers):
 # 3. Blocks
 
 
-def _same_pad(size, k, s):
-    out = -(-size // s)
-    total = max((out - 1) * s + k - size, 0)
-    return out, total // 2
-
-
-def _valid_out(size, k, s):
-    return (size - k) // s + 1
-
-
-def _window(size, k, s, padding):
-    """(output size, leading pad) of a TF convolution or pooling window along one axis."""
-    if padding == "same":
-        return _same_pad(size, k, s)
-    out = _valid_out(size, k, s)
-    return out, 0
-
-
 def _sign_bits(lay, kernel):
     """Binary weights as booleans (True = +1), checked to be exactly +-1 after the quantizer."""
     tf, _ = import_larq()
@@ -386,27 +356,11 @@ def _input_spec(shape, rescaling, group):
 
 
 def _conv_geometry(group, in_shape):
-    lay = group.layer
-    h, w, c = in_shape
-    kh, kw = lay.kernel_size
-    sh, sw = lay.strides
-    ch, top = _window(h, kh, sh, lay.padding)
-    cw, left = _window(w, kw, sw, lay.padding)
-    if ch < 1 or cw < 1:
-        raise UnsupportedModelError(f"kernel {kh}x{kw} does not fit the {h}x{w} input.", lay, group.index)
-    pad_value = int(float(np.asarray(lay.pad_values))) if lay.padding == "same" else 0
-    geom = ConvGeometry(in_shape=tuple(in_shape), kernel=(kh, kw), strides=(sh, sw), pad=(top, left),
-                        conv_shape=(ch, cw), out_hw=(ch, cw), pad_value=pad_value)
+    """The block's geometry: the graph lowering's conv geometry, then the group's max pool on its output."""
+    geom = graph_conv_geometry(group.layer, group.index, tuple(in_shape), False)
     if group.pool is not None:
-        p = group.pool
-        ph, pw = p.pool_size
-        psh, psw = p.strides
-        oh, ptop = _window(ch, ph, psh, p.padding)
-        ow, pleft = _window(cw, pw, psw, p.padding)
-        if oh < 1 or ow < 1:
-            raise UnsupportedModelError(f"pool {ph}x{pw} does not fit the {ch}x{cw} input.", p,
-                                        group.pool_index)
-        geom.pool, geom.pool_strides, geom.pool_pad, geom.out_hw = (ph, pw), (psh, psw), (ptop, pleft), (oh, ow)
+        p = graph_pool_geometry(group.pool, group.pool_index, geom.conv_shape + (group.layer.filters,), False)
+        geom.pool, geom.pool_strides, geom.pool_pad, geom.out_hw = p["pool"], p["strides"], p["pad"], p["out_hw"]
     return geom
 
 

@@ -19,8 +19,10 @@ def _shape(s):
 
 def block_rows(lowered, plan):
     """One dict per block: what the report and `summary()` print."""
+    from .exporters.graph_c import as_graph_model
     rows, in_shape = [], lowered.input.shape
-    for b, p in zip(lowered.blocks, plan["blocks"]):
+    blocks = [op.params["block"] for op in as_graph_model(lowered).graph.ops]
+    for b, p in zip(blocks, plan["blocks"]):
         rows.append({
             "index": p["index"], "kind": b.kind, "layers": ", ".join(b.source_layers),
             "in": _shape(in_shape), "out": _shape(b.out_shape), "macs": block_macs(b),
@@ -59,7 +61,7 @@ def graph_table(plan):
 
 def table(lowered, plan):
     """The per-block markdown table with totals (per op for a graph: `graph_table`)."""
-    if plan.get("graph"):
+    if not plan["chain"]:
         return graph_table(plan)
     rows = block_rows(lowered, plan)
     t = plan["totals"]
@@ -119,7 +121,7 @@ def write(result, folder):
     folder = Path(folder)
     lowered, plan = result.lowered, result.plan
     what = (f"Graph of {len(plan['ops'])} ops (the model is not a chain of fused blocks)"
-            if plan.get("graph") else f"Chain of {len(plan['blocks'])} fused blocks")
+            if not plan["chain"] else f"Chain of {len(plan['blocks'])} fused blocks")
     md = [f"# {result.name}: keras-ebnn export report", "",
           f"Target: `{result.target}`. Input: {_shape(lowered.input.shape)} ({lowered.input.mode}). "
           f"Classes: {_classes_text(lowered)}. {what}.", "", "## Memory", "", totals_text(lowered, plan), "",
@@ -177,7 +179,7 @@ def _chart(result, folder):
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    if result.plan.get("graph"):
+    if not result.plan["chain"]:
         rows = [{"index": r["index"], "kind": r["kind"], "flash": r["flash_bytes"], "ram": r["ram_bytes"]}
                 for r in result.plan["ops"]]
     else:
@@ -187,7 +189,7 @@ def _chart(result, folder):
     xs = range(len(rows))
     ax.bar([x - 0.2 for x in xs], [r["flash"] for r in rows], width=0.4, label="flash (weights+thresholds)")
     ax.bar([x + 0.2 for x in xs], [r["ram"] for r in rows], width=0.4,
-           label="RAM (output tensor)" if result.plan.get("graph") else "RAM (output bits)")
+           label="RAM (output tensor)" if not result.plan["chain"] else "RAM (output bits)")
     ax.set_xticks(list(xs))
     ax.set_xticklabels(labels, rotation=20, fontsize=8)
     ax.set_ylabel("bytes")

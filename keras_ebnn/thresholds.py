@@ -38,25 +38,6 @@ def _to_float(acc, spec):
     return np.asarray(acc).astype(np.float32)
 
 
-class _Chain:
-    """g(acc) = post(pool(pre(acc + bias))) for all channels, evaluated with the Keras layers."""
-
-    def __init__(self, group, bias, spec):
-        self.pre, self.post = group.pre_bn, group.post_bn
-        self.rank = 4 if group.is_conv else 2
-        self.bias = bias
-        self.spec = spec
-
-    def pre_values(self, acc):
-        v = _to_float(acc, self.spec)
-        if self.bias is not None:
-            v = v + self.bias  # float32 add, as tf.nn.bias_add
-        return _apply(self.pre, v.astype(np.float32), self.rank)
-
-    def bits(self, acc):
-        return _apply(self.post, self.pre_values(acc), self.rank) >= 0
-
-
 def _broadcast(values, channels):
     values = np.asarray(values)
     return np.repeat(values[:, None], channels, axis=1) if values.ndim == 1 else values
@@ -126,9 +107,15 @@ def _float_steps(chain, channels):
 
 
 def block_thresholds(group, bias, acc_range, spec):
-    """(threshold, flip, pool_min) arrays for a hidden block (see module docstring)."""
-    channels = group.layer.kernel.shape[-1]
-    return _chain_steps(_Chain(group, bias, spec), channels, acc_range, group.pool is not None)
+    """(threshold, flip, pool_min) arrays for a hidden block (see module docstring): `chain_thresholds`
+    of  post(pool(pre(acc + bias)))  with the group's batch norm layers evaluated by Keras."""
+    rank = 4 if group.is_conv else 2
+
+    def keras(lay):
+        return lambda values: _apply([lay], values, rank)
+    pre = ([lambda values: values + bias] if bias is not None else []) + [keras(lay) for lay in group.pre_bn]
+    post = [keras(lay) for lay in group.post_bn]  # (the bias add is float32, as tf.nn.bias_add)
+    return chain_thresholds(pre, post, group.pool is not None, group.layer.kernel.shape[-1], acc_range, spec)
 
 
 def _chain_steps(chain, channels, acc_range, pooled):

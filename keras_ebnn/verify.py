@@ -1,8 +1,8 @@
 """Compare a lowered model (reference executor) with the Keras model it came from, and the compiled C
 with the reference.
 
-Chain of blocks (keras_ebnn.lowering): reference.run; the C must give its classes and logits bit for
-bit. Graph (exporters/graph_c.py GraphModel): graph_reference.run; bits and integers are exact and so
+Chain of blocks (keras_ebnn.lowering): graph_reference.run; the C must give its classes and logits bit
+for bit. Graph (exporters/graph_c.py GraphModel): graph_reference.run; bits and integers are exact and so
 are the float32 ops (same operations in the same order), so the C logits must be bit-identical too,
 except when the graph has an unfused tanh / sigmoid: C computes those with the C library's tanhf /
 expf, which may differ from NumPy's by an ulp, so its logits must lie within C_LOGIT_TOL x (1 + max
@@ -14,7 +14,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from . import reference
+from . import graph_reference
 from ._tf import import_tf
 from .blocks import class_threshold, classes_of
 
@@ -148,7 +148,7 @@ def compare(model, lowered, x, ref=None, progress=None):
     if hasattr(lowered, "graph"):
         return compare_graph(model, lowered.graph, x, ref)
     bar = (lambda label: None) if progress is None else progress
-    ref = reference.run(lowered, x, progress=bar("reference")) if ref is None else ref
+    ref = graph_reference.run(lowered, x, keep_bits=True, progress=bar("reference")) if ref is None else ref
     kbits, klogits, kprobs = keras_outputs(model, lowered, x, progress=bar("Keras    "))
     mism = [float(np.mean(a != b)) for a, b in zip(kbits, ref["bits"])]
     total_bits = sum(b[0].size for b in kbits)
@@ -168,7 +168,6 @@ def compare_graph(model, graph, x, ref=None, batch_size=256):
     softmax) and, per bits tensor that is the sign of a Keras layer's output, the fraction of bits
     that differ from Keras's signs (graph_reference.run, free-running). Returns (Agreement, reference
     result, Keras logits or probabilities)."""
-    from . import graph_reference
     tf = import_tf()
     names = sorted({t.keras for t in graph.tensors.values() if t.dtype == "bits" and t.keras})
     probe = tf.keras.Model(model.inputs, [model.get_layer(n).output for n in names] + [model.outputs[0]])

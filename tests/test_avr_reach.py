@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from keras_ebnn import host, reference
+from keras_ebnn import host, graph_reference
 from keras_ebnn.blocks import (BinaryConvBlock, BinaryDenseBlock, ConvGeometry, InputConvBlock, InputSpec,
                                LoweredModel, OutputDenseBlock)
 from keras_ebnn.exporters.arduino import export_arduino
@@ -85,7 +85,7 @@ def test_c_export_runs_on_host_and_stops_an_avr_build(build, tmp_path):
     if host.find_cc() is not None:  # the host build is unaffected and exact
         x = np.random.default_rng(3).integers(0, 256, (4,) + model.input.shape).astype(np.uint8)
         classes, logits = host.predict_c(model, out, model.name, x)
-        ref = reference.run(model, x)
+        ref = graph_reference.run(model, x)
         assert np.array_equal(classes, ref["classes"]) and np.array_equal(logits, ref["logits"])
     if not shutil.which("avr-gcc"):
         pytest.skip("avr-gcc not installed")

@@ -299,7 +299,7 @@ int main(void)
 @pytest.mark.parametrize("variant", ["embedded", "serial"])
 def test_sketch_builds_and_classifies_on_the_host(variant, tmp_path):
     """The sketch's non-AVR code, built warning-free with the runtime under ASan/UBSan on the host."""
-    from keras_ebnn import reference
+    from keras_ebnn import graph_reference
     from keras_ebnn.exporting import export
     lib = tmp_path / "lib"
     export(_lowered("uno_mnist"), lib, name="uno_mnist", target="arduino", check_c=False)
@@ -327,7 +327,7 @@ def test_sketch_builds_and_classifies_on_the_host(variant, tmp_path):
     run = subprocess.run([str(exe)], input=stdin, capture_output=True, timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
     text = run.stdout.decode()
-    ref = reference.run(_lowered("uno_mnist"), images, keep_bits=False)["classes"]
+    ref = graph_reference.run(_lowered("uno_mnist"), images)["classes"]
     assert [c for _, c, _ in _printed(text)] == [int(v) for v in ref], text
     if variant == "embedded":
         labels = np.load(SAMPLE)["y"][:8]
@@ -472,12 +472,12 @@ def _printed(text):
 def _check_uno_run(lib, name, images, labels, work):
     """Build lib's example for the Uno, run it: classes = the reference executor's, accuracy over
     the labels, flash and peak SRAM within the --board uno budget."""
-    from keras_ebnn import reference
+    from keras_ebnn import graph_reference
     from keras_ebnn.exporters.c import memory_plan
     elf, flash, static = _build_sketch(lib.parent, lib / "examples" / name / f"{name}.ino", work)
     text, stats = _run_sketch(elf, work)
     printed = _printed(text)
-    ref = reference.run(_lowered(name), images, keep_bits=False)["classes"]
+    ref = graph_reference.run(_lowered(name), images)["classes"]
     assert [c for _, c, _ in printed] == [int(v) for v in ref], text
     assert [lab for _, _, lab in printed] == [int(v) for v in labels]
     correct = int(np.sum(ref == labels))
@@ -534,7 +534,7 @@ def test_uno_sketch_classifies_verify_data(tmp_path, capsys):
 @uno
 def test_uno_serial_sketch_classifies_what_it_reads(tmp_path):
     """The Serial-input variant (written when there are no inputs to embed), fed 3 images over UART."""
-    from keras_ebnn import reference
+    from keras_ebnn import graph_reference
     from keras_ebnn.exporting import export
     lib = tmp_path / "libraries" / "uno_mnist"
     export(_lowered("uno_mnist"), lib, name="uno_mnist", target="arduino", board="uno")
@@ -544,7 +544,7 @@ def test_uno_serial_sketch_classifies_what_it_reads(tmp_path):
     elf, _, _ = _build_sketch(lib.parent, ino, tmp_path)
     text, stats = _run_sketch(elf, tmp_path, serial_input=x.tobytes(), chunk=x[0].size)
     assert text.count("ready 784 uint8") >= len(x)
-    ref = reference.run(_lowered("uno_mnist"), x, keep_bits=False)["classes"]
+    ref = graph_reference.run(_lowered("uno_mnist"), x)["classes"]
     assert [(i, c) for i, c, _ in _printed(text)] == [(i, int(c)) for i, c in enumerate(ref)], text
     assert stats["peak"] <= boards.budget(_plan("uno_mnist", "uno"), "uno", "arduino", 10).ram_needed
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from helpers.cbuild import run_model
-from keras_ebnn import host, reference
+from keras_ebnn import host, graph_reference
 from keras_ebnn.exporters.c import export_c, memory_plan
 from helpers.randblocks import random_lowered
 from helpers.tiers import sweep
@@ -20,7 +20,7 @@ def test_random_blocks_match_reference(seed, tmp_path):
     name = f"r{seed}"
     plan = export_c(model, tmp_path / "out", name)
     classes, logits, bits = run_model(model, tmp_path / "out", name, x)
-    ref = reference.run(model, x)
+    ref = graph_reference.run(model, x, keep_bits=True)
     for i, (cb, rb) in enumerate(zip(bits, ref["bits"])):
         assert np.array_equal(cb, rb.reshape(len(x), -1)), f"block {i} ({model.blocks[i].kind}) bits differ"
     assert np.array_equal(classes, ref["classes"])
@@ -62,7 +62,7 @@ def test_random_blocks_byte_kernels(seed, tmp_path):
         classes, logits, bits = host.run_runner(exe, x, model.num_classes, model.input.dtype, nbits)
     finally:
         shutil.rmtree(exe.parent, ignore_errors=True)
-    ref = reference.run(model, x)
+    ref = graph_reference.run(model, x, keep_bits=True)
     for i, (cb, rb) in enumerate(zip(bits, ref["bits"])):
         assert np.array_equal(cb, rb.reshape(len(x), -1)), f"block {i} ({model.blocks[i].kind}) bits differ"
     assert np.array_equal(classes, ref["classes"])

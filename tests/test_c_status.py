@@ -18,7 +18,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from keras_ebnn import host, reference
+from keras_ebnn import host, graph_reference
 from keras_ebnn.blocks import (BinaryConvBlock, ConvGeometry, InputConvBlock, InputSpec, LoweredModel,
                                OutputDenseBlock)
 from keras_ebnn.exporters.c import export_c, generate
@@ -116,7 +116,7 @@ def _strip_checks(out, name):
 def _check_default_build(model, out, tmp_path, flags=()):
     x = np.random.default_rng(2).integers(0, 256, (6,) + model.input.shape).astype(np.uint8)
     classes, logits = host.predict_c(model, out, model.name, x, opt="-O1", sanitize=True, extra_flags=list(flags))
-    ref = reference.run(model, x)
+    ref = graph_reference.run(model, x)
     assert np.array_equal(classes, ref["classes"]) and np.array_equal(logits, ref["logits"])
 
 

@@ -106,7 +106,7 @@ def test_export_on_improvement(tmp_path, mnist_small):
 
 def test_reestimate_bn_exports_a_copy(tmp_path, mnist_small):
     """reestimate_bn: the export holds the re-estimated statistics; the training model keeps its own."""
-    from keras_ebnn import lower, reference
+    from keras_ebnn import lower, graph_reference
     from keras_ebnn.callback import plain_copy
     from keras_ebnn.training import reestimate_batchnorm
     xtr, ytr, xte, _ = mnist_small
@@ -116,9 +116,9 @@ def test_reestimate_bn_exports_a_copy(tmp_path, mnist_small):
     model.fit(xtr[:256], ytr[:256], epochs=1, batch_size=64, verbose=0, callbacks=[cb])
     trained = model.get_weights()
     expected = lower(reestimate_batchnorm(plain_copy(model, trained), xtr[:256]), "re")
-    logits = reference.run(cb.exports[0].lowered, xte)["logits"]
-    assert np.array_equal(logits, reference.run(expected, xte)["logits"])
-    assert not np.array_equal(logits, reference.run(lower(model), xte)["logits"])
+    logits = graph_reference.run(cb.exports[0].lowered, xte)["logits"]
+    assert np.array_equal(logits, graph_reference.run(expected, xte)["logits"])
+    assert not np.array_equal(logits, graph_reference.run(lower(model), xte)["logits"])
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), trained))
 
 
@@ -216,9 +216,9 @@ MIRRORED = textwrap.dedent("""
     # the export holds the weights get_weights() gives (batch-norm statistics averaged over replicas)
     plain = small_mnist_model(tf, lq)
     plain.set_weights(model.get_weights())
-    from keras_ebnn import reference
-    logits = reference.run(keras_ebnn.lower(plain), x[:64])["logits"]
-    same = np.array_equal(logits, reference.run(cb.exports[0].lowered, x[:64])["logits"])
+    from keras_ebnn import graph_reference
+    logits = graph_reference.run(keras_ebnn.lower(plain), x[:64])["logits"]
+    same = np.array_equal(logits, graph_reference.run(cb.exports[0].lowered, x[:64])["logits"])
     print("EXPORTS", len(calls), len(cb.exports), cb.exports[0].c_matches_reference, same)
 """)
 

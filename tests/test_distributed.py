@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from helpers.common import ROOT, small_mnist_model
-from keras_ebnn import host, import_larq, lower, reference
+from keras_ebnn import host, import_larq, lower, graph_reference
 
 tf, lq = import_larq()
 
@@ -195,7 +195,7 @@ def test_multi_worker_mirrored_strategy_exports_once(tmp_path):
     model = small_mnist_model(tf, lq)
     model.set_weights(weights)
     lowered = lower(model, name="mw")
-    ref = reference.run(lowered, xv)
+    ref = graph_reference.run(lowered, xv)
     assert np.array_equal(ref["classes"], last["classes"])
     keras_classes = model.predict(xv.astype(np.float32), verbose=0).argmax(axis=1)
     assert np.mean(keras_classes == ref["classes"]) >= 0.99

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_ebnn import host, lower, reference
+from keras_ebnn import host, lower, graph_reference
 from helpers.modelgen import random_model
 from test_lowering import N_MODELS
 from helpers.tiers import sweep
@@ -23,7 +23,7 @@ def test_generated_c_matches_reference(seed, tmp_path):
     exe = host.build_runner(tmp_path / "out", f"m{seed}", sanitize=True, debug_hook=True)
     nbits = [int(np.prod(b.out_shape)) for b in lowered.blocks[:-1]]
     classes, logits, bits = host.run_runner(exe, x, lowered.num_classes, lowered.input.dtype, nbits)
-    ref = reference.run(lowered, x)
+    ref = graph_reference.run(lowered, x, keep_bits=True)
     for i, (cb, rb) in enumerate(zip(bits, ref["bits"])):
         assert np.array_equal(cb, rb.reshape(len(x), -1)), f"block {i} bits differ: {desc}"
     assert np.array_equal(classes, ref["classes"]), desc
@@ -57,7 +57,7 @@ def test_shipped_model_c_matches_keras(name, tmp_path):
     export_c(lowered, tmp_path / "out", "shipped")
     exe = host.build_runner(tmp_path / "out", "shipped", sanitize=True)
     classes, logits = host.run_runner(exe, x, lowered.num_classes, lowered.input.dtype)
-    ref = reference.run(lowered, x)
+    ref = graph_reference.run(lowered, x, keep_bits=True)
     assert np.array_equal(logits, ref["logits"]) and np.array_equal(classes, ref["classes"])
     keras_classes = model.predict(x.astype(np.float32), batch_size=300, verbose=0).argmax(axis=1)
     assert np.array_equal(classes, keras_classes)

@@ -9,7 +9,7 @@ models). test_how_many_export records the count.
 """
 import pytest
 
-from keras_ebnn import UnsupportedModelError, export, graph_reference, host, reference
+from keras_ebnn import UnsupportedModelError, export, graph_reference, host
 from keras_ebnn.exporters.graph_c import uses_libm
 from keras_ebnn.verify import C_LOGIT_TOL, c_matches
 from helpers.common import check_against_keras
@@ -41,7 +41,7 @@ def test_published_model_exports_and_matches_keras(name, tmp_path):
         ref = graph_reference.run(graph, x)
         tol = C_LOGIT_TOL if uses_libm(graph) else None
     else:
-        ref, tol = reference.run(gm, x), None
+        ref, tol = graph_reference.run(gm, x), None
     assert c_matches(cls, logits, ref, tol), "compiled C differs from the reference executor"
     err = check_against_keras(model, gm, x, logits, cls, LOGIT_TOL)
     t = res.plan["totals"]

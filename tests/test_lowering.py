@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from keras_ebnn import lower, reference
+from keras_ebnn import lower, graph_reference
 from keras_ebnn.blocks import accumulator_range
 from keras_ebnn.verify import keras_outputs, softmax
 from helpers.modelgen import random_model
@@ -22,7 +22,7 @@ def _affine_terms(lowered, ref_logits):
 def test_reference_matches_keras(seed):
     model, x, desc = random_model(seed)
     lowered = lower(model)
-    ref = reference.run(lowered, x)
+    ref = graph_reference.run(lowered, x, keep_bits=True)
     kbits, klogits, kprobs = keras_outputs(model, lowered, x)
     assert len(kbits) == len(ref["bits"]) == len(lowered.blocks) - 1
     # Keras computes a float/uint8 first layer in float32 (the reference exactly): allow rare flips there
@@ -87,7 +87,7 @@ def test_first_layer_ties():
     """A uint8 first layer with neither bias nor batch norm has its threshold exactly on the integer
     grid: Keras's float32 rounding then decides the sign of an exact 0. Every bit on which Keras and
     the reference differ must be such a tie (accumulator == threshold); all other bits are equal."""
-    from keras_ebnn.reference import _conv_acc, _input_values
+    from keras_ebnn.graph_reference import _conv_acc, _input_values
     from helpers.modelgen import import_larq
     tf, lq = import_larq()
     model = tf.keras.Sequential([
@@ -102,7 +102,7 @@ def test_first_layer_ties():
     kbits, _, _ = keras_outputs(model, lowered, x)
     values, _ = _input_values(block.input, x)
     acc = _conv_acc(values, block, True, 0)
-    ref_bits = reference.run(lowered, x)["bits"][0]
+    ref_bits = graph_reference.run(lowered, x, keep_bits=True)["bits"][0]
     differ = kbits[0] != ref_bits
     assert np.all(acc[differ] == 0)
     print(f"tie mismatches: {differ.mean():.2e} of bits, {np.mean(acc == 0):.2e} of bits are ties")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from helpers.common import ROOT
-from keras_ebnn import host, reference
+from keras_ebnn import host, graph_reference
 from keras_ebnn.exporters.c import export_c
 from helpers.randblocks import random_lowered
 
@@ -57,7 +57,7 @@ def test_three_models_link_into_one_host_program(paper, tmp_path):
     for n, (model, x) in inputs.items():
         rec = np.dtype([("cls", "<i4"), ("logits", "<f4", (model.num_classes,))])
         out = np.frombuffer((tmp_path / f"{n}.out").read_bytes(), dtype=rec)
-        ref = reference.run(model, x, keep_bits=False)
+        ref = graph_reference.run(model, x)
         assert len(out) == len(x)
         assert np.array_equal(out["cls"], ref["classes"]), n
         assert np.array_equal(out["logits"].view(np.uint32), ref["logits"].view(np.uint32)), n
@@ -131,8 +131,8 @@ def test_two_libraries_in_one_uno_sketch(paper, tmp_path):
     text = sim.stdout + sim.stderr
     assert "done" in text, text[-2000:]
     got = [tuple(int(v) for v in m) for m in re.findall(r"image \d+ paper (-?\d+) tiny (-?\d+)", text)]
-    want = list(zip(reference.run(paper, x, keep_bits=False)["classes"].tolist(),
-                    reference.run(tiny, x, keep_bits=False)["classes"].tolist()))
+    want = list(zip(graph_reference.run(paper, x)["classes"].tolist(),
+                    graph_reference.run(tiny, x)["classes"].tolist()))
     assert got == want, (got, want)
 
 
@@ -193,8 +193,8 @@ def test_two_model_modules_in_one_zephyr_app(paper, tmp_path):
     run = subprocess.run([str(build / "zephyr" / "zephyr.exe"), "--stop_at=2"], capture_output=True, text=True,
                          timeout=120)
     got = [tuple(int(v) for v in m) for m in re.findall(r"image \d+ paper (-?\d+) tiny (-?\d+)", run.stdout)]
-    want = list(zip(reference.run(paper, x, keep_bits=False)["classes"].tolist(),
-                    reference.run(tiny, x, keep_bits=False)["classes"].tolist()))
+    want = list(zip(graph_reference.run(paper, x)["classes"].tolist(),
+                    graph_reference.run(tiny, x)["classes"].tolist()))
     assert "done" in run.stdout and got == want, (run.stdout[-2000:], want)
 
 

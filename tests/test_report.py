@@ -52,3 +52,20 @@ def test_export_summary_names_every_ram_part(tmp_path):
     parts = [int(v) for v in re.findall(r"(\d+) B", ram.group(2))]
     assert int(ram.group(1)) == totals["ram_bytes"] == sum(parts)
     assert ("kernel scratch" in ram.group(2)) == bool(totals.get("kernel_scratch_bytes"))
+
+
+def test_measured_tables_are_the_writers_output():
+    """exporters/measured.py is exactly what bench/common.py write_measured writes for its own tables
+    (the bench scripts that measure them rewrite it; nobody pastes figures by hand)."""
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(root / "bench"))
+    try:
+        import common
+    finally:
+        sys.path.remove(str(root / "bench"))
+    from keras_ebnn.exporters import measured
+    tables = {name: getattr(measured, name) for name in common.MEASURED_TABLES}
+    assert common.render_measured(tables) == common.MEASURED.read_text()
+    assert set(tables["COMPILERS"]) == {"arm-none-eabi-gcc", "avr-gcc"}

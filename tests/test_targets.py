@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from helpers.common import ROOT
+from keras_ebnn import host, graph_reference
 from helpers.tiers import count, sweep
-from keras_ebnn import host, reference
 from keras_ebnn.exporters.c import export_c, memory_plan
 from keras_ebnn.lowering import load_model, lower
 
@@ -44,7 +44,7 @@ def shipped(tmp_path_factory):
     if host.find_cc() is None:
         pytest.skip("no host C compiler")
     classes, logits = host.predict_c(lowered, out, "mnist", x)
-    ref = reference.run(lowered, x, keep_bits=False)
+    ref = graph_reference.run(lowered, x)
     assert np.array_equal(classes, ref["classes"]) and np.array_equal(logits, ref["logits"])
     return lowered, out, x, classes, logits
 
@@ -157,7 +157,7 @@ def test_m15_mnist_on_the_newer_cores(shipped, tmp_path):
     out = tmp_path / "export"
     export_c(lowered, out, "mnist")
     classes, logits = host.predict_c(lowered, out, "mnist", x)
-    ref = reference.run(lowered, x, keep_bits=False)
+    ref = graph_reference.run(lowered, x)
     assert np.array_equal(classes, ref["classes"]) and np.array_equal(logits, ref["logits"])
     runs = {cpu: cortexm.build_and_run(out, "mnist", x, cpu=cpu, workdir=tmp_path / cpu)
             for cpu in ("cortex-m4", "cortex-m7")}
@@ -232,7 +232,7 @@ def test_cortex_m55_random_blocks(tmp_path):
             continue
         name = f"r{seed}"
         export_c(model, tmp_path / name, name)
-        ref = reference.run(model, x, keep_bits=False)
+        ref = graph_reference.run(model, x)
         r = cortexm.build_and_run(tmp_path / name, name, x, cpu="cortex-m55", workdir=tmp_path / f"w{seed}")
         assert np.array_equal(r["classes"], ref["classes"]), seed
         assert np.array_equal(r["logits"].view(np.uint32), ref["logits"].view(np.uint32)), seed
