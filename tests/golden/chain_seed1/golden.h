@@ -2,8 +2,8 @@
  * Blocks: input_conv, binary_conv, binary_conv, binary_conv, binary_dense, binary_dense, binary_dense, output_dense.
  * Flash: 1334 B of model data; RAM: 84 B arena
  * (52 B activation bits + 32 B kernel scratch). */
-#ifndef GOLDEN_H
-#define GOLDEN_H
+#ifndef golden_H
+#define golden_H
 
 #include <stdint.h>
 
@@ -41,4 +41,4 @@ extern void (*golden_debug_hook)(int block, const uint32_t *bits, uint32_t nbits
 }
 #endif
 
-#endif /* GOLDEN_H */
+#endif /* golden_H */

@@ -18,18 +18,17 @@
 #include "avr/ebnn_binary_conv8.inc"
 #include "mve/ebnn_binary_conv_mve.inc"
 #include "ebnn_binary_acc.inc"
-#include "ebnn_dense_f32.inc"
-#include "ebnn_pool.inc"
 #include "ebnn_elementwise.inc"
+#include "ebnn_conv_pool_f32.inc"
 #include "golden.h"
 
 /* op 0: block input_conv -> t5 bits 4x4x4 at arena byte 0 (from quant_conv2d, batch_normalization, quant_conv2d_1) */
 static const uint32_t golden_op0_w[4] EBNN_CONST = {
-    0x0000006du, 0x000000f0u, 0x000000a5u, 0x000000d1u
+    0x0000006du, 0x000000f0u, 0x000000a5u, 0x0000012eu
 };
 
 static const int16_t golden_op0_t[4] EBNN_CONST = {
-    -218, -266, -263, -439
+    220, -410, -241, 64
 };
 
 static const uint32_t golden_op0_flip[1] EBNN_CONST = {
@@ -67,44 +66,22 @@ static const ebnn_conv_params_t golden_op0_params EBNN_CONST = {
     .sign_threshold_f = 0.0f
 };
 
-/* op 1: bconv -> t6 int 4x4x4 at arena byte 64 (from quant_conv2d_1) */
+/* op 1: block binary_conv -> t11_s1 bits 4x4x4 at arena byte 116 (from quant_conv2d_1, batch_normalization_1, quant_conv2d_2) */
 static const uint32_t golden_op1_w[8] EBNN_CONST = {
     0x180a6302u, 0x00000008u, 0x89af20f0u, 0x00000003u, 0xb29f7d04u, 0x00000005u, 0x352511d9u, 0x00000005u
 };
 
-static const ebnn_window_t golden_op1_win EBNN_CONST = {.in_h = 4u, .in_w = 4u, .in_c = 4u, .kh = 3u, .kw = 3u, .sh = 1u, .sw = 1u, .pad_t = 1u, .pad_l = 1u, .out_h = 4u, .out_w = 4u};
-
-/* op 2: avg_pool -> t7 int 2x2x4 at arena byte 0 (from average_pooling2d) */
-static const ebnn_window_t golden_op2_win EBNN_CONST = {.in_h = 4u, .in_w = 4u, .in_c = 4u, .kh = 2u, .kw = 2u, .sh = 2u, .sw = 2u, .pad_t = 0u, .pad_l = 0u, .out_h = 2u, .out_w = 2u};
-
-/* op 3: threshold -> t11 bits 2x2x4 at arena byte 316 (from batch_normalization_1, re_lu, quant_conv2d_2) */
-static const int32_t golden_op3_t[4] EBNN_CONST = {
-    -144, -144, -144, -144
+static const int16_t golden_op1_t[4] EBNN_CONST = {
+    -3, -3, 1, 1
 };
 
-static const uint32_t golden_op3_flip[1] EBNN_CONST = {
+static const uint32_t golden_op1_flip[1] EBNN_CONST = {
     0x00000000u
 };
 
-/* op 4: block binary_conv -> t15 bits 2x2x12 at arena byte 0 (from quant_conv2d_2, batch_normalization_2, quant_conv2d_3) */
-static const uint32_t golden_op4_w[24] EBNN_CONST = {
-    0x4f7012f0u, 0x0000000bu, 0x88f62a8eu, 0x0000000eu, 0x5a9133f1u, 0x00000004u, 0xc19457d2u, 0x0000000au,
-    0x926d0688u, 0x00000003u, 0x659d1cd6u, 0x00000001u, 0x4c1f31f1u, 0x00000002u, 0xec149c41u, 0x00000005u,
-    0xf7a499e6u, 0x00000009u, 0xc36240b5u, 0x0000000au, 0x8352d3f9u, 0x0000000bu, 0x54ca34e2u, 0x00000005u
-};
-
-static const int16_t golden_op4_t[12] EBNN_CONST = {
-    -1, 0, -2, -2, -8, 0, -2, -6,
-    7, -5, 4, -3
-};
-
-static const uint32_t golden_op4_flip[1] EBNN_CONST = {
-    0x00000000u
-};
-
-static const ebnn_conv_params_t golden_op4_params EBNN_CONST = {
-    .in_h = 2,
-    .in_w = 2,
+static const ebnn_conv_params_t golden_op1_params EBNN_CONST = {
+    .in_h = 4,
+    .in_w = 4,
     .in_c = 4,
     .kh = 3,
     .kw = 3,
@@ -112,12 +89,54 @@ static const ebnn_conv_params_t golden_op4_params EBNN_CONST = {
     .sw = 1,
     .pad_t = 1,
     .pad_l = 1,
-    .conv_h = 2,
-    .conv_w = 2,
+    .conv_h = 4,
+    .conv_w = 4,
     .pool_h = 1,
     .pool_w = 1,
     .pool_sh = 1,
     .pool_sw = 1,
+    .pool_t = 0,
+    .pool_l = 0,
+    .out_h = 4,
+    .out_w = 4,
+    .out_c = 4,
+    .pad_value = 1,
+    .input_mode = EBNN_INPUT_FLOAT,
+    .acc16 = 1
+};
+
+/* op 2: concat -> t11 bits 4x4x8 at arena byte 8 (from concatenate) */
+/* op 3: block binary_conv -> t18_s0 bits 2x2x12 at arena byte 116 (from quant_conv2d_2, max_pooling2d, batch_normalization_2, quant_dense) */
+static const uint32_t golden_op3_w[12] EBNN_CONST = {
+    0x0000000fu, 0x0000008eu, 0x000000f1u, 0x0000002du, 0x00000077u, 0x000000d6u, 0x000000f1u, 0x000000beu,
+    0x000000e6u, 0x000000b5u, 0x000000f9u, 0x000000e2u
+};
+
+static const int16_t golden_op3_t[12] EBNN_CONST = {
+    2, 3, 2, 2, 6, 4, 4, 3,
+    -8, 5, 4, 2
+};
+
+static const uint32_t golden_op3_flip[1] EBNN_CONST = {
+    0x00000032u
+};
+
+static const ebnn_conv_params_t golden_op3_params EBNN_CONST = {
+    .in_h = 4,
+    .in_w = 4,
+    .in_c = 8,
+    .kh = 1,
+    .kw = 1,
+    .sh = 1,
+    .sw = 1,
+    .pad_t = 0,
+    .pad_l = 0,
+    .conv_h = 4,
+    .conv_w = 4,
+    .pool_h = 2,
+    .pool_w = 2,
+    .pool_sh = 2,
+    .pool_sw = 2,
     .pool_t = 0,
     .pool_l = 0,
     .out_h = 2,
@@ -128,89 +147,44 @@ static const ebnn_conv_params_t golden_op4_params EBNN_CONST = {
     .acc16 = 1
 };
 
-/* op 5: block binary_conv -> t20 bits 2x2x4 at arena byte 316 (from quant_conv2d_3, batch_normalization_3, activation, quant_conv2d_4) */
-static const uint32_t golden_op5_w[4] EBNN_CONST = {
-    0x00000886u, 0x000002e1u, 0x00000caau, 0x00000768u
+/* op 4: reshape -> t18 bits 48 at arena byte 116 (from flatten) */
+/* op 5: bdense -> t19 int 8 at arena byte 0 (from quant_dense) */
+static const uint32_t golden_op5_w[16] EBNN_CONST = {
+    0xea5c9082u, 0x0000a871u, 0x14c40589u, 0x00007daau, 0xb1ea90a0u, 0x00008b50u, 0xce11f0b8u, 0x00005e5cu,
+    0x487c2329u, 0x00002a0fu, 0xcb1093dcu, 0x00004c5eu, 0x1d3613afu, 0x00006196u, 0xf9710256u, 0x00001b0cu
 };
 
-static const int16_t golden_op5_t[4] EBNN_CONST = {
-    -4, -2, 0, 1
+/* op 6: to_float -> t20 float32 8 at arena byte 0 (from -) */
+/* op 7: affine -> t21 float32 8 at arena byte 0 (from batch_normalization_3) */
+static const float golden_op7_a[8] EBNN_CONST = {
+    0.3681536614894867f, 0.15696658194065094f, 0.1371951848268509f, 0.10340714454650879f, 0.5085721015930176f, 0.0872429609298706f, 0.23321598768234253f, 0.21807214617729187f
 };
 
-static const uint32_t golden_op5_flip[1] EBNN_CONST = {
-    0x00000000u
+static const float golden_op7_b[8] EBNN_CONST = {
+    -0.03532823547720909f, -0.8856945633888245f, 0.9968611001968384f, 0.4966539144515991f, -2.1932833194732666f, 0.550428032875061f, 0.3087237477302551f, 1.8152066469192505f
 };
 
-static const ebnn_conv_params_t golden_op5_params EBNN_CONST = {
-    .in_h = 2,
-    .in_w = 2,
-    .in_c = 12,
-    .kh = 1,
-    .kw = 1,
-    .sh = 1,
-    .sw = 1,
-    .pad_t = 0,
-    .pad_l = 0,
-    .conv_h = 2,
-    .conv_w = 2,
-    .pool_h = 1,
-    .pool_w = 1,
-    .pool_sh = 1,
-    .pool_sw = 1,
-    .pool_t = 0,
-    .pool_l = 0,
-    .out_h = 2,
-    .out_w = 2,
-    .out_c = 4,
-    .pad_value = 0,
-    .input_mode = EBNN_INPUT_FLOAT,
-    .acc16 = 1
+/* op 8: conv_pool -> t23 float32 5 at arena byte 104 (from dense) */
+static const float golden_op8_w[40] EBNN_CONST = {
+    -0.06337589025497437f, -0.4208846688270569f, 0.34314966201782227f, -0.3975335955619812f, -0.1445806622505188f, 0.28343600034713745f, 0.5461543798446655f, 0.05890911817550659f,
+    0.3948923349380493f, -0.5710091590881348f, -0.11804258823394775f, -0.015668213367462158f, -0.13592475652694702f, 0.06411206722259521f, -0.6395487785339355f, -0.6664350628852844f,
+    0.32465827465057373f, 0.20332229137420654f, -0.38377198576927185f, 0.17424482107162476f, 0.6392574310302734f, 0.25921058654785156f, -0.030570387840270996f, -0.5401031970977783f,
+    0.6611940860748291f, -0.40720486640930176f, 0.6696802377700806f, 0.03414255380630493f, 0.591238260269165f, -0.48778635263442993f, -0.5418998003005981f, -0.31979843974113464f,
+    0.25757986307144165f, 0.42893683910369873f, 0.3018023371696472f, 0.041067421436309814f, -0.12873607873916626f, 0.4137413501739502f, 0.6289128065109253f, -0.4347150921821594f
 };
 
-/* op 6: bconv -> t21 int 2x2x8 at arena byte 0 (from quant_conv2d_4) */
-static const uint32_t golden_op6_w[16] EBNN_CONST = {
-    0xd89b9adeu, 0x00000007u, 0x56288054u, 0x00000002u, 0xd1bc5079u, 0x0000000au, 0x77ea853cu, 0x00000005u,
-    0x780da2ccu, 0x00000007u, 0xe8c6b1d7u, 0x0000000au, 0x3ff00f91u, 0x00000007u, 0x061cc3c1u, 0x00000004u
+static const uint8_t golden_op8_steps[1] EBNN_CONST = {
+    16
 };
 
-static const ebnn_window_t golden_op6_win EBNN_CONST = {.in_h = 2u, .in_w = 2u, .in_c = 4u, .kh = 3u, .kw = 3u, .sh = 1u, .sw = 1u, .pad_t = 1u, .pad_l = 1u, .out_h = 2u, .out_w = 2u};
-
-/* op 7: global_avg -> t22 int 8 at arena byte 288 (from global_average_pooling2d) */
-static const ebnn_window_t golden_op7_win EBNN_CONST = {.in_h = 2u, .in_w = 2u, .in_c = 8u, .kh = 2u, .kw = 2u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 1u, .out_w = 1u};
-
-/* op 8: to_float -> t23 float32 8 at arena byte 0 (from -) */
-static const int32_t golden_op8_div[1] EBNN_CONST = {
-    4
+static const float golden_op8_sd[10] EBNN_CONST = {
+    1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 0.0f, 0.0f, 0.0f,
+    0.0f, 0.0f
 };
 
-/* op 9: affine -> t24 float32 8 at arena byte 288 (from batch_normalization_4) */
-static const float golden_op9_a[8] EBNN_CONST = {
-    0.18487870693206787f, 7.268488883972168f, -6.581221103668213f, 0.23040352761745453f, 12.48995590209961f, 7.742002010345459f, 24.55470848083496f, -2.1539652347564697f
-};
+static const ebnn_conv_pool_t golden_op8_cp EBNN_CONST = {.pad_value = 0.0f, .conv = {.in_h = 1u, .in_w = 1u, .in_c = 8u, .kh = 1u, .kw = 1u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 1u, .out_w = 1u}, .pool = {.in_h = 1u, .in_w = 1u, .in_c = 5u, .kh = 1u, .kw = 1u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 1u, .out_w = 1u}, .out_c = 5u, .weights = 0u, .pool_kind = 0u, .n_pre = 1u, .n_post = 0u, .output = 0u};
 
-static const float golden_op9_b[8] EBNN_CONST = {
-    -0.6530333757400513f, 43.394290924072266f, 10.034915924072266f, -0.34646403789520264f, -6.8238205909729f, -19.416685104370117f, 50.31684112548828f, -8.659423828125f
-};
-
-/* op 10: dense -> t25 float32 5 at arena byte 0 (from dense) */
-static const float golden_op10_w[40] EBNN_CONST = {
-    -0.25788843631744385f, -0.3761439919471741f, 0.36871886253356934f, 0.3784109354019165f, 0.5478320121765137f, 0.2014552354812622f, 0.12950414419174194f, -0.0786135196685791f,
-    0.6441693305969238f, -0.559657096862793f, 0.31797248125076294f, -0.2861427664756775f, 0.5235047340393066f, 0.11537551879882812f, 0.3052288889884949f, -0.1785988211631775f,
-    -0.5194165706634521f, 0.6607768535614014f, -0.05272918939590454f, 0.48619234561920166f, -0.6790377497673035f, 0.28205037117004395f, 0.4833453893661499f, -0.10678350925445557f,
-    0.3544740676879883f, 0.4168365001678467f, 0.13014638423919678f, 0.2073448896408081f, 0.16706860065460205f, 0.5652146339416504f, 0.6619950532913208f, -0.001440286636352539f,
-    -0.29573825001716614f, 0.6508865356445312f, 0.3763974905014038f, -0.06595045328140259f, -0.2864474356174469f, 0.5868793725967407f, -0.35910680890083313f, 0.2918305993080139f
-};
-
-/* op 11: affine -> t26 float32 5 at arena byte 300 (from dense) */
-static const float golden_op11_a[5] EBNN_CONST = {
-    1.0f, 1.0f, 1.0f, 1.0f, 1.0f
-};
-
-static const float golden_op11_b[5] EBNN_CONST = {
-    0.0f, 0.0f, 0.0f, 0.0f, 0.0f
-};
-
-static uint32_t golden_arena[80];
+static uint32_t golden_arena[31];
 
 #ifdef EBNN_DEBUG_HOOK
 void (*golden_debug_hook)(int op, const uint32_t *bits, uint32_t nbits) = NULL;
@@ -229,57 +203,46 @@ int golden_predict_scratch(const golden_input_t *input, float *scores, void *scr
     if (status != EBNN_OK)
         return status;
     DEBUG_HOOK(0, arena + 0, 64u);
-    status = ebnn_bconv_acc(&golden_op1_win, arena + 0, golden_op1_w, 4u, 0u, (int32_t *)(arena + 16));
+    status = ebnn_binary_conv(&golden_op1_params, arena + 0, golden_op1_w, golden_op1_t, golden_op1_flip, arena + 29, arena + 2);
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(1, (const uint32_t *)(arena + 16), 2048u);
-    status = ebnn_sum_pool_i32(&golden_op2_win, (const int32_t *)(arena + 16), (int32_t *)(arena + 0));
+    DEBUG_HOOK(1, arena + 29, 64u);
+    {
+        const uint32_t *const inputs[2] = {arena + 0, arena + 29};
+        const uint32_t channels[2] = {4u, 4u};
+        status = ebnn_concat_bits(16u, 2u, inputs, channels, arena + 2);
+        if (status != EBNN_OK)
+            return status;
+    }
+    DEBUG_HOOK(2, arena + 2, 128u);
+    status = ebnn_binary_conv(&golden_op3_params, arena + 2, golden_op3_w, golden_op3_t, golden_op3_flip, arena + 29, arena + 0);
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(2, (const uint32_t *)(arena + 0), 512u);
-    status = ebnn_threshold_i32(16u, 4u, (const int32_t *)(arena + 0), golden_op3_t, golden_op3_flip, arena + 79);
+    DEBUG_HOOK(3, arena + 29, 48u);
+    /* op 4: reshape t18_s0 -> t18: same memory */
+    status = ebnn_bdense_acc(1u, 48u, 8u, arena + 29, golden_op5_w, (int32_t *)(arena + 0));
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(3, arena + 79, 16u);
-    status = ebnn_binary_conv(&golden_op4_params, arena + 79, golden_op4_w, golden_op4_t, golden_op4_flip, arena + 0, arena + 2);
+    DEBUG_HOOK(5, (const uint32_t *)(arena + 0), 256u);
+    status = ebnn_i32_to_f32(8u, 8u, (const int32_t *)(arena + 0), NULL, 0u, (float *)(arena + 0));
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(4, arena + 0, 48u);
-    status = ebnn_binary_conv(&golden_op5_params, arena + 0, golden_op5_w, golden_op5_t, golden_op5_flip, arena + 79, arena + 2);
+    DEBUG_HOOK(6, (const uint32_t *)(arena + 0), 256u);
+    status = ebnn_affine_f32(8u, 8u, (const float *)(arena + 0), golden_op7_a, golden_op7_b, 8u, (float *)(arena + 0));
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(5, arena + 79, 16u);
-    status = ebnn_bconv_acc(&golden_op6_win, arena + 79, golden_op6_w, 8u, 0u, (int32_t *)(arena + 0));
+    DEBUG_HOOK(7, (const uint32_t *)(arena + 0), 256u);
+    status = ebnn_conv_pool_f32(&golden_op8_cp, (const float *)(arena + 0), golden_op8_w, golden_op8_steps, golden_op8_sd, NULL, NULL, (float *)(arena + 26), (uint16_t)(0u), (uint16_t)(1u), 0u, 0u, (float *)(arena + 8));
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(6, (const uint32_t *)(arena + 0), 1024u);
-    status = ebnn_sum_pool_i32(&golden_op7_win, (const int32_t *)(arena + 0), (int32_t *)(arena + 72));
-    if (status != EBNN_OK)
-        return status;
-    DEBUG_HOOK(7, (const uint32_t *)(arena + 72), 256u);
-    status = ebnn_i32_to_f32(8u, 8u, (const int32_t *)(arena + 72), golden_op8_div, 1u, (float *)(arena + 0));
-    if (status != EBNN_OK)
-        return status;
-    DEBUG_HOOK(8, (const uint32_t *)(arena + 0), 256u);
-    status = ebnn_affine_f32(8u, 8u, (const float *)(arena + 0), golden_op9_a, golden_op9_b, 8u, (float *)(arena + 72));
-    if (status != EBNN_OK)
-        return status;
-    DEBUG_HOOK(9, (const uint32_t *)(arena + 72), 256u);
-    status = ebnn_dense_f32(1u, 8u, 5u, (const float *)(arena + 72), golden_op10_w, (float *)(arena + 0));
-    if (status != EBNN_OK)
-        return status;
-    DEBUG_HOOK(10, (const uint32_t *)(arena + 0), 160u);
-    status = ebnn_affine_f32(5u, 5u, (const float *)(arena + 0), golden_op11_a, golden_op11_b, 5u, (float *)(arena + 75));
-    if (status != EBNN_OK)
-        return status;
-    DEBUG_HOOK(11, (const uint32_t *)(arena + 75), 160u);
+    DEBUG_HOOK(8, (const uint32_t *)(arena + 26), 160u);
     if (scores != NULL) {
         uint32_t k;
-        const float *logits = (const float *)(arena + 75);
+        const float *logits = (const float *)(arena + 26);
         for (k = 0u; k < 5u; k++)
             scores[k] = logits[k];
     }
-    return ebnn_argmax_f32(5u, (const float *)(arena + 75));
+    return ebnn_argmax_f32(5u, (const float *)(arena + 26));
 }
 
 int golden_predict(const golden_input_t *input, float *scores)

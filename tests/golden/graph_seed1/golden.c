@@ -12,14 +12,13 @@
 #include "ebnn.h"
 #include "ebnn_bits.inc"
 #include "avr/ebnn_bytes.inc"
-#include "ebnn_output_dense.inc"
 #include "ebnn_binary_acc.inc"
-#include "ebnn_conv_f32.inc"
 #include "ebnn_pool.inc"
 #include "ebnn_elementwise.inc"
+#include "ebnn_conv_pool_f32.inc"
 #include "golden.h"
 
-/* op 0: conv -> t1 float32 6x10x4 at arena byte 0 (from conv2d) */
+/* op 0: conv_pool -> t4 float32 6x10x4 at arena byte 0 (from conv2d, batch_normalization, re_lu) */
 static const float golden_op0_w[36] EBNN_CONST = {
     -0.176001638174057f, 0.2646937966346741f, 0.3201625347137451f, -0.11448252201080322f, -0.3421708345413208f, -0.2845672369003296f, 0.03290179371833801f, -0.3531144857406616f,
     0.2165319323539734f, -0.15907353162765503f, 0.1073077917098999f, -0.27499058842658997f, 0.0879041850566864f, -0.10920226573944092f, 0.021198570728302002f, -0.3058914542198181f,
@@ -28,125 +27,61 @@ static const float golden_op0_w[36] EBNN_CONST = {
     0.019085407257080078f, -0.3142015039920807f, -0.3361336290836334f, -0.1296936720609665f
 };
 
-static const ebnn_window_t golden_op0_win EBNN_CONST = {.in_h = 6u, .in_w = 10u, .in_c = 1u, .kh = 3u, .kw = 3u, .sh = 1u, .sw = 1u, .pad_t = 1u, .pad_l = 1u, .out_h = 6u, .out_w = 10u};
-
-/* op 1: affine -> t2 float32 6x10x4 at arena byte 1920 (from conv2d) */
-static const float golden_op1_a[4] EBNN_CONST = {
-    1.0f, 1.0f, 1.0f, 1.0f
+static const uint8_t golden_op0_steps[3] EBNN_CONST = {
+    16, 16, 0
 };
 
-static const float golden_op1_b[4] EBNN_CONST = {
-    0.0f, 0.0f, 0.0f, 0.0f
+static const float golden_op0_sd[16] EBNN_CONST = {
+    1.0f, 1.0f, 1.0f, 1.0f, 0.0f, 0.0f, 0.0f, 0.0f,
+    1.6141130924224854f, 2.0392746925354004f, 1.3882259130477905f, 1.489791750907898f, -0.5225102305412292f, -0.005934855900704861f, 0.3885853588581085f, -0.9085793495178223f
 };
 
-/* op 2: affine -> t3 float32 6x10x4 at arena byte 0 (from batch_normalization) */
-static const float golden_op2_a[4] EBNN_CONST = {
-    1.9882142543792725f, 2.114093065261841f, 1.3202364444732666f, 1.827130913734436f
-};
+static const ebnn_conv_pool_t golden_op0_cp EBNN_CONST = {.pad_value = 0.0f, .conv = {.in_h = 6u, .in_w = 10u, .in_c = 1u, .kh = 3u, .kw = 3u, .sh = 1u, .sw = 1u, .pad_t = 1u, .pad_l = 1u, .out_h = 6u, .out_w = 10u}, .pool = {.in_h = 6u, .in_w = 10u, .in_c = 4u, .kh = 1u, .kw = 1u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 6u, .out_w = 10u}, .out_c = 4u, .weights = 0u, .pool_kind = 0u, .n_pre = 3u, .n_post = 0u, .output = 0u};
 
-static const float golden_op2_b[4] EBNN_CONST = {
-    0.08321880549192429f, -0.5850487947463989f, 0.19144798815250397f, 0.7326650619506836f
-};
-
-/* op 3: activation -> t4 float32 6x10x4 at arena byte 1920 (from re_lu) */
-/* op 4: sign -> t5 bits 6x10x4 at arena byte 0 (from quant_conv2d) */
-/* op 5: bconv -> t6 int 6x10x2 at arena byte 1440 (from quant_conv2d) */
-static const uint32_t golden_op5_w[4] EBNN_CONST = {
+/* op 1: sign -> t5 bits 6x10x4 at arena byte 2848 (from quant_conv2d) */
+/* op 2: bconv -> t6 int 6x10x2 at arena byte 960 (from quant_conv2d) */
+static const uint32_t golden_op2_w[4] EBNN_CONST = {
     0x7dd78c43u, 0x00000009u, 0x46f2a3eeu, 0x0000000fu
 };
 
-static const ebnn_window_t golden_op5_win EBNN_CONST = {.in_h = 6u, .in_w = 10u, .in_c = 4u, .kh = 3u, .kw = 3u, .sh = 1u, .sw = 1u, .pad_t = 1u, .pad_l = 1u, .out_h = 6u, .out_w = 10u};
+static const ebnn_window_t golden_op2_win EBNN_CONST = {.in_h = 6u, .in_w = 10u, .in_c = 4u, .kh = 3u, .kw = 3u, .sh = 1u, .sw = 1u, .pad_t = 1u, .pad_l = 1u, .out_h = 6u, .out_w = 10u};
 
-/* op 6: to_float -> t7 float32 6x10x2 at arena byte 0 (from -) */
-/* op 7: affine -> t8 float32 6x10x2 at arena byte 1440 (from batch_normalization_1) */
-static const float golden_op7_a[2] EBNN_CONST = {
-    7.353857040405273f, 5.406087875366211f
+/* op 3: to_float -> t7 float32 6x10x2 at arena byte 960 (from -) */
+/* op 4: affine -> t8 float32 6x10x2 at arena byte 960 (from batch_normalization_1) */
+static const float golden_op4_a[2] EBNN_CONST = {
+    4.114576816558838f, -15.307771682739258f
 };
 
-static const float golden_op7_b[2] EBNN_CONST = {
-    -29.55173110961914f, -43.635887145996094f
+static const float golden_op4_b[2] EBNN_CONST = {
+    -16.52533531188965f, 122.50489044189453f
 };
 
-/* op 8: concat -> t9 float32 6x10x6 at arena byte 0 (from concatenate) */
-/* op 9: avg_pool -> t10 float32 3x5x6 at arena byte 2520 (from average_pooling2d) */
-static const ebnn_window_t golden_op9_win EBNN_CONST = {.in_h = 6u, .in_w = 10u, .in_c = 6u, .kh = 2u, .kw = 2u, .sh = 2u, .sw = 2u, .pad_t = 0u, .pad_l = 0u, .out_h = 3u, .out_w = 5u};
+/* op 5: concat -> t9 float32 6x10x6 at arena byte 1440 (from concatenate) */
+/* op 6: max_pool -> t10 float32 2x4x6 at arena byte 0 (from max_pooling2d) */
+static const ebnn_window_t golden_op6_win EBNN_CONST = {.in_h = 6u, .in_w = 10u, .in_c = 6u, .kh = 3u, .kw = 3u, .sh = 2u, .sw = 2u, .pad_t = 0u, .pad_l = 0u, .out_h = 2u, .out_w = 4u};
 
-/* op 10: conv -> t11 float32 3x5x12 at arena byte 1440 (from conv2d_1) */
-static const float golden_op10_w[72] EBNN_CONST = {
-    -0.01530003547668457f, -0.569185197353363f, -0.3226494789123535f, 0.42167603969573975f, -0.1609455645084381f, 0.23242348432540894f, 0.2579449415206909f, 0.07426339387893677f,
-    -0.4093039631843567f, -0.3679816722869873f, -0.32821333408355713f, 0.3490135073661804f, 0.3469601273536682f, -0.34773731231689453f, 0.3051077723503113f, 0.3365809917449951f,
-    -0.21054935455322266f, -0.08335348963737488f, -0.10834553837776184f, 0.36129772663116455f, -0.11862587928771973f, -0.044459760189056396f, -0.020188450813293457f, 0.4890047311782837f,
-    -0.48421791195869446f, 0.03282773494720459f, 0.10432255268096924f, -0.44573646783828735f, 0.5258156061172485f, -0.1020912230014801f, 0.12312501668930054f, -0.08404585719108582f,
-    -0.2764151096343994f, 0.4520437717437744f, 0.5022759437561035f, -0.5399563908576965f, -0.5064603686332703f, 0.1315639615058899f, 0.19798803329467773f, -0.531795084476471f,
-    -0.013331115245819092f, 0.33239656686782837f, -0.2058705985546112f, -0.39935192465782166f, -0.2704791724681854f, 0.2924332618713379f, 0.024805963039398193f, -0.3834702968597412f,
-    0.06750833988189697f, 0.14837294816970825f, 0.0063397884368896484f, 0.4508119821548462f, 0.5628761053085327f, -0.01259315013885498f, -0.08899703621864319f, -0.4349721670150757f,
-    0.4037497639656067f, -0.14530014991760254f, 0.0072972774505615234f, 0.2693924307823181f, -0.22001230716705322f, 0.14840930700302124f, 0.06426262855529785f, -0.28447484970092773f,
-    -0.00473475456237793f, 0.12273061275482178f, 0.19495445489883423f, 0.3207448124885559f, -0.4716867208480835f, 0.3199201226234436f, -0.2063419222831726f, 0.5436978340148926f
+/* op 7: global_max -> t11 float32 1x1x6 at arena byte 2856 (from global_max_pooling2d) */
+static const ebnn_window_t golden_op7_win EBNN_CONST = {.in_h = 2u, .in_w = 4u, .in_c = 6u, .kh = 2u, .kw = 4u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 1u, .out_w = 1u};
+
+/* op 8: reshape -> t12 float32 6 at arena byte 2856 (from flatten) */
+/* op 9: conv_pool -> t14 float32 5 at arena byte 0 (from dense) */
+static const float golden_op9_w[30] EBNN_CONST = {
+    0.0036093592643737793f, -0.1543591022491455f, -0.7327198386192322f, -0.4960579574108124f, -0.31306007504463196f, 0.11427980661392212f, -0.014849662780761719f, 0.3295655846595764f,
+    -0.19596028327941895f, -0.21968179941177368f, -0.44723397493362427f, 0.2959246039390564f, 0.18231064081192017f, -0.5975959897041321f, 0.408782422542572f, 0.6461450457572937f,
+    0.029971420764923096f, 0.23157340288162231f, 0.5096942782402039f, -0.2629193365573883f, -0.43370670080184937f, 0.6914477944374084f, 0.12981021404266357f, -0.5627413988113403f,
+    -0.6009014248847961f, 0.20880967378616333f, 0.501903235912323f, 0.28434067964553833f, -0.17802125215530396f, -0.04041635990142822f
 };
 
-static const ebnn_window_t golden_op10_win EBNN_CONST = {.in_h = 3u, .in_w = 5u, .in_c = 6u, .kh = 1u, .kw = 1u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 3u, .out_w = 5u};
-
-/* op 11: sign -> t12 bits 6x10x6 at arena byte 2832 (from quant_conv2d_1) */
-/* op 12: bconv -> t13 int 3x5x12 at arena byte 0 (from quant_conv2d_1) */
-static const uint32_t golden_op12_w[24] EBNN_CONST = {
-    0x1c82a43bu, 0x0029db53u, 0xf4f0da44u, 0x000b184eu, 0x1dab8fc6u, 0x001af63au, 0xcab6915eu, 0x000733e0u,
-    0xefad3feau, 0x00016702u, 0xa1315e5bu, 0x0024c877u, 0xcb459546u, 0x003ee1dbu, 0x02443f75u, 0x001113b1u,
-    0xa1af5470u, 0x0018a7a2u, 0xd68574d2u, 0x000f28bau, 0x26829a62u, 0x0007571fu, 0x60dc8a55u, 0x00083663u
+static const uint8_t golden_op9_steps[1] EBNN_CONST = {
+    16
 };
 
-static const ebnn_window_t golden_op12_win EBNN_CONST = {.in_h = 6u, .in_w = 10u, .in_c = 6u, .kh = 3u, .kw = 3u, .sh = 2u, .sw = 2u, .pad_t = 0u, .pad_l = 0u, .out_h = 3u, .out_w = 5u};
-
-/* op 13: to_float -> t14 float32 3x5x12 at arena byte 2160 (from -) */
-/* op 14: affine -> t15 float32 3x5x12 at arena byte 0 (from quant_conv2d_1) */
-static const float golden_op14_a[12] EBNN_CONST = {
-    1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f,
-    1.0f, 1.0f, 1.0f, 1.0f
+static const float golden_op9_sd[10] EBNN_CONST = {
+    1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 0.0f, 0.0f, 0.0f,
+    0.0f, 0.0f
 };
 
-static const float golden_op14_b[12] EBNN_CONST = {
-    0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f,
-    0.0f, 0.0f, 0.0f, 0.0f
-};
-
-/* op 15: affine -> t16 float32 3x5x12 at arena byte 2160 (from batch_normalization_2) */
-static const float golden_op15_a[12] EBNN_CONST = {
-    -0.8805864453315735f, -2.771833896636963f, 0.9511588215827942f, 4.762115001678467f, -8.52804183959961f, 3.9030251502990723f, -9.435395240783691f, 19.8347110748291f,
-    3.925626039505005f, -0.9517697095870972f, -3.2422521114349365f, 0.9551001191139221f
-};
-
-static const float golden_op15_b[12] EBNN_CONST = {
-    -1.832069993019104f, -11.449219703674316f, -7.904258728027344f, -0.06987552344799042f, 51.145408630371094f, 0.2712552845478058f, 57.00334548950195f, 158.9931182861328f,
-    15.792134284973145f, -0.36658406257629395f, -12.797863960266113f, 7.642949104309082f
-};
-
-/* op 16: affine -> t17 float32 3x5x12 at arena byte 0 (from batch_normalization_3) */
-static const float golden_op16_a[12] EBNN_CONST = {
-    5.175945281982422f, 4.249290466308594f, -1.1430580615997314f, 1.2370580434799194f, 1.8221598863601685f, 10.088950157165527f, 4.6316022872924805f, -4.071975231170654f,
-    2.389183282852173f, 3.731748580932617f, 6.976728916168213f, -2.956629514694214f
-};
-
-static const float golden_op16_b[12] EBNN_CONST = {
-    1.0128546953201294f, 1.2176343202590942f, -0.38408374786376953f, -0.27885621786117554f, 0.17197276651859283f, -1.4705853462219238f, -0.08130870759487152f, -0.0007137606735341251f,
-    1.008162498474121f, -0.1288144886493683f, -0.4858078360557556f, 0.06609514355659485f
-};
-
-/* op 17: add -> t18 float32 3x5x12 at arena byte 1440 (from add) */
-/* op 18: global_avg -> t19 float32 12 at arena byte 0 (from global_average_pooling2d) */
-static const ebnn_window_t golden_op18_win EBNN_CONST = {.in_h = 3u, .in_w = 5u, .in_c = 12u, .kh = 3u, .kw = 5u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 1u, .out_w = 1u};
-
-/* op 19: sign -> t20 bits 12 at arena byte 2876 (from quant_dense) */
-/* op 20: block output_dense -> t24 float32 3 (from quant_dense, batch_normalization_4) */
-static const uint32_t golden_op20_w[3] EBNN_CONST = {
-    0x000007e6u, 0x0000027eu, 0x0000041fu
-};
-
-static const float golden_op20_scale[3] EBNN_CONST = {
-    0.2321816086769104f, 0.2341080904006958f, 0.12093445658683777f
-};
-
-static const float golden_op20_offset[3] EBNN_CONST = {
-    -0.16619570553302765f, -0.24640384316444397f, -0.6214407682418823f
-};
+static const ebnn_conv_pool_t golden_op9_cp EBNN_CONST = {.pad_value = 0.0f, .conv = {.in_h = 1u, .in_w = 1u, .in_c = 6u, .kh = 1u, .kw = 1u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 1u, .out_w = 1u}, .pool = {.in_h = 1u, .in_w = 1u, .in_c = 5u, .kh = 1u, .kw = 1u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 1u, .out_w = 1u}, .out_c = 5u, .weights = 0u, .pool_kind = 0u, .n_pre = 1u, .n_post = 0u, .output = 0u};
 
 static uint32_t golden_arena[720];
 
@@ -163,91 +98,54 @@ int golden_predict_scratch(const golden_input_t *input, float *scores, void *scr
     int status;
     if (input == NULL || scratch == NULL || ((uintptr_t)scratch % EBNN_WORD_ALIGN) != 0u)
         return -1;
-    status = ebnn_conv_f32(&golden_op0_win, input, golden_op0_w, 4u, 0.0f, (float *)(arena + 0));
+    status = ebnn_conv_pool_f32(&golden_op0_cp, input, golden_op0_w, golden_op0_steps, golden_op0_sd, NULL, NULL, (float *)(arena + 0), (uint16_t)(0u), (uint16_t)(6u), 0u, 0u, (float *)(arena + 240));
     if (status != EBNN_OK)
         return status;
     DEBUG_HOOK(0, (const uint32_t *)(arena + 0), 7680u);
-    status = ebnn_affine_f32(240u, 4u, (const float *)(arena + 0), golden_op1_a, golden_op1_b, 4u, (float *)(arena + 480));
+    status = ebnn_sign_f32(240u, (const float *)(arena + 0), arena + 712);
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(1, (const uint32_t *)(arena + 480), 7680u);
-    status = ebnn_affine_f32(240u, 4u, (const float *)(arena + 480), golden_op2_a, golden_op2_b, 4u, (float *)(arena + 0));
+    DEBUG_HOOK(1, arena + 712, 240u);
+    status = ebnn_bconv_acc(&golden_op2_win, arena + 712, golden_op2_w, 2u, 1u, (int32_t *)(arena + 240));
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(2, (const uint32_t *)(arena + 0), 7680u);
-    status = ebnn_activation_f32(240u, EBNN_ACT_RELU, 0.0f, (const float *)(arena + 0), (float *)(arena + 480));
+    DEBUG_HOOK(2, (const uint32_t *)(arena + 240), 3840u);
+    status = ebnn_i32_to_f32(120u, 2u, (const int32_t *)(arena + 240), NULL, 0u, (float *)(arena + 240));
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(3, (const uint32_t *)(arena + 480), 7680u);
-    status = ebnn_sign_f32(240u, (const float *)(arena + 480), arena + 0);
+    DEBUG_HOOK(3, (const uint32_t *)(arena + 240), 3840u);
+    status = ebnn_affine_f32(120u, 2u, (const float *)(arena + 240), golden_op4_a, golden_op4_b, 2u, (float *)(arena + 240));
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(4, arena + 0, 240u);
-    status = ebnn_bconv_acc(&golden_op5_win, arena + 0, golden_op5_w, 2u, 1u, (int32_t *)(arena + 360));
-    if (status != EBNN_OK)
-        return status;
-    DEBUG_HOOK(5, (const uint32_t *)(arena + 360), 3840u);
-    status = ebnn_i32_to_f32(120u, 2u, (const int32_t *)(arena + 360), NULL, 0u, (float *)(arena + 0));
-    if (status != EBNN_OK)
-        return status;
-    DEBUG_HOOK(6, (const uint32_t *)(arena + 0), 3840u);
-    status = ebnn_affine_f32(120u, 2u, (const float *)(arena + 0), golden_op7_a, golden_op7_b, 2u, (float *)(arena + 360));
-    if (status != EBNN_OK)
-        return status;
-    DEBUG_HOOK(7, (const uint32_t *)(arena + 360), 3840u);
+    DEBUG_HOOK(4, (const uint32_t *)(arena + 240), 3840u);
     {
-        const float *const inputs[2] = {(const float *)(arena + 480), (const float *)(arena + 360)};
-        const uint16_t channels[2] = {4u, 2u};
-        status = ebnn_concat_f32(60u, 2u, inputs, channels, (float *)(arena + 0));
+        const float *const inputs[2] = {(const float *)(arena + 0), (const float *)(arena + 240)};
+        const uint32_t channels[2] = {4u, 2u};
+        status = ebnn_concat_f32(60u, 2u, inputs, channels, (float *)(arena + 360));
         if (status != EBNN_OK)
             return status;
     }
-    DEBUG_HOOK(8, (const uint32_t *)(arena + 0), 11520u);
-    status = ebnn_avg_pool_f32(&golden_op9_win, (const float *)(arena + 0), (float *)(arena + 630));
+    DEBUG_HOOK(5, (const uint32_t *)(arena + 360), 11520u);
+    status = ebnn_max_pool_f32(&golden_op6_win, (const float *)(arena + 360), (float *)(arena + 0));
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(9, (const uint32_t *)(arena + 630), 2880u);
-    status = ebnn_conv_f32(&golden_op10_win, (const float *)(arena + 630), golden_op10_w, 12u, 0.0f, (float *)(arena + 360));
+    DEBUG_HOOK(6, (const uint32_t *)(arena + 0), 1536u);
+    status = ebnn_max_pool_f32(&golden_op7_win, (const float *)(arena + 0), (float *)(arena + 714));
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(10, (const uint32_t *)(arena + 360), 5760u);
-    status = ebnn_sign_f32(360u, (const float *)(arena + 0), arena + 708);
+    DEBUG_HOOK(7, (const uint32_t *)(arena + 714), 192u);
+    /* op 8: reshape t11 -> t12: same memory */
+    status = ebnn_conv_pool_f32(&golden_op9_cp, (const float *)(arena + 714), golden_op9_w, golden_op9_steps, golden_op9_sd, NULL, NULL, (float *)(arena + 0), (uint16_t)(0u), (uint16_t)(1u), 0u, 0u, (float *)(arena + 5));
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(11, arena + 708, 360u);
-    status = ebnn_bconv_acc(&golden_op12_win, arena + 708, golden_op12_w, 12u, 1u, (int32_t *)(arena + 0));
-    if (status != EBNN_OK)
-        return status;
-    DEBUG_HOOK(12, (const uint32_t *)(arena + 0), 5760u);
-    status = ebnn_i32_to_f32(180u, 12u, (const int32_t *)(arena + 0), NULL, 0u, (float *)(arena + 540));
-    if (status != EBNN_OK)
-        return status;
-    DEBUG_HOOK(13, (const uint32_t *)(arena + 540), 5760u);
-    status = ebnn_affine_f32(180u, 12u, (const float *)(arena + 540), golden_op14_a, golden_op14_b, 12u, (float *)(arena + 0));
-    if (status != EBNN_OK)
-        return status;
-    DEBUG_HOOK(14, (const uint32_t *)(arena + 0), 5760u);
-    status = ebnn_affine_f32(180u, 12u, (const float *)(arena + 0), golden_op15_a, golden_op15_b, 12u, (float *)(arena + 540));
-    if (status != EBNN_OK)
-        return status;
-    DEBUG_HOOK(15, (const uint32_t *)(arena + 540), 5760u);
-    status = ebnn_affine_f32(180u, 12u, (const float *)(arena + 360), golden_op16_a, golden_op16_b, 12u, (float *)(arena + 0));
-    if (status != EBNN_OK)
-        return status;
-    DEBUG_HOOK(16, (const uint32_t *)(arena + 0), 5760u);
-    status = ebnn_add_f32(180u, (const float *)(arena + 540), (const float *)(arena + 0), (float *)(arena + 360));
-    if (status != EBNN_OK)
-        return status;
-    DEBUG_HOOK(17, (const uint32_t *)(arena + 360), 5760u);
-    status = ebnn_avg_pool_f32(&golden_op18_win, (const float *)(arena + 360), (float *)(arena + 0));
-    if (status != EBNN_OK)
-        return status;
-    DEBUG_HOOK(18, (const uint32_t *)(arena + 0), 384u);
-    status = ebnn_sign_f32(12u, (const float *)(arena + 0), arena + 719);
-    if (status != EBNN_OK)
-        return status;
-    DEBUG_HOOK(19, arena + 719, 12u);
-    return ebnn_output_dense(12u, 3u, arena + 719, golden_op20_w, golden_op20_scale, golden_op20_offset, scores);
+    DEBUG_HOOK(9, (const uint32_t *)(arena + 0), 160u);
+    if (scores != NULL) {
+        uint32_t k;
+        const float *logits = (const float *)(arena + 0);
+        for (k = 0u; k < 5u; k++)
+            scores[k] = logits[k];
+    }
+    return ebnn_argmax_f32(5u, (const float *)(arena + 0));
 }
 
 int golden_predict(const golden_input_t *input, float *scores)

@@ -15,95 +15,77 @@
 #include "ebnn_dense.inc"
 #include "mve/ebnn_dense_mve.inc"
 #include "ebnn_output_dense.inc"
-#include "ebnn_binary_acc.inc"
-#include "ebnn_conv_f32.inc"
-#include "ebnn_pool.inc"
 #include "ebnn_elementwise.inc"
+#include "ebnn_conv_pool_f32.inc"
 #include "golden.h"
 
-/* op 0: conv -> t1 float32 8x8x6 at arena byte 0 (from quant_conv2d) */
-static const float golden_op0_w[162] EBNN_CONST = {
-    1.0f, 1.0f, 1.0f, -1.0f, -1.0f, -1.0f, -1.0f, 1.0f,
-    1.0f, 1.0f, -1.0f, -1.0f, 1.0f, -1.0f, 1.0f, -1.0f,
-    -1.0f, 1.0f, -1.0f, 1.0f, 1.0f, 1.0f, 1.0f, -1.0f,
-    1.0f, -1.0f, -1.0f, 1.0f, -1.0f, 1.0f, -1.0f, 1.0f,
-    -1.0f, 1.0f, -1.0f, 1.0f, 1.0f, 1.0f, -1.0f, 1.0f,
-    -1.0f, 1.0f, 1.0f, -1.0f, -1.0f, -1.0f, 1.0f, -1.0f,
-    -1.0f, 1.0f, 1.0f, 1.0f, -1.0f, -1.0f, 1.0f, -1.0f,
-    -1.0f, -1.0f, 1.0f, 1.0f, -1.0f, -1.0f, 1.0f, 1.0f,
-    1.0f, -1.0f, 1.0f, -1.0f, -1.0f, -1.0f, -1.0f, -1.0f,
-    1.0f, -1.0f, -1.0f, 1.0f, -1.0f, 1.0f, 1.0f, -1.0f,
-    1.0f, 1.0f, 1.0f, 1.0f, 1.0f, -1.0f, -1.0f, 1.0f,
-    -1.0f, 1.0f, 1.0f, 1.0f, 1.0f, -1.0f, 1.0f, 1.0f,
-    -1.0f, 1.0f, -1.0f, -1.0f, -1.0f, 1.0f, 1.0f, 1.0f,
-    -1.0f, 1.0f, -1.0f, -1.0f, -1.0f, 1.0f, 1.0f, 1.0f,
-    -1.0f, 1.0f, -1.0f, -1.0f, 1.0f, -1.0f, -1.0f, 1.0f,
-    -1.0f, 1.0f, 1.0f, 1.0f, 1.0f, -1.0f, 1.0f, 1.0f,
-    1.0f, -1.0f, -1.0f, -1.0f, -1.0f, 1.0f, -1.0f, -1.0f,
-    -1.0f, -1.0f, 1.0f, -1.0f, 1.0f, -1.0f, 1.0f, 1.0f,
-    -1.0f, -1.0f, -1.0f, 1.0f, -1.0f, 1.0f, -1.0f, -1.0f,
-    1.0f, 1.0f, 1.0f, 1.0f, 1.0f, -1.0f, 1.0f, 1.0f,
-    1.0f, 1.0f
+/* op 0: conv_pool -> t2 float32 8x8x6 at arena byte 0 (from quant_conv2d, batch_normalization) */
+static const uint8_t golden_op0_w[27] EBNN_CONST = {
+    7, 14, 37, 30, 41, 42, 43, 17,
+    14, 49, 28, 1, 41, 61, 41, 55,
+    34, 11, 46, 36, 30, 7, 2, 53,
+    40, 60, 61
 };
 
-static const ebnn_window_t golden_op0_win EBNN_CONST = {.in_h = 10u, .in_w = 10u, .in_c = 3u, .kh = 3u, .kw = 3u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 8u, .out_w = 8u};
-
-/* op 1: affine -> t2 float32 8x8x6 at arena byte 1536 (from batch_normalization) */
-static const float golden_op1_a[6] EBNN_CONST = {
-    0.47596752643585205f, 0.15936347842216492f, 0.17386581003665924f, 0.23463639616966248f, 0.2531628906726837f, -0.2034822702407837f
+static const uint8_t golden_op0_steps[1] EBNN_CONST = {
+    16
 };
 
-static const float golden_op1_b[6] EBNN_CONST = {
-    -0.7178136706352234f, 0.5307871699333191f, -0.055645015090703964f, -0.2169981747865677f, 0.4914512634277344f, 0.08652447164058685f
+static const float golden_op0_sd[12] EBNN_CONST = {
+    0.47596752643585205f, 0.15936347842216492f, 0.17386581003665924f, 0.23463639616966248f, 0.2531628906726837f, -0.2034822702407837f, -0.7178136706352234f, 0.5307871699333191f,
+    -0.055645015090703964f, -0.2169981747865677f, 0.4914512634277344f, 0.08652447164058685f
 };
 
-/* op 2: avg_pool -> t3 float32 4x4x6 at arena byte 0 (from average_pooling2d) */
-static const ebnn_window_t golden_op2_win EBNN_CONST = {.in_h = 8u, .in_w = 8u, .in_c = 6u, .kh = 2u, .kw = 2u, .sh = 2u, .sw = 2u, .pad_t = 0u, .pad_l = 0u, .out_h = 4u, .out_w = 4u};
+static const ebnn_conv_pool_t golden_op0_cp EBNN_CONST = {.pad_value = 0.0f, .conv = {.in_h = 10u, .in_w = 10u, .in_c = 3u, .kh = 3u, .kw = 3u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 8u, .out_w = 8u}, .pool = {.in_h = 8u, .in_w = 8u, .in_c = 6u, .kh = 1u, .kw = 1u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 8u, .out_w = 8u}, .out_c = 6u, .weights = 2u, .pool_kind = 0u, .n_pre = 1u, .n_post = 0u, .output = 0u};
 
-/* op 3: sign -> t4 bits 4x4x6 at arena byte 3060 (from quant_conv2d_1) */
-/* op 4: bconv -> t5 int 4x4x8 at arena byte 0 (from quant_conv2d_1) */
-static const uint32_t golden_op4_w[16] EBNN_CONST = {
-    0xa8f0b7e3u, 0x002a72feu, 0xd1861b9au, 0x0027cbb9u, 0x813742aeu, 0x00160ba3u, 0xe64dff77u, 0x003f6d24u,
-    0x673140c8u, 0x0013bb18u, 0xe7eb942du, 0x00380471u, 0x1a4e41a6u, 0x0001f828u, 0x4a3f53e1u, 0x000a469du
+/* op 1: conv_pool -> t8 bits 8 at arena byte 1624 (from conv2d, batch_normalization_1, re_lu, global_average_pooling2d, quant_dense) */
+static const float golden_op1_w[48] EBNN_CONST = {
+    0.11158305406570435f, -0.47682881355285645f, -0.0846337080001831f, 0.0015161633491516113f, -0.04410350322723389f, 0.35888993740081787f, -0.34530118107795715f, 0.47968459129333496f,
+    0.6097877025604248f, 0.6154862642288208f, 0.6017013788223267f, 0.6088360548019409f, -0.3961842656135559f, -0.33715546131134033f, 0.5090439319610596f, -0.4515996277332306f,
+    -0.6341943144798279f, -0.3085939288139343f, 0.42556679248809814f, 0.5288926362991333f, -0.2334069311618805f, 0.10144585371017456f, 0.21494650840759277f, -0.16526636481285095f,
+    -0.5715981125831604f, 0.5846391916275024f, 0.1249551773071289f, -0.5585885643959045f, 0.14364564418792725f, 0.4992833137512207f, -0.36342960596084595f, -0.19295775890350342f,
+    -0.5170170068740845f, 0.2683379650115967f, -0.12019330263137817f, 0.13420242071151733f, -0.6331595182418823f, -0.3503994345664978f, -0.18413352966308594f, -0.09865885972976685f,
+    0.48093724250793457f, -0.4515574872493744f, 0.35912859439849854f, 0.09353470802307129f, -0.04018336534500122f, 0.04052269458770752f, 0.4416087865829468f, 0.2046654224395752f
 };
 
-static const ebnn_window_t golden_op4_win EBNN_CONST = {.in_h = 4u, .in_w = 4u, .in_c = 6u, .kh = 3u, .kw = 3u, .sh = 1u, .sw = 1u, .pad_t = 1u, .pad_l = 1u, .out_h = 4u, .out_w = 4u};
-
-/* op 5: global_avg -> t6 int 8 at arena byte 3040 (from global_average_pooling2d) */
-static const ebnn_window_t golden_op5_win EBNN_CONST = {.in_h = 4u, .in_w = 4u, .in_c = 8u, .kh = 4u, .kw = 4u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 1u, .out_w = 1u};
-
-/* op 6: threshold -> t9 bits 8 at arena byte 0 (from batch_normalization_1, quant_dense) */
-static const int32_t golden_op6_t[8] EBNN_CONST = {
-    12, -21, -4, 13, 0, -10, -18, -8
+static const uint8_t golden_op1_steps[3] EBNN_CONST = {
+    16, 16, 0
 };
 
-static const uint32_t golden_op6_flip[1] EBNN_CONST = {
-    0x00000000u
+static const float golden_op1_sd[32] EBNN_CONST = {
+    1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f,
+    0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f,
+    -0.27865585684776306f, 1.61598801612854f, -0.21726661920547485f, -0.53509521484375f, 0.8091189861297607f, 0.8553497791290283f, 2.771653413772583f, 1.8803389072418213f,
+    0.10086103528738022f, 0.13410934805870056f, 0.026533398777246475f, 0.3042517900466919f, -0.1746082603931427f, 0.17460277676582336f, 0.5233065485954285f, 0.40923720598220825f
 };
 
-/* op 7: block binary_dense -> t13 bits 8 at arena byte 3068 (from quant_dense, batch_normalization_2, quant_dense_1) */
-static const uint32_t golden_op7_w[8] EBNN_CONST = {
-    0x00000010u, 0x00000006u, 0x000000c0u, 0x0000005bu, 0x000000b0u, 0x00000052u, 0x000000e8u, 0x0000004eu
+static const ebnn_conv_pool_t golden_op1_cp EBNN_CONST = {.pad_value = 0.0f, .conv = {.in_h = 8u, .in_w = 8u, .in_c = 6u, .kh = 1u, .kw = 1u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 8u, .out_w = 8u}, .pool = {.in_h = 8u, .in_w = 8u, .in_c = 8u, .kh = 8u, .kw = 8u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 1u, .out_w = 1u}, .out_c = 8u, .weights = 0u, .pool_kind = 1u, .n_pre = 3u, .n_post = 0u, .output = 1u};
+
+/* op 2: block binary_dense -> t12 bits 16 at arena byte 0 (from quant_dense, batch_normalization_2, quant_dense_1) */
+static const uint32_t golden_op2_w[16] EBNN_CONST = {
+    0x00000034u, 0x00000042u, 0x00000048u, 0x0000009du, 0x00000054u, 0x0000009cu, 0x000000c8u, 0x0000003au,
+    0x000000f0u, 0x000000a1u, 0x00000028u, 0x00000093u, 0x0000005cu, 0x00000051u, 0x0000001eu, 0x00000023u
 };
 
-static const int16_t golden_op7_t[8] EBNN_CONST = {
-    -1, -1, 2, 1, 1, 0, 0, 2
+static const int16_t golden_op2_t[16] EBNN_CONST = {
+    -2, -4, -3, 3, -1, 0, -2, 1,
+    1, -1, -4, 1, 0, -2, 0, -1
 };
 
-/* op 8: block output_dense -> t17 float32 5 (from quant_dense_1, batch_normalization_3) */
-static const uint32_t golden_op8_w[5] EBNN_CONST = {
-    0x0000004au, 0x000000f0u, 0x000000fbu, 0x000000c4u, 0x000000c3u
+/* op 3: block output_dense -> t16 float32 5 (from quant_dense_1, batch_normalization_3) */
+static const uint32_t golden_op3_w[5] EBNN_CONST = {
+    0x0000844au, 0x000017f0u, 0x0000abfbu, 0x0000fac4u, 0x000069c3u
 };
 
-static const float golden_op8_scale[5] EBNN_CONST = {
-    -0.06186236813664436f, -0.21172337234020233f, 0.27432334423065186f, 0.08992504328489304f, -0.04449162259697914f
+static const float golden_op3_scale[5] EBNN_CONST = {
+    24.729673385620117f, 0.010178158059716225f, 7.641564846038818f, 16.874290466308594f, 6.659212112426758f
 };
 
-static const float golden_op8_offset[5] EBNN_CONST = {
-    -0.003721228800714016f, 0.24924294650554657f, -0.18386687338352203f, 0.1301558017730713f, -0.012521856464445591f
+static const float golden_op3_offset[5] EBNN_CONST = {
+    148.48171997070312f, 0.00025706534506753087f, -61.304325103759766f, -34.07194137573242f, -0.0574585422873497f
 };
 
-static uint32_t golden_arena[768];
+static uint32_t golden_arena[407];
 
 #ifdef EBNN_DEBUG_HOOK
 void (*golden_debug_hook)(int op, const uint32_t *bits, uint32_t nbits) = NULL;
@@ -118,39 +100,19 @@ int golden_predict_scratch(const golden_input_t *input, float *scores, void *scr
     int status;
     if (input == NULL || scratch == NULL || ((uintptr_t)scratch % EBNN_WORD_ALIGN) != 0u)
         return -1;
-    status = ebnn_conv_f32(&golden_op0_win, input, golden_op0_w, 6u, 0.0f, (float *)(arena + 0));
+    status = ebnn_conv_pool_f32(&golden_op0_cp, input, golden_op0_w, golden_op0_steps, golden_op0_sd, NULL, NULL, (float *)(arena + 0), (uint16_t)(0u), (uint16_t)(8u), 0u, 0u, (float *)(arena + 384));
     if (status != EBNN_OK)
         return status;
     DEBUG_HOOK(0, (const uint32_t *)(arena + 0), 12288u);
-    status = ebnn_affine_f32(384u, 6u, (const float *)(arena + 0), golden_op1_a, golden_op1_b, 6u, (float *)(arena + 384));
+    status = ebnn_conv_pool_f32(&golden_op1_cp, (const float *)(arena + 0), golden_op1_w, golden_op1_steps, golden_op1_sd, NULL, NULL, arena + 406, (uint16_t)(0u), (uint16_t)(1u), 0u, 0u, (float *)(arena + 384));
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(1, (const uint32_t *)(arena + 384), 12288u);
-    status = ebnn_avg_pool_f32(&golden_op2_win, (const float *)(arena + 384), (float *)(arena + 0));
+    DEBUG_HOOK(1, arena + 406, 8u);
+    status = ebnn_binary_dense16(8u, 16u, arena + 406, golden_op2_w, golden_op2_t, arena + 0);
     if (status != EBNN_OK)
         return status;
-    DEBUG_HOOK(2, (const uint32_t *)(arena + 0), 3072u);
-    status = ebnn_sign_f32(96u, (const float *)(arena + 0), arena + 765);
-    if (status != EBNN_OK)
-        return status;
-    DEBUG_HOOK(3, arena + 765, 96u);
-    status = ebnn_bconv_acc(&golden_op4_win, arena + 765, golden_op4_w, 8u, 0u, (int32_t *)(arena + 0));
-    if (status != EBNN_OK)
-        return status;
-    DEBUG_HOOK(4, (const uint32_t *)(arena + 0), 4096u);
-    status = ebnn_sum_pool_i32(&golden_op5_win, (const int32_t *)(arena + 0), (int32_t *)(arena + 760));
-    if (status != EBNN_OK)
-        return status;
-    DEBUG_HOOK(5, (const uint32_t *)(arena + 760), 256u);
-    status = ebnn_threshold_i32(8u, 8u, (const int32_t *)(arena + 760), golden_op6_t, golden_op6_flip, arena + 0);
-    if (status != EBNN_OK)
-        return status;
-    DEBUG_HOOK(6, arena + 0, 8u);
-    status = ebnn_binary_dense16(8u, 8u, arena + 0, golden_op7_w, golden_op7_t, arena + 767);
-    if (status != EBNN_OK)
-        return status;
-    DEBUG_HOOK(7, arena + 767, 8u);
-    return ebnn_output_dense(8u, 5u, arena + 767, golden_op8_w, golden_op8_scale, golden_op8_offset, scores);
+    DEBUG_HOOK(2, arena + 0, 16u);
+    return ebnn_output_dense(16u, 5u, arena + 0, golden_op3_w, golden_op3_scale, golden_op3_offset, scores);
 }
 
 int golden_predict(const golden_input_t *input, float *scores)

@@ -2,8 +2,8 @@
  * 5 ops: input_conv, binary_conv, reshape, output_dense.
  * Flash: 3644 B of model data; RAM: 252 B arena (peak of live
  * tensors 252 B). */
-#ifndef GOLDEN_H
-#define GOLDEN_H
+#ifndef golden_H
+#define golden_H
 
 #include <stdint.h>
 
@@ -41,4 +41,4 @@ extern void (*golden_debug_hook)(int op, const uint32_t *bits, uint32_t nbits);
 }
 #endif
 
-#endif /* GOLDEN_H */
+#endif /* golden_H */

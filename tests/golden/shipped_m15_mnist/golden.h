@@ -2,8 +2,8 @@
  * Blocks: input_conv, binary_conv, binary_conv, binary_dense, output_dense.
  * Flash: 8188 B of model data; RAM: 948 B arena
  * (876 B activation bits + 72 B kernel scratch). */
-#ifndef GOLDEN_H
-#define GOLDEN_H
+#ifndef golden_H
+#define golden_H
 
 #include <stdint.h>
 
@@ -41,4 +41,4 @@ extern void (*golden_debug_hook)(int block, const uint32_t *bits, uint32_t nbits
 }
 #endif
 
-#endif /* GOLDEN_H */
+#endif /* golden_H */
