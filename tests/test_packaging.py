@@ -171,7 +171,6 @@ def test_installed_console_script_exports_every_target(installed, model, tmp_pat
     for target in TARGETS:
         c_files = list((tmp_path / "out" / target).rglob(f"{name}.c"))
         assert len(c_files) == 1, (target, c_files)
-        assert list((tmp_path / "out" / target).rglob("ebnn_mve.h")), f"{target}: the runtime's mve/ header is missing"
         assert _build_and_run(c_files[0], name, samples, tmp_path) == reference_accuracy, target
 
 
