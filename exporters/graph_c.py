@@ -56,7 +56,7 @@ ACTIVATIONS = {"relu": "EBNN_ACT_RELU", "relu6": "EBNN_ACT_RELU6", "hard_tanh": 
                "leaky_relu": "EBNN_ACT_LEAKY_RELU", "tanh": "EBNN_ACT_TANH", "sigmoid": "EBNN_ACT_SIGMOID"}
 LIBM_ACTIVATIONS = ("tanh", "sigmoid")  # C uses tanhf / expf: agrees with the reference within tolerance
 CTYPES = {"bits": "uint32_t", "int": "int32_t", "float32": "float"}
-CONV_POOL_STRUCT_BYTES = 56  # sizeof(ebnn_conv_pool_t): float + 2 windows + uint16 + 6 uint8 (AVR too)
+CONV_POOL_STRUCT_BYTES = 64  # sizeof(ebnn_conv_pool_t): 3 floats + 2 windows + uint16 + 6 uint8 (AVR too)
 INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
 
 
@@ -146,7 +146,7 @@ def prepare(graph):
     model input."""
     if graph.input_tensor.dtype != "int":
         return graph
-    direct = ("to_float",)
+    direct = ("to_float", "conv_pool")  # conv_pool: absorbed to_float (graph_fuse.py input_steps)
     readers = [op for op in graph.ops if graph.input in op.inputs]
     if all(op.kind in direct or (op.kind == "block" and op.params["block"].kind == "input_conv") for op in readers):
         return graph
@@ -344,14 +344,19 @@ def _conv_pool_struct(name, op):
     pool_kind = 1 if p["pool"] is not None and p["pool"].kind in ("avg_pool", "global_avg") else 0
     final = p["final"]
     output = 0 if final is None else 1 if final.kind == "sign" else 2
+    in_steps = p.get("input_steps", [])
+    in_kind = 0 if not in_steps else 1 if len(in_steps) == 1 else 2  # EBNN_CP_IN_*
+    in_a, in_b = (np.float32(np.asarray(in_steps[1].params[k]).reshape(-1)[0]) for k in ("a", "b")) \
+        if in_kind == 2 else (np.float32(1), np.float32(0))
     if len(p["pre"]) > 255 or len(p["post"]) > 255 or not 0 < out_c <= 65535:
         raise ValueError(f"conv_pool op {op.output}: too many steps or channels")
     cw = ", ".join(f".{k} = {v}u" for k, v in _conv_window(p["geometry"]).items())
     pw = ", ".join(f".{k} = {v}u" for k, v in _pool_window(pg).items())
     return (f"static const ebnn_conv_pool_t {name} EBNN_CONST = {{.pad_value = "
-            f"{chain._c_number('float', conv.params.get('pad_value', 0.0))}, .conv = {{{cw}}}, .pool = {{{pw}}}, "
+            f"{chain._c_number('float', conv.params.get('pad_value', 0.0))}, .in_a = {chain._c_number('float', in_a)}, "
+            f".in_b = {chain._c_number('float', in_b)}, .conv = {{{cw}}}, .pool = {{{pw}}}, "
             f".out_c = {out_c}u, .weights = {wkind}u, .pool_kind = {pool_kind}u, .n_pre = {len(p['pre'])}u, "
-            f".n_post = {len(p['post'])}u, .output = {output}u}};\n")
+            f".n_post = {len(p['post'])}u, .output = {output}u, .input = {in_kind}u}};\n")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -77,10 +77,11 @@ global_avg, global_max   The same over all spatial positions: (H, W, C) or (L, C
 reshape    Same elements, new shape (Flatten, Reshape): free, the output shares the input's memory.
 sign       float32 or int -> bits: bit = (x >= 0) (an int with a divisor: v >= 0). Also what an
            Activation layer with a larq sign quantizer (Activation(SteSign())) lowers to.
-conv_pool  A full-precision conv and the affine / activation / pool / sign or threshold ops after it,
-           computed per pooled output without materialising the conv's map (keras_ebnn/graph_fuse.py:
-           its output equals its sub-ops' params["ops"] run one after the other, bit for bit; binary
-           conv weights are stored as bits). params["ring_rows"]: the output is streamed into its
+conv_pool  A full-precision conv (or dense) and the affine / activation / pool / sign or threshold ops
+           after it, computed per pooled output without materialising the conv's map
+           (keras_ebnn/graph_fuse.py: its output equals its sub-ops' params["ops"] run one after the
+           other, bit for bit; binary weights are stored as bits; it may read the raw uint8 input
+           through an absorbed to_float / Rescaling affine). params["ring_rows"]: the output is streamed into its
            reader, only that many rows held at once (the same values).
 threshold  float32 or int -> bits, per channel c: bit = (x >= t[c]) if not flip[c] else (-x >= t[c])
            (params threshold float32 / int64 (C,), flip bool (C,); +-inf or out-of-range values make

@@ -18,8 +18,12 @@ whose intermediate tensors have no other reader by one op of kind "conv_pool", w
 A chain of only a float / int8-weight conv or dense is left alone (ebnn_conv_f32 / _w8 already compute it);
 a lone binary-weight conv is fused (its weights become bits).
 
-Semantics of "conv_pool" (exact): the output equals running its sub-ops, params["ops"] = [conv, pre...,
-pool, post..., final], one after the other with the graph reference (`keras_ebnn.graph_reference`),
+When the conv reads the raw uint8 model input through a to_float (and a scalar affine: Rescaling) that
+nothing else reads, those ops are absorbed too (params["input_steps"]; the op then reads the uint8
+input and converts each tap as it reads it, never storing the input's float copy).
+
+Semantics of "conv_pool" (exact): the output equals running its sub-ops, params["ops"] = [input steps...,
+conv, pre..., pool, post..., final], one after the other with the graph reference (`keras_ebnn.graph_reference`),
 bit for bit. The C kernel (runtime_c/ebnn_conv_pool_f32.c) performs the same float32 operations in
 the same order, only scheduled differently: for each pooled output position it visits the pool
 window's in-bounds conv positions in row-major order, computes each one's accumulators exactly as the
@@ -92,6 +96,29 @@ def conv_geometry(g_or_tensors, conv):
                         out_hw=(h, w), pad_value=0)
 
 
+def _input_steps(g, conv, prod, cons):
+    """The ops between the raw uint8 model input and a conv that the conv_pool op absorbs (read per tap
+    in C, so the input's float copy is never stored): [to_float] or [to_float, affine] (a scalar
+    affine: a Rescaling), each output read only by the next; else []."""
+    t = conv.inputs[0]
+    if g.tensors[g.input].dtype != "int" or not (0 <= g.tensors[g.input].lo and g.tensors[g.input].hi <= 255):
+        return []
+    steps = []
+    while t != g.input and len(steps) < 2:
+        op = prod.get(t)
+        if op is None or len(cons[t]) != 1:
+            return []
+        if op.kind == "affine" and not steps and np.asarray(op.params["a"]).size == 1 and \
+                np.asarray(op.params["b"]).size == 1:
+            steps.insert(0, op)
+        elif op.kind == "to_float" and op.inputs[0] == g.input:
+            steps.insert(0, op)
+        else:
+            return []
+        t = op.inputs[0]
+    return steps if t == g.input and steps and steps[0].kind == "to_float" else []
+
+
 def fuse_conv_pool(g, stream=True):
     """Fuse every conv -> pre -> pool -> post -> final chain into one conv_pool op (in place; see the
     module docstring), then (stream=True) plan the row streaming. Returns the number of fused ops."""
@@ -106,13 +133,14 @@ def fuse_conv_pool(g, stream=True):
         else:
             break
         pre, pool, post, final = found
-        sub = [op] + pre + ([pool] if pool is not None else []) + post + ([final] if final is not None else [])
+        inputs = _input_steps(g, op, g.producer(), cons)
+        sub = inputs + [op] + pre + ([pool] if pool is not None else []) + post + ([final] if final is not None else [])
         out = sub[-1].output
         tensors = {o.output: g.tensors[o.output] for o in sub[:-1]}
         names = list(dict.fromkeys(n for o in sub for n in o.layers))
-        new = type(op)("conv_pool", [op.inputs[0]], out,
+        new = type(op)("conv_pool", [sub[0].inputs[0]], out,
                        {"ops": sub, "tensors": tensors, "conv": op, "pre": pre, "pool": pool, "post": post,
-                        "final": final, "geometry": conv_geometry(g, op)}, names)
+                        "final": final, "geometry": conv_geometry(g, op), "input_steps": inputs}, names)
         g.ops[g.ops.index(sub[-1])] = new
         for o in sub[:-1]:
             g.ops.remove(o)

@@ -229,8 +229,12 @@ typedef struct {
 #define EBNN_CP_OUT_THRESHOLD 2 /* bits, (flip[c] ? -x : x) >= t[c] */
 #define EBNN_CP_AFFINE 0x10  /* step: x * a[c] + b[c] (2 * out_c data floats) */
 #define EBNN_CP_AFFINE1 0x11 /* step: x * a + b (2 data floats) */
+#define EBNN_CP_IN_F32 0        /* input: float32 */
+#define EBNN_CP_IN_U8 1         /* the uint8 model input, float32(v) */
+#define EBNN_CP_IN_U8_AFFINE 2  /* the uint8 model input, float32(v) * in_a + in_b (a Rescaling) */
 typedef struct {
     float pad_value;      /* value of the conv's padded taps */
+    float in_a, in_b;     /* EBNN_CP_IN_U8_AFFINE: the input's scalar affine */
     ebnn_window_t conv;   /* the conv: input (in_h, in_w, in_c), kernel, strides, padding, out_h x out_w positions */
     ebnn_window_t pool;   /* the pool over the conv positions (in_h x in_w = the conv's out_h x out_w) */
     uint16_t out_c;       /* output channels */
@@ -238,7 +242,7 @@ typedef struct {
     uint8_t pool_kind;    /* EBNN_CP_MAX / EBNN_CP_AVG */
     uint8_t n_pre, n_post; /* steps before / after the pool */
     uint8_t output;       /* EBNN_CP_OUT_* */
-    uint8_t reserved;     /* 0: the struct is 56 bytes on every target (no padding on AVR either) */
+    uint8_t input;        /* EBNN_CP_IN_*; the struct is 64 bytes on every target (no padding) */
 } ebnn_conv_pool_t;
 
 /* ---- kernels ---------------------------------------------------------------------------------- */
@@ -364,9 +368,9 @@ int ebnn_concat_f32(uint32_t positions, uint32_t n_inputs, const float *const *i
 int ebnn_argmax_f32(uint32_t n, const float *x);
 
 /* conv -> steps -> pool -> steps -> output for the pooled output rows [row0, row1) (runtime_c/ebnn_conv_pool_f32.c):
- * in (in_h, in_w, in_c) float, or a ring of in_ring rows; out float (a ring of out_ring rows) or bits;
+ * in (in_h, in_w, in_c) float, or a ring of in_ring rows, or the uint8 model input (p->input); out float (a ring of out_ring rows) or bits;
  * scratch: 2 * out_c floats. */
-int ebnn_conv_pool_f32(const ebnn_conv_pool_t *p, const float *in, const void *w, const uint8_t *steps,
+int ebnn_conv_pool_f32(const ebnn_conv_pool_t *p, const void *in, const void *w, const uint8_t *steps,
                        const float *sd, const float *t, const uint32_t *flip, void *out, uint16_t row0,
                        uint16_t row1, uint16_t in_ring, uint16_t out_ring, float *scratch);
 /* The number of input rows output row `row` reads (its last input row + 1, clipped to in_h). */

@@ -17,6 +17,9 @@
  * byte (tap t, block b) = the bits of outputs 8b .. 8b + 7 (bit i set: +1), ceil(out_c / 8) bytes
  * per tap. Scratch: out_c accumulators, out_c pooled values and one kernel row of taps (KW * C floats).
  *
+ * Input: float32 (in_ring: see below), or the raw uint8 model input read through its absorbed to_float
+ * (and scalar affine: a Rescaling) ops, converted per tap read (EBNN_CP_IN_U8 / EBNN_CP_IN_U8_AFFINE):
+ * the float copy of the input is never stored.
  * Rows: the call computes output rows [row0, row1). in_ring > 0: the input is a ring of in_ring rows
  * (input row y in slot y % in_ring, the rows of a streamed producer); out_ring > 0 (float32 output
  * only): output row y is written to slot y % out_ring. Bit outputs are cleared when row0 == 0 (the
@@ -138,12 +141,25 @@ static CP_NO_CONTRACT void cp_taps(const ebnn_conv_pool_t *p, const float *v, ui
     }
 }
 
+/* Input value i of a uint8 input (p->input != EBNN_CP_IN_F32): float32(v), then v * in_a + in_b
+ * (two rounded operations) for EBNN_CP_IN_U8_AFFINE, as the absorbed to_float and affine ops. */
+static CP_NO_CONTRACT float cp_u8(const ebnn_conv_pool_t *p, const uint8_t *in, uint32_t i)
+{
+    float v = (float)in[i];
+    if (p->input == EBNN_CP_IN_U8_AFFINE) {
+        CP_PRODUCT product = v * p->in_a;
+        CP_STORE(v, product + p->in_b);
+    }
+    return v;
+}
+
 /* The out_c accumulators of conv position (cy, cx) into acc, one kernel row (KW * C consecutive taps)
- * at a time: read in place when the row lies inside the input, else gathered into `patch` with the
- * padded taps worth pad_value. */
-static void cp_conv_at(const ebnn_conv_pool_t *p, const float *in, const void *w, uint32_t cy, uint32_t cx,
+ * at a time: read in place when the row lies inside a float input, else gathered into `patch` (padded
+ * taps worth pad_value; a uint8 input's values converted). */
+static void cp_conv_at(const ebnn_conv_pool_t *p, const void *in_any, const void *w, uint32_t cy, uint32_t cx,
                        uint16_t in_ring, float *patch, float *acc)
 {
+    const float *in = (const float *)in_any;
     const ebnn_window_t *g = &p->conv;
     uint32_t ky, kx, c, j, run = (uint32_t)g->kw * g->in_c;
     int32_t x0 = (int32_t)(cx * g->sw) - (int32_t)g->pad_l;
@@ -156,7 +172,16 @@ static void cp_conv_at(const ebnn_conv_pool_t *p, const float *in, const void *w
         const float *row = row_in ? in + (uint32_t)(in_ring ? (uint32_t)y % in_ring : (uint32_t)y) * g->in_w * g->in_c
                                   : in;
         const float *v = patch;
-        if (row_in && inside_x) {
+        if (p->input != EBNN_CP_IN_F32) {
+            uint32_t at = (uint32_t)(row_in ? y : 0) * g->in_w * g->in_c;
+            float *dst = patch;
+            for (kx = 0; kx < g->kw; kx++) {
+                int32_t x = x0 + (int32_t)kx;
+                int in_x = row_in && x >= 0 && x < (int32_t)g->in_w;
+                for (c = 0; c < g->in_c; c++)
+                    *dst++ = in_x ? cp_u8(p, (const uint8_t *)in_any, at + (uint32_t)x * g->in_c + c) : p->pad_value;
+            }
+        } else if (row_in && inside_x) {
             v = row + (uint32_t)x0 * g->in_c;
         } else {
             float *dst = patch;
@@ -216,7 +241,7 @@ static void cp_clip(uint32_t i, uint16_t stride, uint16_t pad, uint16_t k, uint1
     *hi = e > (int32_t)size ? size : (e < 0 ? 0u : (uint32_t)e);
 }
 
-EBNN_API int ebnn_conv_pool_f32(const ebnn_conv_pool_t *pp, const float *in, const void *w, const uint8_t *steps,
+EBNN_API int ebnn_conv_pool_f32(const ebnn_conv_pool_t *pp, const void *in, const void *w, const uint8_t *steps,
                                 const float *sd, const float *t, const uint32_t *flip, void *out, uint16_t row0,
                                 uint16_t row1, uint16_t in_ring, uint16_t out_ring, float *scratch)
 {
@@ -230,6 +255,7 @@ EBNN_API int ebnn_conv_pool_f32(const ebnn_conv_pool_t *pp, const float *in, con
     EBNN_COPY_CONST(&p, pp, sizeof(p));
     q = &p.pool;
     if (row0 > row1 || row1 > q->out_h || p.weights > EBNN_CP_W_BITS || p.pool_kind > EBNN_CP_AVG ||
+        p.input > EBNN_CP_IN_U8_AFFINE || (in_ring != 0u && p.input != EBNN_CP_IN_F32) ||
         p.output > EBNN_CP_OUT_THRESHOLD || (out_ring != 0u && p.output != EBNN_CP_OUT_F32) ||
         (p.n_pre + p.n_post != 0u && steps == NULL) ||
         (p.output == EBNN_CP_OUT_THRESHOLD && (t == NULL || flip == NULL)))

@@ -104,6 +104,33 @@ def test_binary_weight_dense_on_float_input_stores_bits():
     _CACHE["dense_mlp"] = (model, x, g)
 
 
+def uint8_stem():
+    """(model, uint8 inputs): Rescaling -> float Conv2D + BN + ReLU + max pool -> Flatten -> Dense."""
+    from keras_ebnn import import_larq
+    from graphgen import calibrate
+    tf, _ = import_larq()
+    L = tf.keras.layers
+    tf.keras.utils.set_random_seed(7)
+    model = tf.keras.Sequential([L.InputLayer((12, 12, 2)), L.Rescaling(1 / 255.0, offset=-0.5),
+                                 L.Conv2D(4, 3, padding="same"), L.BatchNormalization(), L.ReLU(),
+                                 L.MaxPooling2D(2), L.Flatten(), L.Dense(3)])
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 256, (6, 12, 12, 2)).astype(np.uint8)
+    calibrate(model, x, rng)
+    return model, x
+
+
+def test_uint8_input_read_directly():
+    # the Rescaling's float copy of the uint8 input is never stored: the conv_pool op reads the input
+    model, x = uint8_stem()
+    g = lower_graph(model, "u8")
+    first = g.ops[0]
+    assert first.kind == "conv_pool" and first.inputs == [g.input]
+    assert [o.kind for o in first.params["input_steps"]] == ["to_float", "affine"]
+    assert all(t.shape != (12, 12, 2) for n, t in g.tensors.items() if n != g.input)
+    np.testing.assert_array_equal(graph_reference.run(g, x)["logits"], graph_reference.run(unfuse(g), x)["logits"])
+
+
 PUBLISHED_WITH_FUSION = ["lce_guide_custom", "binary_resnet_e", "birealnet"]
 
 
@@ -116,7 +143,9 @@ def test_mcu_models_compiled_c_bit_exact(tmp_path):
         assert any(op.kind == "conv_pool" for op in _CACHE[name][2].ops), name
     _CACHE["dense_mlp"] = dense_mlp() + (None,)
     _CACHE["dense_mlp"] = _CACHE["dense_mlp"][:2] + (lower_graph(_CACHE["dense_mlp"][0], "dense_mlp"),)
-    for name in MODELS + PUBLISHED_WITH_FUSION + ["dense_mlp"]:
+    model, x = uint8_stem()
+    _CACHE["uint8_stem"] = (model, x, lower_graph(model, "uint8_stem"))
+    for name in MODELS + PUBLISHED_WITH_FUSION + ["dense_mlp", "uint8_stem"]:
         _, x, g = _lowered(name)
         gm = GraphModel(g)
         export_c(gm, tmp_path / "exports" / name, name)
