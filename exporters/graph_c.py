@@ -44,10 +44,10 @@ from . import c as chain
 # rounded up to 16 B. "elementwise_libm": with tanh / sigmoid compiled in (EBNN_ACT_LIBM=1).
 # tests/test_graph_targets.py checks the bound against stackcheck.
 GRAPH_STACK_BY_TARGET = {
-    "cortex-m0plus": {"binary_acc": 304, "conv_f32": 288, "dense_f32": 112, "pool": 208, "elementwise": 96, "elementwise_libm": 144, "predict": 128},
-    "cortex-m3": {"binary_acc": 288, "conv_f32": 272, "dense_f32": 80, "pool": 192, "elementwise": 112, "elementwise_libm": 160, "predict": 128},
-    "cortex-m4": {"binary_acc": 288, "conv_f32": 256, "dense_f32": 64, "pool": 160, "elementwise": 96, "elementwise_libm": 80, "predict": 128},
-    "avr": {"binary_acc": 208, "conv_f32": 208, "dense_f32": 80, "pool": 176, "elementwise": 64, "elementwise_libm": 64, "predict": 64},
+    "cortex-m0plus": {"binary_acc": 304, "conv_f32": 288, "dense_f32": 112, "pool": 208, "elementwise": 96, "elementwise_libm": 144, "conv_s8": 0, "dense_s8": 0, "quant_s8": 0, "predict": 128},
+    "cortex-m3": {"binary_acc": 288, "conv_f32": 272, "dense_f32": 80, "pool": 192, "elementwise": 112, "elementwise_libm": 160, "conv_s8": 0, "dense_s8": 0, "quant_s8": 0, "predict": 128},
+    "cortex-m4": {"binary_acc": 288, "conv_f32": 256, "dense_f32": 64, "pool": 160, "elementwise": 96, "elementwise_libm": 80, "conv_s8": 0, "dense_s8": 0, "quant_s8": 0, "predict": 128},
+    "avr": {"binary_acc": 208, "conv_f32": 208, "dense_f32": 80, "pool": 176, "elementwise": 64, "elementwise_libm": 64, "conv_s8": 0, "dense_s8": 0, "quant_s8": 0, "predict": 64},
 }
 GRAPH_STACK_BYTES = {target: {build: figures for build in chain.STACK_BUILDS}
                      for target, figures in GRAPH_STACK_BY_TARGET.items()}  # as exporters/c.py STACK_BYTES
@@ -55,7 +55,7 @@ WINDOW_STRUCT_BYTES = 22  # sizeof(ebnn_window_t): 11 uint16_t fields, no paddin
 ACTIVATIONS = {"relu": "EBNN_ACT_RELU", "relu6": "EBNN_ACT_RELU6", "hard_tanh": "EBNN_ACT_HARD_TANH",
                "leaky_relu": "EBNN_ACT_LEAKY_RELU", "tanh": "EBNN_ACT_TANH", "sigmoid": "EBNN_ACT_SIGMOID"}
 LIBM_ACTIVATIONS = ("tanh", "sigmoid")  # C uses tanhf / expf: agrees with the reference within tolerance
-CTYPES = {"bits": "uint32_t", "int": "int32_t", "float32": "float"}
+CTYPES = {"bits": "uint32_t", "int": "int32_t", "float32": "float", "int8": "int8_t"}
 # Machine code, in bytes, of each graph kernel entry point and of the static helpers they share,
 # measured like exporters/c.py CODE_BYTES (arm-none-eabi-gcc 12.2 -mcpu=cortex-m3 -mthumb -O2
 # -ffunction-sections, `arm-none-eabi-nm -S` of each runtime_c/ebnn_<op>.c object); the linker drops
@@ -72,6 +72,11 @@ GRAPH_CODE_BYTES = {
     "ebnn_bits_to_f32": 84, "ebnn_concat_bits": 232, "ebnn_concat_f32": 148, "ebnn_i32_to_f32": 200,
     "ebnn_sign_f32": 78, "ebnn_sign_i32": 66, "ebnn_threshold_f32": 162, "ebnn_threshold_i32": 178,
     "soft_float": 1450,
+    # integer-only graphs (quantize="int8"), measured the same way
+    "ebnn_conv_s8": 34, "ebnn_depthwise_s8": 34, "conv_s8 core": 646, "ebnn_dense_s8": 216,
+    "ebnn_requant": 252, "ebnn_lut_s8": 46, "ebnn_add_s8": 230, "ebnn_concat_s8": 336, "ebnn_bits_to_s8": 62,
+    "ebnn_threshold_s8": 170, "ebnn_argmax_i32": 50, "mbqm": 212, "ebnn_max_pool_s8": 20, "ebnn_avg_pool_s8": 18,
+    "pool_s8 core": 448,
 }
 INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
 
@@ -97,6 +102,8 @@ class GraphModel:
         t = graph.input_tensor
         uint8 = t.dtype == "int"
         self.input = GraphInput(tuple(t.shape), np.uint8 if uint8 else np.float32, "uint8" if uint8 else "float")
+        if t.dtype == "int8":  # integer-only graph (keras_ebnn.graph_quant): the quantized input
+            self.input = GraphInput(tuple(t.shape), np.int8, "int8")
 
     @property
     def name(self):
@@ -130,7 +137,7 @@ def prepare(graph):
     model input."""
     if graph.input_tensor.dtype != "int":
         return graph
-    direct = ("to_float",)
+    direct = ("to_float", "requant")  # requant: ebnn_requant reads the uint8 input
     readers = [op for op in graph.ops if graph.input in op.inputs]
     if all(op.kind in direct or (op.kind == "block" and op.params["block"].kind == "input_conv") for op in readers):
         return graph
@@ -204,6 +211,9 @@ def op_data(graph, op):
     data, window = {}, None
     if kind == "block":
         return chain.block_data(p["block"]), None
+    if kind in QUANT_OPS or (kind in ("threshold", "max_pool", "global_max") and
+                             graph.tensors[op.inputs[0]].dtype == "int8"):
+        return _quant_op_data(graph, op)
     if kind == "bconv":
         w = np.asarray(p["weights"], dtype=bool)  # (O, KH, KW, C): taps (ky, kx, c) per filter
         data["w"] = ("uint32_t", chain._words_of_bits(w.reshape(w.shape[0], -1)))
@@ -273,6 +283,13 @@ def _op_key(graph, op):
         return b.kind
     if kind in ("bconv", "bdense", "bdepthwise"):
         return "binary_acc"
+    if kind in ("conv_s8", "depthwise_s8"):
+        return "conv_s8"
+    if kind == "dense_s8":
+        return "dense_s8"
+    if kind in QUANT_OPS or (kind in ("threshold", "max_pool", "global_max") and
+                             graph.tensors[op.inputs[0]].dtype == "int8"):
+        return "quant_s8"
     if kind in ("conv", "depthwise"):
         return "conv_f32"
     if kind == "dense":
@@ -290,7 +307,7 @@ def kernel_keys(graph):
     keys = ["common"]
     used = {_op_key(g, op) for op in g.ops}
     if _output_block(g) is None:
-        used.add("elementwise")  # ebnn_argmax_f32
+        used.add("quant_s8" if _quantized(g) else "elementwise")  # ebnn_argmax_i32 / ebnn_argmax_f32
     for key in chain.KERNEL_FILES:
         if key in used and key not in keys:
             keys.append(key)
@@ -369,13 +386,19 @@ def graph_functions(graph, plan):
             continue
         called |= set(re.findall(r"\b(ebnn_\w+)\(", "\n".join(_op_code(graph, e, i, op, "", 0))))
     if _output_block(graph) is None:
-        called.add("ebnn_argmax_f32")
+        called.add("ebnn_argmax_i32" if _quantized(graph) else "ebnn_argmax_f32")
     if any(f.startswith(("ebnn_bconv", "ebnn_bdense", "ebnn_bdepthwise")) for f in called):
         called.add("binary_acc helpers")
     if called & {"ebnn_conv_f32", "ebnn_conv_w8", "ebnn_depthwise_f32", "ebnn_depthwise_w8"}:
         called.add("conv core")  # the float32 / int8-weight conv and depthwise entry points share one core
-    if any("_pool_" in f for f in called):
+    if any("_pool_" in f and not f.endswith("_s8") for f in called):
         called.add("pool helpers")
+    if called & {"ebnn_conv_s8", "ebnn_depthwise_s8"}:
+        called.add("conv_s8 core")
+    if called & {"ebnn_max_pool_s8", "ebnn_avg_pool_s8"}:
+        called.add("pool_s8 core")
+    if called & {"ebnn_requant", "ebnn_add_s8", "ebnn_concat_s8"}:
+        called.add("mbqm")
     if any(graph.tensors[op.output].dtype == "float32" and op.kind != "block" for op in graph.ops):
         called.add("soft_float")
     return sorted(called)
@@ -470,6 +493,8 @@ def _op_code(graph, e, i, op, pre, scratch_offset):
             fn = "ebnn_binary_dense16" if chain.block_data(b)["t"][0] == "int16_t" else "ebnn_binary_dense"
             return _call_lines(f"{fn}({b.weights.shape[1]}u, {b.weights.shape[0]}u, {ins[0]}, {pre}w, {pre}t, {out})")
         raise ValueError("an output block must be the graph's last op, writing the logits")
+    if kind in QUANT_OPS or (kind in ("threshold", "max_pool", "global_max") and t_in.dtype == "int8"):
+        return _quant_op_code(graph, e, op, pre, ins, out)
     if kind == "bconv":
         return _call_lines(f"ebnn_bconv_acc(&{pre}win, {ins[0]}, {pre}w, {c}u, {int(p['geometry'].pad_value)}u, {out})")
     if kind == "bdepthwise":
@@ -546,7 +571,7 @@ def _hooked(graph, plan):
     for i, op in enumerate(graph.ops):
         t = graph.tensors[op.output]
         if op.kind != "reshape" and plan["tensors"][op.output]["offset"] is not None:
-            out.append((i, t.size if t.dtype == "bits" else 32 * t.size))
+            out.append((i, t.size if t.dtype == "bits" else 8 * t.size if t.dtype == "int8" else 32 * t.size))
     return out
 
 
@@ -564,7 +589,8 @@ def generate(model, name, byte_kernels=True):
     plan = arena_plan(graph)
     mplan = memory_plan(model)
     up = name.upper()
-    in_t = "uint8_t" if model.input.dtype == np.uint8 else "float"
+    in_t = {np.dtype(np.uint8): "uint8_t", np.dtype(np.int8): "int8_t"}.get(np.dtype(model.input.dtype), "float")
+    score_t = "int32_t" if _quantized(graph) else "float"
     out_block = _output_block(graph)
     hooked = _hooked(graph, plan)
     hook_list = "; ".join(f"{i}: {graph.ops[i].kind if graph.ops[i].kind != 'block' else graph.ops[i].params['block'].kind}"
@@ -589,17 +615,17 @@ extern "C" {{
 #define {name}_NUM_OPS {len(graph.ops)}
 #define {name}_SCRATCH_SIZE {max(plan['arena_bytes'], 4)}u /* bytes of scratch for {name}_predict_scratch */
 typedef {in_t} {name}_input_t;
-
+{_quant_header(graph, name)}
 /* Classifies one input; returns the class index (argmax, first maximum wins), or a negative status:
  *   -1  input NULL ({name}_predict_scratch: or scratch NULL or misaligned);
  *   -2  an op that the compiled kernel variant cannot run (a kernel returned EBNN_ERROR_UNSUPPORTED).
  * On a negative status scores are not written. scores may be NULL, else it receives
  * {name}_NUM_CLASSES logits (pre-softmax). Uses the static arena {name}_arena: not reentrant. */
-int {name}_predict(const {name}_input_t *input, float *scores);
+int {name}_predict(const {name}_input_t *input, {score_t} *scores);
 
 /* Same, with caller-provided scratch: {name}_SCRATCH_SIZE bytes aligned for uint32_t (CMSIS-NN
  * style). Reentrant. Same return values. */
-int {name}_predict_scratch(const {name}_input_t *input, float *scores, void *scratch);
+int {name}_predict_scratch(const {name}_input_t *input, {score_t} *scores, void *scratch);
 
 #ifdef EBNN_DEBUG_HOOK
 /* Test hook (compile everything with -DEBNN_DEBUG_HOOK): when non-NULL, called after each op that
@@ -657,9 +683,9 @@ extern void (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits);
     if out_block is None:
         k = model.num_classes
         logits = e.ptr(graph.output, const=True)
-        body += ["    if (scores != NULL) {", "        uint32_t k;", f"        const float *logits = {logits};",
+        body += ["    if (scores != NULL) {", "        uint32_t k;", f"        const {score_t} *logits = {logits};",
                  f"        for (k = 0u; k < {k}u; k++)", "            scores[k] = logits[k];", "    }",
-                 f"    return ebnn_argmax_f32({k}u, {logits});"]
+                 f"    return ebnn_argmax_{'i32' if _quantized(graph) else 'f32'}({k}u, {logits});"]
     src.append(f"static uint32_t {name}_arena[{max(plan['arena_bytes'] // 4, 1)}];")
     src.append("")
     src.append(f"#ifdef EBNN_DEBUG_HOOK\nvoid (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits) = NULL;\n"
@@ -667,7 +693,7 @@ extern void (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits);
                "#else\n#define DEBUG_HOOK(i, buf, nbits) (void)0\n#endif\n")
     text = "\n".join(body)
     decl = "\n    int status;" if "status = " in text else ""
-    src.append(f"""int {name}_predict_scratch(const {name}_input_t *input, float *scores, void *scratch)
+    src.append(f"""int {name}_predict_scratch(const {name}_input_t *input, {score_t} *scores, void *scratch)
 {{
     uint32_t *arena = (uint32_t *)scratch;{decl}
     if (input == NULL || scratch == NULL || ((uintptr_t)scratch % EBNN_WORD_ALIGN) != 0u)
@@ -675,7 +701,7 @@ extern void (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits);
 {text}
 }}
 
-int {name}_predict(const {name}_input_t *input, float *scores)
+int {name}_predict(const {name}_input_t *input, {score_t} *scores)
 {{
     return {name}_predict_scratch(input, scores, {name}_arena);
 }}
@@ -692,3 +718,104 @@ def _limit_checks(model, graph, name):
         return []
     fake = LoweredModel(name=name, input=blocks[0].input, blocks=blocks)
     return chain._limit_checks(fake, name)
+
+
+# --------------------------------------------------------------------------------------------------
+# Integer-only graphs (export(..., quantize="int8"), keras_ebnn/graph_quant.py)
+
+QUANT_OPS = ("conv_s8", "depthwise_s8", "dense_s8", "requant", "lut", "add_s8", "concat_s8", "bits_to_s8",
+             "avg_pool_s8", "global_avg_s8")
+Q_TYPES = {"int": "EBNN_Q_I32", "int8": "EBNN_Q_S8"}
+
+
+def _quantized(graph):
+    return getattr(graph, "quant", None) is not None and "output_scale" in graph.quant
+
+
+def _quant_header(graph, name):
+    """NAME.h lines of an integer-only graph: how to quantize the input, what the scores are."""
+    if not _quantized(graph):
+        return ""
+    q = graph.quant
+    lines = [f"/* Integer-only export (quantize=\"int8\"): no floating-point arithmetic. scores are int32 logits;",
+             f" * real logit = scores[k] * {name}_OUTPUT_SCALE (the class needs no conversion). */",
+             f"#define {name}_SCORES_INT32 1",
+             f"#define {name}_OUTPUT_SCALE {q['output_scale']!r} /* a number for the reader: the code never uses it */"]
+    if q["input"] is not None:
+        s, zp = q["input"]
+        lines += [f"/* The input is the quantized model input: q = clamp(round(x / {name}_INPUT_SCALE) + "
+                  f"{name}_INPUT_ZERO_POINT, -128, 127)", " * (round half away from zero), x the float input Keras takes. */",
+                  f"#define {name}_INPUT_SCALE {s!r}", f"#define {name}_INPUT_ZERO_POINT {zp}"]
+    else:
+        lines += ["/* The input is the raw uint8 model input (the model starts with Rescaling), as in the float export. */"]
+    return "\n".join(lines) + "\n"
+
+
+def _quant_op_data(graph, op):
+    p, kind = op.params, op.kind
+    data, window = {}, None
+    if kind in ("conv_s8", "depthwise_s8", "dense_s8"):
+        data["w"] = ("int8_t", np.asarray(p["weights"], dtype=np.int64))
+        data["bias"] = ("int32_t", np.asarray(p["bias"], dtype=np.int64))
+        if kind != "dense_s8":
+            window = _conv_window(p["geometry"])
+    elif kind == "requant":
+        data["m"] = ("int32_t", np.asarray(p["M"], dtype=np.int64))
+        data["shift"] = ("int8_t", np.asarray(p["shift"], dtype=np.int64))
+        data["offset"] = ("int32_t", np.asarray(p["offset"], dtype=np.int64))
+    elif kind == "lut":
+        data["table"] = ("int8_t", np.asarray(p["table"], dtype=np.int64))
+    elif kind in ("add_s8", "concat_s8"):
+        data["zp"] = ("int32_t", np.asarray(p["zp_in"], dtype=np.int64))
+        data["m"] = ("int32_t", np.asarray(p["M_in"], dtype=np.int64))
+        data["shift"] = ("int8_t", np.asarray(p["shift_in"], dtype=np.int64))
+        if kind == "concat_s8":
+            data["copy"] = ("uint8_t", np.asarray(p["copy"], dtype=np.int64))
+    elif kind in ("avg_pool_s8", "global_avg_s8", "max_pool", "global_max"):
+        window = _pool_window(p["geometry"])
+    elif kind == "threshold":  # on int8: integer thresholds (graph_quant computes them)
+        flip = np.asarray(p["flip"], dtype=bool).reshape(-1)
+        data["t"] = ("int32_t", _int_threshold(p["threshold"], -128, 127, flip))
+        data["flip"] = ("uint32_t", chain._words_of_bits(flip[None, :]))
+    return data, window
+
+
+def _quant_op_code(graph, e, op, pre, ins, out):
+    p, kind = op.params, op.kind
+    t_out, t_in = graph.tensors[op.output], graph.tensors[op.inputs[0]]
+    c = t_out.shape[-1] if t_out.shape else 1
+    if kind in ("conv_s8", "depthwise_s8"):
+        per = p["weights"].shape[-1]
+        return _call_lines(f"ebnn_{kind}(&{pre}win, {ins[0]}, {p['zp']}, {p['pad_q']}, {pre}w, {pre}bias, {per}u, {out})")
+    if kind == "dense_s8":
+        n_in = t_in.shape[-1]
+        return _call_lines(f"ebnn_dense_s8({t_in.size // n_in}u, {n_in}u, {c}u, {ins[0]}, {p['zp']}, {pre}w, {pre}bias, "
+                           f"{out})")
+    if kind == "requant":
+        in_type = "EBNN_Q_U8" if op.inputs[0] == graph.input and t_in.dtype == "int" else Q_TYPES[t_in.dtype]
+        lo = "INT32_MIN" if p["lo"] == INT32_MIN else str(p["lo"])
+        return _call_lines(f"ebnn_requant({t_in.size}u, {c}u, {ins[0]}, {in_type}, {p['zp_in']}, {pre}m, {pre}shift, "
+                           f"{pre}offset, {p['zp_out']}, {lo}, {p['hi']}, {out}, {Q_TYPES[t_out.dtype]})")
+    if kind == "lut":
+        return _call_lines(f"ebnn_lut_s8({t_in.size}u, {ins[0]}, {pre}table, {out})")
+    if kind == "bits_to_s8":
+        return _call_lines(f"ebnn_bits_to_s8({t_in.size}u, {ins[0]}, {out})")
+    if kind in ("add_s8", "concat_s8"):
+        k = len(op.inputs)
+        lines = ["    {", f"        const int8_t *const inputs[{k}] = {{{', '.join(ins)}}};"]
+        if kind == "add_s8":
+            call = (f"ebnn_add_s8({t_out.size}u, {k}u, inputs, {pre}zp, {pre}m, {pre}shift, {p['M_out']}, "
+                    f"{p['shift_out']}, {p['zp_out']}, {out})")
+        else:
+            chans = ", ".join(f"{graph.tensors[n].shape[-1]}u" for n in op.inputs)
+            lines.append(f"        const uint16_t channels[{k}] = {{{chans}}};")
+            call = (f"ebnn_concat_s8({t_out.size // c}u, {k}u, inputs, channels, {pre}zp, {pre}m, {pre}shift, "
+                    f"{pre}copy, {p['zp_out']}, {out})")
+        return lines + ["    " + line for line in _call_lines(call)] + ["    }"]
+    if kind in ("avg_pool_s8", "global_avg_s8"):
+        return _call_lines(f"ebnn_avg_pool_s8(&{pre}win, {ins[0]}, {p['zp']}, {out})")
+    if kind in ("max_pool", "global_max"):
+        return _call_lines(f"ebnn_max_pool_s8(&{pre}win, {ins[0]}, {out})")
+    if kind == "threshold":
+        return _call_lines(f"ebnn_threshold_s8({t_in.size}u, {c}u, {ins[0]}, {pre}t, {pre}flip, {out})")
+    raise ValueError(f"no C for op kind {kind!r}")

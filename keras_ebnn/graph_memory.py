@@ -17,6 +17,7 @@ Sizes (bytes):
   bits     4 * ceil(n / 32): packed 32-bit words, as between the blocks today;
   int      4 * n: int32 (the C kernels' one integer type; every size is then a multiple of 4, so every
            offset stays 4-aligned);
+  int8     4 * ceil(n / 4): one byte each (integer-only graphs, keras_ebnn.graph_quant), whole words;
   float32  4 * n.
 Not in the arena: the model input (the caller's array) and, by default, the output logits (the
 caller's scores array), and any `reshape` of them. output_in_arena=True gives the output a buffer too
@@ -36,6 +37,8 @@ def tensor_bytes(t):
     """Bytes of a tensor in the arena: bits packed in 32-bit words, int as int32, float32."""
     if t.dtype == "bits":
         return 4 * words(t.size)
+    if t.dtype == "int8":  # integer-only graphs: one byte each, rounded up to whole words
+        return 4 * ((t.size + 3) // 4)
     return 4 * t.size
 
 
@@ -231,5 +234,5 @@ def summary(model, print_fn=print, inplace_ok=False):
 
 def input_bytes(graph):
     t = graph.input_tensor
-    return t.size * (1 if t.dtype == "int" else 4)
+    return t.size * (1 if t.dtype in ("int", "int8") else 4)
 

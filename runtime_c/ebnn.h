@@ -217,6 +217,11 @@ typedef struct {
 #define EBNN_ACT_TANH 4       /* tanhf(x) */
 #define EBNN_ACT_SIGMOID 5    /* 1 / (1 + expf(-x)) */
 
+/* ebnn_requant's element types (integer-only graphs, keras_ebnn/graph_quant.py). */
+#define EBNN_Q_U8 0  /* uint8_t (the raw model input) */
+#define EBNN_Q_S8 1  /* int8_t */
+#define EBNN_Q_I32 2 /* int32_t */
+
 /* ---- kernels ---------------------------------------------------------------------------------- */
 /* One file per op (runtime_c/README.md). A generated NAME.c defines EBNN_PRIVATE and includes the
  * kernel files its model uses, so their definitions are static to it (and precede their use): the
@@ -336,6 +341,34 @@ int ebnn_concat_f32(uint32_t positions, uint32_t n_inputs, const float *const *i
 /* Index of the first maximum of x[0 .. n-1] (a NaN counts as the maximum, as numpy.argmax), or
  * EBNN_ERROR_ARGUMENT (x NULL or n 0). */
 int ebnn_argmax_f32(uint32_t n, const float *x);
+
+/* Integer-only graph ops (export option quantize="int8"; semantics in keras_ebnn/graph_quant.py, the
+ * fixed-point helpers in ebnn_requant.h): int8 tensors with a scale and zero point, int32 accumulators,
+ * no floating point. conv / depthwise / dense: acc = bias[o] + sum (x - zp) * w over the taps (a tap
+ * outside the input is worth pad_q), weights int8 in the float ops' layouts. */
+int ebnn_conv_s8(const ebnn_window_t *g, const int8_t *in, int32_t zp, int32_t pad_q, const int8_t *w,
+                 const int32_t *bias, uint16_t out_c, int32_t *out);
+int ebnn_depthwise_s8(const ebnn_window_t *g, const int8_t *in, int32_t zp, int32_t pad_q, const int8_t *w,
+                      const int32_t *bias, uint16_t mult, int32_t *out);
+int ebnn_dense_s8(uint32_t rows, uint32_t n_in, uint32_t n_out, const int8_t *in, int32_t zp, const int8_t *w,
+                  const int32_t *bias, int32_t *out);
+/* y = clamp(zp_out + offset[c] + mbqm(x - zp_in, m[c], shift[c]), lo, hi); in / out element types
+ * EBNN_Q_U8 (in only) = 0, EBNN_Q_S8 = 1, EBNN_Q_I32 = 2. */
+int ebnn_requant(uint32_t n, uint32_t channels, const void *in, int in_type, int32_t zp_in, const int32_t *m,
+                 const int8_t *shift, const int32_t *offset, int32_t zp_out, int32_t lo, int32_t hi, void *out,
+                 int out_type);
+int ebnn_lut_s8(uint32_t n, const int8_t *in, const int8_t *table, int8_t *out); /* table[x + 128] */
+int ebnn_add_s8(uint32_t n, uint32_t n_inputs, const int8_t *const *inputs, const int32_t *zp, const int32_t *m,
+                const int8_t *shift, int32_t m_out, int32_t shift_out, int32_t zp_out, int8_t *out);
+int ebnn_concat_s8(uint32_t positions, uint32_t n_inputs, const int8_t *const *inputs, const uint16_t *channels,
+                   const int32_t *zp, const int32_t *m, const int8_t *shift, const uint8_t *copy, int32_t zp_out,
+                   int8_t *out);
+int ebnn_bits_to_s8(uint32_t n, const uint32_t *in, int8_t *out);
+int ebnn_threshold_s8(uint32_t n, uint32_t channels, const int8_t *in, const int32_t *t, const uint32_t *flip,
+                      uint32_t *out);
+int ebnn_max_pool_s8(const ebnn_window_t *g, const int8_t *in, int8_t *out);
+int ebnn_avg_pool_s8(const ebnn_window_t *g, const int8_t *in, int32_t zp, int8_t *out);
+int ebnn_argmax_i32(uint32_t n, const int32_t *x); /* the first maximum */
 
 /* Helpers, exposed for the unit tests. */
 uint32_t ebnn_popcount32(uint32_t x);
