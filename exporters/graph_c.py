@@ -794,7 +794,7 @@ def _quant_op_code(graph, e, op, pre, ins, out):
     if kind == "requant":
         in_type = "EBNN_Q_U8" if op.inputs[0] == graph.input and t_in.dtype == "int" else Q_TYPES[t_in.dtype]
         lo = "INT32_MIN" if p["lo"] == INT32_MIN else str(p["lo"])
-        return _call_lines(f"ebnn_requant({t_in.size}u, {c}u, {ins[0]}, {in_type}, {p['zp_in']}, {pre}m, {pre}shift, "
+        return _call_lines(f"ebnn_requant({t_in.size}u, {len(p['M'])}u, {ins[0]}, {in_type}, {p['zp_in']}, {pre}m, {pre}shift, "
                            f"{pre}offset, {p['zp_out']}, {lo}, {p['hi']}, {out}, {Q_TYPES[t_out.dtype]})")
     if kind == "lut":
         return _call_lines(f"ebnn_lut_s8({t_in.size}u, {ins[0]}, {pre}table, {out})")

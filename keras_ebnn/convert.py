@@ -12,6 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 EXIT_OK, EXIT_EXPORT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
@@ -45,6 +47,7 @@ def build_parser():
                    help="weights of full-precision conv / dense layers (stems, heads, shortcuts): float32 "
                         "(default, Keras's values) or int8 with a float32 scale per output channel (~4x less "
                         "flash for them; outputs differ from Keras's by that rounding, reported)")
+    _add_quantize_options(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     p.add_argument("--trust-model", action="store_true",
                    help="load the model even if it holds code (Lambda layers, custom classes, SavedModel "
@@ -53,6 +56,44 @@ def build_parser():
     p.add_argument("--verbose", action="store_true",
                    help="show TensorFlow's own log output and warnings (hidden by default)")
     return p
+
+
+# --quantize int8 (keras_ebnn/graph_quant.py): options and the representative data, in one block
+REPRESENTATIVE_IMAGES = 500  # from a dataset folder: its first training images
+
+
+def _add_quantize_options(p):
+    p.add_argument("--quantize", choices=("int8",), default=None,
+                   help="int8: integer-only C (int8 activations, int8 weights, int32 accumulators, TFLite "
+                        "fixed-point requantization; no floating point); needs --representative-data. The C "
+                        "then takes the quantized input and returns int32 scores (see NAME.h). Default: the "
+                        "exact float32 export")
+    p.add_argument("--representative-data", metavar="FILE.npy|DIR",
+                   help="with --quantize int8: inputs that calibrate the int8 scales, as the model takes them: "
+                        "a .npy array (N, *input shape), or a --dataset folder (its first "
+                        f"{REPRESENTATIVE_IMAGES} training images)")
+
+
+def _representative(args):
+    """(array or None, error message or None) of --representative-data."""
+    if args.quantize is None:
+        return None, ("--representative-data needs --quantize int8" if args.representative_data else None)
+    if not args.representative_data:
+        return None, "--quantize int8 needs --representative-data FILE.npy|DIR"
+    path = Path(args.representative_data)
+    if path.is_dir():
+        from .datasets import DatasetNotFoundError, load
+        try:
+            x, _ = load(args.dataset, path, split="train")
+        except DatasetNotFoundError as exc:
+            return None, f"--representative-data {path}: {exc}"
+        return x[:REPRESENTATIVE_IMAGES], None
+    if path.suffix != ".npy" or not path.is_file():
+        return None, f"--representative-data {path}: not a .npy file or a dataset folder"
+    try:
+        return np.load(path, allow_pickle=False), None
+    except (OSError, ValueError) as exc:
+        return None, f"--representative-data {path}: cannot read it as a NumPy array ({exc})"
 
 
 def _error(message, hint=None):
@@ -88,6 +129,10 @@ def main(argv=None):
     if (problem := name_problem(name)):
         print(f"error: --name {name!r} {problem}", file=sys.stderr)
         return EXIT_USAGE
+    rep, problem = _representative(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     x = y = None
     if args.verify_data:
         from .datasets import FILES, DatasetNotFoundError, find_dir, load
@@ -113,7 +158,8 @@ def main(argv=None):
                 result = export(model, args.output, name=name, target=args.target, verify_inputs=x,
                                 verify_labels=y, max_ram=args.max_ram, max_flash=args.max_flash,
                                 progress=not args.quiet, board=args.board, force=args.force,
-                                float_weights=args.float_weights)
+                                float_weights=args.float_weights, quantize=args.quantize,
+                                representative_data=rep)
             except UnsupportedModelError as exc:  # hint: the supported layers (None for a bad file)
                 _error(exc.message, exc.hint)
                 return EXIT_EXPORT_ERROR

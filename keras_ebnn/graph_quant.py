@@ -153,7 +153,9 @@ def qparams(lo, hi):
 
 class _Lin:
     """How a float tensor of the source graph is represented: real = scale[c] * (v - zp) + offset[c]
-    over the integer tensor `name` (int8, int32 or raw uint8), or bits (real = scale * (+-1) + offset)."""
+    over the integer tensor `name` (int8, int32 or raw uint8), or bits (real = scale * (+-1) + offset).
+    scale and offset are flat arrays of 1 value, one per channel, or one per element (row-major: an
+    average pool's sum with a divisor per position)."""
 
     def __init__(self, name, zp=0, scale=1.0, offset=0.0):
         self.name, self.zp = name, int(zp)
@@ -235,11 +237,8 @@ class _Quantizer:
         vlo, vhi = self.vrange(lin)
         _check_left_shift(max(abs(vlo), abs(vhi)), shift, f"tensor {out} ({', '.join(layers) or '-'})")
         offset = np.clip(_round_away(lin.offset / s_out), -2 ** 30, 2 ** 30).astype(np.int64)
-        c = self.tensors[out].shape[-1] if self.tensors[out].shape else 1
-        if m.size == 1 and c > 1:
-            m, shift = np.full(c, m[0]), np.full(c, shift[0])
-        if offset.size == 1 and c > 1:
-            offset = np.full(c, offset[0])
+        c = max(m.size, offset.size)  # the requant's "channels": 1, the channels, or every element
+        m, shift, offset = (np.resize(v, c) for v in (m, shift, offset))  # sizes 1, C or N: row-major tiling
         self.emit("requant", [lin.name], out, {"M": m, "shift": shift, "offset": offset, "zp_in": lin.zp,
                                                "zp_out": int(zp_out), "lo": int(lo), "hi": int(hi)}, layers)
 
@@ -288,19 +287,23 @@ class _Quantizer:
                 self.lin[op.output] = _Lin(op.inputs[0])
                 return
             scale = 1.0
-            if x.divisor is not None:
-                d = np.asarray(x.divisor).reshape(-1)
-                if d.size != 1:
-                    raise UnsupportedModelError(
-                        f"quantize='int8': an average pool with windows over the edge of integer accumulators "
-                        f"({', '.join(op.layers) or op.output}) has a divisor per position", None, None, SUPPORTED)
-                scale = 1.0 / float(d[0])
+            if x.divisor is not None:  # one divisor, or one per position (broadcast over the channels)
+                d = np.asarray(x.divisor, dtype=np.float64).reshape(-1)
+                d = np.repeat(d, x.shape[-1]) if d.size * x.shape[-1] == x.size else d
+                scale = 1.0 / d if np.ptp(d) else 1.0 / float(d[0])
             self.lin[op.output] = _Lin(op.inputs[0], 0, scale)
             return
         if kind == "affine":
             lin = self.lin[op.inputs[0]]
             a = np.asarray(p.get("a64", p["a"]), dtype=np.float64).reshape(-1)
             b = np.asarray(p.get("b64", p["b"]), dtype=np.float64).reshape(-1)
+            c = t_out.shape[-1]
+            if max(lin.scale.size, lin.offset.size) > max(c, a.size, b.size):  # per element: per row of channels
+                def per(v):
+                    return np.resize(v, t_out.size).reshape(-1, c)  # 1, C or N values, row-major
+                scale, offset = per(lin.scale) * a, per(lin.offset) * a + b
+                self.lin[op.output] = _Lin(lin.name, lin.zp, scale.reshape(-1), offset.reshape(-1))
+                return
             self.lin[op.output] = _Lin(lin.name, lin.zp, lin.scale * a, lin.offset * a + b)
             return
         if kind == "activation":
@@ -336,8 +339,9 @@ class _Quantizer:
         if kind in ("max_pool", "global_max"):
             lin = self.lin[op.inputs[0]]
             dt = self.tensors[lin.name].dtype
+            channels = src.tensors[op.inputs[0]].shape[-1]
             if not (dt in ("int8", "int") and np.all(lin.scale > 0) and (lin.per_tensor() or dt == "int")
-                    and self.tensors[lin.name].divisor is None):
+                    and max(lin.scale.size, lin.offset.size) in (1, channels)):
                 name, s, zp = self.as_q8(op.inputs[0], op.layers)
                 lin = _Lin(name, zp, s)
             t = self.tensors[lin.name]
@@ -432,7 +436,7 @@ class _Quantizer:
 
     def threshold(self, op, t, flip):
         lin = self.lin[op.inputs[0]]
-        if self.tensors[lin.name].dtype == "bits" or not (lin.scale.size in (1, len(t))):
+        if self.tensors[lin.name].dtype == "bits" or max(lin.scale.size, lin.offset.size) not in (1, len(t)):
             name, s, zp = self.as_q8(op.inputs[0], op.layers)
             lin = _Lin(name, zp, s)
         c = len(t)
@@ -643,8 +647,10 @@ def run_op(graph, op, args):
     if kind == "requant":
         src = graph.tensors[op.inputs[0]]
         x = np.where(args[0], 1, -1) if src.dtype == "bits" else args[0].astype(np.int64)
-        r = mbqm(x - p["zp_in"], p["M"], p["shift"])
-        return np.clip(p["zp_out"] + p["offset"] + r, p["lo"], p["hi"]).astype(np.int64)
+        rows = x.reshape(n, -1, len(p["M"]))  # element i uses entry i % len(M)
+        r = mbqm(rows - p["zp_in"], p["M"], p["shift"])
+        y = np.clip(p["zp_out"] + p["offset"] + r, p["lo"], p["hi"]).astype(np.int64)
+        return y.reshape((n,) + out_shape)
     if kind == "lut":
         return p["table"][args[0].astype(np.int64) - QMIN]
     if kind == "add_s8":
