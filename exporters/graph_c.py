@@ -266,6 +266,8 @@ def op_flash_bytes(graph, op):
         n += WINDOW_STRUCT_BYTES
     if op.kind == "block" and op.params["block"].kind in ("input_conv", "binary_conv"):
         n += chain.PARAMS_STRUCT_BYTES
+    if op.kind in ("conv_s8", "depthwise_s8"):  # a fused pool's window, the output stage's struct
+        n += WINDOW_STRUCT_BYTES * (op.params.get("pool") is not None) + QOUT_STRUCT_BYTES * bool(op.params.get("stage"))
     return int(n)
 
 
@@ -494,7 +496,7 @@ def _op_code(graph, e, i, op, pre, scratch_offset):
             return _call_lines(f"{fn}({b.weights.shape[1]}u, {b.weights.shape[0]}u, {ins[0]}, {pre}w, {pre}t, {out})")
         raise ValueError("an output block must be the graph's last op, writing the logits")
     if kind in QUANT_OPS or (kind in ("threshold", "max_pool", "global_max") and t_in.dtype == "int8"):
-        return _quant_op_code(graph, e, op, pre, ins, out)
+        return _quant_op_code(graph, e, op, pre, ins, out, scratch_offset)
     if kind == "bconv":
         return _call_lines(f"ebnn_bconv_acc(&{pre}win, {ins[0]}, {pre}w, {c}u, {int(p['geometry'].pad_value)}u, {out})")
     if kind == "bdepthwise":
@@ -669,6 +671,7 @@ extern void (*{name}_debug_hook)(int op, const uint32_t *bits, uint32_t nbits);
             src.append(chain._c_array(f"{pre}{key}", ctype, arr))
         if window is not None:
             src.append(_window_struct(f"{pre}win", window))
+        src += _quant_structs(op, pre)
         if op.kind == "block" and op.params["block"].kind in ("input_conv", "binary_conv"):
             src.append(chain._conv_params(f"{pre}params", op.params["block"]))
         if op is out_block:
@@ -759,6 +762,15 @@ def _quant_op_data(graph, op):
         data["bias"] = ("int32_t", np.asarray(p["bias"], dtype=np.int64))
         if kind != "dense_s8":
             window = _conv_window(p["geometry"])
+        stage = p.get("stage")
+        if stage is not None and stage["kind"] == "requant":
+            data["m"] = ("int32_t", np.asarray(stage["M"], dtype=np.int64))
+            data["shift"] = ("int8_t", np.asarray(stage["shift"], dtype=np.int64))
+            data["offset"] = ("int32_t", np.asarray(stage["offset"], dtype=np.int64))
+        elif stage is not None:
+            flip = np.asarray(stage["flip"], dtype=bool).reshape(-1)
+            data["t"] = ("int32_t", _int_threshold(stage["threshold"], stage["acc_lo"], stage["acc_hi"], flip))
+            data["flip"] = ("uint32_t", chain._words_of_bits(flip[None, :]))
     elif kind == "requant":
         data["m"] = ("int32_t", np.asarray(p["M"], dtype=np.int64))
         data["shift"] = ("int8_t", np.asarray(p["shift"], dtype=np.int64))
@@ -780,13 +792,21 @@ def _quant_op_data(graph, op):
     return data, window
 
 
-def _quant_op_code(graph, e, op, pre, ins, out):
+def _quant_op_code(graph, e, op, pre, ins, out, scratch_offset=None):
     p, kind = op.params, op.kind
     t_out, t_in = graph.tensors[op.output], graph.tensors[op.inputs[0]]
     c = t_out.shape[-1] if t_out.shape else 1
     if kind in ("conv_s8", "depthwise_s8"):
         per = p["weights"].shape[-1]
-        return _call_lines(f"ebnn_{kind}(&{pre}win, {ins[0]}, {p['zp']}, {p['pad_q']}, {pre}w, {pre}bias, {per}u, {out})")
+        stage = p.get("stage")
+        qkind = {None: "EBNN_QOUT_I32", "requant": "EBNN_QOUT_S8", "threshold": "EBNN_QOUT_BITS"}[
+            None if stage is None else stage["kind"]]
+        pool = f"&{pre}pool" if p.get("pool") is not None else "NULL"
+        q = f"&{pre}qout" if stage is not None else "NULL"
+        scratch = "NULL" if scratch_offset is None else f"(int32_t *)(arena + {scratch_offset // 4})"
+        target = out if t_out.dtype != "bits" else e.ptr(op.output)
+        return _call_lines(f"ebnn_{kind}(&{pre}win, {pool}, {ins[0]}, {p['zp']}, {p['pad_q']}, {pre}w, {pre}bias, "
+                           f"{per}u, {qkind}, {q}, {target}, {scratch})")
     if kind == "dense_s8":
         n_in = t_in.shape[-1]
         return _call_lines(f"ebnn_dense_s8({t_in.size // n_in}u, {n_in}u, {c}u, {ins[0]}, {p['zp']}, {pre}w, {pre}bias, "
@@ -819,3 +839,24 @@ def _quant_op_code(graph, e, op, pre, ins, out):
     if kind == "threshold":
         return _call_lines(f"ebnn_threshold_s8({t_in.size}u, {c}u, {ins[0]}, {pre}t, {pre}flip, {out})")
     raise ValueError(f"no C for op kind {kind!r}")
+
+
+QOUT_STRUCT_BYTES = 36  # sizeof(ebnn_qout_t) with 32-bit pointers (6 pointers or int32, 3 int32)
+
+
+def _quant_structs(op, pre):
+    """The fused pool window and output-stage struct of a fused int8 conv (else nothing)."""
+    if op.kind not in ("conv_s8", "depthwise_s8"):
+        return []
+    p, out = op.params, []
+    if p.get("pool") is not None:
+        out.append(_window_struct(f"{pre}pool", _pool_window(p["pool"])))
+    stage = p.get("stage")
+    if stage is not None:  # pointers to the EBNN_CONST arrays: the struct itself is plain const data
+        if stage["kind"] == "requant":
+            lo = "INT32_MIN" if stage["lo"] == INT32_MIN else str(stage["lo"])
+            body = (f"{pre}m, {pre}shift, {pre}offset, {stage['zp_out']}, {lo}, {stage['hi']}, NULL, NULL")
+        else:
+            body = f"NULL, NULL, NULL, 0, 0, 0, {pre}t, {pre}flip"
+        out.append(f"static const ebnn_qout_t {pre}qout = {{{body}}};\n")
+    return out

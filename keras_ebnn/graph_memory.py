@@ -47,6 +47,10 @@ def scratch_bytes(op):
     if op.kind == "block" and op.params["block"].kind == "binary_conv":
         g = op.params["block"].geometry
         return 2 * words(g.kernel[0] * g.kernel[1] * g.in_shape[2]) * 4
+    if op.kind in ("conv_s8", "depthwise_s8") and (op.params.get("pool") is not None or op.params.get("stage")):
+        w = op.params["weights"]  # a fused int8 conv (graph_quant): the accumulators of one (two) position(s)
+        n_out = w.shape[-1] * (w.shape[2] if op.kind == "depthwise_s8" else 1)
+        return 4 * n_out * (2 if op.params.get("pool") is not None else 1)
     return 0
 
 

@@ -36,6 +36,11 @@ conv_s8 / depthwise_s8 / dense_s8   int8 x (zero point zp) -> int32 acc: acc = b
         max|w| / 127, q = round_half_even(w / s_w)); out-of-bounds taps add (pad_q) * w with
         pad_q = round(pad_value / s_x) (0 for zero padding). Output real scale s_x * s_w[o].
         Weight layout as the float ops: conv (KH, KW, C, O), depthwise (KH, KW, C, M), dense (N, O).
+        Fused into a conv (`fuse_convs`: the accumulators have no other reader): params["pool"], a
+        max pool over the conv outputs (per channel the minimum where the fused requantization's
+        multiplier is negative: the same as pooling after requantizing, requantization being monotone),
+        and params["stage"], a requant (int8 out) or threshold (bits out) with the ops' own parameters;
+        computed per pooled output, the full-resolution accumulators are never stored.
 requant  int32 / int8 / raw uint8 x -> int8 or int32 y, per channel c:
         y = clamp(zp_out + offset[c] + mbqm(x - zp_in, M[c], shift[c]), lo, hi)  (sum in 64 bits)
         -- an affine (bias, batch norm, Rescaling) and a relu / relu6 / hard_tanh fold into M, offset
@@ -560,8 +565,52 @@ def quantize_graph(model, representative_data, name="model"):
     g = Graph(name=src.name, input=src.input, output=out, tensors=qz.tensors, ops=qz.ops, softmax=src.softmax)
     g.quant = {"input": qz.input_q, "output_scale": float(s_out), "float_graph": src}
     _prune_q(g)
+    fuse_convs(g)
     check_q(g)
     return g
+
+
+def fuse_convs(g):
+    """Fuse conv_s8 / depthwise_s8 -> (max_pool ->) requant (int8) or threshold, and conv -> max_pool,
+    where the intermediate tensors have no other reader (in place; see the module docstring)."""
+    while True:
+        cons, changed = g.consumers(), False
+        for op in g.ops:
+            if op.kind not in ("conv_s8", "depthwise_s8") or "stage" in op.params:
+                continue
+            chain = []
+            t = op.output
+            while len(cons[t]) == 1 and t != g.output:
+                nxt = cons[t][0]
+                if nxt.kind == "max_pool" and not chain and "pool" not in op.params:
+                    chain.append(nxt)
+                elif (nxt.kind == "requant" and g.tensors[nxt.output].dtype == "int8") or nxt.kind == "threshold":
+                    chain.append(nxt)
+                    break
+                else:
+                    break
+                t = nxt.output
+            if not chain:
+                continue
+            c = g.tensors[op.output].shape[-1]
+            for nxt in chain:
+                if nxt.kind == "max_pool":
+                    op.params["pool"] = nxt.params["geometry"]
+                elif nxt.kind == "requant":
+                    op.params["stage"] = dict(nxt.params, kind="requant", M=np.resize(nxt.params["M"], c),
+                                              shift=np.resize(nxt.params["shift"], c),
+                                              offset=np.resize(nxt.params["offset"], c))
+                else:
+                    acc = g.tensors[op.output]  # the accumulators' bounds (the C clamps the thresholds to them)
+                    op.params["stage"] = dict(nxt.params, kind="threshold", acc_lo=acc.lo, acc_hi=acc.hi)
+                op.layers = list(dict.fromkeys(op.layers + nxt.layers))
+                g.ops.remove(nxt)
+                del g.tensors[op.output]
+                op.output = nxt.output
+            changed = True
+            break
+        if not changed:
+            return g
 
 
 def _prune_q(g):
@@ -640,7 +689,20 @@ def run_op(graph, op, args):
             acc = cols @ w.reshape(-1, w.shape[-1])
         else:
             acc = np.einsum("nyxhwc,hwcm->nyxcm", win, w).reshape(win.shape[:3] + (-1,))
-        return (acc + p["bias"]).reshape((n,) + out_shape)
+        acc = acc + p["bias"]
+        stage = p.get("stage")
+        if p.get("pool") is not None:
+            sign = np.ones(acc.shape[-1], np.int64)
+            if stage is not None and stage["kind"] == "requant":
+                sign = np.where(np.asarray(stage["M"]) < 0, -1, 1)  # the minimum for negative multipliers
+            from .graph_reference import _max_pool
+            acc = _max_pool(acc * sign, p["pool"]).reshape((n,) + tuple(p["pool"]["out_hw"]) + (-1,)) * sign
+        if stage is None:
+            return acc.reshape((n,) + out_shape)
+        if stage["kind"] == "requant":
+            r = mbqm(acc - stage["zp_in"], stage["M"], stage["shift"])
+            return np.clip(stage["zp_out"] + stage["offset"] + r, stage["lo"], stage["hi"]).reshape((n,) + out_shape)
+        return (np.where(stage["flip"], -acc, acc) >= stage["threshold"]).reshape((n,) + out_shape)
     if kind == "dense_s8":
         v = args[0].astype(np.int64) - p["zp"]
         return v @ p["weights"].astype(np.int64) + p["bias"]

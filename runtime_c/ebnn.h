@@ -217,6 +217,21 @@ typedef struct {
 #define EBNN_ACT_TANH 4       /* tanhf(x) */
 #define EBNN_ACT_SIGMOID 5    /* 1 / (1 + expf(-x)) */
 
+/* The output stage fused into ebnn_conv_s8 / ebnn_depthwise_s8 (integer-only graphs). */
+#define EBNN_QOUT_I32 0  /* int32 accumulators */
+#define EBNN_QOUT_S8 1   /* requantized to int8 */
+#define EBNN_QOUT_BITS 2 /* thresholded to bits */
+typedef struct {
+    const int32_t *m;      /* EBNN_QOUT_S8: per channel multiplier, shift, offset (ebnn_requant) */
+    const int8_t *shift;
+    const int32_t *offset;
+    int32_t zp_out, lo, hi;
+    const int32_t *t;      /* EBNN_QOUT_BITS: per channel thresholds and flip bits */
+    const uint32_t *flip;
+} ebnn_qout_t;
+/* int32 scratch values of a fused conv: n_out per conv output, twice with a pool */
+#define EBNN_CONV_S8_SCRATCH(n_out, pool) ((n_out) * ((pool) ? 2u : 1u))
+
 /* ebnn_requant's element types (integer-only graphs, keras_ebnn/graph_quant.py). */
 #define EBNN_Q_U8 0  /* uint8_t (the raw model input) */
 #define EBNN_Q_S8 1  /* int8_t */
@@ -346,10 +361,14 @@ int ebnn_argmax_f32(uint32_t n, const float *x);
  * fixed-point helpers in ebnn_requant.h): int8 tensors with a scale and zero point, int32 accumulators,
  * no floating point. conv / depthwise / dense: acc = bias[o] + sum (x - zp) * w over the taps (a tap
  * outside the input is worth pad_q), weights int8 in the float ops' layouts. */
-int ebnn_conv_s8(const ebnn_window_t *g, const int8_t *in, int32_t zp, int32_t pad_q, const int8_t *w,
-                 const int32_t *bias, uint16_t out_c, int32_t *out);
-int ebnn_depthwise_s8(const ebnn_window_t *g, const int8_t *in, int32_t zp, int32_t pad_q, const int8_t *w,
-                      const int32_t *bias, uint16_t mult, int32_t *out);
+/* conv / depthwise: an optional max pool (pool NULL: none) and output stage (kind, q: see
+ * ebnn_conv_s8.c) are fused in, computed per pooled output; scratch: EBNN_CONV_S8_SCRATCH int32s. */
+int ebnn_conv_s8(const ebnn_window_t *g, const ebnn_window_t *pool, const int8_t *in, int32_t zp, int32_t pad_q,
+                 const int8_t *w, const int32_t *bias, uint16_t out_c, int kind, const ebnn_qout_t *q, void *out,
+                 int32_t *scratch);
+int ebnn_depthwise_s8(const ebnn_window_t *g, const ebnn_window_t *pool, const int8_t *in, int32_t zp,
+                      int32_t pad_q, const int8_t *w, const int32_t *bias, uint16_t mult, int kind,
+                      const ebnn_qout_t *q, void *out, int32_t *scratch);
 int ebnn_dense_s8(uint32_t rows, uint32_t n_in, uint32_t n_out, const int8_t *in, int32_t zp, const int8_t *w,
                   const int32_t *bias, int32_t *out);
 /* y = clamp(zp_out + offset[c] + mbqm(x - zp_in, m[c], shift[c]), lo, hi); in / out element types
