@@ -757,8 +757,18 @@ def _quant_header(graph, name):
 def _quant_op_data(graph, op):
     p, kind = op.params, op.kind
     data, window = {}, None
-    if kind in ("conv_s8", "depthwise_s8", "dense_s8"):
+    if kind == "conv_s8":  # rows of k4 int8 per output channel, little-endian in words (ebnn_conv_s8.c)
+        w = np.asarray(p["weights"], dtype=np.int64)
+        rows = w.reshape(-1, w.shape[-1]).T
+        k4 = -(-rows.shape[1] // 4) * 4
+        padded = np.zeros((rows.shape[0], k4), np.int64)
+        padded[:, :rows.shape[1]] = rows
+        grouped = padded.reshape(padded.shape[0], -1, 4)[:, :, [0, 2, 1, 3]]  # taps (0, 2, 1, 3) per group
+        data["w"] = ("uint32_t", grouped.astype(np.int8).view(np.uint8).reshape(-1, 4).astype(np.uint32)
+                     @ np.array([1, 1 << 8, 1 << 16, 1 << 24], np.uint32))
+    if kind in ("depthwise_s8", "dense_s8"):
         data["w"] = ("int8_t", np.asarray(p["weights"], dtype=np.int64))
+    if kind in ("conv_s8", "depthwise_s8", "dense_s8"):
         data["bias"] = ("int32_t", np.asarray(p["bias"], dtype=np.int64))
         if kind != "dense_s8":
             window = _conv_window(p["geometry"])

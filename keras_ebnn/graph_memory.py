@@ -29,6 +29,9 @@ depends on in[i] only) writes over an input whose buffer no later op reads and t
 size; otherwise no op shares memory with its inputs. Kernel scratch (a binary conv block's
 patch and mask, `exporters/c.py` _scratch_bytes) is a buffer live only during its op.
 """
+import numpy as np
+
+
 def words(nbits):
     return (int(nbits) + 31) // 32
 
@@ -47,10 +50,14 @@ def scratch_bytes(op):
     if op.kind == "block" and op.params["block"].kind == "binary_conv":
         g = op.params["block"].geometry
         return 2 * words(g.kernel[0] * g.kernel[1] * g.in_shape[2]) * 4
-    if op.kind in ("conv_s8", "depthwise_s8") and (op.params.get("pool") is not None or op.params.get("stage")):
-        w = op.params["weights"]  # a fused int8 conv (graph_quant): the accumulators of one (two) position(s)
+    if op.kind in ("conv_s8", "depthwise_s8"):  # integer-only graphs: runtime_c EBNN_CONV_S8_SCRATCH
+        w = op.params["weights"]  # the accumulators of one (two, with a pool) position(s) + the conv's patch
+        fused = op.params.get("pool") is not None or bool(op.params.get("stage"))
         n_out = w.shape[-1] * (w.shape[2] if op.kind == "depthwise_s8" else 1)
-        return 4 * n_out * (2 if op.params.get("pool") is not None else 1)
+        k4 = 0 if op.kind == "depthwise_s8" else -(-int(np.prod(w.shape[:3])) // 4) * 4
+        if op.kind == "depthwise_s8" and not fused:
+            return 0
+        return 4 * (n_out * (2 if op.params.get("pool") is not None else 1) + k4 // 2)
     return 0
 
 

@@ -229,8 +229,9 @@ typedef struct {
     const int32_t *t;      /* EBNN_QOUT_BITS: per channel thresholds and flip bits */
     const uint32_t *flip;
 } ebnn_qout_t;
-/* int32 scratch values of a fused conv: n_out per conv output, twice with a pool */
-#define EBNN_CONV_S8_SCRATCH(n_out, pool) ((n_out) * ((pool) ? 2u : 1u))
+/* int32 scratch values of an int8 conv: n_out per conv output (twice with a pool) + the patch of
+ * k4 int16 (conv: kh * kw * in_c rounded up to a multiple of 4; depthwise: 0) */
+#define EBNN_CONV_S8_SCRATCH(n_out, pool, k4) ((n_out) * ((pool) ? 2u : 1u) + (k4) / 2u)
 
 /* ebnn_requant's element types (integer-only graphs, keras_ebnn/graph_quant.py). */
 #define EBNN_Q_U8 0  /* uint8_t (the raw model input) */
@@ -362,9 +363,10 @@ int ebnn_argmax_f32(uint32_t n, const float *x);
  * no floating point. conv / depthwise / dense: acc = bias[o] + sum (x - zp) * w over the taps (a tap
  * outside the input is worth pad_q), weights int8 in the float ops' layouts. */
 /* conv / depthwise: an optional max pool (pool NULL: none) and output stage (kind, q: see
- * ebnn_conv_s8.c) are fused in, computed per pooled output; scratch: EBNN_CONV_S8_SCRATCH int32s. */
+ * ebnn_conv_s8.c) are fused in, computed per pooled output; scratch: EBNN_CONV_S8_SCRATCH int32s.
+ * The conv's weights are rows of k4 int8 per output channel packed little-endian in 32-bit words. */
 int ebnn_conv_s8(const ebnn_window_t *g, const ebnn_window_t *pool, const int8_t *in, int32_t zp, int32_t pad_q,
-                 const int8_t *w, const int32_t *bias, uint16_t out_c, int kind, const ebnn_qout_t *q, void *out,
+                 const uint32_t *w, const int32_t *bias, uint16_t out_c, int kind, const ebnn_qout_t *q, void *out,
                  int32_t *scratch);
 int ebnn_depthwise_s8(const ebnn_window_t *g, const ebnn_window_t *pool, const int8_t *in, int32_t zp,
                       int32_t pad_q, const int8_t *w, const int32_t *bias, uint16_t mult, int kind,
