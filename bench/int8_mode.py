@@ -1,6 +1,6 @@
 """Integer-only mode (export(..., quantize="int8")): cost on an FPU-less core and accuracy against Keras.
 
-    EBNN_DATA_DIR=/work/shared/data python bench/int8_mode.py [--epochs 3] [--images 20] [--no-write]
+    EBNN_DATA_DIR=/work/shared/data python bench/int8_mode.py [--epochs 5] [--images 20] [--no-write]
 
 Method. Two BNNs of issue 21 with a full-precision stem are trained on MNIST for --epochs epochs
 (keras_ebnn.training.train: Adam 1e-3, cosine schedule, batch 128, all 60,000 training images, seed 0):
@@ -18,6 +18,11 @@ exports and for the binary-weight twin (the shipped examples/models/tiny_mnist.k
 the classes QEMU prints must equal the reference's. "soft-float calls": the __aeabi_f* / __aeabi_d* /
 int-float conversion routines `arm-none-eabi-nm` finds in the Cortex-M0+ ELF. RAM: the export's arena
 (input excluded); flash: its model data.
+Binary Samy (WakeVision person detector, 80x80x3; EBNN_DATA_DIR/published-models/wakevision_samy_bnn.h5,
+the trained Larq file; skipped when absent): exported with quantize="int8" calibrated on --images random
+uniform [0, 1] inputs (no WakeVision images here: its figures are cost and memory, the C checked
+against the reference on those inputs); instructions on Cortex-M7 and M0+ under QEMU; RAM = arena +
+the export's stack bound (input excluded, as issue 21 counts it); model flash = its constant data.
 """
 import argparse
 import subprocess
@@ -95,9 +100,47 @@ def measure(out_dir, name, images, want_classes, int8):
     return res, soft
 
 
+def samy(args):
+    """The Binary Samy lines of the section (empty when the model file is absent)."""
+    import os
+    from keras_ebnn import graph_quant
+    from keras_ebnn.exporting import export
+    path = Path(os.environ.get("EBNN_DATA_DIR", "")) / "published-models" / "wakevision_samy_bnn.h5"
+    if not path.is_file():
+        print(f"{path}: absent, Binary Samy skipped")
+        return []
+    x = np.random.default_rng(0).uniform(0, 1, (args.images, 80, 80, 3)).astype(np.float32)
+    out = Path(tempfile.mkdtemp(prefix="int8-samy-"))
+    r = export(str(path), out / "samy", name="samy", verify_inputs=x, quantize="int8", representative_data=x)
+    assert r.c_checked and r.c_matches_reference
+    g = r.lowered.graph
+    ref = graph_quant.run(g, x)
+    cost = {}
+    for cpu in ("cortex-m7", "cortex-m0plus"):
+        with tempfile.TemporaryDirectory(prefix=f"samy-{cpu}-") as work:
+            q = cortexm.build_and_run(out / "samy", "samy", graph_quant.quantize_input(g, x), cpu=cpu, workdir=work,
+                                      flags=["-DSCORE_T=int32_t"])
+            if not np.array_equal(q["classes"], ref["classes"]):
+                raise RuntimeError(f"Binary Samy on {cpu}: QEMU's classes differ from the reference's")
+            cost[cpu] = q["instructions_per_inference"]
+            if cpu == "cortex-m0plus":
+                soft = soft_float_symbols(q["elf"])
+    t = r.plan["totals"]
+    line = (f"\nBinary Samy (wakevision_samy_bnn.h5) with quantize=\"int8\": arena {r.plan['arena_bytes']:,} B + stack "
+            f"<= {t['stack_bytes_estimate']:,} B = {r.plan['arena_bytes'] + t['stack_bytes_estimate']:,} B of RAM (input "
+            f"excluded; issue 21 target <= 20,000 B), model data {t['flash_data_bytes']:,} B of flash (target <= 8,000 B), "
+            f"{cost['cortex-m7']:,.0f} instructions per inference on Cortex-M7 (target <= 10 M; CBin-NN 45.0 M, the exact "
+            f"float32 export 41.5 M) and {cost['cortex-m0plus']:,.0f} on Cortex-M0+ (soft-float calls: "
+            f"{', '.join(soft) if soft else 'none'}); C = reference on {args.images} random inputs, classes = Keras float "
+            f"on {r.agreement.class_agreement * 100:.0f}% of them. Ops: "
+            + ", ".join(f"{o['kind']} ({'x'.join(map(str, o['shape']))} {o['dtype']})" for o in r.plan["ops"]) + ".")
+    print(line)
+    return [line]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--images", type=int, default=20)
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
@@ -143,6 +186,7 @@ def main(argv=None):
                          f"{cost['cortex-m4']:,.0f}", ", ".join(soft) if soft else "none",
                          f"{r.plan['arena_bytes']:,}", f"{t['flash_data_bytes']:,}"])
             print(rows[-1])
+    notes += samy(args)
     rows.append(["tiny_mnist (binary-weight twin)", "chain", "", "", "", f"{twin_cost['cortex-m0plus']:,.0f}", "1.00x",
                  f"{twin_cost['cortex-m4']:,.0f}", ", ".join(twin_soft) if twin_soft else "none", "", ""])
     table = md_table(["model", "export", "Keras acc.", "export acc.", "classes = Keras", "M0+ instr.",
@@ -157,7 +201,7 @@ def main(argv=None):
     print(text)
     if not args.no_write:
         write_section("int8_mode", text, "EBNN_DATA_DIR=/work/shared/data python bench/int8_mode.py"
-                      + (f" --epochs {args.epochs}" if args.epochs != 3 else "")
+                      + (f" --epochs {args.epochs}" if args.epochs != 5 else "")
                       + (f" --images {args.images}" if args.images != 20 else ""))
 
 

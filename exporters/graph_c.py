@@ -740,7 +740,7 @@ def _quant_header(graph, name):
     if not _quantized(graph):
         return ""
     q = graph.quant
-    lines = [f"/* Integer-only export (quantize=\"int8\"): no floating-point arithmetic. scores are int32 logits;",
+    lines = ["/* Integer-only export (quantize=\"int8\"): no floating-point arithmetic. scores are int32 logits;",
              f" * real logit = scores[k] * {name}_OUTPUT_SCALE (the class needs no conversion). */",
              f"#define {name}_SCORES_INT32 1",
              f"#define {name}_OUTPUT_SCALE {q['output_scale']!r} /* a number for the reader: the code never uses it */"]
