@@ -22,7 +22,11 @@ negative status of any call (scores not written), else the class:
     conv block (ebnn_input_conv_u8) or a `to_float` (a plain loop, float32(v) exactly as the
     reference); any other reader gets an int32 copy first (a "widen" loop into the arena).
 Tensors in C: bits -> uint32_t words (element i = bit i & 31 of word i >> 5), int -> int32_t,
-float32 -> float. Constant arrays are EBNN_CONST (flash on AVR), named NAME_op<i>_<what>.
+float32 -> float, int8 -> int8_t. Constant arrays are EBNN_CONST (flash on AVR), named NAME_op<i>_<what>.
+An integer-only graph (`keras_ebnn.graph_quant`, export option quantize="int8") uses the int8 kernels
+(runtime_c/ebnn_conv_s8.c, ebnn_dense_s8.c, ebnn_quant_s8.c; QUANT_OPS below): NAME_input_t is int8_t
+(or the raw uint8_t input), scores are int32_t logits (NAME.h states the input and output scales), the
+class is ebnn_argmax_i32 of them; no float code is generated or called.
 """
 import copy
 import re

@@ -1056,7 +1056,8 @@ def check(g):
         assert op.output not in written, f"{op.output} written twice"
         written.add(op.output)
         assert g.tensors[op.output].dtype in DTYPES
-    assert g.output in written and g.tensors[g.output].dtype == "float32"
+    # the output: float32 logits, or int32 logits for an integer-only graph (keras_ebnn.graph_quant)
+    assert g.output in written and g.tensors[g.output].dtype == ("int" if g.quant else "float32")
 
 
 def from_lowered(lowered):

@@ -556,15 +556,15 @@ def quantize_graph(model, representative_data, name="model"):
     """The integer-only graph of a Keras model (or a float Graph from `lower_int8`); see the module
     docstring. `graph.quant` holds: input (scale, zero_point) or None (raw uint8 input), output_scale,
     float_graph (the float graph it was calibrated on)."""
-    from .graph import Graph as G
-    src = model if isinstance(model, G) else lower_int8(model, name)
+    from .graph import _prune
+    src = model if isinstance(model, Graph) else lower_int8(model, name)
     x = representative(representative_data, src)
     calib = calibrate(src, x)
     qz = _Quantizer(src, calib)
     out, s_out = qz.run()
     g = Graph(name=src.name, input=src.input, output=out, tensors=qz.tensors, ops=qz.ops, softmax=src.softmax)
     g.quant = {"input": qz.input_q, "output_scale": float(s_out), "float_graph": src}
-    _prune_q(g)
+    _prune(g)
     fuse_convs(g)
     check_q(g)
     return g
@@ -613,35 +613,12 @@ def fuse_convs(g):
             return g
 
 
-def _prune_q(g):
-    while True:
-        cons = g.consumers()
-        dead = [op for op in g.ops if op.output != g.output and not cons[op.output]]
-        if not dead:
-            break
-        for op in dead:
-            g.ops.remove(op)
-    used = {g.input, g.output} | {t for op in g.ops for t in op.inputs} | {op.output for op in g.ops}
-    for n in list(g.tensors):
-        if n not in used:
-            del g.tensors[n]
-
-
 def check_q(g):
-    """An integer-only graph: no float32 tensor, every tensor written once before it is read."""
-    written = {g.input}
-    for op in g.ops:
-        for t in op.inputs:
-            assert t in written, f"{op.kind} reads {t} before it is written"
-        assert op.output not in written, f"{op.output} written twice"
-        written.add(op.output)
+    """An integer-only graph: keras_ebnn.graph.check's invariants (int32 logits out), no float32 tensor."""
+    from .graph import check
+    check(g)
     bad = [t.name for t in g.tensors.values() if t.dtype == "float32"]
     assert not bad, f"float32 tensors left in an int8 graph: {bad}"
-    assert g.tensors[g.output].dtype == "int"
-
-
-def is_quantized(graph):
-    return getattr(graph, "quant", None) is not None and "output_scale" in graph.quant
 
 
 def quantize_input(graph, x):

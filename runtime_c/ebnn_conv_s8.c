@@ -187,6 +187,34 @@ static void conv_s8_at(const ebnn_window_t *g, const int8_t *in, int32_t zp, int
     }
 }
 
+/* The output stage of pooled output `pos` from its accumulators r[0 .. n_out) (own function: keeps the
+ * caller's frame small on register-poor cores) */
+static EBNN_NOT_INLINED void conv_s8_out(int kind, const ebnn_qout_t *q, const int32_t *r, uint32_t n_out, uint32_t pos,
+                                         void *out, ebnn_bit_writer_t *bw)
+{
+    uint32_t j;
+    if (kind == EBNN_QOUT_I32) {
+        for (j = 0; j < n_out; j++)
+            ((int32_t *)out)[pos * n_out + j] = r[j];
+    } else if (kind == EBNN_QOUT_S8) {
+        int8_t *o8 = (int8_t *)out + pos * n_out;
+        for (j = 0; j < n_out; j++) {
+            int32_t v = ebnn_mbqm(r[j], EBNN_READ_I32(&q->m[j]), (int32_t)EBNN_READ_S8(&q->shift[j]));
+            o8[j] = (int8_t)ebnn_clamp64((int64_t)q->zp_out + EBNN_READ_I32(&q->offset[j]) + v, q->lo, q->hi);
+        }
+    } else {
+        for (j = 0; j < n_out; j++) {
+            int32_t t = EBNN_READ_I32(&q->t[j]), v = r[j];
+            uint32_t bit;
+            if ((EBNN_READ_U32(&q->flip[j >> 5]) >> (j & 31u)) & 1u)
+                bit = t == INT32_MIN || v <= -t; /* -v >= t without negating v */
+            else
+                bit = v >= t;
+            ebnn_bw_put(bw, bit, 1u);
+        }
+    }
+}
+
 static int window_s8(const ebnn_window_t *gp, const ebnn_window_t *pp, const int8_t *in, int32_t zp, int32_t pad_q,
                      const int8_t *w, const uint32_t *w32, const int32_t *bias, uint16_t per_c, int kind,
                      const ebnn_qout_t *q, void *out, int32_t *scratch)
@@ -223,7 +251,6 @@ static int window_s8(const ebnn_window_t *gp, const ebnn_window_t *pp, const int
             uint32_t pos = py * p.out_w + px;
             int32_t y0 = (int32_t)(py * p.sh) - (int32_t)p.pad_t, x0 = (int32_t)(px * p.sw) - (int32_t)p.pad_l, y, x;
             int first = 1;
-            int32_t *r;
             if (pp == NULL && kind == EBNN_QOUT_I32) { /* plain conv: accumulate in the output */
                 conv_s8_at(&g, in, zp, pad_q, w, w32, bias, per_c, n_out, py, px, (int32_t *)out + pos * n_out, patch);
                 continue;
@@ -248,27 +275,7 @@ static int window_s8(const ebnn_window_t *gp, const ebnn_window_t *pp, const int
                     first = 0;
                 }
             }
-            r = best != NULL ? best : acc;
-            if (kind == EBNN_QOUT_I32) {
-                for (j = 0; j < n_out; j++)
-                    ((int32_t *)out)[pos * n_out + j] = r[j];
-            } else if (kind == EBNN_QOUT_S8) {
-                int8_t *o8 = (int8_t *)out + pos * n_out;
-                for (j = 0; j < n_out; j++) {
-                    int32_t v = ebnn_mbqm(r[j], EBNN_READ_I32(&q->m[j]), (int32_t)EBNN_READ_S8(&q->shift[j]));
-                    o8[j] = (int8_t)ebnn_clamp64((int64_t)q->zp_out + EBNN_READ_I32(&q->offset[j]) + v, q->lo, q->hi);
-                }
-            } else {
-                for (j = 0; j < n_out; j++) {
-                    int32_t t = EBNN_READ_I32(&q->t[j]), v = r[j];
-                    uint32_t bit;
-                    if ((EBNN_READ_U32(&q->flip[j >> 5]) >> (j & 31u)) & 1u)
-                        bit = t == INT32_MIN || v <= -t; /* -v >= t without negating v */
-                    else
-                        bit = v >= t;
-                    ebnn_bw_put(&bw, bit, 1u);
-                }
-            }
+            conv_s8_out(kind, q, best != NULL ? best : acc, n_out, pos, out, &bw);
         }
     }
     if (kind == EBNN_QOUT_BITS)
