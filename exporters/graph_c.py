@@ -45,13 +45,15 @@ from . import c as chain
 # target: the maximum over both builds ("default", "small": exporters/c.py STACK_BUILDS, whose options
 # the graph kernel files do not read) and over -O1, -O2, -O3 and -Os of keras_ebnn.stackcheck's chains
 # on the graph exports `python bench/graph_stack.py` builds (arm-none-eabi-gcc 12.2, avr-gcc 5.4),
-# rounded up to 16 B. "elementwise_libm": with tanh / sigmoid compiled in (EBNN_ACT_LIBM=1).
+# rounded up to 16 B. "elementwise_libm": with tanh / sigmoid compiled in (EBNN_ACT_LIBM=1). conv_s8,
+# dense_s8, quant_s8: the integer-only kernel files (quantize="int8"), from `python bench/graph_stack.py
+# --int8` (int8 exports of six random graphs, the same targets, levels and builds).
 # tests/test_graph_targets.py checks the bound against stackcheck.
 GRAPH_STACK_BY_TARGET = {
-    "cortex-m0plus": {"binary_acc": 304, "conv_f32": 288, "dense_f32": 112, "pool": 208, "elementwise": 96, "elementwise_libm": 144, "conv_s8": 0, "dense_s8": 0, "quant_s8": 0, "predict": 128},
-    "cortex-m3": {"binary_acc": 288, "conv_f32": 272, "dense_f32": 80, "pool": 192, "elementwise": 112, "elementwise_libm": 160, "conv_s8": 0, "dense_s8": 0, "quant_s8": 0, "predict": 128},
-    "cortex-m4": {"binary_acc": 288, "conv_f32": 256, "dense_f32": 64, "pool": 160, "elementwise": 96, "elementwise_libm": 80, "conv_s8": 0, "dense_s8": 0, "quant_s8": 0, "predict": 128},
-    "avr": {"binary_acc": 208, "conv_f32": 208, "dense_f32": 80, "pool": 176, "elementwise": 64, "elementwise_libm": 64, "conv_s8": 0, "dense_s8": 0, "quant_s8": 0, "predict": 64},
+    "cortex-m0plus": {"binary_acc": 304, "conv_f32": 288, "dense_f32": 112, "pool": 208, "elementwise": 96, "elementwise_libm": 144, "conv_s8": 432, "dense_s8": 96, "quant_s8": 208, "predict": 128},
+    "cortex-m3": {"binary_acc": 288, "conv_f32": 272, "dense_f32": 80, "pool": 192, "elementwise": 112, "elementwise_libm": 160, "conv_s8": 400, "dense_s8": 96, "quant_s8": 160, "predict": 128},
+    "cortex-m4": {"binary_acc": 288, "conv_f32": 256, "dense_f32": 64, "pool": 160, "elementwise": 96, "elementwise_libm": 80, "conv_s8": 400, "dense_s8": 96, "quant_s8": 160, "predict": 128},
+    "avr": {"binary_acc": 208, "conv_f32": 208, "dense_f32": 80, "pool": 176, "elementwise": 64, "elementwise_libm": 64, "conv_s8": 304, "dense_s8": 64, "quant_s8": 176, "predict": 64},
 }
 GRAPH_STACK_BYTES = {target: {build: figures for build in chain.STACK_BUILDS}
                      for target, figures in GRAPH_STACK_BY_TARGET.items()}  # as exporters/c.py STACK_BYTES
