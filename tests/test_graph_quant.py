@@ -258,3 +258,23 @@ def test_cortex_m0plus_elf_has_no_soft_float(tmp_path):
             found[(mode, residual)] = sorted({n for n in names if n.startswith(SOFT_FLOAT)})
     assert found[("float32", False)] and found[("float32", True)], found  # the float export needs soft float
     assert found[("int8", False)] == [] and found[("int8", True)] == [], found
+
+
+@pytest.mark.parametrize("target", ["cortex-m0plus", "cortex-m3", "avr"])
+def test_report_stack_bounds_int8_builds(target, tmp_path):
+    """The report's RAM of an integer-only export (arena + the int8 kernel files' GRAPH_STACK_BYTES) is
+    at least the arena + keras_ebnn.stackcheck's deepest chain (-O2 and -Os), on graphs using the
+    fused conv, add, concat, depthwise and pools."""
+    from keras_ebnn import stackcheck
+    from keras_ebnn.exporters.c import export_c
+    from keras_ebnn.exporters.graph_c import GraphModel, memory_plan
+    if not stackcheck.available(target):
+        pytest.skip(f"{stackcheck.TARGETS[target].cc} not installed")
+    for seed in (9, 28):
+        model, x, _ = random_graph(seed)
+        gm = GraphModel(graph_quant.quantize_graph(model, x, f"q{seed}"))
+        export_c(gm, tmp_path / gm.name, gm.name)
+        plan = memory_plan(gm, target=target)
+        for opt in ("-O2", "-Os"):
+            deepest = max(c.bytes for c in stackcheck.analyze(tmp_path / gm.name, target, opt).values())
+            assert plan["totals"]["ram_bytes"] >= plan["arena_bytes"] + deepest, (seed, opt, deepest)
