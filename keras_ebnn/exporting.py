@@ -120,12 +120,15 @@ def lower_for_export(model, name="model", float_weights="float32", quantize=None
     from .errors import UnsupportedModelError
     from .exporters.graph_c import GraphModel
     from .graph import Graph, lower_graph
+    if quantize == "int8":  # an integer-only graph passes through, anything else is quantized
+        graph = model.graph if isinstance(model, GraphModel) else model
+        if isinstance(graph, Graph) and graph.quant:
+            return GraphModel(graph)
+        return GraphModel(_quantized_graph(graph, name, representative_data))
     if isinstance(model, (LoweredModel, GraphModel)):
         return model
     if isinstance(model, Graph):
         return GraphModel(model)
-    if quantize == "int8":
-        return GraphModel(_quantized_graph(model, name, representative_data))
     try:
         return lower(model, name)
     except UnsupportedModelError:
@@ -246,7 +249,8 @@ def _quantized_graph(model, name, representative_data):
     from .blocks import LoweredModel as _LM
     from .graph_quant import quantize_graph
     if isinstance(model, _LM):
-        raise ValueError("quantize='int8' needs the Keras model (or a model file), not a LoweredModel")
+        raise ValueError("quantize='int8' needs the Keras model (or a model file, or a float Graph), not a "
+                         "LoweredModel")
     return quantize_graph(model, representative_data, name)
 
 

@@ -283,7 +283,9 @@ class _Quantizer:
             if b.kind == "output_dense":
                 return self.output_block(op)
             raise UnsupportedModelError(f"quantize='int8': a fused {b.kind} block on a float input "
-                                        f"({', '.join(op.layers)}) has no integer form", None, None, SUPPORTED)
+                                        f"({', '.join(op.layers)}) has no integer form; pass the Keras model "
+                                        "(or a graph from keras_ebnn.graph_quant.lower_int8), which keeps that "
+                                        "layer a conv", None, None, SUPPORTED)
         if kind == "to_float":
             x = src.tensors[op.inputs[0]]
             if op.inputs[0] not in self.tensors:
