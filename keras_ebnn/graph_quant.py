@@ -318,6 +318,9 @@ class _Quantizer:
         if kind in ("conv", "depthwise", "dense"):
             return self.compute(op)
         if kind == "add":
+            if len(op.inputs) > 8:  # each rescaled input is below 2^27: eight of them sum within int32
+                raise UnsupportedModelError(f"quantize='int8': an add of {len(op.inputs)} tensors "
+                                            f"({', '.join(op.layers)}); at most 8", None, None, SUPPORTED)
             ins = [self.as_q8(n, op.layers) for n in op.inputs]
             s, zp = self.qp(op.output)
             twice = 2.0 * max(si for _, si, _ in ins)
