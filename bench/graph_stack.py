@@ -1,7 +1,7 @@
 """Stack bounds of the graph kernels per MCU target: the GRAPH_STACK_BY_TARGET table of
 exporters/measured.py (what bench/stack.py is for the chain kernels' STACK_BYTES).
 
-    python bench/graph_stack.py [--targets avr,cortex-m3] [--jobs 2]
+    python bench/graph_stack.py [--targets avr,cortex-m3] [--jobs 2] [--int8]
 
 Method (as bench/stack.py): the graph exports of the re-created published Larq models that are not
 chains (tests/helpers/published_models.py), the 1-D sensor graph of tests/test_graph_targets.py and a model with
@@ -42,6 +42,51 @@ GRAPH_ENTRIES = {
 }
 LIBM_KEYS = ("elementwise", "conv_pool")  # kernels that reach tanhf / expf (EBNN_ACT_LIBM=1)
 KEYS = list(GRAPH_ENTRIES) + [k + "_libm" for k in LIBM_KEYS] + ["predict"]
+# the integer-only kernels (quantize="int8"): measured with --int8 on int8 exports (int8_models)
+INT8_ENTRIES = {
+    "conv_s8": ("ebnn_conv_s8", "ebnn_depthwise_s8"),
+    "dense_s8": ("ebnn_dense_s8",),
+    "quant_s8": ("ebnn_requant", "ebnn_lut_s8", "ebnn_add_s8", "ebnn_concat_s8", "ebnn_bits_to_s8",
+                 "ebnn_threshold_s8", "ebnn_max_pool_s8", "ebnn_avg_pool_s8", "ebnn_argmax_i32"),
+}
+
+
+def int8_models():
+    """name -> integer-only Graph: random graphs of tests/graphgen.py that use every int8 kernel
+    between them (conv, depthwise, dense, add, concat, pools, tables), quantized on their inputs."""
+    from helpers.graphgen import random_graph
+    from keras_ebnn import graph_quant
+    out = {}
+    for seed in (9, 14, 21, 28, 33, 3):
+        model, x, _ = random_graph(seed)
+        out[f"int8_{seed}"] = graph_quant.quantize_graph(model, x, f"int8_{seed}")
+    return out
+
+
+def main_int8(args, targets):
+    """The int8 kernel files' rows (conv_s8, dense_s8, quant_s8) to add to GRAPH_STACK_BY_TARGET."""
+    from keras_ebnn.exporters.c import export_c
+    from keras_ebnn.exporters.graph_c import GraphModel
+    table = {t: {k: 0 for k in INT8_ENTRIES} for t in targets}
+    with tempfile.TemporaryDirectory() as work:
+        exports = []
+        for name, g in int8_models().items():
+            export_c(GraphModel(g), Path(work) / name, name)
+            exports.append((name, Path(work) / name))
+
+        def one(job):
+            target, build, opt, (name, out) = job
+            roots = [f"{name}_predict"] + [e for es in INT8_ENTRIES.values() for e in es]
+            chains = stackcheck.analyze(out, target, opt, BUILDS[build], roots=roots, require_roots=False)
+            return {k: max([chains[e].bytes for e in es if e in chains], default=0) for k, es in INT8_ENTRIES.items()}
+        jobs = [(t, b, o, e) for t in targets for b in BUILDS for o in OPTS for e in exports]
+        with ThreadPoolExecutor(args.jobs) as pool:
+            for (target, _, _, _), kernels in zip(jobs, pool.map(one, jobs)):
+                for k, v in kernels.items():
+                    table[target][k] = max(table[target][k], v)
+    for target, entry in table.items():
+        print(f'    "{target}": ' + ", ".join(f'"{k}": {round16(v)}' for k, v in entry.items()))
+    return 0
 
 
 def graph_models():
@@ -88,8 +133,11 @@ def main(argv=None):
     ap.add_argument("--models", default=None, help="comma-separated subset of the measured graphs")
     ap.add_argument("--no-write", dest="write", action="store_false",
                     help="print the table only (default: write it into exporters/measured.py)")
+    ap.add_argument("--int8", action="store_true", help="only the integer-only kernels (quantize='int8')")
     args = ap.parse_args(argv)
     targets = [t for t in args.targets.split(",") if stackcheck.available(t)]
+    if args.int8:
+        return main_int8(args, targets)
     table = {t: {k: 0 for k in KEYS} for t in targets}  # the maximum over both builds
     with tempfile.TemporaryDirectory() as work:
         exports = []

@@ -56,7 +56,12 @@ KERNEL_FILES = {  # key: "common" or a kernel key (see _kernel_keys); value: (ge
     "pool": (("ebnn_pool.c",), ()),
     "elementwise": (("ebnn_elementwise.c",), ()),
     "conv_pool": (("ebnn_conv_pool_f32.c",), ()),  # after elementwise: it calls the affine / activation kernels
+    # the integer-only graph ops (quantize="int8", keras_ebnn/graph_quant.py; they use ebnn_requant.h)
+    "conv_s8": (("ebnn_conv_s8.c",), ()),
+    "dense_s8": (("ebnn_dense_s8.c",), ()),
+    "quant_s8": (("ebnn_quant_s8.c",), ()),
 }
+QUANT_HEADERS = ("ebnn_requant.h",)  # shipped with the integer-only kernels
 # The Helium kernels (mve/, EBNN_MVE_KERNELS: the default on cores with MVE, e.g. Cortex-M55), per
 # kernel key, included after that key's other files. Every export ships them (C, Arduino with
 # architectures=*, Zephyr: all can target a Cortex-M55); elsewhere they compile to nothing.
@@ -89,6 +94,8 @@ def runtime_files(model, byte_kernels=True):
                 sources.append(f)
     if any(f in sources for files in MVE_KERNEL_FILES.values() for f in files):
         headers += MVE_KERNEL_HEADERS
+    if any(f in sources for key in ("conv_s8", "dense_s8", "quant_s8") for f in KERNEL_FILES[key][0]):
+        headers += QUANT_HEADERS
     return headers, sources
 
 

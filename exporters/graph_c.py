@@ -32,6 +32,10 @@ negative status of any call (scores not written), else the class:
 Tensors in C: bits -> uint32_t words (element i = bit i & 31 of word i >> 5), int -> int32_t,
 float32 -> float. Constant arrays are EBNN_CONST (flash on AVR), named NAME_op<i>_<what> (NAME_b<i>_<what>
 in a chain of blocks).
+An integer-only graph (`keras_ebnn.graph_quant`, export option quantize="int8") uses the int8 kernels
+(runtime_c/ebnn_conv_s8.c, ebnn_dense_s8.c, ebnn_quant_s8.c; QUANT_OPS below): int8 tensors are int8_t,
+NAME_input_t is int8_t (or the raw uint8_t input), scores are int32_t logits (NAME.h states the input and
+output scales), the class is ebnn_argmax_i32 of them; no float code is generated or called.
 """
 import copy
 import re
@@ -55,7 +59,7 @@ WINDOW_STRUCT_BYTES = 22  # sizeof(ebnn_window_t): 11 uint16_t fields, no paddin
 ACTIVATIONS = {"relu": "EBNN_ACT_RELU", "relu6": "EBNN_ACT_RELU6", "hard_tanh": "EBNN_ACT_HARD_TANH",
                "leaky_relu": "EBNN_ACT_LEAKY_RELU", "tanh": "EBNN_ACT_TANH", "sigmoid": "EBNN_ACT_SIGMOID"}
 LIBM_ACTIVATIONS = ("tanh", "sigmoid")  # C uses tanhf / expf: agrees with the reference within tolerance
-CTYPES = {"bits": "uint32_t", "int": "int32_t", "float32": "float"}
+CTYPES = {"bits": "uint32_t", "int": "int32_t", "float32": "float", "int8": "int8_t"}
 CONV_POOL_STRUCT_BYTES = 64  # sizeof(ebnn_conv_pool_t): 3 floats + 2 windows + uint16 + 6 uint8 (AVR too)
 INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
 
@@ -81,6 +85,8 @@ class GraphModel:
         t = graph.input_tensor
         uint8 = t.dtype == "int"
         self.input = GraphInput(tuple(t.shape), np.uint8 if uint8 else np.float32, "uint8" if uint8 else "float")
+        if t.dtype == "int8":  # integer-only graph (keras_ebnn.graph_quant): the quantized input
+            self.input = GraphInput(tuple(t.shape), np.int8, "int8")
 
     @property
     def name(self):
@@ -146,7 +152,7 @@ def prepare(graph):
     model input."""
     if graph.input_tensor.dtype != "int":
         return graph
-    direct = ("to_float", "conv_pool")  # conv_pool: absorbed to_float (graph_fuse.py input_steps)
+    direct = ("to_float", "conv_pool", "requant")  # conv_pool: absorbed to_float (graph_fuse.py input_steps); requant reads uint8
     readers = [op for op in graph.ops if graph.input in op.inputs]
     if all(op.kind in direct or (op.kind == "block" and op.params["block"].kind == "input_conv") for op in readers):
         return graph
@@ -221,6 +227,9 @@ def op_data(graph, op):
     data, window = {}, None
     if kind == "block":
         return chain.block_data(p["block"]), None
+    if kind in QUANT_OPS or (kind in ("threshold", "max_pool", "global_max") and
+                             graph.tensors[op.inputs[0]].dtype == "int8"):
+        return _quant_op_data(graph, op)
     if kind == "bconv":
         w = np.asarray(p["weights"], dtype=bool)  # (O, KH, KW, C): taps (ky, kx, c) per filter
         data["w"] = ("uint32_t", chain._words_of_bits(w.reshape(w.shape[0], -1)))
@@ -279,6 +288,8 @@ def op_flash_bytes(graph, op):
         n += chain.PARAMS_STRUCT_BYTES
     if op.kind == "conv_pool":
         n += CONV_POOL_STRUCT_BYTES
+    if op.kind in ("conv_s8", "depthwise_s8"):  # a fused pool's window, the output stage's struct
+        n += WINDOW_STRUCT_BYTES * (op.params.get("pool") is not None) + QOUT_STRUCT_BYTES * bool(op.params.get("stage"))
     return int(n)
 
 
@@ -373,6 +384,13 @@ def _op_key(graph, op):
         return b.kind
     if kind in ("bconv", "bdense", "bdepthwise"):
         return "binary_acc"
+    if kind in ("conv_s8", "depthwise_s8"):
+        return "conv_s8"
+    if kind == "dense_s8":
+        return "dense_s8"
+    if kind in QUANT_OPS or (kind in ("threshold", "max_pool", "global_max") and
+                             graph.tensors[op.inputs[0]].dtype == "int8"):
+        return "quant_s8"
     if kind in ("conv", "depthwise"):
         return "conv_f32"
     if kind == "dense":
@@ -391,8 +409,10 @@ def kernel_keys(graph):
     g = prepare(graph)
     keys = ["common"]
     used = {_op_key(g, op) for op in g.ops}
-    if _output_block(g) is None or "conv_pool" in used:
-        used.add("elementwise")  # ebnn_argmax_f32; conv_pool calls the affine / activation kernels
+    if _output_block(g) is None:
+        used.add("quant_s8" if _quantized(g) else "elementwise")  # ebnn_argmax_i32 / ebnn_argmax_f32
+    if "conv_pool" in used:
+        used.add("elementwise")  # conv_pool calls the affine / activation kernels
     for key in chain.KERNEL_FILES:
         if key in used and key not in keys:
             keys.append(key)
@@ -499,13 +519,19 @@ def graph_functions(graph, plan):
             continue
         called |= set(re.findall(r"\b(ebnn_\w+)\(", "\n".join(_op_code(graph, e, i, op, "", 0))))
     if _output_block(graph) is None:
-        called.add("ebnn_argmax_f32")
+        called.add("ebnn_argmax_i32" if _quantized(graph) else "ebnn_argmax_f32")
     if any(f.startswith(("ebnn_bconv", "ebnn_bdense", "ebnn_bdepthwise")) for f in called):
         called.add("binary_acc helpers")
     if called & {"ebnn_conv_f32", "ebnn_conv_w8", "ebnn_depthwise_f32", "ebnn_depthwise_w8"}:
         called.add("conv core")  # the float32 / int8-weight conv and depthwise entry points share one core
-    if any("_pool_" in f for f in called):
+    if any("_pool_" in f and not f.endswith("_s8") for f in called):
         called.add("pool helpers")
+    if called & {"ebnn_conv_s8", "ebnn_depthwise_s8"}:
+        called.add("conv_s8 core")
+    if called & {"ebnn_max_pool_s8", "ebnn_avg_pool_s8"}:
+        called.add("pool_s8 core")
+    if called & {"ebnn_requant", "ebnn_add_s8", "ebnn_concat_s8"}:
+        called.add("mbqm")
     if any((graph.tensors[op.output].dtype == "float32" or op.kind == "conv_pool") and op.kind != "block"
            for op in graph.ops):
         called.add("soft_float")
@@ -619,6 +645,8 @@ def _op_code(graph, e, i, op, pre, scratch_offset):
             fn = "ebnn_binary_dense16" if chain.block_data(b)["t"][0] == "int16_t" else "ebnn_binary_dense"
             return _call_lines(f"{fn}({b.weights.shape[1]}u, {b.weights.shape[0]}u, {ins[0]}, {pre}w, {pre}t, {out})")
         raise ValueError("an output block must be the graph's last op, writing the logits")
+    if kind in QUANT_OPS or (kind in ("threshold", "max_pool", "global_max") and t_in.dtype == "int8"):
+        return _quant_op_code(graph, e, op, pre, ins, out, scratch_offset)
     if kind == "bconv":
         return _call_lines(f"ebnn_bconv_acc(&{pre}win, {ins[0]}, {pre}w, {c}u, {int(p['geometry'].pad_value)}u, {out})")
     if kind == "bdepthwise":
@@ -815,7 +843,7 @@ def _hooked(graph, plan):
         t = graph.tensors[op.output]
         if op.kind != "reshape" and plan["tensors"][op.output]["offset"] is not None and \
                 "ring_rows" not in op.params:  # a streamed ring holds a few rows only
-            out.append((i, t.size if t.dtype == "bits" else 32 * t.size))
+            out.append((i, t.size if t.dtype == "bits" else 8 * t.size if t.dtype == "int8" else 32 * t.size))
     return out
 
 
@@ -830,7 +858,8 @@ def _header(model, graph, name, mplan, hooked):
     """NAME.h: the public API (NAME_predict, NAME_predict_scratch) with the model's sizes; a chain of
     fused blocks describes its blocks, any other graph its ops."""
     guard, blocks_only, t = chain.header_guard(name), is_chain(graph), mplan["totals"]
-    in_t = "uint8_t" if model.input.dtype == np.uint8 else "float"
+    in_t = {np.dtype(np.uint8): "uint8_t", np.dtype(np.int8): "int8_t"}.get(np.dtype(model.input.dtype), "float")
+    score_t = "int32_t" if _quantized(graph) else "float"
     shape = "x".join(map(str, model.input.shape))
     n_blocks = sum(1 for op in graph.ops if op.kind == "block")
     if blocks_only:
@@ -878,16 +907,16 @@ extern "C" {{
 {sizes}#define {name}_SCRATCH_SIZE {max(mplan['arena_bytes'], 4)}u /* bytes of scratch for {name}_predict_scratch */
 typedef {in_t} {name}_input_t;
 
-/* Classifies one input; returns the class index ({chain.class_rule_text(model)}), or a negative status:
+{_quant_header(graph, name)}/* Classifies one input; returns the class index ({chain.class_rule_text(model)}), or a negative status:
  *   -1  input NULL ({name}_predict_scratch: or scratch NULL or misaligned);
  *   -2  {unsupported}
  * On a negative status scores are not written. scores may be NULL, else it receives
  * {name}_NUM_CLASSES logits (pre-softmax). Uses the static arena {name}_arena: not reentrant. */
-int {name}_predict(const {name}_input_t *input, float *scores);
+int {name}_predict(const {name}_input_t *input, {score_t} *scores);
 
 /* Same, with caller-provided scratch: {name}_SCRATCH_SIZE bytes aligned for uint32_t (CMSIS-NN
  * style). Reentrant. Same return values. */
-int {name}_predict_scratch(const {name}_input_t *input, float *scores, void *scratch);
+int {name}_predict_scratch(const {name}_input_t *input, {score_t} *scores, void *scratch);
 
 #ifdef EBNN_DEBUG_HOOK
 {hook}
@@ -922,6 +951,11 @@ def generate(model, name, byte_kernels=True):
     unit, prefix = _unit(graph)
     out_block = _output_block(graph)
     hooked = _hooked(graph, plan)
+    score_t = "int32_t" if _quantized(graph) else "float"
+    if _quantized(graph) and class_threshold(model) is not None:
+        from keras_ebnn.errors import UnsupportedModelError
+        raise UnsupportedModelError("quantize='int8' exports return int32 score vectors: a one-unit (sigmoid / logit) "
+                                    "classifier is supported by the default float32 export only", supported=None)
     header = _header(model, graph, name, mplan, hooked)
     _, sources = chain.runtime_files(model, byte_kernels)
     src = chain._source_prologue(name, "" if blocks_only else " (graph export)", f"{unit}(s)",
@@ -958,6 +992,7 @@ def generate(model, name, byte_kernels=True):
             src.append(chain._c_array(f"{pre}{key}", ctype, arr))
         if window is not None:
             src.append(_window_struct(f"{pre}win", window))
+        src += _quant_structs(op, pre)
         if op.kind == "block" and op.params["block"].kind in ("input_conv", "binary_conv"):
             src.append(chain._conv_params(f"{pre}params", op.params["block"]))
         if op.kind == "conv_pool":
@@ -982,9 +1017,10 @@ def generate(model, name, byte_kernels=True):
     if out_block is None:
         k = model.num_classes
         logits = e.ptr(graph.output, const=True)
-        body += ["    if (scores != NULL) {", "        uint32_t k;", f"        const float *logits = {logits};",
+        body += ["    if (scores != NULL) {", "        uint32_t k;", f"        const {score_t} *logits = {logits};",
                  f"        for (k = 0u; k < {k}u; k++)", "            scores[k] = logits[k];", "    }",
-                 (f"    return ebnn_argmax_f32({k}u, {logits});" if class_threshold(model) is None else
+                 (f"    return ebnn_argmax_{'i32' if _quantized(graph) else 'f32'}({k}u, {logits});"
+                  if class_threshold(model) is None else
                   f"    return ({logits})[0] >= {class_threshold(model)!r}f ? 1 : 0; /* {chain.class_rule_text(model)} */")]
     src.append(f"static uint32_t {name}_arena[{max(plan['arena_bytes'] // 4, 1)}];")
     src.append("")
@@ -993,7 +1029,7 @@ def generate(model, name, byte_kernels=True):
                "#else\n#define DEBUG_HOOK(i, buf, nbits) (void)0\n#endif\n")
     text = "\n".join(body)
     decl = "\n    int status;" if "status = " in text else ""
-    src.append(f"""int {name}_predict_scratch(const {name}_input_t *input, float *scores, void *scratch)
+    src.append(f"""int {name}_predict_scratch(const {name}_input_t *input, {score_t} *scores, void *scratch)
 {{
     uint32_t *arena = (uint32_t *)scratch;{decl}
     if (input == NULL || scratch == NULL || ((uintptr_t)scratch % EBNN_WORD_ALIGN) != 0u)
@@ -1001,7 +1037,7 @@ def generate(model, name, byte_kernels=True):
 {text}
 }}
 
-int {name}_predict(const {name}_input_t *input, float *scores)
+int {name}_predict(const {name}_input_t *input, {score_t} *scores)
 {{
     return {name}_predict_scratch(input, scores, {name}_arena);
 }}
@@ -1016,3 +1052,152 @@ def _limit_checks(graph, name):
               if op.kind == "block" and op.params["block"].kind == "input_conv"]
     return [line for cond, msg in chain.kernel_limits(blocks, name)
             for line in (f"#if {cond}", f'#error "{msg}"', "#endif")]
+
+
+# --------------------------------------------------------------------------------------------------
+# Integer-only graphs (export(..., quantize="int8"), keras_ebnn/graph_quant.py)
+
+QUANT_OPS = ("conv_s8", "depthwise_s8", "dense_s8", "requant", "lut", "add_s8", "concat_s8", "bits_to_s8",
+             "avg_pool_s8", "global_avg_s8")
+Q_TYPES = {"int": "EBNN_Q_I32", "int8": "EBNN_Q_S8"}
+
+
+def _quantized(graph):
+    return getattr(graph, "quant", None) is not None and "output_scale" in graph.quant
+
+
+def _quant_header(graph, name):
+    """NAME.h lines of an integer-only graph: how to quantize the input, what the scores are."""
+    if not _quantized(graph):
+        return ""
+    q = graph.quant
+    lines = ["/* Integer-only export (quantize=\"int8\"): no floating-point arithmetic. scores are int32 logits;",
+             f" * real logit = scores[k] * {name}_OUTPUT_SCALE (the class needs no conversion). */",
+             f"#define {name}_SCORES_INT32 1",
+             f"#define {name}_OUTPUT_SCALE {q['output_scale']!r} /* a number for the reader: the code never uses it */"]
+    if q["input"] is not None:
+        s, zp = q["input"]
+        lines += [f"/* The input is the quantized model input: q = clamp(round(x / {name}_INPUT_SCALE) + "
+                  f"{name}_INPUT_ZERO_POINT, -128, 127)", " * (round half away from zero), x the float input Keras takes. */",
+                  f"#define {name}_INPUT_SCALE {s!r}", f"#define {name}_INPUT_ZERO_POINT {zp}"]
+    else:
+        lines += ["/* The input is the raw uint8 model input (the model starts with Rescaling), as in the float export. */"]
+    return "\n".join(lines) + "\n"
+
+
+def _quant_op_data(graph, op):
+    p, kind = op.params, op.kind
+    data, window = {}, None
+    if kind == "conv_s8":  # rows of k4 int8 per output channel, little-endian in words (ebnn_conv_s8.c)
+        w = np.asarray(p["weights"], dtype=np.int64)
+        rows = w.reshape(-1, w.shape[-1]).T
+        k4 = -(-rows.shape[1] // 4) * 4
+        padded = np.zeros((rows.shape[0], k4), np.int64)
+        padded[:, :rows.shape[1]] = rows
+        grouped = padded.reshape(padded.shape[0], -1, 4)[:, :, [0, 2, 1, 3]]  # taps (0, 2, 1, 3) per group
+        data["w"] = ("uint32_t", grouped.astype(np.int8).view(np.uint8).reshape(-1, 4).astype(np.uint32)
+                     @ np.array([1, 1 << 8, 1 << 16, 1 << 24], np.uint32))
+    if kind in ("depthwise_s8", "dense_s8"):
+        data["w"] = ("int8_t", np.asarray(p["weights"], dtype=np.int64))
+    if kind in ("conv_s8", "depthwise_s8", "dense_s8"):
+        data["bias"] = ("int32_t", np.asarray(p["bias"], dtype=np.int64))
+        if kind != "dense_s8":
+            window = _conv_window(p["geometry"])
+        stage = p.get("stage")
+        if stage is not None and stage["kind"] == "requant":
+            data["m"] = ("int32_t", np.asarray(stage["M"], dtype=np.int64))
+            data["shift"] = ("int8_t", np.asarray(stage["shift"], dtype=np.int64))
+            data["offset"] = ("int32_t", np.asarray(stage["offset"], dtype=np.int64))
+        elif stage is not None:
+            flip = np.asarray(stage["flip"], dtype=bool).reshape(-1)
+            data["t"] = ("int32_t", _int_threshold(stage["threshold"], stage["acc_lo"], stage["acc_hi"], flip))
+            data["flip"] = ("uint32_t", chain._words_of_bits(flip[None, :]))
+    elif kind == "requant":
+        data["m"] = ("int32_t", np.asarray(p["M"], dtype=np.int64))
+        data["shift"] = ("int8_t", np.asarray(p["shift"], dtype=np.int64))
+        data["offset"] = ("int32_t", np.asarray(p["offset"], dtype=np.int64))
+    elif kind == "lut":
+        data["table"] = ("int8_t", np.asarray(p["table"], dtype=np.int64))
+    elif kind in ("add_s8", "concat_s8"):
+        data["zp"] = ("int32_t", np.asarray(p["zp_in"], dtype=np.int64))
+        data["m"] = ("int32_t", np.asarray(p["M_in"], dtype=np.int64))
+        data["shift"] = ("int8_t", np.asarray(p["shift_in"], dtype=np.int64))
+        if kind == "concat_s8":
+            data["copy"] = ("uint8_t", np.asarray(p["copy"], dtype=np.int64))
+    elif kind in ("avg_pool_s8", "global_avg_s8", "max_pool", "global_max"):
+        window = _pool_window(p["geometry"])
+    elif kind == "threshold":  # on int8: integer thresholds (graph_quant computes them)
+        flip = np.asarray(p["flip"], dtype=bool).reshape(-1)
+        data["t"] = ("int32_t", _int_threshold(p["threshold"], -128, 127, flip))
+        data["flip"] = ("uint32_t", chain._words_of_bits(flip[None, :]))
+    return data, window
+
+
+def _quant_op_code(graph, e, op, pre, ins, out, scratch_offset=None):
+    p, kind = op.params, op.kind
+    t_out, t_in = graph.tensors[op.output], graph.tensors[op.inputs[0]]
+    c = t_out.shape[-1] if t_out.shape else 1
+    if kind in ("conv_s8", "depthwise_s8"):
+        per = p["weights"].shape[-1]
+        stage = p.get("stage")
+        qkind = {None: "EBNN_QOUT_I32", "requant": "EBNN_QOUT_S8", "threshold": "EBNN_QOUT_BITS"}[
+            None if stage is None else stage["kind"]]
+        pool = f"&{pre}pool" if p.get("pool") is not None else "NULL"
+        q = f"&{pre}qout" if stage is not None else "NULL"
+        scratch = "NULL" if scratch_offset is None else f"(int32_t *)(arena + {scratch_offset // 4})"
+        target = out if t_out.dtype != "bits" else e.ptr(op.output)
+        return _call_lines(f"ebnn_{kind}(&{pre}win, {pool}, {ins[0]}, {p['zp']}, {p['pad_q']}, {pre}w, {pre}bias, "
+                           f"{per}u, {qkind}, {q}, {target}, {scratch})")
+    if kind == "dense_s8":
+        n_in = t_in.shape[-1]
+        return _call_lines(f"ebnn_dense_s8({t_in.size // n_in}u, {n_in}u, {c}u, {ins[0]}, {p['zp']}, {pre}w, {pre}bias, "
+                           f"{out})")
+    if kind == "requant":
+        in_type = "EBNN_Q_U8" if op.inputs[0] == graph.input and t_in.dtype == "int" else Q_TYPES[t_in.dtype]
+        lo = "INT32_MIN" if p["lo"] == INT32_MIN else str(p["lo"])
+        return _call_lines(f"ebnn_requant({t_in.size}u, {len(p['M'])}u, {ins[0]}, {in_type}, {p['zp_in']}, {pre}m, {pre}shift, "
+                           f"{pre}offset, {p['zp_out']}, {lo}, {p['hi']}, {out}, {Q_TYPES[t_out.dtype]})")
+    if kind == "lut":
+        return _call_lines(f"ebnn_lut_s8({t_in.size}u, {ins[0]}, {pre}table, {out})")
+    if kind == "bits_to_s8":
+        return _call_lines(f"ebnn_bits_to_s8({t_in.size}u, {ins[0]}, {out})")
+    if kind in ("add_s8", "concat_s8"):
+        k = len(op.inputs)
+        lines = ["    {", f"        const int8_t *const inputs[{k}] = {{{', '.join(ins)}}};"]
+        if kind == "add_s8":
+            call = (f"ebnn_add_s8({t_out.size}u, {k}u, inputs, {pre}zp, {pre}m, {pre}shift, {p['M_out']}, "
+                    f"{p['shift_out']}, {p['zp_out']}, {out})")
+        else:
+            chans = ", ".join(f"{graph.tensors[n].shape[-1]}u" for n in op.inputs)
+            lines.append(f"        const uint16_t channels[{k}] = {{{chans}}};")
+            call = (f"ebnn_concat_s8({t_out.size // c}u, {k}u, inputs, channels, {pre}zp, {pre}m, {pre}shift, "
+                    f"{pre}copy, {p['zp_out']}, {out})")
+        return lines + ["    " + line for line in _call_lines(call)] + ["    }"]
+    if kind in ("avg_pool_s8", "global_avg_s8"):
+        return _call_lines(f"ebnn_avg_pool_s8(&{pre}win, {ins[0]}, {p['zp']}, {out})")
+    if kind in ("max_pool", "global_max"):
+        return _call_lines(f"ebnn_max_pool_s8(&{pre}win, {ins[0]}, {out})")
+    if kind == "threshold":
+        return _call_lines(f"ebnn_threshold_s8({t_in.size}u, {c}u, {ins[0]}, {pre}t, {pre}flip, {out})")
+    raise ValueError(f"no C for op kind {kind!r}")
+
+
+QOUT_STRUCT_BYTES = 36  # sizeof(ebnn_qout_t) with 32-bit pointers (6 pointers or int32, 3 int32)
+
+
+def _quant_structs(op, pre):
+    """The fused pool window and output-stage struct of a fused int8 conv (else nothing)."""
+    if op.kind not in ("conv_s8", "depthwise_s8"):
+        return []
+    p, out = op.params, []
+    if p.get("pool") is not None:
+        out.append(_window_struct(f"{pre}pool", _pool_window(p["pool"])))
+    stage = p.get("stage")
+    if stage is not None:  # pointers to the EBNN_CONST arrays: the struct itself is plain const data
+        if stage["kind"] == "requant":
+            lo = "INT32_MIN" if stage["lo"] == INT32_MIN else str(stage["lo"])
+            body = (f"{pre}m, {pre}shift, {pre}offset, {stage['zp_out']}, {lo}, {stage['hi']}, NULL, NULL")
+        else:
+            body = f"NULL, NULL, NULL, 0, 0, 0, {pre}t, {pre}flip"
+        out.append(f"static const ebnn_qout_t {pre}qout = {{{body}}};\n")
+    return out

@@ -37,7 +37,11 @@ GRAPH_CODE_BYTES = {
     'ebnn_div_f32': 158, 'ebnn_affine_f32': 190, 'ebnn_argmax_f32': 82, 'ebnn_bits_to_f32': 84,
     'ebnn_concat_bits': 232, 'ebnn_concat_f32': 148, 'ebnn_i32_to_f32': 200, 'ebnn_sign_f32': 78,
     'ebnn_sign_i32': 66, 'ebnn_threshold_f32': 162, 'ebnn_threshold_i32': 178, 'soft_float': 1450,
-    'ebnn_conv_pool_f32': 1838, 'ebnn_conv_pool_need': 130, 'conv_pool helpers': 1342,
+    'ebnn_conv_pool_f32': 1838, 'ebnn_conv_pool_need': 130, 'conv_pool helpers': 1342, 'ebnn_conv_s8': 58,
+    'ebnn_depthwise_s8': 58, 'conv_s8 core': 2700, 'ebnn_dense_s8': 216, 'ebnn_requant': 252,
+    'ebnn_lut_s8': 46, 'ebnn_add_s8': 230, 'ebnn_concat_s8': 336, 'ebnn_bits_to_s8': 62,
+    'ebnn_threshold_s8': 170, 'ebnn_argmax_i32': 50, 'mbqm': 212, 'ebnn_max_pool_s8': 20,
+    'ebnn_avg_pool_s8': 18, 'pool_s8 core': 448,
 }
 
 STACK_BYTES = {
@@ -86,18 +90,22 @@ STACK_BYTES = {
 GRAPH_STACK_BY_TARGET = {
     'cortex-m0plus': {
         'conv_pool': 480, 'conv_pool_libm': 544, 'binary_acc': 320, 'conv_f32': 288, 'dense_f32': 112,
-        'pool': 208, 'elementwise': 96, 'elementwise_libm': 144, 'predict': 128,
+        'pool': 208, 'elementwise': 96, 'elementwise_libm': 144, 'predict': 128, 'conv_s8': 432,
+        'dense_s8': 96, 'quant_s8': 208,
     },
     'cortex-m3': {
         'conv_pool': 496, 'conv_pool_libm': 560, 'binary_acc': 304, 'conv_f32': 272, 'dense_f32': 80,
-        'pool': 192, 'elementwise': 112, 'elementwise_libm': 160, 'predict': 128,
+        'pool': 192, 'elementwise': 112, 'elementwise_libm': 160, 'predict': 128, 'conv_s8': 400,
+        'dense_s8': 96, 'quant_s8': 160,
     },
     'cortex-m4': {
         'conv_pool': 416, 'conv_pool_libm': 448, 'binary_acc': 304, 'conv_f32': 256, 'dense_f32': 64,
-        'pool': 160, 'elementwise': 96, 'elementwise_libm': 80, 'predict': 128,
+        'pool': 160, 'elementwise': 96, 'elementwise_libm': 80, 'predict': 128, 'conv_s8': 400,
+        'dense_s8': 96, 'quant_s8': 160,
     },
     'avr': {
         'conv_pool': 416, 'conv_pool_libm': 448, 'binary_acc': 208, 'conv_f32': 208, 'dense_f32': 80,
-        'pool': 176, 'elementwise': 64, 'elementwise_libm': 64, 'predict': 64,
+        'pool': 176, 'elementwise': 64, 'elementwise_libm': 64, 'predict': 64, 'conv_s8': 304, 'dense_s8': 64,
+        'quant_s8': 176,
     },
 }

@@ -63,6 +63,8 @@ class EbnnExport(tf.keras.callbacks.Callback):
                       with force=True written with a warning (see `keras_ebnn.exporting.export`).
       float_weights:  "float32" (default) or "int8": weights of full-precision conv / dense layers
                       (see `keras_ebnn.exporting.export`).
+      quantize, representative_data:  quantize="int8" with representative inputs (as the model takes
+                      them): integer-only C (see `keras_ebnn.exporting.export`); checked at construction.
     An export that fails (budget overrun, I/O error, any exception) is logged on one line and recorded
     in `errors`; it is never raised into `fit`: training goes on and the previous export, if any, stays
     in place.
@@ -79,8 +81,12 @@ class EbnnExport(tf.keras.callbacks.Callback):
 
     def __init__(self, output_dir, name="model", target="c", monitor=None, mode="auto",
                  save_best_only=False, verify=True, verify_data=None, reestimate_bn=None,
-                 max_ram=None, max_flash=None, board=None, force=False, verbose=1, float_weights="float32"):
+                 max_ram=None, max_flash=None, board=None, force=False, verbose=1, float_weights="float32",
+                 quantize=None, representative_data=None):
         super().__init__()
+        from .exporting import _check_quantize
+        _check_quantize(quantize, representative_data, float_weights, target)  # ValueError before training
+        self.quantize, self.representative_data = quantize, representative_data
         if float_weights not in ("float32", "int8"):
             raise ValueError(f"float_weights must be 'float32' or 'int8', not {float_weights!r}")
         self.float_weights = float_weights
@@ -187,7 +193,8 @@ class EbnnExport(tf.keras.callbacks.Callback):
                       verify_inputs=x if self.verify else None,
                       verify_labels=y if self.verify else None,
                       max_ram=self.max_ram, max_flash=self.max_flash, board=self.board, force=self.force,
-                      float_weights=self.float_weights,
+                      float_weights=self.float_weights, quantize=self.quantize,
+                      representative_data=self.representative_data,
                       # random verification inputs are no sample images for the Arduino sketch
                       sketch_verify_inputs=self.verify_data is not None)
 

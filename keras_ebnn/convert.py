@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 EXIT_OK, EXIT_EXPORT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
@@ -58,6 +60,7 @@ def build_parser():
                    help="weights of full-precision conv / dense layers (stems, heads, shortcuts): float32 "
                         "(default, Keras's values) or int8 with a float32 scale per output channel (~4x less "
                         "flash for them; outputs differ from Keras's by that rounding, reported)")
+    _add_quantize_options(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     p.add_argument("--trust-model", action="store_true",
                    help="load the model even if it holds code (Lambda layers, custom classes, SavedModel "
@@ -83,6 +86,44 @@ def _add_verify_options(p):
                    help="with --trust-model: a Python file defining the model's custom classes (e.g. a "
                         "subclass of Sequential); its `custom_objects` dict if it has one, else every "
                         "class and function it defines, is passed to Keras's loader. The file is run.")
+
+
+# --quantize int8 (keras_ebnn/graph_quant.py): options and the representative data, in one block
+REPRESENTATIVE_IMAGES = 500  # from a dataset folder: its first training images
+
+
+def _add_quantize_options(p):
+    p.add_argument("--quantize", choices=("int8",), default=None,
+                   help="int8: integer-only C (int8 activations, int8 weights, int32 accumulators, TFLite "
+                        "fixed-point requantization; no floating point); needs --representative-data. The C "
+                        "then takes the quantized input and returns int32 scores (see NAME.h). Default: the "
+                        "exact float32 export")
+    p.add_argument("--representative-data", metavar="FILE.npy|DIR",
+                   help="with --quantize int8: inputs that calibrate the int8 scales, as the model takes them: "
+                        "a .npy array (N, *input shape), or a --dataset folder (its first "
+                        f"{REPRESENTATIVE_IMAGES} training images)")
+
+
+def _representative(args):
+    """(array or None, error message or None) of --representative-data."""
+    if args.quantize is None:
+        return None, ("--representative-data needs --quantize int8" if args.representative_data else None)
+    if not args.representative_data:
+        return None, "--quantize int8 needs --representative-data FILE.npy|DIR"
+    path = Path(args.representative_data)
+    if path.is_dir():
+        from .datasets import DatasetNotFoundError, load
+        try:
+            x, _ = load(args.dataset, path, split="train")
+        except DatasetNotFoundError as exc:
+            return None, f"--representative-data {path}: {exc}"
+        return x[:REPRESENTATIVE_IMAGES], None
+    if path.suffix != ".npy" or not path.is_file():
+        return None, f"--representative-data {path}: not a .npy file or a dataset folder"
+    try:
+        return np.load(path, allow_pickle=False), None
+    except (OSError, ValueError) as exc:
+        return None, f"--representative-data {path}: cannot read it as a NumPy array ({exc})"
 
 
 def _error(message, hint=None):
@@ -182,6 +223,10 @@ def _run_isolated(argv, model_path):
 
 def _convert(args, model_path, name, say):
     """Load, export, verify and report (in the isolated child, or here with main(isolate=False))."""
+    rep, problem = _representative(args)
+    if problem:
+        _error(problem)
+        return EXIT_USAGE
     x = y = None
     what = f"{args.dataset} test images"
     if args.verify_data and args.verify_data.endswith(".npz"):
@@ -217,7 +262,8 @@ def _convert(args, model_path, name, say):
                 result = export(model, args.output, name=name, target=args.target, verify_inputs=x,
                                 verify_labels=y, max_ram=args.max_ram, max_flash=args.max_flash,
                                 progress=not args.quiet, board=args.board, force=args.force,
-                                float_weights=args.float_weights, overwrite=args.overwrite)
+                                float_weights=args.float_weights, overwrite=args.overwrite,
+                                quantize=args.quantize, representative_data=rep)
             except UnsupportedModelError as exc:  # hint: the supported layers (None for a bad file)
                 _error(exc.message, exc.hint)
                 return EXIT_EXPORT_ERROR

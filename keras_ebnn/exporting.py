@@ -116,7 +116,7 @@ def check_budget(plan, max_ram=None, max_flash=None):
         raise BudgetError("; ".join(problems))
 
 
-def lower_for_export(model, name="model", float_weights="float32"):
+def lower_for_export(model, name="model", float_weights="float32", quantize=None, representative_data=None):
     """What `export()` exports: the chain of fused blocks (`keras_ebnn.lowering.lower`) when the model
     is one -- the shipped models' C is unchanged by the graph back end --, else, when the chain lowering
     refuses it, the graph IR (`keras_ebnn.graph.lower_graph`) wrapped as exporters/graph_c.py GraphModel.
@@ -124,10 +124,16 @@ def lower_for_export(model, name="model", float_weights="float32"):
     graph lowering supports a superset of the chain's layers). A LoweredModel, Graph or GraphModel
     passes through (a Graph is wrapped). float_weights="int8": the graph's full-precision conv /
     depthwise / dense weights as int8 with a float32 scale per output channel (keras_ebnn.graph_int8;
-    a chain has no such layer)."""
+    a chain has no such layer). quantize="int8": the integer-only graph of keras_ebnn.graph_quant,
+    calibrated on representative_data (always a graph, even for a chain model)."""
     from .errors import UnsupportedModelError
     from .exporters.graph_c import GraphModel
     from .graph import Graph, lower_graph
+    if quantize == "int8":  # an integer-only graph passes through, anything else is quantized
+        graph = model.graph if isinstance(model, GraphModel) else model
+        if isinstance(graph, Graph) and graph.quant:
+            return GraphModel(graph)
+        return GraphModel(_quantized_graph(graph, name, representative_data))
     if isinstance(model, (LoweredModel, GraphModel)):
         return model
     if isinstance(model, Graph):
@@ -167,7 +173,7 @@ def summary(model, print_fn=print):
 def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_labels=None,
            max_ram=None, max_flash=None, keras_model=None, check_c=True, progress=False, board=None,
            force=False, sketch_verify_inputs=True, float_weights="float32", overwrite=False,
-           audio_frontend=None):
+           audio_frontend=None, quantize=None, representative_data=None):
     """Export `model` (Keras model, model file, LoweredModel, or a keras_ebnn.graph Graph) to `out_dir`;
     return an ExportResult. A Keras model is lowered by `lower_for_export` (chain first, else graph).
 
@@ -195,6 +201,12 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
     a one-unit softmax), verify.InputDataError (verification data outside the model's input), BudgetError,
     BoardError (unknown board, Zephyr on AVR), OutputDirError, or RuntimeError (C mismatch); all before
     any file is written except the last.
+    quantize: None (default: the exact float32 graph) or "int8": integer-only C (keras_ebnn.graph_quant:
+    int8 activations calibrated on `representative_data` (inputs as Keras takes them), per-channel int8
+    weights, int32 accumulators, TFLite's fixed-point requantization; no floating-point arithmetic). The C
+    then takes the quantized input (NAME.h: NAME_INPUT_SCALE / NAME_INPUT_ZERO_POINT, or raw uint8 when the
+    model starts with Rescaling) and returns int32 scores (NAME_OUTPUT_SCALE); verify_inputs stay float
+    (the export quantizes them); the report states the agreement with Keras, C equals the reference bit for bit.
     """
     from .exporters.c import check_name, memory_plan
     from .host import find_cc, predict_c
@@ -211,7 +223,9 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
         keras_model = model if keras_model is None else keras_model
     if float_weights not in ("float32", "int8"):
         raise ValueError(f"float_weights must be 'float32' or 'int8', not {float_weights!r}")
-    lowered = lower_for_export(model, name, float_weights=float_weights)
+    _check_quantize(quantize, representative_data, float_weights, target)
+    lowered = lower_for_export(model, name, float_weights=float_weights, quantize=quantize,
+                               representative_data=representative_data)
     from .exporters.graph_c import check_c_limits
     check_c_limits(lowered)  # parameters the C types cannot hold: refused, naming the layer
     lowered.name = name
@@ -252,6 +266,8 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
             result.notes.append(export_frontend(audio_frontend, lowered, tmp, name, target))
         if float_weights == "int8":
             result.notes.append(_int8_note(lowered))
+        if quantize == "int8":
+            result.notes.append(_quantize_note(lowered))
         if forced:
             warning = (f"WARNING: {name} does not fit board {board.name}; written anyway because of "
                        "force=True (--force):\n  " + budget.text())
@@ -269,6 +285,42 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _check_quantize(quantize, representative_data, float_weights, target):
+    """The quantize option's errors, before any work."""
+    if quantize not in (None, "int8"):
+        raise ValueError(f"quantize must be None or 'int8', not {quantize!r}")
+    if quantize is None:
+        return
+    if representative_data is None or len(representative_data) == 0:
+        raise ValueError("quantize='int8' needs representative_data: inputs as the Keras model takes them "
+                         "(e.g. a few hundred training images) to calibrate the int8 scales")
+    if float_weights != "float32":
+        raise ValueError("quantize='int8' already makes every weight int8; leave float_weights at 'float32'")
+    if target != "c":
+        raise ValueError("quantize='int8' exports plain C only (target='c'): the Arduino and Zephyr examples "
+                         "feed float inputs and read float scores")
+
+
+def _quantized_graph(model, name, representative_data):
+    from .blocks import LoweredModel as _LM
+    from .graph_quant import quantize_graph
+    if isinstance(model, _LM):
+        raise ValueError("quantize='int8' needs the Keras model (or a model file, or a float Graph), not a "
+                         "LoweredModel")
+    return quantize_graph(model, representative_data, name)
+
+
+def _quantize_note(lowered):
+    """The report's line on quantize="int8"."""
+    q = lowered.graph.quant
+    inp = ("raw uint8 (the model starts with Rescaling)" if q["input"] is None else
+           f"int8, q = clamp(round(x / {q['input'][0]:.6g}) + {q['input'][1]}, -128, 127)")
+    return (f"quantize=int8: integer-only C (no floating-point arithmetic): int8 activations calibrated on the "
+            f"representative data, per-channel int8 weights, int32 accumulators, TFLite fixed-point requantization. "
+            f"Input: {inp}; scores: int32 logits x {q['output_scale']:.6g}. It differs from Keras by that "
+            "quantization (see 'reference vs Keras'); the C equals the integer reference bit for bit.")
 
 
 def _int8_note(lowered):
@@ -341,11 +393,16 @@ def progress_bar(label, stream=None):
 def _verify(result, keras_model, x, y, tmp, check_c, compare, predict_c, progress=None):
     from .verify import C_LOGIT_TOL, c_matches
     lowered = result.lowered
+    graph = getattr(lowered, "graph", None)
+    quant_graph = graph if graph is not None and getattr(graph, "quant", None) else None
     if keras_model is not None:
         agreement, ref, kout = compare(keras_model, lowered, x, progress=progress)
         result.agreement = agreement
         if y is not None:
             result.keras_accuracy = float(np.mean(classes_of(kout, class_threshold(lowered)) == y))
+    elif quant_graph is not None:
+        from .graph_quant import quantize_input
+        ref = graph_reference.run(quant_graph, quantize_input(quant_graph, x))
     else:
         ref = graph_reference.run(lowered, x, progress=progress and progress("reference"))
     result.classes = ref["classes"]
@@ -353,6 +410,9 @@ def _verify(result, keras_model, x, y, tmp, check_c, compare, predict_c, progres
         result.accuracy = float(np.mean(ref["classes"] == y))
     if check_c:
         from .exporters.graph_c import as_graph_model, uses_libm
+        if quant_graph is not None:  # integer-only: the C takes the quantized input
+            from .graph_quant import quantize_input
+            x = quantize_input(quant_graph, x)
         cls, logits = predict_c(lowered, _c_dir(tmp, result.target), result.name, x)
         result.c_checked = True
         result.c_max_logit_diff = float(np.max(np.abs(logits - ref["logits"]))) if len(x) else 0.0

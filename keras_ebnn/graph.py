@@ -87,6 +87,14 @@ threshold  float32 or int -> bits, per channel c: bit = (x >= t[c]) if not flip[
            (params threshold float32 / int64 (C,), flip bool (C,); +-inf or out-of-range values make
            a constant channel). An int input's value is compared before its divisor is applied.
 
+Integer-only graphs (`export(..., quantize="int8")`, `keras_ebnn.graph_quant`, which states their
+arithmetic exactly) add the dtype "int8" (values -128..127, one byte each, with Tensor.scale and
+Tensor.zero_point: real = scale * (q - zero_point)); int accumulators may carry a per-channel real
+Tensor.scale; the output is an int tensor of int32 logits. Their ops: conv_s8, depthwise_s8, dense_s8
+(int8 in, int32 accumulators out), requant (int32 / int8 / uint8 -> int8 or int32, TFLite's fixed-point
+multiplier), lut (int8 -> int8 table), add_s8, concat_s8, bits_to_s8, avg_pool_s8, global_avg_s8;
+max_pool / global_max, threshold and reshape also take int8.
+
 Fusion and exactness
 --------------------
 `lower_graph` first translates each Keras layer into these ops (a Quant layer's sign input quantizer
@@ -142,7 +150,7 @@ from .blocks import (BinaryConvBlock, BinaryDenseBlock, ConvGeometry, InputConvB
                      integer_range)
 from .errors import SUPPORTED, UnsupportedModelError
 
-DTYPES = ("bits", "int", "float32")
+DTYPES = ("bits", "int", "float32", "int8")  # int8: integer-only graphs (graph_quant)
 SIGN_QUANTIZERS = {"ste_sign", "approx_sign", "swish_sign", "SteSign", "ApproxSign", "SwishSign"}
 NOOP_LAYERS = {"Dropout", "GaussianNoise", "GaussianDropout", "AlphaDropout", "SpatialDropout1D",
                "SpatialDropout2D", "SpatialDropout3D", "ActivityRegularization"}
@@ -179,6 +187,8 @@ class Tensor:
     hi: Optional[int] = None
     divisor: Optional[np.ndarray] = None  # int: real value = value / divisor (broadcast over channels)
     keras: Optional[str] = None  # name of the Keras layer whose output this is (sign of, for bits)
+    scale: Optional[object] = None  # int8 / int of an integer-only graph: real = scale * (value - zero_point)
+    zero_point: int = 0
 
     @property
     def size(self):
@@ -202,6 +212,7 @@ class Graph:
     tensors: Dict[str, Tensor]
     ops: List[Op]
     softmax: bool = False
+    quant: Optional[dict] = None  # integer-only graph (keras_ebnn.graph_quant): input / output scales
 
     @property
     def input_tensor(self):
@@ -1079,12 +1090,14 @@ def _fuse_sign(g, sign_op, prod, cons):
         if dense and len(g.tensors[root.inputs[0]].shape) != 1:
             return False
         first = _input_root(g, root, prod, cons)
-        if first is not None and first[1]:  # sign input quantizer on the model input
-            spec_in = first
+        if first is not None and first[1] and not (g.quant is not None and g.tensors[g.input].dtype == "float32"):
+            spec_in = first  # sign input quantizer on the model input (not in an integer-only graph)
         else:
             spec_in = None
         acc_src = root.inputs[0]
     elif root.kind in ("conv", "dense") and root.params.get("binary_weights"):
+        if g.quant is not None and g.tensors[g.input].dtype == "float32":
+            return False  # graph_quant.lower_int8: no float input block in an integer-only graph
         spec_in = _input_root(g, root, prod, cons)
         if spec_in is None or spec_in[1]:
             return False
@@ -1299,7 +1312,8 @@ def check(g):
         assert op.output not in written, f"{op.output} written twice"
         written.add(op.output)
         assert g.tensors[op.output].dtype in DTYPES
-    assert g.output in written and g.tensors[g.output].dtype == "float32"
+    # the output: float32 logits, or int32 logits for an integer-only graph (keras_ebnn.graph_quant)
+    assert g.output in written and g.tensors[g.output].dtype == ("int" if g.quant else "float32")
 
 
 def from_lowered(lowered):

@@ -17,6 +17,7 @@ Sizes (bytes):
   bits     4 * ceil(n / 32): packed 32-bit words, as between the blocks today;
   int      4 * n: int32 (the C kernels' one integer type; every size is then a multiple of 4, so every
            offset stays 4-aligned);
+  int8     4 * ceil(n / 4): one byte each (integer-only graphs, keras_ebnn.graph_quant), whole words;
   float32  4 * n.
 Not in the arena: the model input (the caller's array) and, by default, the output logits (the
 caller's scores array), and any `reshape` of them. output_in_arena=True gives the output a buffer too
@@ -33,6 +34,9 @@ reader runs while that reader runs, so its inputs, scratch and output stay live 
 op (every lifetime uses the op index it runs at), and that output is only its ring of rows
 (ring_rows x W x C float32).
 """
+import numpy as np
+
+
 def words(nbits):
     """uint32 words holding n bits (EBNN_WORDS): bits buffers are exactly this long."""
     return (int(nbits) + 31) // 32
@@ -42,6 +46,8 @@ def tensor_bytes(t):
     """Bytes of a tensor in the arena: bits packed in 32-bit words, int as int32, float32."""
     if t.dtype == "bits":
         return 4 * words(t.size)
+    if t.dtype == "int8":  # integer-only graphs: one byte each, rounded up to whole words
+        return 4 * ((t.size + 3) // 4)
     return 4 * t.size
 
 
@@ -53,6 +59,14 @@ def scratch_bytes(op):
     if op.kind == "conv_pool":  # keras_ebnn/graph_fuse.py: one conv position's accumulators + the pool's
         from .graph_fuse import scratch_bytes as conv_pool_scratch
         return conv_pool_scratch(op)
+    if op.kind in ("conv_s8", "depthwise_s8"):  # integer-only graphs: runtime_c EBNN_CONV_S8_SCRATCH
+        w = op.params["weights"]  # the accumulators of one (two, with a pool) position(s) + the conv's patch
+        fused = op.params.get("pool") is not None or bool(op.params.get("stage"))
+        n_out = w.shape[-1] * (w.shape[2] if op.kind == "depthwise_s8" else 1)
+        k4 = 0 if op.kind == "depthwise_s8" else -(-int(np.prod(w.shape[:3])) // 4) * 4
+        if op.kind == "depthwise_s8" and not fused:
+            return 0
+        return 4 * (n_out * (2 if op.params.get("pool") is not None else 1) + k4 // 2)
     return 0
 
 
@@ -260,5 +274,5 @@ def summary(model, print_fn=print, inplace_ok=False):
 
 def input_bytes(graph):
     t = graph.input_tensor
-    return t.size * (1 if t.dtype == "int" else 4)
+    return t.size * (1 if t.dtype in ("int", "int8") else 4)
 

@@ -11,7 +11,9 @@ the same order gives the same bits.
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from . import graph_quant
 from .blocks import class_threshold, classes_of
+from .graph_quant import QUANT_KINDS
 
 BATCH = 256
 
@@ -269,6 +271,8 @@ def run_op(graph, op, args):
         return args[0].reshape((n,) + out_shape)
     if kind == "sign":
         return args[0] >= 0
+    if kind in QUANT_KINDS:  # integer-only graphs (keras_ebnn.graph_quant defines them)
+        return graph_quant.run_op(graph, op, args)
     if kind == "threshold":
         x = args[0]
         return np.where(p["flip"], -x, x) >= p["threshold"].astype(x.dtype if x.dtype == np.float32 else np.float64)
@@ -279,8 +283,10 @@ def run_op(graph, op, args):
 
 
 def _check_dtype(value, tensor):
-    want = {"bits": np.bool_, "int": np.int64, "float32": np.float32}[tensor.dtype]
+    want = {"bits": np.bool_, "int": np.int64, "float32": np.float32, "int8": np.int64}[tensor.dtype]
     assert value.dtype == want, f"{tensor.name}: {value.dtype} instead of {tensor.dtype}"
+    if tensor.dtype == "int8" and value.size:
+        assert -128 <= value.min() and value.max() <= 127, tensor.name
     if tensor.dtype == "int" and value.size:
         assert tensor.lo <= value.min() and value.max() <= tensor.hi, (tensor.name, tensor.lo, tensor.hi)
 
@@ -308,7 +314,7 @@ def run(model, x, keep=False, batch=BATCH, hook=None, keep_bits=False, progress=
     logits, kept = [], {}
     for start in range(0, len(x), batch):
         part = x[start:start + batch]
-        values = {graph.input: part.astype(np.int64) if inp.dtype == "int" else part.astype(np.float32)}
+        values = {graph.input: part.astype(np.int64) if inp.dtype in ("int", "int8") else part.astype(np.float32)}
         if graph.input in wanted:
             kept.setdefault(graph.input, []).append(values[graph.input])
         readers = {}

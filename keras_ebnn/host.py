@@ -34,7 +34,11 @@ RUN_MODEL = r"""
 static int run_@N@(const char *in_path, const char *out_path, const char *bits_path)
 {
     static @N@_input_t input[@N@_INPUT_LEN];
+#ifdef @N@_SCORES_INT32
+    int32_t scores[@N@_NUM_CLASSES]; /* integer-only export (quantize="int8"): int32 logits */
+#else
     float scores[@N@_NUM_CLASSES];
+#endif
     FILE *in = fopen(in_path, "rb"), *out = fopen(out_path, "wb");
     if (in == NULL || out == NULL)
         return 1;
@@ -185,6 +189,9 @@ def predict_c(lowered, export_dir, name, inputs, **build_kw):
     """Build the C export and run it: (classes, logits)."""
     exe = build_runner(export_dir, name, **build_kw)
     try:
-        return run_runner(exe, inputs, lowered.num_classes, lowered.input.dtype)
+        classes, logits = run_runner(exe, inputs, lowered.num_classes, lowered.input.dtype)
+        if getattr(getattr(lowered, "graph", None), "quant", None) is not None:  # int32 logits (quantize="int8")
+            logits = logits.view(np.int32).astype(np.int64)
+        return classes, logits
     finally:
         shutil.rmtree(Path(exe).parent, ignore_errors=True)

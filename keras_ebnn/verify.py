@@ -191,7 +191,10 @@ def compare_graph(model, graph, x, ref=None, batch_size=256):
             d[1] += v.size
         return v
 
-    ref = graph_reference.run(graph, x, hook=hook) if ref is None else ref
+    quant = getattr(graph, "quant", None)  # an integer-only graph (keras_ebnn.graph_quant) takes quantized inputs
+    if ref is None:
+        from .graph_quant import quantize_input
+        ref = graph_reference.run(graph, quantize_input(graph, x) if quant else x, hook=hook)
     kcls = classes_of(kout, class_threshold(graph))
     flips = int(np.sum(kcls != ref["classes"]))
     mism = [d / max(n, 1) for d, n in diff.values()]
@@ -200,5 +203,6 @@ def compare_graph(model, graph, x, ref=None, batch_size=256):
                           bit_mismatch=mism,
                           bit_mismatch_total=(sum(d for d, _ in diff.values()) / total_bits) if total_bits else 0.0)
     if not graph.softmax and len(x):
-        agreement.max_logit_error = float(np.abs(ref["logits"] - kout).max())
+        real = ref["logits"] * quant["output_scale"] if quant else ref["logits"]  # int32 logits -> real
+        agreement.max_logit_error = float(np.abs(real - kout).max())
     return agreement, ref, kout

@@ -244,6 +244,26 @@ typedef struct {
     uint8_t output;       /* EBNN_CP_OUT_* */
     uint8_t input;        /* EBNN_CP_IN_*; the struct is 64 bytes on every target (no padding) */
 } ebnn_conv_pool_t;
+/* The output stage fused into ebnn_conv_s8 / ebnn_depthwise_s8 (integer-only graphs). */
+#define EBNN_QOUT_I32 0  /* int32 accumulators */
+#define EBNN_QOUT_S8 1   /* requantized to int8 */
+#define EBNN_QOUT_BITS 2 /* thresholded to bits */
+typedef struct {
+    const int32_t *m;      /* EBNN_QOUT_S8: per channel multiplier, shift, offset (ebnn_requant) */
+    const int8_t *shift;
+    const int32_t *offset;
+    int32_t zp_out, lo, hi;
+    const int32_t *t;      /* EBNN_QOUT_BITS: per channel thresholds and flip bits */
+    const uint32_t *flip;
+} ebnn_qout_t;
+/* int32 scratch values of an int8 conv: n_out per conv output (twice with a pool) + the patch of
+ * k4 int16 (conv: kh * kw * in_c rounded up to a multiple of 4; depthwise: 0) */
+#define EBNN_CONV_S8_SCRATCH(n_out, pool, k4) ((n_out) * ((pool) ? 2u : 1u) + (k4) / 2u)
+
+/* ebnn_requant's element types (integer-only graphs, keras_ebnn/graph_quant.py). */
+#define EBNN_Q_U8 0  /* uint8_t (the raw model input) */
+#define EBNN_Q_S8 1  /* int8_t */
+#define EBNN_Q_I32 2 /* int32_t */
 
 /* ---- kernels ---------------------------------------------------------------------------------- */
 /* One file per op (runtime_c/README.md). A generated NAME.c defines EBNN_PRIVATE and includes the
@@ -375,6 +395,38 @@ int ebnn_conv_pool_f32(const ebnn_conv_pool_t *p, const void *in, const void *w,
                        uint16_t row1, uint16_t in_ring, uint16_t out_ring, float *scratch);
 /* The number of input rows output row `row` reads (its last input row + 1, clipped to in_h). */
 uint32_t ebnn_conv_pool_need(const ebnn_conv_pool_t *p, uint32_t row);
+/* Integer-only graph ops (export option quantize="int8"; semantics in keras_ebnn/graph_quant.py, the
+ * fixed-point helpers in ebnn_requant.h): int8 tensors with a scale and zero point, int32 accumulators,
+ * no floating point. conv / depthwise / dense: acc = bias[o] + sum (x - zp) * w over the taps (a tap
+ * outside the input is worth pad_q), weights int8 in the float ops' layouts. */
+/* conv / depthwise: an optional max pool (pool NULL: none) and output stage (kind, q: see
+ * ebnn_conv_s8.c) are fused in, computed per pooled output; scratch: EBNN_CONV_S8_SCRATCH int32s.
+ * The conv's weights are rows of k4 int8 per output channel packed little-endian in 32-bit words. */
+int ebnn_conv_s8(const ebnn_window_t *g, const ebnn_window_t *pool, const int8_t *in, int32_t zp, int32_t pad_q,
+                 const uint32_t *w, const int32_t *bias, uint16_t out_c, int kind, const ebnn_qout_t *q, void *out,
+                 int32_t *scratch);
+int ebnn_depthwise_s8(const ebnn_window_t *g, const ebnn_window_t *pool, const int8_t *in, int32_t zp,
+                      int32_t pad_q, const int8_t *w, const int32_t *bias, uint16_t mult, int kind,
+                      const ebnn_qout_t *q, void *out, int32_t *scratch);
+int ebnn_dense_s8(uint32_t rows, uint32_t n_in, uint32_t n_out, const int8_t *in, int32_t zp, const int8_t *w,
+                  const int32_t *bias, int32_t *out);
+/* y = clamp(zp_out + offset[c] + mbqm(x - zp_in, m[c], shift[c]), lo, hi); in / out element types
+ * EBNN_Q_U8 (in only) = 0, EBNN_Q_S8 = 1, EBNN_Q_I32 = 2. */
+int ebnn_requant(uint32_t n, uint32_t channels, const void *in, int in_type, int32_t zp_in, const int32_t *m,
+                 const int8_t *shift, const int32_t *offset, int32_t zp_out, int32_t lo, int32_t hi, void *out,
+                 int out_type);
+int ebnn_lut_s8(uint32_t n, const int8_t *in, const int8_t *table, int8_t *out); /* table[x + 128] */
+int ebnn_add_s8(uint32_t n, uint32_t n_inputs, const int8_t *const *inputs, const int32_t *zp, const int32_t *m,
+                const int8_t *shift, int32_t m_out, int32_t shift_out, int32_t zp_out, int8_t *out);
+int ebnn_concat_s8(uint32_t positions, uint32_t n_inputs, const int8_t *const *inputs, const uint16_t *channels,
+                   const int32_t *zp, const int32_t *m, const int8_t *shift, const uint8_t *copy, int32_t zp_out,
+                   int8_t *out);
+int ebnn_bits_to_s8(uint32_t n, const uint32_t *in, int8_t *out);
+int ebnn_threshold_s8(uint32_t n, uint32_t channels, const int8_t *in, const int32_t *t, const uint32_t *flip,
+                      uint32_t *out);
+int ebnn_max_pool_s8(const ebnn_window_t *g, const int8_t *in, int8_t *out);
+int ebnn_avg_pool_s8(const ebnn_window_t *g, const int8_t *in, int32_t zp, int8_t *out);
+int ebnn_argmax_i32(uint32_t n, const int32_t *x); /* the first maximum */
 
 /* Helpers, exposed for the unit tests. */
 uint32_t ebnn_popcount32(uint32_t x);

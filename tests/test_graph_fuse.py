@@ -107,7 +107,7 @@ def test_binary_weight_dense_on_float_input_stores_bits():
 def uint8_stem():
     """(model, uint8 inputs): Rescaling -> float Conv2D + BN + ReLU + max pool -> Flatten -> Dense."""
     from keras_ebnn import import_larq
-    from graphgen import calibrate
+    from helpers.graphgen import calibrate
     tf, _ = import_larq()
     L = tf.keras.layers
     tf.keras.utils.set_random_seed(7)

@@ -99,8 +99,8 @@ def build(export_dir, name, images, cpu="cortex-m3", opt="-O2", workdir=None, em
     work.mkdir(parents=True, exist_ok=True)
     ld = linker_script(work, machine or default_machine)
     export_dir = Path(export_dir)
-    ctype = "uint8_t" if "uint8_t" in (export_dir / f"{name}.h").read_text().split(f"{name}_input_t")[0][-40:] \
-        else "float"
+    head = (export_dir / f"{name}.h").read_text().split(f"{name}_input_t")[0][-40:]
+    ctype = "uint8_t" if "uint8_t" in head else "int8_t" if "int8_t" in head else "float"  # int8: quantize="int8"
     images_header(work / "images.h", images, ctype)
     elf = work / f"{name}_{cpu}{'_empty' if empty else ''}.elf"
     cmd = [CC, *cpu_flags, "-std=c99", "-Wall", "-Wextra", "-Werror", opt, "-ffunction-sections", "-fdata-sections",

@@ -13,13 +13,16 @@
 #define PREDICT CAT(MODEL, _predict)
 #define NUM_CLASSES CAT(MODEL, _NUM_CLASSES)
 #define INPUT_LEN CAT(MODEL, _INPUT_LEN)
+#ifndef SCORE_T
+#define SCORE_T float /* -DSCORE_T=int32_t for an integer-only export (quantize="int8"): int32 scores */
+#endif
 
 static char line[32 + 9 * NUM_CLASSES];
 
 int main(void)
 {
     static CAT(MODEL, _input_t) input[INPUT_LEN];
-    float scores[NUM_CLASSES];
+    SCORE_T scores[NUM_CLASSES];
     uint32_t i, k;
     uint32_t *p, sp;
     /* paint the free RAM between the end of .bss and the stack, to measure the stack's high-water mark */
@@ -39,7 +42,7 @@ int main(void)
         cls = (int)input[0] & 0; /* reads input, so the copy loop stays as in the real build */
         ebnn_mark_stop();
         for (k = 0; k < NUM_CLASSES; k++)
-            scores[k] = 0.0f;
+            scores[k] = 0;
 #else
         ebnn_mark_start();
         cls = PREDICT(input, scores);

@@ -38,7 +38,11 @@ static inline char *put_hex(char *p, uint32_t v)
 
 /* Prints "R <index> <class> <bits of each score in hex>...\n" through sh_puts; `line` has room for
  * 32 + 9 * n characters. */
-static inline void put_result(char *line, uint32_t index, int cls, const float *scores, uint32_t n)
+#ifndef SCORE_T
+#define SCORE_T float /* -DSCORE_T=int32_t for an integer-only export (quantize="int8"): int32 scores */
+#endif
+
+static inline void put_result(char *line, uint32_t index, int cls, const SCORE_T *scores, uint32_t n)
 {
     char *p = line;
     uint32_t k;
@@ -48,7 +52,7 @@ static inline void put_result(char *line, uint32_t index, int cls, const float *
     *p++ = ' ';
     p = put_dec(p, (uint32_t)cls);
     for (k = 0; k < n; k++) {
-        union { float f; uint32_t u; } bits;
+        union { SCORE_T f; uint32_t u; } bits;
         bits.f = scores[k];
         *p++ = ' ';
         p = put_hex(p, bits.u);

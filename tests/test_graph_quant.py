@@ -1,0 +1,280 @@
+"""Integer-only graphs (export(..., quantize="int8"), keras_ebnn/graph_quant.py).
+
+  * the fixed-point arithmetic: the NumPy functions against exact rational arithmetic, and the C
+    helpers of runtime_c/ebnn_requant.h against the NumPy ones on the same values (bit for bit);
+  * random branching models (tests/graphgen.py): the compiled C (ASan/UBSan) equals the integer
+    reference bit for bit (classes and int32 logits); the classes' agreement with Keras float is
+    printed and asserted loosely (quantization changes near-ties);
+  * export() / the CLI / EbnnExport take the option and refuse bad uses clearly;
+  * a Cortex-M0+ ELF of an integer-only export links no soft-float routine (while the float32 export
+    of the same model does: the check can fail).
+"""
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers.cbuild import STRICT, SANITIZE, have, run
+from helpers.graphgen import random_graph
+from keras_ebnn import graph_quant, host, import_larq
+from keras_ebnn.errors import UnsupportedModelError
+from keras_ebnn.graph_memory import plan_memory, tensor_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
+N_SWEEP = 24
+MIN_AGREEMENT = 0.85  # mean class agreement with Keras float over the sweep (measured ~0.98)
+SOFT_FLOAT = ("__aeabi_f", "__aeabi_d", "__aeabi_i2f", "__aeabi_ui2f", "__aeabi_l2f", "__aeabi_ul2f",
+              "__aeabi_i2d", "__aeabi_ui2d", "__aeabi_l2d", "__aeabi_ul2d")
+
+
+def _exact_round_half_away(fr):
+    sign = -1 if fr < 0 else 1
+    a = abs(fr)
+    return sign * int(a + Fraction(1, 2)) if a.denominator != 1 else int(fr)
+
+
+def test_fixed_point_against_exact_arithmetic():
+    rng = np.random.default_rng(0)
+    # rdbpot: round half away from zero
+    assert list(graph_quant.rdbpot(np.array([5, -5, 6, -6, 7, -7]), 1)) == [3, -3, 3, -3, 4, -4]
+    assert list(graph_quant.rdbpot(np.array([6, -6, 2, -2]), 2)) == [2, -2, 1, -1]
+    assert int(graph_quant.srdhm(2 ** 30, 2 ** 30)) == 2 ** 29
+    assert int(graph_quant.srdhm(-2 ** 31, -2 ** 31)) == 2 ** 31 - 1
+    for _ in range(2000):
+        r = float(np.exp(rng.uniform(-20, 4))) * (1 if rng.random() < 0.8 else -1)
+        m, shift = graph_quant.quantize_multiplier(r)
+        assert 2 ** 30 <= abs(m) < 2 ** 31
+        approx = Fraction(m) * Fraction(2) ** (shift - 31)
+        assert abs(approx - Fraction(r)) <= abs(Fraction(r)) * Fraction(1, 2 ** 30)
+        vmax = (2 ** 31 - 1) >> max(shift, 0)
+        x = int(rng.integers(-min(vmax, 2 ** 24), min(vmax, 2 ** 24) + 1))
+        got = int(graph_quant.mbqm(x, m, shift))
+        want = _exact_round_half_away(Fraction(x) * approx)
+        assert abs(got - want) <= 1, (x, r, m, shift, got, want)  # two roundings: at most one unit apart
+    assert graph_quant.quantize_multiplier(0.0) == (0, 0)
+    assert graph_quant.quantize_multiplier(1e-12) == (0, 0)  # below 2^-31: zero, as TFLite
+    s, zp = graph_quant.qparams(0.0, 1.0)
+    assert zp == -128 and abs(s - 1 / 255) < 1e-12
+    s, zp = graph_quant.qparams(-1.0, 1.0)
+    assert zp in (-1, 0) and abs(s - 2 / 255) < 1e-12
+
+
+@pytest.mark.skipif(host.find_cc() is None, reason="no host C compiler")
+def test_c_fixed_point_equals_reference(tmp_path):
+    """ebnn_mbqm (runtime_c/ebnn_requant.h) on random (x, M, shift), incl. negative multipliers and the
+    rounding ties, equals graph_quant.mbqm bit for bit."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(3000):
+        shift = int(rng.integers(-31, 8))
+        m = int(rng.integers(2 ** 30, 2 ** 31)) * (1 if rng.random() < 0.7 else -1)
+        bound = (2 ** 31 - 1) >> max(shift, 0)
+        x = int(rng.integers(-bound, bound + 1)) if i % 3 else int(rng.integers(-300, 301)) << 8
+        rows.append((x, m, shift))
+    src = tmp_path / "t.c"
+    body = ",\n".join(f"    {{{x}, {m}, {s}}}" for x, m, s in rows)
+    src.write_text('#include <stdio.h>\n#include "ebnn_requant.h"\n'
+                   f"static const long long cases[{len(rows)}][3] = {{\n{body}\n}};\n"
+                   "int main(void)\n{\n    unsigned i;\n"
+                   f"    for (i = 0; i < {len(rows)}u; i++)\n"
+                   "        printf(\"%ld\\n\", (long)ebnn_mbqm((int32_t)cases[i][0], (int32_t)cases[i][1], "
+                   "(int32_t)cases[i][2]));\n    return 0;\n}\n")
+    exe = tmp_path / "t"
+    run([host.find_cc(), *STRICT, *SANITIZE, "-O2", f"-I{ROOT / 'runtime_c'}", src, "-o", exe])
+    got = [int(v) for v in run([exe]).split()]
+    want = [int(graph_quant.mbqm(x, m, s)) for x, m, s in rows]
+    assert got == want
+
+
+def _export_and_run(g, x, out):
+    from keras_ebnn.exporters.c import export_c
+    from keras_ebnn.exporters.graph_c import GraphModel
+    gm = GraphModel(g)
+    export_c(gm, out, "m")
+    exe = host.build_runner(out, "m", opt="-O1", sanitize=True)
+    cls, logits = host.run_runner(exe, graph_quant.quantize_input(g, x), g.num_classes, gm.input.dtype)
+    return cls, logits.view(np.int32)
+
+
+@pytest.mark.skipif(host.find_cc() is None, reason="no host C compiler")
+def test_random_graphs_int8_c_equals_reference(tmp_path):
+    tf, _ = import_larq()
+    agreements, refused = [], []
+    for seed in range(N_SWEEP):
+        model, x, desc = random_graph(seed, n_inputs=48)
+        try:
+            g = graph_quant.quantize_graph(model, x)
+        except UnsupportedModelError as exc:
+            refused.append((seed, exc.message))
+            continue
+        graph_quant.check_q(g)
+        for t in g.tensors.values():  # the planner: an int8 tensor takes one byte per value
+            if t.dtype == "int8":
+                assert tensor_bytes(t) == 4 * ((t.size + 3) // 4)
+        assert plan_memory(g)["arena_bytes"] > 0
+        cls, logits = _export_and_run(g, x, tmp_path / f"g{seed}")
+        ref = graph_quant.run(g, x)
+        assert np.array_equal(cls, ref["classes"]), desc
+        assert np.array_equal(logits, ref["logits"]), desc  # the int32 logits, bit for bit
+        keras = np.asarray(model(tf.constant(np.asarray(x, np.float32)), training=False)).argmax(1)
+        agreements.append(float(np.mean(ref["classes"] == keras)))
+        print(f"seed {seed}: classes agree with Keras float on {agreements[-1] * 100:.1f}% ({desc})")
+    print(f"int8 sweep: {len(agreements)} graphs quantized, C = reference bit for bit; mean class agreement "
+          f"with Keras float {np.mean(agreements) * 100:.1f}% (min {np.min(agreements) * 100:.1f}%); "
+          f"refused {len(refused)}: {refused}")
+    assert not refused and len(agreements) == N_SWEEP
+    assert np.mean(agreements) >= MIN_AGREEMENT
+
+
+def _float_stem(tf, lq, input_uint8=True, residual=False):
+    """The float-stem MNIST BNN of issue 21 (first layer Conv2D(16, 3) instead of a binary-weight
+    QuantConv2D) or, with residual=True, a small residual BNN (float stem, two adds, global average
+    pool, float head); seeded random weights."""
+    tf.keras.utils.set_random_seed(5)
+    L = tf.keras.layers
+    hid = dict(input_quantizer="ste_sign", kernel_quantizer="ste_sign", kernel_constraint="weight_clip",
+               use_bias=False)
+    inp = L.Input((28, 28, 1))
+    x = L.Rescaling(1 / 255.0)(inp) if input_uint8 else inp
+    x = L.Conv2D(16, 3)(x)
+    x = L.MaxPooling2D(2)(x)
+    x = L.BatchNormalization(momentum=0.9, scale=False)(x)
+    if residual:
+        for _ in range(2):
+            y = lq.layers.QuantConv2D(16, 3, padding="same", **hid)(x)
+            y = L.BatchNormalization(momentum=0.9)(y)
+            x = L.Add()([x, y])
+        x = L.GlobalAveragePooling2D()(x)
+        x = L.Dense(10)(x)
+    else:
+        x = lq.layers.QuantConv2D(32, 3, **hid)(x)
+        x = L.MaxPooling2D(2)(x)
+        x = L.BatchNormalization(momentum=0.9, scale=False)(x)
+        x = L.Flatten()(x)
+        x = lq.layers.QuantDense(10, **hid)(x)
+        x = L.BatchNormalization(momentum=0.9, scale=False)(x)
+    out = L.Activation("softmax")(x)
+    return tf.keras.Model(inp, out)
+
+
+def _calibrated(model, x):
+    """Batch-norm statistics from the model's own activations."""
+    model(np.asarray(x, np.float32), training=True)  # batch-norm statistics from the model's own activations
+    return model
+
+
+@pytest.mark.skipif(host.find_cc() is None, reason="no host C compiler")
+def test_export_quantize_int8_end_to_end(tmp_path):
+    """export(quantize="int8") writes integer-only C equal to the reference, with the input
+    quantization in NAME.h and a report note; bad uses fail before anything is written; the CLI's
+    --quantize int8 --representative-data FILE.npy gives the same C."""
+    from keras_ebnn import convert
+    from keras_ebnn.exporting import export
+    tf, lq = import_larq()
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (64, 28, 28, 1)).astype(np.uint8)
+    for residual in (False, True):
+        model = _calibrated(_float_stem(tf, lq, input_uint8=not residual, residual=residual), x)
+        xin = x if not residual else (x / 255.0).astype(np.float32)
+        out = tmp_path / f"e{int(residual)}"
+        r = export(model, out, name="m", verify_inputs=xin, quantize="int8", representative_data=xin[:32])
+        assert r.c_checked and r.c_matches_reference and r.c_logit_tolerance is None
+        # random weights on noise images: many near-ties between classes (the trained figures are in
+        # bench/int8_mode.py); the bits are what quantization changes little
+        assert r.agreement.class_agreement >= 0.7 and r.agreement.bit_mismatch_total < 0.02, r.agreement.summary()
+        head, src = (out / "m.h").read_text(), (out / "m.c").read_text()
+        assert "int32_t *scores" in head and "m_SCORES_INT32" in head
+        assert ("m_INPUT_ZERO_POINT" in head) == residual and ("typedef int8_t m_input_t" in head) == residual
+        assert "float" not in src.split("m_predict_scratch")[1]  # the predict body has no float
+        assert any("quantize=int8" in n for n in r.notes)
+        assert "quantize=int8" in r.report_path.read_text()
+        print(f"{'residual' if residual else 'float-stem'}: {r.agreement.summary()}")
+    with pytest.raises(ValueError, match="representative_data"):
+        export(model, tmp_path / "bad", name="m", quantize="int8")
+    with pytest.raises(ValueError, match="quantize"):
+        export(model, tmp_path / "bad", name="m", quantize="int4", representative_data=xin)
+    with pytest.raises(ValueError, match="target='c'"):
+        export(model, tmp_path / "bad", name="m", target="arduino", quantize="int8", representative_data=xin)
+    assert not (tmp_path / "bad").exists()
+    # the CLI
+    path = tmp_path / "model.keras"
+    model.save(path)
+    np.save(tmp_path / "rep.npy", xin[:32])
+    assert convert.main([str(path), "-o", str(tmp_path / "cli"), "--name", "m", "--quantize", "int8",
+                         "--representative-data", str(tmp_path / "rep.npy"), "-q"]) == 0
+    assert (tmp_path / "cli" / "m.c").read_text() == (out / "m.c").read_text()
+    assert convert.main([str(path), "-o", str(tmp_path / "cli2"), "--quantize", "int8", "-q"]) == 2
+    assert convert.main([str(path), "-o", str(tmp_path / "cli2"), "--representative-data",
+                         str(tmp_path / "rep.npy"), "-q"]) == 2
+    assert not (tmp_path / "cli2").exists()
+    # EbnnExport checks the option at construction
+    from keras_ebnn.callback import EbnnExport
+    with pytest.raises(ValueError, match="representative_data"):
+        EbnnExport(tmp_path / "cb", quantize="int8")
+    assert EbnnExport(tmp_path / "cb", quantize="int8", representative_data=xin).quantize == "int8"
+
+
+def test_tanh_sigmoid_are_tables_and_bad_divisor_is_refused():
+    """tanh / sigmoid become 256-entry lookup tables (integer); what has no integer form is refused
+    naming the layer."""
+    tf, _ = import_larq()
+    L = tf.keras.layers
+    inp = L.Input((6,))
+    h = L.Dense(8, activation="tanh")(inp)
+    h = L.Dense(8, activation="sigmoid")(h)
+    model = tf.keras.Model(inp, L.Dense(3)(h))
+    x = np.random.default_rng(3).normal(size=(64, 6)).astype(np.float32)
+    g = graph_quant.quantize_graph(model, x)
+    assert [op.kind for op in g.ops].count("lut") == 2
+    keras = np.asarray(model(x)).argmax(1)
+    assert np.mean(graph_quant.run(g, x)["classes"] == keras) >= 0.85
+    with pytest.raises(ValueError, match="representative_data has shape"):
+        graph_quant.quantize_graph(model, x[:, :5])
+
+
+@pytest.mark.skipif(not (have("arm-none-eabi-gcc") and have("arm-none-eabi-nm")), reason="no Arm toolchain")
+def test_cortex_m0plus_elf_has_no_soft_float(tmp_path):
+    sys.path.insert(0, str(ROOT))
+    from bench.targets import cortexm
+    from keras_ebnn.exporting import export
+    tf, lq = import_larq()
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 256, (32, 28, 28, 1)).astype(np.uint8)
+    found = {}
+    for residual in (False, True):
+        model = _calibrated(_float_stem(tf, lq, input_uint8=not residual, residual=residual), x)
+        xin = x if not residual else (x / 255.0).astype(np.float32)
+        for mode in ("float32", "int8"):
+            out = tmp_path / f"{mode}{int(residual)}"
+            export(model, out, name="m", **({"quantize": "int8", "representative_data": xin} if mode == "int8" else {}))
+            imgs = graph_quant.quantize_input(graph_quant.quantize_graph(model, xin), xin[:2]) if mode == "int8" else xin[:2]
+            elf = cortexm.build(out, "m", imgs, cpu="cortex-m0plus", workdir=tmp_path / f"b{mode}{int(residual)}",
+                                flags=["-DSCORE_T=int32_t"] if mode == "int8" else [])
+            names = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True,
+                                   check=True).stdout.split()
+            found[(mode, residual)] = sorted({n for n in names if n.startswith(SOFT_FLOAT)})
+    assert found[("float32", False)] and found[("float32", True)], found  # the float export needs soft float
+    assert found[("int8", False)] == [] and found[("int8", True)] == [], found
+
+
+@pytest.mark.parametrize("target", ["cortex-m0plus", "cortex-m3", "avr"])
+def test_report_stack_bounds_int8_builds(target, tmp_path):
+    """The report's RAM of an integer-only export (arena + the int8 kernel files' GRAPH_STACK_BYTES) is
+    at least the arena + keras_ebnn.stackcheck's deepest chain (-O2 and -Os), on graphs using the
+    fused conv, add, concat, depthwise and pools."""
+    from keras_ebnn import stackcheck
+    from keras_ebnn.exporters.c import export_c
+    from keras_ebnn.exporters.graph_c import GraphModel, memory_plan
+    if not stackcheck.available(target):
+        pytest.skip(f"{stackcheck.TARGETS[target].cc} not installed")
+    for seed in (9, 28):
+        model, x, _ = random_graph(seed)
+        gm = GraphModel(graph_quant.quantize_graph(model, x, f"q{seed}"))
+        export_c(gm, tmp_path / gm.name, gm.name)
+        plan = memory_plan(gm, target=target)
+        for opt in ("-O2", "-Os"):
+            deepest = max(c.bytes for c in stackcheck.analyze(tmp_path / gm.name, target, opt).values())
+            assert plan["totals"]["ram_bytes"] >= plan["arena_bytes"] + deepest, (seed, opt, deepest)
