@@ -155,7 +155,7 @@ def main(argv=None):
     work = Path(tempfile.mkdtemp(prefix="int8-mode-"))
     twin_out = work / "twin"
     twin = lower_for_export(str(ROOT / "examples/models/tiny_mnist.keras"), "twin")
-    from keras_ebnn import reference
+    from keras_ebnn import graph_reference as reference
     from keras_ebnn.exporters.c import export_c
     export_c(twin, twin_out, "twin")
     twin_cls = reference.run(twin, x_test[:args.images])["classes"]
