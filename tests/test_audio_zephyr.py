@@ -94,10 +94,12 @@ def test_spoken_digits_zephyr_sample_on_native_sim(tmp_path):
                     *(str(wavs / name) for name, _, _ in clips)], check=True, capture_output=True,
                    env=dict(os.environ, PYTHONPATH=str(ROOT)))
 
+    # ZEPHYR_MODULES, not ZEPHYR_EXTRA_MODULES: Zephyr 3.4 trees ignore the extra modules when
+    # west is not installed; native_sim needs no other module
     build = tmp_path / "build"
     env = dict(os.environ, ZEPHYR_TOOLCHAIN_VARIANT="host")
     for cmd in (["cmake", "-GNinja", "-S", str(EXAMPLE / "zephyr"), "-B", str(build), "-DBOARD=native_sim",
-                 f"-DZEPHYR_EXTRA_MODULES={module}", f"-DCLIPS_HEADER={header}", f"-DPython3_EXECUTABLE={python}"],
+                 f"-DZEPHYR_MODULES={module}", f"-DCLIPS_HEADER={header}", f"-DPython3_EXECUTABLE={python}"],
                 ["ninja", "-C", str(build)]):
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1500)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -105,7 +107,7 @@ def test_spoken_digits_zephyr_sample_on_native_sim(tmp_path):
                          timeout=300)
     print(run.stdout[-1500:])
     rows = re.findall(r"clip (\d+) \((\S+), (\d+) samples\): digit (-?\d+) streamed (-?\d+)(?: label (\d+))? "
-                      r"\(\d+ cycles\) logits((?: [0-9a-f]{8})+)", run.stdout)
+                      r"logits((?: [0-9a-f]{8})+)", run.stdout)
     assert len(rows) == len(clips), run.stdout[-3000:]
     assert f"streamed equals whole: {len(clips)}/{len(clips)}" in run.stdout
 

@@ -48,9 +48,7 @@ int main(void)
            spoken_digits_AUDIO_MEL_BANDS);
     for (unsigned i = 0; i < SPOKEN_DIGITS_NUM_CLIPS; i++) {
         const spoken_digits_clip_t *clip = &spoken_digits_clips[i];
-        uint32_t start = k_cycle_get_32();
         int cls = spoken_digits_audio_classify_clip(clip->samples, clip->n, scores);
-        uint32_t cycles = k_cycle_get_32() - start;
         int cls_streamed = classify_streamed(clip->samples, clip->n, streamed);
 
         agree += cls == cls_streamed && memcmp(scores, streamed, sizeof(scores)) == 0;
@@ -61,7 +59,7 @@ int main(void)
             labelled++;
             correct += cls == clip->label;
         }
-        printk(" (%u cycles) logits", cycles);
+        printk(" logits");
         for (unsigned k = 0; k < spoken_digits_NUM_CLASSES; k++) {
             uint32_t bits;
             memcpy(&bits, &scores[k], sizeof(bits));
