@@ -10,6 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parents[3]
+if str(ROOT) not in sys.path:  # run from a source checkout without installing keras_ebnn
+    sys.path.insert(0, str(ROOT))
+
 MAX_SAMPLES = 1 << 16  # per clip: FSDD's longest clip has ~18k samples
 
 
