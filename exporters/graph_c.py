@@ -787,6 +787,21 @@ def _op_c_parameters(graph, op):
     elif op.kind in ("max_pool", "global_max", "avg_pool", "global_avg"):
         out += [(f"ebnn_window_t.{k}", v, 0, UINT16_MAX, "uint16_t") for k, v in _window(
             geom["in_shape"], geom["pool"], geom["strides"], geom["pad"], geom["out_hw"], check=False).items()]
+    elif op.kind == "conv_pool":  # keras_ebnn/graph_fuse.py: the conv's and the pool's windows, out_c
+        from keras_ebnn.graph_fuse import pool_geometry
+        g, pg = op.params["geometry"], pool_geometry(op)
+        out += [(f"ebnn_window_t.{k}", v, 0, UINT16_MAX, "uint16_t") for k, v in _window(
+            g.in_shape, g.kernel, g.strides, g.pad, g.conv_shape, check=False).items()]
+        out += [(f"pool ebnn_window_t.{k}", v, 0, UINT16_MAX, "uint16_t") for k, v in _window(
+            pg["in_shape"], pg["pool"], pg["strides"], pg["pad"], pg["out_hw"], check=False).items()]
+        out.append(("ebnn_conv_pool_t.out_c", op.params["conv"].params["weights"].shape[-1], 1, UINT16_MAX, "uint16_t"))
+        out += [(f"ebnn_conv_pool_t.n_{k} (steps)", len(op.params[k]), 0, 255, "uint8_t") for k in ("pre", "post")]
+    elif op.kind in ("conv_s8", "depthwise_s8") and geom is not None:  # integer-only graphs
+        out += [(f"ebnn_window_t.{k}", v, 0, UINT16_MAX, "uint16_t") for k, v in _window(
+            geom.in_shape, geom.kernel, geom.strides, geom.pad, geom.conv_shape, check=False).items()]
+    elif op.kind == "concat_s8":
+        out += [(f"channels[{j}] (ebnn_concat_s8)", graph.tensors[n].shape[-1], 0, UINT16_MAX, "uint16_t")
+                for j, n in enumerate(op.inputs)]
     elif op.kind == "block":
         b = op.params["block"]
         if b.kind in ("input_conv", "binary_conv"):
@@ -962,8 +977,10 @@ def generate(model, name, byte_kernels=True):
                                  binary_conv_fallback(graph), byte_kernels)
     if "ebnn_elementwise.c" in sources:
         if uses_libm(graph):
-            ops = ", ".join(f"op {i} {op.params['fn']} ({', '.join(op.layers) or '-'})" for i, op in enumerate(graph.ops)
-                            if op.kind == "activation" and op.params["fn"] in LIBM_ACTIVATIONS)
+            ops = ", ".join(f"op {i} {sub.params['fn']} ({', '.join(sub.layers or op.layers) or '-'})"
+                            for i, op in enumerate(graph.ops)
+                            for sub in ([op] + list(op.params["ops"]) if op.kind == "conv_pool" else [op])
+                            if sub.kind == "activation" and sub.params["fn"] in LIBM_ACTIVATIONS)
             src += ["/* tanh / sigmoid: ebnn_activation_f32 calls tanhf / expf (link with -lm on hosts) */",
                     "#if defined(EBNN_ACT_LIBM) && !EBNN_ACT_LIBM",
                     f'#error "{name}: {ops} need(s) tanhf / expf: do not build this model with -DEBNN_ACT_LIBM=0"',

@@ -227,6 +227,8 @@ def class_threshold(model):
     ops = getattr(graph, "ops", None)
     if ops:
         last = {op.output: op for op in ops}.get(graph.output)
+        if last is not None and last.kind == "conv_pool":  # fused (keras_ebnn/graph_fuse.py): its last step
+            last = last.params["ops"][-1]
         if last is not None and last.kind == "activation" and last.params.get("fn") == "sigmoid":
             return 0.5
     return 0.0

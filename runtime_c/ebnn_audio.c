@@ -242,7 +242,7 @@ EBNN_API uint32_t ebnn_audio_push(ebnn_audio_t *st, const int16_t *samples, uint
         if (pending == 0) {
             uint8_t *slot = st->features + (uint32_t)st->frame_pos * bands;
             (void)ebnn_audio_frame(c, ring, pos, st->work, slot);
-            memcpy(slot + (uint32_t)c->num_frames * bands, slot, bands);
+            memcpy(slot + (uint32_t)c->num_frames * bands, slot, (size_t)bands);
             if (++st->frame_pos == c->num_frames) {
                 st->frame_pos = 0;
             }

@@ -85,6 +85,13 @@ static inline uint32_t sxtb16_odd(uint32_t w)
     __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(w));
     return r;
 }
+
+/* a + x01 . (the even bytes of v) + x23 . (the odd bytes of v): two SMLADs; x01 / x23 hold two int16 each */
+static inline int32_t mac4_s8(uint32_t x01, uint32_t x23, uint32_t v, int32_t a)
+{
+    int16x2_t even = __sxtb16((int8x4_t)v), odd = (int16x2_t)sxtb16_odd(v);
+    return __smlad((int16x2_t)x23, odd, __smlad((int16x2_t)x01, even, a));
+}
 #endif
 
 /* acc[j] += row j . patch for j in [0, n): four rows at a time sharing the patch reads */
@@ -100,13 +107,13 @@ static void conv_s8_dots(const int16_t *patch, const uint32_t *w, uint32_t k4, u
         for (i = 0; i < words; i++) {
             uint32_t x01 = xp[2u * i], x23 = xp[2u * i + 1u], v;
             v = EBNN_READ_U32(&w0[i]);
-            a0 = __smlad(x23, sxtb16_odd(v), __smlad(x01, __sxtb16(v), a0));
+            a0 = mac4_s8(x01, x23, v, a0);
             v = EBNN_READ_U32(&w0[i + words]);
-            a1 = __smlad(x23, sxtb16_odd(v), __smlad(x01, __sxtb16(v), a1));
+            a1 = mac4_s8(x01, x23, v, a1);
             v = EBNN_READ_U32(&w0[i + 2u * words]);
-            a2 = __smlad(x23, sxtb16_odd(v), __smlad(x01, __sxtb16(v), a2));
+            a2 = mac4_s8(x01, x23, v, a2);
             v = EBNN_READ_U32(&w0[i + 3u * words]);
-            a3 = __smlad(x23, sxtb16_odd(v), __smlad(x01, __sxtb16(v), a3));
+            a3 = mac4_s8(x01, x23, v, a3);
         }
         acc[j] = a0;
         acc[j + 1u] = a1;
@@ -118,7 +125,7 @@ static void conv_s8_dots(const int16_t *patch, const uint32_t *w, uint32_t k4, u
         int32_t a = acc[j];
         for (i = 0; i < words; i++) {
             uint32_t v = EBNN_READ_U32(&wj[i]);
-            a = __smlad(xp[2u * i + 1u], sxtb16_odd(v), __smlad(xp[2u * i], __sxtb16(v), a));
+            a = mac4_s8(xp[2u * i], xp[2u * i + 1u], v, a);
         }
         acc[j] = a;
     }

@@ -70,7 +70,7 @@ def test_trust_model_loads_it_and_runs_its_code(lambda_file, tmp_path, capsys):
     # Loaded, then refused by the lowering as an unsupported layer: error plus the supported list (of the
     # graph lowering, the one that refused it last).
     assert len(lines) == 2 and "'touchy' (Lambda)" in lines[0] and "not supported" in lines[0]
-    assert lines[1].startswith("Graph lowering supports:")
+    assert lines[1].startswith("Supported layers: (graph lowering")
 
 
 @tf.keras.utils.register_keras_serializable("ebnn_test")

@@ -182,7 +182,7 @@ static const float golden_op8_sd[10] EBNN_CONST = {
     0.0f, 0.0f
 };
 
-static const ebnn_conv_pool_t golden_op8_cp EBNN_CONST = {.pad_value = 0.0f, .conv = {.in_h = 1u, .in_w = 1u, .in_c = 8u, .kh = 1u, .kw = 1u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 1u, .out_w = 1u}, .pool = {.in_h = 1u, .in_w = 1u, .in_c = 5u, .kh = 1u, .kw = 1u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 1u, .out_w = 1u}, .out_c = 5u, .weights = 0u, .pool_kind = 0u, .n_pre = 1u, .n_post = 0u, .output = 0u};
+static const ebnn_conv_pool_t golden_op8_cp EBNN_CONST = {.pad_value = 0.0f, .in_a = 1.0f, .in_b = 0.0f, .conv = {.in_h = 1u, .in_w = 1u, .in_c = 8u, .kh = 1u, .kw = 1u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 1u, .out_w = 1u}, .pool = {.in_h = 1u, .in_w = 1u, .in_c = 5u, .kh = 1u, .kw = 1u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 1u, .out_w = 1u}, .out_c = 5u, .weights = 0u, .pool_kind = 0u, .n_pre = 1u, .n_post = 0u, .output = 0u, .input = 0u};
 
 static uint32_t golden_arena[31];
 

@@ -36,7 +36,7 @@ static const float golden_op0_sd[16] EBNN_CONST = {
     1.6141130924224854f, 2.0392746925354004f, 1.3882259130477905f, 1.489791750907898f, -0.5225102305412292f, -0.005934855900704861f, 0.3885853588581085f, -0.9085793495178223f
 };
 
-static const ebnn_conv_pool_t golden_op0_cp EBNN_CONST = {.pad_value = 0.0f, .conv = {.in_h = 6u, .in_w = 10u, .in_c = 1u, .kh = 3u, .kw = 3u, .sh = 1u, .sw = 1u, .pad_t = 1u, .pad_l = 1u, .out_h = 6u, .out_w = 10u}, .pool = {.in_h = 6u, .in_w = 10u, .in_c = 4u, .kh = 1u, .kw = 1u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 6u, .out_w = 10u}, .out_c = 4u, .weights = 0u, .pool_kind = 0u, .n_pre = 3u, .n_post = 0u, .output = 0u};
+static const ebnn_conv_pool_t golden_op0_cp EBNN_CONST = {.pad_value = 0.0f, .in_a = 1.0f, .in_b = 0.0f, .conv = {.in_h = 6u, .in_w = 10u, .in_c = 1u, .kh = 3u, .kw = 3u, .sh = 1u, .sw = 1u, .pad_t = 1u, .pad_l = 1u, .out_h = 6u, .out_w = 10u}, .pool = {.in_h = 6u, .in_w = 10u, .in_c = 4u, .kh = 1u, .kw = 1u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 6u, .out_w = 10u}, .out_c = 4u, .weights = 0u, .pool_kind = 0u, .n_pre = 3u, .n_post = 0u, .output = 0u, .input = 0u};
 
 /* op 1: sign -> t5 bits 6x10x4 at arena byte 2848 (from quant_conv2d) */
 /* op 2: bconv -> t6 int 6x10x2 at arena byte 960 (from quant_conv2d) */
@@ -81,7 +81,7 @@ static const float golden_op9_sd[10] EBNN_CONST = {
     0.0f, 0.0f
 };
 
-static const ebnn_conv_pool_t golden_op9_cp EBNN_CONST = {.pad_value = 0.0f, .conv = {.in_h = 1u, .in_w = 1u, .in_c = 6u, .kh = 1u, .kw = 1u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 1u, .out_w = 1u}, .pool = {.in_h = 1u, .in_w = 1u, .in_c = 5u, .kh = 1u, .kw = 1u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 1u, .out_w = 1u}, .out_c = 5u, .weights = 0u, .pool_kind = 0u, .n_pre = 1u, .n_post = 0u, .output = 0u};
+static const ebnn_conv_pool_t golden_op9_cp EBNN_CONST = {.pad_value = 0.0f, .in_a = 1.0f, .in_b = 0.0f, .conv = {.in_h = 1u, .in_w = 1u, .in_c = 6u, .kh = 1u, .kw = 1u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 1u, .out_w = 1u}, .pool = {.in_h = 1u, .in_w = 1u, .in_c = 5u, .kh = 1u, .kw = 1u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 1u, .out_w = 1u}, .out_c = 5u, .weights = 0u, .pool_kind = 0u, .n_pre = 1u, .n_post = 0u, .output = 0u, .input = 0u};
 
 static uint32_t golden_arena[720];
 

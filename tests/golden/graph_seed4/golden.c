@@ -36,7 +36,7 @@ static const float golden_op0_sd[12] EBNN_CONST = {
     -0.055645015090703964f, -0.2169981747865677f, 0.4914512634277344f, 0.08652447164058685f
 };
 
-static const ebnn_conv_pool_t golden_op0_cp EBNN_CONST = {.pad_value = 0.0f, .conv = {.in_h = 10u, .in_w = 10u, .in_c = 3u, .kh = 3u, .kw = 3u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 8u, .out_w = 8u}, .pool = {.in_h = 8u, .in_w = 8u, .in_c = 6u, .kh = 1u, .kw = 1u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 8u, .out_w = 8u}, .out_c = 6u, .weights = 2u, .pool_kind = 0u, .n_pre = 1u, .n_post = 0u, .output = 0u};
+static const ebnn_conv_pool_t golden_op0_cp EBNN_CONST = {.pad_value = 0.0f, .in_a = 1.0f, .in_b = 0.0f, .conv = {.in_h = 10u, .in_w = 10u, .in_c = 3u, .kh = 3u, .kw = 3u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 8u, .out_w = 8u}, .pool = {.in_h = 8u, .in_w = 8u, .in_c = 6u, .kh = 1u, .kw = 1u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 8u, .out_w = 8u}, .out_c = 6u, .weights = 2u, .pool_kind = 0u, .n_pre = 1u, .n_post = 0u, .output = 0u, .input = 0u};
 
 /* op 1: conv_pool -> t8 bits 8 at arena byte 1624 (from conv2d, batch_normalization_1, re_lu, global_average_pooling2d, quant_dense) */
 static const float golden_op1_w[48] EBNN_CONST = {
@@ -59,7 +59,7 @@ static const float golden_op1_sd[32] EBNN_CONST = {
     0.10086103528738022f, 0.13410934805870056f, 0.026533398777246475f, 0.3042517900466919f, -0.1746082603931427f, 0.17460277676582336f, 0.5233065485954285f, 0.40923720598220825f
 };
 
-static const ebnn_conv_pool_t golden_op1_cp EBNN_CONST = {.pad_value = 0.0f, .conv = {.in_h = 8u, .in_w = 8u, .in_c = 6u, .kh = 1u, .kw = 1u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 8u, .out_w = 8u}, .pool = {.in_h = 8u, .in_w = 8u, .in_c = 8u, .kh = 8u, .kw = 8u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 1u, .out_w = 1u}, .out_c = 8u, .weights = 0u, .pool_kind = 1u, .n_pre = 3u, .n_post = 0u, .output = 1u};
+static const ebnn_conv_pool_t golden_op1_cp EBNN_CONST = {.pad_value = 0.0f, .in_a = 1.0f, .in_b = 0.0f, .conv = {.in_h = 8u, .in_w = 8u, .in_c = 6u, .kh = 1u, .kw = 1u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 8u, .out_w = 8u}, .pool = {.in_h = 8u, .in_w = 8u, .in_c = 8u, .kh = 8u, .kw = 8u, .sh = 1u, .sw = 1u, .pad_t = 0u, .pad_l = 0u, .out_h = 1u, .out_w = 1u}, .out_c = 8u, .weights = 0u, .pool_kind = 1u, .n_pre = 3u, .n_post = 0u, .output = 1u, .input = 0u};
 
 /* op 2: block binary_dense -> t12 bits 16 at arena byte 0 (from quant_dense, batch_normalization_2, quant_dense_1) */
 static const uint32_t golden_op2_w[16] EBNN_CONST = {
