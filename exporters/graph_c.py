@@ -49,7 +49,7 @@ from keras_ebnn.graph import Op, Tensor
 from keras_ebnn.graph_fuse import all_ops, streamed_producer
 from keras_ebnn.graph_memory import plan_memory
 
-from . import c as chain
+from . import c_common as chain
 from .measured import GRAPH_CODE_BYTES, GRAPH_STACK_BY_TARGET  # measured: exporters/measured.py
 
 # tests/test_graph_targets.py checks the stack bound (GRAPH_STACK_BYTES) against stackcheck.
@@ -972,7 +972,7 @@ def generate(model, name, byte_kernels=True):
         raise UnsupportedModelError("quantize='int8' exports return int32 score vectors: a one-unit (sigmoid / logit) "
                                     "classifier is supported by the default float32 export only", supported=None)
     header = _header(model, graph, name, mplan, hooked)
-    _, sources = chain.runtime_files(model, byte_kernels)
+    _, sources = chain.kernel_sources(kernel_keys(as_graph_model(model).graph), byte_kernels)
     src = chain._source_prologue(name, "" if blocks_only else " (graph export)", f"{unit}(s)",
                                  binary_conv_fallback(graph), byte_kernels)
     if "ebnn_elementwise.c" in sources:
