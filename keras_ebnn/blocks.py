@@ -240,3 +240,12 @@ def classes_of(scores, threshold=None):
     if threshold is None:
         return np.argmax(scores, axis=1)
     return (scores.reshape(len(scores), -1)[:, 0] >= np.float32(threshold)).astype(np.int64)
+
+
+def spatial(shape):
+    """(H, W, C) view of a Keras shape: (L, C) -> (1, L, C); (N,) -> (1, 1, N) (the graph IR's, keras_ebnn/graph.py)."""
+    if len(shape) == 3:
+        return tuple(shape)
+    if len(shape) == 2:
+        return (1,) + tuple(shape)
+    return (1, 1) + tuple(shape)

@@ -140,14 +140,15 @@ Unsupported layers, multi-bit quantizers, several inputs or outputs and nested m
 exporters/graph_c.py.
 """
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from . import graph_int8, thresholds
 from ._tf import import_larq
-from .blocks import (BinaryConvBlock, BinaryDenseBlock, ConvGeometry, InputConvBlock, OutputDenseBlock,
-                     integer_range)
+from .blocks import (BinaryConvBlock, BinaryDenseBlock, ConvGeometry, InputConvBlock, InputSpec, OutputDenseBlock,
+                     integer_range, spatial)
 from .errors import SUPPORTED, UnsupportedModelError
 
 DTYPES = ("bits", "int", "float32", "int8")  # int8: integer-only graphs (graph_quant)
@@ -243,15 +244,6 @@ class Graph:
             lines.append(f"{kind:22s} {', '.join(t(i) for i in op.inputs)} -> {t(op.output)}")
         lines.append(f"output {t(self.output)}" + (" (softmax)" if self.softmax else ""))
         return "\n".join(lines)
-
-
-def spatial(shape):
-    """(H, W, C) view of a Keras shape: (L, C) -> (1, L, C); (N,) -> (1, 1, N)."""
-    if len(shape) == 3:
-        return tuple(shape)
-    if len(shape) == 2:
-        return (1,) + tuple(shape)
-    return (1, 1) + tuple(shape)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1072,9 +1064,46 @@ def _fuse_threshold(g, sign_op, prod, cons):
     return True
 
 
+def _input_spec(shape, rescaling, group):
+    """The InputSpec of the first block (keras_ebnn/lowering.py and _fuse_sign): how the model input is
+    read, from the first layer's input quantizer and the Rescaling before it (None: none)."""
+    lay = group.layer
+    sign_input = _qname(lay.input_quantizer) is not None
+    if rescaling is None:
+        mode = "sign_float" if sign_input else "float"
+        return InputSpec(shape=shape, mode=mode)
+    scale = np.asarray(rescaling.scale, dtype=np.float64)
+    offset = np.asarray(rescaling.offset, dtype=np.float64)
+    if scale.size != 1 or offset.size != 1:
+        raise UnsupportedModelError("only a scalar Rescaling scale and offset are supported.", rescaling, 0)
+    scale, offset = float(scale), float(offset)
+    if scale <= 0:
+        raise UnsupportedModelError(f"Rescaling scale {scale} must be positive.", rescaling, 0)
+    if sign_input:
+        tf, _ = import_larq()
+        real = np.asarray(rescaling(tf.constant(np.arange(256, dtype=np.float32)[:, None])))[:, 0]
+        nonneg = np.nonzero(real >= 0)[0]
+        return InputSpec(shape=shape, mode="sign_uint8", sign_threshold=int(nonneg[0]) if nonneg.size else 256)
+    # p * scale + offset == q_scale * (q_mul * p + q_add) with small integers q_mul, q_add
+    ratio = Fraction(offset / scale).limit_denominator(256)
+    if abs(float(ratio) - offset / scale) > 1e-6 * max(1.0, abs(offset / scale)):
+        raise UnsupportedModelError(
+            f"Rescaling offset/scale = {offset / scale} is not a simple fraction.", rescaling, 0,
+            "Use e.g. Rescaling(1/255) or Rescaling(1/127.5, offset=-1).")
+    q_mul, q_add = ratio.denominator, ratio.numerator
+    q_scale = scale / q_mul
+    pad_q = 0
+    if group.is_conv and group.layer.padding == "same" and float(np.asarray(group.layer.pad_values)) == 1.0:
+        pad_q = round(1.0 / q_scale)
+        if abs(pad_q * q_scale - 1.0) > 1e-9:
+            raise UnsupportedModelError(
+                "pad_values=1 on the first layer needs 1.0 to be a whole number of input steps "
+                f"(1/{q_scale} is not an integer).", group.layer, group.index, "Use pad_values=0.")
+    return InputSpec(shape=shape, mode="uint8", q_mul=q_mul, q_add=q_add, q_scale=q_scale, pad_q=pad_q)
+
+
 def _fuse_sign(g, sign_op, prod, cons):
     """Replace sign(chain(root)) by one block op if the pattern fits; returns True if it did."""
-    from .lowering import _input_spec
     found = _chain_back(g, sign_op.inputs[0], prod, cons, allow_pool=True)
     if found is None or found[0] is None:
         return False
@@ -1278,7 +1307,7 @@ def lower_graph(model, name="model", fuse_blocks=True, float_weights="float32"):
     """
     if float_weights not in ("float32", "int8"):
         raise ValueError(f"float_weights must be 'float32' or 'int8', got {float_weights!r}")
-    from .lowering import load_model
+    from .model_loading import load_model
     tf, _ = import_larq()
     if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
         model = load_model(model)

@@ -44,7 +44,6 @@ rows the widest window of B needs. A is moved right before B in the op order; th
 same (pure scheduling). `keras_ebnn.graph_memory` sizes such a tensor as its ring and keeps A's inputs
 and scratch live while B runs.
 """
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -88,8 +87,7 @@ def conv_geometry(g_or_tensors, conv):
     (N,) or (L, N) tensor is the 1x1 conv over the (1, 1, N) or (1, L, N) map (same sums, same order)."""
     if conv.kind == "conv":
         return conv.params["geometry"]
-    from .blocks import ConvGeometry
-    from .graph import spatial
+    from .blocks import ConvGeometry, spatial
     tensors = getattr(g_or_tensors, "tensors", g_or_tensors)
     h, w, n = spatial(tensors[conv.inputs[0]].shape)
     return ConvGeometry(in_shape=(h, w, n), kernel=(1, 1), strides=(1, 1), pad=(0, 0), conv_shape=(h, w),
@@ -166,15 +164,6 @@ def all_tensors(graph):
         if op.kind == "conv_pool":
             out.update(op.params["tensors"])
     return out
-
-
-def run_fused(graph, op, x):
-    """The reference value of a conv_pool op: its sub-ops, one after the other (graph_reference)."""
-    from .graph_reference import run_op
-    view = SimpleNamespace(tensors={**graph.tensors, **op.params["tensors"]})
-    for o in op.params["ops"]:
-        x = run_op(view, o, [x])
-    return x
 
 
 def unfuse(g):

@@ -8,6 +8,8 @@ products on +1/-1/0 values, exact in the float mantissa); float ops follow the d
 operation order (sequential sums, no fused multiply-add), so a C kernel doing the same operations in
 the same order gives the same bits.
 """
+from types import SimpleNamespace
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -277,9 +279,16 @@ def run_op(graph, op, args):
         x = args[0]
         return np.where(p["flip"], -x, x) >= p["threshold"].astype(x.dtype if x.dtype == np.float32 else np.float64)
     if kind == "conv_pool":  # keras_ebnn/graph_fuse.py: its sub-ops, one after the other
-        from .graph_fuse import run_fused
         return run_fused(graph, op, args[0])
     raise ValueError(f"unknown op kind {kind!r}")
+
+
+def run_fused(graph, op, x):
+    """The reference value of a conv_pool op: its sub-ops, one after the other."""
+    view = SimpleNamespace(tensors={**graph.tensors, **op.params["tensors"]})
+    for o in op.params["ops"]:
+        x = run_op(view, o, [x])
+    return x
 
 
 def _check_dtype(value, tensor):

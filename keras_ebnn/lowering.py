@@ -7,21 +7,20 @@ Steps:
   3. `lower_group` turns each group into a block: geometry, weight bits and, via
      `keras_ebnn.thresholds`, the exact integer (or float32) threshold of every output channel.
 """
-import contextlib
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import List, Optional
 
 import numpy as np
 
 from . import thresholds
 from ._tf import import_larq
-from .blocks import (BinaryConvBlock, BinaryDenseBlock, ConvGeometry, InputConvBlock, InputSpec,
+from .blocks import (BinaryConvBlock, BinaryDenseBlock, ConvGeometry, InputConvBlock,
                      LoweredModel, OutputDenseBlock)
-from .errors import ModelFileError, UnsupportedModelError
+from .errors import UnsupportedModelError
 from .graph import NOOP_LAYERS, SIGN_QUANTIZERS  # the one IR's layer sets and geometry
 from .graph import _conv_geometry as graph_conv_geometry, _pool_geometry as graph_pool_geometry
-from .graph import _act_name as _activation_name, _qname as _quantizer_name
+from .graph import _act_name as _activation_name, _input_spec, _qname as _quantizer_name
+from .model_loading import load_model  # (keras_ebnn.lowering.load_model: the Python door for model files)
 
 UNSUPPORTED_HINTS = {
     "Conv2D": "Float-weight convolutions cannot run on bits: use larq.layers.QuantConv2D with "
@@ -71,69 +70,6 @@ class LayerGroup:
 
 # --------------------------------------------------------------------------------------------------
 # 1. Reading the model
-
-
-def load_model(path, trust_model=False, custom_objects_file=None, isolate=None, custom_objects=None):
-    """Load a .keras / .h5 file (or, trusted only, a SavedModel directory) with larq's objects registered.
-
-    The file is read once, into a private copy named after its format (`keras_ebnn.safe_load.prepare`:
-    FIFOs, ambiguous zip+HDF5 files and name/content mismatches are refused). Unless `trust_model` is
-    True, that copy's configuration is checked without Keras (Lambda layers, custom classes, modules
-    outside Keras/larq, SavedModel graphs raise `UnsafeModelError`; absurd sizes, HDF5 external
-    storage / links / virtual datasets / user blocks and arrays larger than the configuration allows
-    raise `ModelFileError`), in a child process with memory and time limits (keras_ebnn.isolation;
-    `isolate=False` checks in this process). Keras then loads the checked copy (.keras with its
-    safe_mode on as well) under a time limit; the copy is removed afterwards. Both errors are
-    `UnsupportedModelError`s. Pass trust_model=True only for files you trust like a Python script.
-    custom_objects_file: a Python file whose `custom_objects` dict (or, without one, its public
-    classes and functions) is passed to Keras; it runs that file, so it needs trust_model=True.
-    custom_objects: the same as a dict ({name: class or function}, as Keras's loader takes it; e.g. a
-    model whose class is a subclass of Sequential); it also needs trust_model=True.
-    """
-    from . import isolation
-    from .errors import printable
-    from .safe_load import prepared_model_file, short_error
-    if custom_objects and not trust_model:
-        raise ValueError("custom_objects needs trust_model=True: loading custom classes runs their code")
-    if custom_objects_file is not None:
-        custom_objects = {**(custom_objects or {}), **_custom_objects(custom_objects_file, trust_model)}
-    with prepared_model_file(path, trust_model=trust_model, isolate=isolate) as (kind, private):
-        tf, lq = import_larq()
-        try:
-            with isolation.reading_timer(phase="load") if isolation.in_child() else contextlib.nullcontext():
-                if kind == "keras":
-                    model = tf.keras.models.load_model(str(private), compile=False, safe_mode=not trust_model,
-                                                       custom_objects=custom_objects)
-                elif kind == "h5":  # via a file object (see safe_load._open_h5: no inode reuse)
-                    import h5py
-                    with open(private, "rb") as fobj, h5py.File(fobj, "r") as h5:
-                        model = tf.keras.models.load_model(h5, compile=False, custom_objects=custom_objects)
-                else:  # a trusted SavedModel directory
-                    model = tf.keras.models.load_model(str(private), compile=False,
-                                                       custom_objects=custom_objects)
-        except MemoryError:
-            raise ModelFileError(f"could not load model file {printable(path)}: out of memory") from None
-        except Exception as exc:  # keep the loader's message, under our exception type
-            raise ModelFileError(f"could not load model file {printable(path)}: "
-                                 f"{printable(short_error(exc))}") from exc
-    if not getattr(model, "inputs", None):  # e.g. an InputLayer without shape: nothing was built
-        raise ModelFileError(f"could not load model file {printable(path)}: the model has no defined input "
-                             "shape, so its weights were not loaded")
-    return model
-
-
-def _custom_objects(path, trust_model):
-    """The custom objects a trusted Python file defines (see load_model), or None."""
-    if path is None:
-        return None
-    if not trust_model:
-        raise ValueError("custom_objects_file runs a Python file: it needs trust_model=True (--trust-model)")
-    import runpy
-    namespace = runpy.run_path(str(path))
-    if isinstance(namespace.get("custom_objects"), dict):
-        return dict(namespace["custom_objects"])
-    return {k: v for k, v in namespace.items() if not k.startswith("_") and callable(v)
-            and getattr(v, "__module__", None) == namespace.get("__name__")}
 
 
 def model_layers(model):
@@ -317,42 +253,6 @@ def _sign_bits(lay, kernel):
     if not np.all(np.abs(values) == 1.0):
         raise UnsupportedModelError("the kernel quantizer does not produce +-1 values.", lay)
     return values > 0
-
-
-def _input_spec(shape, rescaling, group):
-    lay = group.layer
-    sign_input = _quantizer_name(lay.input_quantizer) is not None
-    if rescaling is None:
-        mode = "sign_float" if sign_input else "float"
-        return InputSpec(shape=shape, mode=mode)
-    scale = np.asarray(rescaling.scale, dtype=np.float64)
-    offset = np.asarray(rescaling.offset, dtype=np.float64)
-    if scale.size != 1 or offset.size != 1:
-        raise UnsupportedModelError("only a scalar Rescaling scale and offset are supported.", rescaling, 0)
-    scale, offset = float(scale), float(offset)
-    if scale <= 0:
-        raise UnsupportedModelError(f"Rescaling scale {scale} must be positive.", rescaling, 0)
-    if sign_input:
-        tf, _ = import_larq()
-        real = np.asarray(rescaling(tf.constant(np.arange(256, dtype=np.float32)[:, None])))[:, 0]
-        nonneg = np.nonzero(real >= 0)[0]
-        return InputSpec(shape=shape, mode="sign_uint8", sign_threshold=int(nonneg[0]) if nonneg.size else 256)
-    # p * scale + offset == q_scale * (q_mul * p + q_add) with small integers q_mul, q_add
-    ratio = Fraction(offset / scale).limit_denominator(256)
-    if abs(float(ratio) - offset / scale) > 1e-6 * max(1.0, abs(offset / scale)):
-        raise UnsupportedModelError(
-            f"Rescaling offset/scale = {offset / scale} is not a simple fraction.", rescaling, 0,
-            "Use e.g. Rescaling(1/255) or Rescaling(1/127.5, offset=-1).")
-    q_mul, q_add = ratio.denominator, ratio.numerator
-    q_scale = scale / q_mul
-    pad_q = 0
-    if group.is_conv and group.layer.padding == "same" and float(np.asarray(group.layer.pad_values)) == 1.0:
-        pad_q = round(1.0 / q_scale)
-        if abs(pad_q * q_scale - 1.0) > 1e-9:
-            raise UnsupportedModelError(
-                "pad_values=1 on the first layer needs 1.0 to be a whole number of input steps "
-                f"(1/{q_scale} is not an integer).", group.layer, group.index, "Use pad_values=0.")
-    return InputSpec(shape=shape, mode="uint8", q_mul=q_mul, q_add=q_add, q_scale=q_scale, pad_q=pad_q)
 
 
 def _conv_geometry(group, in_shape):
