@@ -64,14 +64,11 @@ import math
 import numpy as np
 
 from .errors import UnsupportedModelError
+from .fixed_point import (ADD_LEFT_SHIFT, INT32_MAX, INT32_MIN, QMAX, QMIN, QUANT_KINDS,  # noqa: F401
+                          mbqm, rdbpot, srdhm)
 from .graph import Graph, Op, Tensor
 
-QMIN, QMAX = -128, 127
-INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
-ADD_LEFT_SHIFT = 20
 LOGIT_BITS = 20  # the int32 logits use about +-2^20 for the calibrated logit range
-QUANT_KINDS = ("conv_s8", "depthwise_s8", "dense_s8", "requant", "lut", "add_s8", "concat_s8", "bits_to_s8",
-               "avg_pool_s8", "global_avg_s8")
 SUPPORTED = ("quantize='int8' supports the graph ops conv / depthwise / dense (float or binary weights), "
              "affine (bias, batch norm, Rescaling), relu / relu6 / hard_tanh / leaky_relu / tanh / sigmoid, "
              "add, concatenate, max / average / global pooling, flatten / reshape, sign and thresholds, "
@@ -104,31 +101,6 @@ def quantize_multiplier(real):
     if e > 30:
         raise ValueError(f"multiplier {real:g} is too large for the fixed-point scheme")
     return m, e
-
-
-def srdhm(a, b):
-    """gemmlowp's SaturatingRoundingDoublingHighMul on int64 arrays holding int32 values."""
-    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
-    ab = a * b
-    num = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    res = np.where(num >= 0, num >> 31, -((-num) >> 31))  # division by 2^31 truncating toward zero
-    return np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, res)
-
-
-def rdbpot(x, e):
-    """Rounding arithmetic right shift (gemmlowp's RoundingDivideByPOT), e >= 0 (array or int)."""
-    x, e = np.asarray(x, dtype=np.int64), np.asarray(e, dtype=np.int64)
-    mask = (np.int64(1) << e) - 1
-    rem = x & mask
-    thr = (mask >> 1) + (x < 0)
-    return (x >> e) + (rem > thr)
-
-
-def mbqm(x, m, shift):
-    """MultiplyByQuantizedMultiplier(x, M, shift), broadcasting over arrays."""
-    shift = np.asarray(shift, dtype=np.int64)
-    left, right = np.maximum(shift, 0), np.maximum(-shift, 0)
-    return rdbpot(srdhm(np.asarray(x, dtype=np.int64) << left, m), right)
 
 
 def _multipliers(real):
@@ -643,81 +615,3 @@ def run(graph, x_float, **kw):
     out = graph_reference.run(graph, quantize_input(graph, x_float), **kw)
     out["real_logits"] = out["logits"].astype(np.float64) * graph.quant["output_scale"]
     return out
-
-
-# --------------------------------------------------------------------------------------------------
-# Reference semantics of the new ops (called by keras_ebnn.graph_reference.run_op)
-
-
-def _windows(x, geom, fill, kind="conv"):
-    from .graph_reference import _windows as win
-    if kind == "conv":
-        return win(x.reshape((x.shape[0],) + tuple(geom.in_shape)), geom.kernel, geom.strides, geom.pad,
-                   geom.conv_shape, fill)
-    return win(x.reshape((x.shape[0],) + tuple(geom["in_shape"])), geom["pool"], geom["strides"], geom["pad"],
-               geom["out_hw"], fill)
-
-
-def run_op(graph, op, args):
-    p, kind = op.params, op.kind
-    n = args[0].shape[0]
-    out_shape = graph.tensors[op.output].shape
-    if kind in ("conv_s8", "depthwise_s8"):
-        v = args[0].astype(np.int64) - p["zp"]
-        win = _windows(v, p["geometry"], np.int64(p["pad_q"]))  # (N, OH, OW, KH, KW, C)
-        w = p["weights"].astype(np.int64)
-        if kind == "conv_s8":
-            cols = win.reshape(win.shape[:3] + (-1,))
-            acc = cols @ w.reshape(-1, w.shape[-1])
-        else:
-            acc = np.einsum("nyxhwc,hwcm->nyxcm", win, w).reshape(win.shape[:3] + (-1,))
-        acc = acc + p["bias"]
-        stage = p.get("stage")
-        if p.get("pool") is not None:
-            sign = np.ones(acc.shape[-1], np.int64)
-            if stage is not None and stage["kind"] == "requant":
-                sign = np.where(np.asarray(stage["M"]) < 0, -1, 1)  # the minimum for negative multipliers
-            from .graph_reference import _max_pool
-            acc = _max_pool(acc * sign, p["pool"]).reshape((n,) + tuple(p["pool"]["out_hw"]) + (-1,)) * sign
-        if stage is None:
-            return acc.reshape((n,) + out_shape)
-        if stage["kind"] == "requant":
-            r = mbqm(acc - stage["zp_in"], stage["M"], stage["shift"])
-            return np.clip(stage["zp_out"] + stage["offset"] + r, stage["lo"], stage["hi"]).reshape((n,) + out_shape)
-        return (np.where(stage["flip"], -acc, acc) >= stage["threshold"]).reshape((n,) + out_shape)
-    if kind == "dense_s8":
-        v = args[0].astype(np.int64) - p["zp"]
-        return v @ p["weights"].astype(np.int64) + p["bias"]
-    if kind == "requant":
-        src = graph.tensors[op.inputs[0]]
-        x = np.where(args[0], 1, -1) if src.dtype == "bits" else args[0].astype(np.int64)
-        rows = x.reshape(n, -1, len(p["M"]))  # element i uses entry i % len(M)
-        r = mbqm(rows - p["zp_in"], p["M"], p["shift"])
-        y = np.clip(p["zp_out"] + p["offset"] + r, p["lo"], p["hi"]).astype(np.int64)
-        return y.reshape((n,) + out_shape)
-    if kind == "lut":
-        return p["table"][args[0].astype(np.int64) - QMIN]
-    if kind == "add_s8":
-        total = 0
-        for a, z, m, e in zip(args, p["zp_in"], p["M_in"], p["shift_in"]):
-            total = total + mbqm((a.astype(np.int64) - z) << ADD_LEFT_SHIFT, m, e)
-        return np.clip(p["zp_out"] + mbqm(total, p["M_out"], p["shift_out"]), QMIN, QMAX)
-    if kind == "concat_s8":
-        parts = []
-        for a, z, m, e, c in zip(args, p["zp_in"], p["M_in"], p["shift_in"], p["copy"]):
-            a = a.astype(np.int64)
-            parts.append(a if c else np.clip(p["zp_out"] + mbqm(a - z, m, e), QMIN, QMAX))
-        return np.concatenate(parts, axis=-1)
-    if kind == "bits_to_s8":
-        return np.where(args[0], 1, -1).astype(np.int64)
-    if kind in ("avg_pool_s8", "global_avg_s8"):
-        from .graph_reference import _in_bounds
-        geom = p["geometry"]
-        v = args[0].astype(np.int64) - p["zp"]
-        s = _windows(v, geom, np.int64(0), kind="pool").sum(axis=(3, 4))
-        cnt = _in_bounds(geom).sum(axis=(2, 3))[None, :, :, None].astype(np.int64)
-        half = cnt // 2
-        num = np.where(s >= 0, s + half, s - half)
-        q = np.where(num >= 0, num // cnt, -((-num) // cnt))  # C division, truncating
-        return (p["zp"] + q).reshape((n,) + out_shape)
-    raise ValueError(f"unknown op kind {kind!r}")

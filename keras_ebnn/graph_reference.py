@@ -13,9 +13,8 @@ from types import SimpleNamespace
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from . import graph_quant
 from .blocks import class_threshold, classes_of
-from .graph_quant import QUANT_KINDS
+from .fixed_point import ADD_LEFT_SHIFT, QMAX, QMIN, QUANT_KINDS, mbqm
 
 BATCH = 256
 
@@ -274,7 +273,7 @@ def run_op(graph, op, args):
     if kind == "sign":
         return args[0] >= 0
     if kind in QUANT_KINDS:  # integer-only graphs (keras_ebnn.graph_quant defines them)
-        return graph_quant.run_op(graph, op, args)
+        return run_quant_op(graph, op, args)
     if kind == "threshold":
         x = args[0]
         return np.where(p["flip"], -x, x) >= p["threshold"].astype(x.dtype if x.dtype == np.float32 else np.float64)
@@ -367,3 +366,78 @@ def _as_graph(model):
         return model
     graph = getattr(model, "graph", None)  # exporters/graph_c.py GraphModel
     return graph if graph is not None else from_lowered(model)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reference semantics of the integer-only ops (keras_ebnn.graph_quant builds them; called by run_op)
+
+
+def _quant_windows(x, geom, fill, kind="conv"):
+    if kind == "conv":
+        return _windows(x.reshape((x.shape[0],) + tuple(geom.in_shape)), geom.kernel, geom.strides, geom.pad,
+                   geom.conv_shape, fill)
+    return _windows(x.reshape((x.shape[0],) + tuple(geom["in_shape"])), geom["pool"], geom["strides"], geom["pad"],
+               geom["out_hw"], fill)
+
+
+def run_quant_op(graph, op, args):
+    p, kind = op.params, op.kind
+    n = args[0].shape[0]
+    out_shape = graph.tensors[op.output].shape
+    if kind in ("conv_s8", "depthwise_s8"):
+        v = args[0].astype(np.int64) - p["zp"]
+        win = _quant_windows(v, p["geometry"], np.int64(p["pad_q"]))  # (N, OH, OW, KH, KW, C)
+        w = p["weights"].astype(np.int64)
+        if kind == "conv_s8":
+            cols = win.reshape(win.shape[:3] + (-1,))
+            acc = cols @ w.reshape(-1, w.shape[-1])
+        else:
+            acc = np.einsum("nyxhwc,hwcm->nyxcm", win, w).reshape(win.shape[:3] + (-1,))
+        acc = acc + p["bias"]
+        stage = p.get("stage")
+        if p.get("pool") is not None:
+            sign = np.ones(acc.shape[-1], np.int64)
+            if stage is not None and stage["kind"] == "requant":
+                sign = np.where(np.asarray(stage["M"]) < 0, -1, 1)  # the minimum for negative multipliers
+            acc = _max_pool(acc * sign, p["pool"]).reshape((n,) + tuple(p["pool"]["out_hw"]) + (-1,)) * sign
+        if stage is None:
+            return acc.reshape((n,) + out_shape)
+        if stage["kind"] == "requant":
+            r = mbqm(acc - stage["zp_in"], stage["M"], stage["shift"])
+            return np.clip(stage["zp_out"] + stage["offset"] + r, stage["lo"], stage["hi"]).reshape((n,) + out_shape)
+        return (np.where(stage["flip"], -acc, acc) >= stage["threshold"]).reshape((n,) + out_shape)
+    if kind == "dense_s8":
+        v = args[0].astype(np.int64) - p["zp"]
+        return v @ p["weights"].astype(np.int64) + p["bias"]
+    if kind == "requant":
+        src = graph.tensors[op.inputs[0]]
+        x = np.where(args[0], 1, -1) if src.dtype == "bits" else args[0].astype(np.int64)
+        rows = x.reshape(n, -1, len(p["M"]))  # element i uses entry i % len(M)
+        r = mbqm(rows - p["zp_in"], p["M"], p["shift"])
+        y = np.clip(p["zp_out"] + p["offset"] + r, p["lo"], p["hi"]).astype(np.int64)
+        return y.reshape((n,) + out_shape)
+    if kind == "lut":
+        return p["table"][args[0].astype(np.int64) - QMIN]
+    if kind == "add_s8":
+        total = 0
+        for a, z, m, e in zip(args, p["zp_in"], p["M_in"], p["shift_in"]):
+            total = total + mbqm((a.astype(np.int64) - z) << ADD_LEFT_SHIFT, m, e)
+        return np.clip(p["zp_out"] + mbqm(total, p["M_out"], p["shift_out"]), QMIN, QMAX)
+    if kind == "concat_s8":
+        parts = []
+        for a, z, m, e, c in zip(args, p["zp_in"], p["M_in"], p["shift_in"], p["copy"]):
+            a = a.astype(np.int64)
+            parts.append(a if c else np.clip(p["zp_out"] + mbqm(a - z, m, e), QMIN, QMAX))
+        return np.concatenate(parts, axis=-1)
+    if kind == "bits_to_s8":
+        return np.where(args[0], 1, -1).astype(np.int64)
+    if kind in ("avg_pool_s8", "global_avg_s8"):
+        geom = p["geometry"]
+        v = args[0].astype(np.int64) - p["zp"]
+        s = _quant_windows(v, geom, np.int64(0), kind="pool").sum(axis=(3, 4))
+        cnt = _in_bounds(geom).sum(axis=(2, 3))[None, :, :, None].astype(np.int64)
+        half = cnt // 2
+        num = np.where(s >= 0, s + half, s - half)
+        q = np.where(num >= 0, num // cnt, -((-num) // cnt))  # C division, truncating
+        return (p["zp"] + q).reshape((n,) + out_shape)
+    raise ValueError(f"unknown op kind {kind!r}")

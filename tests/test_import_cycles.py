@@ -135,20 +135,10 @@ def describe(comp, graph, mods):
     return "\n".join(lines)
 
 
-# Cycles that exist today and are still to be removed (issue 20): the merge of the one-pipeline refactor
-# (exporters/c.py delegates to the one emitter in exporters/graph_c.py, which uses c.py's shared helpers;
-# the chain front end lowering.py builds on graph.py's geometry while graph.py reads chains) and of the
-# fusion pass (graph_fuse.py <-> graph.py / graph_reference.py) brought them in. Each is a set of modules
-# that import one another; a cycle among any other modules, or one that grows beyond its set, fails.
-KNOWN_CYCLES = [
-    {"keras_ebnn.graph_reference", "keras_ebnn.graph_quant"},
-]
-
-
 def test_package_has_no_import_cycles():
     graph, mods = import_graph(package_dirs())
     assert "keras_ebnn.exporters.c" in graph and "keras_ebnn.exporting" in graph  # the mapping was read
-    found = [c for c in cycles(graph) if not any(set(c) <= known for known in KNOWN_CYCLES)]
+    found = cycles(graph)
     assert not found, "import cycles (module-level and function-level imports count):\n" + "\n\n".join(
         describe(c, graph, mods) for c in found)
 
