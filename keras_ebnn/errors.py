@@ -66,7 +66,6 @@ class UnsupportedModelError(ValueError):
         self.args = (f"{message}\n{supported}",)
         return self
 
-    listing = retarget  # (the name the one-pipeline refactor used)
 
 
 class ModelFileError(UnsupportedModelError):

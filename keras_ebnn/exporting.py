@@ -161,9 +161,7 @@ def summary(model, print_fn=print):
     from .exporters.c import memory_plan
 
     lowered = lower_for_export(model)
-    from .exporters.graph_c import check_c_limits
-    check_c_limits(lowered)
-    plan = memory_plan(lowered)
+    plan = memory_plan(lowered)  # refuses parameters the C types cannot hold (graph_c.check_c_limits)
     text = report.table(lowered, plan) + "\n" + report.totals_text(lowered, plan)
     if print_fn is not None:
         print_fn(text)
@@ -226,8 +224,6 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
     _check_quantize(quantize, representative_data, float_weights, target)
     lowered = lower_for_export(model, name, float_weights=float_weights, quantize=quantize,
                                representative_data=representative_data)
-    from .exporters.graph_c import check_c_limits
-    check_c_limits(lowered)  # parameters the C types cannot hold: refused, naming the layer
     lowered.name = name
     if verify_inputs is not None:  # before any file is written: data the model cannot read
         from .verify import check_inputs

@@ -149,7 +149,7 @@ from . import graph_int8, thresholds
 from ._tf import import_larq
 from .blocks import (BinaryConvBlock, BinaryDenseBlock, ConvGeometry, InputConvBlock, InputSpec, OutputDenseBlock,
                      integer_range, spatial)
-from .errors import SUPPORTED, UnsupportedModelError
+from .errors import UnsupportedModelError
 
 DTYPES = ("bits", "int", "float32", "int8")  # int8: integer-only graphs (graph_quant)
 SIGN_QUANTIZERS = {"ste_sign", "approx_sign", "swish_sign", "SteSign", "ApproxSign", "SwishSign"}
