@@ -276,15 +276,21 @@ def test_one_byte_that_crashes_or_hangs_hdf5(files, tmp_path, capsys, monkeypatc
     path.write_bytes(bytes(data))
     try:
         raw = subprocess.run([sys.executable, "-c", RAW_READ, str(path)], capture_output=True, timeout=5)
-        reproduced = raw.returncode < 0
+        crashed, hung = raw.returncode < 0, False
     except subprocess.TimeoutExpired:
-        reproduced = True
+        crashed, hung = False, True
     monkeypatch.setenv("KERAS_EBNN_LOAD_SECONDS", "3")
     result = run_cli([path, "-o", tmp_path / "out"], capsys, tmp_path)
     assert_clean_failure(result, files, tmp_path / "out")
     assert result[0] == 1
-    if reproduced:  # (another HDF5 build may read these bytes differently: then any clean error)
+    if crashed:  # (another HDF5 build may read these bytes differently: then any clean error)
         assert death in result[2], result[2]
+    elif hung:
+        # RAW_READ exceeding 5 s on a loaded 2-core machine is not proof of an endless loop, and the
+        # checker reads in another order than RAW_READ: either the time limit stops it or HDF5 reports
+        # the damage first -- both one clean line, never a hang or a crash of the CLI.
+        assert ("took longer than its time limit" in result[2]
+                or "not a valid .h5 model file" in result[2]), result[2]
 
 
 def test_the_child_has_the_8_gib_address_space_limit(files, tmp_path, capsys, monkeypatch):
