@@ -47,7 +47,7 @@ import numpy as np
 from keras_ebnn.blocks import class_threshold
 from keras_ebnn.graph import Op, Tensor
 from keras_ebnn.graph_fuse import all_ops, streamed_producer
-from keras_ebnn.graph_memory import plan_memory
+from keras_ebnn.graph_memory import conv_s8_bits, plan_memory
 
 from . import c_common as chain
 from .measured import GRAPH_CODE_BYTES, GRAPH_STACK_BY_TARGET  # measured: exporters/measured.py
@@ -526,7 +526,7 @@ def graph_functions(graph, plan):
         called.add("conv core")  # the float32 / int8-weight conv and depthwise entry points share one core
     if any("_pool_" in f and not f.endswith("_s8") for f in called):
         called.add("pool helpers")
-    if called & {"ebnn_conv_s8", "ebnn_depthwise_s8"}:
+    if called & {"ebnn_conv_s8", "ebnn_conv_s8_bits", "ebnn_depthwise_s8"}:
         called.add("conv_s8 core")
     if called & {"ebnn_max_pool_s8", "ebnn_avg_pool_s8"}:
         called.add("pool_s8 core")
@@ -1105,7 +1105,11 @@ def _quant_header(graph, name):
 def _quant_op_data(graph, op):
     p, kind = op.params, op.kind
     data, window = {}, None
-    if kind == "conv_s8":  # rows of k4 int8 per output channel, little-endian in words (ebnn_conv_s8.c)
+    bits = conv_s8_bits(op)
+    if bits is not None:  # binary weights: sign nibbles and magnitudes (ebnn_conv_s8_bits)
+        data["w"] = ("uint8_t", bits[0].astype(np.int64))
+        data["mag"] = ("int32_t", bits[1])
+    elif kind == "conv_s8":  # rows of k4 int8 per output channel, little-endian in words (ebnn_conv_s8.c)
         w = np.asarray(p["weights"], dtype=np.int64)
         rows = w.reshape(-1, w.shape[-1]).T
         k4 = -(-rows.shape[1] // 4) * 4
@@ -1163,6 +1167,9 @@ def _quant_op_code(graph, e, op, pre, ins, out, scratch_offset=None):
         q = f"&{pre}qout" if stage is not None else "NULL"
         scratch = "NULL" if scratch_offset is None else f"(int32_t *)(arena + {scratch_offset // 4})"
         target = out if t_out.dtype != "bits" else e.ptr(op.output)
+        if conv_s8_bits(op) is not None:
+            return _call_lines(f"ebnn_conv_s8_bits(&{pre}win, {pool}, {ins[0]}, {p['zp']}, {p['pad_q']}, {pre}w, "
+                               f"{pre}mag, {pre}bias, {per}u, {qkind}, {q}, {target}, {scratch})")
         return _call_lines(f"ebnn_{kind}(&{pre}win, {pool}, {ins[0]}, {p['zp']}, {p['pad_q']}, {pre}w, {pre}bias, "
                            f"{per}u, {qkind}, {q}, {target}, {scratch})")
     if kind == "dense_s8":

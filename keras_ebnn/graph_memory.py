@@ -59,15 +59,43 @@ def scratch_bytes(op):
     if op.kind == "conv_pool":  # keras_ebnn/graph_fuse.py: one conv position's accumulators + the pool's
         from .graph_fuse import scratch_bytes as conv_pool_scratch
         return conv_pool_scratch(op)
+    if op.kind == "conv_s8" and conv_s8_bits(op) is not None:  # runtime_c EBNN_CONV_S8_BITS_SCRATCH
+        k4 = -(-int(np.prod(op.params["weights"].shape[:3])) // 4) * 4
+        return 4 * (op.params["weights"].shape[-1] * (3 if op.params.get("pool") is not None else 2) + 5 * k4)
     if op.kind in ("conv_s8", "depthwise_s8"):  # integer-only graphs: runtime_c EBNN_CONV_S8_SCRATCH
-        w = op.params["weights"]  # the accumulators of one (two, with a pool) position(s) + the conv's patch
+        w = op.params["weights"]  # the accumulators of two positions (+ the pool's) + the conv's two patches
         fused = op.params.get("pool") is not None or bool(op.params.get("stage"))
         n_out = w.shape[-1] * (w.shape[2] if op.kind == "depthwise_s8" else 1)
         k4 = 0 if op.kind == "depthwise_s8" else -(-int(np.prod(w.shape[:3])) // 4) * 4
         if op.kind == "depthwise_s8" and not fused:
             return 0
-        return 4 * (n_out * (2 if op.params.get("pool") is not None else 1) + k4 // 2)
+        return 4 * (n_out * (3 if op.params.get("pool") is not None else 2) + k4)
     return 0
+
+
+def conv_s8_bits(op):
+    """(sign nibbles, magnitudes) of an int8 conv (keras_ebnn/graph_quant.py "conv_s8") whose weights are
+    binary (each output channel's weights +-m, m > 0: a binary-weight conv on an int8 map), for
+    runtime_c's ebnn_conv_s8_bits: uint8 (out_c, (k4 / 4 + 1) // 2), per output channel the sign nibble of
+    each group of four taps (bit i = tap 4g + i is +m; (KH, KW, C) tap order; low half of the byte for
+    an even group), and int64 m (out_c,). None when the weights are not binary or the kernel's 16-bit
+    sums could overflow (taps * max |x - zp| > 32767): the export then keeps int8 weights."""
+    if op.kind != "conv_s8":
+        return None
+    w = np.asarray(op.params["weights"], dtype=np.int64)
+    rows = w.reshape(-1, w.shape[-1])
+    mag = np.abs(rows).max(axis=0)
+    if rows.size == 0 or np.any(mag == 0) or not np.all(np.abs(rows) == mag):
+        return None
+    zp, pad_q = int(op.params["zp"]), int(op.params.get("pad_q", 0))
+    if rows.shape[0] * max(127 - zp, zp + 128, abs(pad_q)) > 32767:
+        return None
+    k4 = -(-rows.shape[0] // 4) * 4
+    groups = k4 // 4
+    signs = np.zeros((rows.shape[1], k4 + (4 if groups % 2 else 0)), np.int64)
+    signs[:, :rows.shape[0]] = (rows > 0).T
+    nib = (signs.reshape(rows.shape[1], -1, 4) << np.arange(4)).sum(axis=2)
+    return (nib[:, 0::2] | (nib[:, 1::2] << 4)).astype(np.uint8), mag
 
 
 def _stream_layout(graph):

@@ -258,7 +258,9 @@ typedef struct {
 } ebnn_qout_t;
 /* int32 scratch values of an int8 conv: n_out per conv output (twice with a pool) + the patch of
  * k4 int16 (conv: kh * kw * in_c rounded up to a multiple of 4; depthwise: 0) */
-#define EBNN_CONV_S8_SCRATCH(n_out, pool, k4) ((n_out) * ((pool) ? 2u : 1u) + (k4) / 2u)
+#define EBNN_CONV_S8_SCRATCH(n_out, pool, k4) ((n_out) * ((pool) ? 3u : 2u) + (k4))
+/* ebnn_conv_s8_bits: the same + 16 subset sums per group of four taps */
+#define EBNN_CONV_S8_BITS_SCRATCH(n_out, pool, k4) (EBNN_CONV_S8_SCRATCH(n_out, pool, k4) + 4u * (k4))
 
 /* ebnn_requant's element types (integer-only graphs, keras_ebnn/graph_quant.py). */
 #define EBNN_Q_U8 0  /* uint8_t (the raw model input) */
@@ -407,6 +409,14 @@ int ebnn_conv_s8(const ebnn_window_t *g, const ebnn_window_t *pool, const int8_t
                  int32_t *scratch);
 int ebnn_depthwise_s8(const ebnn_window_t *g, const ebnn_window_t *pool, const int8_t *in, int32_t zp,
                       int32_t pad_q, const int8_t *w, const int32_t *bias, uint16_t mult, int kind,
+                      const ebnn_qout_t *q, void *out, int32_t *scratch);
+/* ebnn_conv_s8 with binary weights (each output channel's weights +-mag[o]) stored as bits: per output
+ * channel (k4 / 4 + 1) / 2 bytes, the sign nibble of taps 4g .. 4g + 3 (bit i: tap 4g + i is +mag, taps in
+ * the conv's (KH, KW, C) order) in the low (even g) or high (odd g) half of byte g / 2. Exact when
+ * kh * kw * in_c * max|x - zp| (and |pad_q|) <= 32767 (the export checks it); scratch:
+ * EBNN_CONV_S8_BITS_SCRATCH int32s. */
+int ebnn_conv_s8_bits(const ebnn_window_t *g, const ebnn_window_t *pool, const int8_t *in, int32_t zp, int32_t pad_q,
+                      const uint8_t *w, const int32_t *mag, const int32_t *bias, uint16_t out_c, int kind,
                       const ebnn_qout_t *q, void *out, int32_t *scratch);
 int ebnn_dense_s8(uint32_t rows, uint32_t n_in, uint32_t n_out, const int8_t *in, int32_t zp, const int8_t *w,
                   const int32_t *bias, int32_t *out);

@@ -278,3 +278,38 @@ def test_report_stack_bounds_int8_builds(target, tmp_path):
         for opt in ("-O2", "-Os"):
             deepest = max(c.bytes for c in stackcheck.analyze(tmp_path / gm.name, target, opt).values())
             assert plan["totals"]["ram_bytes"] >= plan["arena_bytes"] + deepest, (seed, opt, deepest)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (have("arm-none-eabi-gcc") and have("qemu-system-arm")), reason="no Arm toolchain / QEMU")
+@pytest.mark.parametrize("cpu", ["cortex-m7", "cortex-m0plus"])
+def test_int8_convs_on_cortex_m_equal_reference(cpu, tmp_path):
+    """The int8 conv kernel's core-specific paths (runtime_c/ebnn_conv_s8.c: __smlad dot products two
+    positions at a time, the four-taps-per-word patch reads on a DSP core; the portable loops on the
+    M0+) give the reference's int32 logits bit for bit under QEMU: random graphs (odd and even pool
+    windows, padding, strides, channel counts) and the float-stem / residual BNNs."""
+    sys.path.insert(0, str(ROOT))
+    from bench.targets import cortexm
+    from keras_ebnn.exporters.c import export_c
+    from keras_ebnn.exporters.graph_c import GraphModel
+    tf, lq = import_larq()
+    rng = np.random.default_rng(7)
+    cases = []
+    for seed in (1, 9, 28):
+        model, x, _ = random_graph(seed, n_inputs=8)
+        cases.append((f"r{seed}", graph_quant.quantize_graph(model, x, f"r{seed}"), x))
+    x = rng.integers(0, 256, (8, 28, 28, 1)).astype(np.uint8)
+    for residual in (False, True):
+        xin = x if not residual else (x / 255.0).astype(np.float32)
+        model = _calibrated(_float_stem(tf, lq, input_uint8=not residual, residual=residual), x)
+        cases.append((f"s{int(residual)}", graph_quant.quantize_graph(model, xin, f"s{int(residual)}"), xin))
+    n_conv = 0
+    for name, g, xs in cases:
+        n_conv += sum(op.kind == "conv_s8" for op in g.ops)
+        export_c(GraphModel(g), tmp_path / name, name)
+        r = cortexm.build_and_run(tmp_path / name, name, graph_quant.quantize_input(g, xs), cpu=cpu,
+                                  workdir=tmp_path / f"b{name}", flags=["-DSCORE_T=int32_t"])
+        ref = graph_quant.run(g, xs)
+        assert np.array_equal(r["classes"], ref["classes"]), name
+        assert np.array_equal(np.asarray(r["logits"]).view(np.int32), ref["logits"].astype(np.int32)), name
+    assert n_conv >= 4
