@@ -47,7 +47,7 @@ import numpy as np
 from keras_ebnn.blocks import class_threshold
 from keras_ebnn.graph import Op, Tensor
 from keras_ebnn.graph_fuse import all_ops, streamed_producer
-from keras_ebnn.graph_memory import conv_s8_bits, plan_memory
+from keras_ebnn.graph_memory import conv_s8_bits, conv_s8_cache, plan_memory
 
 from . import c_common as chain
 from .measured import GRAPH_CODE_BYTES, GRAPH_STACK_BY_TARGET  # measured: exporters/measured.py
@@ -1167,11 +1167,12 @@ def _quant_op_code(graph, e, op, pre, ins, out, scratch_offset=None):
         q = f"&{pre}qout" if stage is not None else "NULL"
         scratch = "NULL" if scratch_offset is None else f"(int32_t *)(arena + {scratch_offset // 4})"
         target = out if t_out.dtype != "bits" else e.ptr(op.output)
+        rows = f"{conv_s8_cache(op)[0]}u, " if kind == "conv_s8" else ""  # the row cache's rows (0: none)
         if conv_s8_bits(op) is not None:
             return _call_lines(f"ebnn_conv_s8_bits(&{pre}win, {pool}, {ins[0]}, {p['zp']}, {p['pad_q']}, {pre}w, "
-                               f"{pre}mag, {pre}bias, {per}u, {qkind}, {q}, {target}, {scratch})")
+                               f"{pre}mag, {pre}bias, {per}u, {qkind}, {q}, {target}, {rows}{scratch})")
         return _call_lines(f"ebnn_{kind}(&{pre}win, {pool}, {ins[0]}, {p['zp']}, {p['pad_q']}, {pre}w, {pre}bias, "
-                           f"{per}u, {qkind}, {q}, {target}, {scratch})")
+                           f"{per}u, {qkind}, {q}, {target}, {rows}{scratch})")
     if kind == "dense_s8":
         n_in = t_in.shape[-1]
         return _call_lines(f"ebnn_dense_s8({t_in.size // n_in}u, {n_in}u, {c}u, {ins[0]}, {p['zp']}, {pre}w, {pre}bias, "

@@ -61,7 +61,8 @@ def scratch_bytes(op):
         return conv_pool_scratch(op)
     if op.kind == "conv_s8" and conv_s8_bits(op) is not None:  # runtime_c EBNN_CONV_S8_BITS_SCRATCH
         k4 = -(-int(np.prod(op.params["weights"].shape[:3])) // 4) * 4
-        return 4 * (op.params["weights"].shape[-1] * (3 if op.params.get("pool") is not None else 2) + 5 * k4)
+        return 4 * (op.params["weights"].shape[-1] * (3 if op.params.get("pool") is not None else 2) + 5 * k4
+                    + conv_s8_cache(op)[1])
     if op.kind in ("conv_s8", "depthwise_s8"):  # integer-only graphs: runtime_c EBNN_CONV_S8_SCRATCH
         w = op.params["weights"]  # the accumulators of two positions (+ the pool's) + the conv's two patches
         fused = op.params.get("pool") is not None or bool(op.params.get("stage"))
@@ -69,8 +70,27 @@ def scratch_bytes(op):
         k4 = 0 if op.kind == "depthwise_s8" else -(-int(np.prod(w.shape[:3])) // 4) * 4
         if op.kind == "depthwise_s8" and not fused:
             return 0
-        return 4 * (n_out * (3 if op.params.get("pool") is not None else 2) + k4)
+        return 4 * (n_out * (3 if op.params.get("pool") is not None else 2) + k4 + conv_s8_cache(op)[1])
     return 0
+
+
+CONV_S8_CACHE_MAX = 4096  # bytes: the largest row cache an int8 conv takes (else its windows are read per position)
+
+
+def conv_s8_cache(op):
+    """(rows, int32 words) of an int8 conv's row cache (runtime_c ebnn_conv_s8 `rows`, EBNN_CONV_S8_CACHE:
+    the input rows one pooled output reads, converted once to int16), (0, 0) without one: when the
+    windows do not overlap (nothing to reuse) or the cache would exceed CONV_S8_CACHE_MAX bytes."""
+    if op.kind != "conv_s8":
+        return 0, 0
+    geom, pool = op.params["geometry"], op.params.get("pool")
+    (kh, kw), (sh, sw) = geom.kernel, geom.strides
+    if kh <= sh and kw <= sw:
+        return 0, 0
+    rows = ((pool["pool"][0] if pool is not None else 2) - 1) * sh + kh
+    cols = (geom.conv_shape[1] - 1) * sw + kw
+    n = rows + (rows * cols * geom.in_shape[2] + 1) // 2
+    return (rows, n) if 4 * n <= CONV_S8_CACHE_MAX else (0, 0)
 
 
 def conv_s8_bits(op):

@@ -259,6 +259,9 @@ typedef struct {
 /* int32 scratch values of an int8 conv: n_out per conv output (twice with a pool) + the patch of
  * k4 int16 (conv: kh * kw * in_c rounded up to a multiple of 4; depthwise: 0) */
 #define EBNN_CONV_S8_SCRATCH(n_out, pool, k4) ((n_out) * ((pool) ? 3u : 2u) + (k4))
+/* + a row cache (conv_s8 / conv_s8_bits with rows != 0): rows input rows of cols = (out_w - 1) * sw + kw
+ * columns of in_c int16, and the rows' numbers */
+#define EBNN_CONV_S8_CACHE(rows, cols, in_c) ((rows) + ((rows) * (cols) * (in_c) + 1u) / 2u)
 /* ebnn_conv_s8_bits: the same + 16 subset sums per group of four taps */
 #define EBNN_CONV_S8_BITS_SCRATCH(n_out, pool, k4) (EBNN_CONV_S8_SCRATCH(n_out, pool, k4) + 4u * (k4))
 
@@ -402,11 +405,13 @@ uint32_t ebnn_conv_pool_need(const ebnn_conv_pool_t *p, uint32_t row);
  * no floating point. conv / depthwise / dense: acc = bias[o] + sum (x - zp) * w over the taps (a tap
  * outside the input is worth pad_q), weights int8 in the float ops' layouts. */
 /* conv / depthwise: an optional max pool (pool NULL: none) and output stage (kind, q: see
- * ebnn_conv_s8.c) are fused in, computed per pooled output; scratch: EBNN_CONV_S8_SCRATCH int32s.
+ * ebnn_conv_s8.c) are fused in, computed per pooled output; scratch: EBNN_CONV_S8_SCRATCH int32s
+ * (+ EBNN_CONV_S8_CACHE with rows != 0: a conv's input rows converted once, (pool_kh or 2 without a
+ * pool, - 1) * sh + kh of them; rows = 0: each position's window read from the input).
  * The conv's weights are rows of k4 int8 per output channel packed little-endian in 32-bit words. */
 int ebnn_conv_s8(const ebnn_window_t *g, const ebnn_window_t *pool, const int8_t *in, int32_t zp, int32_t pad_q,
                  const uint32_t *w, const int32_t *bias, uint16_t out_c, int kind, const ebnn_qout_t *q, void *out,
-                 int32_t *scratch);
+                 uint16_t rows, int32_t *scratch);
 int ebnn_depthwise_s8(const ebnn_window_t *g, const ebnn_window_t *pool, const int8_t *in, int32_t zp,
                       int32_t pad_q, const int8_t *w, const int32_t *bias, uint16_t mult, int kind,
                       const ebnn_qout_t *q, void *out, int32_t *scratch);
@@ -417,7 +422,7 @@ int ebnn_depthwise_s8(const ebnn_window_t *g, const ebnn_window_t *pool, const i
  * EBNN_CONV_S8_BITS_SCRATCH int32s. */
 int ebnn_conv_s8_bits(const ebnn_window_t *g, const ebnn_window_t *pool, const int8_t *in, int32_t zp, int32_t pad_q,
                       const uint8_t *w, const int32_t *mag, const int32_t *bias, uint16_t out_c, int kind,
-                      const ebnn_qout_t *q, void *out, int32_t *scratch);
+                      const ebnn_qout_t *q, void *out, uint16_t rows, int32_t *scratch);
 int ebnn_dense_s8(uint32_t rows, uint32_t n_in, uint32_t n_out, const int8_t *in, int32_t zp, const int8_t *w,
                   const int32_t *bias, int32_t *out);
 /* y = clamp(zp_out + offset[c] + mbqm(x - zp_in, m[c], shift[c]), lo, hi); in / out element types

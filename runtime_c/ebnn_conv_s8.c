@@ -253,7 +253,74 @@ typedef struct {
     uint32_t n, k4;
     int16_t *pa, *pb;   /* the two positions' patches */
     uint32_t *tab;      /* binary weights: 16 subset sums per group of four taps */
+    uint32_t rows, cols; /* row cache (rows != 0): `rows` input rows of `cols` columns (see conv_s8_row) */
+    int32_t *row_of;    /* the input row each cache slot holds */
+    int16_t *cache;
 } conv_s8_job_t;
+
+/* Row cache: the input rows a conv reads as int16 values v = x - zp (pad_q outside the input), each
+ * row `cols` = (out_w - 1) * sw + kw columns from x = -pad_l, in a ring of `rows` slots (input row y in
+ * slot y mod rows: the rows one pooled output reads are consecutive and fit). Each input value is then
+ * converted once per pooled row instead of once per conv position reading it; a patch is row copies. */
+static const int16_t *conv_s8_row(const conv_s8_job_t *jb, int32_t y)
+{
+    const ebnn_window_t *g = jb->g;
+    const int32_t nr = (int32_t)jb->rows;
+    const uint32_t slot = (uint32_t)(((y % nr) + nr) % nr), in_c = g->in_c, len = jb->cols * in_c;
+    int16_t *r = jb->cache + slot * len;
+    if (jb->row_of[slot] != y) {
+        uint32_t i = 0, lead = g->pad_l < jb->cols ? g->pad_l : jb->cols, end = 0;
+        if (y >= 0 && y < (int32_t)g->in_h) { /* columns [lead, end) are inside the input */
+            const int8_t *src = jb->in + (uint32_t)y * g->in_w * in_c;
+            end = jb->cols - lead < g->in_w ? jb->cols : lead + g->in_w;
+            for (i = lead * in_c; i < end * in_c; i++)
+                r[i] = (int16_t)((int32_t)src[i - lead * in_c] - jb->zp);
+        }
+        for (i = 0; i < lead * in_c && end > 0u; i++) /* padding columns (all of a padding row) */
+            r[i] = (int16_t)jb->pad_q;
+        for (i = end > 0u ? end * in_c : 0u; i < len; i++)
+            r[i] = (int16_t)jb->pad_q;
+        jb->row_of[slot] = y;
+    }
+    return r;
+}
+
+/* n int16 values from src to dst */
+static void conv_s8_copy16(int16_t *dst, const int16_t *src, uint32_t n)
+{
+    uint32_t i = 0;
+#if EBNN_CONV_S8_SIMD32 /* unaligned 32-bit copies (ARMv7E-M / ARMv8-M Mainline read and write them) */
+    for (; i + 2u <= n; i += 2u) {
+        uint32_t u;
+        memcpy(&u, src + i, 4);
+        memcpy(dst + i, &u, 4);
+    }
+#endif
+    for (; i < n; i++)
+        dst[i] = src[i];
+}
+
+/* The patches of conv positions (oy, ox) into pa and, when `two`, (yx[2], yx[3]) into pb from the row
+ * cache (as conv_s8_patch; no all-zero test); two positions on the same conv row share the row reads. */
+static void conv_s8_cached_patches(const conv_s8_job_t *jb, const uint32_t *yx, int two)
+{
+    const ebnn_window_t *g = jb->g;
+    const uint32_t row = (uint32_t)g->kw * g->in_c, kh = g->kh, step = (uint32_t)g->sw * g->in_c;
+    const uint32_t offa = yx[1] * step, offb = yx[3] * step;
+    const int32_t ya = (int32_t)(yx[0] * g->sh) - (int32_t)g->pad_t, yb = (int32_t)(yx[2] * g->sh) - (int32_t)g->pad_t;
+    const int same = two && ya == yb;
+    uint32_t ky, i;
+    for (ky = 0; ky < kh; ky++) {
+        const int16_t *ra = conv_s8_row(jb, ya + (int32_t)ky);
+        conv_s8_copy16(jb->pa + ky * row, ra + offa, row);
+        if (two)
+            conv_s8_copy16(jb->pb + ky * row, (same ? ra : conv_s8_row(jb, yb + (int32_t)ky)) + offb, row);
+    }
+    for (i = kh * row; i < jb->k4; i++) { /* at most 3 taps of zero padding */
+        jb->pa[i] = 0;
+        jb->pb[i] = 0;
+    }
+}
 
 /* the 16-bit two's complement value in the low half of x */
 static int32_t sext16(uint32_t x)
@@ -299,23 +366,29 @@ static void conv_s8_bits_two(const conv_s8_job_t *jb, int two, int32_t *acca, in
         t[15] = d + t[7];
         total += t[15];
     }
-    for (o = 0; o < jb->n; o++) {
-        const uint8_t *wb = jb->wn + o * bytes;
+    for (o = 0; o < jb->n; o += 2u) { /* two output channels per pass over the tables */
+        const int pair = o + 1u < jb->n;
+        const uint8_t *w0 = jb->wn + o * bytes, *w1 = pair ? w0 + bytes : w0;
         const uint32_t *tt = jb->tab;
-        uint32_t r = 0, i, m = (uint32_t)EBNN_READ_I32(&jb->mag[o]), bias = (uint32_t)EBNN_READ_I32(&jb->bias[o]);
-        int32_t sa;
+        uint32_t r0 = 0, r1 = 0, i, k;
         for (i = 0; i + 2u <= groups; i += 2u, tt += 32) {
-            uint32_t nib = EBNN_READ_U8(wb++);
-            r += tt[nib & 15u] + tt[16u + (nib >> 4)];
+            uint32_t n0 = EBNN_READ_U8(w0++), n1 = EBNN_READ_U8(w1++);
+            r0 += tt[n0 & 15u] + tt[16u + (n0 >> 4)];
+            r1 += tt[n1 & 15u] + tt[16u + (n1 >> 4)];
         }
-        if (i < groups)
-            r += tt[EBNN_READ_U8(wb) & 15u];
-        r = 2u * r - total;
-        sa = sext16(r);
-        /* bias + mag * S is an accumulator of the reference (within int32): wrapping unsigned arithmetic */
-        acca[o] = (int32_t)(bias + m * (uint32_t)sa);
-        if (two)
-            accb[o] = (int32_t)(bias + m * (uint32_t)sext16((r - (uint32_t)sa) >> 16));
+        if (i < groups) {
+            r0 += tt[EBNN_READ_U8(w0) & 15u];
+            r1 += tt[EBNN_READ_U8(w1) & 15u];
+        }
+        for (k = 0; k < (pair ? 2u : 1u); k++) {
+            uint32_t r = 2u * (k == 0u ? r0 : r1) - total;
+            uint32_t m = (uint32_t)EBNN_READ_I32(&jb->mag[o + k]), bias = (uint32_t)EBNN_READ_I32(&jb->bias[o + k]);
+            int32_t sa = sext16(r);
+            /* bias + mag * S is an accumulator of the reference (within int32): wrapping unsigned arithmetic */
+            acca[o + k] = (int32_t)(bias + m * (uint32_t)sa);
+            if (two)
+                accb[o + k] = (int32_t)(bias + m * (uint32_t)sext16((r - (uint32_t)sa) >> 16));
+        }
     }
 }
 
@@ -338,7 +411,7 @@ static void conv_s8_two(const conv_s8_job_t *jb, const uint32_t *yx, int two, in
     if (two)
         for (j = 0; j < n; j++)
             accb[j] = EBNN_READ_I32(&bias[j]);
-    if (two && (!EBNN_CONV_S8_SIMD32 || (row & 3u) != 0u) && ya >= 0 && yb >= 0 && xa >= 0 && xb >= 0 &&
+    if (two && jb->rows == 0u && (!EBNN_CONV_S8_SIMD32 || (row & 3u) != 0u) && ya >= 0 && yb >= 0 && xa >= 0 && xb >= 0 &&
         ya + (int32_t)kh <= (int32_t)g->in_h && yb + (int32_t)kh <= (int32_t)g->in_h &&
         xa + (int32_t)g->kw <= (int32_t)g->in_w && xb + (int32_t)g->kw <= (int32_t)g->in_w) {
         /* both windows inside the input: both patches in one pass, row by row */
@@ -365,6 +438,10 @@ static void conv_s8_two(const conv_s8_job_t *jb, const uint32_t *yx, int two, in
         }
         nza = anya != 0;
         nzb = anyb != 0;
+    } else if (jb->rows != 0u) {
+        conv_s8_cached_patches(jb, yx, two);
+        nza = 1;
+        nzb = two;
     } else {
         nza = conv_s8_patch(g, in, zp, pad_q, yx[0], yx[1], pa, k4);
         if (two)
@@ -420,10 +497,13 @@ static EBNN_NOT_INLINED void conv_s8_out(int kind, const ebnn_qout_t *q, const i
         for (j = 0; j < n_out; j++)
             ((int32_t *)out)[pos * n_out + j] = r[j];
     } else if (kind == EBNN_QOUT_S8) {
+        /* the stage in locals: the int8 stores could otherwise alias q's fields and force reloads */
         int8_t *o8 = (int8_t *)out + pos * n_out;
+        const int32_t *m = q->m, *offset = q->offset, zp_out = q->zp_out, lo = q->lo, hi = q->hi;
+        const int8_t *shift = q->shift;
         for (j = 0; j < n_out; j++) {
-            int32_t v = ebnn_mbqm(r[j], EBNN_READ_I32(&q->m[j]), (int32_t)EBNN_READ_S8(&q->shift[j]));
-            o8[j] = (int8_t)ebnn_clamp64((int64_t)q->zp_out + EBNN_READ_I32(&q->offset[j]) + v, q->lo, q->hi);
+            int32_t v = ebnn_mbqm(r[j], EBNN_READ_I32(&m[j]), (int32_t)EBNN_READ_S8(&shift[j]));
+            o8[j] = (int8_t)ebnn_clamp64((int64_t)zp_out + EBNN_READ_I32(&offset[j]) + v, lo, hi);
         }
     } else {
         for (j = 0; j < n_out; j++) {
@@ -458,7 +538,8 @@ static void pool_merge_s8(int32_t *best, const int32_t *a, uint32_t n, const ebn
 /* w: depthwise weights; w32: conv weights as int8 rows; wn, mag: conv weights as bits (binary weights) */
 static int window_s8(const ebnn_window_t *gp, const ebnn_window_t *pp, const int8_t *in, int32_t zp, int32_t pad_q,
                      const int8_t *w, const uint32_t *w32, const uint8_t *wn, const int32_t *mag,
-                     const int32_t *bias, uint16_t per_c, int kind, const ebnn_qout_t *q, void *out, int32_t *scratch)
+                     const int32_t *bias, uint16_t per_c, int kind, const ebnn_qout_t *q, void *out, uint16_t rows,
+                     int32_t *scratch)
 {
     ebnn_window_t g, p;
     ebnn_bit_writer_t bw;
@@ -498,10 +579,19 @@ static int window_s8(const ebnn_window_t *gp, const ebnn_window_t *pp, const int
     jb.k4 = conv ? ((uint32_t)g.kh * g.kw * g.in_c + 3u) & ~3u : 0u;
     jb.pa = jb.pb = NULL;
     jb.tab = NULL;
+    jb.rows = jb.cols = 0u;
+    jb.row_of = NULL;
+    jb.cache = NULL;
     if (conv) {
         jb.pa = (int16_t *)(void *)(scratch + n_out * (pp != NULL ? 3u : 2u));
         jb.pb = jb.pa + jb.k4;
         jb.tab = (uint32_t *)(void *)(jb.pb + jb.k4);
+        jb.rows = rows;
+        jb.cols = (uint32_t)(g.out_w - 1u) * g.sw + g.kw;
+        jb.row_of = (int32_t *)(void *)(jb.tab + (wn != NULL ? 4u * jb.k4 : 0u));
+        jb.cache = (int16_t *)(void *)(jb.row_of + rows);
+        for (j = 0; j < rows; j++)
+            jb.row_of[j] = INT32_MIN; /* empty */
     }
     ebnn_bw_init(&bw, (uint32_t *)out); /* used for EBNN_QOUT_BITS only (writes nothing here) */
     if (kind == EBNN_QOUT_S8 && pp != NULL) /* a negative multiplier pools the minimum */
@@ -576,10 +666,10 @@ static int window_s8(const ebnn_window_t *gp, const ebnn_window_t *pp, const int
 
 EBNN_API int ebnn_conv_s8(const ebnn_window_t *g, const ebnn_window_t *pool, const int8_t *in, int32_t zp,
                           int32_t pad_q, const uint32_t *w, const int32_t *bias, uint16_t out_c, int kind,
-                          const ebnn_qout_t *q, void *out, int32_t *scratch)
+                          const ebnn_qout_t *q, void *out, uint16_t rows, int32_t *scratch)
 {
     return w == NULL ? EBNN_ERROR_ARGUMENT
-                     : window_s8(g, pool, in, zp, pad_q, NULL, w, NULL, NULL, bias, out_c, kind, q, out, scratch);
+                     : window_s8(g, pool, in, zp, pad_q, NULL, w, NULL, NULL, bias, out_c, kind, q, out, rows, scratch);
 }
 
 EBNN_API int ebnn_depthwise_s8(const ebnn_window_t *g, const ebnn_window_t *pool, const int8_t *in, int32_t zp,
@@ -587,13 +677,13 @@ EBNN_API int ebnn_depthwise_s8(const ebnn_window_t *g, const ebnn_window_t *pool
                                const ebnn_qout_t *q, void *out, int32_t *scratch)
 {
     return w == NULL ? EBNN_ERROR_ARGUMENT
-                     : window_s8(g, pool, in, zp, pad_q, w, NULL, NULL, NULL, bias, mult, kind, q, out, scratch);
+                     : window_s8(g, pool, in, zp, pad_q, w, NULL, NULL, NULL, bias, mult, kind, q, out, 0u, scratch);
 }
 
 EBNN_API int ebnn_conv_s8_bits(const ebnn_window_t *g, const ebnn_window_t *pool, const int8_t *in, int32_t zp,
                                int32_t pad_q, const uint8_t *w, const int32_t *mag, const int32_t *bias, uint16_t out_c,
-                               int kind, const ebnn_qout_t *q, void *out, int32_t *scratch)
+                               int kind, const ebnn_qout_t *q, void *out, uint16_t rows, int32_t *scratch)
 {
     return w == NULL ? EBNN_ERROR_ARGUMENT
-                     : window_s8(g, pool, in, zp, pad_q, NULL, NULL, w, mag, bias, out_c, kind, q, out, scratch);
+                     : window_s8(g, pool, in, zp, pad_q, NULL, NULL, w, mag, bias, out_c, kind, q, out, rows, scratch);
 }
