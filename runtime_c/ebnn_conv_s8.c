@@ -13,8 +13,17 @@
  *   EBNN_QOUT_S8    requantized: clamp(zp_out + offset[c] + mbqm(acc, m[c], shift[c]), lo, hi) (int8_t);
  *   EBNN_QOUT_BITS  bit = acc >= t[c] (-acc >= t[c] where flip bit c is set), packed (uint32_t words).
  * scratch: EBNN_CONV_S8_SCRATCH(n_out, pool, k4) int32 values (n_out = out_c, or in_c * mult for a
- * depthwise conv; k4: the conv's kh * kw * in_c rounded up to a multiple of 4, 0 for a depthwise conv).
- * The conv's weights: rows of k4 int8 per output channel in uint32 words (see conv_s8_patch). */
+ * depthwise conv; k4: the conv's kh * kw * in_c rounded up to a multiple of 4, 0 for a depthwise conv),
+ * + EBNN_CONV_S8_CACHE for a conv with a row cache (rows != 0), + 4 * k4 for binary weights.
+ * The conv's weights: rows of k4 int8 per output channel in uint32 words (see conv_s8_patch), or, for
+ * ebnn_conv_s8_bits (binary weights +-mag[o]), sign nibbles (see conv_s8_bits_two).
+ *
+ * How the conv (not depthwise) runs: per pooled output, its conv positions two at a time (conv_s8_two):
+ * each position's window as an int16 patch (read from the input, or copied from the row cache of
+ * int16 input rows, conv_s8_row), then for both patches at once either the int8 dot products
+ * (conv_s8_dots2: with the DSP extension, __smlad, each weight word read and unpacked once for two
+ * positions and two output channels) or, for binary weights, subset-sum tables (conv_s8_bits_two);
+ * the pool's maximum, then the output stage. The depthwise conv keeps the plain tap-by-tap loop. */
 
 #include "ebnn_requant.h"
 

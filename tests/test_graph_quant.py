@@ -160,6 +160,24 @@ def _float_stem(tf, lq, input_uint8=True, residual=False):
     return tf.keras.Model(inp, out)
 
 
+def _samy_like(tf, lq, seed=3):
+    """A small Binary-Samy-shaped BNN (tests/helpers/published_models.py samy_bnn): float Conv2D 3x3
+    'same' + BN + max pool 2, a binary-weight QuantConv2D on the float map (no input quantizer) + BN +
+    max pool 2 (with an odd map: a truncated pool window), a binary QuantConv2D, global average pool,
+    float Dense; seeded random weights."""
+    tf.keras.utils.set_random_seed(seed)
+    L = tf.keras.layers
+    kq = dict(kernel_quantizer="ste_sign", kernel_constraint="weight_clip", use_bias=False)
+    inp = L.Input((19, 17, 3))
+    x = L.Conv2D(8, 3, padding="same", use_bias=False)(inp)
+    x = L.MaxPooling2D(2)(L.BatchNormalization()(x))
+    x = lq.layers.QuantConv2D(12, 3, input_quantizer=None, padding="same", **kq)(x)
+    x = L.MaxPooling2D(2, padding="same")(L.BatchNormalization()(x))
+    x = L.BatchNormalization()(lq.layers.QuantConv2D(16, 3, input_quantizer="ste_sign", **kq)(x))
+    x = L.Dense(3)(L.GlobalAveragePooling2D()(x))
+    return tf.keras.Model(inp, x)
+
+
 def _calibrated(model, x):
     """Batch-norm statistics from the model's own activations."""
     model(np.asarray(x, np.float32), training=True)  # batch-norm statistics from the model's own activations
@@ -303,13 +321,44 @@ def test_int8_convs_on_cortex_m_equal_reference(cpu, tmp_path):
         xin = x if not residual else (x / 255.0).astype(np.float32)
         model = _calibrated(_float_stem(tf, lq, input_uint8=not residual, residual=residual), x)
         cases.append((f"s{int(residual)}", graph_quant.quantize_graph(model, xin, f"s{int(residual)}"), xin))
+    xs = rng.normal(0, 1, (8, 19, 17, 3)).astype(np.float32)
+    cases.append(("samy", graph_quant.quantize_graph(_calibrated(_samy_like(tf, lq), xs), xs, "samy"), xs))
     n_conv = 0
     for name, g, xs in cases:
         n_conv += sum(op.kind == "conv_s8" for op in g.ops)
         export_c(GraphModel(g), tmp_path / name, name)
+        if name == "samy":  # the binary-weight conv as bits, both convs with a row cache
+            src = (tmp_path / name / f"{name}.c").read_text()
+            assert "ebnn_conv_s8_bits(" in src and src.count(", 4u, (int32_t *)(arena") == 2
         r = cortexm.build_and_run(tmp_path / name, name, graph_quant.quantize_input(g, xs), cpu=cpu,
                                   workdir=tmp_path / f"b{name}", flags=["-DSCORE_T=int32_t"])
         ref = graph_quant.run(g, xs)
         assert np.array_equal(r["classes"], ref["classes"]), name
         assert np.array_equal(np.asarray(r["logits"]).view(np.int32), ref["logits"].astype(np.int32)), name
     assert n_conv >= 4
+
+
+@pytest.mark.skipif(host.find_cc() is None, reason="no host C compiler")
+def test_binary_weight_conv_on_int8_map_is_bits(tmp_path):
+    """A binary-weight conv on an int8 map exports its weights as sign bits (ebnn_conv_s8_bits, 1 bit
+    per weight + a magnitude per channel instead of an int8 each), the float conv before it with a
+    row cache; the C (ASan/UBSan) equals the reference bit for bit."""
+    from keras_ebnn.exporters.c import export_c
+    from keras_ebnn.exporters.graph_c import GraphModel, memory_plan
+    from keras_ebnn.graph_memory import conv_s8_bits, conv_s8_cache
+    tf, lq = import_larq()
+    x = np.random.default_rng(5).normal(0, 1, (24, 19, 17, 3)).astype(np.float32)
+    model = _calibrated(_samy_like(tf, lq), x)
+    g = graph_quant.quantize_graph(model, x)
+    convs = [op for op in g.ops if op.kind == "conv_s8"]
+    assert len(convs) == 2 and conv_s8_bits(convs[0]) is None and conv_s8_bits(convs[1]) is not None
+    assert conv_s8_cache(convs[0])[0] == 4 and conv_s8_cache(convs[1])[0] == 4  # (pool 2 - 1) * 1 + 3 rows
+    nib, mag = conv_s8_bits(convs[1])
+    assert nib.shape == (12, 9) and np.all(mag == 127)  # 72 taps: 18 nibbles per output channel
+    plan = memory_plan(GraphModel(g))
+    assert plan["ops"][1]["flash_bytes"] < 400  # bits + magnitudes + thresholds, not 864 int8 weights
+    cls, logits = _export_and_run(g, x, tmp_path / "m")
+    ref = graph_quant.run(g, x)
+    assert np.array_equal(cls, ref["classes"]) and np.array_equal(logits, ref["logits"])
+    src = (tmp_path / "m" / "m.c").read_text()
+    assert "ebnn_conv_s8_bits(" in src and ", 4u, (int32_t *)(arena" in src
