@@ -301,7 +301,7 @@ def test_report_stack_bounds_int8_builds(target, tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not (have("arm-none-eabi-gcc") and have("qemu-system-arm")), reason="no Arm toolchain / QEMU")
 @pytest.mark.parametrize("cpu", ["cortex-m7", "cortex-m0plus"])
-def test_int8_convs_on_cortex_m_equal_reference(cpu, tmp_path):
+def test_int8_convs_on_cortex_m_equal_reference(cpu, tmp_path, monkeypatch):
     """The int8 conv kernel's core-specific paths (runtime_c/ebnn_conv_s8.c: __smlad dot products two
     positions at a time, the four-taps-per-word patch reads on a DSP core; the portable loops on the
     M0+) give the reference's int32 logits bit for bit under QEMU: random graphs (odd and even pool
@@ -309,6 +309,7 @@ def test_int8_convs_on_cortex_m_equal_reference(cpu, tmp_path):
     sys.path.insert(0, str(ROOT))
     from bench.targets import cortexm
     from keras_ebnn.exporters.c import export_c
+    from keras_ebnn import graph_memory
     from keras_ebnn.exporters.graph_c import GraphModel
     tf, lq = import_larq()
     rng = np.random.default_rng(7)
@@ -323,10 +324,16 @@ def test_int8_convs_on_cortex_m_equal_reference(cpu, tmp_path):
         cases.append((f"s{int(residual)}", graph_quant.quantize_graph(model, xin, f"s{int(residual)}"), xin))
     xs = rng.normal(0, 1, (8, 19, 17, 3)).astype(np.float32)
     cases.append(("samy", graph_quant.quantize_graph(_calibrated(_samy_like(tf, lq), xs), xs, "samy"), xs))
+    cases.append(("nocache", cases[-1][1], xs))  # the same without row caches: windows read per position
     n_conv = 0
     for name, g, xs in cases:
         n_conv += sum(op.kind == "conv_s8" for op in g.ops)
-        export_c(GraphModel(g), tmp_path / name, name)
+        with monkeypatch.context() as mp:
+            if name == "nocache":
+                mp.setattr(graph_memory, "CONV_S8_CACHE_MAX", 0)
+            export_c(GraphModel(g), tmp_path / name, name)
+        if name == "nocache":
+            assert ", 0u, (int32_t *)(arena" in (tmp_path / name / f"{name}.c").read_text()
         if name == "samy":  # the binary-weight conv as bits, both convs with a row cache
             src = (tmp_path / name / f"{name}.c").read_text()
             assert "ebnn_conv_s8_bits(" in src and src.count(", 4u, (int32_t *)(arena") == 2
@@ -339,12 +346,13 @@ def test_int8_convs_on_cortex_m_equal_reference(cpu, tmp_path):
 
 
 @pytest.mark.skipif(host.find_cc() is None, reason="no host C compiler")
-def test_binary_weight_conv_on_int8_map_is_bits(tmp_path):
+def test_binary_weight_conv_on_int8_map_is_bits(tmp_path, monkeypatch):
     """A binary-weight conv on an int8 map exports its weights as sign bits (ebnn_conv_s8_bits, 1 bit
     per weight + a magnitude per channel instead of an int8 each), the float conv before it with a
     row cache; the C (ASan/UBSan) equals the reference bit for bit."""
     from keras_ebnn.exporters.c import export_c
     from keras_ebnn.exporters.graph_c import GraphModel, memory_plan
+    from keras_ebnn import graph_memory
     from keras_ebnn.graph_memory import conv_s8_bits, conv_s8_cache
     tf, lq = import_larq()
     x = np.random.default_rng(5).normal(0, 1, (24, 19, 17, 3)).astype(np.float32)
@@ -362,3 +370,7 @@ def test_binary_weight_conv_on_int8_map_is_bits(tmp_path):
     assert np.array_equal(cls, ref["classes"]) and np.array_equal(logits, ref["logits"])
     src = (tmp_path / "m" / "m.c").read_text()
     assert "ebnn_conv_s8_bits(" in src and ", 4u, (int32_t *)(arena" in src
+    monkeypatch.setattr(graph_memory, "CONV_S8_CACHE_MAX", 0)  # without row caches: windows read per position
+    cls, logits = _export_and_run(g, x, tmp_path / "nocache")
+    assert np.array_equal(cls, ref["classes"]) and np.array_equal(logits, ref["logits"])
+    assert ", 0u, (int32_t *)(arena" in (tmp_path / "nocache" / "m.c").read_text()
