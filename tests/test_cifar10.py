@@ -135,3 +135,19 @@ def test_real_cifar10_jpeg_copy():
     assert np.bincount(ytr).tolist() == [5000] * 10 and np.bincount(yte).tolist() == [1000] * 10
     # the README's channel means of the JPEG copy
     assert np.allclose(xtr.reshape(-1, 3).mean(0), (125.3, 122.9, 113.9), atol=0.1)
+
+
+@pytest.mark.slow  # trains for one epoch and exports (~30 s)
+def test_example_trains_and_exports_on_a_generated_archive(archive, tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from helpers.common import ROOT
+    root, _ = archive
+    monkeypatch.setenv("EBNN_DATA_DIR", str(root))
+    spec = importlib.util.spec_from_file_location("cifar10_example", ROOT / "examples" / "cifar10" / "train.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--out", str(tmp_path / "out"), "--epochs", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "CIFAR-10 (JPEG copy), 10 test images" in text and "C = reference bit for bit: True" in text
+    assert (tmp_path / "out" / "c" / "vgg_cifar10_t.c").is_file() and (tmp_path / "out" / "vgg_cifar10_t.keras").is_file()
