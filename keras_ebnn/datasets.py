@@ -115,10 +115,16 @@ FSDD_ARCHIVE = "fsdd-recordings.tar.gz"  # recordings/{digit}_{speaker}_{index}.
 FSDD_TEST_INDICES = range(5)  # the dataset's official split: index 0-4 test, 5-49 train
 
 
-def _fsdd_source(data_dir=None):
+def _data_roots(data_dir=None):
+    """The folders searched for a data set archive: data_dir, then EBNN_DATA_DIR."""
     roots = [Path(data_dir)] if data_dir is not None else []
     if os.environ.get("EBNN_DATA_DIR"):
         roots.append(Path(os.environ["EBNN_DATA_DIR"]))
+    return roots
+
+
+def _fsdd_source(data_dir=None):
+    roots = _data_roots(data_dir)
     for root in roots:
         for d in (root, root / "fsdd"):
             if (d / FSDD_ARCHIVE).is_file():
@@ -197,9 +203,7 @@ CIFAR10_CACHE_VERSION = 1
 
 
 def _cifar10_archive(data_dir=None):
-    roots = [Path(data_dir)] if data_dir is not None else []
-    if os.environ.get("EBNN_DATA_DIR"):
-        roots.append(Path(os.environ["EBNN_DATA_DIR"]))
+    roots = _data_roots(data_dir)
     for root in roots:
         for d in (root, root / "cifar10"):
             if (d / CIFAR10_ARCHIVE).is_file():

@@ -76,7 +76,41 @@ class IntRange:
         return trial.suggest_int(name, self.low, self.high, step=self.step)
 
 
+def recipe_text(params):
+    """The training knobs of a candidate as text, e.g. 'lr 3.0e-03 shift 1 flip scale'."""
+    recipe = f"lr {float(params['lr']):.1e}"
+    if params.get("shift"):
+        recipe += f" shift {params['shift']}"
+    if params.get("hflip"):
+        recipe += " flip"
+    if params.get("output_scale"):
+        recipe += " scale"
+    if not params.get("bn_reestimate", True):
+        recipe += " no-bn-re-est"
+    if params.get("epochs"):
+        recipe += f" {params['epochs']} ep"
+    return recipe
+
+
 PER_BLOCK = ("filters", "pool", "padding")  # conv<i>_<what>: suggested per binary conv block
+
+
+def suggest_genome(space, trial, count_field, prefix, per_index, count):
+    """Ask `trial` for every field of the dataclass `space` (skipping `count_field` and fields set to
+    None); each field of `per_index` ("<prefix>_<what>") is asked once per index as "<prefix><i>_<what>",
+    i = 1 .. count (the fixed-length genome)."""
+    params = {}
+    for f in fields(space):
+        dist = getattr(space, f.name)
+        if f.name == count_field or dist is None:
+            continue
+        if f.name in per_index:
+            what = f.name[len(prefix) + 1:]
+            for i in range(1, count + 1):
+                params[f"{prefix}{i}_{what}"] = dist.suggest(trial, f"{prefix}{i}_{what}")
+            continue
+        params[f.name] = dist.suggest(trial, f.name)
+    return params
 
 
 @dataclass(frozen=True)
@@ -102,18 +136,8 @@ class SearchSpace:
 
     def suggest(self, trial):
         """Ask `trial` for every parameter; returns the candidate dict."""
-        params = {}
-        for f in fields(self):
-            dist = getattr(self, f.name)
-            if f.name == "max_conv_blocks" or dist is None:
-                continue
-            if f.name.startswith("conv_") and f.name != "conv_blocks" and f.name != "conv_kernel":
-                what = f.name[len("conv_"):]
-                for i in range(1, self.max_conv_blocks + 1):
-                    params[f"conv{i}_{what}"] = dist.suggest(trial, f"conv{i}_{what}")
-                continue
-            params[f.name] = dist.suggest(trial, f.name)
-        return params
+        return suggest_genome(self, trial, "max_conv_blocks", "conv",
+                              [f"conv_{w}" for w in PER_BLOCK], self.max_conv_blocks)
 
     def layers(self, params):
         """The architecture of `params` as a list of (kind, settings) tuples, input to output
@@ -144,16 +168,7 @@ class SearchSpace:
                 parts.append(f"c{k}x{k}{'s' if pad == 'same' else ''}:{f}" + (f" p{p}" if p else ""))
             else:
                 parts.append(f"d{layer[1]}")
-        recipe = f"lr {float(params['lr']):.1e}"
-        if params.get("shift"):
-            recipe += f" shift {params['shift']}"
-        if params.get("output_scale"):
-            recipe += " scale"
-        if not params.get("bn_reestimate", True):
-            recipe += " no-bn-re-est"
-        if params.get("epochs"):
-            recipe += f" {params['epochs']} ep"
-        return " > ".join(parts) + "; " + recipe
+        return " > ".join(parts) + "; " + recipe_text(params)
 
     def build(self, params, classes=10, input_shape=(28, 28, 1), name="candidate"):
         """The uncompiled Keras model of `params` (random weights). Raises ValueError when the
@@ -237,18 +252,7 @@ class CifarVGGSpace:
     epochs: Optional[object] = None
 
     def suggest(self, trial):
-        params = {}
-        for f in fields(self):
-            dist = getattr(self, f.name)
-            if f.name == "max_stages" or dist is None:
-                continue
-            if f.name in ("stage_filters", "stage_convs"):
-                what = f.name[len("stage_"):]
-                for i in range(1, self.max_stages + 1):
-                    params[f"stage{i}_{what}"] = dist.suggest(trial, f"stage{i}_{what}")
-                continue
-            params[f.name] = dist.suggest(trial, f.name)
-        return params
+        return suggest_genome(self, trial, "max_stages", "stage", ("stage_filters", "stage_convs"), self.max_stages)
 
     def stages_of(self, params):
         """((filters, ...) per stage) of `params`: the `stages` argument of models.cifar_vgg."""
@@ -263,18 +267,7 @@ class CifarVGGSpace:
         parts = [f"c{k}x{k}s:{int(params['stem_filters'])}" + (f" p{int(params['stem_pool'])}" if int(params["stem_pool"]) else "")]
         parts += ["[" + ",".join(str(f) for f in stage) + "] p2" for stage in self.stages_of(params)]
         parts += [f"d{int(params['dense_units'])}"] * int(params["dense_layers"])
-        recipe = f"lr {float(params['lr']):.1e}"
-        if params.get("shift"):
-            recipe += f" shift {params['shift']}"
-        if params.get("hflip"):
-            recipe += " flip"
-        if params.get("output_scale"):
-            recipe += " scale"
-        if not params.get("bn_reestimate", True):
-            recipe += " no-bn-re-est"
-        if params.get("epochs"):
-            recipe += f" {params['epochs']} ep"
-        return " > ".join(parts) + "; " + recipe
+        return " > ".join(parts) + "; " + recipe_text(params)
 
     def build(self, params, classes=10, input_shape=(32, 32, 3), name="candidate"):
         """The uncompiled Keras model of `params` (random weights); ValueError when the maps shrink
