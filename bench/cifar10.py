@@ -187,6 +187,10 @@ def main(argv=None):
         md_table(["model", "training", "Keras acc (CIFAR-10 JPEG copy, 10,000 test)", "C acc", "C classes = Keras",
                   "C = ref bit for bit", "M4 instructions", "flash B", "arena B", "stack B", "RAM B"], rows), "",
         goal, "",
+        "The int8 ResNet-8 peer (TFLM + CMSIS-NN, same QEMU harness) is measured by bench/mcu_peers.py. "
+        "The full run (at most 3 h of training here): `EBNN_DATA_DIR=../shared/data python bench/cifar10.py "
+        "--time-budget 170` (epochs sized to the budget by the timed trial; `--preset vgg_cifar10_s` for a "
+        "wider model, `--teacher-epochs N` to distil from a float teacher first).", "",
         "Method: " + " ".join(__doc__.split("Method. ")[1].split("Writes")[0].split()), ""])
     print(text)
     if not args.no_write:
