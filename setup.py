@@ -52,7 +52,7 @@ setup(
     # larq 0.14 pins numpy<2, which has no Python 3.13 wheels: there larq is installed without its
     # pin by `python -m keras_ebnn.setup_larq` (the Makefile runs it; see that module).
     install_requires=["numpy", "tensorflow>=2.16", "tf-keras", "larq>=0.13; python_version < '3.13'",
-                      "packaging", "terminaltables"],
+                      "packaging", "terminaltables", "Pillow"],
     extras_require={"test": ["pytest", "pytest-xdist", "optuna>=3.2", "psycopg2-binary"], "plot": ["matplotlib"],
                     "search": ["optuna>=3.2"], "postgresql": ["psycopg2-binary"],
                     # examples/sensor_1d reads the UEA datasets aeon bundles (keras_ebnn.uea; only its

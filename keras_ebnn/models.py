@@ -1,4 +1,4 @@
-"""Preset eBNN architectures for 28x28x1 uint8 inputs (MNIST, Fashion-MNIST).
+"""Preset eBNN architectures for 28x28x1 uint8 inputs (MNIST, Fashion-MNIST) and 32x32x3 (CIFAR-10).
 
 Every preset starts with Rescaling(1/255) so that the exported C takes raw uint8 pixels and its
 first layer runs in integers, and uses only layers keras-ebnn lowers. Memory figures are those of
@@ -117,8 +117,59 @@ def m15_fashion_mnist(classes=10):
     return _model(tf, layers + _head(tf, lq, hidden=(64,), classes=classes), "m15_fashion_mnist")
 
 
+# ---- 32x32x3 RGB images (CIFAR-10): binary VGG-style chains
+def cifar_vgg(stem=32, stages=((64,), (128,), (256,)), dense=(), classes=10, input_shape=(32, 32, 3),
+              stem_kernel=3, stem_pool=0, name="cifar_vgg"):
+    """A binary VGG-style chain for small RGB images, the family of published CIFAR-10 BNNs (FINN's
+    CNV, BinaryNet's VGG) cut to microcontroller size:
+
+      uint8 input -> Rescaling(1/255)
+      -> stem: QuantConv2D(stem, stem_kernel, 'same') with binary weights on the raw pixels
+         [-> MaxPool(stem_pool)] -> BN                       (the C's integer input conv, adds / subtracts)
+      -> per stage: QuantConv2D(f, 3, 'same') (sign input, binary weights) -> BN for every f of the
+         stage, the last conv of a stage followed by MaxPool 2 (before its BN)   (XNOR-popcount)
+      -> Flatten -> QuantDense(units) -> BN per `dense` -> QuantDense(classes) -> BN -> softmax.
+
+    Everything is a layer of the chain exporter (keras_ebnn.lowering): one fused block per conv,
+    thresholds instead of batch norm, the pooled maps stored as bits. Binary weights cost one bit,
+    the activation arena two maps of (H x W x C) bits plus a conv row buffer."""
+    tf, lq = import_larq()
+    L = tf.keras.layers
+    layers = [lq.layers.QuantConv2D(stem, stem_kernel, padding="same", **SIGN)]
+    if stem_pool:
+        layers.append(L.MaxPooling2D(stem_pool))
+    layers.append(_bn(tf))
+    for widths in stages:
+        for j, f in enumerate(widths):
+            layers += _conv_block(tf, lq, f, pool=2 if j == len(widths) - 1 else 0, padding="same")
+    layers = layers + _head(tf, lq, hidden=dense, classes=classes)
+    return tf.keras.Sequential([L.InputLayer(input_shape), L.Rescaling(1 / 255.0)] + layers, name=name)
+
+
+def vgg_cifar10_t(classes=10):
+    """The smallest binary VGG for 32x32x3, sized to train on a 2-core CPU in an hour (~250 s per
+    epoch of 50,000 images there): stem 32 p2 -> [48] p2 -> [96] p2 -> [128] p2 -> dense 512->classes
+    (see cifar_vgg). Measured cost and accuracy: BENCHMARKS.md "CIFAR-10 on Cortex-M4"."""
+    return cifar_vgg(32, ((48,), (96,), (128,)), stem_pool=2, classes=classes, name="vgg_cifar10_t")
+
+
+def vgg_cifar10_s(classes=10):
+    """Small binary VGG for 32x32x3: stem 64 p2 -> [96] p2 -> [128] p2 -> [192] p2 -> dense
+    768->classes (see cifar_vgg); ~5x the training compute of vgg_cifar10_t."""
+    return cifar_vgg(64, ((96,), (128,), (192,)), stem_pool=2, classes=classes, name="vgg_cifar10_s")
+
+
+def vgg_cifar10_m(classes=10):
+    """Medium binary VGG for 32x32x3 (FINN CNV-like, cut to a 256 KB Cortex-M4): stem 64 p2 ->
+    [128, 128] p2 -> [256, 256] p2 -> dense 4096->classes (see cifar_vgg): ~1.1 M binary conv weights
+    (~140 KB), ~115 M binary multiply-adds; needs a GPU-class budget to train."""
+    return cifar_vgg(64, ((128, 128), (256, 256)), stem_pool=2, classes=classes, name="vgg_cifar10_m")
+
+
 PRESETS = {"paper_mnist": paper_mnist, "tiny_mnist": tiny_mnist, "uno_mnist": uno_mnist,
-           "demo_mnist": demo_mnist, "m15_mnist": m15_mnist, "m15_fashion_mnist": m15_fashion_mnist}
+           "demo_mnist": demo_mnist, "m15_mnist": m15_mnist, "m15_fashion_mnist": m15_fashion_mnist,
+           "vgg_cifar10_t": vgg_cifar10_t, "vgg_cifar10_s": vgg_cifar10_s,
+           "vgg_cifar10_m": vgg_cifar10_m}
 
 
 def with_output_scale(model):

@@ -69,7 +69,7 @@ from typing import Optional
 import numpy as np
 
 from . import boards
-from .search_space import DEFAULT_SPACE, SearchSpace
+from .search_space import DEFAULT_SPACE, SPACES, SearchSpace
 
 # ------------------------------------------------------------------------------------------------
 # Targets and budgets
@@ -291,8 +291,14 @@ def measure(lowered, cpu, images, clock_mhz=None):
 def load_data(dataset, data_dir=None):
     """((x_train, y_train), (x_test, y_test)) for "mnist", "fashion_mnist", an IDX folder (MNIST
     layout, see keras_ebnn.datasets) or an .npz file with x, y (and optionally x_test, y_test; else
-    its last fifth is the test split)."""
+    its last fifth is the test split), or "cifar10" (keras_ebnn.datasets.load_cifar10, the JPEG copy;
+    its training images, stored by class, come in a fixed random order (seed 0) so that the last
+    val_size of them are a validation split of every class)."""
     from . import datasets
+    if str(dataset) == "cifar10":
+        (xtr, ytr), test = datasets.load_cifar10(data_dir)
+        perm = np.random.default_rng(0).permutation(len(xtr))
+        return (xtr[perm], ytr[perm]), test
     p = Path(str(dataset))
     if p.suffix == ".npz" and p.is_file():
         d = np.load(p)
@@ -351,7 +357,7 @@ def _early_stop(patience):
 def train_candidate(model, params, train, val, epochs, batch_size=128, seed=0, patience=None, verbose=0,
                     bn_images=20_000):
     """Train `model` with the recipe of keras_ebnn.training.train and the candidate's knobs (lr,
-    shift, epochs if searched), re-estimate its BN statistics on (up to `bn_images`) training images
+    shift, hflip, epochs if searched), re-estimate its BN statistics on (up to `bn_images`) training images
     when params["bn_reestimate"], and return its Keras accuracy on the validation split `val`.
     patience: stop after that many epochs without a better val_accuracy (None: never)."""
     from . import training
@@ -363,7 +369,7 @@ def train_candidate(model, params, train, val, epochs, batch_size=128, seed=0, p
     try:
         training.train(model, xtr, ytr, xval, yval, epochs=int(params.get("epochs") or epochs),
                        batch_size=batch_size, lr=float(params["lr"]), max_shift=int(params.get("shift", 0)),
-                       seed=seed, verbose=verbose, callbacks=callbacks)
+                       hflip=bool(params.get("hflip", False)), seed=seed, verbose=verbose, callbacks=callbacks)
     except _Stop:
         pass
     if params.get("bn_reestimate", True):
@@ -914,7 +920,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="keras-ebnn-search", description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="\n".join(__doc__.splitlines()[1:22]))
-    ap.add_argument("--dataset", default="mnist", help="mnist, fashion_mnist, an IDX folder or an .npz (x, y)")
+    ap.add_argument("--dataset", default="mnist", help="mnist, fashion_mnist, cifar10, an IDX folder or an .npz (x, y)")
+    ap.add_argument("--space", default="default", choices=sorted(SPACES),
+                    help="search space (keras_ebnn.search_space.SPACES): default (28x28 chains), cifar10 "
+                         "(binary VGG chains for 32x32x3)")
     ap.add_argument("--data-dir", default=None, help="IDX folder for mnist/fashion_mnist (default: EBNN_DATA_DIR)")
     ap.add_argument("--board", default=None, help=f"board budget: {', '.join(boards.board_names())}")
     ap.add_argument("--max-flash", type=int, default=None, help="bytes of flash (model data + runtime code)")
@@ -957,7 +966,8 @@ def main(argv=None):
                      out=args.out, data_dir=args.data_dir, val_size=args.val_size, train_size=args.train_size,
                      patience=args.patience, final_epochs=args.final_epochs, final=args.final,
                      final_candidates=args.final_candidates, sampler=args.sampler,
-                     seed=args.seed, name=args.name, measure=args.measure, measure_images=args.measure_images)
+                     seed=args.seed, name=args.name, measure=args.measure, measure_images=args.measure_images,
+                     space=SPACES[args.space])
     except KeyboardInterrupt:
         print("\ninterrupted: every finished trial is stored; run the same command again to resume", file=sys.stderr)
         return 130

@@ -76,7 +76,41 @@ class IntRange:
         return trial.suggest_int(name, self.low, self.high, step=self.step)
 
 
+def recipe_text(params):
+    """The training knobs of a candidate as text, e.g. 'lr 3.0e-03 shift 1 flip scale'."""
+    recipe = f"lr {float(params['lr']):.1e}"
+    if params.get("shift"):
+        recipe += f" shift {params['shift']}"
+    if params.get("hflip"):
+        recipe += " flip"
+    if params.get("output_scale"):
+        recipe += " scale"
+    if not params.get("bn_reestimate", True):
+        recipe += " no-bn-re-est"
+    if params.get("epochs"):
+        recipe += f" {params['epochs']} ep"
+    return recipe
+
+
 PER_BLOCK = ("filters", "pool", "padding")  # conv<i>_<what>: suggested per binary conv block
+
+
+def suggest_genome(space, trial, count_field, prefix, per_index, count):
+    """Ask `trial` for every field of the dataclass `space` (skipping `count_field` and fields set to
+    None); each field of `per_index` ("<prefix>_<what>") is asked once per index as "<prefix><i>_<what>",
+    i = 1 .. count (the fixed-length genome)."""
+    params = {}
+    for f in fields(space):
+        dist = getattr(space, f.name)
+        if f.name == count_field or dist is None:
+            continue
+        if f.name in per_index:
+            what = f.name[len(prefix) + 1:]
+            for i in range(1, count + 1):
+                params[f"{prefix}{i}_{what}"] = dist.suggest(trial, f"{prefix}{i}_{what}")
+            continue
+        params[f.name] = dist.suggest(trial, f.name)
+    return params
 
 
 @dataclass(frozen=True)
@@ -102,18 +136,8 @@ class SearchSpace:
 
     def suggest(self, trial):
         """Ask `trial` for every parameter; returns the candidate dict."""
-        params = {}
-        for f in fields(self):
-            dist = getattr(self, f.name)
-            if f.name == "max_conv_blocks" or dist is None:
-                continue
-            if f.name.startswith("conv_") and f.name != "conv_blocks" and f.name != "conv_kernel":
-                what = f.name[len("conv_"):]
-                for i in range(1, self.max_conv_blocks + 1):
-                    params[f"conv{i}_{what}"] = dist.suggest(trial, f"conv{i}_{what}")
-                continue
-            params[f.name] = dist.suggest(trial, f.name)
-        return params
+        return suggest_genome(self, trial, "max_conv_blocks", "conv",
+                              [f"conv_{w}" for w in PER_BLOCK], self.max_conv_blocks)
 
     def layers(self, params):
         """The architecture of `params` as a list of (kind, settings) tuples, input to output
@@ -144,16 +168,7 @@ class SearchSpace:
                 parts.append(f"c{k}x{k}{'s' if pad == 'same' else ''}:{f}" + (f" p{p}" if p else ""))
             else:
                 parts.append(f"d{layer[1]}")
-        recipe = f"lr {float(params['lr']):.1e}"
-        if params.get("shift"):
-            recipe += f" shift {params['shift']}"
-        if params.get("output_scale"):
-            recipe += " scale"
-        if not params.get("bn_reestimate", True):
-            recipe += " no-bn-re-est"
-        if params.get("epochs"):
-            recipe += f" {params['epochs']} ep"
-        return " > ".join(parts) + "; " + recipe
+        return " > ".join(parts) + "; " + recipe_text(params)
 
     def build(self, params, classes=10, input_shape=(28, 28, 1), name="candidate"):
         """The uncompiled Keras model of `params` (random weights). Raises ValueError when the
@@ -202,3 +217,73 @@ class SearchSpace:
 
 
 DEFAULT_SPACE = SearchSpace()
+
+
+@dataclass(frozen=True)
+class CifarVGGSpace:
+    """The binary VGG chains of keras_ebnn.models.cifar_vgg for 32x32x3 images (CIFAR-10):
+
+    uint8 input -> Rescaling(1/255)
+    -> stem   QuantConv2D(stem_filters, stem_kernel, 'same') on the raw pixels [-> MaxPool(stem_pool)] -> BN
+    -> stages x (stage<i>_convs x binary conv QuantConv2D(stage<i>_filters, 3, 'same') -> BN,
+                 the last one pooled 2x2 before its BN)                           (i = 1 .. stages)
+    -> Flatten -> dense_layers x (QuantDense(dense_units) -> BN) -> QuantDense(classes) -> BN -> softmax
+
+    with the recipe knobs of keras_ebnn.training.train: lr, shift (random crop: shifts of up to that many
+    pixels), hflip (random left-right flips, right for CIFAR's photos), output_scale, bn_reestimate.
+    Fixed-length genome as SearchSpace: stage<i>_filters / _convs are suggested for every i up to
+    `max_stages`. Each stage halves the map (32 -> 16 -> 8 -> 4 -> 2, one more with stem_pool), so every
+    candidate's geometry works. Everything lowers to the chain exporter (integer stem, XNOR-popcount
+    convs): exact C."""
+    stem_filters: object = Choice((16, 24, 32, 48, 64))
+    stem_kernel: object = Choice((3,))
+    stem_pool: object = Choice((0, 2))
+    stages: object = Choice((2, 3, 4))
+    max_stages: int = 4
+    stage_filters: object = Choice((32, 48, 64, 96, 128, 192, 256))  # each stage<i>_filters
+    stage_convs: object = Choice((1, 2))  # each stage<i>_convs
+    dense_layers: object = Choice((0, 1))
+    dense_units: object = Choice((64, 128, 256))
+    output_scale: object = Choice((False, True))
+    lr: object = LogUniform(1e-3, 1e-2)
+    shift: object = Choice((0, 2, 4))
+    hflip: object = Choice((False, True))
+    bn_reestimate: object = Choice((True,))
+    epochs: Optional[object] = None
+
+    def suggest(self, trial):
+        return suggest_genome(self, trial, "max_stages", "stage", ("stage_filters", "stage_convs"), self.max_stages)
+
+    def stages_of(self, params):
+        """((filters, ...) per stage) of `params`: the `stages` argument of models.cifar_vgg."""
+        n = int(params["stages"])
+        if n > self.max_stages:
+            raise ValueError(f"stages={n} exceeds max_stages={self.max_stages}")
+        return tuple((int(params[f"stage{i}_filters"]),) * int(params[f"stage{i}_convs"]) for i in range(1, n + 1))
+
+    def describe(self, params):
+        """e.g. 'c3x3s:32 p2 > [64] p2 > [128,128] p2 > d128; lr 3.0e-03 shift 2 flip scale'."""
+        k = int(params["stem_kernel"])
+        parts = [f"c{k}x{k}s:{int(params['stem_filters'])}" + (f" p{int(params['stem_pool'])}" if int(params["stem_pool"]) else "")]
+        parts += ["[" + ",".join(str(f) for f in stage) + "] p2" for stage in self.stages_of(params)]
+        parts += [f"d{int(params['dense_units'])}"] * int(params["dense_layers"])
+        return " > ".join(parts) + "; " + recipe_text(params)
+
+    def build(self, params, classes=10, input_shape=(32, 32, 3), name="candidate"):
+        """The uncompiled Keras model of `params` (random weights); ValueError when the maps shrink
+        below 1x1 (an input smaller than 32x32 with many stages)."""
+        from .models import cifar_vgg, with_output_scale
+        stages = self.stages_of(params)
+        halvings = len(stages) + (1 if int(params["stem_pool"]) else 0)
+        if min(input_shape[:2]) >> halvings < 1:
+            raise ValueError(f"{self.describe(params)}: {halvings} 2x2 poolings do not fit a "
+                             f"{input_shape[0]}x{input_shape[1]} input")
+        dense = (int(params["dense_units"]),) * int(params["dense_layers"])
+        model = cifar_vgg(int(params["stem_filters"]), stages, dense=dense, classes=classes,
+                          input_shape=tuple(input_shape), stem_kernel=int(params["stem_kernel"]),
+                          stem_pool=int(params["stem_pool"]), name=name)
+        return with_output_scale(model) if params.get("output_scale") else model
+
+
+CIFAR10_SPACE = CifarVGGSpace()
+SPACES = {"default": DEFAULT_SPACE, "cifar10": CIFAR10_SPACE}  # keras-ebnn-search --space NAME

@@ -155,7 +155,7 @@ def lr_schedule(kind, lr, final_lr, steps):
 
 def train(model, x_train, y_train, x_val=None, y_val=None, epochs=15, batch_size=128, lr=1e-3,
           final_lr=1e-5, schedule="cosine", max_shift=0, seed=0, verbose=2, callbacks=None,
-          hflip=False, teacher=None, alpha=0.5, temperature=4.0):
+          hflip=False, teacher=None, alpha=0.5, temperature=4.0, time_budget=None):
     """Compile `model` (Adam + schedule, sparse categorical cross-entropy, accuracy) and fit it.
 
     x_train are the raw uint8 images (the model rescales them). max_shift > 0 adds random shifts of up
@@ -166,7 +166,13 @@ def train(model, x_train, y_train, x_val=None, y_val=None, epochs=15, batch_size
     then `distillation_loss(alpha, temperature)`, with the teacher's softened outputs computed on the
     very images of each epoch (after augmentation). Returns the Keras History (one entry per epoch even
     with augmentation).
+
+    time_budget: seconds of wall-clock time; training stops after the epoch after which another epoch
+    (as long as the longest so far) would exceed it (the learning-rate schedule still spans `epochs`:
+    size `epochs` to the budget, e.g. from a timed trial, so the schedule ends where training does).
     """
+    import time
+    start = time.time()
     tf, _ = import_larq()
     steps = epochs * int(np.ceil(len(x_train) / batch_size))
     opt = tf.keras.optimizers.Adam(lr_schedule(schedule, lr, final_lr, steps))
@@ -183,6 +189,8 @@ def train(model, x_train, y_train, x_val=None, y_val=None, epochs=15, batch_size
     else:
         model.compile(opt, distillation_loss(alpha, temperature), metrics=[_packed_accuracy])
     val = None if x_val is None else (x_val, targets(x_val, y_val))
+    if time_budget is not None:
+        callbacks = list(callbacks or []) + [_TimeBudget(tf, start, time_budget)]
     if max_shift <= 0 and not hflip:
         return model.fit(x_train, targets(x_train, y_train), batch_size=batch_size, epochs=epochs,
                          verbose=verbose, validation_data=val, callbacks=callbacks)
@@ -201,7 +209,28 @@ def train(model, x_train, y_train, x_val=None, y_val=None, epochs=15, batch_size
             for k, v in h.history.items():
                 history.history.setdefault(k, []).extend(v)
             history.epoch += h.epoch
+        if model.stop_training:  # the time budget's callback
+            break
     return history
+
+
+def _TimeBudget(tf, start, budget):
+    """A Keras callback stopping training after an epoch when one more epoch (as long as the longest
+    so far) would end after start + budget seconds."""
+    import time
+
+    class TimeBudget(tf.keras.callbacks.Callback):
+        longest = 0.0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            now = time.time()
+            TimeBudget.longest = max(TimeBudget.longest, now - self.t)
+            if now - start + TimeBudget.longest > budget:
+                self.model.stop_training = True
+    return TimeBudget()
 
 
 def evaluate(model, x, y, batch_size=1000):

@@ -17,6 +17,13 @@ EXPECTED = {
     "m15_mnist": (59950, 32 * 9 + 32 * 64 * 9 + 64 * 48 * 9 + 192 * 64 + 64 * 10),
     "m15_fashion_mnist": (65294, 40 * 25 + 40 * 64 * 9 + 64 * 48 * 9 + 192 * 64 + 64 * 10),
 }
+# 32x32x3 presets -> (parameter count, binary weight bits, max flash data B): 256 KB flash / 64 KB RAM parts
+CIFAR = {
+    "vgg_cifar10_t": (172814, 3 * 9 * 32 + 32 * 9 * 48 + 48 * 9 * 96 + 96 * 9 * 128 + 512 * 10, 24_000),
+    "vgg_cifar10_s": (397950, 3 * 9 * 64 + 64 * 9 * 96 + 96 * 9 * 128 + 128 * 9 * 192 + 768 * 10, 52_000),
+    "vgg_cifar10_m": (1151134, 3 * 9 * 64 + 64 * 9 * 128 + 128 * 9 * 128 + 128 * 9 * 256 + 256 * 9 * 256
+                      + 4096 * 10, 150_000),
+}
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +43,7 @@ def _plan(model):
 
 
 def test_every_preset_is_listed():
-    assert set(EXPECTED) == set(models.PRESETS)
+    assert set(EXPECTED) | set(CIFAR) == set(models.PRESETS)
     with pytest.raises(ValueError, match="unknown preset"):
         models.get("nope")
 
@@ -54,6 +61,20 @@ def test_preset_shapes_params_and_lowering(tf_lq, name):
     totals = _plan(model)  # the exporter accepts it
     assert totals["input_bytes"] == 784
     assert models.get(name, classes=3).output_shape == (None, 3)
+
+
+@pytest.mark.parametrize("name", sorted(CIFAR))
+def test_cifar_presets_shapes_params_and_budget(tf_lq, name):
+    tf, lq = tf_lq
+    model = models.get(name)
+    assert model.input_shape == (None, 32, 32, 3) and model.output_shape == (None, 10)
+    assert isinstance(model.layers[0], tf.keras.layers.Rescaling)
+    params, bits, data = CIFAR[name]
+    assert model.count_params() == params and _kernel_bits(model, lq) == bits
+    totals = _plan(model)  # the chain exporter takes it: integer stem on uint8, binary convs
+    assert totals["input_bytes"] == 3072
+    assert totals["flash_data_bytes"] <= data and totals["flash_bytes"] <= 256 * 1024
+    assert totals["ram_bytes"] <= 64 * 1024
 
 
 def test_budgets(tf_lq):

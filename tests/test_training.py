@@ -79,3 +79,14 @@ def test_train_script_without_validation(tf_lq, tmp_path, monkeypatch):
     assert row["val_accuracy"] != row["val_accuracy"] and row["reload_ok"]  # NaN: no validation split
     with pytest.raises(SystemExit):
         train_mnist.main(["--val-size", "-1", "--out", str(tmp_path / "x.keras")])
+
+
+@pytest.mark.parametrize("shift", [0, 1])  # 0: one fit call (callback); 1: one fit per augmented epoch
+def test_time_budget_stops_after_the_epoch_that_exhausts_it(tf_lq, mnist_small, shift):
+    x, y = mnist_small[0][:64], mnist_small[1][:64]
+    model = models.get("paper_mnist")
+    hist = training.train(model, x, y, epochs=5, batch_size=32, verbose=0, max_shift=shift, time_budget=0.0)
+    assert len(hist.history["loss"]) == 1  # the first epoch runs; no second one fits in 0 s
+    hist = training.train(models.get("paper_mnist"), x, y, epochs=3, batch_size=32, verbose=0, max_shift=shift,
+                          time_budget=3600.0)
+    assert len(hist.history["loss"]) == 3
