@@ -22,6 +22,7 @@ norm statistics are set from the model's own activations in one training-mode pa
 import numpy as np
 
 from keras_ebnn import import_larq
+from helpers.modelgen import stable
 
 KINDS = ["conv", "residual", "concat", "down", "pool", "float", "depthwise", "conv_avg", "float_pool", "stream"]
 
@@ -197,8 +198,8 @@ def calibrate(model, x, rng):
     for lay in bns:
         lay.momentum = 0.9
         n = lay.moving_mean.shape[0]
-        std = np.sqrt(lay.moving_variance.numpy()) + 0.1
-        lay.moving_mean.assign(lay.moving_mean.numpy() + rng.normal(0, 0.2, n) * std)
+        std = stable(np.sqrt(lay.moving_variance.numpy())) + 0.1  # (stable: the same on every CPU)
+        lay.moving_mean.assign(stable(lay.moving_mean.numpy()) + rng.normal(0, 0.2, n) * std)
         lay.moving_variance.assign((std * rng.uniform(0.7, 1.5, n)) ** 2)
         if lay.gamma is not None:
             lay.gamma.assign(rng.normal(0.5, 1.0, n))

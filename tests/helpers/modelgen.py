@@ -123,6 +123,14 @@ def random_model(seed, n_inputs=64):
     return model, x, "; ".join(desc)
 
 
+def stable(values, digits=3):
+    """`values` rounded to `digits` significant digits. TensorFlow's float32 sums (the activations the
+    statistics come from) differ in their last bits between CPUs and thread counts; statistics rounded
+    this way give the same model, and the same generated C (tests/test_golden.py), on every machine."""
+    flat = [float(f"{v:.{digits}g}") for v in np.ravel(np.asarray(values, dtype=np.float64))]
+    return np.array(flat, dtype=np.float64).reshape(np.shape(values))
+
+
 def calibrate_batchnorm(model, x, rng):
     """Set each BN layer's moving statistics near those of its input on `x`, layer by layer."""
     tf, _ = import_larq()
@@ -134,7 +142,7 @@ def calibrate_batchnorm(model, x, rng):
         act = np.asarray(probe(xf, training=False), dtype=np.float64)
         act = act.reshape(-1, act.shape[-1])
         n = act.shape[-1]
-        mean, std = act.mean(0), act.std(0) + 0.5
+        mean, std = stable(act.mean(0)), stable(act.std(0)) + 0.5
         lay.moving_mean.assign(mean + rng.normal(0, 0.3, n) * std)
         lay.moving_variance.assign((std * rng.uniform(0.5, 2.0, n)) ** 2)
         if lay.gamma is not None:

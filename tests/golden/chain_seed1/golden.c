@@ -242,11 +242,11 @@ static const uint32_t golden_b7_w[2] EBNN_CONST = {
 };
 
 static const float golden_b7_scale[2] EBNN_CONST = {
-    -0.22512125968933105f, 0.2891300916671753f
+    -0.2253192663192749f, 0.28907111287117004f
 };
 
 static const float golden_b7_offset[2] EBNN_CONST = {
-    -0.09541930258274078f, 0.07033023238182068f
+    -0.09561723470687866f, 0.07030094414949417f
 };
 
 static uint32_t golden_arena[21];

@@ -24,7 +24,7 @@ static const uint32_t golden_b0_w[5] EBNN_CONST = {
 };
 
 static const int16_t golden_b0_t[5] EBNN_CONST = {
-    -65, 256, -241, 187, 246
+    -65, 256, -241, 187, 247
 };
 
 static const uint32_t golden_b0_flip[1] EBNN_CONST = {
