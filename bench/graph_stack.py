@@ -44,7 +44,7 @@ LIBM_KEYS = ("elementwise", "conv_pool")  # kernels that reach tanhf / expf (EBN
 KEYS = list(GRAPH_ENTRIES) + [k + "_libm" for k in LIBM_KEYS] + ["predict"]
 # the integer-only kernels (quantize="int8"): measured with --int8 on int8 exports (int8_models)
 INT8_ENTRIES = {
-    "conv_s8": ("ebnn_conv_s8", "ebnn_depthwise_s8"),
+    "conv_s8": ("ebnn_conv_s8", "ebnn_conv_s8_bits", "ebnn_depthwise_s8"),
     "dense_s8": ("ebnn_dense_s8",),
     "quant_s8": ("ebnn_requant", "ebnn_lut_s8", "ebnn_add_s8", "ebnn_concat_s8", "ebnn_bits_to_s8",
                  "ebnn_threshold_s8", "ebnn_max_pool_s8", "ebnn_avg_pool_s8", "ebnn_argmax_i32"),
