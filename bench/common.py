@@ -27,6 +27,17 @@ def available_models(names=None):
     return out
 
 
+def shipped_models(names=None):
+    """available_models plus every other examples/models/*.keras file (a model shipped after MODELS was
+    last edited; sorted by name, after MODELS' order): its dataset is Fashion-MNIST when its name says
+    "fashion", else MNIST."""
+    out = available_models(names)
+    for path in sorted((ROOT / "examples" / "models").glob("*.keras")):
+        if path.stem not in MODELS and (names is None or path.stem in names):
+            out[path.stem] = (path, "fashion_mnist" if "fashion" in path.stem else "mnist")
+    return out
+
+
 def load_export(name, path, out_root):
     """(keras model, lowered model, C export folder) of a shipped model."""
     from keras_ebnn.exporters.c import export_c

@@ -1,10 +1,16 @@
-"""Cost per inference of the shipped models: Cortex-M3 / M0+ instructions, ATmega328P cycles, host time.
+"""Cost per inference of the shipped models: Cortex-M0+ / M3 / M4F / M7 and RISC-V rv32imc(+Zbb)
+instructions, ATmega328P cycles, host time.
 
     EBNN_DATA_DIR=../shared/data python bench/cost.py [--models a,b] [--no-avr] [--avr-opt=-Os] [--no-write]
 
-Method: instructions are counted exactly under QEMU (mps2-an385) by our TCG plugin between markers
-around each NAME_predict call, averaged over 100 test images, arm-none-eabi-gcc -O2 (M0+ code runs on
-the same machine). ATmega328P cycles are counted by simavr's cycle-accurate core between markers,
+Method: every model in examples/models/. Instructions are counted exactly under QEMU by our TCG plugin
+between markers around each NAME_predict call (the marker pair's own cost subtracted), averaged over
+100 test images, -O2: arm-none-eabi-gcc for Cortex-M3 and M0+ (mps2-an385; M0+ code runs on the same
+machine), Cortex-M4F (-mfpu=fpv4-sp-d16 -mfloat-abi=hard, mps2-an386) and Cortex-M7 (-mfpu=fpv5-d16
+-mfloat-abi=hard, mps2-an500), all with the generic C kernels; riscv64-unknown-elf-gcc + picolibc for
+rv32imc (popcount in SWAR) and rv32imc_zbb (popcount by Zbb's cpop; when the compiler accepts it) on
+qemu-system-riscv32 -M virt. Every emulated run's classes and logits must equal the host C build's.
+ATmega328P cycles are counted by simavr's cycle-accurate core between markers,
 avr-gcc -Os (--avr-opt), averaged over the same 100 images, and each image's own marked cycles for
 the slowest one (the kernels' time depends on the data); ms = cycles / 16 MHz. Host: the C export
 built with gcc -O2 (and with -O2 -march=native) runs 1,000 test images in one process (wall time /
@@ -18,7 +24,14 @@ import time
 
 import numpy as np
 
-from common import available_models, load_export, md_table, test_set, write_section
+from common import load_export, shipped_models, md_table, test_set, write_section
+
+
+ARM_CPUS = ("cortex-m3", "cortex-m0plus", "cortex-m4", "cortex-m7")
+RV_CPUS = ("rv32imc", "rv32imc_zbb")
+INSTR_COLUMNS = {"cortex-m3": "Cortex-M3 instr.", "cortex-m0plus": "Cortex-M0+ instr.",
+                 "cortex-m4": "Cortex-M4F instr.", "cortex-m7": "Cortex-M7 instr.",
+                 "rv32imc": "RV32 rv32imc instr.", "rv32imc_zbb": "RV32 rv32imc+Zbb instr."}
 
 
 def host_us(lowered, out, name, x, repeat=5, flags=()):
@@ -40,20 +53,29 @@ def main(argv=None):
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     print(__doc__)
-    from bench.targets import avr, cortexm
-    from keras_ebnn import graph_reference
+    from bench.targets import avr, cortexm, riscv
+    from keras_ebnn import graph_reference, host
+    riscv_ok = {cpu: riscv.supports(cpu) for cpu in RV_CPUS}
+    print("RISC-V targets the toolchain supports:", riscv_ok)
     rows = []
     with tempfile.TemporaryDirectory() as work:
-        for name, (path, dataset) in available_models(args.models and args.models.split(",")).items():
+        for name, (path, dataset) in shipped_models(args.models and args.models.split(",")).items():
             model, lowered, out = load_export(name, path, work)
             x, _ = test_set(dataset)
             x = x[:1000]
             row = {"model": name}
-            for cpu in ("cortex-m3", "cortex-m0plus"):
-                if cortexm.available():
-                    r = cortexm.build_and_run(out, name, x[:100], lowered.num_classes, cpu=cpu, opt="-O2",
-                                              workdir=f"{work}/{cpu}_{name}")
-                    row[cpu] = r["instructions_per_inference"]
+            classes, logits = host.predict_c(lowered, out, name, x[:100])
+            runs = []
+            if cortexm.available():
+                runs += [(cpu, cortexm.build_and_run) for cpu in ARM_CPUS]
+            runs += [(cpu, riscv.build_and_run) for cpu in RV_CPUS if riscv_ok[cpu]]
+            for cpu, build_and_run in runs:
+                r = build_and_run(out, name, x[:100], lowered.num_classes, cpu=cpu, opt="-O2",
+                                  workdir=f"{work}/{cpu}_{name}")
+                got = r["logits"].view(np.int32) if logits.dtype.kind == "i" else r["logits"]  # int8 mode: int32 logits
+                if not (np.array_equal(r["classes"], classes) and np.array_equal(got, logits)):
+                    raise RuntimeError(f"{name} on {cpu}: classes or logits differ from the host C build's")
+                row[cpu] = r["instructions_per_inference"]
             if avr.available() and not args.no_avr:
                 try:
                     r = avr.build_and_run(out, name, x[:100], lowered.num_classes, workdir=f"{work}/avr_{name}",
@@ -82,9 +104,9 @@ def main(argv=None):
 
     def fmt(v, f="{:,.0f}"):
         return "-" if v is None else f.format(v)
-    table = md_table(["model", "Cortex-M3 instr.", "Cortex-M0+ instr.", "ATmega328P cycles (mean)", "ms @16 MHz (mean / slowest image)",
+    table = md_table(["model", *INSTR_COLUMNS.values(), "ATmega328P cycles (mean)", "ms @16 MHz (mean / slowest image)",
                       "host C µs (-O2)", "host C µs (-O2 -march=native)", "NumPy ref µs", "Keras µs"],
-                     [[r["model"], fmt(r.get("cortex-m3")), fmt(r.get("cortex-m0plus")),
+                     [[r["model"], *(fmt(r.get(cpu)) for cpu in INSTR_COLUMNS),
                        fmt(r.get("avr_cycles")) if r.get("avr_fits", True) else "does not fit",
                        (fmt(r["avr_cycles"] / 16e3, "{:,.1f}") + " / " + fmt(r["avr_max"] / 16e3, "{:,.1f}"))
                        if r.get("avr_cycles") else "-",

@@ -7,6 +7,7 @@ cycles per inference and the target's own size figures printed. Arduino and Zeph
 checked with their own build flows; each check skips cleanly when its tools are missing.
 """
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -173,16 +174,20 @@ def test_m15_mnist_on_the_newer_cores(shipped, tmp_path):
 
 
 def _function_mnemonics(elf, names):
-    """{function: set of instruction mnemonics} of the named functions of an Armv8.1-M ELF."""
+    """{function: set of instruction mnemonics} of the named functions of an Armv8.1-M ELF, each with those of
+    the functions it calls or branches to (one level: e.g. ebnn_binary_conv's two static bodies)."""
     out = subprocess.run(["arm-none-eabi-objdump", "-d", "-m", "armv8.1-m.main", str(elf)], capture_output=True,
                          text=True, check=True).stdout
-    ops, current = {}, None
+    ops, calls, current = {}, {}, None
     for ln in out.splitlines():
         if ln.endswith(">:"):
             current = ln.split("<", 1)[1][:-2]
-        elif current in names and ln.count("\t") >= 2:
+        elif current is not None and ln.count("\t") >= 2:
             ops.setdefault(current, set()).add(ln.split("\t")[2].split()[0])
-    return ops
+            target = re.search(r"<([A-Za-z_][A-Za-z0-9_.]*)>$", ln)  # a call or branch to a function's start
+            if target and target.group(1) != current:
+                calls.setdefault(current, set()).add(target.group(1))
+    return {fn: ops.get(fn, set()).union(*(ops.get(c, set()) for c in calls.get(fn, ()))) for fn in names}
 
 
 MVE_OPS = {"veor", "vmla.u8", "vshr.u8"}  # the Helium kernels' XOR and SWAR popcount steps

@@ -39,6 +39,20 @@ def available():
     return proc.returncode == 0 and Path(proc.stdout.strip()).is_file()
 
 
+def supports(cpu):
+    """Whether the installed compiler accepts `cpu`'s -march (rv32imc_zbb needs GCC >= 12): compiles a
+    one-line function with it. (A QEMU without the cpu's extension fails the run itself.)"""
+    if not available():
+        return False
+    march = CPUS[cpu][0]
+    with tempfile.TemporaryDirectory() as work:
+        src = Path(work) / "probe.c"
+        src.write_text("unsigned probe(unsigned x) { return (unsigned)__builtin_popcount(x); }\n")
+        proc = subprocess.run([CC, f"-march={march}", f"-mabi={ABI}", "-O2", "-c", str(src), "-o",
+                               str(Path(work) / "probe.o")], capture_output=True, text=True)
+    return proc.returncode == 0
+
+
 def build(export_dir, name, images, cpu="rv32imc", opt="-O2", workdir=None, empty=False, flags=()):
     """Compile the export + the Cortex-M driver (shared) + riscv/startup.c into an ELF. `empty=True`
     builds the marker-calibration ELF; `flags` are extra compiler options (e.g. -DEBNN_POPCOUNT=1)."""
@@ -46,8 +60,8 @@ def build(export_dir, name, images, cpu="rv32imc", opt="-O2", workdir=None, empt
     work = Path(workdir or tempfile.mkdtemp(prefix=f"ebnn-{cpu}-"))
     work.mkdir(parents=True, exist_ok=True)
     export_dir = Path(export_dir)
-    ctype = "uint8_t" if "uint8_t" in (export_dir / f"{name}.h").read_text().split(f"{name}_input_t")[0][-40:] \
-        else "float"
+    head = (export_dir / f"{name}.h").read_text().split(f"{name}_input_t")[0][-40:]
+    ctype = "uint8_t" if "uint8_t" in head else "int8_t" if "int8_t" in head else "float"  # as cortexm.build
     cortexm.images_header(work / "images.h", images, ctype)
     base = [CC, f"-march={march}", f"-mabi={ABI}", "--specs=picolibc.specs"]
     cflags = ["-std=c99", "-Wall", "-Wextra", "-Werror", opt, "-ffunction-sections", "-fdata-sections",

@@ -62,18 +62,24 @@ static void copy_rows(uint32_t *patch, const uint32_t *in, uint32_t bit, uint32_
 }
 
 /* best[o] = max(best[o], taps - 2 * popcount(patch ^ filter o)) for the n filters from w (fwords words
- * each), four at a time; masked: the popcount of (patch ^ filter) & mask. Inlined with `masked` a
- * constant. */
+ * each), four at a time; masked: the popcount of (patch ^ filter) & mask. `fixed`: fwords is a small
+ * constant (1 .. 6, see ebnn_binary_conv), the word loops unrolled. Inlined with `masked` and `fixed`
+ * constants. */
 EBNN_MVE_INLINE void pool_counts(int32_t *best, const uint32_t *patch, const uint32_t *mask, const uint32_t *w,
-                                 uint32_t fwords, uint32_t n, int32_t taps, int masked)
+                                 uint32_t fwords, uint32_t n, int32_t taps, int masked, int fixed)
 {
     uint32x4_t off = ebnn_mve_row_offsets(4u, fwords);
     uint32_t g;
     for (g = 0; g < n; g += 4u, w += 4u * fwords, best += 4) {
         uint32x4_t count;
+        const uint32_t *x = patch;
+#if defined(__GNUC__)
+        if (fixed) /* x "changes" here: the patch words are read in the loop, not hoisted out of it (and spilled) */
+            __asm__("" : "+r"(x));
+#endif
         if (n - g < 4u) /* the last filters, fewer than 4 */
             off = ebnn_mve_row_offsets(n - g, fwords);
-        count = ebnn_mve_xor_popcount4(patch, mask, w, off, fwords, masked);
+        count = ebnn_mve_xor_popcount4(x, mask, w, off, fwords, masked, fixed);
         /* taps - 2 * count as a multiply and a scalar add: no vector to keep for taps */
         vst1q_s32(best, vmaxq_s32(vld1q_s32(best), vaddq_n_s32(vmulq_n_s32(vreinterpretq_s32_u32(count), -2), taps)));
     }
@@ -82,9 +88,13 @@ EBNN_MVE_INLINE void pool_counts(int32_t *best, const uint32_t *patch, const uin
 /* As the generic kernel: per output position and pass of up to EBNN_CHUNK filters, each window of the
  * pool is copied into the aligned patch once; then four filters at a time are XOR-popcounted against
  * it (ebnn_mve_xor_popcount4), and acc = taps - 2 * count, the pool maximum and the threshold
- * comparisons are vector operations on four filters. */
-EBNN_API int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *input, const uint32_t *weights,
-                              const void *thresholds, const uint32_t *flip, uint32_t *output, uint32_t *scratch)
+ * comparisons are vector operations on four filters. `fixed`: filters of 1 .. 6 words, whose interior
+ * windows are counted with the word count a constant. Inlined with `fixed` a constant: two functions
+ * (binary_conv_fixed, binary_conv_any), so the fixed sizes' code does not change the register
+ * allocation of the general one. */
+EBNN_MVE_INLINE int binary_conv(const ebnn_conv_params_t *params, const uint32_t *input, const uint32_t *weights,
+                                const void *thresholds, const uint32_t *flip, uint32_t *output, uint32_t *scratch,
+                                int fixed)
 {
     ebnn_conv_params_t pl;
     const ebnn_conv_params_t *p = &pl; /* local copy: see ebnn_input_conv_int */
@@ -92,9 +102,6 @@ EBNN_API int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *
     uint32_t fwords, row, *patch, *mask;
     uint_fast16_t oy, ox, o0;
     ebnn_bit_writer_t bw;
-    if (params == NULL || input == NULL || weights == NULL || thresholds == NULL || flip == NULL ||
-        output == NULL || scratch == NULL)
-        return EBNN_ERROR_ARGUMENT;
     pl = *params;
     row = (uint32_t)p->kw * p->in_c;
     fwords = EBNN_WORDS(row * p->kh);
@@ -127,9 +134,19 @@ EBNN_API int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *
                             taps = (int32_t)ebnn_build_patch(p, input, iy0, ix0, patch, mask, &masked);
                         }
                         if (masked)
-                            pool_counts(best, patch, mask, w0, fwords, n, taps, 1);
+                            pool_counts(best, patch, mask, w0, fwords, n, taps, 1, 0);
+                        else if (!fixed)
+                            pool_counts(best, patch, NULL, w0, fwords, n, taps, 0, 0);
                         else
-                            pool_counts(best, patch, NULL, w0, fwords, n, taps, 0);
+                            switch (fwords) { /* filters of 1 .. 6 words: the word count a constant */
+                            case 1u: pool_counts(best, patch, NULL, w0, 1u, n, taps, 0, 1); break;
+                            case 2u: pool_counts(best, patch, NULL, w0, 2u, n, taps, 0, 1); break;
+                            case 3u: pool_counts(best, patch, NULL, w0, 3u, n, taps, 0, 1); break;
+                            case 4u: pool_counts(best, patch, NULL, w0, 4u, n, taps, 0, 1); break;
+                            case 5u: pool_counts(best, patch, NULL, w0, 5u, n, taps, 0, 1); break;
+                            case 6u: pool_counts(best, patch, NULL, w0, 6u, n, taps, 0, 1); break;
+                            default: break; /* not called (fwords <= 6) */
+                            }
                     }
                 }
                 for (g = 0; g + 4u <= n; g += 4u) /* four filters */
@@ -146,5 +163,36 @@ EBNN_API int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *
     }
     ebnn_bw_flush(&bw);
     return EBNN_OK;
+}
+
+#if defined(__GNUC__)
+#define EBNN_MVE_NOINLINE __attribute__((noinline))
+#else
+#define EBNN_MVE_NOINLINE
+#endif
+
+EBNN_MVE_NOINLINE static int binary_conv_fixed(const ebnn_conv_params_t *params, const uint32_t *input,
+                                               const uint32_t *weights, const void *thresholds,
+                                               const uint32_t *flip, uint32_t *output, uint32_t *scratch)
+{
+    return binary_conv(params, input, weights, thresholds, flip, output, scratch, 1);
+}
+
+EBNN_MVE_NOINLINE static int binary_conv_any(const ebnn_conv_params_t *params, const uint32_t *input,
+                                             const uint32_t *weights, const void *thresholds,
+                                             const uint32_t *flip, uint32_t *output, uint32_t *scratch)
+{
+    return binary_conv(params, input, weights, thresholds, flip, output, scratch, 0);
+}
+
+EBNN_API int ebnn_binary_conv(const ebnn_conv_params_t *params, const uint32_t *input, const uint32_t *weights,
+                              const void *thresholds, const uint32_t *flip, uint32_t *output, uint32_t *scratch)
+{
+    if (params == NULL || input == NULL || weights == NULL || thresholds == NULL || flip == NULL ||
+        output == NULL || scratch == NULL)
+        return EBNN_ERROR_ARGUMENT;
+    return EBNN_WORDS((uint32_t)params->kw * params->in_c * params->kh) - 1u < 6u /* 1 .. 6 words */
+               ? binary_conv_fixed(params, input, weights, thresholds, flip, output, scratch)
+               : binary_conv_any(params, input, weights, thresholds, flip, output, scratch);
 }
 #endif /* EBNN_MVE_KERNELS */

@@ -18,7 +18,7 @@ static int binary_dense_mve(uint32_t n_in, uint32_t n_out, const uint32_t *input
     for (o = 0; o < n_out; o += 4u, weights += 4u * rwords) {
         uint32_t k = n_out - o < 4u ? n_out - o : 4u;
         mve_pred16_t lanes = vctp32q(k);
-        uint32x4_t count = ebnn_mve_xor_popcount4(input, NULL, weights, ebnn_mve_row_offsets(k, rwords), rwords, 0);
+        uint32x4_t count = ebnn_mve_xor_popcount4(input, NULL, weights, ebnn_mve_row_offsets(k, rwords), rwords, 0, 0);
         int32x4_t acc = vmlaq_n_s32(n, vreinterpretq_s32_u32(count), -2);
         int32x4_t t = ebnn_mve_thresholds_z(thresholds, o, thr16, lanes);
         ebnn_bw_put(&bw, ebnn_mve_pred_bits(vcmpgeq_m_s32(acc, t, lanes)), (uint_fast8_t)k);

@@ -21,9 +21,9 @@
  * dense block): lane l reads word k of its row with one gather load, XORs it with word k of the
  * patch or input (the same for all lanes) and counts. Per lane: 2-bit counts, then 4-bit counts
  * (x - 3 * (x >> 2 & 0x33) is (x & 0x33) + (x >> 2 & 0x33) in one multiply-accumulate: each nibble
- * stays in 0..4, no borrow crosses it), the 4-bit counts of three words summed (<= 12), then byte
- * counts (s - 15 * (s >> 4), again one multiply-accumulate; <= 24, so a lane's four bytes sum to
- * <= 96 < 256) added up by one multiply. */
+ * stays in 0..4, no borrow crosses it), the 4-bit counts of up to three words summed (<= 12), then
+ * byte counts (s - 15 * (s >> 4), again one multiply-accumulate; <= 24), and a lane's four bytes added
+ * up by one multiply (their sum must stay < 256). */
 
 /* The 4-bit counts of v (each nibble of the result: popcount of that nibble of v, 0..4). */
 EBNN_MVE_INLINE uint8x16_t ebnn_mve_nibble_counts(uint32x4_t v)
@@ -33,11 +33,16 @@ EBNN_MVE_INLINE uint8x16_t ebnn_mve_nibble_counts(uint32x4_t v)
     return vmlaq_n_u8(x, vandq_u8(vshrq_n_u8(x, 2), vdupq_n_u8(0x33u)), (uint8_t)0xfdu); /* 0xfd = -3 */
 }
 
-/* Adds the 4-bit counts s (each <= 12) of a lane's bytes to that lane's count. */
-EBNN_MVE_INLINE uint32x4_t ebnn_mve_add_counts(uint32x4_t count, uint8x16_t s)
+/* The byte counts of the 4-bit counts s (each <= 12): s - 15 * (s >> 4), each <= 24. */
+EBNN_MVE_INLINE uint8x16_t ebnn_mve_byte_counts(uint8x16_t s)
 {
-    s = vmlaq_n_u8(s, vshrq_n_u8(s, 4), (uint8_t)0xf1u); /* byte counts (<= 24): s - 15 * (s >> 4) */
-    return vaddq_u32(count, vshrq_n_u32(vmulq_n_u32(vreinterpretq_u32_u8(s), 0x01010101u), 24));
+    return vmlaq_n_u8(s, vshrq_n_u8(s, 4), (uint8_t)0xf1u);
+}
+
+/* Adds the byte counts b of a lane's bytes (their sum <= 255) to that lane's count. */
+EBNN_MVE_INLINE uint32x4_t ebnn_mve_add_counts(uint32x4_t count, uint8x16_t b)
+{
+    return vaddq_u32(count, vshrq_n_u32(vmulq_n_u32(vreinterpretq_u32_u8(b), 0x01010101u), 24));
 }
 
 /* Word j of the four rows (lane l: word w[off[l] + j]) XOR word j of x, AND word j of m if masked, as
@@ -47,29 +52,51 @@ EBNN_MVE_INLINE uint32x4_t ebnn_mve_add_counts(uint32x4_t count, uint8x16_t s)
                                                           vdupq_n_u32((x)[j])), vdupq_n_u32((m)[j])) \
                                     : veorq_u32(vldrwq_gather_shifted_offset_u32((w) + (j), off), vdupq_n_u32((x)[j])))
 
+/* The byte counts of words 0 .. 2 (three words) of the four rows, as EBNN_MVE_WORD. */
+#define EBNN_MVE_WORDS3(w, off, x, m, masked)                                                        \
+    ebnn_mve_byte_counts(vaddq_u8(vaddq_u8(EBNN_MVE_WORD(w, off, x, m, 0, masked),                 \
+                                           EBNN_MVE_WORD(w, off, x, m, 1, masked)),                 \
+                                  EBNN_MVE_WORD(w, off, x, m, 2, masked)))
+
 /* Lane l: popcount(x ^ row_l) over n words, or popcount((x ^ row_l) & m) if masked, where row_l
- * starts at word w + off[l] (weights: uint32_t arrays); x and m are RAM words. Always inlined, with
- * `masked` a constant at every call: each loop has no test left in it. */
+ * starts at word w + off[l] (weights: uint32_t arrays); x and m are RAM words. Three words at a time.
+ * With `merge` (for a constant n: GCC keeps the vector live across the loop badly otherwise), the
+ * byte counts of the last one or two words are added to those of the last three (<= 40 per byte)
+ * before their lane sums: one lane-sum step fewer. Always inlined, with `masked` and `merge`
+ * constants at every call: each loop has no test left in it. */
 EBNN_MVE_INLINE uint32x4_t ebnn_mve_xor_popcount4(const uint32_t *x, const uint32_t *m, const uint32_t *w,
-                                                  uint32x4_t off, uint32_t n, int masked)
+                                                  uint32x4_t off, uint32_t n, int masked, int merge)
 {
     uint32x4_t count = vdupq_n_u32(0u);
-    uint32_t t;
-    for (t = n / 3u; t != 0u; t--) {
-        uint8x16_t s = EBNN_MVE_WORD(w, off, x, m, 0, masked);
-        s = vaddq_u8(s, EBNN_MVE_WORD(w, off, x, m, 1, masked));
-        count = ebnn_mve_add_counts(count, vaddq_u8(s, EBNN_MVE_WORD(w, off, x, m, 2, masked)));
+    uint8x16_t b = vdupq_n_u8(0u);
+    uint32_t t = n / 3u;
+    if (merge && t != 0u)
+        t--; /* the last three words: below */
+    for (; t != 0u; t--) {
+        count = ebnn_mve_add_counts(count, EBNN_MVE_WORDS3(w, off, x, m, masked));
         w += 3;
         x += 3;
         if (masked)
             m += 3;
     }
-    if (n % 3u == 2u)
-        count = ebnn_mve_add_counts(count, vaddq_u8(EBNN_MVE_WORD(w, off, x, m, 0, masked),
-                                                    EBNN_MVE_WORD(w, off, x, m, 1, masked)));
+    if (merge && n >= 3u) {
+        b = EBNN_MVE_WORDS3(w, off, x, m, masked);
+        w += 3;
+        x += 3;
+        if (masked)
+            m += 3;
+    }
+    if (n % 3u == 2u) /* the last one or two words */
+        b = merge ? vaddq_u8(b, ebnn_mve_byte_counts(vaddq_u8(EBNN_MVE_WORD(w, off, x, m, 0, masked),
+                                                              EBNN_MVE_WORD(w, off, x, m, 1, masked))))
+                  : ebnn_mve_byte_counts(vaddq_u8(EBNN_MVE_WORD(w, off, x, m, 0, masked),
+                                                  EBNN_MVE_WORD(w, off, x, m, 1, masked)));
     else if (n % 3u == 1u)
-        count = ebnn_mve_add_counts(count, EBNN_MVE_WORD(w, off, x, m, 0, masked));
-    return count;
+        b = merge ? vaddq_u8(b, ebnn_mve_byte_counts(EBNN_MVE_WORD(w, off, x, m, 0, masked)))
+                  : ebnn_mve_byte_counts(EBNN_MVE_WORD(w, off, x, m, 0, masked));
+    else if (!merge)
+        return count;
+    return ebnn_mve_add_counts(count, b);
 }
 
 /* The word offsets of rows 0 .. 3, `stride` words apart; rows beyond the last (lanes - 1, lanes in
@@ -79,11 +106,12 @@ EBNN_MVE_INLINE uint32x4_t ebnn_mve_row_offsets(uint32_t lanes, uint32_t stride)
     return vmulq_n_u32(vminq_u32(vidupq_n_u32(0u, 1), vdupq_n_u32(lanes - 1u)), stride);
 }
 
-/* The bits (lane l -> bit l) of the true (and active) lanes of a comparison, as an integer. */
+/* The bits (lane l -> bit l) of the true (and active) lanes of a comparison, as an integer: a 32-bit
+ * lane sets predicate bits 4l .. 4l+3; the multiply by 0x249 (bits 0, 3, 6, 9) moves bits 0, 4, 8, 12
+ * to bits 9, 10, 11, 12 and nothing else there (no two of its partial products overlap). */
 EBNN_MVE_INLINE uint32_t ebnn_mve_pred_bits(mve_pred16_t p)
 {
-    static const uint32_t pow2[4] = {1u, 2u, 4u, 8u};
-    return vaddvq_p_u32(vld1q_u32(pow2), p);
+    return (((uint32_t)p & 0x1111u) * 0x249u >> 9) & 15u;
 }
 
 /* Thresholds o .. o+3 (int16_t when is16, else int32_t). */
