@@ -1,9 +1,8 @@
 """The C pipeline of every export: a fused `keras_ebnn.graph.Graph` -> memory plan -> NAME.h / NAME.c.
 
-A chain of fused blocks (`keras_ebnn.lowering`, LoweredModel) is the graph of one block op per block
-(`as_graph_model`: graph.from_lowered); a model the chain lowering cannot take -- residual `Add`,
-`Concatenate`, full-precision layers, average / global pooling, 1-D inputs -- is lowered with
-`keras_ebnn.graph.lower_graph`. `GraphModel` wraps the graph with the attributes the exporters read
+Every model is lowered by `keras_ebnn.graph.lower_graph`; a chain of fused blocks (its chain view,
+`keras_ebnn.lowering`, LoweredModel) is the graph of one block op per block (`as_graph_model`:
+graph.as_graph / from_lowered). `GraphModel` wraps the graph with the attributes the exporters read
 of a `LoweredModel` (name, input: shape / dtype / length / mode, num_classes, softmax), so
 `exporters/c.py` export_c / memory_plan / runtime_files, the Arduino and Zephyr exporters and
 `keras_ebnn.export()` take either. What makes a chain's export small are choices of this one
@@ -104,23 +103,6 @@ class GraphModel:
     def softmax(self):
         return self.graph.softmax
 
-    # exporters/c.py's entry points take a LoweredModel or a GraphModel and hand a GraphModel to these
-    # (c.py does not import this module: this module imports c.py)
-    def kernel_keys(self):
-        return kernel_keys(self.graph)
-
-    def memory_plan(self, target=None, build="default"):
-        return memory_plan(self, target, build)
-
-    def stack_bound(self, target=None, build="default"):
-        return stack_bound(self, target, build)
-
-    def avr_reach_problems(self, name):
-        return avr_reach_problems(self, name)
-
-    def generate(self, name, byte_kernels=True):
-        return generate(self, name, byte_kernels)
-
 
 def is_chain(graph):
     """True when every op is a fused block (the graph of a keras_ebnn.blocks.LoweredModel): its C and
@@ -130,11 +112,11 @@ def is_chain(graph):
 
 def as_graph_model(model):
     """The GraphModel the exporters work on: a GraphModel or a keras_ebnn.graph Graph, or a chain of fused
-    blocks (keras_ebnn.blocks.LoweredModel) as the graph of one block op per block (graph.from_lowered)."""
+    blocks (keras_ebnn.blocks.LoweredModel) as the graph of one block op per block (graph.as_graph)."""
     if isinstance(model, GraphModel):
         return model
-    from keras_ebnn.graph import Graph, from_lowered
-    return GraphModel(model if isinstance(model, Graph) else from_lowered(model))
+    from keras_ebnn.graph import as_graph
+    return GraphModel(as_graph(model))
 
 
 def uses_libm(graph):
@@ -821,8 +803,7 @@ def c_limit_problems(model):
     hold, one sentence each naming the op / block and its Keras layers (empty when all fit): window and
     conv-parameter fields and out_c / depth multipliers (uint16_t), the uint8 input encoding (int16_t),
     int tensors' ranges (int32_t), element counts (uint32_t), the output block's input count (2^24)."""
-    from keras_ebnn.graph import from_lowered
-    graph = prepare(model.graph) if hasattr(model, "graph") else from_lowered(model)
+    graph = prepare(as_graph_model(model).graph)
     problems = []
     for i, op in enumerate(graph.ops):
         for what, v, lo, hi, ctype in _op_c_parameters(graph, op):

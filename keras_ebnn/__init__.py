@@ -1,9 +1,10 @@
 """keras-ebnn: train binarized neural networks with Keras/Larq, ship them as small, exact C.
 
 The pieces, in the order data flows through them:
-  lowering   (keras_ebnn.lowering.lower)   Keras/Larq model -> fused blocks (keras_ebnn.blocks)
-  graph      (keras_ebnn.graph.lower_graph) models that are not a chain -> ops over bits/int/float32
-             (a chain is the graph of its blocks: keras_ebnn.graph.from_lowered)
+  graph      (keras_ebnn.graph.lower_graph) the one lowering: Keras/Larq model -> ops over bits/int/float32,
+             binary layers fused into blocks (keras_ebnn.blocks)
+  lowering   (keras_ebnn.lowering.lower)   the chain view: a graph that is a chain of fused blocks as a
+             LoweredModel (keras_ebnn.graph.from_lowered: back to its graph)
   reference  (keras_ebnn.graph_reference.run) NumPy executor that defines the semantics of both
   exporters  (keras_ebnn.exporters)        one memory planner and C emitter (graph_c) for both;
                                            Zephyr / Arduino back ends, runtime in runtime_c/

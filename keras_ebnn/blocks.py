@@ -42,9 +42,6 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-INPUT_MODES = ("float", "uint8", "sign_float", "sign_uint8")
-
-
 @dataclass
 class InputSpec:
     """How the first block reads the model input (NHWC, `shape` = (H, W, C)).
@@ -174,13 +171,6 @@ class LoweredModel:
     @property
     def num_classes(self):
         return self.blocks[-1].weights.shape[0]
-
-    def block_input_shapes(self):
-        shapes, shape = [], self.input.shape
-        for block in self.blocks:
-            shapes.append(shape)
-            shape = block.out_shape
-        return shapes
 
 
 def fan_in(block):

@@ -1,9 +1,9 @@
 """Exception types for models keras-ebnn cannot export or will not load.
 
 `UnsupportedModelError` is the base: every error about the input model is one. Its `str()` keeps the
-historical form (message, then the supported-layers list that applies: the chain's `SUPPORTED`, or the
-graph lowering's for a graph refusal, never both); `message` is the one-line description and
-`hint` the supported-layers list (None when the list does not fit the problem, e.g. a file that could
+historical form (message, then `SUPPORTED`: what the one lowering, keras_ebnn.graph.lower_graph, takes;
+`lower()`'s chain view is that lowering's graph when it is a chain of fused blocks); `message` is the
+one-line description and `hint` the supported-layers list (None when the list does not fit the problem, e.g. a file that could
 not be read, or a model beyond the C kernels' parameter types). `ModelFileError` (unreadable / malformed file) and `UnsafeModelError` (a file that could
 run code when loaded) are subclasses whose `str()` is the message alone.
 
@@ -21,15 +21,17 @@ def printable(text):
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
 
 
-SUPPORTED = (
-    "Supported layers: InputLayer; a leading Rescaling(scale, offset) (raw uint8 input); "
-    "larq QuantConv2D (sign-type kernel_quantizer; input_quantizer None on the first layer, sign-type "
-    "after it; padding valid/same, pad_values 0 or 1, any strides, no dilation/groups, no activation); "
-    "MaxPooling2D (before or after BatchNormalization, at most one per block); BatchNormalization; "
-    "Flatten; larq QuantDense (hidden and final); Dropout/GaussianNoise-style no-op layers; a final "
-    "softmax. The model must be a single chain (Sequential or single-path functional) ending in a "
-    "QuantDense."
-)
+SUPPORTED = (  # what the one lowering (keras_ebnn.graph.lower_graph) takes; keras_ebnn.graph.GRAPH_SUPPORTED
+    "Supported layers: (graph lowering: any model with one input and one output) InputLayer, Rescaling, "
+    "QuantConv1D/QuantConv2D/QuantDense/QuantDepthwiseConv2D/QuantSeparableConv1D/QuantSeparableConv2D "
+    "(kernel, depthwise and pointwise quantizers sign-type, magnitude_aware_sign or None; input quantizer "
+    "sign-type or None), Conv1D/Conv2D/DepthwiseConv1D/DepthwiseConv2D/SeparableConv1D/SeparableConv2D/"
+    "Dense, BatchNormalization (last axis), ReLU, "
+    "LeakyReLU, Activation (relu, relu6, hard_tanh, tanh, sigmoid, linear, a larq sign quantizer; "
+    "softmax last), Max/Average"
+    "Pooling1D/2D, GlobalAverage/GlobalMaxPooling1D/2D, Flatten, Reshape, Add, Concatenate (last "
+    "axis), Python operators / tf.* calls (TFOpLambda: x + y, x - y, x * c, x / c, -x, tf.reshape, tf.nn.relu, "
+    "...), Dropout-style no-ops; one input, one output.")
 
 
 class UnsupportedModelError(ValueError):
@@ -38,7 +40,7 @@ class UnsupportedModelError(ValueError):
     The message names the layer (index, name, class), says what is wrong and what is supported.
     Attributes: `layer_index`, `layer_name`, `layer_class` (None when the problem is not one layer),
     `reason`, `message` (one line with the optional `hint` sentence, without the supported-layers
-    list) and `hint` (that list: `supported`, the chain's SUPPORTED by default).
+    list) and `hint` (that list: `supported`, SUPPORTED by default).
     """
 
     def __init__(self, reason, layer=None, index=None, hint=None, supported=SUPPORTED):
@@ -55,17 +57,6 @@ class UnsupportedModelError(ValueError):
         self.hint = supported
         super().__init__(f"{message}\n{supported}" if supported else message)
         self.reason = reason
-
-    def retarget(self, supported):
-        """Make `supported` (e.g. the graph lowering's list) the supported-layers list this error
-        prints, instead of the chain's: one list, the one that applies. Returns self."""
-        message = self.message
-        if message.endswith(f" {supported}"):  # given as the hint: printed once, at the end
-            message = message[:-len(supported) - 1]
-        self.message, self.hint = message, supported
-        self.args = (f"{message}\n{supported}",)
-        return self
-
 
 
 class ModelFileError(UnsupportedModelError):

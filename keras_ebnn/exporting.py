@@ -1,6 +1,6 @@
 """`export()`: the one front door used by the callback, the CLI and the demo.
 
-lower (`lower_for_export`: the chain of fused blocks when the model is one, else the graph IR) -> plan memory (and check budgets: --max-ram/--max-flash, and the board's flash and SRAM,
+lower (`lower_for_export`: the graph IR, as its chain of fused blocks when it is one) -> plan memory (and check budgets: --max-ram/--max-flash, and the board's flash and SRAM,
 see boards.py) -> write the target's files into a temporary folder -> verify (reference vs Keras,
 compiled C vs reference) -> write the report -> swap the folder into place.
 Nothing is left half-written: on any error the temporary folder is removed and `out_dir` is untouched.
@@ -22,7 +22,7 @@ import numpy as np
 from . import boards, graph_reference, report
 from .blocks import LoweredModel, class_threshold, classes_of
 from .errors import BudgetError  # also keras_ebnn.exporting.BudgetError, keras_ebnn.BudgetError
-from .lowering import lower
+from .graph import as_graph
 
 TARGETS = ("c", "zephyr", "arduino")
 SAMPLES_PER_TARGET = {"c": 0, "arduino": 8, "zephyr": 32}  # test inputs embedded in the example
@@ -45,7 +45,7 @@ class ExportResult:
     out_dir: Path
     name: str
     target: str
-    lowered: LoweredModel  # or exporters/graph_c.py GraphModel (a model the chain lowering refuses)
+    lowered: LoweredModel  # or exporters/graph_c.py GraphModel (a graph that is not a chain of fused blocks)
     plan: dict
     agreement: Optional[object] = None  # verify.Agreement (reference vs Keras)
     accuracy: Optional[float] = None  # exported model's accuracy on the labels given
@@ -117,18 +117,17 @@ def check_budget(plan, max_ram=None, max_flash=None):
 
 
 def lower_for_export(model, name="model", float_weights="float32", quantize=None, representative_data=None):
-    """What `export()` exports: the chain of fused blocks (`keras_ebnn.lowering.lower`) when the model
-    is one -- the shipped models' C is unchanged by the graph back end --, else, when the chain lowering
-    refuses it, the graph IR (`keras_ebnn.graph.lower_graph`) wrapped as exporters/graph_c.py GraphModel.
-    A model neither takes raises the graph lowering's UnsupportedModelError (it names the layer; the
-    graph lowering supports a superset of the chain's layers). A LoweredModel, Graph or GraphModel
-    passes through (a Graph is wrapped). float_weights="int8": the graph's full-precision conv /
-    depthwise / dense weights as int8 with a float32 scale per output channel (keras_ebnn.graph_int8;
-    a chain has no such layer). quantize="int8": the integer-only graph of keras_ebnn.graph_quant,
-    calibrated on representative_data (always a graph, even for a chain model)."""
-    from .errors import UnsupportedModelError
+    """What `export()` exports: the one lowering's graph (`keras_ebnn.graph.lower_graph`), seen as its
+    chain of fused blocks (`keras_ebnn.lowering.chain_view`, a LoweredModel) when it is one, else wrapped
+    as exporters/graph_c.py GraphModel. A model it cannot lower raises its UnsupportedModelError (naming
+    the layer). A LoweredModel, Graph or GraphModel passes through (a Graph is wrapped).
+    float_weights="int8": the graph's full-precision conv / depthwise / dense weights as int8 with a
+    float32 scale per output channel (keras_ebnn.graph_int8; a chain has no such layer). quantize="int8":
+    the integer-only graph of keras_ebnn.graph_quant, calibrated on representative_data (always a graph,
+    even for a chain model)."""
     from .exporters.graph_c import GraphModel
-    from .graph import Graph, lower_graph
+    from .graph import Graph
+    from .lowering import lower_any
     if quantize == "int8":  # an integer-only graph passes through, anything else is quantized
         graph = model.graph if isinstance(model, GraphModel) else model
         if isinstance(graph, Graph) and graph.quant:
@@ -138,16 +137,8 @@ def lower_for_export(model, name="model", float_weights="float32", quantize=None
         return model
     if isinstance(model, Graph):
         return GraphModel(model)
-    from .graph import check_keras_outputs
-    check_keras_outputs(model)  # several outputs, or not a vector: refused before either lowering
-    try:
-        lowered = lower(model, name)
-    except UnsupportedModelError:
-        return GraphModel(lower_graph(model, name, float_weights=float_weights))
-    if lowered.num_classes == 1 and lowered.softmax:
-        from .graph import check_output, from_lowered
-        check_output(from_lowered(lowered))  # raises: a softmax over one unit
-    return lowered
+    graph, lowered, _ = lower_any(model, name, float_weights)
+    return lowered or GraphModel(graph)
 
 
 def summary(model, print_fn=print):
@@ -389,8 +380,8 @@ def progress_bar(label, stream=None):
 def _verify(result, keras_model, x, y, tmp, check_c, compare, predict_c, progress=None):
     from .verify import C_LOGIT_TOL, c_matches
     lowered = result.lowered
-    graph = getattr(lowered, "graph", None)
-    quant_graph = graph if graph is not None and getattr(graph, "quant", None) else None
+    graph = as_graph(lowered)
+    quant_graph = graph if graph.quant else None
     if keras_model is not None:
         agreement, ref, kout = compare(keras_model, lowered, x, progress=progress)
         result.agreement = agreement

@@ -135,8 +135,9 @@ x * c), x / c -> div; tf.reshape -> reshape; tf.nn.relu / relu6, tf.tanh / sigmo
 Anything else (x * y, a named TF function outside the table) is refused naming the layer.
 
 Unsupported layers, multi-bit quantizers, several inputs or outputs and nested models raise
-`UnsupportedModelError` naming the layer, followed by GRAPH_SUPPORTED (not the chain's list). `export()` uses the graph when the chain lowering
-(`keras_ebnn.lowering`) refuses a model (`keras_ebnn.exporting.lower_for_export`); its C back end is
+`UnsupportedModelError` naming the layer, followed by GRAPH_SUPPORTED (= keras_ebnn.errors.SUPPORTED).
+This is the one lowering: `keras_ebnn.lower()` (keras_ebnn/lowering.py) is a view of its graph when
+the graph is a chain of fused blocks (`LoweredModel`), `from_lowered` the way back; its C back end is
 exporters/graph_c.py.
 """
 from dataclasses import dataclass, field
@@ -149,7 +150,7 @@ from . import graph_int8, thresholds
 from ._tf import import_larq
 from .blocks import (BinaryConvBlock, BinaryDenseBlock, ConvGeometry, InputConvBlock, InputSpec, OutputDenseBlock,
                      integer_range, spatial)
-from .errors import UnsupportedModelError
+from .errors import SUPPORTED, UnsupportedModelError
 
 DTYPES = ("bits", "int", "float32", "int8")  # int8: integer-only graphs (graph_quant)
 SIGN_QUANTIZERS = {"ste_sign", "approx_sign", "swish_sign", "SteSign", "ApproxSign", "SwishSign"}
@@ -166,17 +167,7 @@ TF_OPS = {"__operators__.add": "add", "math.add": "add", "math.subtract": "subtr
           "math.multiply": "multiply", "math.truediv": "divide", "math.negative": "negative",
           "reshape": "reshape", "nn.relu": "relu", "nn.relu6": "relu6", "math.tanh": "tanh",
           "math.sigmoid": "sigmoid"}
-GRAPH_SUPPORTED = (
-    "Supported layers: (graph lowering: any model with one input and one output) InputLayer, Rescaling, "
-    "QuantConv1D/QuantConv2D/QuantDense/QuantDepthwiseConv2D/QuantSeparableConv1D/QuantSeparableConv2D "
-    "(kernel, depthwise and pointwise quantizers sign-type, magnitude_aware_sign or None; input quantizer "
-    "sign-type or None), Conv1D/Conv2D/DepthwiseConv1D/DepthwiseConv2D/SeparableConv1D/SeparableConv2D/"
-    "Dense, BatchNormalization (last axis), ReLU, "
-    "LeakyReLU, Activation (relu, relu6, hard_tanh, tanh, sigmoid, linear, a larq sign quantizer; "
-    "softmax last), Max/Average"
-    "Pooling1D/2D, GlobalAverage/GlobalMaxPooling1D/2D, Flatten, Reshape, Add, Concatenate (last "
-    "axis), Python operators / tf.* calls (TFOpLambda: x + y, x - y, x * c, x / c, -x, tf.reshape, tf.nn.relu, "
-    "...), Dropout-style no-ops; one input, one output.")
+GRAPH_SUPPORTED = SUPPORTED  # (keras_ebnn.errors: what this lowering takes, printed by every refusal)
 
 
 @dataclass
@@ -286,7 +277,7 @@ def _activation_op(fn_name, lay, i):
         return {"fn": fn_name}, _tf_fn(getattr(tf.nn, fn_name))
     if fn_name == "hard_tanh":
         return {"fn": "hard_tanh"}, _tf_fn(lq.activations.hard_tanh)
-    raise UnsupportedModelError(f"activation {fn_name!r} is not supported.", lay, i, supported=GRAPH_SUPPORTED)
+    raise UnsupportedModelError(f"activation {fn_name!r} is not supported.", lay, i)
 
 
 def _tf_fn(f):
@@ -304,6 +295,16 @@ def _layer_fn(lay):
         shaped = x.reshape((1,) * (rank - 2) + x.shape)
         return np.asarray(lay(tf.constant(shaped), training=False), dtype=np.float32).reshape(x.shape)
     return fn
+
+
+def _bn_affine(lay):
+    """float64 (scale, shift) of a BatchNormalization layer at inference: y = x * scale + shift."""
+    mean = lay.moving_mean.numpy().astype(np.float64)
+    var = lay.moving_variance.numpy().astype(np.float64)
+    gamma = lay.gamma.numpy().astype(np.float64) if lay.gamma is not None else np.ones_like(mean)
+    beta = lay.beta.numpy().astype(np.float64) if lay.beta is not None else np.zeros_like(mean)
+    scale = gamma / np.sqrt(var + lay.epsilon)
+    return scale, beta - mean * scale
 
 
 def _bias_fn(bias):
@@ -601,7 +602,7 @@ def _translate(b, lay, i, inputs, skip_activation=False):
         if [a % rank for a in axis] != [rank - 1]:
             raise UnsupportedModelError(f"BatchNormalization over axis {lay.axis} is not supported.", lay, i,
                                         "Normalize the channel axis (axis=-1).")
-        a64, b64 = thresholds.bn_affine(lay)
+        a64, b64 = _bn_affine(lay)
         return b.op("affine", [b.as_float(inp)], t.shape, "float32",
                     {"a": a64.astype(np.float32), "b": b64.astype(np.float32), "a64": a64, "b64": b64,
                      "fn": _layer_fn(lay)}, [lay.name], keras=lay.name)
@@ -657,8 +658,7 @@ def _translate(b, lay, i, inputs, skip_activation=False):
         if int(np.prod(shape)) != t.size:
             raise UnsupportedModelError(f"cannot reshape {t.shape} to {shape}.", lay, i)
         return b.op("reshape", [inp], shape, t.dtype, {}, [lay.name], lo=t.lo, hi=t.hi, keras=lay.name)
-    raise UnsupportedModelError(f"{cls} is not supported by the graph lowering.", lay, i,
-                                supported=GRAPH_SUPPORTED)
+    raise UnsupportedModelError(f"{cls} is not supported by the graph lowering.", lay, i)
 
 
 def _avg(b, kind, inp, shape, geom, taps, lay):
@@ -1024,13 +1024,6 @@ def _input_root(g, op, prod, cons):
     return rescaling, sign, between
 
 
-class _FakeGroup:
-    """What keras_ebnn.lowering._input_spec reads of a layer group."""
-
-    def __init__(self, layer, is_conv):
-        self.layer, self.is_conv, self.index = layer, is_conv, 0
-
-
 MAX_INT_THRESHOLD_RANGE = 2 ** 20  # integer threshold search: every value of the range is evaluated
 
 
@@ -1064,10 +1057,9 @@ def _fuse_threshold(g, sign_op, prod, cons):
     return True
 
 
-def _input_spec(shape, rescaling, group):
-    """The InputSpec of the first block (keras_ebnn/lowering.py and _fuse_sign): how the model input is
-    read, from the first layer's input quantizer and the Rescaling before it (None: none)."""
-    lay = group.layer
+def _input_spec(shape, rescaling, lay, is_conv):
+    """The InputSpec of the first block (`_fuse_sign`): how the model input is read, from the first
+    layer `lay`'s input quantizer and the Rescaling before it (None: none)."""
     sign_input = _qname(lay.input_quantizer) is not None
     if rescaling is None:
         mode = "sign_float" if sign_input else "float"
@@ -1093,12 +1085,12 @@ def _input_spec(shape, rescaling, group):
     q_mul, q_add = ratio.denominator, ratio.numerator
     q_scale = scale / q_mul
     pad_q = 0
-    if group.is_conv and group.layer.padding == "same" and float(np.asarray(group.layer.pad_values)) == 1.0:
+    if is_conv and lay.padding == "same" and float(np.asarray(lay.pad_values)) == 1.0:
         pad_q = round(1.0 / q_scale)
         if abs(pad_q * q_scale - 1.0) > 1e-9:
             raise UnsupportedModelError(
                 "pad_values=1 on the first layer needs 1.0 to be a whole number of input steps "
-                f"(1/{q_scale} is not an integer).", group.layer, group.index, "Use pad_values=0.")
+                f"(1/{q_scale} is not an integer).", lay, 0, "Use pad_values=0.")
     return InputSpec(shape=shape, mode="uint8", q_mul=q_mul, q_add=q_add, q_scale=q_scale, pad_q=pad_q)
 
 
@@ -1147,7 +1139,7 @@ def _fuse_sign(g, sign_op, prod, cons):
         if rescaling is not None and g.tensors[g.input].dtype != "int":
             return False
         try:
-            spec = _input_spec(in_shape, rescaling, _FakeGroup(lay, is_conv))
+            spec = _input_spec(in_shape, rescaling, lay, is_conv)
         except UnsupportedModelError:
             return False
         if dense:  # a dense layer on the flattened input: a convolution with an H x W kernel
@@ -1313,12 +1305,7 @@ def lower_graph(model, name="model", fuse_blocks=True, float_weights="float32"):
         model = load_model(model)
     if not isinstance(model, tf.keras.Model):
         raise UnsupportedModelError(f"expected a tf.keras Model or a model file, got {type(model).__name__}")
-    try:
-        b, inp, output, softmax = _translate_model(model)
-    except UnsupportedModelError as err:
-        if type(err) is UnsupportedModelError:  # not a file error: list the graph's layers, not the chain's
-            err.retarget(GRAPH_SUPPORTED)
-        raise
+    b, inp, output, softmax = _translate_model(model)
     g = Graph(name=name, input=inp, output=output, tensors=b.tensors, ops=b.ops, softmax=softmax)
     _prune(g)
     if float_weights == "int8":
@@ -1361,3 +1348,12 @@ def from_lowered(lowered):
     g = Graph(name=lowered.name, input="input", output=prev, tensors=tensors, ops=ops, softmax=lowered.softmax)
     check(g)
     return g
+
+
+def as_graph(model):
+    """The `Graph` of a Graph, of an exporters/graph_c.py GraphModel (its .graph) or of a chain of blocks
+    (a LoweredModel: `from_lowered`)."""
+    if isinstance(model, Graph):
+        return model
+    graph = getattr(model, "graph", None)
+    return graph if graph is not None else from_lowered(model)

@@ -13,8 +13,9 @@ from types import SimpleNamespace
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .blocks import class_threshold, classes_of
+from .blocks import class_threshold, classes_of, spatial
 from .fixed_point import ADD_LEFT_SHIFT, QMAX, QMIN, QUANT_KINDS, mbqm
+from .graph import as_graph
 
 BATCH = 256
 
@@ -310,10 +311,10 @@ def run(model, x, keep=False, batch=BATCH, hook=None, keep_bits=False, progress=
     start .. start + len - 1) and its result is used from there on: tests use it to compare each
     tensor with Keras and to continue from Keras's values (checking each op on the same inputs).
     progress(done, total), if given, is called after each batch."""
-    graph = _as_graph(model)
+    graph = as_graph(model)
     x = np.asarray(x)
     inp = graph.input_tensor
-    if x.ndim == 2 and tuple(inp.shape) == (1, 1, x.shape[1]):  # a flat (n,) Keras input read as (1, 1, n)
+    if x.ndim in (2, 3) and tuple(inp.shape) == spatial(x.shape[1:]):  # Keras's (n,) / (L, C) as (1, 1, n) / (1, L, C)
         x = x.reshape((len(x),) + tuple(inp.shape))
     if x.shape[1:] != inp.shape:
         raise ValueError(f"input shape {x.shape[1:]} does not match the model's {inp.shape}")
@@ -358,14 +359,6 @@ def run(model, x, keep=False, batch=BATCH, hook=None, keep_bits=False, progress=
 def predict(model, x):
     """Class indices for inputs `x`."""
     return run(model, x)["classes"]
-
-
-def _as_graph(model):
-    from .graph import Graph, from_lowered
-    if isinstance(model, Graph):
-        return model
-    graph = getattr(model, "graph", None)  # exporters/graph_c.py GraphModel
-    return graph if graph is not None else from_lowered(model)
 
 
 # --------------------------------------------------------------------------------------------------

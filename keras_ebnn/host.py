@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .graph import as_graph
+
 # The debug hook of a program built with -DEBNN_DEBUG_HOOK: writes every reported tensor (a chain's
 # hidden blocks, a graph's ops) as (uint32 index, uint32 nbits, its (nbits + 31) / 32 words) to bits_file.
 DUMP_HOOK = r"""
@@ -190,7 +192,7 @@ def predict_c(lowered, export_dir, name, inputs, **build_kw):
     exe = build_runner(export_dir, name, **build_kw)
     try:
         classes, logits = run_runner(exe, inputs, lowered.num_classes, lowered.input.dtype)
-        if getattr(getattr(lowered, "graph", None), "quant", None) is not None:  # int32 logits (quantize="int8")
+        if as_graph(lowered).quant is not None:  # int32 logits (quantize="int8")
             logits = logits.view(np.int32).astype(np.int64)
         return classes, logits
     finally:

@@ -1,8 +1,10 @@
-"""Exact thresholds: fold bias + batch norm + (max pooling) + sign into one comparison per channel.
+"""Exact thresholds: fold a monotone chain + (max pooling) + sign into one comparison per channel.
 
-For one output channel, Keras computes  sign(post(maxpool(pre(acc + bias))))  in float32, where `pre`
-and `post` are the BatchNormalization layers before and after the pooling layer. Every step is a
-monotone function of its input, even in float32 arithmetic, so:
+For one output channel, Keras computes  sign(post(maxpool(pre(acc))))  in float32, where `pre` and
+`post` are chains of per-channel monotone elementwise functions before and after the pooling layer
+(bias, BatchNormalization, ReLU / ReLU6, hard-tanh, tanh, sigmoid, leaky ReLU, a positive per-channel
+scale, ...: the graph lowering, keras_ebnn.graph, hands them over evaluated with Keras's own code).
+Every step is a monotone function of its input, even in float32 arithmetic, so:
   * max-pooling commutes with `pre` when `pre` is non-decreasing, and becomes min-pooling of the
     accumulator when `pre` is decreasing (negative gamma before the pool);
   * the bit is a step function of the pooled accumulator: [agg >= T] or [agg <= T], or a constant.
@@ -13,22 +15,7 @@ channel's weights (`flip`), which also swaps max and min pooling.
 """
 import numpy as np
 
-from ._tf import import_tf
-from .blocks import integer_range
-
 FLOAT_EXTREME = np.float32(2.0 ** 100)  # far beyond any reachable float accumulator
-
-
-def _apply(layers, values, rank):
-    """Run float32 `values` (K, O) through Keras BatchNormalization layers, as at inference."""
-    if not layers:
-        return values
-    tf = import_tf()
-    k, o = values.shape
-    x = tf.constant(values.reshape((1, k, 1, o) if rank == 4 else (k, o)))
-    for lay in layers:
-        x = lay(x, training=False)
-    return np.asarray(x).reshape(k, o)
 
 
 def _to_float(acc, spec):
@@ -106,69 +93,6 @@ def _float_steps(chain, channels):
     return thr, flip
 
 
-def block_thresholds(group, bias, acc_range, spec):
-    """(threshold, flip, pool_min) arrays for a hidden block (see module docstring): `chain_thresholds`
-    of  post(pool(pre(acc + bias)))  with the group's batch norm layers evaluated by Keras."""
-    rank = 4 if group.is_conv else 2
-
-    def keras(lay):
-        return lambda values: _apply([lay], values, rank)
-    pre = ([lambda values: values + bias] if bias is not None else []) + [keras(lay) for lay in group.pre_bn]
-    post = [keras(lay) for lay in group.post_bn]  # (the bias add is float32, as tf.nn.bias_add)
-    return chain_thresholds(pre, post, group.pool is not None, group.layer.kernel.shape[-1], acc_range, spec)
-
-
-def _chain_steps(chain, channels, acc_range, pooled):
-    """(threshold, flip, pool_min) of every channel of a monotone `chain` (see `block_thresholds`)."""
-    pool_min = np.zeros(channels, dtype=bool)
-    if pooled:
-        # direction of `pre`: decreasing channels max-pool as min of the accumulator
-        lo, hi = acc_range if acc_range is not None else (-FLOAT_EXTREME, FLOAT_EXTREME)
-        ends = chain.pre_values(_broadcast(np.array([lo, hi]), channels))
-        pool_min = ends[1] < ends[0]
-    if acc_range is None:
-        thr, flip = _float_steps(chain, channels)
-    else:
-        thr, flip = _integer_steps(chain, acc_range[0], acc_range[1], channels)
-    return thr, flip, np.where(flip, ~pool_min, pool_min)
-
-
-def block_range(spec, weights):
-    """Reachable integer accumulator range of a block with these weights (None: float input)."""
-    return integer_range(int(np.prod(weights.shape[1:])), spec)
-
-
-def bn_affine(lay):
-    """float64 (scale, shift) of a BatchNormalization layer at inference: y = x * scale + shift."""
-    mean = lay.moving_mean.numpy().astype(np.float64)
-    var = lay.moving_variance.numpy().astype(np.float64)
-    gamma = lay.gamma.numpy().astype(np.float64) if lay.gamma is not None else np.ones_like(mean)
-    beta = lay.beta.numpy().astype(np.float64) if lay.beta is not None else np.zeros_like(mean)
-    scale = gamma / np.sqrt(var + lay.epsilon)
-    return scale, beta - mean * scale
-
-
-def output_affine(group, bias):
-    """Per-class (scale, offset) float32 with logit = x * scale + offset for the output dense block."""
-    channels = group.layer.kernel.shape[-1]
-    a = np.ones(channels)
-    c = np.zeros(channels) if bias is None else bias.astype(np.float64)
-    for lay in group.pre_bn + group.post_bn:
-        s, t = bn_affine(lay)
-        a, c = a * s, c * s + t
-    return a.astype(np.float32), c.astype(np.float32)
-
-
-# --------------------------------------------------------------------------------------------------
-# Monotone chains (graph lowering, keras_ebnn.graph)
-#
-# The graph lowering fuses  sign(post(pool(pre(acc))))  where `pre` and `post` are *any* chains of
-# per-channel monotone elementwise functions (bias, BatchNormalization, ReLU / ReLU6, hard-tanh, tanh,
-# sigmoid, leaky ReLU, a positive per-channel scale, ...) evaluated with Keras's own code. ReLU-like
-# functions are monotone but not strictly: the bit is still a step function of the accumulator, found
-# by the same exhaustive (integer) or bisection (float) search as above.
-
-
 class _FnChain:
     """g(acc) = post(pool(pre(to_float(acc)))) with pre/post lists of float32 functions (K, O) -> (K, O)."""
 
@@ -195,8 +119,19 @@ def chain_thresholds(pre, post, pooled, channels, acc_range, spec=None):
     every channel (Keras's own layers or functions, so the step is exact). pooled: a max pool sits
     between pre and post (without one, put everything in pre). acc_range: inclusive integer range of
     the accumulator, or None for a float32 accumulator. spec: the InputSpec when the accumulator is
-    an input convolution's (its uint8 scale), else None. Same conventions as `block_thresholds`:
+    an input convolution's (its uint8 scale), else None. Conventions:
     bit = acc' >= threshold where acc' is the accumulator of the (flip-negated) weights, and
     pool_min says which channels max-pool as a min of the original accumulator.
     """
-    return _chain_steps(_FnChain(pre, post, spec), channels, acc_range, pooled)
+    chain = _FnChain(pre, post, spec)
+    pool_min = np.zeros(channels, dtype=bool)
+    if pooled:
+        # direction of `pre`: decreasing channels max-pool as min of the accumulator
+        lo, hi = acc_range if acc_range is not None else (-FLOAT_EXTREME, FLOAT_EXTREME)
+        ends = chain.pre_values(_broadcast(np.array([lo, hi]), channels))
+        pool_min = ends[1] < ends[0]
+    if acc_range is None:
+        thr, flip = _float_steps(chain, channels)
+    else:
+        thr, flip = _integer_steps(chain, acc_range[0], acc_range[1], channels)
+    return thr, flip, np.where(flip, ~pool_min, pool_min)

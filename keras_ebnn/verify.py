@@ -1,7 +1,7 @@
 """Compare a lowered model (reference executor) with the Keras model it came from, and the compiled C
 with the reference.
 
-Chain of blocks (keras_ebnn.lowering): graph_reference.run; the C must give its classes and logits bit
+Chain of blocks (keras_ebnn.lowering, the chain view of a graph): graph_reference.run; the C must give its classes and logits bit
 for bit. Graph (exporters/graph_c.py GraphModel): graph_reference.run; bits and integers are exact and so
 are the float32 ops (same operations in the same order), so the C logits must be bit-identical too,
 except when the graph has an unfused tanh / sigmoid: C computes those with the C library's tanhf /
@@ -16,7 +16,7 @@ import numpy as np
 
 from . import graph_reference
 from ._tf import import_tf
-from .blocks import class_threshold, classes_of
+from .blocks import class_threshold, classes_of, spatial
 
 C_LOGIT_TOL = 1e-4  # C vs reference for graphs with tanh / sigmoid: relative to 1 + max |logit|
 
@@ -28,16 +28,15 @@ class InputDataError(ValueError):
 
 def check_inputs(lowered, x, y=None, keras_shape=None):
     """Raise InputDataError unless `x` (and `y`) fit what the exported model reads: per input the
-    model's shape (Keras's `keras_shape`, or the lowered one; a chain on a flat (n,) input also takes
-    (n,)), finite numbers, and, when the model starts with Rescaling (its C reads raw uint8), integers
+    model's shape (Keras's `keras_shape`, or the lowered one; a chain on a flat (n,) or 1-D (L, C)
+    input, (1, 1, n) or (1, L, C) in its blocks, also takes (n,) or (L, C)), finite numbers, and, when the model starts with Rescaling (its C reads raw uint8), integers
     in 0..255: the Rescaling is inside the model; the reference would truncate other values and the C
     wrap them, so the data is refused rather than reported as a C mismatch. Labels: one integer per
     input ((N,) or Keras's (N, 1); whole floats such as a binary classifier's 0.0 / 1.0 count)."""
     x = np.asarray(x)
     shape = tuple(int(d) for d in lowered.input.shape)
     shapes = {shape} | ({tuple(keras_shape)} if keras_shape is not None else set())
-    if len(shape) == 3 and shape[:2] == (1, 1):
-        shapes.add(shape[2:])
+    shapes |= {s for s in (shape[1:], shape[2:]) if len(shape) == 3 and spatial(s) == shape}
     if x.ndim < 1 or tuple(x.shape[1:]) not in shapes:
         raise InputDataError(
             f"the verification inputs have shape {tuple(x.shape)}: the model takes inputs of shape "

@@ -248,9 +248,9 @@ int main(void)
 @pytest.mark.skipif(not os.environ.get("ZEPHYR_BASE"), reason="ZEPHYR_BASE is not set (Zephyr is not installable "
                     "from registries)")
 def test_graph_model_as_a_zephyr_module(tmp_path):
-    """The shipped 1-D example (examples/sensor_1d: lowered as a graph, not a chain) exported with
-    target="zephyr" and built into a native_sim app: its classes on the embedded inputs equal the
-    graph reference's."""
+    """The shipped 1-D example (examples/sensor_1d) exported as its graph (keras_ebnn.graph.lower_graph,
+    with its Flatten op: the graph forms of the back end, not the chain view's) with target="zephyr" and
+    built into a native_sim app: its classes on the embedded inputs equal the graph reference's."""
     from keras_ebnn import graph_reference
     from keras_ebnn.exporting import export
     from keras_ebnn.lowering import load_model
@@ -260,8 +260,10 @@ def test_graph_model_as_a_zephyr_module(tmp_path):
         pytest.skip("no Python >= 3.12 with Zephyr's packages (set EBNN_ZEPHYR_PYTHON)")
     model = load_model(ROOT / "examples" / "sensor_1d" / "sensor_1d.keras")
     x = np.random.default_rng(0).integers(0, 256, size=(16,) + tuple(model.input_shape[1:])).astype(np.uint8)
-    result = export(model, tmp_path / "mod_sensor", name="sensor", target="zephyr", verify_inputs=x)
-    graph = result.lowered.graph  # a GraphModel: the graph back end wrote this module
+    from keras_ebnn.graph import lower_graph
+    graph = lower_graph(model, "sensor")
+    result = export(graph, tmp_path / "mod_sensor", name="sensor", target="zephyr", verify_inputs=x, keras_model=model)
+    assert not result.plan["chain"]  # the graph back end's forms wrote this module
     app = tmp_path / "app"
     files = dict(ZEPHYR_APP, **{"src/main.c": GRAPH_APP_MAIN})
     files["prj.conf"] = "CONFIG_EBNN_SENSOR=y\nCONFIG_PRINTK=y\nCONFIG_MAIN_STACK_SIZE=4096\n"

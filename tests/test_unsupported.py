@@ -1,7 +1,9 @@
 """Models keras-ebnn cannot lower give one clear error naming the layer (issue: lowering)."""
+import numpy as np
 import pytest
 
 from keras_ebnn import UnsupportedModelError, import_larq, lower
+from keras_ebnn.errors import ModelOutputError
 
 tf, lq = import_larq()
 L = tf.keras.layers
@@ -42,37 +44,40 @@ def branching():
     return tf.keras.Model(inp, [out, b])
 
 
+NOT_A_CHAIN = "not a chain of fused blocks"  # lowered by the one lowering, but to other ops than blocks
 BAD = {
-    "float Conv2D": (lambda: seq(L.Conv2D(4, 3, name="fconv"), *head()), "fconv", "QuantConv2D"),
-    "float Dense": (lambda: seq(first(), L.Flatten(), L.Dense(3, name="fdense")), "fdense", "QuantDense"),
-    "AveragePooling2D": (lambda: seq(first(), L.AveragePooling2D(name="avg"), *head()), "avg", "max pooling"),
-    "ReLU between binary layers": (lambda: seq(first(), L.ReLU(name="relu"), *head()), "relu", "sign"),
-    "relu activation on conv": (lambda: seq(lq.layers.QuantConv2D(4, 3, activation="relu", name="c", **SIGN),
-                                            *head()), "'c'", "activation"),
-    "residual": (residual, "add", "single chain"),
+    "float Conv2D": (lambda: seq(L.Conv2D(4, 3, name="fconv"), *head()), "fconv", NOT_A_CHAIN),
+    "float Dense": (lambda: seq(first(), L.Flatten(), L.Dense(3, name="fdense")), "fdense", NOT_A_CHAIN),
+    "AveragePooling2D": (lambda: seq(first(), L.AveragePooling2D(name="avg"), *head()), "avg", NOT_A_CHAIN),
+    "residual": (residual, "add", NOT_A_CHAIN),
     "branching outputs": (branching, "", "outputs"),
     "depthwise": (lambda: seq(first(), lq.layers.QuantDepthwiseConv2D(3, name="dw", depthwise_quantizer="ste_sign"),
-                              *head()), "dw", "depthwise"),
+                              *head()), "dw", NOT_A_CHAIN),
     "float hidden input": (lambda: seq(first(), L.Flatten(), lq.layers.QuantDense(3, name="hd", **SIGN)),
-                           "hd", "input_quantizer"),
-    "float weights": (lambda: seq(lq.layers.QuantConv2D(4, 3, name="fw"), *head()), "fw", "kernel_quantizer"),
+                           "hd", NOT_A_CHAIN),
+    "float weights": (lambda: seq(lq.layers.QuantConv2D(4, 3, name="fw"), *head()), "fw", NOT_A_CHAIN),
     "DoReFa input": (lambda: seq(first(), L.Flatten(),
                                  lq.layers.QuantDense(3, input_quantizer="dorefa_quantizer", name="dq", **SIGN)),
-                     "dq", "sign quantizer"),
+                     "dq", "multi-bit"),
     "magnitude-aware weights": (lambda: seq(lq.layers.QuantConv2D(4, 3, kernel_quantizer="magnitude_aware_sign",
-                                                                  name="ma"), *head()), "ma", "sign"),
+                                                                  name="ma"), *head()), "ma", NOT_A_CHAIN),
     "dilation": (lambda: seq(lq.layers.QuantConv2D(4, 3, dilation_rate=2, name="dil", **SIGN), *head()),
                  "dil", "dilation"),
-    "ends with conv": (lambda: seq(first(), conv(name="last")), "last", "QuantDense"),
+    "ends with conv": (lambda: seq(first(), conv(name="last")), "last", "not a vector of scores"),
     "BN after Flatten": (lambda: seq(first(), L.Flatten(), L.BatchNormalization(name="bnf"),
-                                     lq.layers.QuantDense(3, **HID)), "bnf", "Flatten"),
+                                     lq.layers.QuantDense(3, **HID)), "bnf", NOT_A_CHAIN),
     "two pools": (lambda: seq(first(), L.MaxPooling2D(name="p1"), L.MaxPooling2D(name="p2"), *head()),
-                  "p2", "second pooling"),
-    "Rescaling not first": (lambda: seq(first(), L.Rescaling(0.5, name="rs"), *head()), "rs", "first layer"),
+                  "p2", NOT_A_CHAIN),
     "global average pool": (lambda: seq(first(), L.GlobalAveragePooling2D(name="gap"),
-                                        lq.layers.QuantDense(3, **HID)), "gap", "max pooling"),
+                                        lq.layers.QuantDense(3, **HID)), "gap", NOT_A_CHAIN),
     "pad_values 0.5": (lambda: seq(lq.layers.QuantConv2D(4, 3, padding="same", pad_values=0.5, name="pv", **SIGN),
                                    *head()), "pv", "pad_values"),
+}
+# chains the old chain-only lowering refused, which the one lowering fuses into blocks: lower() takes them
+FUSED = {
+    "ReLU between binary layers": lambda: seq(first(), L.ReLU(name="relu"), *head()),
+    "relu activation on conv": lambda: seq(lq.layers.QuantConv2D(4, 3, activation="relu", name="c", **SIGN), *head()),
+    "Rescaling after the first layer": lambda: seq(first(), L.Rescaling(0.5, name="rs"), *head()),
 }
 
 
@@ -85,9 +90,28 @@ def test_unsupported_model_gives_clear_error(case):
     msg = str(info.value)
     assert layer_name in msg, msg
     assert phrase.lower() in msg.lower(), msg
-    assert "Supported layers" in msg
+    if not isinstance(info.value, ModelOutputError):  # (an output problem: no layer list applies)
+        assert msg.count("Supported layers: (graph lowering") == 1, msg  # the one lowering's list, once
+        assert "must be a single chain" not in msg  # no chain-only hint list after it
+    # the chain view's text (what a chain of fused blocks is) only when the graph is not a chain
+    assert ("lower() / LoweredModel describe a chain of fused blocks" in msg) == (phrase == NOT_A_CHAIN), msg
     if layer_name:
         assert f"'{layer_name.strip(chr(39))}'" in msg and "layer " in msg
+
+
+@pytest.mark.parametrize("case", sorted(FUSED))
+def test_chain_view_of_fused_models(case):
+    """lower() is the chain view of the one lowering: a model whose graph fuses into blocks is a chain,
+    with the graph's very blocks (thresholds found through the ReLU / Rescaling)."""
+    from keras_ebnn.graph import lower_graph
+    model = FUSED[case]()
+    lowered = lower(model)
+    blocks = [op.params["block"] for op in lower_graph(model).ops if op.kind == "block"]
+    assert [b.kind for b in lowered.blocks] == [b.kind for b in blocks] == ["input_conv", "output_dense"]
+    for a, b in zip(lowered.blocks, blocks):
+        np.testing.assert_array_equal(a.weights, b.weights)
+    np.testing.assert_array_equal(lowered.blocks[0].threshold, blocks[0].threshold)
+    assert lowered.blocks[0].source_layers[0] == model.layers[0].name
 
 
 def test_unsupported_error_names_index_and_class():
@@ -96,7 +120,8 @@ def test_unsupported_error_names_index_and_class():
         lower(model)
     err = info.value
     assert (err.layer_index, err.layer_name, err.layer_class) == (1, "avg", "AveragePooling2D")
-    assert str(err).startswith("layer 1 'avg' (AveragePooling2D):")
+    assert str(err).startswith("layer 1 'avg' (AveragePooling2D): the model is not a chain of fused blocks")
+    assert "conv_pool ('first', 'avg'" in str(err)  # the op it lowers to, with its layers
 
 
 def test_missing_model_file(tmp_path):
