@@ -122,9 +122,15 @@ def train_convert(net, xtr, ytr, tf, seed=0, dense_per_tensor=True):
     net.fit(xtr.astype(np.float32), ytr, epochs=EPOCHS, batch_size=BATCH, verbose=0)
     assert type(net.layers[-1]).__name__ == "Activation"
     logits = tf.keras.Model(net.inputs, net.layers[-2].output)
-    conv = tf.lite.TFLiteConverter.from_keras_model(logits)
+    return convert_int8(logits, xtr[:REP], tf, dense_per_tensor)
+
+
+def convert_int8(model, rep, tf, dense_per_tensor=True):
+    """Full-integer int8 flatbuffer of the float Keras `model` (TFLite converter, int8 input and output,
+    representative data `rep`: one image per sample; Dense weights per tensor unless dense_per_tensor=False)."""
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    rep = xtr[:REP].astype(np.float32)
+    rep = np.asarray(rep, dtype=np.float32).reshape(len(rep), *model.input_shape[1:])
     conv.representative_dataset = lambda: ([rep[i:i + 1]] for i in range(len(rep)))
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = tf.int8
