@@ -140,20 +140,26 @@ def twin_config(config):
             _rewire(layers, outputs, bn["name"], post["name"])
             layers.insert(layers.index(bn) + 1, post)
             by[post["name"]] = post
-    # conv -> pool -> BN  =>  conv -> BN -> pool (the converter folds a batch norm that follows a conv)
+    # conv(act) -> pool -> BN  =>  conv -> BN (-> act) -> pool (the converter folds a batch norm that
+    # follows a conv)
     for pool in [lay for lay in layers if lay["class_name"] in POOLS]:
         src = _refs(pool)
         cons = consumers(pool["name"])
         if len(src) != 1 or by[src[0]]["class_name"] not in CONVS or len(consumers(src[0])) != 1 \
-                or by[src[0]]["config"].get("activation", "linear") not in ("linear", None) \
                 or len(cons) != 1 or cons[0]["class_name"] != "BatchNormalization":
             continue
-        bn = cons[0]
+        bn, conv = cons[0], by[src[0]]
         _rewire(layers, outputs, bn["name"], pool["name"], skip=(pool["name"],))
         bn["inbound_nodes"] = copy.deepcopy(pool["inbound_nodes"])
         pool["inbound_nodes"] = [[[bn["name"], 0, 0, {}]]]
         layers.remove(bn)
         layers.insert(layers.index(pool), bn)
+        act = conv["config"].get("activation", "linear")
+        if act not in ("linear", None):
+            conv["config"]["activation"] = "linear"
+            post = _layer("Activation", f"{bn['name']}_{act}", bn["name"], activation=act)
+            pool["inbound_nodes"] = [[[post["name"], 0, 0, {}]]]
+            layers.insert(layers.index(pool), post)
     return cfg
 
 
