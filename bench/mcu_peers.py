@@ -2,6 +2,8 @@
 
     TFLM_DIR=/path/to/tflm EBNN_DATA_DIR=../shared/data python bench/mcu_peers.py \
         [--models paper_mnist,tiny_mnist,uno_mnist,m15_mnist] [--no-family] [--images N] [--cpu cortex-m4] [--cache DIR] [--no-write]
+    TFLM_DIR=... [EBNN_DATA_DIR=../shared/data] python bench/mcu_peers.py --cifar-resnet8 [...]: the MLPerf Tiny
+        ResNet-8 (CIFAR-10) int8 peer instead (see cifar_resnet8(); section "cifar_resnet8_cortex-m4")
     (TFLM_DIR: a flattened TFLite Micro tree, e.g. an export of tensorflow/tflite-micro-arduino-examples;
     see bench/targets/tflm.py. Without it the command says so and exits.)
 
@@ -464,7 +466,7 @@ MLPERF_IC = [  # MLPerf Tiny image classification, NUCLEO-L4R5ZI (Cortex-M4F, 12
 RESNET8_REP, RESNET8_BATCH, RESNET8_LR = 500, 32, 1e-3
 
 
-def resnet8_data(n_rep, seed=0):
+def resnet8_data():
     """((x_train, y_train), (x_test, y_test)) of CIFAR-10 (JPEG copy) from keras_ebnn.datasets.load_cifar10,
     or None when that loader is absent or finds no data."""
     from keras_ebnn import datasets
@@ -550,7 +552,7 @@ test images (TFLite's Python interpreter; the device's classes on the measured i
     log = lambda s: print(s, flush=True)  # noqa: E731
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    data = resnet8_data(RESNET8_REP) if args.resnet8_epochs or args.images else None
+    data = resnet8_data() if args.resnet8_epochs or args.resnet8_weights or args.images else None
     model, how = resnet8_model(tf, args.resnet8_weights, data, args.resnet8_epochs, args.resnet8_minutes, log)
     params = sum(int(np.prod(w.shape)) for lay in model.layers if type(lay).__name__ in ("Conv2D", "Dense")
                  for w in lay.get_weights())

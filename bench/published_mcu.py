@@ -155,7 +155,9 @@ def main(argv=None):
                  "operation to stay bit-exact, i.e. at least a weight load, a multiply (or a test) and an add "
                  f"each: {3 * macs.get('samy_bnn', 0) / 1e6:.1f} M instructions before anything else, so the 10 M "
                  "target is out of reach in this mode. Exact mode only: the int8 mode of issue 21 (`quantize=\"int8\"`) is not measured "
-                 "here. constants B: the model's constant data (exporters/graph_c.py memory_plan), part of flash B.", ""]
+                 "here. constants B: the model's constant data (exporters/graph_c.py memory_plan), part of flash B.", "",
+                 "keras-ebnn's exact and int8 exports of these architectures next to their TFLite Micro + CMSIS-NN "
+                 "int8 twins and CBin-NN, on Cortex-M7, M4 and M0+: the next section (`bench/published_peers.py`).", ""]
     text = "\n".join(text)
     print(text)
     if not args.no_write:

@@ -64,6 +64,7 @@ DEFAULT_MODELS = "samy_bnn,embedia_person,float_stem_mnist,residual_bnn"
 CPUS = {"float_stem_mnist": "cortex-m7,cortex-m4,cortex-m0plus", "residual_bnn": "cortex-m7,cortex-m4,cortex-m0plus"}
 DEFAULT_CPUS = "cortex-m7,cortex-m4"
 N_REP, N_RUN = 16, 2
+ENGINES = ("keras-ebnn exact", "keras-ebnn int8", "TFLM + CMSIS-NN int8")
 QUANT = {"QuantConv2D": "Conv2D", "QuantDense": "Dense", "QuantDepthwiseConv2D": "DepthwiseConv2D"}
 LARQ_KEYS = ("input_quantizer", "kernel_quantizer", "depthwise_quantizer", "pad_values", "metrics")
 CONVS = ("Conv2D", "DepthwiseConv2D", "Dense")
@@ -275,6 +276,7 @@ def main(argv=None):
     ap.add_argument("--cpus", default=None, help="cores for every model (default: M7 and M4, and M0+ for the MNIST ones)")
     ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "ebnn-mcu-peers"),
                     help="folder for the compiled TFLM objects and the measured rows (an interrupted run resumes)")
+    ap.add_argument("--engines", default=",".join(ENGINES), help="a subset of: " + ", ".join(ENGINES))
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     print(__doc__)
@@ -294,7 +296,7 @@ def main(argv=None):
         for name in args.models.split(","):
             model, x = build(name)
             for cpu in (args.cpus or CPUS.get(name, DEFAULT_CPUS)).split(","):
-                for engine in ("keras-ebnn exact", "keras-ebnn int8", "TFLM + CMSIS-NN int8"):
+                for engine in [e for e in ENGINES if e in args.engines.split(",")]:
                     key = f"{name}|{cpu}|{engine}"
                     if key not in done:
                         print(f"{name} on {cpu}: {engine}", flush=True)
@@ -306,9 +308,10 @@ def main(argv=None):
                             if name not in flatbuffers:
                                 tf.keras.utils.set_random_seed(0)
                                 flatbuffers[name] = convert_int8(twin(model, tf), x, tf)
-                            if cpu not in objects:
-                                objects[cpu] = tflm.library(cpu, "-O2", cache=cache / f"tflm-{cpu}")
-                            r = measure_tflm(name, flatbuffers[name], x, cpu, work, objects[cpu], tf)
+                            ops = tuple(tflm.op_names(flatbuffers[name]))
+                            if (cpu, ops) not in objects:
+                                objects[cpu, ops] = tflm.library(cpu, "-O2", cache=cache / f"tflm-{cpu}", ops=ops)
+                            r = measure_tflm(name, flatbuffers[name], x, cpu, work, objects[cpu, ops], tf)
                         done[key] = {**r, "engine": engine, "model": name, "cpu": cpu}
                         done_path.write_text(json.dumps(done, indent=1))
                     print(done[key], flush=True)
