@@ -11,7 +11,7 @@ Method. Architectures: Binary Samy (WakeVision person detector, 80x80x3), EmbedI
 bench/published_mcu.py measures; sources cited there), and the small residual BNN of bench/int8_mode.py
 (float stem, two binary residual blocks, global average pool, float head), all with random weights and
 batch norm calibrated on random inputs (seed 0; random weights are fine for cost and memory: neither
-depends on the values in either engine). Inputs: N_REP random inputs (normal(0, 1); uniform 0..255 for
+depends on the values in either engine). Inputs: N_REP random inputs (normal(0, 1); integers 0..255 for
 the residual BNN, which rescales by 1/255) used as representative data of both int8 schemes, and the
 first N_RUN of them measured.
   * keras-ebnn exact: the default graph export (bench/published_mcu.py measure, "after"): classes and
@@ -185,7 +185,7 @@ def build(name, seed=0):
         tf.keras.utils.set_random_seed(seed)
         model = residual_bnn()
         rng = np.random.default_rng(seed)
-        x = rng.uniform(0, 255, (N_REP, 28, 28, 1)).astype(np.float32)
+        x = rng.integers(0, 256, (N_REP, 28, 28, 1)).astype(np.float32)  # raw pixels: the model rescales
         calibrate(model, x, rng)
         return model, x
     from helpers.published_models import build_mcu

@@ -216,20 +216,29 @@ def test_resnet8_is_the_mlperf_tiny_reference():
     assert sum(type(lay).__name__ == "Add" for lay in model.layers) == 3
 
 
-def test_resnet8_model_trains_or_loads_weights(tmp_path):
+def test_resnet8_model_random_or_loaded_weights(tmp_path):
+    from keras_ebnn import import_larq
+    tf, _ = import_larq()
+    random_model, how = mcu_peers.resnet8_model(tf)
+    assert how.startswith("random weights")
+    other = mcu_peers.resnet8(tf)
+    other.set_weights([w + 1 for w in random_model.get_weights()])
+    other.save(tmp_path / "r8.keras")
+    loaded, how = mcu_peers.resnet8_model(tf, weights=tmp_path / "r8.keras")
+    assert "r8.keras" in how and all(np.array_equal(a, b) for a, b in zip(loaded.get_weights(), other.get_weights()))
+
+
+@pytest.mark.slow
+def test_resnet8_model_trains_within_its_budget():
     from keras_ebnn import import_larq
     tf, _ = import_larq()
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
     y = rng.integers(0, 10, 64)
-    random_model, how = mcu_peers.resnet8_model(tf)
-    assert how.startswith("random weights")
-    trained, how = mcu_peers.resnet8_model(tf, data=((x, y), (x[:8], y[:8])), epochs=1, log=lambda s: None)
-    assert how.startswith("trained 1 of 1 epochs") and "CIFAR-10 (JPEG copy)" in how
+    random_model, _ = mcu_peers.resnet8_model(tf)
+    trained, how = mcu_peers.resnet8_model(tf, data=((x, y), (x[:8], y[:8])), epochs=3, minutes=0, log=lambda s: None)
+    assert how.startswith("trained 1 of 3 epochs") and "CIFAR-10 (JPEG copy)" in how  # minutes=0: stops after one
     assert not all(np.array_equal(a, b) for a, b in zip(trained.get_weights(), random_model.get_weights()))
-    trained.save(tmp_path / "r8.keras")
-    loaded, how = mcu_peers.resnet8_model(tf, weights=tmp_path / "r8.keras")
-    assert "r8.keras" in how and all(np.array_equal(a, b) for a, b in zip(loaded.get_weights(), trained.get_weights()))
 
 
 @pytest.mark.targets
