@@ -483,7 +483,8 @@ def resnet8_data():
 def resnet8_model(tf, weights=None, data=None, epochs=0, minutes=40.0, log=print):
     """(ResNet-8 Keras model, how its weights were made): loaded from `weights`, trained `epochs` epochs
     on `data` (keras_ebnn.training.train: Adam, cosine schedule from RESNET8_LR, batch RESNET8_BATCH, random
-    shifts of up to 4 pixels and left-right flips; stopped after `minutes` of wall time), else random."""
+    shifts of up to 4 pixels and left-right flips; at least one epoch, no further one begins after `minutes` of
+    wall time), else random."""
     import time
     tf.keras.utils.set_random_seed(0)
     model = resnet8(tf)
@@ -496,16 +497,25 @@ def resnet8_model(tf, weights=None, data=None, epochs=0, minutes=40.0, log=print
     (xtr, ytr), _ = data
     start = time.time()
 
-    class Budget(tf.keras.callbacks.Callback):
+    class OutOfTime(Exception):
+        pass
+
+    class Budget(tf.keras.callbacks.Callback):  # keras_ebnn.training.train fits one epoch at a time when augmenting
+        epochs = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch and time.time() - start > minutes * 60:
+                raise OutOfTime
+
         def on_epoch_end(self, epoch, logs=None):
-            self.epochs = epoch + 1
+            Budget.epochs = epoch + 1
             log(f"  resnet8 epoch {epoch + 1}: {logs} ({(time.time() - start) / 60:.1f} min)")
-            if time.time() - start > minutes * 60:
-                self.model.stop_training = True
     budget = Budget()
-    budget.epochs = 0
-    train(model, xtr, ytr, epochs=epochs, batch_size=RESNET8_BATCH, lr=RESNET8_LR, max_shift=4, hflip=True,
-          verbose=0, callbacks=[budget])
+    try:
+        train(model, xtr, ytr, epochs=epochs, batch_size=RESNET8_BATCH, lr=RESNET8_LR, max_shift=4, hflip=True,
+              verbose=0, callbacks=[budget])
+    except OutOfTime:
+        pass
     return model, (f"trained {budget.epochs} of {epochs} epochs in {(time.time() - start) / 60:.0f} min on the "
                    f"{len(xtr):,} training images of CIFAR-10 (JPEG copy) (keras_ebnn.training.train: Adam "
                    f"{RESNET8_LR:g} cosine, batch {RESNET8_BATCH}, shifts <= 4 px, flips)")
