@@ -75,12 +75,19 @@ def model_args(doc, default_models, argv=None):
     return args
 
 
-def write_section(key, text, command):
-    """Replace (or append) the section `key` of BENCHMARKS.md."""
+def write_section(key, text, command, after=None):
+    """Replace the section `key` of BENCHMARKS.md; a new one goes right after the section `after` when
+    that exists, else at the end."""
     body = f"<!-- bench:{key} -->\n{text.rstrip()}\n\nProduced by: `{command}`\n<!-- /bench:{key} -->"
     doc = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# keras-ebnn benchmarks\n"
     pattern = re.compile(rf"<!-- bench:{key} -->.*?<!-- /bench:{key} -->", re.S)
-    doc = pattern.sub(lambda m: body, doc) if pattern.search(doc) else doc.rstrip() + "\n\n" + body + "\n"
+    end = f"<!-- /bench:{after} -->" if after else None
+    if pattern.search(doc):
+        doc = pattern.sub(lambda m: body, doc)
+    elif end and end in doc:
+        doc = doc.replace(end, end + "\n\n" + body, 1)
+    else:
+        doc = doc.rstrip() + "\n\n" + body + "\n"
     BENCHMARKS.write_text(doc)
 
 

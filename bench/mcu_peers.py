@@ -2,6 +2,8 @@
 
     TFLM_DIR=/path/to/tflm EBNN_DATA_DIR=../shared/data python bench/mcu_peers.py \
         [--models paper_mnist,tiny_mnist,uno_mnist,m15_mnist] [--no-family] [--images N] [--cpu cortex-m4] [--cache DIR] [--no-write]
+    TFLM_DIR=... [EBNN_DATA_DIR=../shared/data] python bench/mcu_peers.py --cifar-resnet8 [...]: the MLPerf Tiny
+        ResNet-8 (CIFAR-10) int8 peer instead (see cifar_resnet8(); section "cifar_resnet8_cortex-m4")
     (TFLM_DIR: a flattened TFLite Micro tree, e.g. an export of tensorflow/tflite-micro-arduino-examples;
     see bench/targets/tflm.py. Without it the command says so and exits.)
 
@@ -77,8 +79,10 @@ EPOCHS, LR, BATCH, REP = 3, 1e-3, 128, 500
 PLOT = ROOT / "bench" / "mcu_peers_pareto.png"
 
 
-def chunks(n):
-    return [(i, min(i + CHUNK, n)) for i in range(0, n, CHUNK)]
+def chunks(n, image_bytes=784):
+    """(first, last + 1) of the images of each ELF: CHUNK 28x28 images' worth of bytes per ELF."""
+    per = max(1, CHUNK * 784 // image_bytes)
+    return [(i, min(i + per, n)) for i in range(0, n, per)]
 
 
 # ----------------------------------------------------------------------------------------- models
@@ -122,15 +126,59 @@ def train_convert(net, xtr, ytr, tf, seed=0, dense_per_tensor=True):
     net.fit(xtr.astype(np.float32), ytr, epochs=EPOCHS, batch_size=BATCH, verbose=0)
     assert type(net.layers[-1]).__name__ == "Activation"
     logits = tf.keras.Model(net.inputs, net.layers[-2].output)
-    conv = tf.lite.TFLiteConverter.from_keras_model(logits)
+    return convert_int8(logits, xtr[:REP], tf, dense_per_tensor)
+
+
+def convert_int8(model, rep, tf, dense_per_tensor=True):
+    """Full-integer int8 flatbuffer of the float Keras `model` (TFLite converter, int8 input and output,
+    representative data `rep`: one image per sample; Dense weights per tensor unless dense_per_tensor=False)."""
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    rep = xtr[:REP].astype(np.float32)
+    rep = np.asarray(rep, dtype=np.float32).reshape(len(rep), *model.input_shape[1:])
     conv.representative_dataset = lambda: ([rep[i:i + 1]] for i in range(len(rep)))
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
     conv._experimental_disable_per_channel_quantization_for_dense_layers = dense_per_tensor
     return conv.convert()
+
+
+def resnet8(tf, filters=16, weight_decay=1e-4):
+    """The MLPerf Tiny image-classification reference architecture (ResNet-8 for 32x32x3 CIFAR-10:
+    conv 3x3 + BN + ReLU, three residual stacks of `filters`, 2x, 4x filters (two conv 3x3 + BN, the
+    second and third stacks with stride 2 and a conv 1x1 stride-2 shortcut), 8x8 average pool, Dense 10,
+    softmax; mlcommons/tiny benchmark/training/image_classification/keras_model.py resnet_v1_eembc), with
+    a Rescaling(1/255) input layer (the model takes raw 0..255 pixels, as keras_ebnn.training.train feeds them)."""
+    L = tf.keras.layers
+    reg = tf.keras.regularizers.l2(weight_decay)
+
+    def conv(n, k=3, stride=1):
+        return L.Conv2D(n, k, strides=stride, padding="same", kernel_initializer="he_normal", kernel_regularizer=reg)
+
+    inp = L.Input((32, 32, 3))
+    x = L.ReLU()(L.BatchNormalization()(conv(filters)(L.Rescaling(1 / 255)(inp))))
+    for stack in range(3):
+        n, stride = filters * 2 ** stack, 1 if stack == 0 else 2
+        y = L.ReLU()(L.BatchNormalization()(conv(n, 3, stride)(x)))
+        y = L.BatchNormalization()(conv(n)(y))
+        if stack:
+            x = conv(n, 1, stride)(x)
+        x = L.ReLU()(L.Add()([x, y]))
+    x = L.Flatten()(L.AveragePooling2D(x.shape[1])(x))
+    out = L.Activation("softmax")(L.Dense(10, kernel_initializer="he_normal")(x))
+    return tf.keras.Model(inp, out, name="resnet8")
+
+
+def macs(model):
+    """Multiply-accumulates of the Conv2D and Dense layers of a built Keras `model`, one inference."""
+    total = 0
+    for lay in model.layers:
+        kind = type(lay).__name__
+        if kind == "Conv2D":
+            total += int(np.prod(lay.output.shape[1:])) * int(np.prod(lay.kernel.shape[:3]))
+        elif kind == "Dense":
+            total += int(np.prod(lay.kernel.shape))
+    return total
 
 
 def cached_tflite(cache, key, make):
@@ -232,7 +280,7 @@ def run_tflm(name, fb, x, y, cpu, work, objects, tf, log, strict=True):
     empty = tflm.build(name, fb, xq[:4], n_out, arena, cpu, workdir=work / "empty", empty=True, objects=objects)
     _, etags, epairs = tflm.run_each(empty, cpu)
     classes, outs, pairs, stack = [], [], [], 0
-    for a, b in chunks(len(xq)):
+    for a, b in chunks(len(xq), xq[0].size):
         elf = tflm.build(name, fb, xq[a:b], n_out, arena, cpu, workdir=work / f"c{a}", objects=objects)
         lines, t, p = tflm.run_each(elf, cpu)
         idx, cls, out = tflm.parse_int8(lines, n_out)
@@ -411,6 +459,158 @@ def plot(rows, path, cpu):
     fig.savefig(path, dpi=110)
 
 
+# ------------------------------------------------------------------------------- CIFAR-10 ResNet-8
+MLPERF_IC = [  # MLPerf Tiny image classification, NUCLEO-L4R5ZI (Cortex-M4F, 120 MHz): ../shared/REFERENCES.md
+    ("TFLM v2.3.1 + CMSIS-NN (reference)", 704.0, 84.5e6), ("microTVM + CMSIS-NN", 390.0, 46.7e6),
+    ("Plumerai", 167.8, 20.1e6), ("X-CUBE-AI 9.0", 165.1, 19.8e6)]
+RESNET8_REP, RESNET8_BATCH, RESNET8_LR = 500, 32, 1e-3
+
+
+def resnet8_data():
+    """((x_train, y_train), (x_test, y_test)) of CIFAR-10 (JPEG copy) from keras_ebnn.datasets.load_cifar10,
+    or None when that loader is absent or finds no data."""
+    from keras_ebnn import datasets
+    load = getattr(datasets, "load_cifar10", None)
+    if load is None:
+        return None
+    try:
+        return load()
+    except Exception as exc:  # no data folder: cost only
+        print(f"CIFAR-10 (JPEG copy) not loaded ({type(exc).__name__}: {exc}): cost only, random weights")
+        return None
+
+
+def resnet8_model(tf, weights=None, data=None, epochs=0, minutes=40.0, log=print):
+    """(ResNet-8 Keras model, how its weights were made): loaded from `weights`, trained `epochs` epochs
+    on `data` (keras_ebnn.training.train: Adam, cosine schedule from RESNET8_LR, batch RESNET8_BATCH, random
+    shifts of up to 4 pixels and left-right flips; at least one epoch, no further one begins after `minutes` of
+    wall time), else random."""
+    import time
+    tf.keras.utils.set_random_seed(0)
+    model = resnet8(tf)
+    if weights:
+        model.set_weights(tf.keras.models.load_model(weights, compile=False).get_weights())
+        return model, f"trained weights from {Path(weights).name}"
+    if not (epochs and data):
+        return model, "random weights (He normal; batch norm at its initial values): cost only"
+    from keras_ebnn.training import train
+    (xtr, ytr), _ = data
+    start = time.time()
+
+    class OutOfTime(Exception):
+        pass
+
+    class Budget(tf.keras.callbacks.Callback):  # keras_ebnn.training.train fits one epoch at a time when augmenting
+        epochs = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch and time.time() - start > minutes * 60:
+                raise OutOfTime
+
+        def on_epoch_end(self, epoch, logs=None):
+            Budget.epochs = epoch + 1
+            log(f"  resnet8 epoch {epoch + 1}: {logs} ({(time.time() - start) / 60:.1f} min)")
+    budget = Budget()
+    try:
+        train(model, xtr, ytr, epochs=epochs, batch_size=RESNET8_BATCH, lr=RESNET8_LR, max_shift=4, hflip=True,
+              verbose=0, callbacks=[budget])
+    except OutOfTime:
+        pass
+    return model, (f"trained {budget.epochs} of {epochs} epochs in {(time.time() - start) / 60:.0f} min on the "
+                   f"{len(xtr):,} training images of CIFAR-10 (JPEG copy) (keras_ebnn.training.train: Adam "
+                   f"{RESNET8_LR:g} cosine, batch {RESNET8_BATCH}, shifts <= 4 px, flips)")
+
+
+def int8_accuracy(fb, x, y, tf):
+    """Top-1 accuracy of the int8 flatbuffer `fb` on (x, y) with TFLite's Python interpreter."""
+    xq = quantize_input(fb, x, tf)
+    interp = tf.lite.Interpreter(model_content=fb)
+    interp.allocate_tensors()
+    i_in, i_out = interp.get_input_details()[0]["index"], interp.get_output_details()[0]["index"]
+    hits = 0
+    for img, label in zip(xq, y):
+        interp.set_tensor(i_in, img[None])
+        interp.invoke()
+        hits += int(np.argmax(interp.get_tensor(i_out)[0]) == label)
+    return hits / len(y)
+
+
+def cifar_resnet8(args):
+    """The MLPerf Tiny image-classification peer: ResNet-8 int8 under TFLite Micro + CMSIS-NN on Cortex-M4.
+
+    TFLM_DIR=... [EBNN_DATA_DIR=../shared/data] python bench/mcu_peers.py --cifar-resnet8
+        [--resnet8-weights FILE | --resnet8-epochs N [--resnet8-minutes M]] [--images N] [--cpu cortex-m4]
+
+Method: the MLPerf Tiny reference ResNet-8 (bench/mcu_peers.py resnet8(): 32x32x3 input, conv 16, three
+residual stacks of 16 / 32 / 64 filters, 8x8 average pool, Dense 10; mlcommons/tiny
+benchmark/training/image_classification/keras_model.py) with a Rescaling(1/255) first layer; its weights
+trained (--resnet8-epochs, CIFAR-10 (JPEG copy) through keras_ebnn.datasets.load_cifar10), loaded
+(--resnet8-weights) or random (cost only: TFLM's instruction count, flash and RAM do not depend on the
+weights' values). Converted by TF's TFLiteConverter to full-integer int8 without the final softmax (int8
+input and output; representative data: 500 training images, or 500 random uniform 0..255 images without
+data; conv weights per channel, Dense per tensor: see the MNIST method above), run bare metal under QEMU by
+TFLM + CMSIS-NN in the harness of the MNIST comparison (bench/targets/tflm.py; DSP-extension SIMD path on
+the Cortex-M4, -O2): instructions per inference (exact counts, marker cost subtracted; mean over the
+measured images), flash (flatbuffer + runtime code), RAM (arena + TFLM's static objects + stack; the
+3,072 B int8 input buffer excluded). Every device output vector is compared with TFLite's reference
+kernels (at most 1 apart). With trained weights: int8 top-1 accuracy on the 10,000 CIFAR-10 (JPEG copy)
+test images (TFLite's Python interpreter; the device's classes on the measured images).
+"""
+    from bench.targets import tflm
+    from keras_ebnn import import_larq
+    tf, _ = import_larq()
+    log = lambda s: print(s, flush=True)  # noqa: E731
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    data = resnet8_data() if args.resnet8_epochs or args.resnet8_weights or args.images else None
+    model, how = resnet8_model(tf, args.resnet8_weights, data, args.resnet8_epochs, args.resnet8_minutes, log)
+    params = sum(int(np.prod(w.shape)) for lay in model.layers if type(lay).__name__ in ("Conv2D", "Dense")
+                 for w in lay.get_weights())
+    if data is not None:
+        (xtr, _), (xte, yte) = data
+        rep = xtr[:RESNET8_REP]
+    else:
+        rep = np.random.default_rng(0).uniform(0, 255, (RESNET8_REP, 32, 32, 3)).astype(np.float32)
+    fb = convert_int8(tf.keras.Model(model.inputs, model.layers[-2].output), rep, tf)
+    acc = int8_accuracy(fb, xte, yte, tf) if data is not None and (args.resnet8_weights or args.resnet8_epochs) else None
+    if data is not None and args.images:
+        x, y = xte[:args.images], yte[:args.images]
+    else:
+        x, y = rep[:2], np.zeros(2, dtype=np.int64)
+    objects = tflm.library(args.cpu, "-O2", cache=cache / f"tflm-{args.cpu}", ops=tflm.op_names(fb))
+    r = run_tflm("resnet8", fb, x, y, args.cpu, tempfile.mkdtemp(prefix="ebnn-resnet8-"), objects, tf, log)
+    log(str(r))
+    ram = r["arena"] + r["static"] + r["stack"]
+    rows = [["ResNet-8 int8 (TFLM + CMSIS-NN)", args.cpu, f"{r['mean_insn']:,.0f}", f"{r['max_insn']:,.0f}",
+             f"{r['flash']:,}", f"{r['code']:,}", f"{r['model_bytes']:,}", f"{ram:,}", f"{r['arena']:,}", f"{r['static']:,}",
+             f"{r['stack']:,}", "-" if acc is None else f"{acc * 100:.2f}%"]]
+    text = (f"## CIFAR-10 peer: MLPerf Tiny ResNet-8, int8, TFLite Micro + CMSIS-NN ({args.cpu})\n\n"
+            + cifar_resnet8.__doc__.split("Method: ")[1].strip()
+            + f"\n\nWeights: {how}. {params:,} weights and biases in the conv and dense layers (MLPerf: 77.7 k "
+            f"parameters), {macs(model):,} multiply-accumulates per inference (MLPerf: 12.5 M); flatbuffer {len(fb):,} B "
+            f"(MLPerf's reference .tflite: 98,496 B); operators {', '.join(tflm.op_names(fb))}; measured on {len(x)} "
+            + ("CIFAR-10 (JPEG copy) test images" if data is not None and args.images else "random images")
+            + f" ({r['ref_differ']} output vectors 1 apart from TFLite's reference kernels).\n\n"
+            + md_table(["model", "core", "instr. mean", "instr. slowest", "flash B", "= runtime/code", "+ model", "RAM B",
+                        "= arena", "+ static", "+ stack", "int8 accuracy (CIFAR-10 JPEG copy, 10,000 test images)"], rows)
+            + "\n\nFor context, MLPerf Tiny's published image-classification results on NUCLEO-L4R5ZI (Cortex-M4F, "
+            "120 MHz; cycles = median latency x clock; ../shared/REFERENCES.md): "
+            + "; ".join(f"{who} {ms:g} ms ({cyc / 1e6:.1f} M cycles)" for who, ms, cyc in MLPERF_IC)
+            + ". Instructions are not cycles: the figures above count executed instructions under QEMU (no wait states, "
+            "no pipeline or flash-latency effects; on the M4 a load takes 2 cycles, SMLAD one), so they are not "
+            "directly comparable with those cycle counts, only an order of magnitude; the MLPerf runs also use "
+            "other TFLM / CMSIS-NN versions.")
+    print(text)
+    if not args.no_write:
+        command = ("TFLM_DIR=... " + ("EBNN_DATA_DIR=../shared/data " if data is not None else "")
+                   + "python bench/mcu_peers.py --cifar-resnet8" + (f" --cpu {args.cpu}" if args.cpu != "cortex-m4" else "")
+                   + (f" --resnet8-weights {args.resnet8_weights}" if args.resnet8_weights else "")
+                   + (f" --resnet8-epochs {args.resnet8_epochs}" if args.resnet8_epochs else "")
+                   + (f" --images {args.images}" if args.images else ""))
+        write_section(f"cifar_resnet8_{args.cpu}", text, command)
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=DEFAULT_MODELS, help=f"shipped models and their twins (default {DEFAULT_MODELS})")
@@ -420,13 +620,21 @@ def main(argv=None):
     ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "ebnn-mcu-peers"),
                     help="folder for the trained int8 flatbuffers and the compiled TFLM objects")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--cifar-resnet8", action="store_true",
+                    help="instead: the MLPerf Tiny ResNet-8 (CIFAR-10) int8 peer on --cpu (default Cortex-M4); see cifar_resnet8()")
+    ap.add_argument("--resnet8-weights", default=None, help="trained ResNet-8 (Keras model file of resnet8()'s architecture)")
+    ap.add_argument("--resnet8-epochs", type=int, default=0,
+                    help="train ResNet-8 this many epochs on CIFAR-10 (JPEG copy; needs keras_ebnn.datasets.load_cifar10)")
+    ap.add_argument("--resnet8-minutes", type=float, default=40.0, help="wall-time bound of that training")
     args = ap.parse_args(argv)
-    print(__doc__)
+    print(cifar_resnet8.__doc__ if args.cifar_resnet8 else __doc__)
     sys.path.insert(0, str(ROOT))
     from bench.targets import tflm
     if not tflm.available():
         print("skipped: needs TFLM_DIR (a TFLite Micro tree), arm-none-eabi-g++ with libstdc++ and qemu-system-arm")
         return 0
+    if args.cifar_resnet8:
+        return cifar_resnet8(args)
     from keras_ebnn import datasets, import_larq
     tf, _ = import_larq()
     cache = Path(args.cache)

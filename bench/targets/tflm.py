@@ -42,6 +42,24 @@ OPS = {"CONV_2D": "AddConv2D", "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D", "FULLY
        "CONCATENATION": "AddConcatenation", "LOGISTIC": "AddLogistic"}
 
 
+# TFLite builtin operator -> the TFLM kernel sources (tensorflow/lite/micro/kernels/, stems) and CMSIS-NN
+# source folders it needs; library(ops=...) compiles only those (plus the interpreter) instead of every kernel
+KERNELS = {"CONV_2D": ("conv_common", "cmsis_nn/conv"), "DEPTHWISE_CONV_2D": ("depthwise_conv_common", "cmsis_nn/depthwise_conv"),
+           "FULLY_CONNECTED": ("fully_connected_common", "cmsis_nn/fully_connected"),
+           "MAX_POOL_2D": ("pooling_common", "cmsis_nn/pooling"), "AVERAGE_POOL_2D": ("pooling_common", "cmsis_nn/pooling"),
+           "RESHAPE": ("reshape",), "SOFTMAX": ("softmax_common", "cmsis_nn/softmax"), "MUL": ("mul_common", "cmsis_nn/mul"),
+           "ADD": ("add_common", "cmsis_nn/add"), "QUANTIZE": ("quantize", "quantize_common"),
+           "DEQUANTIZE": ("dequantize", "dequantize_common"), "RELU": ("activations", "activations_common"),
+           "MEAN": ("reduce", "reduce_common"), "PAD": ("pad",), "CONCATENATION": ("concatenation",),
+           "LOGISTIC": ("logistic", "logistic_common")}
+KERNELS_ALWAYS = ("kernel_util", "micro_tensor_utils")
+CMSIS_NN_DIRS = {"CONV_2D": "ConvolutionFunctions", "DEPTHWISE_CONV_2D": "ConvolutionFunctions",
+                 "FULLY_CONNECTED": "FullyConnectedFunctions", "MAX_POOL_2D": "PoolingFunctions",
+                 "AVERAGE_POOL_2D": "PoolingFunctions", "SOFTMAX": "SoftmaxFunctions", "ADD": "BasicMathFunctions",
+                 "MUL": "BasicMathFunctions", "RESHAPE": "ReshapeFunctions", "CONCATENATION": "ConcatenationFunctions"}
+CMSIS_NN_ALWAYS = ("NNSupportFunctions", "ActivationFunctions")
+
+
 def tflm_dir():
     d = os.environ.get("TFLM_DIR")
     return Path(d) if d and (Path(d) / "src" / "tensorflow" / "lite" / "micro").is_dir() else None
@@ -71,14 +89,32 @@ def c_flags(cpu, opt):
     return [*cortexm.CPUS[cpu][0], opt, "-std=c99", "-ffunction-sections", "-fdata-sections", *DEFINES]
 
 
-def library(cpu="cortex-m4", opt="-O2", cache=None, jobs=2):
-    """Compile the TFLM tree (interpreter, kernels, CMSIS-NN) once for `cpu`; returns the object files.
-    Objects are cached in `cache` (default: a folder in the temp dir named after the tree and flags)."""
-    src = tflm_dir() / "src"
+def sources(src, ops=None):
+    """The TFLM and CMSIS-NN sources to compile: all of them, or with `ops` (TFLite builtin operator
+    names) the interpreter and only the kernels of those operators (KERNELS, CMSIS_NN_DIRS)."""
+    kernels = src / "tensorflow" / "lite" / "micro" / "kernels"
     files = sorted(p for p in (src / "tensorflow").rglob("*.cpp")
                    if p.name not in SKIP and "microfrontend" not in p.parts)
-    files += sorted((src / "third_party" / "cmsis_nn" / "Source").rglob("*.c"))
-    key = hashlib.sha1(" ".join([str(src), cpu, opt, *cxx_flags(cpu, opt), *map(str, files)]).encode()).hexdigest()[:12]
+    cmsis = sorted((src / "third_party" / "cmsis_nn" / "Source").rglob("*.c"))
+    if ops is None:
+        return files + cmsis
+    unknown = sorted(set(ops) - set(KERNELS))
+    if unknown:
+        raise ValueError(f"operators {unknown} have no kernel sources in bench/targets/tflm.py KERNELS")
+    stems = set(KERNELS_ALWAYS).union(*(KERNELS[o] for o in ops))
+    dirs = set(CMSIS_NN_ALWAYS) | {CMSIS_NN_DIRS[o] for o in ops if o in CMSIS_NN_DIRS}
+    files = [p for p in files if kernels not in p.parents or str(p.relative_to(kernels).with_suffix("")) in stems]
+    return files + [p for p in cmsis if p.parent.name in dirs]
+
+
+def library(cpu="cortex-m4", opt="-O2", cache=None, jobs=2, ops=None):
+    """Compile the TFLM tree (interpreter, kernels, CMSIS-NN) once for `cpu`; returns the object files.
+    With `ops` (TFLite builtin operator names) only the kernels of those operators are compiled and
+    returned (sources()). Objects are cached in `cache` (default: a folder in the temp dir named after
+    the tree and flags)."""
+    src = tflm_dir() / "src"
+    files = sources(src, ops)
+    key = hashlib.sha1(" ".join([str(src), cpu, opt, *cxx_flags(cpu, opt), *map(str, sources(src))]).encode()).hexdigest()[:12]
     cache = Path(cache or Path(tempfile.gettempdir()) / f"ebnn-tflm-{cpu}-{key}")
     cache.mkdir(parents=True, exist_ok=True)
     objs, procs = [], []
