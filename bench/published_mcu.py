@@ -189,9 +189,9 @@ def main(argv=None):
                  "inputs; the binary-weight conv on the int8 map exported as sign bits, ebnn_conv_s8_bits): Cortex-M7 "
                  "instructions per inference by kernel entry point (each kernel's calls bracketed with the harness's "
                  "markers, bench/targets/cortexm.kernel_instructions): "
-                 + ", ".join(f"{k} {v / 1e6:.2f} M" for k, v in sorted(prof.items(), key=lambda kv: -kv[1])) + ".", "",
-                 "keras-ebnn's exact and int8 exports of these architectures next to their TFLite Micro + CMSIS-NN "
-                 "int8 twins and CBin-NN, on Cortex-M7, M4 and M0+: the next section (`bench/published_peers.py`).", ""]
+                 + ", ".join(f"{k} {v / 1e6:.2f} M" for k, v in sorted(prof.items(), key=lambda kv: -kv[1])) + ".", ""]
+    text += ["keras-ebnn's exact and int8 exports of these architectures next to their TFLite Micro + CMSIS-NN "
+             "int8 twins and CBin-NN, on Cortex-M7, M4 and M0+: the next section (`bench/published_peers.py`).", ""]
     text = "\n".join(text)
     print(text)
     if not args.no_write:
