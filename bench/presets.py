@@ -36,6 +36,32 @@ SHIPPED = ("m15_search_mnist", "uno_search_mnist")
 VAL_SIZE = 5000
 
 
+def uno_space():
+    """The narrowed space of the worst-case Uno search (--search-uno): the family of the first Uno
+    search's front (BENCHMARKS.md "Search vs uno_mnist": a stride-2 input conv, pool 2, one hidden
+    dense layer, learnt output scale, lr 1e-2 to 3e-2), with the input conv's width and kernel, the
+    dense width and the shifts searched."""
+    from dataclasses import replace
+    from keras_ebnn.search_space import DEFAULT_SPACE, Choice, LogUniform
+    return replace(DEFAULT_SPACE, input_filters=Choice((24, 32, 40)), input_kernel=Choice((3, 5)),
+                   input_stride=Choice((2,)), input_pool=Choice((2,)), conv_blocks=Choice((0,)),
+                   dense_layers=Choice((1,)), dense_units=Choice((64, 128)), output_scale=Choice((True,)),
+                   lr=LogUniform(1e-2, 3e-2), shift=Choice((0, 1)))
+
+
+def search_uno(args):
+    """A search under the Uno budget with <= 100 ms for the SLOWEST probe image (--ms-stat max) in
+    uno_space(); trials only (the chosen front trial is then trained by this script's --describe)."""
+    import keras_ebnn
+    res = keras_ebnn.search("mnist", board="uno", max_ms=100.0, ms_stat="max", trials=args.trials, epochs=3,
+                            train_size=20_000, val_size=VAL_SIZE, time_budget=args.time_budget, space=uno_space(),
+                            out=args.out, study_name="uno-worst-case", sampler="tpe", seed=0, final=False,
+                            measure_images=10)
+    print(keras_ebnn.search.pareto_table(res.front, keras_ebnn.search.Budget(
+        **res.study.user_attrs["config"]["budget"])))
+    return res
+
+
 def train(params, name, epochs, seed, data):
     from keras_ebnn import training
     from keras_ebnn.search import train_candidate
@@ -123,8 +149,16 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("-o", "--out", default=None, help="folder for NAME.keras (default examples/models)")
     ap.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
+    ap.add_argument("--search-uno", action="store_true", help="run the worst-case Uno search (uno_space) into -o")
+    ap.add_argument("--trials", type=int, default=40, help="--search-uno: trained trials")
+    ap.add_argument("--time-budget", type=float, default=25, help="--search-uno: minutes of trials")
     args = ap.parse_args(argv)
     print(__doc__)
+    if args.search_uno:
+        if not args.out:
+            ap.error("--search-uno needs -o OUT")
+        search_uno(args)
+        return 0
     from keras_ebnn import models
     from keras_ebnn.search import load_data, split_validation
     from keras_ebnn.search_space import DEFAULT_SPACE

@@ -486,3 +486,27 @@ def test_worst_case_time_budget(tmp_path, monkeypatch):
     report = (tmp_path / "mean" / "report.md").read_text()
     assert f"{test_each.max():.1f} ms for the slowest image" in report and "on average" in report
     assert "ms mean / slowest probe image" in (tmp_path / "mean" / "pareto.md").read_text()
+
+
+def test_describe_text_builds_the_model():
+    """SearchSpace.parse inverts describe (every text of the BENCHMARKS fronts builds its network again),
+    and keras_ebnn.models builds the searched presets from their search records."""
+    from keras_ebnn import models
+    texts = ["c5x5:40 p2 > c3x3s:32; lr 1.9e-02 shift 1 scale", "c5x5/2:32 p2 > d128; lr 2.1e-02 scale",
+             "c3x3/2:16 > c3x3:24 p2 > d128; lr 3.0e-03 shift 1", "c5x5/2:8 p2; lr 9.7e-03 scale",
+             "c3x3:32 p2 > c3x3:64 p2 > c3x3s:48 p2 > d64; lr 1.0e-03 no-bn-re-est 7 ep"]
+    for text in texts:
+        params = DEFAULT_SPACE.parse(text)
+        assert DEFAULT_SPACE.describe(params) == text
+        DEFAULT_SPACE.build(params)  # a valid geometry
+    p = DEFAULT_SPACE.parse(texts[0])
+    assert (p["input_kernel"], p["input_stride"], p["input_filters"], p["input_pool"]) == (5, 1, 40, 2)
+    assert (p["conv_blocks"], p["conv1_filters"], p["conv1_padding"], p["conv1_pool"]) == (1, 32, "same", 0)
+    assert p["lr"] == 1.9e-2 and p["shift"] == 1 and p["output_scale"] and p["dense_layers"] == 0
+    for bad in ("d128; lr 1e-02", "c3x3:8 > d64 > c3x3:8; lr 1.0e-02", "c3x3:8", "c3x3:8 > c3x3:8 > c3x3:8 > c3x3:8; lr 1e-2"):
+        with pytest.raises(ValueError):
+            DEFAULT_SPACE.parse(bad)
+    for name, text in models.SEARCHED.items():
+        built = models.get(name)
+        assert built.name == name and built.count_params() == models.from_description(text).count_params()
+        assert DEFAULT_SPACE.describe(models.searched_params(name)) == text
