@@ -62,6 +62,26 @@ def search_uno(args):
     return res
 
 
+def search_summary(out):
+    """A Markdown table of every trial of the --search-uno study in `out` (its journal file)."""
+    import optuna
+    from keras_ebnn.search import open_storage
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name="uno-worst-case", storage=open_storage(Path(out) / "search.journal"))
+    rows = []
+    for t in study.get_trials():
+        u = t.user_attrs
+        fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+        state = ("interrupted (search stopped)" if t.state.name == "RUNNING" else
+                 "over budget after training: " + u["violations"] if u.get("violations") else
+                 "rejected before training: " + u["infeasible"] if u.get("infeasible") else t.state.name.lower())
+        rows.append([t.number, f"`{u.get('arch')}`", f"{t.values[0] * 100:.2f}%" if t.values else "-",
+                     f"{u['flash']:,}" if u.get("flash") else "-", f"{fmt(u.get('ms_mean'))} / {fmt(u.get('ms_max'))}",
+                     state])
+    return md_table(["trial", "candidate", "val. acc. (3 epochs, 20,000 images)", "flash B",
+                     "ms mean / slowest of 10 probe images (trained; before training if rejected)", "state"], rows)
+
+
 def train(params, name, epochs, seed, data):
     from keras_ebnn import training
     from keras_ebnn.search import train_candidate
@@ -101,6 +121,9 @@ def measure(model, path, name, cpus, test, work):
         if avr.available():
             m = bench_search.measure_avr(model, name, x[:100], work)
             out["avr"] = {k: m[k] for k in ("flash", "sram", "stack", "arena", "ms", "ms_max")}
+            # is the slowest image the inkiest? (keras_ebnn.search.probe_images probes the inkiest)
+            ink = np.count_nonzero(np.asarray(x[:100]).reshape(len(x[:100]), -1), axis=1)
+            out["avr"]["slowest_image_ink_rank"] = int(np.sum(ink > ink[m["slowest"]]))
         board = export(model, Path(work) / f"{name}_uno", name=name, target="arduino", board="uno", force=True,
                        check_c=False)
         out["fits_uno"] = bool(board.budget.fits)
@@ -152,6 +175,8 @@ def main(argv=None):
     ap.add_argument("--search-uno", action="store_true", help="run the worst-case Uno search (uno_space) into -o")
     ap.add_argument("--trials", type=int, default=40, help="--search-uno: trained trials")
     ap.add_argument("--time-budget", type=float, default=25, help="--search-uno: minutes of trials")
+    ap.add_argument("--search-out", default=None, help="summarise the --search-uno study of this folder in the "
+                    "BENCHMARKS section")
     args = ap.parse_args(argv)
     print(__doc__)
     if args.search_uno:
@@ -184,6 +209,10 @@ def main(argv=None):
         shipped = [json.loads((ROOT / "examples" / "models" / f"{n}.json").read_text()) for n in SHIPPED
                    if (ROOT / "examples" / "models" / f"{n}.json").is_file()]
         text = section(shipped, "")
+        if args.search_out:
+            text += ("\n\nThe worst-case Uno search (`python bench/presets.py --search-uno --trials 40 --time-budget 25 "
+                     f"-o {args.search_out}`: keras_ebnn.search with the Uno board, <= 100 ms for the slowest of 10 "
+                     "probe images, in `uno_space()`), every trial:\n\n" + search_summary(args.search_out))
         print(text)
         write_section("presets", text, "EBNN_DATA_DIR=../shared/data python bench/presets.py --models NAME "
                       "(each preset's own command: examples/models/NAME.json)")

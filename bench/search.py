@@ -68,7 +68,8 @@ def measure_avr(model, name, x, work):
     arena = r["symbols"].get(f"{name}_arena", 0)
     return {"flash": r["flash_bytes"], "sram": lowered.input.length + arena + r["stack_high_water_bytes"],
             "stack": r["stack_high_water_bytes"], "arena": arena, "ms": r["ms_per_inference_16mhz"],
-            "ms_max": max(r["cycles_per_image"]) / 16e3, "cycles": r["cycles_per_inference"]}
+            "ms_max": max(r["cycles_per_image"]) / 16e3, "cycles": r["cycles_per_inference"],
+            "slowest": int(np.argmax(r["cycles_per_image"]))}
 
 
 def measure_m3(path, name, dataset, work):
