@@ -172,6 +172,8 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("-o", "--out", default=None, help="folder for NAME.keras (default examples/models)")
     ap.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
+    ap.add_argument("--measure-only", action="store_true", help="measure the shipped NAME.keras of --models again "
+                    "(no training) and update NAME.json's measurements")
     ap.add_argument("--search-uno", action="store_true", help="run the worst-case Uno search (uno_space) into -o")
     ap.add_argument("--trials", type=int, default=40, help="--search-uno: trained trials")
     ap.add_argument("--time-budget", type=float, default=25, help="--search-uno: minutes of trials")
@@ -198,8 +200,18 @@ def main(argv=None):
         jobs = [(n, models.searched_params(n), args.epochs or models.SEARCHED_EPOCHS[n])
                 for n in args.models.split(",")]
     recs = []
+    if args.measure_only:
+        from keras_ebnn.lowering import load_model
+        with tempfile.TemporaryDirectory() as work:
+            for name, _, _ in jobs:
+                path = out_dir / f"{name}.keras"
+                rec = json.loads((out_dir / f"{name}.json").read_text())
+                rec.update(measure(load_model(path), path, name, cpus, test, work))
+                print(json.dumps(rec, indent=1, default=str), flush=True)
+                (out_dir / f"{name}.json").write_text(json.dumps(rec, indent=1, default=str) + "\n")
+                recs.append(rec)
     with tempfile.TemporaryDirectory() as work:
-        for name, params, epochs in jobs:
+        for name, params, epochs in ([] if args.measure_only else jobs):
             rec = run(name, params, epochs, args.seed, cpus, data, out_dir, work)
             rec["command"] = "EBNN_DATA_DIR=../shared/data python bench/presets.py " + " ".join(
                 argv if argv is not None else sys.argv[1:])
