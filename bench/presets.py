@@ -138,7 +138,8 @@ def run(name, params, epochs, seed, cpus, data, out_dir, work):
     path = Path(out_dir) / f"{name}.keras"
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(path)
-    rec.update(name=name, describe=DEFAULT_SPACE.describe(params), epochs=epochs, seed=seed, file=str(path))
+    rec.update(name=name, describe=DEFAULT_SPACE.describe(params), epochs=epochs, seed=seed,
+               file=str(path.relative_to(ROOT)) if path.resolve().is_relative_to(ROOT) else str(path))
     rec.update(measure(model, path, name, cpus, data[2], work))
     print(json.dumps(rec, indent=1, default=str), flush=True)
     return rec
@@ -206,6 +207,7 @@ def main(argv=None):
             for name, _, _ in jobs:
                 path = out_dir / f"{name}.keras"
                 rec = json.loads((out_dir / f"{name}.json").read_text())
+                rec["file"] = str(path.relative_to(ROOT)) if path.resolve().is_relative_to(ROOT) else str(path)
                 rec.update(measure(load_model(path), path, name, cpus, test, work))
                 print(json.dumps(rec, indent=1, default=str), flush=True)
                 (out_dir / f"{name}.json").write_text(json.dumps(rec, indent=1, default=str) + "\n")
