@@ -173,6 +173,8 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("-o", "--out", default=None, help="folder for NAME.keras (default examples/models)")
     ap.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
+    ap.add_argument("--section-only", action="store_true", help="only write the BENCHMARKS section from the "
+                    "shipped NAME.json records (and --search-out)")
     ap.add_argument("--measure-only", action="store_true", help="measure the shipped NAME.keras of --models again "
                     "(no training) and update NAME.json's measurements")
     ap.add_argument("--search-uno", action="store_true", help="run the worst-case Uno search (uno_space) into -o")
@@ -201,6 +203,8 @@ def main(argv=None):
         jobs = [(n, models.searched_params(n), args.epochs or models.SEARCHED_EPOCHS[n])
                 for n in args.models.split(",")]
     recs = []
+    if args.section_only:
+        jobs = []
     if args.measure_only:
         from keras_ebnn.lowering import load_model
         with tempfile.TemporaryDirectory() as work:
