@@ -318,8 +318,9 @@ def budgeted(cost, stat):
 def probe_images(x, n, stat):
     """The `n` images the emulator runs for a time budget: stat "mean": the first n of `x`; "max": the
     first n//2 of `x` and the n - n//2 others with the most non-zero pixels (the first layer skips
-    all-zero input windows, so ink costs time: on the 100 first MNIST test images, the slowest image
-    of the shipped Uno models is among the inkiest; bench/presets.py prints the check)."""
+    all-zero input windows, so ink costs time: under simavr, the slowest of the first 100 MNIST test
+    images for `uno_search_mnist` is the one with the most ink; bench/presets.py records that rank,
+    "slowest_image_ink_rank" in examples/models/uno_search_mnist.json)."""
     x = np.asarray(x)
     n = min(int(n), len(x))
     if stat != "max" or n == 0:
