@@ -118,8 +118,13 @@ def measure(model, path, name, cpus, test, work):
             out["m3"] = {k: m.get(k) for k in ("flash", "code", "data", "arena", "stack", "ram", "total")}
     if "avr" in cpus:
         from bench.targets import avr
+        m = None
         if avr.available():
-            m = bench_search.measure_avr(model, name, x[:100], work)
+            try:
+                m = bench_search.measure_avr(model, name, x[:100], work)
+            except RuntimeError as exc:  # e.g. the arena and the input do not fit the 2 KB of SRAM
+                out["avr_error"] = str(exc).strip().splitlines()[-1][:300]
+        if m is not None:
             out["avr"] = {k: m[k] for k in ("flash", "sram", "stack", "arena", "ms", "ms_max")}
             # is the slowest image the inkiest? (keras_ebnn.search.probe_images probes the inkiest)
             ink = np.count_nonzero(np.asarray(x[:100]).reshape(len(x[:100]), -1), axis=1)
@@ -210,9 +215,16 @@ def main(argv=None):
         with tempfile.TemporaryDirectory() as work:
             for name, _, _ in jobs:
                 path = out_dir / f"{name}.keras"
-                rec = json.loads((out_dir / f"{name}.json").read_text())
+                model = load_model(path)
+                if (out_dir / f"{name}.json").is_file():
+                    rec = json.loads((out_dir / f"{name}.json").read_text())
+                else:  # the training run stopped before its record: the accuracies again from the file
+                    from keras_ebnn import training
+                    rec = {"name": name, "describe": models.SEARCHED[name], "epochs": models.SEARCHED_EPOCHS[name], "seed": args.seed,
+                           "val_accuracy": training.evaluate(model, *val),
+                           "test_accuracy_keras": training.evaluate(model, *test), "train_minutes": None}
                 rec["file"] = str(path.relative_to(ROOT)) if path.resolve().is_relative_to(ROOT) else str(path)
-                rec.update(measure(load_model(path), path, name, cpus, test, work))
+                rec.update(measure(model, path, name, cpus, test, work))
                 print(json.dumps(rec, indent=1, default=str), flush=True)
                 (out_dir / f"{name}.json").write_text(json.dumps(rec, indent=1, default=str) + "\n")
                 recs.append(rec)
