@@ -220,9 +220,10 @@ def main(argv=None):
                     rec = json.loads((out_dir / f"{name}.json").read_text())
                 else:  # the training run stopped before its record: the accuracies again from the file
                     from keras_ebnn import training
-                    rec = {"name": name, "describe": models.SEARCHED[name], "epochs": models.SEARCHED_EPOCHS[name], "seed": args.seed,
-                           "val_accuracy": training.evaluate(model, *val),
-                           "test_accuracy_keras": training.evaluate(model, *test), "train_minutes": None}
+                    rec = {"name": name, "describe": models.SEARCHED[name], "epochs": models.SEARCHED_EPOCHS[name],
+                           "seed": args.seed, "val_accuracy": training.evaluate(model, *val),
+                           "test_accuracy_keras": training.evaluate(model, *test), "train_minutes": None,
+                           "command": f"EBNN_DATA_DIR=../shared/data python bench/presets.py --models {name}"}
                 rec["file"] = str(path.relative_to(ROOT)) if path.resolve().is_relative_to(ROOT) else str(path)
                 rec.update(measure(model, path, name, cpus, test, work))
                 print(json.dumps(rec, indent=1, default=str), flush=True)
