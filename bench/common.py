@@ -16,6 +16,9 @@ MODELS = {
     "uno_mnist": ("examples/models/uno_mnist.keras", "mnist"),
     "m15_mnist": ("examples/models/m15_mnist.keras", "mnist"),
     "m15_fashion": ("examples/models/m15_fashion.keras", "fashion_mnist"),
+    # found by keras_ebnn.search, trained by bench/presets.py (keras_ebnn.models.SEARCHED)
+    "m15_search_mnist": ("examples/models/m15_search_mnist.keras", "mnist"),
+    "uno_search_mnist": ("examples/models/uno_search_mnist.keras", "mnist"),
 }
 
 

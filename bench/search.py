@@ -68,7 +68,8 @@ def measure_avr(model, name, x, work):
     arena = r["symbols"].get(f"{name}_arena", 0)
     return {"flash": r["flash_bytes"], "sram": lowered.input.length + arena + r["stack_high_water_bytes"],
             "stack": r["stack_high_water_bytes"], "arena": arena, "ms": r["ms_per_inference_16mhz"],
-            "ms_max": max(r["cycles_per_image"]) / 16e3, "cycles": r["cycles_per_inference"]}
+            "ms_max": max(r["cycles_per_image"]) / 16e3, "cycles": r["cycles_per_inference"],
+            "slowest": int(np.argmax(r["cycles_per_image"]))}
 
 
 def measure_m3(path, name, dataset, work):
@@ -109,7 +110,7 @@ def run_one(key, args, work):
     from keras_ebnn.lowering import load_model
     spec = RUNS[key]
     cfg = dict(trials=args.trials, epochs=args.epochs, train_size=args.train_size, final_epochs=args.final_epochs,
-               val_size=args.val_size)
+               val_size=args.val_size, ms_stat=args.ms_stat, measure_images=args.measure_images)
     if args.quick:
         cfg.update(QUICK)
     out = Path(args.out) / key
@@ -181,11 +182,13 @@ def section(r):
                      "each retrained, validation accuracy after retraining: "
                      + ", ".join(f"#{c['trial']} {c['val_accuracy'] * 100:.2f}%" for c in cands)
                      + f"; #{r['final']['trial']} kept, the only one evaluated on the test set.\n")
+    stat = r["config"].get("ms_stat", "mean")  # runs before --ms-stat budgeted the mean
     if r["run"] == "uno" and f.get("ms_max") is not None and f["ms_max"] > RUNS["uno"]["max_ms"]:
-        parts.append(f"Time budget: the search budgets the mean time over its probe images (here "
-                     f"{f['ms']:.1f} ms mean over 100 test images, within {RUNS['uno']['max_ms']:g} ms); the slowest "
-                     f"of those 100 images takes {f['ms_max']:.1f} ms (the kernels' time depends on the image), so "
-                     "a per-image worst-case budget is not met.\n")
+        what = ("the mean time over its probe images" if stat == "mean" else
+                f"the slowest of its {r['config'].get('measure_images')} probe (validation) images")
+        parts.append(f"Time budget: the search budgeted {what} (here {f['ms']:.1f} ms mean over 100 test images); "
+                     f"the slowest of those 100 test images takes {f['ms_max']:.1f} ms (the kernels' time depends "
+                     f"on the image), over the {RUNS['uno']['max_ms']:g} ms budget.\n")
     front = md_table(["trial", "val. acc.", "flash B", "RAM B (incl. input)", "bytes (input excl.)", "ms", "candidate"],
                      [[x["trial"], f"{x['val_accuracy'] * 100:.2f}%", f"{x['flash']:,}", f"{x['ram']:,}",
                        f"{x['bytes']:,}", f"{x['ms']:.1f}", f"`{x['arch']}`"] for x in r["front"]])
@@ -321,6 +324,9 @@ def main(argv=None):
                     help="retrain the K most accurate front trials, keep the best on validation")
     ap.add_argument("--time-budget", type=float, default=None, help="minutes of trials per run")
     ap.add_argument("--sampler", default="tpe")
+    ap.add_argument("--ms-stat", default="max", choices=("max", "mean"),
+                    help="what the uno run's 100 ms bounds: the slowest probe image (default) or their mean")
+    ap.add_argument("--measure-images", type=int, default=10, help="probe images of the search's emulator")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--quick", action="store_true", help=f"tiny settings to check the command: {QUICK}")
     ap.add_argument("-o", "--out", default=None)

@@ -166,10 +166,62 @@ def vgg_cifar10_m(classes=10):
     return cifar_vgg(64, ((128, 128), (256, 256)), stem_pool=2, classes=classes, name="vgg_cifar10_m")
 
 
+# Architectures found by keras_ebnn.search (bench/search.py, BENCHMARKS.md "Search" sections), as the
+# search's `describe` text of the trial: the network and its training recipe (learning rate, shifts,
+# learnt output scale). `searched(name)` builds the network; bench/presets.py trains and ships them
+# (examples/models/NAME.keras) with the recipe and `SEARCHED_EPOCHS` epochs of final training.
+SEARCHED = {
+    # 15 KB Cortex-M3 budget (flash + RAM, input excluded): a 57-minute search, trial #149
+    "m15_search_mnist": "c5x5:40 p2 > c3x3s:32; lr 1.9e-02 shift 1 scale",
+    # Arduino Uno budget with <= 100 ms per image (mean over the probe images), trial #222
+    "uno_search_mnist": "c5x5/2:32 p2 > d128; lr 2.1e-02 scale",
+}
+SEARCHED_EPOCHS = {"m15_search_mnist": 15, "uno_search_mnist": 30}  # the searches' --final-epochs
+
+
+def searched_params(name):
+    """The search-space candidate (keras_ebnn.search_space) of the searched preset `name`: its
+    architecture and training recipe (lr, shift, output_scale, bn_reestimate)."""
+    from .search_space import DEFAULT_SPACE
+    if name not in SEARCHED:
+        raise ValueError(f"unknown searched preset {name!r}; choose one of {', '.join(SEARCHED)}")
+    return DEFAULT_SPACE.parse(SEARCHED[name])
+
+
+def from_description(text, classes=10, name="candidate"):
+    """The uncompiled model of a search candidate's `describe` text (as printed in pareto.md,
+    report.md and BENCHMARKS.md), e.g. from_description('c5x5/2:32 p2 > d128; lr 2.1e-02 scale')."""
+    from .search_space import DEFAULT_SPACE
+    return DEFAULT_SPACE.build(DEFAULT_SPACE.parse(text), classes, name=name)
+
+
+def searched(name, classes=10):
+    """Build the searched preset `name` (SEARCHED): the architecture a keras_ebnn.search run found,
+    with its learnt output scale when the recipe has one."""
+    from .search_space import DEFAULT_SPACE
+    return DEFAULT_SPACE.build(searched_params(name), classes, name=name)
+
+
+def m15_search_mnist(classes=10):
+    """Found by keras_ebnn.search for the 15 KB Cortex-M3 budget: uint8 input -> conv 5x5 (40) ->
+    pool 2 -> BN -> binary conv 3x3 same (32) -> BN -> binary dense 12x12x32 -> classes -> BN (learnt
+    scale) -> softmax. No hidden dense layer: the wide 5x5 integer first layer carries the accuracy.
+    Recipe: lr 1.9e-2, +-1 px shifts, 15 epochs (bench/presets.py)."""
+    return searched("m15_search_mnist", classes)
+
+
+def uno_search_mnist(classes=10):
+    """Found by keras_ebnn.search for the Arduino Uno budget: uint8 input -> conv 5x5 stride 2 (32)
+    -> pool 2 -> BN -> binary dense 6x6x32 -> 128 -> BN -> dense 128 -> classes -> BN (learnt scale)
+    -> softmax. Recipe: lr 2.1e-2, 30 epochs (bench/presets.py)."""
+    return searched("uno_search_mnist", classes)
+
+
 PRESETS = {"paper_mnist": paper_mnist, "tiny_mnist": tiny_mnist, "uno_mnist": uno_mnist,
            "demo_mnist": demo_mnist, "m15_mnist": m15_mnist, "m15_fashion_mnist": m15_fashion_mnist,
            "vgg_cifar10_t": vgg_cifar10_t, "vgg_cifar10_s": vgg_cifar10_s,
-           "vgg_cifar10_m": vgg_cifar10_m}
+           "vgg_cifar10_m": vgg_cifar10_m,
+           "m15_search_mnist": m15_search_mnist, "uno_search_mnist": uno_search_mnist}
 
 
 def with_output_scale(model):

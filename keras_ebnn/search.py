@@ -3,6 +3,15 @@
     keras-ebnn-search --dataset mnist --board uno --max-ms 100 --trials 40 --epochs 3 -o runs/uno
     python -m keras_ebnn.search --dataset mnist --max-total 15000 --cpu cortex-m3 --trials 40 -o runs/m15
 
+Time budget (--max-ms, --ms-stat): the kernels' time depends on the image (all-zero input windows
+are skipped, a pooling window stops at its first 1 bit), so a mean can hide slow images (a search
+budgeting the mean found an Uno model at 88 ms mean whose slowest of 100 test images took 119 ms).
+By default (--ms-stat max) the budget bounds EVERY image: the emulator runs --measure-images
+validation images one by one (half the first ones, half those with the most ink, which cost the
+first layer most) and the slowest decides; --ms-stat mean bounds their mean instead. The final model
+is also run on --final-measure-images test images (default 100): report.md gives the mean and the
+slowest image. The cost model (--measure model, no emulator) predicts one coarse figure for both.
+
 What one search does:
   1. Every trial asks Optuna for a candidate from the search space (keras_ebnn.search_space), builds
      it with random weights, lowers it and plans its memory (milliseconds), and checks its flash,
@@ -135,6 +144,9 @@ def board_budget(name):
     return out
 
 
+MS_STATS = ("max", "mean")  # what a time budget bounds (Budget.ms_stat, --ms-stat)
+
+
 @dataclass
 class Budget:
     """Limits a candidate must meet (None: no limit). ram counts the input buffer and the stack;
@@ -145,12 +157,15 @@ class Budget:
     max_total: Optional[int] = None
     max_ms: Optional[float] = None
     clock_mhz: Optional[float] = None  # None: the CPU's default clock in CPUS
+    ms_stat: str = "max"  # what max_ms bounds: "max" the slowest probe image, "mean" the mean over them
 
     def __post_init__(self):
         if self.cpu not in CPUS:
             raise ValueError(f"unknown cpu {self.cpu!r}; choose one of {', '.join(CPUS)}")
         if self.clock_mhz is None:
             self.clock_mhz = CPUS[self.cpu]["clock_mhz"]
+        if self.ms_stat not in MS_STATS:
+            raise ValueError(f"ms_stat must be one of {', '.join(MS_STATS)}, not {self.ms_stat!r}")
 
     def violations(self, cost):
         """Texts naming each limit `cost` (from `estimate`) exceeds; empty when it fits."""
@@ -175,7 +190,8 @@ class Budget:
         parts = [f"{k} {v:,} B" for k, v in (("flash", self.max_flash), ("RAM incl. input and stack", self.max_ram),
                                            ("flash + RAM (input excluded)", self.max_total)) if v is not None]
         if self.max_ms is not None:
-            parts.append(f"<= {self.max_ms:g} ms")
+            parts.append(f"<= {self.max_ms:g} ms " + ("per image (the slowest probe image)" if self.ms_stat == "max"
+                                                      else "on average (mean over the probe images)"))
         return f"{CPUS[self.cpu]['title']} @ {self.clock_mhz:g} MHz: " + (", ".join(parts) or "no limit")
 
 
@@ -258,7 +274,7 @@ def measure(lowered, cpu, images, clock_mhz=None):
     -DEBNN_CHUNK=8 -DEBNN_LOW_STACK=1 under QEMU (instructions; ms at one instruction per cycle).
     flash = what the model adds to a program (data + runtime code + library routines), stack = the
     measured high-water mark of the predict call, ram = arena + stack + input buffer. ops / ms are the
-    mean over the images, ms_max the slowest image (AVR). The count depends on the weights and the
+    mean over the images, ops_max / ms_max the slowest image. The count depends on the weights and the
     data: for a candidate with random weights it is the count of that candidate, not of the trained
     model (search() measures the trained model again)."""
     import tempfile
@@ -275,13 +291,44 @@ def measure(lowered, cpu, images, clock_mhz=None):
         else:
             r = cortexm.build_and_run(out, name, images, lowered.num_classes, cpu=cpu, opt="-Os", flags=SMALL_STACK,
                                       workdir=Path(work) / "build")
-            ops, stack, each = r["instructions_per_inference"], r["stack_bytes"], None
+            ops, stack, each = r["instructions_per_inference"], r["stack_bytes"], r.get("instructions_per_image")
     arena = int(r["symbols"].get(f"{name}_arena", 0))
     clock = (clock_mhz or CPUS[cpu]["clock_mhz"]) * 1e3
     inp = lowered.input.length * (1 if lowered.input.dtype == np.uint8 else 4)
     return {"flash": int(r["model_flash"]), "ram": int(arena + stack + inp), "bytes": int(r["model_flash"] + arena + stack),
             "arena": arena, "stack": int(stack), "input": int(inp), "code": int(r["code_bytes"]), "ops": float(ops),
-            "ms": float(ops) / clock, "ms_max": float(max(each)) / clock if each else None, "source": "emulator"}
+            "ms": float(ops) / clock, "ops_max": float(max(each)) if each else None,
+            "ms_max": float(max(each)) / clock if each else None, "images": int(len(images)), "source": "emulator"}
+
+
+def budgeted(cost, stat):
+    """`cost` (from `estimate` or `measure`) with "ms" / "ops" the figures a time budget bounds:
+    stat "max": the slowest image's (when measured per image; the cost model has one figure),
+    "mean": the mean over the images. The mean is kept as "ms_mean" / "ops_mean"."""
+    cost = dict(cost)
+    cost.setdefault("ms_mean", cost["ms"])
+    cost.setdefault("ops_mean", cost["ops"])
+    if stat == "max" and cost.get("ms_max") is not None:
+        cost.update(ms=cost["ms_max"], ops=cost["ops_max"])
+    else:
+        cost.update(ms=cost["ms_mean"], ops=cost["ops_mean"])
+    return cost
+
+
+def probe_images(x, n, stat):
+    """The `n` images the emulator runs for a time budget: stat "mean": the first n of `x`; "max": the
+    first n//2 of `x` and the n - n//2 others with the most non-zero pixels (the first layer skips
+    all-zero input windows, so ink costs time: under simavr, the slowest of the first 100 MNIST test
+    images for `uno_search_mnist` is the one with the most ink; bench/presets.py records that rank,
+    "slowest_image_ink_rank" in examples/models/uno_search_mnist.json)."""
+    x = np.asarray(x)
+    n = min(int(n), len(x))
+    if stat != "max" or n == 0:
+        return x[:n]
+    first = n // 2
+    ink = np.count_nonzero(x[first:].reshape(len(x) - first, -1), axis=1)
+    inky = first + np.argsort(-ink, kind="stable")[:n - first]
+    return np.concatenate([x[:first], x[np.sort(inky)]])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -567,7 +614,8 @@ def _hms(s):
 def _row(trial, objectives):
     u = trial.user_attrs
     row = {"trial": trial.number, "val_accuracy": trial.values[0], "flash": u.get("flash"), "ram": u.get("ram"),
-           "bytes": u.get("bytes"), "ms": u.get("ms"), "arch": u.get("arch"), "params": dict(trial.params),
+           "bytes": u.get("bytes"), "ms": u.get("ms"), "ms_mean": u.get("ms_mean"), "ms_max": u.get("ms_max"),
+           "arch": u.get("arch"), "params": dict(trial.params),
            "train_seconds": u.get("train_seconds")}
     return row
 
@@ -578,13 +626,19 @@ def pareto_rows(study, objectives):
     return sorted(rows, key=lambda r: (-r["val_accuracy"], r["bytes"] or 0, r["trial"]))
 
 
+def _row_ms(r):
+    mean = r["ms"] if r.get("ms_mean") is None else r["ms_mean"]
+    return f"{mean:.1f} / {r['ms_max']:.1f}" if r.get("ms_max") is not None else f"{mean:.1f} / -"
+
+
 def pareto_table(rows, budget):
     lines = [f"| trial | val. accuracy | flash B | RAM B (incl. input, stack) | bytes (flash + RAM - input) | "
-             f"ms ({CPUS[budget.cpu]['title']} @ {budget.clock_mhz:g} MHz) | architecture and recipe |",
+             f"ms mean / slowest probe image ({CPUS[budget.cpu]['title']} @ {budget.clock_mhz:g} MHz) | "
+             "architecture and recipe |",
              "|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         lines.append(f"| {r['trial']} | {r['val_accuracy'] * 100:.2f}% | {r['flash']:,} | {r['ram']:,} | "
-                     f"{r['bytes']:,} | {r['ms']:.1f} | {r['arch']} |")
+                     f"{r['bytes']:,} | {_row_ms(r)} | {r['arch']} |")
     return "\n".join(lines)
 
 
@@ -624,7 +678,8 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
            space: SearchSpace = DEFAULT_SPACE, data=None, data_dir=None, val_size=5000, train_size=None,
            batch_size=128, patience=2, final_epochs=20, final=True, objectives=None, minimize_ms=False,
            sampler="tpe", seed=None, max_infeasible=None, name="best", stream=None, callbacks=(),
-           references=None, measure="auto", measure_images=10, final_candidates=1):
+           references=None, measure="auto", measure_images=10, final_candidates=1, ms_stat="max",
+           final_measure_images=100):
     """Run (or resume) a search and return a SearchResult. See the module docstring.
 
     dataset/data_dir: see load_data; or data=((x_train, y_train), (x_test, y_test)) directly.
@@ -645,7 +700,12 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
     the plan), "auto" (the emulator when available for the CPU, else the model). With the emulator,
     a trained model is measured again (its ms and count replace the random-weight ones); a trained
     trial over the speed budget then is kept but marked ("violations", constraint > 0) and left off
-    the front. measure_images: validation images the emulator runs.
+    the front. measure_images: validation images the emulator runs (`probe_images`).
+    ms_stat: what max_ms bounds (and the "ms" objective is): "max" (default) the slowest probe image,
+    "mean" the mean over the probe images. Only the emulator measures per image; the cost model
+    predicts one figure per candidate (the kernels' data-dependent time is invisible to it).
+    final_measure_images: with the emulator, the final model is also run on that many TEST images
+    (a measurement, after the choice): best.json and report.md give the mean and the slowest image.
     """
     import optuna
     from optuna.trial import TrialState
@@ -663,7 +723,7 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
         cpu = cpu or b["cpu"]
         max_flash = b["flash"] if max_flash is None else max_flash
         max_ram = b["ram"] if max_ram is None else max_ram
-    budget = Budget(cpu or "cortex-m3", max_flash, max_ram, max_total, max_ms, clock)
+    budget = Budget(cpu or "cortex-m3", max_flash, max_ram, max_total, max_ms, clock, ms_stat)
     objectives = tuple(objectives or (("accuracy", "bytes", "ms") if (max_ms is not None or minimize_ms)
                                       else ("accuracy", "bytes")))
     if objectives[:2] != ("accuracy", "bytes") or not set(objectives) <= {"accuracy", "bytes", "ms"}:
@@ -692,11 +752,13 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
     study = optuna.create_study(study_name=study_name, storage=open_storage(storage_url),
                                 directions=directions(objectives), load_if_exists=True,
                                 sampler=make_sampler(sampler, seed, trials))
-    probe = val[0][:measure_images]
+    probe = probe_images(val[0], measure_images, budget.ms_stat)
 
     def cost_of(lowered):
         cost = dict(estimate(lowered, budget.cpu, budget.clock_mhz), source="model")
-        return dict(cost, **measure_fn(lowered, budget.cpu, probe, budget.clock_mhz)) if use_emulator else cost
+        if use_emulator:
+            cost = dict(cost, **measure_fn(lowered, budget.cpu, probe, budget.clock_mhz))
+        return budgeted(cost, budget.ms_stat)
     config = {"objectives": list(objectives), "budget": budget.__dict__, "dataset": str(dataset), "val_size": val_size}
     if "config" not in study.user_attrs:
         study.set_user_attr("config", config)
@@ -743,13 +805,16 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
                 trial.set_user_attr("infeasible", "lower bound: " + "; ".join(problems))
                 raise optuna.TrialPruned("; ".join(problems))
             try:
-                cost = dict(cost, **measure_fn(lowered, budget.cpu, probe, budget.clock_mhz))
+                cost = budgeted(dict(cost, **measure_fn(lowered, budget.cpu, probe, budget.clock_mhz)),
+                                budget.ms_stat)
             except (RuntimeError, subprocess.SubprocessError) as exc:  # e.g. avr-ld: region overflowed
                 trial.set_user_attr("infeasible", f"does not build or run on {budget.cpu}: {str(exc)[-300:]}")
                 _set_excess(trial, 1.0)
                 raise optuna.TrialPruned(str(exc)[-300:])
-        for k in ("flash", "ram", "bytes", "ms", "ops", "macs", "code", "data", "arena", "stack", "source"):
-            trial.set_user_attr(k, cost[k])
+        cost = budgeted(cost, budget.ms_stat)
+        for k in ("flash", "ram", "bytes", "ms", "ms_mean", "ms_max", "ops", "macs", "code", "data", "arena", "stack",
+                  "source"):
+            trial.set_user_attr(k, cost.get(k))
         problems = budget.violations(cost)
         _set_excess(trial, budget.excess(cost), final=bool(problems) or not use_emulator)
         if problems:
@@ -770,11 +835,11 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
                               seed=trial.number, patience=patience)
         trial.set_user_attr("train_seconds", round(time.time() - start, 1))
         if use_emulator:  # the trained weights change the data-dependent kernel times
-            trained = measure_fn(lower(model, name), budget.cpu, probe, budget.clock_mhz)
+            trained = budgeted(measure_fn(lower(model, name), budget.cpu, probe, budget.clock_mhz), budget.ms_stat)
             trial.set_user_attr("ms_random_weights", cost["ms"])
-            cost.update(ms=trained["ms"], ops=trained["ops"])
-            trial.set_user_attr("ms", cost["ms"])
-            trial.set_user_attr("ops", cost["ops"])
+            cost.update({k: trained.get(k) for k in ("ms", "ops", "ms_mean", "ms_max")})
+            for k in ("ms", "ops", "ms_mean", "ms_max"):
+                trial.set_user_attr(k, cost[k])
             _set_excess(trial, budget.excess(cost))
             if budget.violations(cost):
                 trial.set_user_attr("violations", "; ".join(budget.violations(cost)))
@@ -805,8 +870,10 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
     _write_front(result, budget, objectives, study, references)
     if final and rows:
         result.best = rows[0]
+        test_cost = ((lambda low: measure_fn(low, budget.cpu, xte[:final_measure_images], budget.clock_mhz))
+                     if use_emulator and final_measure_images else None)
         result.final = finalize(rows[:max(1, int(final_candidates))], space, train, val, (xte, yte), classes,
-                                input_shape, budget, out, final_epochs, batch_size, name, stream, cost_of)
+                                input_shape, budget, out, final_epochs, batch_size, name, stream, cost_of, test_cost)
         _write_report(result, budget, objectives, trials, epochs, final_epochs, train_size, val_size, storage_url,
                       study_name)
     return result
@@ -826,12 +893,13 @@ def _write_front(result, budget, objectives, study, references):
 
 
 def finalize(rows, space, train, val, test, classes, input_shape, budget, out, final_epochs, batch_size, name,
-             stream, cost_of=None):
+             stream, cost_of=None, test_cost=None):
     """Retrain each candidate of `rows` (front trials, most accurate first) from scratch for
     final_epochs on `train` (no early stop) and keep the one with the best validation accuracy (the
     first on ties); evaluate only that one ONCE on `test`, save OUT/NAME.keras and export it to
     OUT/NAME_c with keras_ebnn.export (verified on the test images: reference vs Keras, and the
-    compiled C vs the reference bit for bit when a host C compiler exists)."""
+    compiled C vs the reference bit for bit when a host C compiler exists). test_cost: a function
+    measuring the final model on test images (mean and slowest image), recorded as "test_time"."""
     from . import training
     from .exporting import export
     from .lowering import lower
@@ -856,7 +924,12 @@ def finalize(rows, space, train, val, test, classes, input_shape, budget, out, f
     plain = tf.keras.models.clone_model(model)
     plain.set_weights(model.get_weights())
     plain.save(path)
-    cost = (cost_of or (lambda low: dict(estimate(low, budget.cpu, budget.clock_mhz), source="model")))(lower(model, name))
+    cost = (cost_of or (lambda low: budgeted(dict(estimate(low, budget.cpu, budget.clock_mhz), source="model"),
+                                             budget.ms_stat)))(lower(model, name))
+    test_time = None
+    if test_cost is not None:
+        t = test_cost(lower(model, name))
+        test_time = {"images": t.get("images"), "ms_mean": t["ms"], "ms_max": t.get("ms_max")}
     res = export(model, out / f"{name}_c", name=name, target="c", verify_inputs=test[0], verify_labels=test[1])
     final = {"trial": row["trial"], "arch": row["arch"], "params": params, "epochs": final_epochs,
              "train_minutes": round(minutes, 1), "val_accuracy": val_acc, "test_accuracy_keras": test_acc,
@@ -864,12 +937,24 @@ def finalize(rows, space, train, val, test, classes, input_shape, budget, out, f
              "c_matches_reference": res.c_matches_reference,
              "reference_vs_keras": None if res.agreement is None else res.agreement.summary(),
              "keras_file": str(path), "c_dir": str(out / f"{name}_c"), "cost": cost,
-             "fits": not budget.violations(cost), "candidates": candidates}
+             "fits": not budget.violations(cost), "candidates": candidates, "test_time": test_time}
     (out / "best.json").write_text(json.dumps(final, indent=1, default=str))
     stream.write(f"final: val {val_acc * 100:.2f}%, TEST {test_acc * 100:.2f}% (Keras), exported C "
                  f"{(res.accuracy or 0) * 100:.2f}%, C = reference: {res.c_matches_reference}; "
-                 f"{cost['flash']:,} B flash, {cost['ram']:,} B RAM, ~{cost['ms']:.1f} ms -> {path}\n")
+                 f"{cost['flash']:,} B flash, {cost['ram']:,} B RAM, {_ms_text(cost)}"
+                 + (f"; {test_time['images']} test images: {test_time['ms_mean']:.1f} ms mean, "
+                    f"{test_time['ms_max']:.1f} ms slowest" if test_time and test_time["ms_max"] is not None else "")
+                 + f" -> {path}\n")
     return final
+
+
+def _ms_text(cost):
+    """'88.2 ms mean / 119.0 ms slowest of 10 probe images' (emulator) or '~88.2 ms (cost model)'."""
+    if cost.get("ms_max") is not None:
+        n = cost.get("images")
+        return (f"{cost['ms_mean']:.1f} ms mean / {cost['ms_max']:.1f} ms slowest of "
+                f"{n if n is not None else 'the'} probe images")
+    return f"~{cost.get('ms_mean', cost['ms']):.1f} ms (cost model)"
 
 
 def _candidates_text(final):
@@ -879,6 +964,14 @@ def _candidates_text(final):
     tried = ", ".join(f"#{x['trial']} {x['val_accuracy'] * 100:.2f}%" for x in c)
     return (f"; chosen among the {len(c)} most accurate front trials, each retrained, by validation accuracy "
             f"after retraining: {tried}")
+
+
+def _test_time_text(final):
+    t = final.get("test_time")
+    if not t or t.get("ms_max") is None:
+        return ""
+    return (f"\nTime on the first {t['images']} test images (measured after the choice): {t['ms_mean']:.1f} ms mean, "
+            f"**{t['ms_max']:.1f} ms for the slowest image**.")
 
 
 def _write_report(result, budget, objectives, trials, epochs, final_epochs, train_size, val_size, storage, study):
@@ -905,8 +998,8 @@ training split and evaluated **once** on the test set; the test set played no pa
 `{f['arch']}`, retrained {final_epochs} epochs ({f['train_minutes']} min): validation {f['val_accuracy'] * 100:.2f}%,
 **test {f['test_accuracy_keras'] * 100:.2f}%** (Keras), exported C {(f['test_accuracy_c'] or 0) * 100:.2f}%
 (compiled C = reference bit for bit: {f['c_matches_reference']}; reference vs Keras: {f['reference_vs_keras']}).
-Estimated on {CPUS[budget.cpu]['title']}: flash {f['cost']['flash']:,} B, RAM {f['cost']['ram']:,} B (incl.
-{f['cost']['input']} B input), ~{f['cost']['ms']:.1f} ms; fits the budget: {f['fits']}.
+On {CPUS[budget.cpu]['title']} ({f['cost'].get('source', 'model')}): flash {f['cost']['flash']:,} B, RAM {f['cost']['ram']:,} B (incl.
+{f['cost']['input']} B input), {_ms_text(f['cost'])}; fits the budget: {f['fits']}.{_test_time_text(f)}
 Files: `{Path(f['keras_file']).name}`, `{Path(f['c_dir']).name}/`, `pareto.md`, `pareto.png`, `best.json`.
 """
     (result.out / "report.md").write_text(text)
@@ -919,7 +1012,7 @@ Files: `{Path(f['keras_file']).name}`, `{Path(f['c_dir']).name}/`, `pareto.md`, 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="keras-ebnn-search", description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="\n".join(__doc__.splitlines()[1:22]))
+                                 epilog="\n".join(__doc__.splitlines()[1:31]))
     ap.add_argument("--dataset", default="mnist", help="mnist, fashion_mnist, cifar10, an IDX folder or an .npz (x, y)")
     ap.add_argument("--space", default="default", choices=sorted(SPACES),
                     help="search space (keras_ebnn.search_space.SPACES): default (28x28 chains), cifar10 "
@@ -929,7 +1022,12 @@ def main(argv=None):
     ap.add_argument("--max-flash", type=int, default=None, help="bytes of flash (model data + runtime code)")
     ap.add_argument("--max-ram", type=int, default=None, help="bytes of RAM incl. the input buffer and the stack")
     ap.add_argument("--max-total", type=int, default=None, help="bytes of flash + RAM, the input buffer excluded")
-    ap.add_argument("--max-ms", type=float, default=None, help="estimated ms per inference on --cpu")
+    ap.add_argument("--max-ms", type=float, default=None, help="ms per inference on --cpu: by default for EVERY "
+                    "image (the slowest probe image, --ms-stat max)")
+    ap.add_argument("--ms-stat", default="max", choices=MS_STATS,
+                    help="what --max-ms bounds (and the ms objective is): max (default): the slowest of the probe "
+                    "images (the emulator runs each one; see --measure-images); mean: the mean over them. The cost "
+                    "model (--measure model) has one figure for both")
     ap.add_argument("--cpu", default=None, choices=sorted(CPUS), help="CPU of the budget (default: the board's, "
                     "else cortex-m3)")
     ap.add_argument("--minimize-ms", action="store_true", help="add ms as an objective without a limit")
@@ -952,7 +1050,11 @@ def main(argv=None):
     ap.add_argument("--measure", default="auto", choices=("auto", "model", "emulator"),
                     help="check flash/RAM/ms with the cost model, or exactly in simavr/QEMU (auto: the emulator "
                     "when its tools are installed, in a source checkout)")
-    ap.add_argument("--measure-images", type=int, default=10, help="validation images the emulator runs")
+    ap.add_argument("--measure-images", type=int, default=10,
+                    help="validation images the emulator runs (with --ms-stat max: half the first ones, half the "
+                    "inkiest; the slowest of them is the budgeted figure)")
+    ap.add_argument("--final-measure-images", type=int, default=100,
+                    help="test images the emulator runs on the final model (mean and slowest image in report.md)")
     ap.add_argument("--name", default="best", help="C name of the exported model")
     ap.add_argument("-o", "--out", required=True, help="output folder")
     args = ap.parse_args(argv)
@@ -967,6 +1069,7 @@ def main(argv=None):
                      patience=args.patience, final_epochs=args.final_epochs, final=args.final,
                      final_candidates=args.final_candidates, sampler=args.sampler,
                      seed=args.seed, name=args.name, measure=args.measure, measure_images=args.measure_images,
+                     ms_stat=args.ms_stat, final_measure_images=args.final_measure_images,
                      space=SPACES[args.space])
     except KeyboardInterrupt:
         print("\ninterrupted: every finished trial is stored; run the same command again to resume", file=sys.stderr)

@@ -170,6 +170,59 @@ class SearchSpace:
                 parts.append(f"d{layer[1]}")
         return " > ".join(parts) + "; " + recipe_text(params)
 
+    def parse(self, text):
+        """The candidate dict of a `describe` text (its inverse): e.g. parse('c5x5/2:32 p2 > d128; lr
+        2.1e-02 scale') builds the same network and recipe as the trial it was printed from (the
+        learning rate to the 2 digits describe prints). Genes describe does not show take a default:
+        the unused per-block genes of this space's first choices, bn_reestimate True. ValueError on a
+        text describe cannot print."""
+        import re
+        arch, _, recipe = str(text).partition(";")
+        parts = [p.strip() for p in arch.split(">")]
+        conv = re.compile(r"^c(\d+)x\1(/(\d+))?(s?):(\d+)( p(\d+))?$")
+        params = {"conv_blocks": 0, "dense_layers": 0, "conv_kernel": 3, "dense_units": 32}
+        convs, denses = [], []
+        for i, part in enumerate(parts):
+            m = conv.match(part)
+            d = re.match(r"^d(\d+)$", part)
+            if i == 0:
+                if m is None or m.group(4):
+                    raise ValueError(f"{text!r}: the first layer must be an input conv like 'c5x5/2:32 p2', not {part!r}")
+                params.update(input_kernel=int(m.group(1)), input_stride=int(m.group(3) or 1),
+                              input_filters=int(m.group(5)), input_pool=int(m.group(7) or 0))
+            elif m is not None and not denses and not m.group(2):
+                convs.append(m)
+            elif d is not None:
+                denses.append(int(d.group(1)))
+            else:
+                raise ValueError(f"{text!r}: cannot read layer {part!r} (binary convs 'c3x3[s]:F[ pP]', then dense 'dU')")
+        if len({int(m.group(1)) for m in convs}) > 1 or len(set(denses)) > 1:
+            raise ValueError(f"{text!r}: this space has one conv_kernel and one dense_units for all layers")
+        if len(convs) > self.max_conv_blocks:
+            raise ValueError(f"{text!r}: {len(convs)} binary convs exceed max_conv_blocks={self.max_conv_blocks}")
+        first = lambda dist, fallback: dist.values[0] if isinstance(dist, Choice) else fallback  # noqa: E731
+        for i in range(1, self.max_conv_blocks + 1):
+            params.update({f"conv{i}_filters": first(self.conv_filters, 16), f"conv{i}_pool": first(self.conv_pool, 0),
+                           f"conv{i}_padding": first(self.conv_padding, "valid")})
+        for i, m in enumerate(convs, 1):
+            params.update({f"conv{i}_filters": int(m.group(5)), f"conv{i}_pool": int(m.group(7) or 0),
+                           f"conv{i}_padding": "same" if m.group(4) else "valid"})
+            params["conv_kernel"] = int(m.group(1))
+        params["conv_blocks"] = len(convs)
+        if denses:
+            params.update(dense_layers=len(denses), dense_units=denses[0])
+        words = recipe.split()
+        lr = re.search(r"\blr ([0-9.]+e[+-]?\d+)", recipe)
+        if lr is None:
+            raise ValueError(f"{text!r}: no learning rate ('; lr 2.1e-02 ...')")
+        shift = re.search(r"\bshift (\d+)", recipe)
+        epochs = re.search(r"\b(\d+) ep\b", recipe)
+        params.update(lr=float(lr.group(1)), shift=int(shift.group(1)) if shift else 0,
+                      output_scale="scale" in words, bn_reestimate="no-bn-re-est" not in words)
+        if epochs:
+            params["epochs"] = int(epochs.group(1))
+        return params
+
     def build(self, params, classes=10, input_shape=(28, 28, 1), name="candidate"):
         """The uncompiled Keras model of `params` (random weights). Raises ValueError when the
         geometry does not work (a feature map smaller than a kernel or pooling window)."""

@@ -16,6 +16,9 @@ EXPECTED = {
     "demo_mnist": (35038, 32 * 9 + 32 * 64 * 9 + 1600 * 10),
     "m15_mnist": (59950, 32 * 9 + 32 * 64 * 9 + 64 * 48 * 9 + 192 * 64 + 64 * 10),
     "m15_fashion_mnist": (65294, 40 * 25 + 40 * 64 * 9 + 64 * 48 * 9 + 192 * 64 + 64 * 10),
+    # found by keras_ebnn.search (models.SEARCHED)
+    "m15_search_mnist": (58856, 40 * 25 + 40 * 32 * 9 + 12 * 12 * 32 * 10),
+    "uno_search_mnist": (150056, 32 * 25 + 6 * 6 * 32 * 128 + 128 * 10),
 }
 # 32x32x3 presets -> (parameter count, binary weight bits, max flash data B): 256 KB flash / 64 KB RAM parts
 CIFAR = {

@@ -419,3 +419,94 @@ def test_cli_requires_a_budget(capsys):
     with pytest.raises(SystemExit):
         S.main(["-o", "/tmp/x"])
     assert "give a budget" in capsys.readouterr().err
+
+
+def _inky_measure(calls):
+    """A stand-in for S.measure (no emulator): every image costs its ink (non-zero pixels) / 10 ms, so
+    the mean and the slowest probe image differ; flash and RAM are small constants."""
+    def measure(lowered, cpu, images, clock_mhz=None):
+        each = np.count_nonzero(np.asarray(images).reshape(len(images), -1), axis=1) / 10.0
+        calls.append(np.asarray(images))
+        return {"flash": 4000, "ram": 1500, "bytes": 4716, "arena": 300, "stack": 416, "input": 784, "code": 3000,
+                "ops": float(each.mean() * 16e3), "ms": float(each.mean()), "ops_max": float(each.max() * 16e3),
+                "ms_max": float(each.max()), "images": len(images), "source": "emulator"}
+    return measure
+
+
+def test_probe_images_hold_the_inkiest():
+    x = sample_data()[1][0]
+    ink = np.count_nonzero(x.reshape(len(x), -1), axis=1)
+    probe = S.probe_images(x, 10, "max")
+    assert len(probe) == 10 and np.array_equal(probe[:5], x[:5])  # half the first images
+    assert any(np.array_equal(p, x[int(np.argmax(ink))]) for p in probe)  # the inkiest image is probed
+    assert np.array_equal(S.probe_images(x, 10, "mean"), x[:10])
+    cost = {"ms": 50.0, "ops": 8e5, "ms_max": 120.0, "ops_max": 1.92e6}
+    assert S.budgeted(cost, "max")["ms"] == 120.0 and S.budgeted(cost, "max")["ms_mean"] == 50.0
+    assert S.budgeted(S.budgeted(cost, "max"), "mean")["ms"] == 50.0
+    assert S.budgeted({"ms": 7.0, "ops": 1.0}, "max")["ms"] == 7.0  # the cost model: one figure
+    assert "per image" in S.Budget("avr", max_ms=100).text() and "mean" in S.Budget("avr", max_ms=100, ms_stat="mean").text()
+    with pytest.raises(ValueError, match="ms_stat"):
+        S.Budget("avr", max_ms=100, ms_stat="p99")
+
+
+def test_worst_case_time_budget(tmp_path, monkeypatch):
+    """--ms-stat max (the default) bounds the slowest probe image: a budget between the probe images'
+    mean and their slowest rejects every candidate before training; --ms-stat mean trains them. The
+    final model is then run on test images too: best.json and report.md give mean and slowest image."""
+    data = sample_data()
+    val = data[0][0][-200:]
+    probe = S.probe_images(val, 6, "max")
+    each = np.count_nonzero(probe.reshape(len(probe), -1), axis=1) / 10.0
+    first = np.count_nonzero(val[:6].reshape(6, -1), axis=1) / 10.0  # the probe images of --ms-stat mean
+    limit = float((max(each.mean(), first.mean()) + each.max()) / 2)
+    assert each.mean() < limit < each.max() and first.mean() < limit
+    calls, measured = [], []
+    monkeypatch.setattr(S, "train_candidate", fake_train(calls))
+    monkeypatch.setattr(S, "measure", _inky_measure(measured))
+    monkeypatch.setattr(S, "emulator_available", lambda cpu: True)
+    monkeypatch.setattr(S, "SPEED_MODEL_ERROR", 1e9)  # the cost model's lower bound lets every candidate through
+    kw = dict(data=data, cpu="avr", max_ms=limit, trials=1, epochs=1, val_size=200, space=SMALL, seed=0,
+              sampler="random", stream=io.StringIO(), measure="emulator", measure_images=6)
+    res = S.search(out=tmp_path / "max", final=False, max_infeasible=3, **kw)
+    assert res.complete == 0 and res.infeasible == 3 and not calls
+    for t in res.study.get_trials():
+        assert "time" in t.user_attrs["infeasible"] and t.user_attrs["ms"] == t.user_attrs["ms_max"] > limit
+        assert t.user_attrs["ms_mean"] < limit
+    assert all(np.array_equal(m, probe) for m in measured)
+
+    res = S.search(out=tmp_path / "mean", ms_stat="mean", final=True, final_measure_images=50, **kw)
+    assert res.complete == 1 and calls
+    done = res.study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))[0]
+    assert done.user_attrs["ms"] == done.user_attrs["ms_mean"] == pytest.approx(first.mean())
+    assert done.user_attrs["ms_max"] == pytest.approx(first.max())
+    final = json.loads((tmp_path / "mean" / "best.json").read_text())
+    test_each = np.count_nonzero(data[1][0][:50].reshape(50, -1), axis=1) / 10.0
+    assert final["test_time"] == {"images": 50, "ms_mean": pytest.approx(test_each.mean()),
+                                  "ms_max": pytest.approx(test_each.max())}
+    report = (tmp_path / "mean" / "report.md").read_text()
+    assert f"{test_each.max():.1f} ms for the slowest image" in report and "on average" in report
+    assert "ms mean / slowest probe image" in (tmp_path / "mean" / "pareto.md").read_text()
+
+
+def test_describe_text_builds_the_model():
+    """SearchSpace.parse inverts describe (every text of the BENCHMARKS fronts builds its network again),
+    and keras_ebnn.models builds the searched presets from their search records."""
+    from keras_ebnn import models
+    texts = ["c5x5:40 p2 > c3x3s:32; lr 1.9e-02 shift 1 scale", "c5x5/2:32 p2 > d128; lr 2.1e-02 scale",
+             "c3x3/2:16 > c3x3:24 p2 > d128; lr 3.0e-03 shift 1", "c5x5/2:8 p2; lr 9.7e-03 scale",
+             "c3x3:32 p2 > c3x3:64 p2 > c3x3s:48 p2 > d64; lr 1.0e-03 no-bn-re-est 7 ep"]
+    for text in texts:
+        params = DEFAULT_SPACE.parse(text)
+        assert DEFAULT_SPACE.describe(params) == text
+        DEFAULT_SPACE.build(params)  # a valid geometry
+    p = DEFAULT_SPACE.parse(texts[0])
+    assert (p["input_kernel"], p["input_stride"], p["input_filters"], p["input_pool"]) == (5, 1, 40, 2)
+    assert (p["conv_blocks"], p["conv1_filters"], p["conv1_padding"], p["conv1_pool"]) == (1, 32, "same", 0)
+    assert p["lr"] == 1.9e-2 and p["shift"] == 1 and p["output_scale"] and p["dense_layers"] == 0
+    for bad in ("d128; lr 1e-02", "c3x3:8 > d64 > c3x3:8; lr 1.0e-02", "c3x3:8", "c3x3:8 > c3x3:8 > c3x3:8 > c3x3:8; lr 1e-2"):
+        with pytest.raises(ValueError):
+            DEFAULT_SPACE.parse(bad)
+    for name, text in models.SEARCHED.items():
+        built = models.get(name)
+        assert built.name == name and built.count_params() == models.from_description(text).count_params()
+        assert DEFAULT_SPACE.describe(models.searched_params(name)) == text

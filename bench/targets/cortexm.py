@@ -205,11 +205,15 @@ def result_lines_and_counters(text):
 
 
 def run(elf, cpu="cortex-m3", timeout=600, machine=None):
-    """Run an ELF under QEMU; return (lines printed, plugin counters)."""
+    """Run an ELF under QEMU; return (lines printed, plugin counters; counters["each"]: the instructions
+    of every marker pair, in order)."""
     machine = machine or CPUS[cpu][1]
     cmd = ["qemu-system-arm", "-M", machine, "-nographic", "-monitor", "none", "-serial", "none",
            "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
-    return result_lines_and_counters(run_counted(cmd, elf, timeout))
+    text = run_counted(cmd, elf, timeout, plugin_options=",each=1")
+    lines, counters = result_lines_and_counters(text)
+    counters["each"] = [int(v) for v in re.findall(r"^insn_pair (\d+)", text, re.M)]
+    return lines, counters
 
 
 def header_num_classes(export_dir, name):
@@ -250,6 +254,8 @@ def build_and_run(export_dir, name, images, num_classes=None, cpu="cortex-m3", o
     return {
         "cpu": cpu, "machine": machine or CPUS[cpu][1], "opt": opt, "classes": classes, "logits": logits, "images": len(images),
         "instructions_per_inference": counters["marked"] / max(counters["pairs"], 1) - marker_cost,
+        # each marker pair's count (one per image: the kernels' time depends on the data), marker cost subtracted
+        "instructions_per_image": [c - marker_cost for c in counters["each"]],
         "marker_cost": marker_cost, "marker_pairs": counters["pairs"], "size": size(elf), "symbols": model_syms, "elf": str(elf),
         # stack used by NAME_predict: painted bytes reached, minus those reached by the calibration
         # build (the paint stops 64 B below main's stack pointer)
