@@ -1,0 +1,48 @@
+"""bench/fashion_moonshot.py (issue 25): the study warm start and the BENCHMARKS sections, on made-up
+results (the runs themselves train for tens of minutes; their figures are in BENCHMARKS.md)."""
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+optuna = pytest.importorskip("optuna")
+
+import fashion_moonshot as FM  # noqa: E402
+
+
+def _m(acc, total):
+    return {"keras_acc": acc, "c_acc": acc, "flash": total - 2000, "ram": 2000, "total": total}
+
+
+def test_warm_start_enqueues_once(tmp_path):
+    storage = str(tmp_path / "s.journal")
+    assert FM.warm_start(storage, "st", [dict(FM.M15_WINNER, hflip=False), dict(FM.M15_WINNER, hflip=True)]) == 2
+    from keras_ebnn import search as S
+    study = optuna.load_study(study_name="st", storage=S.open_storage(storage))
+    trial = study.ask()
+    params = FM.fashion_space().suggest(trial)
+    assert params["input_filters"] == 40 and params["hflip"] is False and params["conv1_padding"] == "same"
+    study.tell(trial, [0.5, 100.0])
+    assert FM.warm_start(storage, "st", [FM.M15_WINNER]) == 0  # the study has trials: a rerun resumes
+
+
+def test_sections_say_met_or_not():
+    front = [{"trial": 3, "val_accuracy": 0.86, "flash": 11000, "ram": 2700, "bytes": 13000, "arch": "c5x5:40"}]
+    final = {"arch": "c5x5:40 p2; lr 1e-2", "epochs": 5, "train_minutes": 9.0, "val_accuracy": 0.88, "distill": None}
+    run = {"found": _m(0.885, 13_320), "preset": _m(0.8873, 14_356), "study": {"complete": 9, "infeasible": 1,
+           "failed": 0, "train_minutes": 18.0}, "final": final, "front": front, "minutes": 30.0, "enqueued": 2,
+           "config": {"epochs": 2, "train_size": 6000}, "teacher": None}
+    text = FM.fashion_section(run)
+    assert "**NOT met** (88.50% exported C, 13,320 B)" in text and "What blocks 90%" in text and "-0.23 points" in text
+    run["found"] = _m(0.901, 14_000)
+    assert "**met**" in FM.fashion_section(run) and "What blocks" not in FM.fashion_section(run)
+    moon = {"arch": "c5x5:40 p2 > c3x3s:32; lr 1.9e-02 shift 1 scale", "teacher": None,
+            "variants": [{"kind": "distill", "epochs": 15, "minutes": 40.0, "m3": _m(0.9925, 13_320),
+                          "final": {"val_accuracy": 0.99, "distill": {"alpha": 0.3, "temperature": 2.0}}}]}
+    text = FM.moonshot_section(moon)
+    assert "distill 15 epochs: +0.12 test points" in text and "goal NOT met" in text
+    assert "distilled (alpha 0.3, T 2), 15 epochs" in text
+    moon["variants"][0]["m3"] = _m(0.9931, 14_990)
+    assert "goal met" in FM.moonshot_section(moon)
