@@ -21,6 +21,8 @@ What one search does:
      from scratch for `final_epochs` on the whole training split, evaluated ONCE on the test set,
      saved as best.keras and exported to C with keras_ebnn.export (reference vs Keras compared on the
      test set; the compiled C vs the reference bit for bit when a host C compiler exists).
+     With `final_teacher` (--final-teacher T.keras, e.g. a float keras_ebnn.training.teacher_model
+     trained on the same split) that retraining is distilled from it (the trials are not).
 
 Engine: Optuna. Sampler: its multi-objective TPE sampler by default (few, expensive trials), NSGA-II
 with `sampler="nsga2"`. Optuna's pruners do not support multi-objective studies (Trial.report /
