@@ -131,6 +131,45 @@ def run_moonshot(args, work):
     return {"run": "moonshot", "arch": winner["arch"], "variants": variants, "teacher": teacher_figures(args.teacher)}
 
 
+def run_compare(args, work):
+    """fashion15-compare: the trials --compare-trials of the finished fashion15 study (e.g. larger
+    candidates the front left out) retrained exactly as its final step retrained the winner
+    (finalize: --final-epochs, seed 0, the whole training split), each tested once and measured."""
+    import optuna
+    from keras_ebnn import search as S
+    from keras_ebnn.search_space import DEFAULT_SPACE  # noqa: F401  (fashion_space extends it)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    base = Path(args.out) / "fashion15"
+    study = optuna.load_study(study_name="bench-fashion15", storage=S.open_storage(S.default_storage(base)))
+    (xtr, ytr), (xte, yte) = S.load_data("fashion_mnist")
+    xtr, xte = xtr.reshape(-1, 28, 28, 1), xte.reshape(-1, 28, 28, 1)
+    train, val = S.split_validation(xtr, ytr, args.val_size)
+    rows = []
+    for number in (int(n) for n in args.compare_trials.split(",")):
+        t = study.trials[number]
+        row = {"trial": number, "arch": t.user_attrs["arch"], "params": dict(t.params),
+               "trial_val_accuracy": t.values[0], "trial_bytes": t.user_attrs.get("bytes")}
+        out = base / f"compare{number}"
+        out.mkdir(parents=True, exist_ok=True)
+        t0 = time.time()
+        final = S.finalize([row], fashion_space(), train, val, (xte, yte), 10, (28, 28, 1), S.Budget(**BUDGET), out,
+                           args.final_epochs, 128, f"fashion_trial{number}", sys.stderr)
+        row.update(final=final, minutes=round((time.time() - t0) / 60, 1))
+        row["m3"] = measure(f"fashion_trial{number}", final["keras_file"], "fashion_mnist", work)
+        print(json.dumps(row, default=str), flush=True)
+        rows.append(row)
+    return {"run": "fashion15-compare", "rows": rows}
+
+
+def compare_text(c):
+    """Rows of the fashion15 section for a fashion15-compare run."""
+    return md_table(["trial (not chosen)", "architecture and recipe", "val. acc. in the trial / after final training",
+                     "test acc. Keras / C", "total B"],
+                    [[f"#{r['trial']}", f"`{r['arch']}`", f"{r['trial_val_accuracy'] * 100:.2f}% / "
+                      f"{r['final']['val_accuracy'] * 100:.2f}%", _acc(r["m3"]), f"{r['m3'].get('total', 0):,}"]
+                     for r in c["rows"]])
+
+
 def teacher_figures(path):
     """The teacher's test accuracy from examples/train_mnist.py's --results line next to it, if any."""
     if not path:
@@ -192,6 +231,11 @@ def fashion_section(r):
             + ". The binary models within 15 KB stay well under the float teacher, the hand-made preset needed 40 "
             "epochs for 88.73%, and this run's compute (trials and final retraining bounded in time on a shared "
             "2-core machine) is a fraction of that.\n")
+    if r.get("compare"):
+        c = r["compare"]
+        parts.append(f"Larger candidates the front left out, retrained exactly as the winner ({fin['epochs']} epochs, "
+                     f"seed 0; `{c['command']}`), to see whether the short trials' preference for small models "
+                     "costs accuracy:\n\n" + compare_text(c) + "\n")
     front = md_table(["trial", "val. acc.", "flash B", "RAM B (incl. input)", "bytes (input excl.)", "candidate"],
                      [[x["trial"], f"{x['val_accuracy'] * 100:.2f}%", f"{x['flash']:,}", f"{x['ram']:,}",
                        f"{x['bytes']:,}", f"`{x['arch']}`"] for x in r["front"]])
@@ -246,6 +290,7 @@ def main(argv=None):
     ap.add_argument("--final-epochs", type=int, default=5)
     ap.add_argument("--time-budget", type=float, default=20, help="minutes of search trials")
     ap.add_argument("--seed", type=int, default=0, help="sampler seed")
+    ap.add_argument("--compare-trials", default="0", help="fashion15-compare: trial numbers to retrain")
     ap.add_argument("--variants", default="distill:15", help="moonshot final trainings, KIND:EPOCHS")
     ap.add_argument("-o", "--out", required=True)
     ap.add_argument("--no-write", action="store_true")
@@ -261,9 +306,14 @@ def main(argv=None):
                 r = json.loads(Path(args.out, f"{key}.json").read_text())
                 command = r.get("command", command)
             else:
-                r = run_fashion(args, work) if key == "fashion15" else run_moonshot(args, work)
+                run = {"fashion15": run_fashion, "fashion15-compare": run_compare, "moonshot": run_moonshot}[key]
+                r = run(args, work)
                 r["command"] = command
                 Path(args.out, f"{key}.json").write_text(json.dumps(r, default=str, indent=1))
+            if key == "fashion15-compare":  # rendered inside the fashion15 section
+                continue
+            if key == "fashion15" and Path(args.out, "fashion15-compare.json").is_file():
+                r["compare"] = json.loads(Path(args.out, "fashion15-compare.json").read_text())
             text = fashion_section(r) if key == "fashion15" else moonshot_section(r)
             print(text, flush=True)
             if not args.no_write:
