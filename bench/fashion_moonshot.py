@@ -161,13 +161,14 @@ def run_compare(args, work):
     return {"run": "fashion15-compare", "rows": rows}
 
 
-def compare_text(c):
-    """Rows of the fashion15 section for a fashion15-compare run."""
+def compare_text(runs):
+    """Rows of the fashion15 section for the fashion15-compare runs, in trial order."""
+    rows = sorted((row for c in runs for row in c["rows"]), key=lambda row: row["trial"])
     return md_table(["trial (not chosen)", "architecture and recipe", "val. acc. in the trial / after final training",
                      "test acc. Keras / C", "total B"],
                     [[f"#{r['trial']}", f"`{r['arch']}`", f"{r['trial_val_accuracy'] * 100:.2f}% / "
                       f"{r['final']['val_accuracy'] * 100:.2f}%", _acc(r["m3"]), f"{r['m3'].get('total', 0):,}"]
-                     for r in c["rows"]])
+                     for r in rows])
 
 
 def teacher_figures(path):
@@ -234,8 +235,8 @@ def fashion_section(r):
     if r.get("compare"):
         c = r["compare"]
         parts.append(f"Larger candidates the front left out, retrained exactly as the winner ({fin['epochs']} epochs, "
-                     f"seed 0; `{c['command']}`), to see whether the short trials' preference for small models "
-                     "costs accuracy:\n\n" + compare_text(c) + "\n")
+                     f"seed 0; " + ", ".join(f"`{x['command']}`" for x in c) + "), to see whether the short trials' "
+                     "preference for small models costs accuracy:\n\n" + compare_text(c) + "\n")
     front = md_table(["trial", "val. acc.", "flash B", "RAM B (incl. input)", "bytes (input excl.)", "candidate"],
                      [[x["trial"], f"{x['val_accuracy'] * 100:.2f}%", f"{x['flash']:,}", f"{x['ram']:,}",
                        f"{x['bytes']:,}", f"`{x['arch']}`"] for x in r["front"]])
@@ -309,11 +310,12 @@ def main(argv=None):
                 run = {"fashion15": run_fashion, "fashion15-compare": run_compare, "moonshot": run_moonshot}[key]
                 r = run(args, work)
                 r["command"] = command
-                Path(args.out, f"{key}.json").write_text(json.dumps(r, default=str, indent=1))
+                tag = f"-{args.compare_trials.replace(',', '-')}" if key == "fashion15-compare" else ""
+                Path(args.out, f"{key}{tag}.json").write_text(json.dumps(r, default=str, indent=1))
             if key == "fashion15-compare":  # rendered inside the fashion15 section
                 continue
-            if key == "fashion15" and Path(args.out, "fashion15-compare.json").is_file():
-                r["compare"] = json.loads(Path(args.out, "fashion15-compare.json").read_text())
+            if key == "fashion15":  # every fashion15-compare run of this OUT, in trial order
+                r["compare"] = [json.loads(f.read_text()) for f in sorted(Path(args.out).glob("fashion15-compare*.json"))]
             text = fashion_section(r) if key == "fashion15" else moonshot_section(r)
             print(text, flush=True)
             if not args.no_write:

@@ -36,9 +36,9 @@ def test_sections_say_met_or_not():
            "config": {"epochs": 2, "train_size": 6000}, "teacher": None}
     text = FM.fashion_section(run)
     assert "**NOT met** (88.50% exported C, 13,320 B)" in text and "What blocks 90%" in text and "-0.23 points" in text
-    run["compare"] = {"command": "python bench/fashion_moonshot.py --runs fashion15-compare", "rows": [
+    run["compare"] = [{"command": "python bench/fashion_moonshot.py --runs fashion15-compare", "rows": [
         {"trial": 0, "arch": "c5x5:40 p2 > c3x3s:32", "trial_val_accuracy": 0.78, "final": {"val_accuracy": 0.87},
-         "m3": _m(0.866, 13_320)}]}
+         "m3": _m(0.866, 13_320)}]}]
     assert "| #0 | `c5x5:40 p2 > c3x3s:32` | 78.00% / 87.00% | 86.60% / 86.60% | 13,320 |" in FM.fashion_section(run)
     run["found"] = _m(0.901, 14_000)
     assert "**met**" in FM.fashion_section(run) and "What blocks" not in FM.fashion_section(run)
