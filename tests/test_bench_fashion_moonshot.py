@@ -33,13 +33,17 @@ def test_sections_say_met_or_not():
     final = {"arch": "c5x5:40 p2; lr 1e-2", "epochs": 5, "train_minutes": 9.0, "val_accuracy": 0.88, "distill": None}
     run = {"found": _m(0.885, 13_320), "preset": _m(0.8873, 14_356), "study": {"complete": 9, "infeasible": 1,
            "failed": 0, "train_minutes": 18.0}, "final": final, "front": front, "minutes": 30.0, "enqueued": 2,
-           "config": {"epochs": 2, "train_size": 6000}, "teacher": None}
+           "config": {"epochs": 2, "train_size": 6000}, "teacher": None,
+           "trials": [{"trial": 3, "val_accuracy": 0.86, "bytes": 13_000}, {"trial": 4, "val_accuracy": 0.85,
+                                                                           "bytes": 5_000}]}
     text = FM.fashion_section(run)
     assert "**NOT met** (88.50% exported C, 13,320 B)" in text and "What blocks 90%" in text and "-0.23 points" in text
+    assert "the most accurate trial is #3 (13,000 B, 86.00% validation)" in text
     run["compare"] = [{"command": "python bench/fashion_moonshot.py --runs fashion15-compare", "rows": [
         {"trial": 0, "arch": "c5x5:40 p2 > c3x3s:32", "trial_val_accuracy": 0.78, "final": {"val_accuracy": 0.87},
          "m3": _m(0.866, 13_320)}]}]
     assert "| #0 | `c5x5:40 p2 > c3x3s:32` | 78.00% / 87.00% | 86.60% / 86.60% | 13,320 |" in FM.fashion_section(run)
+    assert "retrained the same way, #0 (13,320 B) reaches 86.60% test vs the winner's 88.50%" in FM.fashion_section(run)
     run["found"] = _m(0.901, 14_000)
     assert "**met**" in FM.fashion_section(run) and "What blocks" not in FM.fashion_section(run)
     moon = {"arch": "c5x5:40 p2 > c3x3s:32; lr 1.9e-02 shift 1 scale", "teacher": None,
