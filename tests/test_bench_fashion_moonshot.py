@@ -54,3 +54,37 @@ def test_sections_say_met_or_not():
     assert "distilled (alpha 0.3, T 2), 15 epochs" in text
     moon["variants"][0]["m3"] = _m(0.9931, 14_990)
     assert "goal met" in FM.moonshot_section(moon)
+
+
+def test_moonshot_and_compare_runs_plumbing(tmp_path, monkeypatch):
+    """run_moonshot / run_compare hand the right candidate, epochs and teacher to the search's final
+    step (keras_ebnn.search.finalize, mocked here) and measure what it saved (mocked)."""
+    import argparse
+    import numpy as np
+    from keras_ebnn import search as S
+    x, y = np.zeros((40, 28, 28), np.uint8), np.arange(40) % 10
+    monkeypatch.setattr(S, "load_data", lambda name: ((x, y), (x[:10], y[:10])))
+    calls = []
+
+    def finalize(rows, space, train, val, test, classes, shape, budget, out, epochs, batch, name, stream, **kw):
+        calls.append((rows[0]["arch"], epochs, name, kw.get("teacher"), kw.get("distill")))
+        return {"keras_file": str(out / f"{name}.keras"), "val_accuracy": 0.9, "distill": kw.get("distill")}
+    monkeypatch.setattr(S, "finalize", finalize)
+    monkeypatch.setattr(S, "_teacher", lambda t, a, T: (None, None) if t is None else ("T", {"alpha": a, "temperature": T}))
+    monkeypatch.setattr(FM, "measure", lambda name, path, dataset, work: _m(0.99, 13_000))
+    args = argparse.Namespace(out=str(tmp_path), val_size=10, teacher="t.keras", variants="plain:2,distill:3",
+                              compare_trials="0", final_epochs=4)
+    r = FM.run_moonshot(args, str(tmp_path))
+    assert [c[1:] for c in calls] == [(2, "moon_plain2", None, None), (3, "moon_distill3", "T",
+                                                                         {"alpha": 0.3, "temperature": 2.0})]
+    assert calls[0][0] == "c5x5:40 p2 > c3x3s:32; lr 1.9e-02 shift 1 scale" and len(r["variants"]) == 2
+    storage = S.default_storage(tmp_path / "fashion15")
+    FM.warm_start(storage, "bench-fashion15", [dict(FM.M15_WINNER, hflip=True)])
+    study = optuna.load_study(study_name="bench-fashion15", storage=S.open_storage(storage))
+    trial = study.ask()
+    params = FM.fashion_space().suggest(trial)
+    trial.set_user_attr("arch", FM.fashion_space().describe(params))
+    study.tell(trial, [0.7, 13_320.0])
+    c = FM.run_compare(args, str(tmp_path))
+    assert calls[-1][:3] == (FM.fashion_space().describe(params), 4, "fashion_trial0") and calls[-1][3] is None
+    assert c["rows"][0]["trial_val_accuracy"] == 0.7 and c["rows"][0]["m3"]["total"] == 13_000
