@@ -30,6 +30,8 @@ What one search does:
      from scratch for `final_epochs` on the whole training split, evaluated ONCE on the test set,
      saved as best.keras and exported to C with keras_ebnn.export (reference vs Keras compared on the
      test set; the compiled C vs the reference bit for bit when a host C compiler exists).
+     With `final_teacher` (--final-teacher T.keras, e.g. a float keras_ebnn.training.teacher_model
+     trained on the same split) that retraining is distilled from it (the trials are not).
 
 Engine: Optuna. Sampler: its multi-objective TPE sampler by default (few, expensive trials), NSGA-II
 with `sampler="nsga2"`. Optuna's pruners do not support multi-objective studies (Trial.report /
@@ -402,11 +404,12 @@ def _early_stop(patience):
 
 
 def train_candidate(model, params, train, val, epochs, batch_size=128, seed=0, patience=None, verbose=0,
-                    bn_images=20_000):
+                    bn_images=20_000, teacher=None, alpha=0.3, temperature=2.0):
     """Train `model` with the recipe of keras_ebnn.training.train and the candidate's knobs (lr,
-    shift, hflip, epochs if searched), re-estimate its BN statistics on (up to `bn_images`) training images
-    when params["bn_reestimate"], and return its Keras accuracy on the validation split `val`.
-    patience: stop after that many epochs without a better val_accuracy (None: never)."""
+    shift, hflip, epochs if searched), re-estimate its BN statistics on (up to `bn_images`) training
+    images when params["bn_reestimate"], and return its Keras accuracy on the validation split `val`.
+    patience: stop after that many epochs without a better val_accuracy (None: never).
+    teacher: a trained Keras model to distil from (training.train's teacher, alpha, temperature)."""
     from . import training
     from ._tf import import_tf
     tf = import_tf()
@@ -416,7 +419,8 @@ def train_candidate(model, params, train, val, epochs, batch_size=128, seed=0, p
     try:
         training.train(model, xtr, ytr, xval, yval, epochs=int(params.get("epochs") or epochs),
                        batch_size=batch_size, lr=float(params["lr"]), max_shift=int(params.get("shift", 0)),
-                       hflip=bool(params.get("hflip", False)), seed=seed, verbose=verbose, callbacks=callbacks)
+                       hflip=bool(params.get("hflip")), seed=seed, verbose=verbose, callbacks=callbacks,
+                       **({} if teacher is None else dict(teacher=teacher, alpha=alpha, temperature=temperature)))
     except _Stop:
         pass
     if params.get("bn_reestimate", True):
@@ -679,7 +683,8 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
            batch_size=128, patience=2, final_epochs=20, final=True, objectives=None, minimize_ms=False,
            sampler="tpe", seed=None, max_infeasible=None, name="best", stream=None, callbacks=(),
            references=None, measure="auto", measure_images=10, final_candidates=1, ms_stat="max",
-           final_measure_images=100):
+           final_measure_images=100, final_teacher=None,
+           distill_alpha=0.3, distill_temperature=2.0):
     """Run (or resume) a search and return a SearchResult. See the module docstring.
 
     dataset/data_dir: see load_data; or data=((x_train, y_train), (x_test, y_test)) directly.
@@ -692,6 +697,10 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
     final: retrain the most accurate front trial for final_epochs, test it once, export it.
     final_candidates: retrain the K most accurate front trials instead and keep the one with the best
     VALIDATION accuracy after retraining (the test set still sees only that one).
+    final_teacher: distil the final retraining from this trained Keras model (or .keras file, loaded
+    with keras_ebnn.load_model), e.g. keras_ebnn.training.teacher_model trained on the same training
+    split; loss (1 - distill_alpha) x cross-entropy + distill_alpha x T^2 x KL at temperature
+    distill_temperature (keras_ebnn.training.distillation_loss). The trials are not distilled.
     objectives: default ("accuracy", "bytes"), + "ms" when max_ms or minimize_ms.
     sampler: "tpe" (default), "nsga2", "random"; seed: the sampler's seed (None: different per process).
     callbacks: extra Optuna callbacks (called after every trial).
@@ -872,11 +881,28 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
         result.best = rows[0]
         test_cost = ((lambda low: measure_fn(low, budget.cpu, xte[:final_measure_images], budget.clock_mhz))
                      if use_emulator and final_measure_images else None)
+        teacher, distill = _teacher(final_teacher, distill_alpha, distill_temperature)
         result.final = finalize(rows[:max(1, int(final_candidates))], space, train, val, (xte, yte), classes,
-                                input_shape, budget, out, final_epochs, batch_size, name, stream, cost_of, test_cost)
+                                input_shape, budget, out, final_epochs, batch_size, name, stream, cost_of, test_cost,
+                                teacher=teacher, distill=distill)
         _write_report(result, budget, objectives, trials, epochs, final_epochs, train_size, val_size, storage_url,
                       study_name)
     return result
+
+
+def _teacher(teacher, alpha, temperature):
+    """(teacher model or None, distill settings or None) of search()'s final_teacher: a Keras model,
+    or a path loaded with keras_ebnn's load_model."""
+    if teacher is None:
+        return None, None
+    label = getattr(teacher, "name", "teacher")
+    if isinstance(teacher, (str, os.PathLike)):
+        from .model_loading import load_model
+        label = str(teacher)
+        teacher = load_model(teacher)
+    if not 0.0 <= float(alpha) <= 1.0 or float(temperature) <= 0:
+        raise ValueError(f"distill_alpha must be in [0, 1] and distill_temperature > 0 (got {alpha}, {temperature})")
+    return teacher, {"teacher": label, "alpha": float(alpha), "temperature": float(temperature)}
 
 
 def _write_front(result, budget, objectives, study, references):
@@ -893,13 +919,15 @@ def _write_front(result, budget, objectives, study, references):
 
 
 def finalize(rows, space, train, val, test, classes, input_shape, budget, out, final_epochs, batch_size, name,
-             stream, cost_of=None, test_cost=None):
+             stream, cost_of=None, test_cost=None, teacher=None, distill=None):
     """Retrain each candidate of `rows` (front trials, most accurate first) from scratch for
     final_epochs on `train` (no early stop) and keep the one with the best validation accuracy (the
     first on ties); evaluate only that one ONCE on `test`, save OUT/NAME.keras and export it to
     OUT/NAME_c with keras_ebnn.export (verified on the test images: reference vs Keras, and the
     compiled C vs the reference bit for bit when a host C compiler exists). test_cost: a function
-    measuring the final model on test images (mean and slowest image), recorded as "test_time"."""
+    measuring the final model on test images (mean and slowest image), recorded as "test_time".
+    teacher: a trained Keras model the retraining distils from; distill: {"alpha", "temperature",
+    "teacher"} (the last a label recorded in best.json)."""
     from . import training
     from .exporting import export
     from .lowering import lower
@@ -910,11 +938,13 @@ def finalize(rows, space, train, val, test, classes, input_shape, budget, out, f
         params = dict(row["params"])
         params["epochs"] = final_epochs
         stream.write(f"final: retraining trial #{row['trial']} ({row['arch']}) for {final_epochs} epochs on "
-                     f"{len(train[0]):,} images\n")
+                     f"{len(train[0]):,} images" + ("" if teacher is None else f", distilled ({distill})") + "\n")
         model = space.build(params, classes, input_shape, name=name)
         start = time.time()
+        kd = {} if teacher is None else dict(teacher=teacher, alpha=distill["alpha"],
+                                             temperature=distill["temperature"])
         acc = train_candidate(model, params, train, val, final_epochs, batch_size=batch_size, seed=0,
-                              patience=None, bn_images=len(train[0]))
+                              patience=None, bn_images=len(train[0]), **kd)
         retrained.append((acc, -i, row, params, model, (time.time() - start) / 60))
         stream.write(f"final: trial #{row['trial']} retrained: val {acc * 100:.2f}%\n")
     val_acc, _, row, params, model, minutes = max(retrained, key=lambda r: r[:2])
@@ -937,7 +967,8 @@ def finalize(rows, space, train, val, test, classes, input_shape, budget, out, f
              "c_matches_reference": res.c_matches_reference,
              "reference_vs_keras": None if res.agreement is None else res.agreement.summary(),
              "keras_file": str(path), "c_dir": str(out / f"{name}_c"), "cost": cost,
-             "fits": not budget.violations(cost), "candidates": candidates, "test_time": test_time}
+             "fits": not budget.violations(cost), "candidates": candidates, "test_time": test_time,
+             "distill": None if teacher is None else distill}
     (out / "best.json").write_text(json.dumps(final, indent=1, default=str))
     stream.write(f"final: val {val_acc * 100:.2f}%, TEST {test_acc * 100:.2f}% (Keras), exported C "
                  f"{(res.accuracy or 0) * 100:.2f}%, C = reference: {res.c_matches_reference}; "
@@ -974,6 +1005,14 @@ def _test_time_text(final):
             f"**{t['ms_max']:.1f} ms for the slowest image**.")
 
 
+def _distill_text(final):
+    d = final.get("distill")
+    if not d:
+        return ""
+    return (f", distilled from the float teacher `{d['teacher']}` (alpha {d['alpha']:g}, temperature "
+            f"{d['temperature']:g})")
+
+
 def _write_report(result, budget, objectives, trials, epochs, final_epochs, train_size, val_size, storage, study):
     f = result.final
     text = f"""# keras-ebnn search: {study}
@@ -984,7 +1023,8 @@ Budget: {budget.text()}. Objectives: {', '.join(objectives)}. Storage: `{storage
 f" (its first {train_size:,} images)"} for up to {epochs} epochs and scored on a validation split (the
 last {val_size:,} training images) only. The chosen model (the most accurate trial of the Pareto front,
 #{f['trial']}{_candidates_text(f)}) was then retrained from scratch for {final_epochs} epochs on the whole
-training split and evaluated **once** on the test set; the test set played no part in any choice.
+training split{_distill_text(f)} and evaluated **once** on the test set; the test set played no part in any
+choice.
 
 {result.complete} trained trials (target {trials}), {result.infeasible} candidates rejected before training
 (over budget or invalid geometry), {result.failed} failed or interrupted.
@@ -1039,6 +1079,11 @@ def main(argv=None):
     ap.add_argument("--final-epochs", type=int, default=20, help="epochs of the final retraining")
     ap.add_argument("--final-candidates", type=int, default=1,
                     help="retrain the K most accurate front trials; keep the best on validation (default 1)")
+    ap.add_argument("--final-teacher", default=None, metavar="TEACHER.keras",
+                    help="distil the final retraining from this trained model (e.g. examples/train_mnist.py "
+                    "--preset teacher); the trials are not distilled")
+    ap.add_argument("--distill-alpha", type=float, default=0.3, help="weight of the teacher term (default 0.3)")
+    ap.add_argument("--distill-temperature", type=float, default=2.0, help="softmax temperature (default 2)")
     ap.add_argument("--no-final", dest="final", action="store_false",
                     help="only run trials (workers of a distributed search)")
     ap.add_argument("--time-budget", type=float, default=None, metavar="MIN", help="minutes for this process's trials")
@@ -1070,7 +1115,9 @@ def main(argv=None):
                      final_candidates=args.final_candidates, sampler=args.sampler,
                      seed=args.seed, name=args.name, measure=args.measure, measure_images=args.measure_images,
                      ms_stat=args.ms_stat, final_measure_images=args.final_measure_images,
-                     space=SPACES[args.space])
+                     space=SPACES[args.space],
+                     final_teacher=args.final_teacher, distill_alpha=args.distill_alpha,
+                     distill_temperature=args.distill_temperature)
     except KeyboardInterrupt:
         print("\ninterrupted: every finished trial is stored; run the same command again to resume", file=sys.stderr)
         return 130

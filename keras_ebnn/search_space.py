@@ -19,7 +19,8 @@ one *distribution* per parameter and two methods:
   m15), `output_scale` (+2 points without a hidden dense layer, ~0 with one) and `bn_reestimate`
   (exact BN statistics after training: never hurt, +0.3 to +6 points; fixed on by default).
   `epochs` is None by default: every trial trains for the `epochs` given to `search()`; give it a
-  distribution to search it too.
+  distribution to search it too. `hflip` (random left-right flips, for data without a handedness such
+  as Fashion-MNIST) is None by default (off, not suggested): give it Choice((False, True)) to search it.
 
 Every layer is one keras-ebnn lowers (binary weights clipped to [-1, 1], sign inputs on hidden layers,
 BN momentum 0.9 as in keras_ebnn.models), so every candidate exports to exact C.
@@ -131,6 +132,7 @@ class SearchSpace:
     output_scale: object = Choice((False, True))
     lr: object = LogUniform(1e-3, 3e-2)  # peak learning rate of the cosine schedule
     shift: object = Choice((0, 1))  # random-shift augmentation, pixels
+    hflip: Optional[object] = None  # random left-right flips (e.g. Choice((False, True)) for Fashion); None: off
     bn_reestimate: object = Choice((True,))
     epochs: Optional[object] = None  # None: the `epochs` given to search()
 
@@ -218,7 +220,8 @@ class SearchSpace:
         shift = re.search(r"\bshift (\d+)", recipe)
         epochs = re.search(r"\b(\d+) ep\b", recipe)
         params.update(lr=float(lr.group(1)), shift=int(shift.group(1)) if shift else 0,
-                      output_scale="scale" in words, bn_reestimate="no-bn-re-est" not in words)
+                      output_scale="scale" in words, hflip="flip" in words or "hflip" in words,
+                      bn_reestimate="no-bn-re-est" not in words)
         if epochs:
             params["epochs"] = int(epochs.group(1))
         return params

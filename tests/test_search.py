@@ -510,3 +510,58 @@ def test_describe_text_builds_the_model():
         built = models.get(name)
         assert built.name == name and built.count_params() == models.from_description(text).count_params()
         assert DEFAULT_SPACE.describe(models.searched_params(name)) == text
+
+
+def test_train_candidate_passes_hflip_and_teacher(monkeypatch):
+    """train_candidate hands the candidate's hflip gene and a teacher (with alpha, temperature) to
+    keras_ebnn.training.train; without a teacher no distillation argument is passed."""
+    from keras_ebnn import training
+    seen = []
+    monkeypatch.setattr(training, "train", lambda *a, **kw: seen.append(kw))
+    monkeypatch.setattr(training, "reestimate_batchnorm", lambda model, x: model)
+    monkeypatch.setattr(training, "evaluate", lambda model, x, y: 0.75)
+    (xtr, ytr), _ = sample_data()
+    data = ((xtr[:10], ytr[:10]), (xtr[10:20], ytr[10:20]))
+    teacher = object()
+    assert S.train_candidate(None, dict(FIXED, hflip=True), *data, 1, teacher=teacher, alpha=0.4,
+                             temperature=3.0) == 0.75
+    assert seen[-1]["hflip"] is True and seen[-1]["teacher"] is teacher
+    assert (seen[-1]["alpha"], seen[-1]["temperature"]) == (0.4, 3.0)
+    S.train_candidate(None, FIXED, *data, 1)
+    assert seen[-1]["hflip"] is False and "teacher" not in seen[-1]
+
+
+def test_hflip_gene_is_off_unless_given_a_distribution():
+    space = replace(SMALL, hflip=Choice((True,)))
+    study = optuna.create_study()
+    assert "hflip" not in SMALL.suggest(study.ask())
+    params = space.suggest(study.ask())
+    assert params["hflip"] is True and space.describe(params).endswith(" hflip")
+
+
+def test_final_retraining_distils_from_the_teacher(tmp_path, monkeypatch):
+    """search(final_teacher=...): only the final retraining gets the teacher (trials do not), and
+    best.json / report.md record the distillation settings; the CLI passes --final-teacher on."""
+    teachers = []
+    inner = fake_train([])
+
+    def train(model, params, train, val, epochs, **kw):
+        teachers.append(kw.get("teacher"))
+        assert kw.get("teacher") is None or (kw["alpha"], kw["temperature"]) == (0.3, 2.0)
+        return inner(model, params, train, val, epochs, **kw)
+    monkeypatch.setattr(S, "train_candidate", train)
+    teacher = SMALL.build(FIXED, name="teacher")  # any Keras model stands in for the float teacher
+    res = S.search(data=sample_data(), max_flash=20_000, cpu="cortex-m3", trials=2, epochs=1, val_size=200,
+                   out=tmp_path, space=SMALL, seed=0, sampler="random", stream=io.StringIO(), measure="model",
+                   final_epochs=1, final_teacher=teacher, distill_alpha=0.3, distill_temperature=2.0)
+    assert teachers[-1] is teacher and all(t is None for t in teachers[:-1]) and len(teachers) >= 2
+    assert res.final["distill"] == {"teacher": "teacher", "alpha": 0.3, "temperature": 2.0}
+    assert json.loads((tmp_path / "best.json").read_text())["distill"]["alpha"] == 0.3
+    assert "distilled from the float teacher `teacher` (alpha 0.3, temperature 2)" in (tmp_path / "report.md").read_text()
+    with pytest.raises(ValueError, match="distill_alpha"):
+        S._teacher(teacher, 1.5, 2.0)
+    got = {}
+    monkeypatch.setattr(S, "search", lambda *a, **kw: got.update(kw) or (_ for _ in ()).throw(KeyboardInterrupt))
+    assert S.main(["--max-flash", "9000", "--final-teacher", "t.keras", "--distill-alpha", "0.5", "-o",
+                   str(tmp_path / "cli")]) == 130
+    assert (got["final_teacher"], got["distill_alpha"], got["distill_temperature"]) == ("t.keras", 0.5, 2.0)
