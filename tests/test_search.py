@@ -536,7 +536,7 @@ def test_hflip_gene_is_off_unless_given_a_distribution():
     study = optuna.create_study()
     assert "hflip" not in SMALL.suggest(study.ask())
     params = space.suggest(study.ask())
-    assert params["hflip"] is True and space.describe(params).endswith(" hflip")
+    assert params["hflip"] is True and space.describe(params).endswith(" flip")  # (search_space.recipe_text)
 
 
 def test_final_retraining_distils_from_the_teacher(tmp_path, monkeypatch):
