@@ -1,10 +1,11 @@
 """The graph IR on chain models: the same computation and no more memory than the chain of blocks.
 
 For every shipped model (examples/models) and generated chain models (tests/helpers/modelgen.py), the graph
-lowering (keras_ebnn.graph) must fuse exactly the blocks the chain lowering (keras_ebnn.lowering)
-builds, the reference executor (keras_ebnn.graph_reference) must give the lowered graph the chain's
-logits bit for bit, and the memory planner (keras_ebnn.graph_memory) must need no more arena for the
-lowered graph (with its reshape ops) than exporters/c.py memory_plan for the chain.
+lowering (keras_ebnn.graph) must fuse the blocks of the chain view (keras_ebnn.lowering.lower, which since
+issue 20 is a view of that graph: its blocks, Keras layer names and input spec), the reference executor
+(keras_ebnn.graph_reference) must give the lowered graph (with its reshape ops) the logits of the chain's
+graph of blocks (graph.from_lowered) bit for bit, and the memory planner (keras_ebnn.graph_memory) must
+need no more arena for the lowered graph than exporters/c.py memory_plan for the chain.
 """
 from pathlib import Path
 
