@@ -90,22 +90,22 @@ STACK_BYTES = {
 GRAPH_STACK_BY_TARGET = {
     'cortex-m0plus': {
         'conv_pool': 480, 'conv_pool_libm': 544, 'binary_acc': 320, 'conv_f32': 288, 'dense_f32': 112,
-        'pool': 208, 'elementwise': 96, 'elementwise_libm': 144, 'predict': 128, 'conv_s8': 432,
+        'pool': 208, 'elementwise': 96, 'elementwise_libm': 144, 'predict': 128, 'conv_s8': 640,
         'dense_s8': 96, 'quant_s8': 208,
     },
     'cortex-m3': {
         'conv_pool': 496, 'conv_pool_libm': 560, 'binary_acc': 304, 'conv_f32': 272, 'dense_f32': 80,
-        'pool': 192, 'elementwise': 112, 'elementwise_libm': 160, 'predict': 128, 'conv_s8': 400,
+        'pool': 192, 'elementwise': 112, 'elementwise_libm': 160, 'predict': 128, 'conv_s8': 624,
         'dense_s8': 96, 'quant_s8': 160,
     },
     'cortex-m4': {
         'conv_pool': 416, 'conv_pool_libm': 448, 'binary_acc': 304, 'conv_f32': 256, 'dense_f32': 64,
-        'pool': 160, 'elementwise': 96, 'elementwise_libm': 80, 'predict': 128, 'conv_s8': 400,
+        'pool': 160, 'elementwise': 96, 'elementwise_libm': 80, 'predict': 128, 'conv_s8': 624,
         'dense_s8': 96, 'quant_s8': 160,
     },
     'avr': {
         'conv_pool': 416, 'conv_pool_libm': 448, 'binary_acc': 208, 'conv_f32': 208, 'dense_f32': 80,
-        'pool': 176, 'elementwise': 64, 'elementwise_libm': 64, 'predict': 64, 'conv_s8': 304, 'dense_s8': 64,
+        'pool': 176, 'elementwise': 64, 'elementwise_libm': 64, 'predict': 64, 'conv_s8': 480, 'dense_s8': 64,
         'quant_s8': 176,
     },
 }
