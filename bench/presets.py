@@ -154,7 +154,7 @@ def section(recs, command):
     rows = []
     for r in recs:
         m3, a = r.get("m3") or {}, r.get("avr") or {}
-        rows.append([f"`{r['name']}`", f"`{r['describe']}`", r["epochs"], f"{r['train_minutes']}",
+        rows.append([f"`{r['name']}`", f"`{r['describe']}`", r["epochs"], f"{r['train_minutes']}" if r.get('train_minutes') is not None else "- (see examples/models/README.md)",
                      f"{r['val_accuracy'] * 100:.2f}%", f"{r['test_accuracy_keras'] * 100:.2f}% / "
                      f"{(r['c_accuracy'] or 0) * 100:.2f}%",
                      f"{m3['total']:,}" if m3.get("total") else "-",
