@@ -45,6 +45,7 @@ from dataclasses import dataclass, fields
 from typing import Optional, Tuple
 
 from ._tf import import_larq
+from .architectures import cifar_vgg, with_output_scale
 
 
 @dataclass(frozen=True)
@@ -328,7 +329,6 @@ class CifarVGGSpace:
     def build(self, params, classes=10, input_shape=(32, 32, 3), name="candidate"):
         """The uncompiled Keras model of `params` (random weights); ValueError when the maps shrink
         below 1x1 (an input smaller than 32x32 with many stages)."""
-        from .models import cifar_vgg, with_output_scale
         stages = self.stages_of(params)
         halvings = len(stages) + (1 if int(params["stem_pool"]) else 0)
         if min(input_shape[:2]) >> halvings < 1:
