@@ -38,8 +38,8 @@ GRAPH_CODE_BYTES = {
     'ebnn_concat_bits': 232, 'ebnn_concat_f32': 148, 'ebnn_i32_to_f32': 200, 'ebnn_sign_f32': 78,
     'ebnn_sign_i32': 66, 'ebnn_threshold_f32': 162, 'ebnn_threshold_i32': 178, 'soft_float': 1450,
     'ebnn_conv_pool_f32': 1838, 'ebnn_conv_pool_need': 130, 'conv_pool helpers': 1342, 'ebnn_conv_s8': 68,
-    'ebnn_depthwise_s8': 64, 'ebnn_conv_s8_bits': 70, 'conv_s8 core': 5372, 'ebnn_dense_s8': 216, 'ebnn_requant': 252,
-    'ebnn_lut_s8': 46, 'ebnn_add_s8': 230, 'ebnn_concat_s8': 336, 'ebnn_bits_to_s8': 62,
+    'ebnn_depthwise_s8': 64, 'ebnn_conv_s8_bits': 70, 'conv_s8 core': 5372, 'ebnn_dense_s8': 216,
+    'ebnn_requant': 252, 'ebnn_lut_s8': 46, 'ebnn_add_s8': 230, 'ebnn_concat_s8': 336, 'ebnn_bits_to_s8': 62,
     'ebnn_threshold_s8': 170, 'ebnn_argmax_i32': 50, 'mbqm': 212, 'ebnn_max_pool_s8': 20,
     'ebnn_avg_pool_s8': 18, 'pool_s8 core': 448,
 }
