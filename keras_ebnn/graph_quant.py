@@ -42,7 +42,9 @@ conv_s8 / depthwise_s8 / dense_s8   int8 x (zero point zp) -> int32 acc: acc = b
         and params["stage"], a requant (int8 out) or threshold (bits out) with the ops' own parameters;
         computed per pooled output, the full-resolution accumulators are never stored. A conv ->
         requant (int8) -> max_pool is first rewritten conv -> max_pool -> requant (`pool_before_requant`)
-        where every channel's multiplier is >= 0, so it fuses too.
+        where every channel's multiplier is >= 0; `fuse_convs` fuses the remaining conv -> requant ->
+        max_pool (some multiplier negative) directly: the maximum of the requantized values is the
+        requantization of the minimum for those channels, which the fused form computes.
 requant  int32 / int8 / raw uint8 x -> int8 or int32 y, per channel c:
         y = clamp(zp_out + offset[c] + mbqm(x - zp_in, M[c], shift[c]), lo, hi)  (sum in 64 bits)
         -- an affine (bias, batch norm, Rescaling) and a relu / relu6 / hard_tanh fold into M, offset
@@ -610,6 +612,14 @@ def fuse_convs(g):
                     chain.append(nxt)
                 elif (nxt.kind == "requant" and g.tensors[nxt.output].dtype == "int8") or nxt.kind == "threshold":
                     chain.append(nxt)
+                    # requant -> max_pool (left by pool_before_requant: some multiplier is negative): the
+                    # fused form pools the minimum for those channels, the maximum of the requantized values
+                    c = g.tensors[op.output].shape[-1]
+                    after = cons[nxt.output]
+                    if (nxt.kind == "requant" and "pool" not in op.params and nxt.output != g.output
+                            and len(after) == 1 and after[0].kind == "max_pool"
+                            and all(np.size(nxt.params[k]) in (1, c) for k in ("M", "shift", "offset"))):
+                        chain.append(after[0])
                     break
                 else:
                     break

@@ -414,7 +414,8 @@ def _run_ops(g, x):
 def test_pool_before_requant_bit_exact(m_sign):
     """conv_s8 -> requant -> max_pool becomes conv -> max_pool (int32) -> requant, then one fused conv,
     only where every channel's multiplier is >= 0 (requantization monotone non-decreasing: it commutes
-    with the maximum); with a negative multiplier the graph is left as it is. The reference output is the
+    with the maximum); with a negative multiplier the pass leaves the graph as it is and fuse_convs fuses
+    conv -> requant -> max_pool directly (the minimum for that channel). The reference output is the
     unfused graph's bit for bit on random inputs (a hand-built graph: no TensorFlow)."""
     import copy
     fusable = min(m_sign) > 0
@@ -427,9 +428,30 @@ def test_pool_before_requant_bit_exact(m_sign):
     assert kinds == (["conv_s8", "max_pool", "requant"] if fusable else ["conv_s8", "requant", "max_pool"])
     assert "r" not in swapped.tensors if fusable else "r" in swapped.tensors
     assert np.array_equal(_run_ops(swapped, x), want)
+    # fuse_convs then fuses either form into one conv (with a negative multiplier: conv -> requant ->
+    # max_pool directly, the fused form pooling that channel's minimum)
     fused = graph_quant.fuse_convs(swapped)
-    if fusable:
-        assert [op.kind for op in fused.ops] == ["conv_s8"] and "pool" in fused.ops[0].params
-    else:
-        assert [op.kind for op in fused.ops] == ["conv_s8", "max_pool"] and "pool" not in fused.ops[0].params
+    assert [op.kind for op in fused.ops] == ["conv_s8"] and "pool" in fused.ops[0].params
     assert np.array_equal(_run_ops(fused, x), want)
+
+
+@pytest.mark.skipif(host.find_cc() is None, reason="no host C compiler")
+def test_requant_then_pool_fused_c_equals_reference(tmp_path):
+    """The Binary-Samy-shaped BNN with a first batch norm whose gamma is negative on some channels: the
+    quantizer requantizes to int8 before the max pool; both convs are then fused with their pools
+    (no full-resolution map), and the compiled C (ASan/UBSan) equals the reference bit for bit."""
+    tf, lq = import_larq()
+    model = _samy_like(tf, lq, seed=4)
+    bn = [l for l in model.layers if "batch_normalization" in l.name][0]
+    gamma, beta, mean, var = bn.get_weights()
+    bn.set_weights([gamma * np.array([1, -1, 1, 1, -1, 1, 1, 1]), beta, mean, var])
+    xs = np.random.default_rng(8).normal(0, 1, (16, 19, 17, 3)).astype(np.float32)
+    model = _calibrated(model, xs)
+    g = graph_quant.quantize_graph(model, xs, "samyneg")
+    first = g.ops[0]
+    assert first.kind == "conv_s8" and "pool" in first.params and first.params["stage"]["kind"] == "requant"
+    assert (np.asarray(first.params["stage"]["M"]) < 0).sum() == 2
+    assert not any(op.kind == "max_pool" for op in g.ops)
+    cls, logits = _export_and_run(g, xs, tmp_path / "samyneg")
+    ref = graph_quant.run(g, xs)
+    assert np.array_equal(cls, ref["classes"]) and np.array_equal(logits, ref["logits"])
