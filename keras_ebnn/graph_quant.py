@@ -40,7 +40,11 @@ conv_s8 / depthwise_s8 / dense_s8   int8 x (zero point zp) -> int32 acc: acc = b
         max pool over the conv outputs (per channel the minimum where the fused requantization's
         multiplier is negative: the same as pooling after requantizing, requantization being monotone),
         and params["stage"], a requant (int8 out) or threshold (bits out) with the ops' own parameters;
-        computed per pooled output, the full-resolution accumulators are never stored.
+        computed per pooled output, the full-resolution accumulators are never stored. A conv ->
+        requant (int8) -> max_pool is first rewritten conv -> max_pool -> requant (`pool_before_requant`)
+        where every channel's multiplier is >= 0; `fuse_convs` fuses the remaining conv -> requant ->
+        max_pool (some multiplier negative) directly: the maximum of the requantized values is the
+        requantization of the minimum for those channels, which the fused form computes.
 requant  int32 / int8 / raw uint8 x -> int8 or int32 y, per channel c:
         y = clamp(zp_out + offset[c] + mbqm(x - zp_in, M[c], shift[c]), lo, hi)  (sum in 64 bits)
         -- an affine (bias, batch norm, Rescaling) and a relu / relu6 / hard_tanh fold into M, offset
@@ -542,8 +546,53 @@ def quantize_graph(model, representative_data, name="model"):
     g = Graph(name=src.name, input=src.input, output=out, tensors=qz.tensors, ops=qz.ops, softmax=src.softmax)
     g.quant = {"input": qz.input_q, "output_scale": float(s_out), "float_graph": src}
     _prune(g)
+    pool_before_requant(g)
     fuse_convs(g)
     check_q(g)
+    return g
+
+
+def pool_before_requant(g):
+    """conv_s8 / depthwise_s8 -> requant (int8) -> max_pool becomes conv -> max_pool (on the int32
+    accumulators) -> requant, in place, where the intermediate tensors have no other reader, the
+    requant's parameters are per tensor or per channel and every channel's multiplier M >= 0. Bit for
+    bit the same: the requantization is then monotone non-decreasing in the accumulator (srdhm, rdbpot,
+    the offset and the clamp all are), and a max pool commutes with such a map (a window's maximum maps
+    to the maximum of the mapped window). A negative M would make it a minimum: left as it is. The
+    result is the conv -> max_pool -> requant chain `fuse_convs` computes per pooled output."""
+    changed = True
+    while changed:
+        cons, changed = g.consumers(), False
+        for op in g.ops:
+            if op.kind not in ("conv_s8", "depthwise_s8") or "stage" in op.params or "pool" in op.params:
+                continue
+            acc = g.tensors[op.output]
+            c = acc.shape[-1]
+            if len(cons[op.output]) != 1 or op.output == g.output:
+                continue
+            rq = cons[op.output][0]
+            if rq.kind != "requant" or g.tensors[rq.output].dtype != "int8" or rq.output == g.output:
+                continue
+            if len(cons[rq.output]) != 1 or cons[rq.output][0].kind != "max_pool":
+                continue
+            mp = cons[rq.output][0]
+            p = rq.params
+            if any(np.size(p[k]) not in (1, c) for k in ("M", "shift", "offset")):
+                continue
+            if np.any(np.asarray(p["M"]) < 0):
+                continue
+            pooled = f"{rq.output}_pooled"
+            assert pooled not in g.tensors
+            g.tensors[pooled] = Tensor(pooled, g.tensors[mp.output].shape, acc.dtype, lo=acc.lo, hi=acc.hi,
+                                       scale=acc.scale, zero_point=acc.zero_point)
+            del g.tensors[rq.output]  # the full-resolution int8 map; the pool's output becomes the requant's
+            out = mp.output
+            mp.inputs, mp.output = [op.output], pooled
+            rq.inputs, rq.output = [pooled], out
+            i, j = g.ops.index(mp), g.ops.index(rq)  # the pool now runs first
+            g.ops[i], g.ops[j] = rq, mp
+            changed = True
+            break
     return g
 
 
@@ -563,6 +612,14 @@ def fuse_convs(g):
                     chain.append(nxt)
                 elif (nxt.kind == "requant" and g.tensors[nxt.output].dtype == "int8") or nxt.kind == "threshold":
                     chain.append(nxt)
+                    # requant -> max_pool (left by pool_before_requant: some multiplier is negative): the
+                    # fused form pools the minimum for those channels, the maximum of the requantized values
+                    c = g.tensors[op.output].shape[-1]
+                    after = cons[nxt.output]
+                    if (nxt.kind == "requant" and "pool" not in op.params and nxt.output != g.output
+                            and len(after) == 1 and after[0].kind == "max_pool"
+                            and all(np.size(nxt.params[k]) in (1, c) for k in ("M", "shift", "offset"))):
+                        chain.append(after[0])
                     break
                 else:
                     break

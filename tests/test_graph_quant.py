@@ -374,3 +374,84 @@ def test_binary_weight_conv_on_int8_map_is_bits(tmp_path, monkeypatch):
     cls, logits = _export_and_run(g, x, tmp_path / "nocache")
     assert np.array_equal(cls, ref["classes"]) and np.array_equal(logits, ref["logits"])
     assert ", 0u, (int32_t *)(arena" in (tmp_path / "nocache" / "m.c").read_text()
+
+
+def _conv_requant_pool_graph(m_sign, seed=0):
+    """A hand-built integer graph (no TensorFlow): int8 input 7x7x2 -> conv_s8 3x3 'same', 4 channels ->
+    requant to int8 (per-channel multipliers, multiplied by m_sign) -> max pool 2 (stride 2, 'same': the
+    last window truncated)."""
+    from keras_ebnn.blocks import ConvGeometry
+    from keras_ebnn.graph import Graph, Op, Tensor
+    rng = np.random.default_rng(seed)
+    h, c, o = 7, 2, 4
+    w = rng.integers(-127, 128, (3, 3, c, o)).astype(np.int64)
+    bound = 9 * c * 255 * 127 + 5000
+    t = {"x": Tensor("x", (h, h, c), "int8", scale=0.05, zero_point=3),
+         "acc": Tensor("acc", (h, h, o), "int", lo=-bound, hi=bound, scale=np.full(o, 1e-4), zero_point=0),
+         "r": Tensor("r", (h, h, o), "int8", scale=0.1, zero_point=-5),
+         "y": Tensor("y", (4, 4, o), "int8", scale=0.1, zero_point=-5)}
+    geom = ConvGeometry(in_shape=(h, h, c), kernel=(3, 3), strides=(1, 1), pad=(1, 1), conv_shape=(h, h),
+                        out_hw=(h, h))
+    m, shift = graph_quant._multipliers(rng.uniform(2e-4, 3e-3, o) * np.asarray(m_sign))
+    ops = [Op("conv_s8", ["x"], "acc", {"weights": w, "bias": rng.integers(-5000, 5000, o), "zp": 3, "pad_q": 0,
+                                        "geometry": geom}, ["conv"]),
+           Op("requant", ["acc"], "r", {"M": m, "shift": shift, "offset": rng.integers(-20, 20, o), "zp_in": 0,
+                                        "zp_out": -5, "lo": -128, "hi": 127}, ["bn"]),
+           Op("max_pool", ["r"], "y", {"geometry": {"pool": (2, 2), "strides": (2, 2), "pad": (0, 0),
+                                                    "out_hw": (4, 4), "in_shape": (h, h, o)}}, ["pool"])]
+    return Graph(name="crp", input="x", output="y", tensors=t, ops=ops)
+
+
+def _run_ops(g, x):
+    from keras_ebnn.graph_reference import run_op
+    vals = {g.input: x}
+    for op in g.ops:
+        vals[op.output] = run_op(g, op, [vals[n] for n in op.inputs])
+    return vals[g.output]
+
+
+@pytest.mark.parametrize("m_sign", [[1, 1, 1, 1], [1, -1, 1, 1]])
+def test_pool_before_requant_bit_exact(m_sign):
+    """conv_s8 -> requant -> max_pool becomes conv -> max_pool (int32) -> requant, then one fused conv,
+    only where every channel's multiplier is >= 0 (requantization monotone non-decreasing: it commutes
+    with the maximum); with a negative multiplier the pass leaves the graph as it is and fuse_convs fuses
+    conv -> requant -> max_pool directly (the minimum for that channel). The reference output is the
+    unfused graph's bit for bit on random inputs (a hand-built graph: no TensorFlow)."""
+    import copy
+    fusable = min(m_sign) > 0
+    g = _conv_requant_pool_graph(m_sign)
+    x = np.random.default_rng(1).integers(-128, 128, (64, 7, 7, 2)).astype(np.int64)
+    want = _run_ops(g, x)
+    assert want.shape == (64, 4, 4, 4) and len(np.unique(want)) > 20  # not a saturated constant
+    swapped = graph_quant.pool_before_requant(copy.deepcopy(g))
+    kinds = [op.kind for op in swapped.ops]
+    assert kinds == (["conv_s8", "max_pool", "requant"] if fusable else ["conv_s8", "requant", "max_pool"])
+    assert "r" not in swapped.tensors if fusable else "r" in swapped.tensors
+    assert np.array_equal(_run_ops(swapped, x), want)
+    # fuse_convs then fuses either form into one conv (with a negative multiplier: conv -> requant ->
+    # max_pool directly, the fused form pooling that channel's minimum)
+    fused = graph_quant.fuse_convs(swapped)
+    assert [op.kind for op in fused.ops] == ["conv_s8"] and "pool" in fused.ops[0].params
+    assert np.array_equal(_run_ops(fused, x), want)
+
+
+@pytest.mark.skipif(host.find_cc() is None, reason="no host C compiler")
+def test_requant_then_pool_fused_c_equals_reference(tmp_path):
+    """The Binary-Samy-shaped BNN with a first batch norm whose gamma is negative on some channels: the
+    quantizer requantizes to int8 before the max pool; both convs are then fused with their pools
+    (no full-resolution map), and the compiled C (ASan/UBSan) equals the reference bit for bit."""
+    tf, lq = import_larq()
+    model = _samy_like(tf, lq, seed=4)
+    bn = [l for l in model.layers if "batch_normalization" in l.name][0]
+    gamma, beta, mean, var = bn.get_weights()
+    bn.set_weights([gamma * np.array([1, -1, 1, 1, -1, 1, 1, 1]), beta, mean, var])
+    xs = np.random.default_rng(8).normal(0, 1, (16, 19, 17, 3)).astype(np.float32)
+    model = _calibrated(model, xs)
+    g = graph_quant.quantize_graph(model, xs, "samyneg")
+    first = g.ops[0]
+    assert first.kind == "conv_s8" and "pool" in first.params and first.params["stage"]["kind"] == "requant"
+    assert (np.asarray(first.params["stage"]["M"]) < 0).sum() == 2
+    assert not any(op.kind == "max_pool" for op in g.ops)
+    cls, logits = _export_and_run(g, xs, tmp_path / "samyneg")
+    ref = graph_quant.run(g, xs)
+    assert np.array_equal(cls, ref["classes"]) and np.array_equal(logits, ref["logits"])
