@@ -258,7 +258,8 @@ def main(argv=None):
                      "probe images, in `uno_space()`), every trial:\n\n" + search_summary(args.search_out))
         print(text)
         write_section("presets", text, "EBNN_DATA_DIR=../shared/data python bench/presets.py --models NAME "
-                      "(each preset's own command: examples/models/NAME.json)")
+                      "(each preset's own command: examples/models/NAME.json); this section: python bench/presets.py "
+                      + " ".join(argv if argv is not None else sys.argv[1:]))
     return 0
 
 
