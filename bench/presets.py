@@ -150,7 +150,7 @@ def run(name, params, epochs, seed, cpus, data, out_dir, work):
     return rec
 
 
-def section(recs, command):
+def preset_table(recs):
     rows = []
     for r in recs:
         m3, a = r.get("m3") or {}, r.get("avr") or {}
@@ -164,8 +164,17 @@ def section(recs, command):
     table = md_table(["preset", "architecture and recipe (search trial)", "epochs", "train min", "val. acc.",
                       "test acc. Keras / C", "Cortex-M3 total B", "Uno flash / SRAM B", "Uno ms (mean / slowest "
                       "of 100)", "fits `--board uno`"], rows)
+    return table
+
+
+def section(recs, command, tried=()):
     method = __doc__.split("Method:")[1].split("Writes")[0].strip().replace("\n", " ")
-    return "## Searched presets\n\n" + method + "\n\n" + table
+    text = "## Searched presets\n\n" + method + "\n\n" + preset_table(recs)
+    if tried:
+        text += ("\n\nCandidates of the worst-case Uno search (below) trained with the same final recipe and measured "
+                 "the same way, not shipped (none meets >= 98.5% test accuracy); records in bench/presets_tried/, "
+                 "each made by its own command (`command` in the record):\n\n" + preset_table(tried))
+    return text
 
 
 def main(argv=None):
@@ -185,6 +194,8 @@ def main(argv=None):
     ap.add_argument("--search-uno", action="store_true", help="run the worst-case Uno search (uno_space) into -o")
     ap.add_argument("--trials", type=int, default=40, help="--search-uno: trained trials")
     ap.add_argument("--time-budget", type=float, default=25, help="--search-uno: minutes of trials")
+    ap.add_argument("--tried", default=None, help="comma-separated NAME.json records of candidates trained with "
+                    "--describe (not shipped) to list in the BENCHMARKS section")
     ap.add_argument("--search-out", default=None, help="summarise the --search-uno study of this folder in the "
                     "BENCHMARKS section")
     args = ap.parse_args(argv)
@@ -239,14 +250,16 @@ def main(argv=None):
     if not args.no_write and not args.describe:
         shipped = [json.loads((ROOT / "examples" / "models" / f"{n}.json").read_text()) for n in SHIPPED
                    if (ROOT / "examples" / "models" / f"{n}.json").is_file()]
-        text = section(shipped, "")
+        tried = [json.loads(Path(p).read_text()) for p in args.tried.split(",")] if args.tried else []
+        text = section(shipped, "", tried)
         if args.search_out:
             text += ("\n\nThe worst-case Uno search (`python bench/presets.py --search-uno --trials 40 --time-budget 25 "
                      f"-o {args.search_out}`: keras_ebnn.search with the Uno board, <= 100 ms for the slowest of 10 "
                      "probe images, in `uno_space()`), every trial:\n\n" + search_summary(args.search_out))
         print(text)
         write_section("presets", text, "EBNN_DATA_DIR=../shared/data python bench/presets.py --models NAME "
-                      "(each preset's own command: examples/models/NAME.json)")
+                      "(each preset's own command: examples/models/NAME.json); this section: python bench/presets.py "
+                      + " ".join(argv if argv is not None else sys.argv[1:]))
     return 0
 
 
