@@ -96,9 +96,9 @@ def m15_fashion_mnist(classes=10):
 
 # ---- 32x32x3 RGB images (CIFAR-10): binary VGG-style chains (keras_ebnn.architectures.cifar_vgg)
 def vgg_cifar10_t(classes=10):
-    """The smallest binary VGG for 32x32x3, sized to train on a 2-core CPU in an hour (~250 s per
-    epoch of 50,000 images there): stem 32 p2 -> [48] p2 -> [96] p2 -> [128] p2 -> dense 512->classes
-    (see cifar_vgg). Measured cost and accuracy: BENCHMARKS.md "CIFAR-10 on Cortex-M4"."""
+    """The smallest binary VGG for 32x32x3, sized to train on a 2-core CPU in an hour (5-11 min per
+    epoch of 48,000 images on this repository's shared 2-core machine): stem 32 p2 -> [48] p2 -> [96]
+    p2 -> [128] p2 -> dense 512->classes (see cifar_vgg); 22.6 KB of model data. Measured cost and accuracy: BENCHMARKS.md "CIFAR-10 on Cortex-M4"."""
     return cifar_vgg(32, ((48,), (96,), (128,)), stem_pool=2, classes=classes, name="vgg_cifar10_t")
 
 
