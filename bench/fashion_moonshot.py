@@ -166,9 +166,10 @@ def compare_text(runs):
     """Rows of the fashion15 section for the fashion15-compare runs, in trial order."""
     rows = sorted((row for c in runs for row in c["rows"]), key=lambda row: row["trial"])
     return md_table(["trial (not chosen)", "architecture and recipe", "val. acc. in the trial / after final training",
-                     "test acc. Keras / C", "total B"],
+                     "test acc. Keras / C", "total B", "wall time (retraining + export + tests)"],
                     [[f"#{r['trial']}", f"`{r['arch']}`", f"{r['trial_val_accuracy'] * 100:.2f}% / "
-                      f"{r['final']['val_accuracy'] * 100:.2f}%", _acc(r["m3"]), f"{r['m3'].get('total', 0):,}"]
+                      f"{r['final']['val_accuracy'] * 100:.2f}%", _acc(r["m3"]), f"{r['m3'].get('total', 0):,}",
+                      f"{r.get('minutes', '-')} min"]
                      for r in rows])
 
 
