@@ -4,6 +4,9 @@
     # most accurate front trial retrained for --final-epochs (add --teacher T.keras to distil it)
     EBNN_DATA_DIR=../shared/data python bench/fashion_moonshot.py --runs fashion15 --trials 200 --epochs 2 \
         --train-size 6000 --time-budget 20 --final-epochs 5 --seed 0 -o /tmp/fashion15
+    # then: trials the front left out (by number) retrained exactly as the winner, shown in its section
+    EBNN_DATA_DIR=../shared/data python bench/fashion_moonshot.py --runs fashion15-compare --compare-trials 0 \
+        --final-epochs 5 -o /tmp/fashion15 --no-write
     # MNIST moonshot: a float teacher (keras_ebnn.training.teacher_model, trained on the same 55,000-image
     # split; the last 5,000 training images held out), then the 15 KB search's winner retrained by the
     # search's final step, distilled from it
@@ -22,6 +25,9 @@ Runs (--runs):
        the sampler explores from there); the most accurate front trial is retrained by the search's
        final step (distilled from --teacher when given: `final_teacher`, alpha 0.3, temperature 2, the
        settings of the hand-made m15_fashion) and compared with the shipped m15_fashion.
+  fashion15-compare: the trials --compare-trials of that study retrained as its winner was (finalize,
+       --final-epochs, seed 0), tested once and measured; written to OUT/fashion15-compare-N.json and
+       shown in the fashion15 section (rerun --runs fashion15 --render to include them).
   moonshot: MNIST, the 15 KB search's winner (BENCHMARKS "Search vs m15_mnist", trial 149:
        `c5x5:40 p2 > c3x3s:32; lr 1.9e-02 shift 1 scale`; the learning rate as printed there) retrained
        by keras_ebnn.search.finalize (the search's final step: seed 0, no early stop, the whole
@@ -166,9 +172,10 @@ def compare_text(runs):
     """Rows of the fashion15 section for the fashion15-compare runs, in trial order."""
     rows = sorted((row for c in runs for row in c["rows"]), key=lambda row: row["trial"])
     return md_table(["trial (not chosen)", "architecture and recipe", "val. acc. in the trial / after final training",
-                     "test acc. Keras / C", "total B"],
+                     "test acc. Keras / C", "total B", "wall time (retraining + export + tests)"],
                     [[f"#{r['trial']}", f"`{r['arch']}`", f"{r['trial_val_accuracy'] * 100:.2f}% / "
-                      f"{r['final']['val_accuracy'] * 100:.2f}%", _acc(r["m3"]), f"{r['m3'].get('total', 0):,}"]
+                      f"{r['final']['val_accuracy'] * 100:.2f}%", _acc(r["m3"]), f"{r['m3'].get('total', 0):,}",
+                      f"{r.get('minutes', '-')} min"]
                      for r in rows])
 
 
@@ -245,7 +252,7 @@ def fashion_section(r):
     goal = GOALS["fashion15"]
     d = fin.get("distill")
     parts = ["## Search (`keras_ebnn.search`) on Fashion-MNIST within 15 KB\n",
-             _doc("fashion15: ", "\n  moonshot: ") + " Method: " + _doc("Method: ", "Writes") + "\n",
+             _doc("fashion15: ", "\n  fashion15-compare: ") + " Method: " + _doc("Method: ", "Writes") + "\n",
              f"Search: {s['complete']} trained trials ({r['enqueued']} enqueued warm-start candidates), "
              f"{s['infeasible']} rejected before training, {s['failed']} failed; {s['train_minutes']} min of trial "
              f"training, {r['minutes']} min for the whole command incl. the final retraining ({fin['epochs']} epochs, "

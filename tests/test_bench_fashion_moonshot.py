@@ -41,8 +41,8 @@ def test_sections_say_met_or_not():
     assert "the most accurate trial is #3 (13,000 B, 86.00% validation)" in text
     run["compare"] = [{"command": "python bench/fashion_moonshot.py --runs fashion15-compare", "rows": [
         {"trial": 0, "arch": "c5x5:40 p2 > c3x3s:32", "trial_val_accuracy": 0.78, "final": {"val_accuracy": 0.87},
-         "m3": _m(0.866, 13_320)}]}]
-    assert "| #0 | `c5x5:40 p2 > c3x3s:32` | 78.00% / 87.00% | 86.60% / 86.60% | 13,320 |" in FM.fashion_section(run)
+         "m3": _m(0.866, 13_320), "minutes": 30.0}]}]
+    assert "| #0 | `c5x5:40 p2 > c3x3s:32` | 78.00% / 87.00% | 86.60% / 86.60% | 13,320 | 30.0 min |" in FM.fashion_section(run)
     assert "retrained the same way, #0 (13,320 B) reaches 86.60% test vs the winner's 88.50%" in FM.fashion_section(run)
     run["found"] = _m(0.901, 14_000)
     assert "**met**" in FM.fashion_section(run) and "What blocks" not in FM.fashion_section(run)
