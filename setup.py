@@ -55,9 +55,9 @@ setup(
                       "packaging", "terminaltables", "Pillow"],
     extras_require={"test": ["pytest", "pytest-xdist", "optuna>=3.2", "psycopg2-binary"], "plot": ["matplotlib"],
                     "search": ["optuna>=3.2"], "postgresql": ["psycopg2-binary"],
-                    # examples/sensor_1d reads the UEA datasets aeon bundles (keras_ebnn.uea; only its
+                    # examples/sensor_1d reads the UEA datasets aeon bundles (keras_ebnn.train.uea; only its
                     # data files are used, so `pip install --no-deps aeon` is enough)
                     "sensor": ["aeon"]},
     entry_points={"console_scripts": ["keras-ebnn-convert=keras_ebnn.convert:main",
-                                      "keras-ebnn-search=keras_ebnn.search:main"]},
+                                      "keras-ebnn-search=keras_ebnn.train.search:main"]},
 )

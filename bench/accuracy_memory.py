@@ -38,7 +38,8 @@ SMALL = ["-DEBNN_CHUNK=8", "-DEBNN_LOW_STACK=1"]  # the runtime's size-over-spee
 
 def measure(name, path, dataset, work, opt="-Os", flags=SMALL):
     from bench.targets import cortexm
-    from keras_ebnn import host, graph_reference
+    from keras_ebnn.frontdoor import host
+    from keras_ebnn.ir import graph_reference
     model, lowered, out = load_export(name, path, work)
     x, y = test_set(dataset)
     keras_cls = np.argmax(model.predict(x.astype(np.float32), batch_size=1000, verbose=0), axis=1)

@@ -3,20 +3,20 @@
     EBNN_DATA_DIR=../shared/data python bench/cifar10.py [--preset vgg_cifar10_t] [--time-budget 50]
         [--epochs N] [--lr 3e-3] [--shift 2] [--no-hflip] [--teacher-epochs 0] [--model FILE] [--no-write]
 
-Method. Data: keras_ebnn.datasets.load_cifar10, the JPEG copy of CIFAR-10 (50,000 training / 10,000 test
+Method. Data: keras_ebnn.train.datasets.load_cifar10, the JPEG copy of CIFAR-10 (50,000 training / 10,000 test
 images, uint8 RGB; its pixels differ slightly from the original binaries, so every figure here is
 "CIFAR-10 (JPEG copy)"). --val images (default 2,000, drawn at random with seed 0) are held out of the
 training images for the per-epoch validation accuracy; the test images are used only at the end.
-Training: keras_ebnn.training.train (Adam, cosine decay from --lr to 1e-5, batch 128, latent weights
+Training: keras_ebnn.train.training.train (Adam, cosine decay from --lr to 1e-5, batch 128, latent weights
 clipped to [-1, 1]; augmentation new every epoch: random shifts of up to --shift pixels with zero fill,
 i.e. a random crop of the zero-padded image, and random left-right flips), optionally distilled from a
-float teacher (keras_ebnn.training.teacher_model at 32x32x3, trained --teacher-epochs epochs first with
+float teacher (keras_ebnn.train.training.teacher_model at 32x32x3, trained --teacher-epochs epochs first with
 the same augmentation; alpha 0.5, temperature 4). Time budget: --time-budget minutes of wall-clock for
 all training (teacher included). Unless --epochs is given, the number of epochs is sized to the budget
 from a timed trial (40 optimizer steps on a copy of the model, timed after 10 warm-up steps) so the
 cosine schedule ends when the budget does; training.train's time_budget stops it after the last epoch
 that fits anyway (the machine is shared: an epoch can take longer than the trial said). Then batch-norm
-statistics are re-estimated exactly on 10,000 training images (keras_ebnn.training.reestimate_batchnorm).
+statistics are re-estimated exactly on 10,000 training images (keras_ebnn.train.training.reestimate_batchnorm).
 Export and accuracy: keras_ebnn.export (the chain C exporter) verified on all 10,000 test images: Keras
 accuracy (model.predict), the reference executor's accuracy and its class agreement with Keras, and
 the C compiled with the host compiler on the same images (export raises unless its classes and logits
@@ -61,7 +61,7 @@ def sized_epochs(model, x, y, budget_s, batch_size=128, steps=40, warmup=10):
 
 
 def train_model(args, xtr, ytr, xval, yval):
-    from keras_ebnn import models, training
+    from keras_ebnn.train import models, training
     model = models.get(args.preset, output_scale=args.output_scale)
     budget = args.time_budget * 60.0
     t0 = time.time()
@@ -93,7 +93,9 @@ def train_model(args, xtr, ytr, xval, yval):
 
 def measure(model, name, xte, yte, n_images, work):
     from bench.targets import cortexm
-    from keras_ebnn import export, graph_reference, training
+    from keras_ebnn import export
+    from keras_ebnn.ir import graph_reference
+    from keras_ebnn.train import training
     keras_acc = training.evaluate(model, xte, yte)
     t = time.time()
     res = export(model, Path(work) / name, name, verify_inputs=xte, verify_labels=yte)
@@ -137,8 +139,8 @@ def main(argv=None):
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     print(__doc__)
-    from keras_ebnn import datasets
-    from keras_ebnn.model_loading import load_model
+    from keras_ebnn.train import datasets
+    from keras_ebnn.frontend.model_loading import load_model
     (xtr, ytr), (xte, yte) = datasets.load_cifar10()
     rng = np.random.default_rng(args.seed)
     perm = rng.permutation(len(xtr))
@@ -181,7 +183,7 @@ def main(argv=None):
             f"{'fits' if fits['flash'] else 'does NOT fit'}, RAM {'fits' if fits['ram'] else 'does NOT fit'}.")
     text = "\n".join([
         "## CIFAR-10 on Cortex-M4", "",
-        "A binary VGG chain (keras_ebnn.models.cifar_vgg) trained on **CIFAR-10 (JPEG copy)** in a bounded "
+        "A binary VGG chain (keras_ebnn.train.models.cifar_vgg) trained on **CIFAR-10 (JPEG copy)** in a bounded "
         "time on this 2-core machine, exported to C and measured on a Cortex-M4F under QEMU. Recipe: "
         + recipe + ".", "",
         md_table(["model", "training", "Keras acc (CIFAR-10 JPEG copy, 10,000 test)", "C acc", "C classes = Keras",

@@ -16,7 +16,7 @@ MODELS = {
     "uno_mnist": ("examples/models/uno_mnist.keras", "mnist"),
     "m15_mnist": ("examples/models/m15_mnist.keras", "mnist"),
     "m15_fashion": ("examples/models/m15_fashion.keras", "fashion_mnist"),
-    # found by keras_ebnn.search, trained by bench/presets.py (keras_ebnn.models.SEARCHED)
+    # found by keras_ebnn.search, trained by bench/presets.py (keras_ebnn.train.models.SEARCHED)
     "m15_search_mnist": ("examples/models/m15_search_mnist.keras", "mnist"),
     "uno_search_mnist": ("examples/models/uno_search_mnist.keras", "mnist"),
 }
@@ -44,7 +44,7 @@ def shipped_models(names=None):
 def load_export(name, path, out_root):
     """(keras model, lowered model, C export folder) of a shipped model."""
     from keras_ebnn.exporters.c import export_c
-    from keras_ebnn.lowering import load_model, lower
+    from keras_ebnn.frontend.lowering import load_model, lower
     model = load_model(path)
     lowered = lower(model, name)
     out = Path(out_root) / name
@@ -53,7 +53,7 @@ def load_export(name, path, out_root):
 
 
 def test_set(dataset):
-    from keras_ebnn import datasets
+    from keras_ebnn.train import datasets
     return datasets.load(dataset, split="test")
 
 
@@ -128,12 +128,12 @@ GRAPH_CODE_BYTES (exporters/graph_c.py): the same per graph kernel entry point a
   linked Cortex-M3 program). No script measures it yet (measured by hand as CODE_BYTES).
 STACK_BYTES (exporters/c.py; `python bench/stack.py`): stack bound of each fused-block kernel's deepest
   call chain and of what the generated predict functions add, per target and build ("default": no -D;
-  "small": -DEBNN_CHUNK=8 -DEBNN_LOW_STACK=1), the maximum over -O1, -O2, -O3, -Os of keras_ebnn.stackcheck
+  "small": -DEBNN_CHUNK=8 -DEBNN_LOW_STACK=1), the maximum over -O1, -O2, -O3, -Os of keras_ebnn.planning.stackcheck
   on the shipped models, rounded up to 16 B.
 GRAPH_STACK_BY_TARGET (exporters/graph_c.py; `python bench/graph_stack.py`): the same for the graph
   kernel files (maximum over both builds, whose options they do not read); "elementwise_libm" /
   "conv_pool_libm": with tanh / sigmoid (EBNN_ACT_LIBM=1).
-Other compilers or versions can differ: `python -m keras_ebnn.stackcheck OUT --target T -O2 [-D...]`
+Other compilers or versions can differ: `python -m keras_ebnn.planning.stackcheck OUT --target T -O2 [-D...]`
 bounds the stack of the build you ship; the target's size tool gives its exact code size.
 """
 '''

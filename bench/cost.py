@@ -35,7 +35,7 @@ INSTR_COLUMNS = {"cortex-m3": "Cortex-M3 instr.", "cortex-m0plus": "Cortex-M0+ i
 
 
 def host_us(lowered, out, name, x, repeat=5, flags=()):
-    from keras_ebnn import host
+    from keras_ebnn.frontdoor import host
     exe = host.build_runner(out, name, opt="-O2", extra_flags=list(flags))
     times = []
     for _ in range(repeat):
@@ -54,7 +54,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     print(__doc__)
     from bench.targets import avr, cortexm, riscv
-    from keras_ebnn import graph_reference, host
+    from keras_ebnn.ir import graph_reference
+    from keras_ebnn.frontdoor import host
     riscv_ok = {cpu: riscv.supports(cpu) for cpu in RV_CPUS}
     print("RISC-V targets the toolchain supports:", riscv_ok)
     rows = []

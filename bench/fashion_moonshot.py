@@ -7,7 +7,7 @@
     # then: trials the front left out (by number) retrained exactly as the winner, shown in its section
     EBNN_DATA_DIR=../shared/data python bench/fashion_moonshot.py --runs fashion15-compare --compare-trials 0 \
         --final-epochs 5 -o /tmp/fashion15 --no-write
-    # MNIST moonshot: a float teacher (keras_ebnn.training.teacher_model, trained on the same 55,000-image
+    # MNIST moonshot: a float teacher (keras_ebnn.train.training.teacher_model, trained on the same 55,000-image
     # split; the last 5,000 training images held out), then the 15 KB search's winner retrained by the
     # search's final step, distilled from it
     EBNN_DATA_DIR=../shared/data python examples/train_mnist.py --preset teacher --dataset mnist \
@@ -19,7 +19,7 @@
 
 Runs (--runs):
   fashion15: keras_ebnn.search on Fashion-MNIST, budget <= 15,000 B flash + RAM (input excluded) on
-       Cortex-M3 (as `--runs m15` of bench/search.py), in keras_ebnn.search_space.DEFAULT_SPACE plus
+       Cortex-M3 (as `--runs m15` of bench/search.py), in keras_ebnn.train.search_space.DEFAULT_SPACE plus
        random left-right flips (`hflip`: Fashion has no handedness); the study starts with the 15 KB
        MNIST search's winner (with and without flips, enqueued as its first two trials: a warm start,
        the sampler explores from there); the most accurate front trial is retrained by the search's
@@ -30,7 +30,7 @@ Runs (--runs):
        shown in the fashion15 section (rerun --runs fashion15 --render to include them).
   moonshot: MNIST, the 15 KB search's winner (BENCHMARKS "Search vs m15_mnist", trial 149:
        `c5x5:40 p2 > c3x3s:32; lr 1.9e-02 shift 1 scale`; the learning rate as printed there) retrained
-       by keras_ebnn.search.finalize (the search's final step: seed 0, no early stop, the whole
+       by keras_ebnn.train.search.finalize (the search's final step: seed 0, no early stop, the whole
        55,000-image training split, BN re-estimated) once per --variants entry KIND:EPOCHS, KIND
        plain (cross-entropy) or distill (distilled from --teacher, alpha 0.3, temperature 2).
 Method: every model is measured as bench/accuracy_memory.py measures the shipped ones: Keras and
@@ -65,7 +65,7 @@ PRIOR_PLAIN15 = {"kind": "plain", "epochs": 15, "keras_acc": 0.9913, "c_acc": 0.
 
 
 def fashion_space():
-    from keras_ebnn.search_space import DEFAULT_SPACE, Choice
+    from keras_ebnn.train.search_space import DEFAULT_SPACE, Choice
     return replace(DEFAULT_SPACE, hflip=Choice((False, True)))
 
 
@@ -73,7 +73,7 @@ def warm_start(storage, study_name, params_list):
     """Enqueue `params_list` as the first trials of the study (created when new; nothing is enqueued
     into a study that already has trials, so a rerun resumes instead of repeating them)."""
     import optuna
-    from keras_ebnn import search as S
+    from keras_ebnn.train import search as S
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=study_name, storage=S.open_storage(storage),
                                 directions=S.directions(("accuracy", "bytes")), load_if_exists=True)
@@ -91,7 +91,7 @@ def measure(name, path, dataset, work):
 
 def run_fashion(args, work):
     import keras_ebnn
-    from keras_ebnn.search import default_storage
+    from keras_ebnn.train.search import default_storage
     out = Path(args.out) / "fashion15"
     out.mkdir(parents=True, exist_ok=True)
     study = "bench-fashion15"
@@ -112,8 +112,8 @@ def run_fashion(args, work):
 
 
 def run_moonshot(args, work):
-    from keras_ebnn import search as S
-    from keras_ebnn.search_space import DEFAULT_SPACE
+    from keras_ebnn.train import search as S
+    from keras_ebnn.train.search_space import DEFAULT_SPACE
     (xtr, ytr), (xte, yte) = S.load_data("mnist")
     xtr, xte = xtr.reshape(-1, 28, 28, 1), xte.reshape(-1, 28, 28, 1)
     train, val = S.split_validation(xtr, ytr, args.val_size)
@@ -143,8 +143,8 @@ def run_compare(args, work):
     candidates the front left out) retrained exactly as its final step retrained the winner
     (finalize: --final-epochs, seed 0, the whole training split), each tested once and measured."""
     import optuna
-    from keras_ebnn import search as S
-    from keras_ebnn.search_space import DEFAULT_SPACE  # noqa: F401  (fashion_space extends it)
+    from keras_ebnn.train import search as S
+    from keras_ebnn.train.search_space import DEFAULT_SPACE  # noqa: F401  (fashion_space extends it)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     base = Path(args.out) / "fashion15"
     study = optuna.load_study(study_name="bench-fashion15", storage=S.open_storage(S.default_storage(base)))
@@ -213,7 +213,7 @@ def trial_rows(out):
     """Every trained trial of the fashion15 study in OUT: number, validation accuracy, bytes, arch."""
     import optuna
     from optuna.trial import TrialState
-    from keras_ebnn import search as S
+    from keras_ebnn.train import search as S
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name="bench-fashion15",
                               storage=S.open_storage(S.default_storage(Path(out) / "fashion15")))

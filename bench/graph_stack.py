@@ -5,7 +5,7 @@ exporters/measured.py (what bench/stack.py is for the chain kernels' STACK_BYTES
 
 Method (as bench/stack.py): the graph exports of the re-created published Larq models that are not
 chains (tests/helpers/published_models.py), the 1-D sensor graph of tests/test_graph_targets.py and a model with
-unfused tanh / sigmoid (tests/test_graph_c.py) are analysed by keras_ebnn.stackcheck for each target,
+unfused tanh / sigmoid (tests/test_graph_c.py) are analysed by keras_ebnn.planning.stackcheck for each target,
 -O1/-O2/-O3/-Os and the "default" and "small" builds. Per graph kernel file: the deepest chain from any
 of its entry points (library routines such as soft float, tanhf and expf included), the maximum over
 levels, models and both builds (the graph kernel files do not read the "small" build's options);
@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from common import write_measured  # noqa: E402
 from stack import BUILDS, ENTRIES, OPTS, TARGETS, round16  # noqa: E402
 
-from keras_ebnn import stackcheck  # noqa: E402
+from keras_ebnn.planning import stackcheck  # noqa: E402
 
 GRAPH_ENTRIES = {
     "binary_acc": ("ebnn_bconv_acc", "ebnn_bdense_acc", "ebnn_bdepthwise_acc"),
@@ -55,7 +55,7 @@ def int8_models():
     """name -> integer-only Graph: random graphs of tests/graphgen.py that use every int8 kernel
     between them (conv, depthwise, dense, add, concat, pools, tables), quantized on their inputs."""
     from helpers.graphgen import random_graph
-    from keras_ebnn import graph_quant
+    from keras_ebnn.passes import graph_quant
     out = {}
     for seed in (9, 14, 21, 28, 33, 3):
         model, x, _ = random_graph(seed)
@@ -95,7 +95,7 @@ def graph_models():
     from test_graph_c import tanh_sigmoid_model
     from test_graph_targets import sensor_graph
     from keras_ebnn.exporters.c import memory_plan
-    from keras_ebnn.exporting import lower_for_export
+    from keras_ebnn.frontdoor.exporting import lower_for_export
     out = {}
     for name, (_, expected) in sorted(PUBLISHED.items()):
         if expected == "lowers":
@@ -126,7 +126,7 @@ def measure(out, name, target, opt, flags, libm):
 def main(argv=None):
     from keras_ebnn.exporters.c import export_c
     from keras_ebnn.exporters.graph_c import GraphModel, uses_libm
-    from keras_ebnn.graph import lower_graph
+    from keras_ebnn.ir.graph import lower_graph
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", default=",".join(TARGETS))
     ap.add_argument("--jobs", type=int, default=2)

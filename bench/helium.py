@@ -32,7 +32,7 @@ def measure(name, lowered, out, x, work):
     """{build label: (whole-inference instructions, binary-layer instructions or None, code bytes)} for
     one exported model; raises when a build's classes or logits differ from the host build's."""
     from bench.targets import cortexm
-    from keras_ebnn import host
+    from keras_ebnn.frontdoor import host
     classes, logits = host.predict_c(lowered, out, name, x)
     has_binary = any(b.kind in ("binary_conv", "binary_dense") for b in lowered.blocks)
     res = {}

@@ -3,15 +3,15 @@
     EBNN_DATA_DIR=/work/shared/data python bench/int8_mode.py [--epochs 8] [--images 20] [--no-write]
 
 Method. Two BNNs of issue 21 with a full-precision stem are trained on MNIST for --epochs epochs
-(keras_ebnn.training.train: Adam 1e-3, cosine schedule, batch 128, all 60,000 training images; then the
-batch-norm statistics re-estimated on 10,000 training images, keras_ebnn.training.reestimate_batchnorm):
-  * float-stem: tiny_mnist (keras_ebnn.models) with a float Conv2D(16, 3) (+ bias) as its first layer
+(keras_ebnn.train.training.train: Adam 1e-3, cosine schedule, batch 128, all 60,000 training images; then the
+batch-norm statistics re-estimated on 10,000 training images, keras_ebnn.train.training.reestimate_batchnorm):
+  * float-stem: tiny_mnist (keras_ebnn.train.models) with a float Conv2D(16, 3) (+ bias) as its first layer
     instead of the binary-weight QuantConv2D; the rest binary;
   * residual: float stem (Conv2D(16, 3), max-pool 2, BN), two binary residual blocks
     (x + BN(QuantConv2D(16, 3, same)(x))), global average pool, float Dense(10).
 Each is exported twice: the default exact float32 graph and quantize="int8" calibrated on the first 500
 training images. Accuracy on the 10,000 MNIST test images: Keras (float), the exported model's
-reference executor (float32 export: keras_ebnn.graph_reference; int8: keras_ebnn.graph_quant.run), and the
+reference executor (float32 export: keras_ebnn.ir.graph_reference; int8: keras_ebnn.passes.graph_quant.run), and the
 C of each export is checked bit for bit against its reference on the first 1,000 test images (export()
 raises otherwise). Cost: instructions per inference counted under QEMU by bench/targets (mps2-an385;
 Cortex-M0+ and Cortex-M4F, arm-none-eabi-gcc -O2), mean over the first --images test images, for both
@@ -104,15 +104,15 @@ def measure(out_dir, name, images, want_classes, int8):
 def samy(args):
     """The Binary Samy lines of the section (empty when the model file is absent)."""
     import os
-    from keras_ebnn import graph_quant
-    from keras_ebnn.exporting import export
+    from keras_ebnn.passes import graph_quant
+    from keras_ebnn.frontdoor.exporting import export
     path = Path(os.environ.get("EBNN_DATA_DIR", "")) / "published-models" / "wakevision_samy_bnn.h5"
     if not path.is_file():
         print(f"{path}: absent, Binary Samy skipped")
         return []
     x = np.random.default_rng(0).uniform(0, 1, (args.images, 80, 80, 3)).astype(np.float32)
     out = Path(tempfile.mkdtemp(prefix="int8-samy-"))
-    from keras_ebnn.lowering import load_model
+    from keras_ebnn.frontend.lowering import load_model
     r = export(load_model(path), out / "samy", name="samy", verify_inputs=x, quantize="int8", representative_data=x)
     assert r.c_checked and r.c_matches_reference
     g = r.lowered.graph
@@ -147,15 +147,17 @@ def main(argv=None):
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     print(__doc__)
-    from keras_ebnn import datasets, graph_quant, graph_reference, training
-    from keras_ebnn.exporting import export, lower_for_export
+    from keras_ebnn.train import datasets, training
+    from keras_ebnn.passes import graph_quant
+    from keras_ebnn.ir import graph_reference
+    from keras_ebnn.frontdoor.exporting import export, lower_for_export
     (x_train, y_train), (x_test, y_test) = datasets.load("mnist")
     rep = x_train[:REPRESENTATIVE]
     rows, notes = [], []
     work = Path(tempfile.mkdtemp(prefix="int8-mode-"))
     twin_out = work / "twin"
     twin = lower_for_export(str(ROOT / "examples/models/tiny_mnist.keras"), "twin")
-    from keras_ebnn import graph_reference as reference
+    from keras_ebnn.ir import graph_reference as reference
     from keras_ebnn.exporters.c import export_c
     export_c(twin, twin_out, "twin")
     twin_cls = reference.run(twin, x_test[:args.images])["classes"]
@@ -196,7 +198,7 @@ def main(argv=None):
                       "vs twin (M0+)", "M4F instr.", "soft-float calls (M0+ ELF)", "arena B", "model data B"], rows)
     text = (f"## Integer-only mode (int8)\n\n`export(model, out, quantize=\"int8\", representative_data=x)` (CLI: "
             "`--quantize int8 --representative-data FILE.npy|DIR`) turns every full-precision part into the TFLite "
-            "int8 scheme (keras_ebnn/graph_quant.py): no floating-point arithmetic in the C. "
+            "int8 scheme (keras_ebnn/passes/graph_quant.py): no floating-point arithmetic in the C. "
             f"Both models trained {args.epochs} epochs on MNIST; accuracy on the 10,000 test images; "
             f"instructions: mean over {args.images} test images under QEMU, -O2; the C of every export equals its "
             f"reference bit for bit on {C_CHECKED:,} test images (and QEMU's classes on the measured ones).\n\n"

@@ -148,7 +148,7 @@ def resnet8(tf, filters=16, weight_decay=1e-4):
     conv 3x3 + BN + ReLU, three residual stacks of `filters`, 2x, 4x filters (two conv 3x3 + BN, the
     second and third stacks with stride 2 and a conv 1x1 stride-2 shortcut), 8x8 average pool, Dense 10,
     softmax; mlcommons/tiny benchmark/training/image_classification/keras_model.py resnet_v1_eembc), with
-    a Rescaling(1/255) input layer (the model takes raw 0..255 pixels, as keras_ebnn.training.train feeds them)."""
+    a Rescaling(1/255) input layer (the model takes raw 0..255 pixels, as keras_ebnn.train.training.train feeds them)."""
     L = tf.keras.layers
     reg = tf.keras.regularizers.l2(weight_decay)
 
@@ -308,7 +308,7 @@ def run_tflm(name, fb, x, y, cpu, work, objects, tf, log, strict=True):
 
 def run_ebnn(name, path, x, y, cpu, work, log):
     from bench.targets import cortexm, tflm
-    from keras_ebnn import graph_reference
+    from keras_ebnn.ir import graph_reference
     _, lowered, out = load_export(name, path, Path(work) / "exports")
     ref = graph_reference.predict(lowered, x)
     work = Path(work) / f"{name}_{cpu}"
@@ -467,9 +467,9 @@ RESNET8_REP, RESNET8_BATCH, RESNET8_LR = 500, 32, 1e-3
 
 
 def resnet8_data():
-    """((x_train, y_train), (x_test, y_test)) of CIFAR-10 (JPEG copy) from keras_ebnn.datasets.load_cifar10,
+    """((x_train, y_train), (x_test, y_test)) of CIFAR-10 (JPEG copy) from keras_ebnn.train.datasets.load_cifar10,
     or None when that loader is absent or finds no data."""
-    from keras_ebnn import datasets
+    from keras_ebnn.train import datasets
     load = getattr(datasets, "load_cifar10", None)
     if load is None:
         return None
@@ -482,7 +482,7 @@ def resnet8_data():
 
 def resnet8_model(tf, weights=None, data=None, epochs=0, minutes=40.0, log=print):
     """(ResNet-8 Keras model, how its weights were made): loaded from `weights`, trained `epochs` epochs
-    on `data` (keras_ebnn.training.train: Adam, cosine schedule from RESNET8_LR, batch RESNET8_BATCH, random
+    on `data` (keras_ebnn.train.training.train: Adam, cosine schedule from RESNET8_LR, batch RESNET8_BATCH, random
     shifts of up to 4 pixels and left-right flips; at least one epoch, no further one begins after `minutes` of
     wall time), else random."""
     import time
@@ -493,14 +493,14 @@ def resnet8_model(tf, weights=None, data=None, epochs=0, minutes=40.0, log=print
         return model, f"trained weights from {Path(weights).name}"
     if not (epochs and data):
         return model, "random weights (He normal; batch norm at its initial values): cost only"
-    from keras_ebnn.training import train
+    from keras_ebnn.train.training import train
     (xtr, ytr), _ = data
     start = time.time()
 
     class OutOfTime(Exception):
         pass
 
-    class Budget(tf.keras.callbacks.Callback):  # keras_ebnn.training.train fits one epoch at a time when augmenting
+    class Budget(tf.keras.callbacks.Callback):  # keras_ebnn.train.training.train fits one epoch at a time when augmenting
         epochs = 0
 
         def on_epoch_begin(self, epoch, logs=None):
@@ -517,7 +517,7 @@ def resnet8_model(tf, weights=None, data=None, epochs=0, minutes=40.0, log=print
     except OutOfTime:
         pass
     return model, (f"trained {budget.epochs} of {epochs} epochs in {(time.time() - start) / 60:.0f} min on the "
-                   f"{len(xtr):,} training images of CIFAR-10 (JPEG copy) (keras_ebnn.training.train: Adam "
+                   f"{len(xtr):,} training images of CIFAR-10 (JPEG copy) (keras_ebnn.train.training.train: Adam "
                    f"{RESNET8_LR:g} cosine, batch {RESNET8_BATCH}, shifts <= 4 px, flips)")
 
 
@@ -544,7 +544,7 @@ def cifar_resnet8(args):
 Method: the MLPerf Tiny reference ResNet-8 (bench/mcu_peers.py resnet8(): 32x32x3 input, conv 16, three
 residual stacks of 16 / 32 / 64 filters, 8x8 average pool, Dense 10; mlcommons/tiny
 benchmark/training/image_classification/keras_model.py) with a Rescaling(1/255) first layer; its weights
-trained (--resnet8-epochs, CIFAR-10 (JPEG copy) through keras_ebnn.datasets.load_cifar10), loaded
+trained (--resnet8-epochs, CIFAR-10 (JPEG copy) through keras_ebnn.train.datasets.load_cifar10), loaded
 (--resnet8-weights) or random (cost only: TFLM's instruction count, flash and RAM do not depend on the
 weights' values). Converted by TF's TFLiteConverter to full-integer int8 without the final softmax (int8
 input and output; representative data: 500 training images, or 500 random uniform 0..255 images without
@@ -624,7 +624,7 @@ def main(argv=None):
                     help="instead: the MLPerf Tiny ResNet-8 (CIFAR-10) int8 peer on --cpu (default Cortex-M4); see cifar_resnet8()")
     ap.add_argument("--resnet8-weights", default=None, help="trained ResNet-8 (Keras model file of resnet8()'s architecture)")
     ap.add_argument("--resnet8-epochs", type=int, default=0,
-                    help="train ResNet-8 this many epochs on CIFAR-10 (JPEG copy; needs keras_ebnn.datasets.load_cifar10)")
+                    help="train ResNet-8 this many epochs on CIFAR-10 (JPEG copy; needs keras_ebnn.train.datasets.load_cifar10)")
     ap.add_argument("--resnet8-minutes", type=float, default=40.0, help="wall-time bound of that training")
     args = ap.parse_args(argv)
     print(cifar_resnet8.__doc__ if args.cifar_resnet8 else __doc__)
@@ -635,7 +635,8 @@ def main(argv=None):
         return 0
     if args.cifar_resnet8:
         return cifar_resnet8(args)
-    from keras_ebnn import datasets, import_larq
+    from keras_ebnn.train import datasets
+    from keras_ebnn import import_larq
     tf, _ = import_larq()
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)

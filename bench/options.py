@@ -7,7 +7,7 @@ arm-none-eabi-gcc -O2 for Cortex-M3 and Cortex-M0+, once per option set below. I
 inference are counted under QEMU exactly as in bench/cost.py (mean over 100 test images, the
 shipped MNIST sample when EBNN_DATA_DIR is not set); code = the runtime + predict code the model adds
 to the program (bench/targets/cortexm.model_flash); stack bound = the deepest NAME_predict chain
-computed by keras_ebnn.stackcheck for that build (what the report's figure must cover); stack
+computed by keras_ebnn.planning.stackcheck for that build (what the report's figure must cover); stack
 measured = the bytes NAME_predict really used under QEMU (painted RAM). The AVR builds are covered
 by bench/cost.py and runtime_c/README.md (avr.py builds only the defaults). Writes the "options"
 section of BENCHMARKS.md.
@@ -16,7 +16,7 @@ import tempfile
 
 from common import available_models, load_export, md_table, model_args, sample_images, write_section
 
-from keras_ebnn import stackcheck
+from keras_ebnn.planning import stackcheck
 
 OPTIONS = {
     "defaults": [],

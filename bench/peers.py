@@ -29,7 +29,7 @@ from common import available_models, load_export, md_table, test_set, write_sect
 
 
 def ebnn_row(name, path, x, y, work):
-    from keras_ebnn import host
+    from keras_ebnn.frontdoor import host
     from keras_ebnn.exporters.c import memory_plan
     model, lowered, out = load_export(name, path, work)
     plan = memory_plan(lowered)
@@ -140,7 +140,7 @@ def main(argv=None):
     path, dataset = available_models([name])[name]
     x, y = test_set(dataset)
     x, y = x[:args.images], y[:args.images]
-    from keras_ebnn import datasets
+    from keras_ebnn.train import datasets
     (xtr, ytr), _ = datasets.load(dataset)
     with tempfile.TemporaryDirectory() as work:
         model, rows = ebnn_row(name, path, x, y, work)

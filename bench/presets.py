@@ -1,4 +1,4 @@
-"""Train, ship and measure the searched presets (keras_ebnn.models.SEARCHED) from their search records.
+"""Train, ship and measure the searched presets (keras_ebnn.train.models.SEARCHED) from their search records.
 
     # reproduce the shipped files (writes examples/models/NAME.keras, NAME.json and the "presets"
     # section of BENCHMARKS.md); full MNIST in EBNN_DATA_DIR
@@ -7,9 +7,9 @@
     EBNN_DATA_DIR=../shared/data python bench/presets.py --describe "c5x5/2:24 p2 > d128; lr 2.9e-02 shift 1" \
         --name try_uno --cpu avr --epochs 30 -o /tmp/presets
 
-Method: the network and recipe of the search's trial (keras_ebnn.models.SEARCHED: the `describe`
-text of the trial, parsed by keras_ebnn.search_space.SearchSpace.parse) trained exactly as the
-search's final retraining (keras_ebnn.search.train_candidate: keras_ebnn.training's recipe with the
+Method: the network and recipe of the search's trial (keras_ebnn.train.models.SEARCHED: the `describe`
+text of the trial, parsed by keras_ebnn.train.search_space.SearchSpace.parse) trained exactly as the
+search's final retraining (keras_ebnn.train.search.train_candidate: keras_ebnn.train.training's recipe with the
 candidate's learning rate, shifts and output scale, batch 128, no early stop; seed 0; BN statistics
 re-estimated on the 55,000 training images) for the search's --final-epochs, on the training split
 without its last 5,000 images (the validation split, reported); then evaluated once on the 10,000
@@ -42,7 +42,7 @@ def uno_space():
     dense layer, learnt output scale, lr 1e-2 to 3e-2), with the input conv's width and kernel, the
     dense width and the shifts searched."""
     from dataclasses import replace
-    from keras_ebnn.search_space import DEFAULT_SPACE, Choice, LogUniform
+    from keras_ebnn.train.search_space import DEFAULT_SPACE, Choice, LogUniform
     return replace(DEFAULT_SPACE, input_filters=Choice((24, 32, 40)), input_kernel=Choice((3, 5)),
                    input_stride=Choice((2,)), input_pool=Choice((2,)), conv_blocks=Choice((0,)),
                    dense_layers=Choice((1,)), dense_units=Choice((64, 128)), output_scale=Choice((True,)),
@@ -57,7 +57,7 @@ def search_uno(args):
                             train_size=20_000, val_size=VAL_SIZE, time_budget=args.time_budget, space=uno_space(),
                             out=args.out, study_name="uno-worst-case", sampler="tpe", seed=0, final=False,
                             measure_images=10)
-    print(keras_ebnn.search.pareto_table(res.front, keras_ebnn.search.Budget(
+    print(keras_ebnn.train.search.pareto_table(res.front, keras_ebnn.train.search.Budget(
         **res.study.user_attrs["config"]["budget"])))
     return res
 
@@ -65,7 +65,7 @@ def search_uno(args):
 def search_summary(out):
     """A Markdown table of every trial of the --search-uno study in `out` (its journal file)."""
     import optuna
-    from keras_ebnn.search import open_storage
+    from keras_ebnn.train.search import open_storage
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name="uno-worst-case", storage=open_storage(Path(out) / "search.journal"))
     rows = []
@@ -83,9 +83,9 @@ def search_summary(out):
 
 
 def train(params, name, epochs, seed, data):
-    from keras_ebnn import training
-    from keras_ebnn.search import train_candidate
-    from keras_ebnn.search_space import DEFAULT_SPACE
+    from keras_ebnn.train import training
+    from keras_ebnn.train.search import train_candidate
+    from keras_ebnn.train.search_space import DEFAULT_SPACE
     from keras_ebnn._tf import import_tf
     tf = import_tf()
     train_split, val, test = data
@@ -104,7 +104,7 @@ def train(params, name, epochs, seed, data):
 def measure(model, path, name, cpus, test, work):
     """Exported accuracy (C = reference), Cortex-M3 memory and/or AVR time and memory."""
     import search as bench_search
-    from keras_ebnn.exporting import export
+    from keras_ebnn.frontdoor.exporting import export
     x, y = test
     out = {}
     res = export(model, Path(work) / f"{name}_c", name=name, verify_inputs=x, verify_labels=y)
@@ -126,7 +126,7 @@ def measure(model, path, name, cpus, test, work):
                 out["avr_error"] = str(exc).strip().splitlines()[-1][:300]
         if m is not None:
             out["avr"] = {k: m[k] for k in ("flash", "sram", "stack", "arena", "ms", "ms_max")}
-            # is the slowest image the inkiest? (keras_ebnn.search.probe_images probes the inkiest)
+            # is the slowest image the inkiest? (keras_ebnn.train.search.probe_images probes the inkiest)
             ink = np.count_nonzero(np.asarray(x[:100]).reshape(len(x[:100]), -1), axis=1)
             out["avr"]["slowest_image_ink_rank"] = int(np.sum(ink > ink[m["slowest"]]))
         board = export(model, Path(work) / f"{name}_uno", name=name, target="arduino", board="uno", force=True,
@@ -137,7 +137,7 @@ def measure(model, path, name, cpus, test, work):
 
 
 def run(name, params, epochs, seed, cpus, data, out_dir, work):
-    from keras_ebnn.search_space import DEFAULT_SPACE
+    from keras_ebnn.train.search_space import DEFAULT_SPACE
     print(f"{name}: training `{DEFAULT_SPACE.describe(params)}` for {epochs} epochs (seed {seed})", flush=True)
     model, rec = train(params, name, epochs, seed, data)
     path = Path(out_dir) / f"{name}.keras"
@@ -179,7 +179,7 @@ def section(recs, command, tried=()):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default=",".join(SHIPPED), help="searched presets (keras_ebnn.models.SEARCHED)")
+    ap.add_argument("--models", default=",".join(SHIPPED), help="searched presets (keras_ebnn.train.models.SEARCHED)")
     ap.add_argument("--describe", default=None, help="train this search candidate instead (with --name)")
     ap.add_argument("--name", default="candidate")
     ap.add_argument("--cpu", default="cortex-m3,avr", help="measure on: cortex-m3, avr (comma-separated)")
@@ -205,9 +205,9 @@ def main(argv=None):
             ap.error("--search-uno needs -o OUT")
         search_uno(args)
         return 0
-    from keras_ebnn import models
-    from keras_ebnn.search import load_data, split_validation
-    from keras_ebnn.search_space import DEFAULT_SPACE
+    from keras_ebnn.train import models
+    from keras_ebnn.train.search import load_data, split_validation
+    from keras_ebnn.train.search_space import DEFAULT_SPACE
     (xtr, ytr), test = load_data("mnist")
     train_split, val = split_validation(xtr, ytr, VAL_SIZE)
     data = (train_split, val, test)
@@ -222,7 +222,7 @@ def main(argv=None):
     if args.section_only:
         jobs = []
     if args.measure_only:
-        from keras_ebnn.lowering import load_model
+        from keras_ebnn.frontend.lowering import load_model
         with tempfile.TemporaryDirectory() as work:
             for name, _, _ in jobs:
                 path = out_dir / f"{name}.keras"
@@ -230,7 +230,7 @@ def main(argv=None):
                 if (out_dir / f"{name}.json").is_file():
                     rec = json.loads((out_dir / f"{name}.json").read_text())
                 else:  # the training run stopped before its record: the accuracies again from the file
-                    from keras_ebnn import training
+                    from keras_ebnn.train import training
                     rec = {"name": name, "describe": models.SEARCHED[name], "epochs": models.SEARCHED_EPOCHS[name],
                            "seed": args.seed, "val_accuracy": training.evaluate(model, *val),
                            "test_accuracy_keras": training.evaluate(model, *test), "train_minutes": None,

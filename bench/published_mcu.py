@@ -6,9 +6,9 @@ graph export of re-created published architectures, before and after eBNN's reor
 Method: each architecture of tests/helpers/published_models.py MCU_MODELS (WakeVision "Binary Samy" 80x80x3,
 EmbedIA person detection 96x96x1, a float-stem 28x28 MNIST BNN; sources cited there) is built with
 random weights and batch norm calibrated on random inputs (seed 0; random weights are fine for memory
-and cost: neither depends on the values), lowered with keras_ebnn.graph.lower_graph and exported to C.
+and cost: neither depends on the values), lowered with keras_ebnn.ir.graph.lower_graph and exported to C.
 "before": the same graph with every conv_pool op split back into its unfused ops
-(keras_ebnn.graph_fuse.unfuse) and no in-place ops, i.e. the graph C export without this work (each op
+(keras_ebnn.passes.graph_fuse.unfuse) and no in-place ops, i.e. the graph C export without this work (each op
 materialises its full output). "after": the default export (conv -> affine / activation -> pool ->
 sign fused per pooled output, binary weights on float maps as bits, rows streamed between fused convs,
 elementwise ops in place). RAM = arena (exporters/graph_c.py memory_plan, = what NAME.c declares) +
@@ -17,10 +17,10 @@ array). Flash = what the model adds to a program (bench/targets/cortexm.model_fl
 ELF calling NAME_predict minus one that does not, --gc-sections). Instructions: executed per inference,
 counted exactly under QEMU (arm-none-eabi-gcc -O2, bench/targets/cortexm.py), mean over 2 inputs, on
 Cortex-M7 (the float-stem model also on the FPU-less Cortex-M0+, soft float). Every
-build's classes and logits are checked equal, bit for bit, to keras_ebnn.graph_reference's, and the
+build's classes and logits are checked equal, bit for bit, to keras_ebnn.ir.graph_reference's, and the
 fused graph's reference logits to the unfused graph's. Binary Samy is also exported with quantize="int8"
-(row "int8": keras_ebnn.graph_quant calibrated on the same random inputs; QEMU's int32 logits checked equal
-to keras_ebnn.graph_quant.run's), with its Cortex-M7 instructions per kernel entry point (each kernel's
+(row "int8": keras_ebnn.passes.graph_quant calibrated on the same random inputs; QEMU's int32 logits checked equal
+to keras_ebnn.passes.graph_quant.run's), with its Cortex-M7 instructions per kernel entry point (each kernel's
 calls bracketed by the harness's markers). "full-res maps": float32 tensors written by a
 full-precision conv before its pool (0 = the conv's map is never stored). Writes the "published_mcu"
 section of BENCHMARKS.md.
@@ -76,12 +76,13 @@ def float_macs(graph):
 
 def measure(name, graph, x, cpu, work, inplace, int8=False):
     """Export `graph` and run it on `cpu`: dict of the figures (see the module docstring). int8: `graph` is
-    an integer-only graph (keras_ebnn.graph_quant), run on the quantized inputs, int32 logits compared."""
+    an integer-only graph (keras_ebnn.passes.graph_quant), run on the quantized inputs, int32 logits compared."""
     from bench.targets import cortexm
-    from keras_ebnn import graph_quant, graph_reference
+    from keras_ebnn.passes import graph_quant
+    from keras_ebnn.ir import graph_reference
     from keras_ebnn.exporters import graph_c
     from keras_ebnn.exporters.c import export_c
-    from keras_ebnn.graph_memory import plan_memory
+    from keras_ebnn.planning.graph_memory import plan_memory
     gm = graph_c.GraphModel(graph)
     if not inplace:  # the export without in-place ops: the arena the C then declares
         real = graph_c.arena_plan
@@ -125,9 +126,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     print(__doc__)
     from helpers.published_models import build_mcu
-    from keras_ebnn import graph_reference
-    from keras_ebnn.graph import lower_graph
-    from keras_ebnn.graph_fuse import unfuse
+    from keras_ebnn.ir import graph_reference
+    from keras_ebnn.ir.graph import lower_graph
+    from keras_ebnn.passes.graph_fuse import unfuse
     rows, goals, macs, profiles = [], [], {}, {}
     with tempfile.TemporaryDirectory() as work:
         for name in args.models.split(","):
@@ -141,7 +142,7 @@ def main(argv=None):
                 a = measure(name, after, x, cpu, work, inplace=True)
                 measured = [("before", b), ("after", a)]
                 if name in INT8_MODELS and cpu == "cortex-m7":  # issue 21's integer-only mode
-                    from keras_ebnn import graph_quant
+                    from keras_ebnn.passes import graph_quant
                     q = measure(name, graph_quant.quantize_graph(model, x, name), x, cpu, work, True, int8=True)
                     measured.append(("int8", q))
                     profiles[name] = q["profile"]
@@ -164,7 +165,7 @@ def main(argv=None):
     text = ["## Published BNNs on microcontrollers", "",
             "Default (exact float32) graph exports of re-created published architectures (random weights; "
             "`tests/helpers/published_models.py` cites the sources), before and after eBNN's reordering for "
-            "full-precision convs (`keras_ebnn/graph_fuse.py`: conv -> batch norm / activation -> pool -> "
+            "full-precision convs (`keras_ebnn/passes/graph_fuse.py`: conv -> batch norm / activation -> pool -> "
             "sign computed per pooled output, binary weights on float maps as bits, rows streamed between "
             "fused convs) and in-place elementwise ops. RAM = arena + measured stack, model input "
             "excluded; flash = what the model adds to a program; instructions per inference under QEMU "
@@ -185,7 +186,7 @@ def main(argv=None):
                  "target is out of reach in this mode. constants B: the model's constant data (exporters/graph_c.py "
                  "memory_plan), part of flash B.", ""]
     for name, prof in profiles.items():
-        text += [f"{name} with `quantize=\"int8\"` (row \"int8\"; keras_ebnn.graph_quant, calibrated on the same random "
+        text += [f"{name} with `quantize=\"int8\"` (row \"int8\"; keras_ebnn.passes.graph_quant, calibrated on the same random "
                  "inputs; the binary-weight conv on the int8 map exported as sign bits, ebnn_conv_s8_bits): Cortex-M7 "
                  "instructions per inference by kernel entry point (each kernel's calls bracketed with the harness's "
                  "markers, bench/targets/cortexm.kernel_instructions): "

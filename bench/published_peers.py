@@ -15,10 +15,10 @@ depends on the values in either engine). Inputs: N_REP random inputs (normal(0, 
 the residual BNN, which rescales by 1/255) used as representative data of both int8 schemes, and the
 first N_RUN of them measured.
   * keras-ebnn exact: the default graph export (bench/published_mcu.py measure, "after"): classes and
-    logits bit for bit equal to keras_ebnn.graph_reference.
+    logits bit for bit equal to keras_ebnn.ir.graph_reference.
   * keras-ebnn int8: export(model, quantize="int8", representative_data=the N_REP inputs) (keras_ebnn
     graph_quant: int8 activations, per-channel int8 weights, binary layers as bits), built with
-    -DSCORE_T=int32_t; the classes QEMU prints equal keras_ebnn.graph_quant.run's. RAM = arena + stack
+    -DSCORE_T=int32_t; the classes QEMU prints equal keras_ebnn.passes.graph_quant.run's. RAM = arena + stack
     measured under QEMU.
   * TFLM int8 twin: the same layer structure as a float Keras model (twin() below: QuantConv2D /
     QuantDense -> Conv2D / Dense with float weights; the sign on a binary layer's input -> ReLU; a
@@ -196,8 +196,8 @@ def build(name, seed=0):
 def measure_ebnn_int8(name, model, x, cpu, work, exports):
     """keras-ebnn's quantize="int8" export of `model` on `cpu` (the export made once per model, in `exports`)."""
     from bench.targets import cortexm
-    from keras_ebnn import graph_quant
-    from keras_ebnn.exporting import export
+    from keras_ebnn.passes import graph_quant
+    from keras_ebnn.frontdoor.exporting import export
     out = Path(work) / f"{name}_int8"
     if name not in exports:
         r = export(model, out, name=name, verify_inputs=x, quantize="int8", representative_data=x)
@@ -218,7 +218,7 @@ def measure_ebnn_int8(name, model, x, cpu, work, exports):
 
 
 def measure_ebnn_exact(name, model, x, cpu, work):
-    from keras_ebnn.graph import lower_graph
+    from keras_ebnn.ir.graph import lower_graph
     from published_mcu import measure
     m = measure(name, lower_graph(model, name), x[:N_RUN], cpu, work, inplace=True)
     return {"engine": "keras-ebnn exact", "arena": m["arena"], "static": 0, "stack": m["stack"], "flash": m["flash"],

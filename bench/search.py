@@ -13,7 +13,7 @@
     python bench/search.py --fit-cost [--fit-candidates 24]
 
 Runs (--runs):
-  uno: budget of the Arduino Uno (keras_ebnn.boards "uno": 32,256 B flash, 2,048 B SRAM
+  uno: budget of the Arduino Uno (keras_ebnn.planning.boards "uno": 32,256 B flash, 2,048 B SRAM
        incl. the 784 B input and the stack) and <= 100 ms on the ATmega328P at 16 MHz, against
        uno_mnist;
   m15: <= 15,000 B flash + RAM (input excluded) on Cortex-M3, against m15_mnist.
@@ -28,10 +28,10 @@ Cortex-M3 measurement (-Os -DEBNN_CHUNK=8 -DEBNN_LOW_STACK=1; total = model flas
 The search's storage file (OUT/RUN/search.journal) is summarised, not copied: trial counts, time,
 the Pareto front. Writes the "search-uno" / "search-m15" sections of BENCHMARKS.md.
 
---fit-cost: builds random candidates of keras_ebnn.search_space.DEFAULT_SPACE (random weights, BN
+--fit-cost: builds random candidates of keras_ebnn.train.search_space.DEFAULT_SPACE (random weights, BN
 statistics at their initial values) and the shipped models, counts ATmega328P cycles (simavr,
 avr-gcc -Os) and Cortex-M3 / M0+ instructions (QEMU, arm-none-eabi-gcc -O2), each the mean over 10
-MNIST sample images, fits the linear model of keras_ebnn.search.speed_features to the random
+MNIST sample images, fits the linear model of keras_ebnn.train.search.speed_features to the random
 candidates (least squares on relative error, non-negative coefficients) and prints the coefficients
 and the relative error: on the fitted candidates, leave-one-out, and on the shipped (trained) models.
 """
@@ -60,7 +60,7 @@ def measure_avr(model, name, x, work):
     """simavr figures of a Keras model exported as C: flash, SRAM, mean / slowest ms, on images x."""
     from bench.targets import avr
     from keras_ebnn.exporters.c import export_c
-    from keras_ebnn.lowering import lower
+    from keras_ebnn.frontend.lowering import lower
     lowered = lower(model, name)
     out = Path(work) / f"{name}_avr_c"
     export_c(lowered, out, name)
@@ -78,9 +78,10 @@ def measure_m3(path, name, dataset, work):
 
 
 def keras_and_c_accuracy(model, name, x, y, work):
-    from keras_ebnn import host, graph_reference
+    from keras_ebnn.frontdoor import host
+    from keras_ebnn.ir import graph_reference
     from keras_ebnn.exporters.c import export_c
-    from keras_ebnn.lowering import lower
+    from keras_ebnn.frontend.lowering import lower
     lowered = lower(model, name)
     out = Path(work) / f"{name}_host_c"
     export_c(lowered, out, name)
@@ -106,8 +107,8 @@ def journal_summary(study):
 
 def run_one(key, args, work):
     import keras_ebnn
-    from keras_ebnn import datasets
-    from keras_ebnn.lowering import load_model
+    from keras_ebnn.train import datasets
+    from keras_ebnn.frontend.lowering import load_model
     spec = RUNS[key]
     cfg = dict(trials=args.trials, epochs=args.epochs, train_size=args.train_size, final_epochs=args.final_epochs,
                val_size=args.val_size, ms_stat=args.ms_stat, measure_images=args.measure_images)
@@ -204,9 +205,9 @@ def section(r):
 
 def _candidates(n, seed):
     import optuna
-    from keras_ebnn.search import estimate
-    from keras_ebnn.search_space import DEFAULT_SPACE
-    from keras_ebnn.lowering import lower
+    from keras_ebnn.train.search import estimate
+    from keras_ebnn.train.search_space import DEFAULT_SPACE
+    from keras_ebnn.frontend.lowering import lower
     from keras_ebnn import import_tf
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     import_tf().keras.utils.set_random_seed(seed)  # the random weights (hence the data-dependent counts)
@@ -230,8 +231,8 @@ def _candidates(n, seed):
 def fit_cost(args):
     from bench.targets import avr, cortexm
     from keras_ebnn.exporters.c import export_c
-    from keras_ebnn.lowering import load_model, lower
-    from keras_ebnn.search import SPEED_FEATURES, estimate, speed_features
+    from keras_ebnn.frontend.lowering import load_model, lower
+    from keras_ebnn.train.search import SPEED_FEATURES, estimate, speed_features
     x = np.load(ROOT / "examples" / "data" / "mnist_test_sample.npz")["x"].reshape(-1, 28, 28, 1)[:10]
     items = [(d, low, False) for d, low in _candidates(args.fit_candidates, args.seed or 0)]
     for name in ("paper_mnist", "tiny_mnist", "uno_mnist", "m15_mnist"):

@@ -8,7 +8,7 @@ example's defaults when neither exists) and its `--head float` variant (GlobalAv
 full-precision Dense classifier; trained here with the same recipe and seed, not tuned; --no-float
 skips it). Each is exported with keras_ebnn.export (target "c") and classifies the whole JapaneseVowels test split of
 the UEA archive (370 utterances, uint8-quantized with the training split's per-channel range, as in
-the example) five ways: Keras (model.predict), the NumPy graph reference (keras_ebnn.graph_reference),
+the example) five ways: Keras (model.predict), the NumPy graph reference (keras_ebnn.ir.graph_reference),
 the C export compiled for the host (gcc -O2), the same C on a Cortex-M3 under QEMU (mps2-an385,
 arm-none-eabi-gcc -O2; instructions counted exactly between markers around each NAME_predict, averaged
 over the 370 inputs) and on an ATmega328P under simavr (avr-gcc -Os; cycles counted between markers,
@@ -50,7 +50,7 @@ def run_all(model, data, work, avr_on=True, m3_on=True):
     and "notes" (why a target was not run)."""
     import keras_ebnn
     from bench.targets import avr, cortexm
-    from keras_ebnn import host
+    from keras_ebnn.frontdoor import host
     x = data["x_test"]
     out = {"classes": {}, "notes": []}
     out["classes"]["Keras"] = example.keras_classes(model, x)
@@ -121,8 +121,8 @@ def main(argv=None):
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     print(__doc__)
-    from keras_ebnn.datasets import DatasetNotFoundError
-    from keras_ebnn.lowering import load_model
+    from keras_ebnn.train.datasets import DatasetNotFoundError
+    from keras_ebnn.frontend.lowering import load_model
     try:
         data = example.load_data()
     except DatasetNotFoundError as exc:

@@ -6,8 +6,8 @@
 
 Method: the example's model (examples/spoken_digits: the shipped .keras file and its frontend.json,
 --model, or trained here with the example's defaults when neither exists) classifies the whole
-official FSDD test split (300 clips, keras_ebnn.datasets.load_fsdd; EBNN_DATA_DIR) five ways: Keras
-and the NumPy graph reference on the NumPy front end's features (keras_ebnn.audio.FrontEnd), and on
+official FSDD test split (300 clips, keras_ebnn.train.datasets.load_fsdd; EBNN_DATA_DIR) five ways: Keras
+and the NumPy graph reference on the NumPy front end's features (keras_ebnn.frontend.audio.FrontEnd), and on
 the raw clips the exported C (NAME_audio_classify_clip: C front end + network) compiled for the host
 (gcc -O2), for a Cortex-M4F (QEMU mps2-an386) and a Cortex-M0+ (ARMv6-M code on mps2-an385;
 arm-none-eabi-gcc -O2). On the Cortex-M targets a bare-metal driver (bench/targets/cortexm/audio_driver.c)
@@ -173,11 +173,11 @@ def main(argv=None):
     import time
     import keras_ebnn
     from bench.targets import cortexm
-    from keras_ebnn import graph_reference
-    from keras_ebnn.audio import FrontEnd, c_classify_clips
-    from keras_ebnn.datasets import DatasetNotFoundError, load_fsdd
-    from keras_ebnn.graph import lower_graph
-    from keras_ebnn.lowering import load_model
+    from keras_ebnn.ir import graph_reference
+    from keras_ebnn.frontend.audio import FrontEnd, c_classify_clips
+    from keras_ebnn.train.datasets import DatasetNotFoundError, load_fsdd
+    from keras_ebnn.ir.graph import lower_graph
+    from keras_ebnn.frontend.lowering import load_model
     try:
         clips, y = load_fsdd(split="test")
     except DatasetNotFoundError as exc:
@@ -261,7 +261,7 @@ def main(argv=None):
         "## Spoken digits",
         "Raw 8 kHz audio in, digit out, the features computed in C: `examples/spoken_digits/train.py` "
         "(Free Spoken Digit Dataset, official split: 2,700 training / 300 test clips of 6 speakers). Front end "
-        f"(`keras_ebnn.audio.FrontEnd`, integer C `runtime_c/ebnn_audio.c`): {fe.config()}; "
+        f"(`keras_ebnn.frontend.audio.FrontEnd`, integer C `runtime_c/ebnn_audio.c`): {fe.config()}; "
         f"the model reads {fe.num_frames} frames x {fe.mel_bands} uint8 log-mel features. "
         f"Model: {source}; {sum(int(np.prod(w.shape)) for w in model.trainable_weights):,} trainable parameters; "
         f"export plan: model flash {t['flash_bytes']:,} B, activations {t['activation_bytes']:,} B.",

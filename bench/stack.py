@@ -2,7 +2,7 @@
 
     python bench/stack.py [--targets avr,cortex-m3] [--models a,b] [--jobs 2]
 
-Method: every shipped model is exported and its C folder analysed by keras_ebnn.stackcheck (GCC's
+Method: every shipped model is exported and its C folder analysed by keras_ebnn.planning.stackcheck (GCC's
 -fstack-usage frames along the call graph of the disassembled objects, library routines bounded from
 their code) for each target (arm-none-eabi-gcc -mcpu=cortex-m0plus / cortex-m3 / cortex-m4 -mthumb,
 avr-gcc -mmcu=atmega328p), each optimisation level -O1, -O2, -O3, -Os, and two builds: "default" (no
@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from common import available_models, load_export, write_measured
 
-from keras_ebnn import stackcheck
+from keras_ebnn.planning import stackcheck
 from keras_ebnn.exporters.c import stack_kernel_keys
 
 OPTS = ("-O1", "-O2", "-O3", "-Os")

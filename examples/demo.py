@@ -23,15 +23,15 @@ def main(argv=None):
     ap.add_argument("--verbose", action="store_true", help="show TensorFlow's own log output")
     args = ap.parse_args(argv)
 
-    from keras_ebnn import host, report
+    from keras_ebnn.frontdoor import host, report
     from keras_ebnn._tf import quiet_tensorflow
 
     data = np.load(args.samples)
     x, y = data["x"], data["y"]
     print(f"[1/3] Exporting {args.model} as C to {args.out} (verifying on {len(x)} MNIST test images)")
     with quiet_tensorflow(enabled=not args.verbose):  # hide TensorFlow/absl/oneDNN/CUDA start-up logs
-        from keras_ebnn.exporting import export
-        from keras_ebnn.lowering import load_model
+        from keras_ebnn.frontdoor.exporting import export
+        from keras_ebnn.frontend.lowering import load_model
         model = load_model(args.model)
         result = export(model, args.out, name=args.name, verify_inputs=x, verify_labels=y)
     print()

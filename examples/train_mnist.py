@@ -8,12 +8,12 @@
     python examples/train_mnist.py --preset m15_fashion_mnist --dataset fashion_mnist --distill /tmp/teacher.keras \
         --out examples/models/m15_fashion.keras
 
-Recipe (keras_ebnn.training.train): uint8 input (Rescaling 1/255 inside the model, so the exported C
+Recipe (keras_ebnn.train.training.train): uint8 input (Rescaling 1/255 inside the model, so the exported C
 takes raw pixels), Adam with a cosine-decaying learning rate (1e-3 -> 1e-5), batch 128, latent weights
 clipped to [-1, 1] (weight_clip), BN momentum 0.9, optional random shifts (--shift) and left-right flips
 (--hflip), optional distillation from a teacher model (--distill: loss = (1 - alpha) cross-entropy + alpha
 T^2 KL to the teacher's outputs softened by temperature T; `--preset teacher` trains the small float CNN
-keras_ebnn.training.teacher_model on the same split), then batch-norm
+keras_ebnn.train.training.teacher_model on the same split), then batch-norm
 moving statistics re-estimated exactly on the training images (--reestimate-bn, the default). The last
 5,000 training images are held out for validation (every choice was made on it); the test set is only
 used for the figures printed at the end: test accuracy before and after BN re-estimation. The saved
@@ -29,7 +29,7 @@ from pathlib import Path
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="uno_mnist",
-                    help="keras_ebnn.models preset name, or 'teacher' (float CNN to distil from)")
+                    help="keras_ebnn.train.models preset name, or 'teacher' (float CNN to distil from)")
     ap.add_argument("--dataset", default="mnist", choices=("mnist", "fashion_mnist"))
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--batch-size", type=int, default=128)
@@ -56,7 +56,8 @@ def main(argv=None):
                     help="model-selection run: report validation accuracy only, never touch the test set")
     args = ap.parse_args(argv)
 
-    from keras_ebnn import datasets, import_larq, models, training
+    from keras_ebnn.train import datasets, models, training
+    from keras_ebnn import import_larq
     tf, _ = import_larq()
     tf.keras.utils.set_random_seed(args.seed)
     (xtr, ytr), (xte, yte) = datasets.load(args.dataset, args.data_dir)
@@ -71,7 +72,7 @@ def main(argv=None):
         model = models.get(args.preset, output_scale=args.output_scale)
     teacher = None
     if args.distill:
-        from keras_ebnn.lowering import load_model
+        from keras_ebnn.frontend.lowering import load_model
         teacher = load_model(args.distill)
     start = time.time()
     training.train(model, xtr, ytr, xval, yval, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,

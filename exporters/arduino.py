@@ -261,7 +261,7 @@ def export_arduino(model, out_dir, name, sample_images=None, sample_labels=None,
     when None they are chosen here from sample_images/sample_labels (the verification inputs) or the
     shipped MNIST sample. Without any, the example sketch reads its inputs over Serial.
 
-    Raises keras_ebnn.exporting.BudgetError, with the byte counts, when the model's constant data
+    Raises keras_ebnn.frontdoor.exporting.BudgetError, with the byte counts, when the model's constant data
     cannot be read on AVR boards (over the 64 KB that pgm_read_* reaches, or an array over 32,767 B;
     see exporters.c.avr_reach_problems); nothing is written then."""
     import json

@@ -33,7 +33,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from keras_ebnn.graph_memory import words  # (uint32 words of n bits, EBNN_WORDS)
+from keras_ebnn.planning.graph_memory import words  # (uint32 words of n bits, EBNN_WORDS)
 
 from . import graph_c
 # What the back ends share lives in exporters/c_common.py (graph_c uses it without importing this front);
@@ -212,7 +212,7 @@ def memory_plan(model, target=None, build="default"):
         flip words, geometry structs, affine), the output tensor (dtype, shape, bytes, out_bits,
         ram_bytes, buffer_offset in the arena), kernel scratch (scratch_bytes, scratch_offset);
       chain: True when every op is a fused block;
-      arena: the keras_ebnn.graph_memory plan (a chain's buffers alternate between the bottom and
+      arena: the keras_ebnn.planning.graph_memory plan (a chain's buffers alternate between the bottom and
         the top of the arena, scratch in the gap: the ping-pong layout, when no layout is smaller);
       activation_bytes: the peak of live tensors;
       arena_bytes: NAME_SCRATCH_SIZE = the static arena (tensors + kernel scratch);

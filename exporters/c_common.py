@@ -4,8 +4,8 @@ constant data and geometry structs, C literals, the memory plan's totals and the
 of NAME.c. It imports neither of them (exporters/c.py re-exports these names)."""
 import numpy as np
 
-from keras_ebnn.blocks import accumulator_range, class_threshold, fan_in
-from keras_ebnn.graph_memory import words
+from keras_ebnn.ir.blocks import accumulator_range, class_threshold, fan_in
+from keras_ebnn.planning.graph_memory import words
 
 # The runtime files an export ships (paths under runtime_c/). Headers always; per block kind the
 # generic kernel file(s), then the byte kernels' variant (avr/, EBNN_BYTE_KERNELS: the AVR default),
@@ -26,7 +26,7 @@ KERNEL_FILES = {  # key: "common" or a kernel key (see _kernel_keys); value: (ge
     "pool": (("ebnn_pool.c",), ()),
     "elementwise": (("ebnn_elementwise.c",), ()),
     "conv_pool": (("ebnn_conv_pool_f32.c",), ()),  # after elementwise: it calls the affine / activation kernels
-    # the integer-only graph ops (quantize="int8", keras_ebnn/graph_quant.py; they use ebnn_requant.h)
+    # the integer-only graph ops (quantize="int8", keras_ebnn/passes/graph_quant.py; they use ebnn_requant.h)
     "conv_s8": (("ebnn_conv_s8.c",), ()),
     "dense_s8": (("ebnn_dense_s8.c",), ()),
     "quant_s8": (("ebnn_quant_s8.c",), ()),
@@ -313,7 +313,7 @@ def _source_includes(name, checks, reach_problems, byte_kernels, sources):
 
 
 def class_rule_text(model):
-    """How NAME_predict picks the class (the header's words; keras_ebnn.blocks.class_threshold)."""
+    """How NAME_predict picks the class (the header's words; keras_ebnn.ir.blocks.class_threshold)."""
     t = class_threshold(model)
     if t is None:
         return "argmax, first maximum wins"

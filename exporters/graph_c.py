@@ -1,7 +1,7 @@
-"""The C pipeline of every export: a fused `keras_ebnn.graph.Graph` -> memory plan -> NAME.h / NAME.c.
+"""The C pipeline of every export: a fused `keras_ebnn.ir.graph.Graph` -> memory plan -> NAME.h / NAME.c.
 
-Every model is lowered by `keras_ebnn.graph.lower_graph`; a chain of fused blocks (its chain view,
-`keras_ebnn.lowering`, LoweredModel) is the graph of one block op per block (`as_graph_model`:
+Every model is lowered by `keras_ebnn.ir.graph.lower_graph`; a chain of fused blocks (its chain view,
+`keras_ebnn.frontend.lowering`, LoweredModel) is the graph of one block op per block (`as_graph_model`:
 graph.as_graph / from_lowered). `GraphModel` wraps the graph with the attributes the exporters read
 of a `LoweredModel` (name, input: shape / dtype / length / mode, num_classes, softmax), so
 `exporters/c.py` export_c / memory_plan / runtime_files, the Arduino and Zephyr exporters and
@@ -11,7 +11,7 @@ ping-pong layout when no other is smaller, a graph of blocks only gets the chain
 (NAME_b<i>_) and predict stack share, and the code estimate counts what each kernel calls.
 
 The generated NAME.c: one static arena of uint32_t words (`NAME_arena`) laid out by
-`keras_ebnn.graph_memory.plan_memory(graph, output_in_arena=...)`; then NAME_predict_scratch() makes
+`keras_ebnn.planning.graph_memory.plan_memory(graph, output_in_arena=...)`; then NAME_predict_scratch() makes
 ONE kernel call per op (runtime_c/ebnn.h; the kernels of the graph ops are specified in
 runtime_c/README.md) on its planned offsets, in the graph's topological order, and returns the first
 negative status of any call (scores not written), else the class:
@@ -21,7 +21,7 @@ negative status of any call (scores not written), else the class:
     float32 logits tensor is computed in the arena, copied to scores (if not NULL) after every op
     succeeded, and the class is ebnn_argmax_f32 of it (first maximum);
   * reshape / Flatten ops generate nothing (the output shares its input's memory);
-  * a conv_pool op (keras_ebnn/graph_fuse.py) is one ebnn_conv_pool_f32 call; when its input rows are
+  * a conv_pool op (keras_ebnn/passes/graph_fuse.py) is one ebnn_conv_pool_f32 call; when its input rows are
     streamed from conv_pool op(s) before it, one loop over its output rows that first has each
     producer compute the rows it needs into its ring (nested for chains of streamed ops);
   * elementwise ops run in place when their input dies (graph_memory.plan_memory inplace_ok);
@@ -31,7 +31,7 @@ negative status of any call (scores not written), else the class:
 Tensors in C: bits -> uint32_t words (element i = bit i & 31 of word i >> 5), int -> int32_t,
 float32 -> float. Constant arrays are EBNN_CONST (flash on AVR), named NAME_op<i>_<what> (NAME_b<i>_<what>
 in a chain of blocks).
-An integer-only graph (`keras_ebnn.graph_quant`, export option quantize="int8") uses the int8 kernels
+An integer-only graph (`keras_ebnn.passes.graph_quant`, export option quantize="int8") uses the int8 kernels
 (runtime_c/ebnn_conv_s8.c, ebnn_dense_s8.c, ebnn_quant_s8.c; QUANT_OPS below): int8 tensors are int8_t,
 NAME_input_t is int8_t (or the raw uint8_t input), scores are int32_t logits (NAME.h states the input and
 output scales), the class is ebnn_argmax_i32 of them; no float code is generated or called.
@@ -43,10 +43,10 @@ from typing import Tuple
 
 import numpy as np
 
-from keras_ebnn.blocks import class_threshold
-from keras_ebnn.graph import Op, Tensor
-from keras_ebnn.graph_fuse import all_ops, streamed_producer
-from keras_ebnn.graph_memory import conv_s8_bits, conv_s8_cache, plan_memory
+from keras_ebnn.ir.blocks import class_threshold
+from keras_ebnn.ir.graph import Op, Tensor
+from keras_ebnn.passes.graph_fuse import all_ops, streamed_producer
+from keras_ebnn.planning.graph_memory import conv_s8_bits, conv_s8_cache, plan_memory
 
 from . import c_common as chain
 from .measured import GRAPH_CODE_BYTES, GRAPH_STACK_BY_TARGET  # measured: exporters/measured.py
@@ -84,7 +84,7 @@ class GraphModel:
         t = graph.input_tensor
         uint8 = t.dtype == "int"
         self.input = GraphInput(tuple(t.shape), np.uint8 if uint8 else np.float32, "uint8" if uint8 else "float")
-        if t.dtype == "int8":  # integer-only graph (keras_ebnn.graph_quant): the quantized input
+        if t.dtype == "int8":  # integer-only graph (keras_ebnn.passes.graph_quant): the quantized input
             self.input = GraphInput(tuple(t.shape), np.int8, "int8")
 
     @property
@@ -105,17 +105,17 @@ class GraphModel:
 
 
 def is_chain(graph):
-    """True when every op is a fused block (the graph of a keras_ebnn.blocks.LoweredModel): its C and
+    """True when every op is a fused block (the graph of a keras_ebnn.ir.blocks.LoweredModel): its C and
     report then take the chain's forms (blocks, NAME_b<i>_ arrays, the chain kernels' predict frame)."""
     return bool(graph.ops) and all(op.kind == "block" for op in graph.ops)
 
 
 def as_graph_model(model):
-    """The GraphModel the exporters work on: a GraphModel or a keras_ebnn.graph Graph, or a chain of fused
-    blocks (keras_ebnn.blocks.LoweredModel) as the graph of one block op per block (graph.as_graph)."""
+    """The GraphModel the exporters work on: a GraphModel or a keras_ebnn.ir.graph Graph, or a chain of fused
+    blocks (keras_ebnn.ir.blocks.LoweredModel) as the graph of one block op per block (graph.as_graph)."""
     if isinstance(model, GraphModel):
         return model
-    from keras_ebnn.graph import as_graph
+    from keras_ebnn.ir.graph import as_graph
     return GraphModel(as_graph(model))
 
 
@@ -224,7 +224,7 @@ def op_data(graph, op):
     elif kind == "bdense":
         data["w"] = ("uint32_t", chain._words_of_bits(np.asarray(p["weights"], dtype=bool)))  # (O, N)
     elif kind in ("conv", "depthwise", "dense"):
-        if "weights_int8" in p:  # float_weights="int8" (keras_ebnn/graph_int8.py): the _w8 kernels
+        if "weights_int8" in p:  # float_weights="int8" (keras_ebnn/passes/graph_int8.py): the _w8 kernels
             data["w"] = ("int8_t", np.asarray(p["weights_int8"], dtype=np.int8))
         else:
             data["w"] = ("float", np.asarray(p["weights"], dtype=np.float32))
@@ -307,7 +307,7 @@ def _conv_pool_data(graph, op):
     out_c = int(conv.params["weights"].shape[-1])
     data = {}
     if conv.params.get("binary_weights"):
-        from keras_ebnn.graph_fuse import weight_bytes8
+        from keras_ebnn.passes.graph_fuse import weight_bytes8
         data["w"] = ("uint8_t", weight_bytes8(op))
     elif "weights_int8" in conv.params:
         data["w"] = ("int8_t", np.asarray(conv.params["weights_int8"], dtype=np.int8))
@@ -328,7 +328,7 @@ def _conv_pool_data(graph, op):
 
 def _conv_pool_struct(name, op):
     """The ebnn_conv_pool_t of a conv_pool op."""
-    from keras_ebnn.graph_fuse import pool_geometry
+    from keras_ebnn.passes.graph_fuse import pool_geometry
     p = op.params
     conv = p["conv"]
     pg = pool_geometry(op)
@@ -692,7 +692,7 @@ def _op_code(graph, e, i, op, pre, scratch_offset):
         fn = "ebnn_threshold_f32" if t_in.dtype == "float32" else "ebnn_threshold_i32"
         return _call_lines(f"{fn}({t_in.size}u, {c}u, {ins[0]}, {pre}t, {pre}flip, {out})")
     if kind == "conv_pool":
-        from keras_ebnn.graph_fuse import pool_geometry
+        from keras_ebnn.passes.graph_fuse import pool_geometry
         rows = pool_geometry(op)["out_hw"][0]
         return _call_lines(_conv_pool_call(graph, e, op, pre, scratch_offset, "0u", f"{rows}u", "0u"))
     raise ValueError(f"no C for op kind {kind!r}")
@@ -710,9 +710,9 @@ def _conv_pool_call(graph, e, op, pre, scratch_offset, row0, row1, in_ring):
 
 def _stream_code(graph, e, op, prefix, scratch):
     """C statements of a conv_pool op whose input rows are streamed from the conv_pool op(s) before it
-    (keras_ebnn/graph_fuse.py plan_streams): for each output row, each producer first computes the rows
+    (keras_ebnn/passes/graph_fuse.py plan_streams): for each output row, each producer first computes the rows
     of its ring the row needs (ebnn_conv_pool_need), recursively."""
-    from keras_ebnn.graph_fuse import pool_geometry
+    from keras_ebnn.passes.graph_fuse import pool_geometry
     index = {o.output: i for i, o in enumerate(graph.ops)}
     stages = [op]
     while streamed_producer(graph, stages[0]) is not None:
@@ -769,8 +769,8 @@ def _op_c_parameters(graph, op):
     elif op.kind in ("max_pool", "global_max", "avg_pool", "global_avg"):
         out += [(f"ebnn_window_t.{k}", v, 0, UINT16_MAX, "uint16_t") for k, v in _window(
             geom["in_shape"], geom["pool"], geom["strides"], geom["pad"], geom["out_hw"], check=False).items()]
-    elif op.kind == "conv_pool":  # keras_ebnn/graph_fuse.py: the conv's and the pool's windows, out_c
-        from keras_ebnn.graph_fuse import pool_geometry
+    elif op.kind == "conv_pool":  # keras_ebnn/passes/graph_fuse.py: the conv's and the pool's windows, out_c
+        from keras_ebnn.passes.graph_fuse import pool_geometry
         g, pg = op.params["geometry"], pool_geometry(op)
         out += [(f"ebnn_window_t.{k}", v, 0, UINT16_MAX, "uint16_t") for k, v in _window(
             g.in_shape, g.kernel, g.strides, g.pad, g.conv_shape, check=False).items()]
@@ -1053,7 +1053,7 @@ def _limit_checks(graph, name):
 
 
 # --------------------------------------------------------------------------------------------------
-# Integer-only graphs (export(..., quantize="int8"), keras_ebnn/graph_quant.py)
+# Integer-only graphs (export(..., quantize="int8"), keras_ebnn/passes/graph_quant.py)
 
 QUANT_OPS = ("conv_s8", "depthwise_s8", "dense_s8", "requant", "lut", "add_s8", "concat_s8", "bits_to_s8",
              "avg_pool_s8", "global_avg_s8")

@@ -12,12 +12,12 @@ GRAPH_CODE_BYTES (exporters/graph_c.py): the same per graph kernel entry point a
   linked Cortex-M3 program). No script measures it yet (measured by hand as CODE_BYTES).
 STACK_BYTES (exporters/c.py; `python bench/stack.py`): stack bound of each fused-block kernel's deepest
   call chain and of what the generated predict functions add, per target and build ("default": no -D;
-  "small": -DEBNN_CHUNK=8 -DEBNN_LOW_STACK=1), the maximum over -O1, -O2, -O3, -Os of keras_ebnn.stackcheck
+  "small": -DEBNN_CHUNK=8 -DEBNN_LOW_STACK=1), the maximum over -O1, -O2, -O3, -Os of keras_ebnn.planning.stackcheck
   on the shipped models, rounded up to 16 B.
 GRAPH_STACK_BY_TARGET (exporters/graph_c.py; `python bench/graph_stack.py`): the same for the graph
   kernel files (maximum over both builds, whose options they do not read); "elementwise_libm" /
   "conv_pool_libm": with tanh / sigmoid (EBNN_ACT_LIBM=1).
-Other compilers or versions can differ: `python -m keras_ebnn.stackcheck OUT --target T -O2 [-D...]`
+Other compilers or versions can differ: `python -m keras_ebnn.planning.stackcheck OUT --target T -O2 [-D...]`
 bounds the stack of the build you ship; the target's size tool gives its exact code size.
 """
 

@@ -5,10 +5,10 @@ failed verification or C build); 2 usage error (bad arguments, missing files).
 
 A failed conversion prints one `error: ...` line on stderr (for an unsupported layer, followed by the
 list of supported layers), never a traceback, and writes nothing. TensorFlow's start-up logs are hidden
-unless --verbose. The model file is checked before Keras reads it (keras_ebnn.safe_load): layers that
+unless --verbose. The model file is checked before Keras reads it (keras_ebnn.frontend.safe_load): layers that
 could run code (Lambda, custom classes) and SavedModel directories are refused unless --trust-model.
 The arguments and the output folder are checked here; the file is then read, checked, loaded and
-exported in a child process with memory and time limits (keras_ebnn.isolation), whose output this
+exported in a child process with memory and time limits (keras_ebnn.frontend.isolation), whose output this
 process forwards: a crash or endless loop in HDF5 or TensorFlow becomes one `error:` line (exit 1).
 Every name printed has its control characters escaped (keras_ebnn.errors.printable).
 """
@@ -88,7 +88,7 @@ def _add_verify_options(p):
                         "class and function it defines, is passed to Keras's loader. The file is run.")
 
 
-# --quantize int8 (keras_ebnn/graph_quant.py): options and the representative data, in one block
+# --quantize int8 (keras_ebnn/passes/graph_quant.py): options and the representative data, in one block
 REPRESENTATIVE_IMAGES = 500  # from a dataset folder: its first training images
 
 
@@ -112,7 +112,7 @@ def _representative(args):
         return None, "--quantize int8 needs --representative-data FILE.npy|DIR"
     path = Path(args.representative_data)
     if path.is_dir():
-        from .datasets import DatasetNotFoundError, load
+        from .train.datasets import DatasetNotFoundError, load
         try:
             x, _ = load(args.dataset, path, split="train")
         except DatasetNotFoundError as exc:
@@ -141,7 +141,7 @@ def _safe(text):
 
 
 def _board_names():
-    from .boards import board_names
+    from .planning.boards import board_names
     return board_names()
 
 
@@ -152,7 +152,7 @@ def main(argv=None, isolate=None):
     parser = build_parser()
     args = parser.parse_args(argv)  # exits with 2 on usage errors
     if args.board is not None:
-        from .exporting import BoardError, check_board
+        from .frontdoor.exporting import BoardError, check_board
         try:
             check_board(args.board, args.target)
         except BoardError as exc:
@@ -178,7 +178,7 @@ def main(argv=None, isolate=None):
     if (problem := name_problem(name)):
         _error(f"--name {name!r} {problem}")
         return EXIT_USAGE
-    from .exporting import OutputDirError, check_out_dir
+    from .frontdoor.exporting import OutputDirError, check_out_dir
     try:
         check_out_dir(args.output, overwrite=args.overwrite,  # never over an input, even with --overwrite
                       inputs=[model_path] + ([Path(args.verify_data)] if args.verify_data else []))
@@ -186,13 +186,13 @@ def main(argv=None, isolate=None):
         _error(exc)
         return EXIT_USAGE
     if args.verify_data and not args.verify_data.endswith(".npz"):
-        from .datasets import FILES, find_dir
+        from .train.datasets import FILES, find_dir
         if find_dir(args.dataset, args.verify_data, use_env=False) is None:
             _error(f"--verify-data {args.verify_data}: no {args.dataset} IDX files "
                    f"({', '.join(FILES['test'])}) there or in its {args.dataset.replace('_', '-')}/ "
                    "sub-folder (EBNN_DATA_DIR is not used when --verify-data is given)")
             return EXIT_USAGE
-    from . import isolation
+    from .frontend import isolation
     if isolate is None:
         isolate = not isolation.in_child()
     if isolate:
@@ -203,10 +203,10 @@ def main(argv=None, isolate=None):
 
 
 def _run_isolated(argv, model_path):
-    """Run this CLI again in a child process (keras_ebnn.isolation) and forward its output; a child
+    """Run this CLI again in a child process (keras_ebnn.frontend.isolation) and forward its output; a child
     ended by a signal (crash, time limit) is reported as one error line, exit 1. The child's private
     folder (its TMPDIR, the model's private copy) is removed whatever happened."""
-    from . import isolation
+    from .frontend import isolation
     work = Path(tempfile.mkdtemp(prefix="keras-ebnn-"))
     phase_file = work / "phase"
     try:
@@ -237,7 +237,7 @@ def _convert(args, model_path, name, say):
             return EXIT_USAGE
         what = f"inputs from {Path(args.verify_data).name}"
     elif args.verify_data:
-        from .datasets import DatasetNotFoundError, load
+        from .train.datasets import DatasetNotFoundError, load
         try:
             x, y = load(args.dataset, args.verify_data, split="test")
         except DatasetNotFoundError as exc:
@@ -248,9 +248,9 @@ def _convert(args, model_path, name, say):
     from .errors import UnsupportedModelError
     try:
         with quiet_tensorflow(enabled=not args.verbose):  # TF/absl/oneDNN/CUDA logs go to a sink
-            from .exporting import BudgetError, OutputDirError, export
-            from .lowering import load_model
-            from .verify import InputDataError
+            from .frontdoor.exporting import BudgetError, OutputDirError, export
+            from .frontend.lowering import load_model
+            from .frontdoor.verify import InputDataError
             try:
                 custom = None if args.custom_objects is None else _custom_objects(args.custom_objects)
                 model = load_model(model_path, trust_model=args.trust_model, isolate=False,

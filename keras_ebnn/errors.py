@@ -1,7 +1,7 @@
 """Exception types for models keras-ebnn cannot export or will not load.
 
 `UnsupportedModelError` is the base: every error about the input model is one. Its `str()` keeps the
-historical form (message, then `SUPPORTED`: what the one lowering, keras_ebnn.graph.lower_graph, takes;
+historical form (message, then `SUPPORTED`: what the one lowering, keras_ebnn.ir.graph.lower_graph, takes;
 `lower()`'s chain view is that lowering's graph when it is a chain of fused blocks); `message` is the
 one-line description and `hint` the supported-layers list (None when the list does not fit the problem, e.g. a file that could
 not be read, or a model beyond the C kernels' parameter types). `ModelFileError` (unreadable / malformed file) and `UnsafeModelError` (a file that could
@@ -21,7 +21,7 @@ def printable(text):
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
 
 
-SUPPORTED = (  # what the one lowering (keras_ebnn.graph.lower_graph) takes; keras_ebnn.graph.GRAPH_SUPPORTED
+SUPPORTED = (  # what the one lowering (keras_ebnn.ir.graph.lower_graph) takes; keras_ebnn.ir.graph.GRAPH_SUPPORTED
     "Supported layers: (graph lowering: any model with one input and one output) InputLayer, Rescaling, "
     "QuantConv1D/QuantConv2D/QuantDense/QuantDepthwiseConv2D/QuantSeparableConv1D/QuantSeparableConv2D "
     "(kernel, depthwise and pointwise quantizers sign-type, magnitude_aware_sign or None; input quantizer "
@@ -95,4 +95,4 @@ class ModelOutputError(UnsupportedModelError):
 
 class BudgetError(RuntimeError):
     """The model does not fit the RAM or flash budget; the message says by how much and why.
-    (Raised by `keras_ebnn.export` and the exporters; also importable as keras_ebnn.exporting.BudgetError.)"""
+    (Raised by `keras_ebnn.export` and the exporters; also importable as keras_ebnn.frontdoor.exporting.BudgetError.)"""

@@ -4,10 +4,10 @@
  * product, the max/min pooling and the folded batch norm + sign (one threshold per channel) in ONE
  * pass and writes output *bits*; only the last block writes float logits. Portable C99: no malloc,
  * no recursion, fixed-width integer types only (AVR's int is 16 bits), float only in the
- * float-input kernel and the final logits. The exact semantics are keras_ebnn/blocks.py; the NumPy
+ * float-input kernel and the final logits. The exact semantics are keras_ebnn/ir/blocks.py; the NumPy
  * reference executor keras_ebnn/reference.py is matched bit for bit. See README.md in this folder.
  *
- * Graph ops (keras_ebnn/graph.py; NumPy definition keras_ebnn/graph_reference.py): unfused kernels over
+ * Graph ops (keras_ebnn/ir/graph.py; NumPy definition keras_ebnn/ir/graph_reference.py): unfused kernels over
  * typed tensors -- bits (the layout below), int (int32_t, always) and float32 (float) -- for the parts
  * of a model that are not fused blocks: binary accumulators, full-precision conv / depthwise / dense,
  * pooling, to_float, affine, div, activations, add, sign / threshold, concat, argmax. Bits and ints match
@@ -174,7 +174,7 @@ typedef struct {
 #define EBNN_WORD_ALIGN (offsetof(ebnn_align_probe_t, w))
 
 /* ---- block parameters ------------------------------------------------------------------------- */
-/* Input encodings of the first block (keras_ebnn/blocks.py, InputSpec.mode). */
+/* Input encodings of the first block (keras_ebnn/ir/blocks.py, InputSpec.mode). */
 #define EBNN_INPUT_FLOAT 0      /* value = x (float32 accumulator, summed in tap order) */
 #define EBNN_INPUT_UINT8 1      /* value = q_mul * p + q_add (integer accumulator) */
 #define EBNN_INPUT_SIGN_FLOAT 2 /* value = +1 if x >= sign_threshold_f else -1 */
@@ -209,7 +209,7 @@ typedef struct {
     uint16_t out_h, out_w;     /* output positions */
 } ebnn_window_t;
 
-/* ebnn_activation_f32's functions (keras_ebnn/graph.py, op "activation"). */
+/* ebnn_activation_f32's functions (keras_ebnn/ir/graph.py, op "activation"). */
 #define EBNN_ACT_RELU 0       /* max(x, 0) */
 #define EBNN_ACT_RELU6 1      /* min(max(x, 0), 6) */
 #define EBNN_ACT_HARD_TANH 2  /* min(max(x, -1), 1) */
@@ -217,7 +217,7 @@ typedef struct {
 #define EBNN_ACT_TANH 4       /* tanhf(x) */
 #define EBNN_ACT_SIGMOID 5    /* 1 / (1 + expf(-x)) */
 
-/* ebnn_conv_pool_f32 (keras_ebnn/graph_fuse.py, op "conv_pool"): a full-precision conv, its affine /
+/* ebnn_conv_pool_f32 (keras_ebnn/passes/graph_fuse.py, op "conv_pool"): a full-precision conv, its affine /
  * activation steps, a pool and a sign / threshold, computed per pooled output. */
 #define EBNN_CP_W_F32 0  /* weights: float32 */
 #define EBNN_CP_W_INT8 1 /* int8 (converted exactly to float) */
@@ -265,7 +265,7 @@ typedef struct {
 /* ebnn_conv_s8_bits: the same + 16 subset sums per group of four taps */
 #define EBNN_CONV_S8_BITS_SCRATCH(n_out, pool, k4) (EBNN_CONV_S8_SCRATCH(n_out, pool, k4) + 4u * (k4))
 
-/* ebnn_requant's element types (integer-only graphs, keras_ebnn/graph_quant.py). */
+/* ebnn_requant's element types (integer-only graphs, keras_ebnn/passes/graph_quant.py). */
 #define EBNN_Q_U8 0  /* uint8_t (the raw model input) */
 #define EBNN_Q_S8 1  /* int8_t */
 #define EBNN_Q_I32 2 /* int32_t */
@@ -400,7 +400,7 @@ int ebnn_conv_pool_f32(const ebnn_conv_pool_t *p, const void *in, const void *w,
                        uint16_t row1, uint16_t in_ring, uint16_t out_ring, float *scratch);
 /* The number of input rows output row `row` reads (its last input row + 1, clipped to in_h). */
 uint32_t ebnn_conv_pool_need(const ebnn_conv_pool_t *p, uint32_t row);
-/* Integer-only graph ops (export option quantize="int8"; semantics in keras_ebnn/graph_quant.py, the
+/* Integer-only graph ops (export option quantize="int8"; semantics in keras_ebnn/passes/graph_quant.py, the
  * fixed-point helpers in ebnn_requant.h): int8 tensors with a scale and zero point, int32 accumulators,
  * no floating point. conv / depthwise / dense: acc = bias[o] + sum (x - zp) * w over the taps (a tap
  * outside the input is worth pad_q), weights int8 in the float ops' layouts. */

@@ -1,5 +1,5 @@
 /* ebnn_audio.c - the integer audio front end (see ebnn_audio.h; the arithmetic is
- * keras_ebnn/audio.py's, step by step, and equal to it bit for bit).
+ * keras_ebnn/frontend/audio.py's, step by step, and equal to it bit for bit).
  *
  * Integer ranges: windowed samples are shifted below 2^14 (block floating point), so a complex value's
  * modulus stays below 2^14 * sqrt(2) through the FFT (every butterfly halves its outputs) and each
@@ -14,7 +14,7 @@
  * on GCC, Clang and every compiler keras-ebnn targets): refuse to compile otherwise. */
 typedef char ebnn_audio_needs_arithmetic_shift[(((int32_t)-3) >> 1) == -2 ? 1 : -1];
 
-/* round(64 * log2(1 + (j + 0.5) / 64)), j = 0..63 (keras_ebnn/audio.py LOG2_TABLE) */
+/* round(64 * log2(1 + (j + 0.5) / 64)), j = 0..63 (keras_ebnn/frontend/audio.py LOG2_TABLE) */
 static const uint8_t ebnn_audio_log2_table[64] EBNN_CONST = {
     1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, 15, 16, 18, 19, 20, 21, 22, 23, 25, 26, 27, 28, 29,
     30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 43, 44, 45, 46, 47, 48, 49, 50, 50, 51,

@@ -1,6 +1,6 @@
 /* ebnn_audio.h - the keras-ebnn integer audio front end: 16-bit samples in, uint8 log-mel frames out.
  *
- * Exact integer C (no float, no malloc), equal bit for bit to keras_ebnn/audio.py FrontEnd (the NumPy
+ * Exact integer C (no float, no malloc), equal bit for bit to keras_ebnn/frontend/audio.py FrontEnd (the NumPy
  * reference; the module docstring there gives the arithmetic step by step). A configuration
  * (ebnn_audio_config_t: sizes and constant tables) is written by FrontEnd.c_tables; an export with
  * audio_frontend= writes it into NAME_audio.c with a ready-made streaming state (see NAME_audio.h).

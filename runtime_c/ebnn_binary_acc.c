@@ -1,7 +1,7 @@
 /* ebnn_binary_acc.c - graph ops: unfused binary conv / dense / depthwise, bits in, int32 accumulators out.
  *
- * Semantics: keras_ebnn/graph.py (ops "bconv", "bdense", "bdepthwise"), defined by
- * keras_ebnn/graph_reference.py. An accumulator is the exact sum of the +-1 products a * w over the
+ * Semantics: keras_ebnn/ir/graph.py (ops "bconv", "bdense", "bdepthwise"), defined by
+ * keras_ebnn/ir/graph_reference.py. An accumulator is the exact sum of the +-1 products a * w over the
  * in-bounds taps (a == w gives +1, else -1); a tap outside the input adds 0 when pad_value is 0, and
  * its weight (+1 or -1: it reads +1) when pad_value is 1. These are the ops a graph uses when no
  * threshold follows (e.g. a binary conv feeding a residual Add); the fused blocks (ebnn_binary_conv.c,

@@ -1,6 +1,6 @@
 /* ebnn_binary_conv.c - binary convolution over bits (generic C; the byte kernels' version is
  * avr/ebnn_binary_conv8.c, the Helium one mve/ebnn_binary_conv_mve.c). Layouts: ebnn.h; semantics:
- * keras_ebnn/blocks.py. */
+ * keras_ebnn/ir/blocks.py. */
 
 #include "ebnn_internal.h"
 

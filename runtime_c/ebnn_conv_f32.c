@@ -1,11 +1,11 @@
 /* ebnn_conv_f32.c - graph ops: full-precision convolution and depthwise convolution (float32).
  *
- * Semantics: keras_ebnn/graph.py (ops "conv", "depthwise"), defined by keras_ebnn/graph_reference.py.
+ * Semantics: keras_ebnn/ir/graph.py (ops "conv", "depthwise"), defined by keras_ebnn/ir/graph_reference.py.
  * Each output is acc = 0.0f; acc = acc + v * w over the taps in row-major (ky, kx, c) order, the
  * product and the sum each rounded to float32 (never one fused multiply-add: the product goes through
  * a volatile float, which also survives -ffp-contract=fast on FPU cores). Taps outside the input read
  * pad_value and are summed like the others, as the reference does. Self-contained (no ebnn_bits.c).
- * The _w8 entry points take int8 weights (export option float_weights="int8", keras_ebnn/graph_int8.py):
+ * The _w8 entry points take int8 weights (export option float_weights="int8", keras_ebnn/passes/graph_int8.py):
  * each weight is converted to float (exactly) before the same multiply and add; the per-channel scale
  * is the separate affine op after the conv. */
 

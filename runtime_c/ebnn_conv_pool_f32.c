@@ -1,7 +1,7 @@
 /* ebnn_conv_pool_f32.c - graph op "conv_pool": full-precision conv -> affine / activation -> pool ->
  * affine / activation -> (sign | threshold), computed per pooled output (eBNN's reordering).
  *
- * Semantics: keras_ebnn/graph_fuse.py, defined by keras_ebnn/graph_reference.py (the fused op's
+ * Semantics: keras_ebnn/passes/graph_fuse.py, defined by keras_ebnn/ir/graph_reference.py (the fused op's
  * sub-ops run one after the other). For each pooled output position, the pool window's in-bounds
  * conv positions are visited in row-major order; each conv position's out_c accumulators are computed
  * as ebnn_conv_f32 does (acc = 0.0f; acc = acc + v * w over the taps in (ky, kx, c) order, padded taps

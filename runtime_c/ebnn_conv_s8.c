@@ -1,7 +1,7 @@
 /* ebnn_conv_s8.c - integer-only graph ops: int8 convolution and depthwise convolution, with an
  * optional max pool and output stage fused in (per pooled output, never the full-resolution map).
  *
- * Semantics: keras_ebnn/graph_quant.py (ops "conv_s8", "depthwise_s8"), defined by its run_op. Per
+ * Semantics: keras_ebnn/passes/graph_quant.py (ops "conv_s8", "depthwise_s8"), defined by its run_op. Per
  * conv output: acc = bias[o] + sum over the taps of (x - zp) * w, where a tap outside the input has the
  * value pad_q (0 for zero padding) instead of x - zp; weights int8, layout (KH, KW, C, per_c) as the
  * float conv. Exact integer arithmetic (the export bounds every accumulator within int32), so the

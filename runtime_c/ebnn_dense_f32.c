@@ -1,6 +1,6 @@
 /* ebnn_dense_f32.c - graph ops: full-precision dense layer over the last axis (float32).
  *
- * Semantics: keras_ebnn/graph.py (op "dense"), defined by keras_ebnn/graph_reference.py: for every
+ * Semantics: keras_ebnn/ir/graph.py (op "dense"), defined by keras_ebnn/ir/graph_reference.py: for every
  * row r and output o, acc = 0.0f; for n = 0 .. n_in-1: acc = acc + in[r][n] * w[n][o], the product
  * and the sum each rounded to float32 (the product goes through a volatile float: never an FMA).
  * The bias is a separate affine op. Self-contained (no ebnn_bits.c). ebnn_dense_w8 takes int8

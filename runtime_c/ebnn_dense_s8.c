@@ -1,6 +1,6 @@
 /* ebnn_dense_s8.c - integer-only graph op: int8 dense layer over the last axis, int32 out.
  *
- * Semantics: keras_ebnn/graph_quant.py (op "dense_s8"), defined by its run_op:
+ * Semantics: keras_ebnn/passes/graph_quant.py (op "dense_s8"), defined by its run_op:
  * out[r][o] = bias[o] + sum_n (in[r][n] - zp) * w[n][o], weights int8 (n_in, n_out), exact integers
  * (the export bounds them within int32); inputs equal to zp are skipped. */
 

@@ -1,8 +1,8 @@
 /* ebnn_elementwise.c - graph ops: type conversions, affine, activations, add, sign / threshold to bits,
  * concatenation, argmax.
  *
- * Semantics: keras_ebnn/graph.py (ops "to_float", "affine", "activation", "add", "sign", "threshold",
- * "concat", "div"), defined by keras_ebnn/graph_reference.py. Every float32 result is the reference's
+ * Semantics: keras_ebnn/ir/graph.py (ops "to_float", "affine", "activation", "add", "sign", "threshold",
+ * "concat", "div"), defined by keras_ebnn/ir/graph_reference.py. Every float32 result is the reference's
  * sequence of float32 operations (an affine's product goes through a volatile float: never an FMA), so
  * it is bit-identical, except tanh and sigmoid, which use the C library's tanhf / expf (EBNN_ACT_LIBM,
  * ebnn.h: a model without them can leave libm out). Elements are in

@@ -1,6 +1,6 @@
 /* ebnn_input_conv.c - the first block on an integer input: ebnn_input_conv_u8 (generic C; the byte
  * kernels' version is avr/ebnn_input_conv8.c) and the integer accumulator that ebnn_input_conv_f32
- * also uses for sign_float inputs. Layouts: ebnn.h; semantics: keras_ebnn/blocks.py. */
+ * also uses for sign_float inputs. Layouts: ebnn.h; semantics: keras_ebnn/ir/blocks.py. */
 
 #include "ebnn_internal.h"
 

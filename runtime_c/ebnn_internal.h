@@ -21,7 +21,7 @@
 
 /* ---- float32 arithmetic ------------------------------------------------------------------------
  * The float kernels do the reference's float32 operations one by one, each rounded to float32
- * (keras_ebnn/graph_reference.py). Two kinds of build would break that:
+ * (keras_ebnn/ir/graph_reference.py). Two kinds of build would break that:
  *   - -ffast-math / -Ofast (__FAST_MATH__): reassociation, reciprocals, flush-to-zero. Refused here;
  *     define EBNN_ALLOW_FAST_MATH to build anyway (logits, and the classes of models with float
  *     layers, may then differ from the reference and Keras).

@@ -1,7 +1,7 @@
 /* ebnn_pool.c - graph ops: max, sum and average pooling over bits, int32 and float32 (also global pooling).
  *
- * Semantics: keras_ebnn/graph.py (ops "max_pool", "avg_pool", "global_max", "global_avg"), defined by
- * keras_ebnn/graph_reference.py. A window covers only its in-bounds taps (a window hanging off the
+ * Semantics: keras_ebnn/ir/graph.py (ops "max_pool", "avg_pool", "global_max", "global_avg"), defined by
+ * keras_ebnn/ir/graph_reference.py. A window covers only its in-bounds taps (a window hanging off the
  * edge skips the others, as TF's pooling does), visited in row-major (ky, kx) order:
  *   max over bits = OR; max over int32 exact; max over float32 as numpy.maximum (a NaN propagates);
  *   sum over bits = sum of the +-1 values, over int32 the exact sum (an average pool of bits / ints:

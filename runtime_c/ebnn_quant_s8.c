@@ -1,9 +1,9 @@
 /* ebnn_quant_s8.c - integer-only graph ops: requantization, lookup-table activations, add,
  * concatenation, bits to int8, int8 threshold to bits, int8 max / average pooling, int32 argmax.
  *
- * Semantics: keras_ebnn/graph_quant.py (ops "requant", "lut", "add_s8", "concat_s8", "bits_to_s8",
+ * Semantics: keras_ebnn/passes/graph_quant.py (ops "requant", "lut", "add_s8", "concat_s8", "bits_to_s8",
  * "avg_pool_s8", "global_avg_s8"; "threshold" and "max_pool" on int8), defined by its run_op and
- * keras_ebnn/graph_reference.py. Integer arithmetic only (ebnn_requant.h): no float anywhere, so a
+ * keras_ebnn/ir/graph_reference.py. Integer arithmetic only (ebnn_requant.h): no float anywhere, so a
  * model made of these kernels and the binary ones links no soft-float routine. Elements are in
  * row-major order with the channels last. Uses ebnn_bits.c (bit reads and writer). */
 
@@ -51,7 +51,7 @@ EBNN_API int ebnn_lut_s8(uint32_t n, const int8_t *in, const int8_t *table, int8
     return EBNN_OK;
 }
 
-/* TFLite's int8 add of n_inputs tensors of n elements (keras_ebnn/graph_quant.py "add_s8"). */
+/* TFLite's int8 add of n_inputs tensors of n elements (keras_ebnn/passes/graph_quant.py "add_s8"). */
 EBNN_API int ebnn_add_s8(uint32_t n, uint32_t n_inputs, const int8_t *const *inputs, const int32_t *zp,
                          const int32_t *m, const int8_t *shift, int32_t m_out, int32_t shift_out, int32_t zp_out,
                          int8_t *out)

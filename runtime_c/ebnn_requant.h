@@ -1,6 +1,6 @@
 /* ebnn_requant.h - the fixed-point arithmetic of the integer-only graph ops (not a public header).
  *
- * Semantics: keras_ebnn/graph_quant.py (module docstring), the TFLite int8 scheme as gemmlowp and
+ * Semantics: keras_ebnn/passes/graph_quant.py (module docstring), the TFLite int8 scheme as gemmlowp and
  * CMSIS-NN round it: a real multiplier r = M * 2^(shift - 31) with M an int32, and
  *   ebnn_mbqm(x, M, shift) = rdbpot(srdhm(x * 2^max(shift, 0), M), max(-shift, 0))
  *   srdhm(a, b)  = (a * b + (a * b >= 0 ? 2^30 : 1 - 2^30)) / 2^31    (64-bit product, C division)

@@ -47,7 +47,7 @@ def sample_data_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def mnist_small():
     """(x_train, y_train, x_test, y_test): a few thousand real MNIST images, or the shipped sample."""
-    from keras_ebnn import datasets
+    from keras_ebnn.train import datasets
     if datasets.find_dir("mnist") is not None:
         (xtr, ytr), (xte, yte) = datasets.load("mnist")
         return xtr[:3000], ytr[:3000], xte[:500], yte[:500]

@@ -1,11 +1,11 @@
-"""The integer audio front end (keras_ebnn/audio.py, runtime_c/ebnn_audio.c): C == NumPy bit for bit
+"""The integer audio front end (keras_ebnn/frontend/audio.py, runtime_c/ebnn_audio.c): C == NumPy bit for bit
 on generated clips (tones, chirps, noise, full-scale extremes, silence; several configurations; samples
 pushed in chunks of every size), under ASan/UBSan; on FSDD's 300 test clips when the data is there."""
 import numpy as np
 import pytest
 
-from keras_ebnn import audio
-from keras_ebnn.host import find_cc
+from keras_ebnn.frontend import audio
+from keras_ebnn.frontdoor.host import find_cc
 
 needs_cc = pytest.mark.skipif(find_cc() is None, reason="no C compiler")
 
@@ -97,7 +97,7 @@ def test_c_rejects_bad_arguments(tmp_path):
     and a bad configuration."""
     import subprocess
     from keras_ebnn.exporters.c import runtime_dir
-    from keras_ebnn.host import SANITIZE, STRICT
+    from keras_ebnn.frontdoor.host import SANITIZE, STRICT
     fe = audio.FrontEnd(fft_size=64, frame_length=64, frame_step=32, mel_bands=8, num_frames=4)
     (tmp_path / "main.c").write_text("""#include <stdio.h>
 #include "ebnn_audio.h"
@@ -128,7 +128,7 @@ int main(void)
 @needs_cc
 def test_c_equals_numpy_on_fsdd_test_split():
     """All 300 clips of FSDD's official test split (skips without the data)."""
-    from keras_ebnn import datasets
+    from keras_ebnn.train import datasets
     try:
         (_, _), (x, y) = datasets.load_fsdd()
     except datasets.DatasetNotFoundError as exc:
@@ -153,7 +153,7 @@ def _write_wav(path, x, rate=8000, channels=1, width=2):
 def test_load_fsdd_on_generated_archive(tmp_path, monkeypatch):
     """A tar of generated WAV clips in FSDD's layout: the official split, labels, speakers, samples."""
     import tarfile
-    from keras_ebnn import datasets
+    from keras_ebnn.train import datasets
     rec = tmp_path / "src" / "recordings"
     rec.mkdir(parents=True)
     clips = {}
@@ -213,8 +213,8 @@ def test_export_with_front_end_classifies_raw_audio(tmp_path):
     """export(..., audio_frontend=fe): NAME_audio.c beside NAME.c; the C (front end + network, built
     with ASan/UBSan) classifies raw clips as the reference does on the NumPy features."""
     import keras_ebnn
-    from keras_ebnn import graph_reference
-    from keras_ebnn.graph import lower_graph
+    from keras_ebnn.ir import graph_reference
+    from keras_ebnn.ir.graph import lower_graph
     fe = audio.FrontEnd(**SMALL)
     model, clips = _small_audio_model(fe)
     rng = np.random.default_rng(1)
@@ -238,7 +238,7 @@ def test_export_front_end_for_zephyr_and_arduino(tmp_path, target):
     compiles warning-free together (what Arduino's recursive src/ build does)."""
     import subprocess
     import keras_ebnn
-    from keras_ebnn.host import STRICT
+    from keras_ebnn.frontdoor.host import STRICT
     fe = audio.FrontEnd(**SMALL)
     model, _ = _small_audio_model(fe)
     out = tmp_path / target
@@ -270,9 +270,10 @@ def test_shipped_spoken_digits_model_on_fsdd(tmp_path):
     import json
     from pathlib import Path
     import keras_ebnn
-    from keras_ebnn import datasets, graph_reference
-    from keras_ebnn.graph import lower_graph
-    from keras_ebnn.lowering import load_model
+    from keras_ebnn.train import datasets
+    from keras_ebnn.ir import graph_reference
+    from keras_ebnn.ir.graph import lower_graph
+    from keras_ebnn.frontend.lowering import load_model
     try:
         clips, y = datasets.load_fsdd(split="test")
     except datasets.DatasetNotFoundError as exc:
@@ -300,8 +301,8 @@ def test_bench_driver_on_cortex_m4(tmp_path):
         pytest.skip("arm-none-eabi-gcc / qemu-system-arm not available")
     import keras_ebnn
     import spoken_digits as bench
-    from keras_ebnn import graph_reference
-    from keras_ebnn.graph import lower_graph
+    from keras_ebnn.ir import graph_reference
+    from keras_ebnn.ir.graph import lower_graph
     fe = audio.FrontEnd(**SMALL)
     model, clips = _small_audio_model(fe)
     keras_ebnn.export(model, tmp_path / "c", name=bench.NAME, audio_frontend=fe)

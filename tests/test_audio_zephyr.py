@@ -34,7 +34,7 @@ def _zephyr_python():
 def _clips(sample_rate):
     """[(file name, int16 clip, label)]: the first FSDD test clip of each digit, else 8 generated
     clips (voiced-like harmonic sweeps, noise bursts, a click, silence) with label -1."""
-    from keras_ebnn import datasets
+    from keras_ebnn.train import datasets
     try:
         clips, y = datasets.load_fsdd(split="test", sample_rate=sample_rate)
         first = [int(np.flatnonzero(y == d)[0]) for d in range(10)]
@@ -70,9 +70,10 @@ def _write_wav(path, samples, rate):
 @pytest.mark.skipif(not ZEPHYR_BASE, reason="ZEPHYR_BASE is not set (Zephyr is not installable from registries)")
 def test_spoken_digits_zephyr_sample_on_native_sim(tmp_path):
     import keras_ebnn
-    from keras_ebnn import audio, graph_reference
-    from keras_ebnn.graph import lower_graph
-    from keras_ebnn.lowering import load_model
+    from keras_ebnn.frontend import audio
+    from keras_ebnn.ir import graph_reference
+    from keras_ebnn.ir.graph import lower_graph
+    from keras_ebnn.frontend.lowering import load_model
     python = _zephyr_python()
     if python is None:
         pytest.skip("no Python >= 3.12 with Zephyr's packages (set EBNN_ZEPHYR_PYTHON)")

@@ -8,12 +8,13 @@ import subprocess
 import numpy as np
 import pytest
 
-from keras_ebnn import host, graph_reference
-from keras_ebnn.blocks import (BinaryConvBlock, BinaryDenseBlock, ConvGeometry, InputConvBlock, InputSpec,
+from keras_ebnn.frontdoor import host
+from keras_ebnn.ir import graph_reference
+from keras_ebnn.ir.blocks import (BinaryConvBlock, BinaryDenseBlock, ConvGeometry, InputConvBlock, InputSpec,
                                LoweredModel, OutputDenseBlock)
 from keras_ebnn.exporters.arduino import export_arduino
 from keras_ebnn.exporters.c import CTYPE_BYTES, avr_reach_problems, block_data, export_c, memory_plan
-from keras_ebnn.exporting import BudgetError
+from keras_ebnn.frontdoor.exporting import BudgetError
 
 
 def _geom(in_shape, k, stride=1):

@@ -19,7 +19,7 @@ def _m(acc, total):
 def test_warm_start_enqueues_once(tmp_path):
     storage = str(tmp_path / "s.journal")
     assert FM.warm_start(storage, "st", [dict(FM.M15_WINNER, hflip=False), dict(FM.M15_WINNER, hflip=True)]) == 2
-    from keras_ebnn import search as S
+    from keras_ebnn.train import search as S
     study = optuna.load_study(study_name="st", storage=S.open_storage(storage))
     trial = study.ask()
     params = FM.fashion_space().suggest(trial)
@@ -58,10 +58,10 @@ def test_sections_say_met_or_not():
 
 def test_moonshot_and_compare_runs_plumbing(tmp_path, monkeypatch):
     """run_moonshot / run_compare hand the right candidate, epochs and teacher to the search's final
-    step (keras_ebnn.search.finalize, mocked here) and measure what it saved (mocked)."""
+    step (keras_ebnn.train.search.finalize, mocked here) and measure what it saved (mocked)."""
     import argparse
     import numpy as np
-    from keras_ebnn import search as S
+    from keras_ebnn.train import search as S
     x, y = np.zeros((40, 28, 28), np.uint8), np.arange(40) % 10
     monkeypatch.setattr(S, "load_data", lambda name: ((x, y), (x[:10], y[:10])))
     calls = []

@@ -5,7 +5,7 @@ marked `targets` build the Arduino sketch of the shipped uno_mnist for the Uno w
 and run it under simavr (tests/c/avr_sketch_runner.c: Serial in and out, peak SRAM by painting):
 the printed classes must be the reference executor's for the embedded images, with and without
 --verify-data and in the Serial-input variant; and the measured flash and peak SRAM must stay within
-the budget, whose Arduino core figures (keras_ebnn/boards.py) a stand-in model's sketch re-measures.
+the budget, whose Arduino core figures (keras_ebnn/planning/boards.py) a stand-in model's sketch re-measures.
 """
 import gzip
 import json
@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from helpers.common import ROOT
-from keras_ebnn import boards, convert
+from keras_ebnn.planning import boards
+from keras_ebnn import convert
 from keras_ebnn.exporters import arduino
 
 MODELS = ROOT / "examples" / "models"
@@ -29,7 +30,7 @@ SAMPLE = ROOT / "examples" / "data" / "mnist_test_sample.npz"
 
 @lru_cache(maxsize=None)
 def _lowered(stem):
-    from keras_ebnn.lowering import load_model, lower
+    from keras_ebnn.frontend.lowering import load_model, lower
     return lower(load_model(MODELS / f"{stem}.keras"), stem)
 
 
@@ -93,7 +94,7 @@ def test_budget_counts_what_it_says():
 
 
 def test_export_refuses_what_does_not_fit_and_writes_nothing(tmp_path):
-    from keras_ebnn.exporting import BudgetError, export
+    from keras_ebnn.frontdoor.exporting import BudgetError, export
     out = tmp_path / "m15"
     with pytest.raises(BudgetError) as exc:
         export(_lowered("m15_mnist"), out, name="m15_mnist", target="arduino", board="uno")
@@ -105,7 +106,7 @@ def test_export_refuses_what_does_not_fit_and_writes_nothing(tmp_path):
 
 
 def test_zephyr_export_refuses_a_board_it_does_not_fit(tmp_path, monkeypatch):
-    from keras_ebnn.exporting import BudgetError, export
+    from keras_ebnn.frontdoor.exporting import BudgetError, export
     small = boards.Board("tiny_m0", "test board", "none", "cortex-m0plus", 1, 8_192, 1_024, "test")
     monkeypatch.setitem(boards.BOARDS, "tiny_m0", small)
     with pytest.raises(BudgetError, match=r"(?s)RAM [\d,]+ B needed of 1,024 B \(OVER by .*Zephyr kernel"):
@@ -201,7 +202,7 @@ def _sketch_arrays(text):
 
 
 def test_sketch_embeds_the_shipped_mnist_images_without_verify_data(tmp_path):
-    from keras_ebnn.exporting import export
+    from keras_ebnn.frontdoor.exporting import export
     r = export(_lowered("uno_mnist"), tmp_path / "lib", name="uno_mnist", target="arduino")
     text = (tmp_path / "lib" / "examples" / "uno_mnist" / "uno_mnist.ino").read_text()
     data = np.load(SAMPLE)
@@ -214,7 +215,7 @@ def test_sketch_embeds_the_shipped_mnist_images_without_verify_data(tmp_path):
 
 
 def test_sketch_uses_verification_inputs_first(tmp_path):
-    from keras_ebnn.exporting import export
+    from keras_ebnn.frontdoor.exporting import export
     data = np.load(SAMPLE)
     x, y = data["x"][100:140], data["y"][100:140]
     export(_lowered("uno_mnist"), tmp_path / "lib", name="uno_mnist", target="arduino", verify_inputs=x,
@@ -225,7 +226,7 @@ def test_sketch_uses_verification_inputs_first(tmp_path):
 
 def test_sketch_can_leave_random_verification_inputs_out(tmp_path):
     """EbnnExport verifies on random inputs when it has no data: those are not embedded."""
-    from keras_ebnn.exporting import export
+    from keras_ebnn.frontdoor.exporting import export
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (16, 28, 28, 1), dtype=np.uint8)
     export(_lowered("uno_mnist"), tmp_path / "lib", name="uno_mnist", target="arduino", verify_inputs=x,
@@ -299,8 +300,8 @@ int main(void)
 @pytest.mark.parametrize("variant", ["embedded", "serial"])
 def test_sketch_builds_and_classifies_on_the_host(variant, tmp_path):
     """The sketch's non-AVR code, built warning-free with the runtime under ASan/UBSan on the host."""
-    from keras_ebnn import graph_reference
-    from keras_ebnn.exporting import export
+    from keras_ebnn.ir import graph_reference
+    from keras_ebnn.frontdoor.exporting import export
     lib = tmp_path / "lib"
     export(_lowered("uno_mnist"), lib, name="uno_mnist", target="arduino", check_c=False)
     ino = lib / "examples" / "uno_mnist" / "uno_mnist.ino"
@@ -370,7 +371,7 @@ def _check_library_json(lib, manifest):
 
 
 def test_library_json_follows_platformio_schema(tmp_path):
-    from keras_ebnn.exporting import export
+    from keras_ebnn.frontdoor.exporting import export
     lib = tmp_path / "lib"
     export(_lowered("uno_mnist"), lib, name="uno_mnist", target="arduino")
     manifest = json.loads((lib / "library.json").read_text())
@@ -385,7 +386,7 @@ def test_library_json_passes_platformios_own_validator(tmp_path):
     pytest.importorskip("platformio", reason="platformio is not installed (pip install platformio)")
     from platformio.package.manifest.parser import ManifestParserFactory
     from platformio.package.manifest.schema import ManifestSchema
-    from keras_ebnn.exporting import export
+    from keras_ebnn.frontdoor.exporting import export
     lib = tmp_path / "lib"
     export(_lowered("uno_mnist"), lib, name="uno_mnist", target="arduino")
     parsed = ManifestParserFactory.new_from_dir(str(lib)).as_dict()
@@ -398,7 +399,7 @@ def test_library_json_passes_platformios_own_validator(tmp_path):
 def test_pio_pkg_pack_accepts_the_library(tmp_path):
     """`pio pkg pack` validates library.json (offline) and packs what its export section names."""
     import tarfile
-    from keras_ebnn.exporting import export
+    from keras_ebnn.frontdoor.exporting import export
     lib = tmp_path / "lib"
     export(_lowered("uno_mnist"), lib, name="uno_mnist", target="arduino")
     proc = subprocess.run(["pio", "pkg", "pack", str(lib), "-o", str(tmp_path / "pkg.tar.gz")],
@@ -472,7 +473,7 @@ def _printed(text):
 def _check_uno_run(lib, name, images, labels, work):
     """Build lib's example for the Uno, run it: classes = the reference executor's, accuracy over
     the labels, flash and peak SRAM within the --board uno budget."""
-    from keras_ebnn import graph_reference
+    from keras_ebnn.ir import graph_reference
     from keras_ebnn.exporters.c import memory_plan
     elf, flash, static = _build_sketch(lib.parent, lib / "examples" / name / f"{name}.ino", work)
     text, stats = _run_sketch(elf, work)
@@ -534,8 +535,8 @@ def test_uno_sketch_classifies_verify_data(tmp_path, capsys):
 @uno
 def test_uno_serial_sketch_classifies_what_it_reads(tmp_path):
     """The Serial-input variant (written when there are no inputs to embed), fed 3 images over UART."""
-    from keras_ebnn import graph_reference
-    from keras_ebnn.exporting import export
+    from keras_ebnn.ir import graph_reference
+    from keras_ebnn.frontdoor.exporting import export
     lib = tmp_path / "libraries" / "uno_mnist"
     export(_lowered("uno_mnist"), lib, name="uno_mnist", target="arduino", board="uno")
     ino = lib / "examples" / "uno_mnist" / "uno_mnist.ino"

@@ -21,10 +21,11 @@ import numpy as np
 import pytest
 
 from helpers.common import ROOT
-from keras_ebnn import graph_reference, host
+from keras_ebnn.ir import graph_reference
+from keras_ebnn.frontdoor import host
 from keras_ebnn.exporters.c import export_c
 from keras_ebnn.exporters.graph_c import GraphModel, uses_libm
-from keras_ebnn.graph import lower_graph
+from keras_ebnn.ir.graph import lower_graph
 from helpers.graphgen import random_graph
 
 RUNTIME = ROOT / "runtime_c"

@@ -3,7 +3,7 @@ ebnn_elementwise.c; API: ebnn.h "graph ops").
 
 * tests/c/test_graph_kernels.c: every kernel against naive C loops under ASan/UBSan, with the SWAR and
   the table popcounts, and without libm (EBNN_ACT_LIBM=0: tanh / sigmoid refused, nothing referenced).
-* The kernels called through ctypes on random inputs and compared with keras_ebnn/graph_reference.py's
+* The kernels called through ctypes on random inputs and compared with keras_ebnn/ir/graph_reference.py's
   own op implementations (`run_op`, the definition of the graph semantics): bits and ints equal, float
   results bit-identical (the spec's operation order; the library is built with -ffp-contract=fast and,
   where the CPU has it, -mfma, so an FMA the kernels failed to prevent would show), tanh / sigmoid
@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 
 from helpers.common import ROOT
-from keras_ebnn import graph_reference as gr
-from keras_ebnn import host
-from keras_ebnn.blocks import ConvGeometry
+from keras_ebnn.ir import graph_reference as gr
+from keras_ebnn.frontdoor import host
+from keras_ebnn.ir.blocks import ConvGeometry
 
 RUNTIME = ROOT / "runtime_c"
 GRAPH_FILES = ["ebnn_conv_f32.c", "ebnn_dense_f32.c", "ebnn_binary_acc.c", "ebnn_pool.c", "ebnn_elementwise.c",
@@ -89,7 +89,7 @@ def test_libm_only_with_tanh_and_sigmoid(act_libm, tmp_path):
     assert bool(undefined & {"tanhf", "expf"}) == bool(act_libm), undefined
 
 
-# ---- the kernels against keras_ebnn/graph_reference.py ------------------------------------------------
+# ---- the kernels against keras_ebnn/ir/graph_reference.py ------------------------------------------------
 class Window(ctypes.Structure):
     _fields_ = [(n, ctypes.c_uint16) for n in
                 ("in_h", "in_w", "in_c", "kh", "kw", "sh", "sw", "pad_t", "pad_l", "out_h", "out_w")]
@@ -205,7 +205,7 @@ TRIALS = 30
 
 def _weights(rng, shape, int8):
     """float32 weights, or (int8: the _w8 kernels) int8 weights and the same values as float32 for
-    the reference (keras_ebnn.graph_int8: the op runs on float32(q))."""
+    the reference (keras_ebnn.passes.graph_int8: the op runs on float32(q))."""
     if not int8:
         w = _floats(rng, shape)
         return w, _ptr(w, F32)

@@ -13,11 +13,13 @@
 import numpy as np
 import pytest
 
-from keras_ebnn import UnsupportedModelError, export, graph_reference, host, import_larq
+from keras_ebnn import UnsupportedModelError, export, import_larq
+from keras_ebnn.ir import graph_reference
+from keras_ebnn.frontdoor import host
 from keras_ebnn.exporters.c import export_c
 from keras_ebnn.exporters.graph_c import GraphModel, c_limit_problems
-from keras_ebnn.graph import lower_graph
-from keras_ebnn.lowering import lower
+from keras_ebnn.ir.graph import lower_graph
+from keras_ebnn.frontend.lowering import lower
 from helpers.graphgen import calibrate
 
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from helpers.cbuild import run_model
-from keras_ebnn import host, graph_reference
+from keras_ebnn.frontdoor import host
+from keras_ebnn.ir import graph_reference
 from keras_ebnn.exporters.c import export_c, memory_plan
 from helpers.randblocks import random_lowered
 from helpers.tiers import sweep
@@ -33,7 +34,7 @@ def _byte_kernels_take(model):
     """Whether an EBNN_BYTE_KERNELS build runs the model: its uint8-input conv needs every accumulator
     in int16 (acc16) and at most 255 taps, a sign_float input conv acc16 (see runtime_c/README.md; a
     binary conv beyond int16 falls back on the generic code)."""
-    from keras_ebnn.blocks import accumulator_range, fan_in
+    from keras_ebnn.ir.blocks import accumulator_range, fan_in
     for b in model.blocks:
         if b.kind == "input_conv" and model.input.mode != "float":
             if accumulator_range(b)[1] >= 2**15 - 1 or (model.input.dtype == np.uint8 and fan_in(b) > 255):

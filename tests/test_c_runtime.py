@@ -5,7 +5,8 @@ import subprocess
 import pytest
 
 from helpers.common import ROOT
-from keras_ebnn import host, lower
+from keras_ebnn.frontdoor import host
+from keras_ebnn import lower
 from keras_ebnn.exporters.c import export_c, memory_plan
 from helpers.modelgen import random_model
 

@@ -18,8 +18,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from keras_ebnn import host, graph_reference
-from keras_ebnn.blocks import (BinaryConvBlock, ConvGeometry, InputConvBlock, InputSpec, LoweredModel,
+from keras_ebnn.frontdoor import host
+from keras_ebnn.ir import graph_reference
+from keras_ebnn.ir.blocks import (BinaryConvBlock, ConvGeometry, InputConvBlock, InputSpec, LoweredModel,
                                OutputDenseBlock)
 from keras_ebnn.exporters.c import export_c, generate
 

@@ -9,7 +9,7 @@ import pytest
 
 from helpers.common import ROOT, small_mnist_model
 from keras_ebnn import UnsupportedModelError, import_larq
-from keras_ebnn.callback import EbnnExport, is_chief
+from keras_ebnn.frontdoor.callback import EbnnExport, is_chief
 
 tf, lq = import_larq()
 
@@ -106,9 +106,10 @@ def test_export_on_improvement(tmp_path, mnist_small):
 
 def test_reestimate_bn_exports_a_copy(tmp_path, mnist_small):
     """reestimate_bn: the export holds the re-estimated statistics; the training model keeps its own."""
-    from keras_ebnn import lower, graph_reference
-    from keras_ebnn.callback import plain_copy
-    from keras_ebnn.training import reestimate_batchnorm
+    from keras_ebnn import lower
+    from keras_ebnn.ir import graph_reference
+    from keras_ebnn.frontdoor.callback import plain_copy
+    from keras_ebnn.train.training import reestimate_batchnorm
     xtr, ytr, xte, _ = mnist_small
     tf.keras.utils.set_random_seed(4)
     model = _compiled(small_mnist_model(tf, lq))
@@ -126,7 +127,7 @@ def test_no_partial_folder_on_failure(tmp_path, monkeypatch, mnist_small):
     """A failure in the middle of writing leaves neither a half-written folder nor temp files,
     and a previous export in the same folder stays as it was."""
     import keras_ebnn.exporters.c as cexp
-    from keras_ebnn.exporting import export
+    from keras_ebnn.frontdoor.exporting import export
     xtr, ytr, _, _ = mnist_small
     model = small_mnist_model(tf, lq)
     out = tmp_path / "out"
@@ -198,8 +199,8 @@ MIRRORED = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from helpers.common import small_mnist_model
-    from keras_ebnn.callback import EbnnExport
-    import keras_ebnn.exporting as exporting
+    from keras_ebnn.frontdoor.callback import EbnnExport
+    import keras_ebnn.frontdoor.exporting as exporting
     calls = []
     real = exporting.export
     exporting.export = lambda *a, **k: calls.append(1) or real(*a, **k)
@@ -216,7 +217,7 @@ MIRRORED = textwrap.dedent("""
     # the export holds the weights get_weights() gives (batch-norm statistics averaged over replicas)
     plain = small_mnist_model(tf, lq)
     plain.set_weights(model.get_weights())
-    from keras_ebnn import graph_reference
+    from keras_ebnn.ir import graph_reference
     logits = graph_reference.run(keras_ebnn.lower(plain), x[:64])["logits"]
     same = np.array_equal(logits, graph_reference.run(cb.exports[0].lowered, x[:64])["logits"])
     print("EXPORTS", len(calls), len(cb.exports), cb.exports[0].c_matches_reference, same)
@@ -237,7 +238,7 @@ def test_board_budget_in_callback(tmp_path, mnist_small):
     """EbnnExport(board=...): an unknown board is refused at construction; an export that does not fit
     the board is logged and skipped (training goes on, nothing written), and with force=True written
     with the warning in its notes."""
-    from keras_ebnn.exporting import BoardError
+    from keras_ebnn.frontdoor.exporting import BoardError
     with pytest.raises(BoardError, match="nope"):
         EbnnExport(tmp_path / "x", board="nope")
     xtr, ytr, _, _ = mnist_small

@@ -1,4 +1,4 @@
-"""keras_ebnn.datasets.load_cifar10 (CIFAR-10 JPEG copy): a generated archive in the real layout, the
+"""keras_ebnn.train.datasets.load_cifar10 (CIFAR-10 JPEG copy): a generated archive in the real layout, the
 cache (atomic, rebuilt when corrupt), clean errors; the real archive when EBNN_DATA_DIR has it."""
 import io
 import os
@@ -7,7 +7,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from keras_ebnn import datasets
+from keras_ebnn.train import datasets
 
 DATA = os.environ.get("EBNN_DATA_DIR")
 

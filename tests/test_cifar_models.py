@@ -1,14 +1,14 @@
-"""The 32x32x3 binary VGG family (keras_ebnn.models.cifar_vgg): a tiny random instance exports through
+"""The 32x32x3 binary VGG family (keras_ebnn.train.models.cifar_vgg): a tiny random instance exports through
 keras_ebnn.export, its C equals the reference executor bit for bit and its classes equal Keras's."""
 import numpy as np
 import pytest
 
-from keras_ebnn import models
-from keras_ebnn.host import find_cc
+from keras_ebnn.train import models
+from keras_ebnn.frontdoor.host import find_cc
 
 
 def _calibrated(model, x):
-    from keras_ebnn.training import reestimate_batchnorm
+    from keras_ebnn.train.training import reestimate_batchnorm
     rng = np.random.default_rng(1)
     for lay in model.layers:  # random BN offsets and output scales, so thresholds are not all at zero
         if hasattr(lay, "beta") and lay.beta is not None:

@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from helpers.common import small_mnist_model
-from keras_ebnn import convert, datasets, import_larq
+from keras_ebnn import convert, import_larq
+from keras_ebnn.train import datasets
 
 tf, lq = import_larq()
 DATA = os.environ.get("EBNN_DATA_DIR")
@@ -47,7 +48,7 @@ def test_graph_model_exports(tmp_path, capsys):
     assert convert.main([str(path), "-o", str(tmp_path / "out")]) == 0
     assert "graph of" in capsys.readouterr().out
     report = (tmp_path / "out" / "avgnet_report.md").read_text()
-    # the average pool is computed inside the fused conv_pool op (keras_ebnn/graph_fuse.py)
+    # the average pool is computed inside the fused conv_pool op (keras_ebnn/passes/graph_fuse.py)
     assert re.search(r"\| conv_pool \| [^|]*\bavg\b", report) and "Tensor types: bits" in report
     assert (tmp_path / "out" / "avgnet.c").is_file() and (tmp_path / "out" / "ebnn_conv_pool_f32.inc").is_file()
 

@@ -1,10 +1,10 @@
-"""keras_ebnn.datasets: offline IDX loaders."""
+"""keras_ebnn.train.datasets: offline IDX loaders."""
 import os
 
 import numpy as np
 import pytest
 
-from keras_ebnn import datasets
+from keras_ebnn.train import datasets
 
 DATA = os.environ.get("EBNN_DATA_DIR")
 needs_data = pytest.mark.skipif(not DATA or datasets.find_dir("mnist", DATA) is None,

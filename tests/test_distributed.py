@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 
 from helpers.common import ROOT, small_mnist_model
-from keras_ebnn import host, import_larq, lower, graph_reference
+from keras_ebnn.frontdoor import host
+from keras_ebnn import import_larq, lower
+from keras_ebnn.ir import graph_reference
 
 tf, lq = import_larq()
 
@@ -31,7 +33,7 @@ WORKER = textwrap.dedent("""
     import keras_ebnn
     tf, lq = keras_ebnn.import_larq()
     from helpers.common import small_mnist_model
-    from keras_ebnn.callback import EbnnExport
+    from keras_ebnn.frontdoor.callback import EbnnExport
 
     task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
     strategy = tf.distribute.MultiWorkerMirroredStrategy()

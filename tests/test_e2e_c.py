@@ -6,7 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_ebnn import host, lower, graph_reference
+from keras_ebnn.frontdoor import host
+from keras_ebnn import lower
+from keras_ebnn.ir import graph_reference
 from helpers.modelgen import random_model
 from test_lowering import N_MODELS
 from helpers.tiers import sweep
@@ -44,9 +46,9 @@ def test_shipped_model_c_matches_keras(name, tmp_path):
     """Every model shipped in examples/models: its C export (ASan/UBSan) gives the reference executor's
     logits bit for bit and Keras's classes, on 300 test images of its dataset (the MNIST sample when
     that dataset is not available: C = reference = Keras is a property of any input)."""
-    from keras_ebnn import datasets
+    from keras_ebnn.train import datasets
     from keras_ebnn.exporters.c import export_c
-    from keras_ebnn.lowering import load_model
+    from keras_ebnn.frontend.lowering import load_model
     path, dataset = MODELS[name]
     if dataset != "mnist" and datasets.find_dir(dataset) is not None:
         x = datasets.load(dataset, split="test")[0][:300]

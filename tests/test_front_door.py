@@ -12,8 +12,8 @@ import pytest
 from helpers.common import small_mnist_model, write_sample_idx
 from keras_ebnn import convert, export, import_larq
 from keras_ebnn.errors import ModelOutputError
-from keras_ebnn.host import find_cc
-from keras_ebnn.verify import InputDataError
+from keras_ebnn.frontdoor.host import find_cc
+from keras_ebnn.frontdoor.verify import InputDataError
 
 tf, lq = import_larq()
 L = tf.keras.layers
@@ -80,7 +80,7 @@ def test_flat_input_graph_path(tmp_path):
 
 def test_callback_random_inputs_have_keras_shape():
     """EbnnExport without verification data draws random inputs: Keras's (18,), not the chain's (1, 1, 18)."""
-    from keras_ebnn.callback import random_inputs
+    from keras_ebnn.frontdoor.callback import random_inputs
     assert random_inputs(flessent_bnn(), 4).shape == (4, 18)
 
 
@@ -160,7 +160,7 @@ BINARY_HEADS = {  # the usual binary classifier heads; which lowering takes them
 def test_single_unit_is_a_binary_classifier(case, tmp_path):
     """Before: NAME_predict always returned 0 (argmax of one value), the report's accuracy was the
     share of label 0. Now class = p >= 0.5 (sigmoid) or z >= 0 (logit), in C, reference and Keras."""
-    from keras_ebnn.host import predict_c
+    from keras_ebnn.frontdoor.host import predict_c
     head, kind, threshold = BINARY_HEADS[case]
     x = flat_inputs(200)
     model = _binary(head(), x)
@@ -181,7 +181,7 @@ def test_single_unit_is_a_binary_classifier(case, tmp_path):
 @needs_cc
 def test_single_unit_predict_without_scores(tmp_path):
     """NAME_predict(input, NULL) still classifies one unit (the score is not only in `scores`)."""
-    from keras_ebnn.host import STRICT, SANITIZE, c_sources
+    from keras_ebnn.frontdoor.host import STRICT, SANITIZE, c_sources
     import subprocess
     x = flat_inputs(50)
     for i, head in enumerate((lq.layers.QuantDense(1, **SIGN), L.Dense(1, activation="sigmoid"))):
@@ -215,7 +215,7 @@ def sequence_head():
     (lambda: flessent_bnn(L.Dense(1, activation="relu")), "ends in a relu activation"),
 ])
 def test_outputs_that_are_not_scores_are_refused_before_any_work(build, words, tmp_path, monkeypatch):
-    from keras_ebnn import exporting
+    from keras_ebnn.frontdoor import exporting
     monkeypatch.setattr(exporting, "_exporter", lambda target: pytest.fail("files written"))
     with pytest.raises(ModelOutputError, match=words):
         export(build(), tmp_path / "o", verify_inputs=np.zeros((4,) + build().input_shape[1:], np.float32))
@@ -269,7 +269,7 @@ def test_cli_input_scale_offset(tmp_path, capsys):
     data = tmp_path / "data"
     data.mkdir()
     write_sample_idx(data)
-    from keras_ebnn.datasets import load
+    from keras_ebnn.train.datasets import load
     xs, ys = load("mnist", data, split="test")
     # the Larq intro MNIST CNN's shape (larq docs/larq/tutorials/mnist.ipynb), inputs normalised outside
     model = tf.keras.Sequential([

@@ -4,8 +4,8 @@ test_fuzz_convert.py flips bytes where the formats must notice (signatures, CRC-
 runs the conversions in one process. Here the damage goes anywhere -- bytes flipped at random
 offsets of an .h5 file and of the model.weights.h5 inside a .keras archive (the archive rebuilt, so
 its CRCs hold and the damaged HDF5 is really read), truncations, blocks overwritten with random
-bytes -- and every file is read by keras_ebnn.safe_load.prepared_model_file, which checks it in a
-child process with the 8 GiB address-space limit and the time limit (keras_ebnn.isolation). Each
+bytes -- and every file is read by keras_ebnn.frontend.safe_load.prepared_model_file, which checks it in a
+child process with the 8 GiB address-space limit and the time limit (keras_ebnn.frontend.isolation). Each
 file must give either a checked private copy or one ModelFileError line, within the time bound; a
 C-library crash or endless loop there is reported as such a line (that is the point of the child).
 A few of the files that pass the check then go through the whole CLI (child: Keras loads them).
@@ -23,7 +23,7 @@ import pytest
 
 from keras_ebnn import convert, import_larq
 from keras_ebnn.errors import ModelFileError
-from keras_ebnn.safe_load import prepared_model_file
+from keras_ebnn.frontend.safe_load import prepared_model_file
 from test_fuzz_convert import small_model  # the 12x12 model both fuzz tests damage
 
 TIME_BOUND = 45.0  # seconds per file (the child's own limit is 30 s per phase)

@@ -35,7 +35,7 @@ WRAPPER_FILES = {  # per wrapper target: its own files (golden name: path in the
 
 
 def _model(case):
-    from keras_ebnn.lowering import load_model
+    from keras_ebnn.frontend.lowering import load_model
     if case.startswith("shipped_"):
         return load_model(ROOT / "examples" / "models" / f"{case[len('shipped_'):]}.keras")
     if case.startswith(("arduino_", "zephyr_")):
@@ -53,7 +53,7 @@ def _model(case):
 
 def _outputs(case, tmp_path):
     """{file name: text} of the export of `case` that the golden files hold."""
-    from keras_ebnn.exporting import export
+    from keras_ebnn.frontdoor.exporting import export
     target = case.split("_", 1)[0] if case.startswith(("arduino_", "zephyr_")) else "c"
     name = "golden"
     out = tmp_path / "out"

@@ -6,7 +6,7 @@ compiled GROUP at a time into one host program (each NAME.c holds its kernels pr
 tests/test_multi_model.py checks) with -std=c99 -Wall -Wextra -Werror -pedantic and
 -fsanitize=address,undefined. For every input:
   * every tensor the C writes into its arena (debug hook: bits, int32 and float32 tensors) equals
-    keras_ebnn.graph_reference's bit for bit (the generated graphs have no tanh / sigmoid; with them
+    keras_ebnn.ir.graph_reference's bit for bit (the generated graphs have no tanh / sigmoid; with them
     only the tolerance below applies, see test_tanh_sigmoid_within_tolerance);
   * the C logits equal the reference's bit for bit and the classes are identical;
   * against Keras: identical classes, logits (or softmax probabilities) within
@@ -18,11 +18,13 @@ import subprocess
 import numpy as np
 import pytest
 
-from keras_ebnn import graph_reference, host, import_larq
+from keras_ebnn.ir import graph_reference
+from keras_ebnn.frontdoor import host
+from keras_ebnn import import_larq
 from keras_ebnn.exporters.c import export_c
 from keras_ebnn.exporters.graph_c import GraphModel, debug_tensors, uses_libm
-from keras_ebnn.graph import lower_graph
-from keras_ebnn.verify import C_LOGIT_TOL
+from keras_ebnn.ir.graph import lower_graph
+from keras_ebnn.frontdoor.verify import C_LOGIT_TOL
 from helpers.common import check_against_keras
 from helpers.graphgen import calibrate, random_graph
 from helpers.tiers import sweep

@@ -1,10 +1,10 @@
 """The graph IR on chain models: the same computation and no more memory than the chain of blocks.
 
 For every shipped model (examples/models) and generated chain models (tests/helpers/modelgen.py), the graph
-lowering (keras_ebnn.graph) must fuse the blocks of the chain view (keras_ebnn.lowering.lower, which since
+lowering (keras_ebnn.ir.graph) must fuse the blocks of the chain view (keras_ebnn.frontend.lowering.lower, which since
 issue 20 is a view of that graph: its blocks, Keras layer names and input spec), the reference executor
-(keras_ebnn.graph_reference) must give the lowered graph (with its reshape ops) the logits of the chain's
-graph of blocks (graph.from_lowered) bit for bit, and the memory planner (keras_ebnn.graph_memory) must
+(keras_ebnn.ir.graph_reference) must give the lowered graph (with its reshape ops) the logits of the chain's
+graph of blocks (graph.from_lowered) bit for bit, and the memory planner (keras_ebnn.planning.graph_memory) must
 need no more arena for the lowered graph than exporters/c.py memory_plan for the chain.
 """
 from pathlib import Path
@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_ebnn import graph_reference, lower
+from keras_ebnn.ir import graph_reference
+from keras_ebnn import lower
 from keras_ebnn.exporters.c import memory_plan
-from keras_ebnn.graph import from_lowered, lower_graph
-from keras_ebnn.graph_memory import check_plan, plan_memory
+from keras_ebnn.ir.graph import from_lowered, lower_graph
+from keras_ebnn.planning.graph_memory import check_plan, plan_memory
 from helpers.modelgen import random_model
 from helpers.randblocks import random_lowered
 from helpers.tiers import sweep
@@ -62,7 +63,7 @@ def _check(model, x):
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
 def test_shipped_model_graph_equals_chain(path):
-    from keras_ebnn.lowering import load_model
+    from keras_ebnn.frontend.lowering import load_model
     model = load_model(path)
     x = np.load(ROOT / "examples" / "data" / "mnist_test_sample.npz")["x"][:300]
     new, old = _check(model, x)

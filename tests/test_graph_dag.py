@@ -1,14 +1,14 @@
 """Keras <-> graph reference on random branching Larq models (tests/helpers/graphgen.py).
 
-Each generated model is lowered with keras_ebnn.graph and executed with keras_ebnn.graph_reference:
+Each generated model is lowered with keras_ebnn.ir.graph and executed with keras_ebnn.ir.graph_reference:
   * every bits tensor that stands for the sign of a Keras tensor is compared with Keras's signs,
     op by op: the run continues from Keras's bits (graph_reference.run's hook), so each op is checked
     on the inputs Keras had. Bits written by a block with an integer accumulator (binary conv / dense,
     sign input conv, unscaled binary weights) must be identical; bits of a sign of a float tensor (or
-    of a float first layer, or of scaled binary weights: see keras_ebnn.graph) may differ only where
+    of a float first layer, or of scaled binary weights: see keras_ebnn.ir.graph) may differ only where
     Keras's value is a float32 near-tie: |value| <= TIE * (1 + max |value|);
   * logits (or softmax probabilities) agree within LOGIT_TOL * (1 + max |Keras logit|): the float
-    parts sum in a different order than TensorFlow (documented in keras_ebnn.graph), nothing more;
+    parts sum in a different order than TensorFlow (documented in keras_ebnn.ir.graph), nothing more;
   * classes are identical, on the free-running graph (no Keras bits injected) too;
   * the unfused graph (lower_graph(fuse_blocks=False)) gives the same classes and logits within the
     same tolerance: fusion preserves the computation.
@@ -16,10 +16,11 @@ Each generated model is lowered with keras_ebnn.graph and executed with keras_eb
 import numpy as np
 import pytest
 
-from keras_ebnn import graph_reference, import_larq
-from keras_ebnn.graph_fuse import all_tensors
-from keras_ebnn.graph import lower_graph
-from keras_ebnn.graph_memory import check_plan, plan_memory
+from keras_ebnn.ir import graph_reference
+from keras_ebnn import import_larq
+from keras_ebnn.passes.graph_fuse import all_tensors
+from keras_ebnn.ir.graph import lower_graph
+from keras_ebnn.planning.graph_memory import check_plan, plan_memory
 from helpers.graphgen import random_graph
 from helpers.tiers import sweep
 

@@ -1,4 +1,4 @@
-"""The conv_pool fusion and row streaming (keras_ebnn/graph_fuse.py) on the published MCU BNNs.
+"""The conv_pool fusion and row streaming (keras_ebnn/passes/graph_fuse.py) on the published MCU BNNs.
 
 For the full-size re-creations of Binary Samy, EmbedIA person detection and a float-stem MNIST BNN
 (tests/helpers/published_models.py, sources cited there): the fused graph's reference equals the unfused
@@ -9,12 +9,13 @@ stored as bits, and the compiled C (-fsanitize=address,undefined) equals the ref
 import numpy as np
 import pytest
 
-from keras_ebnn import graph_reference, host
+from keras_ebnn.ir import graph_reference
+from keras_ebnn.frontdoor import host
 from keras_ebnn.exporters.c import export_c
 from keras_ebnn.exporters.graph_c import GraphModel, memory_plan, op_data
-from keras_ebnn.graph import lower_graph
-from keras_ebnn.graph_fuse import fuse_conv_pool, unfuse
-from keras_ebnn.graph_memory import check_plan, plan_memory
+from keras_ebnn.ir.graph import lower_graph
+from keras_ebnn.passes.graph_fuse import fuse_conv_pool, unfuse
+from keras_ebnn.planning.graph_memory import check_plan, plan_memory
 from helpers.published_models import build, build_mcu
 from test_graph_c import build_program, check_against_reference, run_program
 

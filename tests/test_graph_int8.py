@@ -1,4 +1,4 @@
-"""int8 weights for full-precision layers (keras_ebnn.graph_int8, lower_graph(float_weights="int8")).
+"""int8 weights for full-precision layers (keras_ebnn.passes.graph_int8, lower_graph(float_weights="int8")).
 
 The rewrite must compute exactly "the graph op on float32(q), then * s": checked against Keras run
 with the dequantized weights float32(q) * s put into the layers (the only difference left is the
@@ -8,9 +8,10 @@ float32 rounding order, the same tolerance as tests/test_graph_dag.py), on rando
 import numpy as np
 import pytest
 
-from keras_ebnn import graph_reference, import_larq
-from keras_ebnn.graph import lower_graph
-from keras_ebnn.graph_int8 import QUANTIZED_KINDS, quantize, weight_bytes
+from keras_ebnn.ir import graph_reference
+from keras_ebnn import import_larq
+from keras_ebnn.ir.graph import lower_graph
+from keras_ebnn.passes.graph_int8 import QUANTIZED_KINDS, quantize, weight_bytes
 from helpers.graphgen import random_graph
 
 LOGIT_TOL = 1e-4
@@ -95,8 +96,8 @@ def test_export_int8_weights_c_equals_reference(tmp_path):
     """export(float_weights="int8") end to end: the compiled C equals the int8 graph's reference bit
     for bit (export raises otherwise), its classes equal Keras's with the dequantized weights, the
     report says what changed, and the float weights' flash drops; the CLI takes --float-weights."""
-    from keras_ebnn.exporting import export
-    from keras_ebnn.host import find_cc
+    from keras_ebnn.frontdoor.exporting import export
+    from keras_ebnn.frontdoor.host import find_cc
     if find_cc() is None:
         pytest.skip("no host C compiler")
     tf, _ = import_larq()

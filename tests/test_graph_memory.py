@@ -1,17 +1,17 @@
 """The graph memory plan, executed: every tensor stored at its planned offset in one byte arena.
 
 `run_in_arena` runs a graph op by op reading each input from, and writing each output to, its bytes
-in a single arena laid out as keras_ebnn.graph_memory.plan_memory says (bits packed in 32-bit words,
+in a single arena laid out as keras_ebnn.planning.graph_memory.plan_memory says (bits packed in 32-bit words,
 ints as int32, floats as 4 bytes); kernel scratch is filled with garbage while its op runs. If
 the plan let a tensor be overwritten before its last reader, the logits would differ from
-keras_ebnn.graph_reference.run's: they must be identical, with and without in-place elementwise ops.
+keras_ebnn.ir.graph_reference.run's: they must be identical, with and without in-place elementwise ops.
 """
 import numpy as np
 import pytest
 
-from keras_ebnn import graph_reference
-from keras_ebnn.graph import lower_graph
-from keras_ebnn.graph_memory import check_plan, plan_memory, tensor_bytes, words
+from keras_ebnn.ir import graph_reference
+from keras_ebnn.ir.graph import lower_graph
+from keras_ebnn.planning.graph_memory import check_plan, plan_memory, tensor_bytes, words
 from helpers.graphgen import random_graph
 from helpers.published_models import PUBLISHED, build
 from helpers.tiers import sweep
@@ -94,7 +94,7 @@ def test_random_graph_runs_in_its_arena(seed):
 
 
 def test_summary_lists_every_op_and_the_peak():
-    from keras_ebnn.graph_memory import summary
+    from keras_ebnn.planning.graph_memory import summary
     model, _ = build("birealnet", n=1)
     graph = lower_graph(model)
     text = summary(graph, print_fn=None)

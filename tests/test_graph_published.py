@@ -8,8 +8,8 @@ out-of-scope multi-bit quantizer models are expected to be refused.
 import pytest
 
 from keras_ebnn import UnsupportedModelError
-from keras_ebnn.graph import lower_graph
-from keras_ebnn.graph_memory import check_plan, plan_memory
+from keras_ebnn.ir.graph import lower_graph
+from keras_ebnn.planning.graph_memory import check_plan, plan_memory
 from helpers.published_models import PUBLISHED, build
 from test_graph_dag import check_graph_against_keras
 

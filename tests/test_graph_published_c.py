@@ -9,9 +9,11 @@ models). test_how_many_export records the count.
 """
 import pytest
 
-from keras_ebnn import UnsupportedModelError, export, graph_reference, host
+from keras_ebnn import UnsupportedModelError, export
+from keras_ebnn.ir import graph_reference
+from keras_ebnn.frontdoor import host
 from keras_ebnn.exporters.graph_c import uses_libm
-from keras_ebnn.verify import C_LOGIT_TOL, c_matches
+from keras_ebnn.frontdoor.verify import C_LOGIT_TOL, c_matches
 from helpers.common import check_against_keras
 from helpers.published_models import PUBLISHED, build
 

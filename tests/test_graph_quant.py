@@ -1,4 +1,4 @@
-"""Integer-only graphs (export(..., quantize="int8"), keras_ebnn/graph_quant.py).
+"""Integer-only graphs (export(..., quantize="int8"), keras_ebnn/passes/graph_quant.py).
 
   * the fixed-point arithmetic: the NumPy functions against exact rational arithmetic, and the C
     helpers of runtime_c/ebnn_requant.h against the NumPy ones on the same values (bit for bit);
@@ -19,9 +19,11 @@ import pytest
 
 from helpers.cbuild import STRICT, SANITIZE, have, run
 from helpers.graphgen import random_graph
-from keras_ebnn import graph_quant, host, import_larq
+from keras_ebnn.passes import graph_quant
+from keras_ebnn.frontdoor import host
+from keras_ebnn import import_larq
 from keras_ebnn.errors import UnsupportedModelError
-from keras_ebnn.graph_memory import plan_memory, tensor_bytes
+from keras_ebnn.planning.graph_memory import plan_memory, tensor_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 N_SWEEP = 24
@@ -190,7 +192,7 @@ def test_export_quantize_int8_end_to_end(tmp_path):
     quantization in NAME.h and a report note; bad uses fail before anything is written; the CLI's
     --quantize int8 --representative-data FILE.npy gives the same C."""
     from keras_ebnn import convert
-    from keras_ebnn.exporting import export
+    from keras_ebnn.frontdoor.exporting import export
     tf, lq = import_larq()
     rng = np.random.default_rng(2)
     x = rng.integers(0, 256, (64, 28, 28, 1)).astype(np.uint8)
@@ -229,7 +231,7 @@ def test_export_quantize_int8_end_to_end(tmp_path):
                          str(tmp_path / "rep.npy"), "-q"]) == 2
     assert not (tmp_path / "cli2").exists()
     # EbnnExport checks the option at construction
-    from keras_ebnn.callback import EbnnExport
+    from keras_ebnn.frontdoor.callback import EbnnExport
     with pytest.raises(ValueError, match="representative_data"):
         EbnnExport(tmp_path / "cb", quantize="int8")
     assert EbnnExport(tmp_path / "cb", quantize="int8", representative_data=xin).quantize == "int8"
@@ -257,7 +259,7 @@ def test_tanh_sigmoid_are_tables_and_bad_divisor_is_refused():
 def test_cortex_m0plus_elf_has_no_soft_float(tmp_path):
     sys.path.insert(0, str(ROOT))
     from bench.targets import cortexm
-    from keras_ebnn.exporting import export
+    from keras_ebnn.frontdoor.exporting import export
     tf, lq = import_larq()
     rng = np.random.default_rng(4)
     x = rng.integers(0, 256, (32, 28, 28, 1)).astype(np.uint8)
@@ -281,9 +283,9 @@ def test_cortex_m0plus_elf_has_no_soft_float(tmp_path):
 @pytest.mark.parametrize("target", ["cortex-m0plus", "cortex-m3", "avr"])
 def test_report_stack_bounds_int8_builds(target, tmp_path):
     """The report's RAM of an integer-only export (arena + the int8 kernel files' GRAPH_STACK_BYTES) is
-    at least the arena + keras_ebnn.stackcheck's deepest chain (-O2 and -Os), on graphs using the
+    at least the arena + keras_ebnn.planning.stackcheck's deepest chain (-O2 and -Os), on graphs using the
     fused conv, add, concat, depthwise and pools."""
-    from keras_ebnn import stackcheck
+    from keras_ebnn.planning import stackcheck
     from keras_ebnn.exporters.c import export_c
     from keras_ebnn.exporters.graph_c import GraphModel, memory_plan
     if not stackcheck.available(target):
@@ -309,7 +311,7 @@ def test_int8_convs_on_cortex_m_equal_reference(cpu, tmp_path, monkeypatch):
     sys.path.insert(0, str(ROOT))
     from bench.targets import cortexm
     from keras_ebnn.exporters.c import export_c
-    from keras_ebnn import graph_memory
+    from keras_ebnn.planning import graph_memory
     from keras_ebnn.exporters.graph_c import GraphModel
     tf, lq = import_larq()
     rng = np.random.default_rng(7)
@@ -352,8 +354,8 @@ def test_binary_weight_conv_on_int8_map_is_bits(tmp_path, monkeypatch):
     row cache; the C (ASan/UBSan) equals the reference bit for bit."""
     from keras_ebnn.exporters.c import export_c
     from keras_ebnn.exporters.graph_c import GraphModel, memory_plan
-    from keras_ebnn import graph_memory
-    from keras_ebnn.graph_memory import conv_s8_bits, conv_s8_cache
+    from keras_ebnn.planning import graph_memory
+    from keras_ebnn.planning.graph_memory import conv_s8_bits, conv_s8_cache
     tf, lq = import_larq()
     x = np.random.default_rng(5).normal(0, 1, (24, 19, 17, 3)).astype(np.float32)
     model = _calibrated(_samy_like(tf, lq), x)
@@ -380,8 +382,8 @@ def _conv_requant_pool_graph(m_sign, seed=0):
     """A hand-built integer graph (no TensorFlow): int8 input 7x7x2 -> conv_s8 3x3 'same', 4 channels ->
     requant to int8 (per-channel multipliers, multiplied by m_sign) -> max pool 2 (stride 2, 'same': the
     last window truncated)."""
-    from keras_ebnn.blocks import ConvGeometry
-    from keras_ebnn.graph import Graph, Op, Tensor
+    from keras_ebnn.ir.blocks import ConvGeometry
+    from keras_ebnn.ir.graph import Graph, Op, Tensor
     rng = np.random.default_rng(seed)
     h, c, o = 7, 2, 4
     w = rng.integers(-127, 128, (3, 3, c, o)).astype(np.int64)
@@ -403,7 +405,7 @@ def _conv_requant_pool_graph(m_sign, seed=0):
 
 
 def _run_ops(g, x):
-    from keras_ebnn.graph_reference import run_op
+    from keras_ebnn.ir.graph_reference import run_op
     vals = {g.input: x}
     for op in g.ops:
         vals[op.output] = run_op(g, op, [vals[n] for n in op.inputs])

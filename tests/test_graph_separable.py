@@ -19,11 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_ebnn import UnsupportedModelError, export, graph_reference, host, import_larq
+from keras_ebnn import UnsupportedModelError, export, import_larq
+from keras_ebnn.ir import graph_reference
+from keras_ebnn.frontdoor import host
 from keras_ebnn.exporters.c import export_c
 from keras_ebnn.exporters.graph_c import GraphModel, debug_tensors, uses_libm
-from keras_ebnn.graph import lower_graph
-from keras_ebnn.verify import C_LOGIT_TOL
+from keras_ebnn.ir.graph import lower_graph
+from keras_ebnn.frontdoor.verify import C_LOGIT_TOL
 from helpers.graphgen import calibrate
 from test_graph_c import _words, build_program, run_program
 
@@ -124,7 +126,7 @@ def test_separable_lowered_exact(case, tmp_path):
     xs = rng.normal(0, 1, (24,) + shape).astype(np.float32)
     calibrate(model, xs, rng)
     gm = GraphModel(lower_graph(model, case))
-    from keras_ebnn.graph_fuse import all_ops
+    from keras_ebnn.passes.graph_fuse import all_ops
     kinds = [op.kind for op in all_ops(gm.graph)]  # the pointwise conv may sit inside a fused conv_pool op
     assert "conv" in kinds and ("bdepthwise" in kinds or "depthwise" in kinds), gm.graph.describe()
     if case != "float_2d":
@@ -150,7 +152,7 @@ def test_published_embedia_cifar10_file(tmp_path):
     """The published file itself: exported (it was refused), C classes = Keras classes on inputs in its
     range (EmbedIA feeds x / 255: 0..1)."""
     tf, _ = import_larq()
-    from keras_ebnn.lowering import load_model
+    from keras_ebnn.frontend.lowering import load_model
     model = load_model(_published("embedia_CIFAR10_QuantSeparableConv2D_50acc.h5"))
     xs = np.random.default_rng(5).uniform(0, 1, (32, 32, 32, 3)).astype(np.float32)
     res = export(model, tmp_path / "out", name="cifar", verify_inputs=xs)

@@ -16,11 +16,14 @@ import numpy as np
 import pytest
 
 from helpers.common import ROOT
-from keras_ebnn import graph_reference, host, import_larq, stackcheck
+from keras_ebnn.ir import graph_reference
+from keras_ebnn.frontdoor import host
+from keras_ebnn import import_larq
+from keras_ebnn.planning import stackcheck
 from keras_ebnn.exporters.c import export_c, memory_plan
 from keras_ebnn.exporters.graph_c import GraphModel
-from keras_ebnn.graph_fuse import all_ops
-from keras_ebnn.graph import lower_graph
+from keras_ebnn.passes.graph_fuse import all_ops
+from keras_ebnn.ir.graph import lower_graph
 from helpers.graphgen import calibrate
 
 sys.path.insert(0, str(ROOT))
@@ -120,7 +123,7 @@ def test_graph_c_compiles_warning_free_for_mcus(sensor, tmp_path):
 
 @pytest.mark.skipif(not stackcheck.available("cortex-m0plus"), reason="arm-none-eabi-gcc not installed")
 def test_stackcheck_measures_graph_exports(sensor, tmp_path):
-    """keras_ebnn.stackcheck bounds graph exports (what bench/graph_stack.py builds the report's graph
+    """keras_ebnn.planning.stackcheck bounds graph exports (what bench/graph_stack.py builds the report's graph
     figures from). larq_readme_mlp's predict at -O2 on Cortex-M0+ ends with a branch
     before an elided literal pool, whose relocations once were taken for the branch's target; in
     kws_binary_dscnn at -Os GCC folds the equal bit-reading helpers of the binary conv and binary

@@ -14,13 +14,15 @@ Python, naming the layer.
 import numpy as np
 import pytest
 
-from keras_ebnn import UnsupportedModelError, export, graph_reference, host, import_larq
+from keras_ebnn import UnsupportedModelError, export, import_larq
+from keras_ebnn.ir import graph_reference
+from keras_ebnn.frontdoor import host
 from keras_ebnn.errors import UnsafeModelError
 from keras_ebnn.exporters.c import export_c
 from keras_ebnn.exporters.graph_c import GraphModel
-from keras_ebnn.graph import TF_OPS, lower_graph
-from keras_ebnn.lowering import load_model
-from keras_ebnn.safe_load import TF_OP_FUNCTIONS
+from keras_ebnn.ir.graph import TF_OPS, lower_graph
+from keras_ebnn.frontend.lowering import load_model
+from keras_ebnn.frontend.safe_load import TF_OP_FUNCTIONS
 from helpers.common import check_against_keras
 from helpers.graphgen import calibrate
 from test_graph_c import build_program, check_against_reference, run_program

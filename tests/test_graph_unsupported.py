@@ -2,7 +2,7 @@
 import pytest
 
 from keras_ebnn import UnsupportedModelError, import_larq
-from keras_ebnn.graph import lower_graph
+from keras_ebnn.ir.graph import lower_graph
 
 tf, lq = import_larq()
 L = tf.keras.layers

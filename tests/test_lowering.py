@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
-from keras_ebnn import lower, graph_reference
-from keras_ebnn.blocks import accumulator_range
-from keras_ebnn.verify import keras_outputs, softmax
+from keras_ebnn import lower
+from keras_ebnn.ir import graph_reference
+from keras_ebnn.ir.blocks import accumulator_range
+from keras_ebnn.frontdoor.verify import keras_outputs, softmax
 from helpers.modelgen import random_model
 from helpers.tiers import sweep
 
@@ -87,7 +88,7 @@ def test_first_layer_ties():
     """A uint8 first layer with neither bias nor batch norm has its threshold exactly on the integer
     grid: Keras's float32 rounding then decides the sign of an exact 0. Every bit on which Keras and
     the reference differ must be such a tie (accumulator == threshold); all other bits are equal."""
-    from keras_ebnn.graph_reference import _conv_acc, _input_values
+    from keras_ebnn.ir.graph_reference import _conv_acc, _input_values
     from helpers.modelgen import import_larq
     tf, lq = import_larq()
     model = tf.keras.Sequential([

@@ -1,4 +1,4 @@
-"""Presets (keras_ebnn.models) and the training helpers (keras_ebnn.training): fast checks only.
+"""Presets (keras_ebnn.train.models) and the training helpers (keras_ebnn.train.training): fast checks only.
 
 Builds every preset, checks shapes, parameter counts and the memory budgets each one is designed for,
 runs one training step on 256 images, and checks batch-norm re-estimation.
@@ -6,7 +6,8 @@ runs one training step on 256 images, and checks batch-norm re-estimation.
 import numpy as np
 import pytest
 
-from keras_ebnn import import_larq, models, training
+from keras_ebnn import import_larq
+from keras_ebnn.train import models, training
 
 # preset -> (Keras parameter count incl. latent weights and BN, binary weight bits)
 EXPECTED = {
@@ -41,7 +42,7 @@ def _kernel_bits(model, lq):
 
 def _plan(model):
     from keras_ebnn.exporters.c import memory_plan
-    from keras_ebnn.lowering import lower
+    from keras_ebnn.frontend.lowering import lower
     return memory_plan(lower(model))["totals"]
 
 

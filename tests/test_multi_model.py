@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 
 from helpers.common import ROOT
-from keras_ebnn import host, graph_reference
+from keras_ebnn.frontdoor import host
+from keras_ebnn.ir import graph_reference
 from keras_ebnn.exporters.c import export_c
 from helpers.randblocks import random_lowered
 
 @pytest.fixture(scope="module")
 def paper():
-    from keras_ebnn.lowering import load_model, lower
+    from keras_ebnn.frontend.lowering import load_model, lower
     return lower(load_model(ROOT / "examples" / "models" / "paper_mnist.keras"), "paper")
 
 
@@ -108,7 +109,7 @@ def test_two_libraries_in_one_uno_sketch(paper, tmp_path):
     """paper_mnist and tiny_mnist exported as two Arduino libraries, used by one sketch built for the
     Uno with arduino-builder and run under simavr: both models' classes equal the reference's."""
     from keras_ebnn.exporters.arduino import export_arduino
-    from keras_ebnn.lowering import load_model, lower
+    from keras_ebnn.frontend.lowering import load_model, lower
     from test_targets import ARDUINO
     tiny = lower(load_model(ROOT / "examples" / "models" / "tiny_mnist.keras"), "tiny")
     libs = tmp_path / "libraries"
@@ -170,7 +171,7 @@ def test_two_model_modules_in_one_zephyr_app(paper, tmp_path):
     """paper_mnist and tiny_mnist as two Zephyr modules in one native_sim app: both models' classes
     equal the reference's."""
     from keras_ebnn.exporters.zephyr import export_zephyr
-    from keras_ebnn.lowering import load_model, lower
+    from keras_ebnn.frontend.lowering import load_model, lower
     from test_targets import _zephyr_python
     tiny = lower(load_model(ROOT / "examples" / "models" / "tiny_mnist.keras"), "tiny")
     x = np.load(ROOT / "examples" / "data" / "mnist_test_sample.npz")["x"][:8]
@@ -248,19 +249,19 @@ int main(void)
 @pytest.mark.skipif(not os.environ.get("ZEPHYR_BASE"), reason="ZEPHYR_BASE is not set (Zephyr is not installable "
                     "from registries)")
 def test_graph_model_as_a_zephyr_module(tmp_path):
-    """The shipped 1-D example (examples/sensor_1d) exported as its graph (keras_ebnn.graph.lower_graph,
+    """The shipped 1-D example (examples/sensor_1d) exported as its graph (keras_ebnn.ir.graph.lower_graph,
     with its Flatten op: the graph forms of the back end, not the chain view's) with target="zephyr" and
     built into a native_sim app: its classes on the embedded inputs equal the graph reference's."""
-    from keras_ebnn import graph_reference
-    from keras_ebnn.exporting import export
-    from keras_ebnn.lowering import load_model
+    from keras_ebnn.ir import graph_reference
+    from keras_ebnn.frontdoor.exporting import export
+    from keras_ebnn.frontend.lowering import load_model
     from test_targets import _zephyr_python
     python = _zephyr_python()
     if python is None:
         pytest.skip("no Python >= 3.12 with Zephyr's packages (set EBNN_ZEPHYR_PYTHON)")
     model = load_model(ROOT / "examples" / "sensor_1d" / "sensor_1d.keras")
     x = np.random.default_rng(0).integers(0, 256, size=(16,) + tuple(model.input_shape[1:])).astype(np.uint8)
-    from keras_ebnn.graph import lower_graph
+    from keras_ebnn.ir.graph import lower_graph
     graph = lower_graph(model, "sensor")
     result = export(graph, tmp_path / "mod_sensor", name="sensor", target="zephyr", verify_inputs=x, keras_model=model)
     assert not result.plan["chain"]  # the graph back end's forms wrote this module

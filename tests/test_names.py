@@ -36,7 +36,7 @@ BAD = {
 @pytest.mark.parametrize("name", sorted(BAD))
 def test_bad_names_are_refused_everywhere(name, tmp_path):
     from keras_ebnn import convert
-    from keras_ebnn.exporting import export
+    from keras_ebnn.frontdoor.exporting import export
     assert BAD[name] in (cexp.name_problem(name) or "")
     with pytest.raises(ValueError, match=re.escape(BAD[name])):
         cexp.check_name(name)
@@ -149,7 +149,8 @@ def test_header_lists_are_complete():
 def test_names_differing_in_case_link_into_one_program(tmp_path):
     """net and NET exported into one folder: both headers included by one program (each guard its
     own), both models run, each gives its own reference classes."""
-    from keras_ebnn import graph_reference, host
+    from keras_ebnn.ir import graph_reference
+    from keras_ebnn.frontdoor import host
     if host.find_cc() is None:
         pytest.skip("no host C compiler")
     models, exp = {}, tmp_path / "export"

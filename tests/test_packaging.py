@@ -109,7 +109,7 @@ def installed(built, tmp_path_factory):
 
 def test_installed_package_resolves_into_the_venv(installed):
     python, purelib, _, cwd = installed
-    code = ("import json, keras_ebnn, keras_ebnn.exporters.c as c, keras_ebnn.exporting as e; "
+    code = ("import json, keras_ebnn, keras_ebnn.exporters.c as c, keras_ebnn.frontdoor.exporting as e; "
             "print(json.dumps([keras_ebnn.__file__, c.__file__, e.__file__, str(c.runtime_dir())]))")
     paths = json.loads(venvs.run([python, "-c", code], cwd=cwd, env=venvs.clean_env()).strip().splitlines()[-1])
     for p in paths:

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from keras_ebnn import export, host, import_larq
+from keras_ebnn import export, import_larq
+from keras_ebnn.frontdoor import host
 from keras_ebnn.errors import ModelFileError, UnsafeModelError
-from keras_ebnn.lowering import load_model
+from keras_ebnn.frontend.lowering import load_model
 
 ROOT = Path(os.environ.get("EBNN_DATA_DIR") or "/nonexistent") / "published-models"
 FILES = sorted(p.name for p in ROOT.iterdir() if not p.name.endswith(".txt")) if ROOT.is_dir() else []

@@ -5,7 +5,7 @@ import pytest
 from helpers.common import small_mnist_model
 from keras_ebnn import import_larq, summary
 from keras_ebnn.exporters.c import memory_plan
-from keras_ebnn.lowering import lower
+from keras_ebnn.frontend.lowering import lower
 
 tf, lq = import_larq()
 
@@ -24,7 +24,7 @@ def test_summary_before_training():
 
 
 def test_report_and_chart(tmp_path):
-    from keras_ebnn.exporting import export
+    from keras_ebnn.frontdoor.exporting import export
     model = small_mnist_model(tf, lq)
     x = np.random.default_rng(0).integers(0, 256, (32, 28, 28, 1)).astype(np.uint8)
     result = export(model, tmp_path / "out", name="rep", verify_inputs=x)
@@ -41,7 +41,7 @@ def test_export_summary_names_every_ram_part(tmp_path):
     """ExportResult.summary(): RAM = activations (+ kernel scratch when the binary conv's patch does
     not fit between the buffers) + stack, and the parts printed add up to the total."""
     import re
-    from keras_ebnn.exporting import export
+    from keras_ebnn.frontdoor.exporting import export
     from pathlib import Path
     path = Path(__file__).resolve().parents[1] / "examples" / "models" / "uno_mnist.keras"
     lowered = lower(path)

@@ -10,8 +10,8 @@ import pytest
 
 from keras_ebnn import convert, import_larq
 from keras_ebnn.errors import ModelFileError, UnsafeModelError, UnsupportedModelError
-from keras_ebnn.lowering import load_model
-from keras_ebnn.safe_load import (ALLOWED_CLASSES, ALLOWED_FUNCTIONS, CODE_CLASSES, check_config,
+from keras_ebnn.frontend.lowering import load_model
+from keras_ebnn.frontend.safe_load import (ALLOWED_CLASSES, ALLOWED_FUNCTIONS, CODE_CLASSES, check_config,
                                   check_model_file, read_model_config)
 
 tf, lq = import_larq()
@@ -170,7 +170,7 @@ def test_allow_list_names_real_keras_and_larq_objects():
 
 def test_shipped_models_pass_the_check_without_tensorflow():
     code = ("import sys, glob\n"
-            "from keras_ebnn.safe_load import check_model_file\n"
+            "from keras_ebnn.frontend.safe_load import check_model_file\n"
             "files = sorted(glob.glob('examples/models/*.keras'))\n"
             "assert files and all(check_model_file(f) == 'keras' for f in files)\n"
             "assert 'tensorflow' not in sys.modules\n")
@@ -243,7 +243,7 @@ def test_trusted_keras_file_still_loads_normally(tmp_path):
 
 
 def test_archive_unpacking_to_too_much_is_refused(tmp_path, monkeypatch):
-    import keras_ebnn.safe_load as safe_load
+    import keras_ebnn.frontend.safe_load as safe_load
     path = small_saved(tmp_path)
     monkeypatch.setattr(safe_load, "MAX_ARCHIVE_BYTES", 1000)  # stands for 2 GiB: no bomb on disk
     with pytest.raises(ModelFileError, match="unpack to .* bytes, more than 1,000"):

@@ -26,8 +26,8 @@ SAMPLE = ROOT / "examples" / "data" / "mnist_test_sample.npz"
 optuna = pytest.importorskip("optuna")
 
 import keras_ebnn  # noqa: E402
-from keras_ebnn import search as S  # noqa: E402
-from keras_ebnn.search_space import DEFAULT_SPACE, Choice  # noqa: E402
+from keras_ebnn.train import search as S  # noqa: E402
+from keras_ebnn.train.search_space import DEFAULT_SPACE, Choice  # noqa: E402
 
 # a small space: fast to build and lower; 8 or 48 input filters so that a flash budget splits it
 SMALL = replace(DEFAULT_SPACE, input_filters=Choice((8, 48)), input_kernel=Choice((3,)), input_stride=Choice((2,)),
@@ -52,7 +52,7 @@ def fake_train(calls):
     """A stand-in for train_candidate: records the candidate's estimated cost, returns a made-up
     'accuracy' that prefers more input filters (so the front has a trade-off)."""
     def train(model, params, train, val, epochs, **kw):
-        from keras_ebnn.lowering import lower
+        from keras_ebnn.frontend.lowering import lower
         calls.append(S.estimate(lower(model), "cortex-m3"))
         return 0.5 + params["input_filters"] / 1000 + params["lr"]
     return train
@@ -61,9 +61,9 @@ def fake_train(calls):
 def test_space_covers_the_presets():
     """The default space holds uno_mnist and m15_mnist: built from parameters they lower to the same
     memory plan as the presets themselves."""
-    from keras_ebnn import models
+    from keras_ebnn.train import models
     from keras_ebnn.exporters.c import memory_plan
-    from keras_ebnn.lowering import lower
+    from keras_ebnn.frontend.lowering import lower
     common = dict(conv_kernel=3, output_scale=False, lr=1e-3, shift=0, bn_reestimate=True, input_kernel=3)
     uno = dict(common, input_filters=16, input_stride=2, input_pool=0, conv_blocks=1, conv1_filters=24, conv1_pool=2,
                conv1_padding="valid", dense_layers=1, dense_units=128)
@@ -80,8 +80,8 @@ def test_space_covers_the_presets():
 
 
 def test_budgets_and_estimate():
-    from keras_ebnn import models
-    from keras_ebnn.lowering import lower
+    from keras_ebnn.train import models
+    from keras_ebnn.frontend.lowering import lower
     assert keras_ebnn.search is S and callable(keras_ebnn.search)
     uno = S.board_budget("uno")
     assert (uno["cpu"], uno["flash"], uno["ram"]) == ("avr", 32_256, 2_048)
@@ -183,7 +183,7 @@ WORKER = textwrap.dedent("""
     import os, sys, time
     sys.path.insert(0, {root!r})
     import numpy as np
-    from keras_ebnn import search as S
+    from keras_ebnn.train import search as S
     sys.path.insert(0, {tests!r})
     from test_search import SMALL, sample_data
 
@@ -220,7 +220,7 @@ def _two_workers(tmp_path, monkeypatch, storage, trials=6):
     waits until this process has trained a trial: both contribute, whatever the machine's load).
     Both run the same search on one study (stand-in training of 0.5 s per trial); then one front
     over all the trials."""
-    from keras_ebnn.lowering import lower
+    from keras_ebnn.frontend.lowering import lower
     lower(SMALL.build(FIXED))  # TF loaded here before worker 1 starts, so this process joins in time
     proc = _worker(tmp_path, storage, trials, sleep=0.5, wait_other=True)
     deadline = time.time() + 180
@@ -356,7 +356,7 @@ def test_two_workers_share_a_postgresql_study(tmp_path, monkeypatch, postgres_ur
 def test_quick_search_cli_end_to_end(tmp_path):
     """The CLI in quick mode on the sample: real (1-epoch) training of two trials, the front written,
     the best model retrained, tested once, saved and exported as C that matches the reference."""
-    from keras_ebnn.host import find_cc
+    from keras_ebnn.frontdoor.host import find_cc
     out = tmp_path / "out"
     rc = S.main(["--dataset", str(SAMPLE), "--board", "uno", "--max-ms", "150", "--trials", "2", "--epochs", "1",
                  "--val-size", "150", "--final-epochs", "1", "--final-candidates", "2", "--seed", "0", "--measure",
@@ -490,8 +490,8 @@ def test_worst_case_time_budget(tmp_path, monkeypatch):
 
 def test_describe_text_builds_the_model():
     """SearchSpace.parse inverts describe (every text of the BENCHMARKS fronts builds its network again),
-    and keras_ebnn.models builds the searched presets from their search records."""
-    from keras_ebnn import models
+    and keras_ebnn.train.models builds the searched presets from their search records."""
+    from keras_ebnn.train import models
     texts = ["c5x5:40 p2 > c3x3s:32; lr 1.9e-02 shift 1 scale", "c5x5/2:32 p2 > d128; lr 2.1e-02 scale",
              "c3x3/2:16 > c3x3:24 p2 > d128; lr 3.0e-03 shift 1", "c5x5/2:8 p2; lr 9.7e-03 scale",
              "c3x3:32 p2 > c3x3:64 p2 > c3x3s:48 p2 > d64; lr 1.0e-03 no-bn-re-est 7 ep"]
@@ -514,8 +514,8 @@ def test_describe_text_builds_the_model():
 
 def test_train_candidate_passes_hflip_and_teacher(monkeypatch):
     """train_candidate hands the candidate's hflip gene and a teacher (with alpha, temperature) to
-    keras_ebnn.training.train; without a teacher no distillation argument is passed."""
-    from keras_ebnn import training
+    keras_ebnn.train.training.train; without a teacher no distillation argument is passed."""
+    from keras_ebnn.train import training
     seen = []
     monkeypatch.setattr(training, "train", lambda *a, **kw: seen.append(kw))
     monkeypatch.setattr(training, "reestimate_batchnorm", lambda model, x: model)

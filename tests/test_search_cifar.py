@@ -1,4 +1,4 @@
-"""keras_ebnn.search_space.CIFAR10_SPACE: the binary VGG family for 32x32x3 (CIFAR-10) in the search.
+"""keras_ebnn.train.search_space.CIFAR10_SPACE: the binary VGG family for 32x32x3 (CIFAR-10) in the search.
 
 Candidates sampled from the space build, lower to the chain exporter and fit their geometry; a search
 over a narrowed copy runs end to end on generated 32x32x3 images (training replaced by a stand-in, as
@@ -11,13 +11,13 @@ import pytest
 
 optuna = pytest.importorskip("optuna")
 
-from keras_ebnn import search as S  # noqa: E402
-from keras_ebnn.search_space import CIFAR10_SPACE, DEFAULT_SPACE, SPACES, Choice  # noqa: E402
+from keras_ebnn.train import search as S  # noqa: E402
+from keras_ebnn.train.search_space import CIFAR10_SPACE, DEFAULT_SPACE, SPACES, Choice  # noqa: E402
 
 
 def test_sampled_candidates_build_and_lower():
     from keras_ebnn.exporters.c import memory_plan
-    from keras_ebnn.lowering import lower
+    from keras_ebnn.frontend.lowering import lower
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen = set()
     for _ in range(3):
@@ -68,7 +68,7 @@ def test_search_runs_on_the_cifar_space(tmp_path, monkeypatch):
 
 
 def test_train_candidate_passes_hflip(monkeypatch):
-    from keras_ebnn import training
+    from keras_ebnn.train import training
     got = {}
     monkeypatch.setattr(training, "train", lambda *a, **kw: got.update(kw))
     monkeypatch.setattr(training, "evaluate", lambda *a, **kw: 0.5)

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from helpers.common import ROOT
-from keras_ebnn import host, uea
-from keras_ebnn.datasets import DatasetNotFoundError
+from keras_ebnn.frontdoor import host
+from keras_ebnn.train import uea
+from keras_ebnn.train.datasets import DatasetNotFoundError
 
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples" / "sensor_1d"))

@@ -1,4 +1,4 @@
-"""The report's RAM figure holds for the default build (issue 15): keras_ebnn.stackcheck's deepest
+"""The report's RAM figure holds for the default build (issue 15): keras_ebnn.planning.stackcheck's deepest
 call chain of every shipped model's NAME_predict, built for Cortex-M0+, Cortex-M3 and the ATmega328P
 with the default options, is below the stack figure of memory_plan; and the chain computation itself
 (synthetic call graphs, small C programs that must be refused)."""
@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from helpers.common import ROOT
-from keras_ebnn import stackcheck
+from keras_ebnn.planning import stackcheck
 from keras_ebnn.exporters.c import STACK_BYTES, export_c, memory_plan, stack_kernel_keys
-from keras_ebnn.lowering import load_model, lower
-from keras_ebnn.stackcheck import StackCheckError, deepest_chain
+from keras_ebnn.frontend.lowering import load_model, lower
+from keras_ebnn.planning.stackcheck import StackCheckError, deepest_chain
 
 sys.path.insert(0, str(ROOT / "bench"))
 from common import MODELS  # noqa: E402
@@ -163,7 +163,7 @@ def test_memory_plan_names_the_build_it_is_for():
         memory_plan(lowered, target="z80")
     with pytest.raises(ValueError, match="unknown build"):
         memory_plan(lowered, build="tiny")
-    assert Path(stackcheck.__file__).parent.name == "keras_ebnn"
+    assert Path(stackcheck.__file__).parents[1].name == "keras_ebnn"
 
 
 @pytest.mark.targets

@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 
 from helpers.common import ROOT
-from keras_ebnn import host, graph_reference
+from keras_ebnn.frontdoor import host
+from keras_ebnn.ir import graph_reference
 from helpers.tiers import count, sweep
 from keras_ebnn.exporters.c import export_c, memory_plan
-from keras_ebnn.lowering import load_model, lower
+from keras_ebnn.frontend.lowering import load_model, lower
 
 sys.path.insert(0, str(ROOT))
 from bench.targets import avr, cortexm, riscv  # noqa: E402
@@ -33,7 +34,7 @@ N_IMAGES = 100
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory):
     """The shipped model lowered and exported as C, 100 MNIST test images, and the host build's output."""
-    from keras_ebnn import datasets
+    from keras_ebnn.train import datasets
     if datasets.find_dir("mnist") is not None:
         x, _ = datasets.load("mnist", split="test")
     else:
@@ -407,7 +408,7 @@ ARDUINO = ["arduino-builder", "-hardware", "/usr/share/arduino-builder", "-hardw
                          and os.path.isdir("/usr/share/arduino/hardware")),
                     reason="arduino-builder / arduino-core-avr / simavr not installed")
 def test_arduino_library_builds_and_runs(tmp_path):
-    from keras_ebnn.exporting import export
+    from keras_ebnn.frontdoor.exporting import export
     data = np.load(ROOT / "examples" / "data" / "mnist_test_sample.npz")
     lib = tmp_path / "libraries" / "mnist"
     export(load_model(MODEL), lib, name="mnist", target="arduino", verify_inputs=data["x"][:64],
@@ -466,7 +467,7 @@ def test_zephyr_sample(board, tmp_path):
     """Builds examples/zephyr_mnist against the exported module; runs it on native_sim, and the
     qemu_cortex_m3 image under qemu-system-arm (lm3s6965evb) when QEMU is installed.
     qemu_cortex_m3 needs the cmsis_6 module: pass its path in EBNN_ZEPHYR_EXTRA_MODULES."""
-    from keras_ebnn.exporting import export
+    from keras_ebnn.frontdoor.exporting import export
     data = np.load(ROOT / "examples" / "data" / "mnist_test_sample.npz")
     module = tmp_path / "module"
     export(load_model(MODEL), module, name="mnist", target="zephyr", verify_inputs=data["x"][:64],
@@ -512,7 +513,7 @@ def test_zephyr_sample_under_twister(tmp_path):
     turned off because it applies to the whole Zephyr tree (some tree copies carry their own warnings);
     the export's C is compiled warning-free with -Werror by the C tests."""
     import json
-    from keras_ebnn.exporting import export
+    from keras_ebnn.frontdoor.exporting import export
     python = _zephyr_python()
     if python is None:
         pytest.skip("no Python >= 3.12 with Zephyr's packages (set EBNN_ZEPHYR_PYTHON)")

@@ -1,8 +1,9 @@
-"""keras_ebnn.training: knowledge distillation and flip augmentation (fast checks only)."""
+"""keras_ebnn.train.training: knowledge distillation and flip augmentation (fast checks only)."""
 import numpy as np
 import pytest
 
-from keras_ebnn import import_larq, models, training
+from keras_ebnn import import_larq
+from keras_ebnn.train import models, training
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def test_train_script_without_validation(tf_lq, tmp_path, monkeypatch):
     reports no validation accuracy; a negative size is refused."""
     import json
     import sys
-    from keras_ebnn import datasets
+    from keras_ebnn.train import datasets
     from helpers.common import ROOT
     if datasets.find_dir("mnist") is None:  # any clone: the shipped sample as IDX files
         from helpers.common import write_sample_idx

@@ -103,7 +103,7 @@ def test_unsupported_model_gives_clear_error(case):
 def test_chain_view_of_fused_models(case):
     """lower() is the chain view of the one lowering: a model whose graph fuses into blocks is a chain,
     with the graph's very blocks (thresholds found through the ReLU / Rescaling)."""
-    from keras_ebnn.graph import lower_graph
+    from keras_ebnn.ir.graph import lower_graph
     model = FUSED[case]()
     lowered = lower(model)
     blocks = [op.params["block"] for op in lower_graph(model).ops if op.kind == "block"]

@@ -25,8 +25,8 @@ import pytest
 
 from keras_ebnn import convert, import_larq
 from keras_ebnn.errors import ModelFileError, UnsafeModelError, printable
-from keras_ebnn.safe_load import MAX_WEIGHTS, check_config, check_model_file, prepare
-from keras_ebnn.size_bound import MAX_LAYERS, model_bound
+from keras_ebnn.frontend.safe_load import MAX_WEIGHTS, check_config, check_model_file, prepare
+from keras_ebnn.frontend.size_bound import MAX_LAYERS, model_bound
 
 tf, lq = import_larq()
 L = tf.keras.layers
@@ -242,7 +242,7 @@ def in_the_child_check(tmp_path, monkeypatch, statement):
     (hook / "sitecustomize.py").write_text(
         "import os\n"
         "if os.environ.get('_KERAS_EBNN_CHILD') == '1':\n"
-        "    import keras_ebnn.safe_load as s\n"
+        "    import keras_ebnn.frontend.safe_load as s\n"
         "    def hooked(*a, **k):\n"
         f"        {statement}\n"
         "    s.check_h5_objects = hooked\n")
@@ -307,8 +307,8 @@ def test_endless_reading_is_stopped_by_the_time_limit(files, tmp_path, capsys, m
 
 
 def test_python_load_model_checks_in_a_child(files, tmp_path, monkeypatch):
-    """keras_ebnn.lowering.load_model (the Python door for files) isolates the check as well."""
-    from keras_ebnn.lowering import load_model
+    """keras_ebnn.frontend.lowering.load_model (the Python door for files) isolates the check as well."""
+    from keras_ebnn.frontend.lowering import load_model
     monkeypatch.setenv("KERAS_EBNN_LOAD_SECONDS", "0.001")
     with pytest.raises(ModelFileError, match="took longer than its time limit"):
         load_model(files["valid.h5"])
@@ -513,7 +513,7 @@ def test_output_with_foreign_files_needs_overwrite(files, tmp_path, capsys):
 
 
 def test_previous_export_is_replaced_atomically_without_leftovers(files, tmp_path, capsys):
-    from keras_ebnn.exporting import export
+    from keras_ebnn.frontdoor.exporting import export
     real = tmp_path / "real"
     link = tmp_path / "link"
     export(small(), real, name="valid")  # a previous export (in this process: quicker)
@@ -548,8 +548,8 @@ def test_control_characters_in_names_are_escaped(files, tmp_path, capsys):
 
 def test_export_refuses_unsafe_output_folders(tmp_path, monkeypatch):
     """The same rules in the Python front door (keras_ebnn.export), before any work."""
-    import keras_ebnn.exporting as exporting
-    from keras_ebnn.exporting import MANIFEST, OutputDirError, export
+    import keras_ebnn.frontdoor.exporting as exporting
+    from keras_ebnn.frontdoor.exporting import MANIFEST, OutputDirError, export
     model = small()
     target = tmp_path / "file"
     target.write_text("keep")

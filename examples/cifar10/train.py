@@ -3,9 +3,9 @@
     EBNN_DATA_DIR=/path/to/data python examples/cifar10/train.py --out /tmp/cifar10 [--preset vgg_cifar10_t]
         [--epochs 30] [--time-budget MIN] [--model FILE]
 
-Loads the JPEG copy of CIFAR-10 (`keras_ebnn.datasets.load_cifar10`: DATA/cifar10/cifar10-jpeg.tar.gz,
+Loads the JPEG copy of CIFAR-10 (`keras_ebnn.train.datasets.load_cifar10`: DATA/cifar10/cifar10-jpeg.tar.gz,
 decoded once with Pillow and cached in ~/.cache/keras-ebnn), trains a preset of the binary VGG family
-(`keras_ebnn.models.cifar_vgg`) with `keras_ebnn.training.train` (Adam, cosine schedule, random crops
+(`keras_ebnn.train.models.cifar_vgg`) with `keras_ebnn.train.training.train` (Adam, cosine schedule, random crops
 and flips), re-estimates its batch-norm statistics, saves it (OUT/NAME.keras) and exports it to C
 (OUT/c) with `keras_ebnn.export`, verified on the test images: the C is compiled with the host compiler
 and run on every one of them, and the export fails unless its classes and logits equal the reference
@@ -31,8 +31,9 @@ def main(argv=None):
     ap.add_argument("--train-images", type=int, default=None, help="use only the first N (a quick try)")
     ap.add_argument("--test-images", type=int, default=None)
     args = ap.parse_args(argv)
-    from keras_ebnn import datasets, export, models, training
-    from keras_ebnn.model_loading import load_model
+    from keras_ebnn.train import datasets, models, training
+    from keras_ebnn import export
+    from keras_ebnn.frontend.model_loading import load_model
     (xtr, ytr), (xte, yte) = datasets.load_cifar10()
     perm = np.random.default_rng(0).permutation(len(xtr))  # the archive is stored class by class
     xtr, ytr = xtr[perm][:args.train_images], ytr[perm][:args.train_images]

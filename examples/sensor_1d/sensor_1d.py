@@ -14,8 +14,8 @@ narrower blocks to fit the Uno: with the default widths the sketch needs 2,176 B
 many, export refuses it); `--widths 16,32,32` needs 1,768 B (one untuned run: 38 of 40 test cases).
 
 Pipeline:
-  1. keras_ebnn.uea.load: (N, L, C) float series, shorter ones padded by repeating their last frame.
-  2. Quantize to uint8 per channel with the *training* split's min/max (keras_ebnn.uea.to_uint8), as
+  1. keras_ebnn.train.uea.load: (N, L, C) float series, shorter ones padded by repeating their last frame.
+  2. Quantize to uint8 per channel with the *training* split's min/max (keras_ebnn.train.uea.to_uint8), as
      a sensor front end with a fixed gain/offset per channel would deliver it; the model starts with
      Rescaling(1/255), so the exported C takes those raw bytes (JapaneseVowels: 29 x 12 = 348 bytes,
      BasicMotions: 100 x 6 = 600 bytes; the Uno has 2 KB of SRAM for everything).
@@ -27,9 +27,9 @@ Pipeline:
      classifier most published Larq time-series models use: the last conv block then has no sign
      after it, so the graph runs it as separate ops (binary accumulators, max pool, batch norm,
      average, dense) on int32 / float32 tensors -- more RAM than the Uno has (see bench/sensor_1d.py).
-  4. Train (keras_ebnn.training.train: Adam, cosine learning-rate decay, batch 32) on the training
+  4. Train (keras_ebnn.train.training.train: Adam, cosine learning-rate decay, batch 32) on the training
      split, re-estimate the batch-norm statistics exactly on it, and report test accuracy of Keras
-     and of the NumPy graph reference executor (keras_ebnn.graph_reference), which must agree.
+     and of the NumPy graph reference executor (keras_ebnn.ir.graph_reference), which must agree.
   5. keras_ebnn.export the model as plain C (OUT/c) and as an Arduino Uno library whose example
      sketch classifies the first 8 test cases (one per speaker: the split is reordered by
      `class_interleaved`), verifying the C against Keras on the whole test split; OUT also gets the
@@ -61,8 +61,8 @@ HEADS = ("binary", "float")
 def load_data(dataset=DEFAULTS["dataset"]):
     """The dataset's archive split quantized to uint8: dict with x_train, y_train, x_test, y_test
     (uint8 (N, L, C), int64 labels), lo/hi (per-channel float32 range from the training split) and
-    num_classes. Raises keras_ebnn.datasets.DatasetNotFoundError without aeon."""
-    from keras_ebnn import uea
+    num_classes. Raises keras_ebnn.train.datasets.DatasetNotFoundError without aeon."""
+    from keras_ebnn.train import uea
     (xtr, ytr), (xte, yte) = uea.load(dataset)
     lo, hi = uea.uint8_scaling(xtr)
     return {"x_train": uea.to_uint8(xtr, lo, hi), "y_train": ytr, "x_test": uea.to_uint8(xte, lo, hi),
@@ -102,7 +102,8 @@ def train_model(data, widths=DEFAULTS["widths"], head=DEFAULTS["head"], epochs=D
                 seed=DEFAULTS["seed"], verbose=0):
     """Build and train the model on data["x_train"] (seeded), then re-estimate its batch-norm
     statistics on the same split. Returns the Keras model."""
-    from keras_ebnn import import_larq, training
+    from keras_ebnn import import_larq
+    from keras_ebnn.train import training
     tf, _ = import_larq()
     tf.keras.utils.set_random_seed(seed)
     model = build_model(data["x_train"].shape[1:], data["num_classes"], widths, head)
@@ -131,9 +132,9 @@ def keras_classes(model, x):
 
 
 def reference_classes(model, x):
-    """Classes of the lowered graph run by the NumPy reference executor (keras_ebnn.graph_reference)."""
-    from keras_ebnn import graph_reference
-    from keras_ebnn.graph import lower_graph
+    """Classes of the lowered graph run by the NumPy reference executor (keras_ebnn.ir.graph_reference)."""
+    from keras_ebnn.ir import graph_reference
+    from keras_ebnn.ir.graph import lower_graph
     return graph_reference.run(lower_graph(model), x)["classes"]
 
 
@@ -147,13 +148,13 @@ def main(argv=None):
                     help="binary dense classifier (default) or global average pooling + float Dense")
     ap.add_argument("--seed", type=int, default=DEFAULTS["seed"])
     ap.add_argument("--name", default="sensor_1d", help="C prefix of the exported model")
-    ap.add_argument("--board", default="uno", help="board the Arduino sketch must fit (keras_ebnn.boards)")
+    ap.add_argument("--board", default="uno", help="board the Arduino sketch must fit (keras_ebnn.planning.boards)")
     ap.add_argument("--out", required=True, help="output folder: model .keras, quantization.json, c/, arduino/")
     args = ap.parse_args(argv)
 
     import numpy as np
     import keras_ebnn
-    from keras_ebnn.datasets import DatasetNotFoundError
+    from keras_ebnn.train.datasets import DatasetNotFoundError
 
     try:
         data = load_data(args.dataset)

@@ -3,11 +3,11 @@
     python examples/spoken_digits/train.py --out /tmp/spoken_digits     # EBNN_DATA_DIR holds fsdd/
 
 Dataset: the Free Spoken Digit Dataset (FSDD; 3,000 mono 8 kHz recordings of the digits 0-9, 6
-speakers, CC BY-SA 4.0), read by keras_ebnn.datasets.load_fsdd with its official split (recordings
+speakers, CC BY-SA 4.0), read by keras_ebnn.train.datasets.load_fsdd with its official split (recordings
 with index 0-4 are the 300 test clips, the other 2,700 train).
 
 Pipeline:
-  1. keras_ebnn.audio.FrontEnd: 256-sample frames (32 ms) every 256 samples, 256-point integer FFT,
+  1. keras_ebnn.frontend.audio.FrontEnd: 256-sample frames (32 ms) every 256 samples, 256-point integer FFT,
      20 mel bands, integer log -> uint8; the model reads a window of 31 frames (7,936 samples, ~1 s;
      a clip is padded with zeros to it, as the C does). Its log range (log_offset, log_shift) is fitted
      on the training clips. The same object computes the training features (NumPy) and is exported
@@ -49,7 +49,7 @@ DEFAULTS = dict(widths=(48, 64, 96, 128), epochs=40, batch_size=64, lr=3e-3, fin
 
 
 def front_end(mel_bands=DEFAULTS["mel_bands"], frame_step=DEFAULTS["frame_step"], num_frames=DEFAULTS["num_frames"]):
-    from keras_ebnn.audio import FrontEnd
+    from keras_ebnn.frontend.audio import FrontEnd
     return FrontEnd(sample_rate=8000, frame_length=256, frame_step=frame_step, fft_size=256, mel_bands=mel_bands,
                     num_frames=num_frames)
 
@@ -67,7 +67,7 @@ def augment(clips, rng, max_delay=1600, max_octaves=1.5):
 def load_data(fe, copies=DEFAULTS["copies"], seed=DEFAULTS["seed"], data_dir=None):
     """FSDD's split as features: dict with x_train (copies augmented copies + the clean set),
     y_train, x_test, y_test (uint8 (N, frames, bands)), clips_test (raw int16) and fe fitted."""
-    from keras_ebnn.datasets import load_fsdd
+    from keras_ebnn.train.datasets import load_fsdd
     (ctr, ytr), (cte, yte) = load_fsdd(data_dir)
     fe.fit_range(ctr)
     rng = np.random.default_rng(seed)
@@ -100,7 +100,8 @@ def build_model(input_shape, num_classes=10, widths=DEFAULTS["widths"]):
 
 def train_model(data, widths=DEFAULTS["widths"], epochs=DEFAULTS["epochs"], batch_size=DEFAULTS["batch_size"],
                 lr=DEFAULTS["lr"], final_lr=DEFAULTS["final_lr"], seed=DEFAULTS["seed"], verbose=0):
-    from keras_ebnn import import_larq, training
+    from keras_ebnn import import_larq
+    from keras_ebnn.train import training
     tf, _ = import_larq()
     tf.keras.utils.set_random_seed(seed)
     model = build_model(data["x_train"].shape[1:], 10, widths)
@@ -138,10 +139,10 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     import keras_ebnn
-    from keras_ebnn.audio import c_classify_clips
-    from keras_ebnn.datasets import DatasetNotFoundError
-    from keras_ebnn.graph import lower_graph
-    from keras_ebnn import graph_reference
+    from keras_ebnn.frontend.audio import c_classify_clips
+    from keras_ebnn.train.datasets import DatasetNotFoundError
+    from keras_ebnn.ir.graph import lower_graph
+    from keras_ebnn.ir import graph_reference
 
     t0 = time.time()
     try:

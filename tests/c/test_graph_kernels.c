@@ -1,5 +1,5 @@
 /* The graph ops' kernels (ebnn_conv_f32.c, ebnn_dense_f32.c, ebnn_binary_acc.c, ebnn_pool.c,
- * ebnn_elementwise.c) against naive loops written from keras_ebnn/graph.py's definitions: random
+ * ebnn_elementwise.c) against naive loops written from keras_ebnn/ir/graph.py's definitions: random
  * geometries (1-D with H = 1 and 2-D, kernels 1..4, strides 1..3, any leading / trailing padding,
  * pad values 0 and 1, channel counts that are not multiples of 32), dense with several rows whose bits
  * are not word-aligned. Bits and ints must be equal, float results bit-identical (same operations in

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_ebnn import host
+from keras_ebnn.frontdoor import host
 
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"]

@@ -55,7 +55,7 @@ def write_sample_idx(folder, n_train=700):
     """The shipped 1,000-image MNIST sample (examples/data) as the four IDX .gz files of a dataset
     folder: the first `n_train` images as the training split, the rest as the test split. Tests that
     need a dataset *folder* use this, so they run on any clone (no ../shared/ needed)."""
-    from keras_ebnn.datasets import FILES
+    from keras_ebnn.train.datasets import FILES
     data = np.load(ROOT / "examples" / "data" / "mnist_test_sample.npz")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

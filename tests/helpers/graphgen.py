@@ -11,7 +11,7 @@
   float      Conv + BN + ReLU (full precision)
   depthwise  DepthwiseConv2D + BN, or a binary QuantDepthwiseConv2D + BN (2-D only)
   float_pool a float or binary-weight conv on the float map (QuantConv, no input quantizer) + BN
-             (+ ReLU) + max / average pool (+ BN): one conv_pool op (keras_ebnn/graph_fuse.py)
+             (+ ReLU) + max / average pool (+ BN): one conv_pool op (keras_ebnn/passes/graph_fuse.py)
   stream     Conv + BN + ReLU, then a binary-weight conv on that float map + BN + max pool 2: the first
              conv_pool's rows are streamed into the second (2-D, 6+ rows)
 and a head: global average / max pooling or Flatten, an optional binary hidden dense layer, then a

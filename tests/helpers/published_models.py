@@ -6,7 +6,7 @@ set runs in seconds. The source is cited above each builder (repository + path, 
 Keras's random initialisers; batch-norm statistics are set from the model's own activations
 (graphgen.calibrate), so the binary activations are balanced as in a trained network.
 
-`PUBLISHED` maps a name to (builder, expected) where expected is "lowers" (keras_ebnn.graph must lower
+`PUBLISHED` maps a name to (builder, expected) where expected is "lowers" (keras_ebnn.ir.graph must lower
 it and match Keras) or "refused: <layer class>" (a capability that is out of scope, e.g. multi-bit
 quantizers, which must be refused with that layer named). `build(name, n)` returns (model, inputs).
 """

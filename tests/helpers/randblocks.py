@@ -4,7 +4,7 @@ edges, odd channel counts, 1-4 conv blocks, 0-3 hidden dense blocks, non-square 
 near the middle of the reachable range (balanced bits) plus some constant channels."""
 import numpy as np
 
-from keras_ebnn.blocks import (BinaryConvBlock, BinaryDenseBlock, ConvGeometry, InputConvBlock, InputSpec,
+from keras_ebnn.ir.blocks import (BinaryConvBlock, BinaryDenseBlock, ConvGeometry, InputConvBlock, InputSpec,
                                LoweredModel, OutputDenseBlock, threshold_limit)
 
 CHANNELS = [1, 2, 3, 5, 8, 17, 32, 33, 40]

@@ -19,7 +19,7 @@ MAX_SAMPLES = 1 << 16  # per clip: FSDD's longest clip has ~18k samples
 
 def read_clip(path, sample_rate=8000):
     """(name, int16 samples, label) of a mono 16-bit WAV file at sample_rate Hz."""
-    from keras_ebnn.datasets import read_wav_int16
+    from keras_ebnn.train.datasets import read_wav_int16
     path = Path(path)
     samples, _ = read_wav_int16(str(path), path.name, sample_rate)
     if not 0 < len(samples) <= MAX_SAMPLES:

@@ -1,7 +1,7 @@
 """`keras_ebnn.search`: find the most accurate eBNN that fits a given chip, with Optuna.
 
     keras-ebnn-search --dataset mnist --board uno --max-ms 100 --trials 40 --epochs 3 -o runs/uno
-    python -m keras_ebnn.search --dataset mnist --max-total 15000 --cpu cortex-m3 --trials 40 -o runs/m15
+    python -m keras_ebnn.train.search --dataset mnist --max-total 15000 --cpu cortex-m3 --trials 40 -o runs/m15
 
 Time budget (--max-ms, --ms-stat): the kernels' time depends on the image (all-zero input windows
 are skipped, a pooling window stops at its first 1 bit), so a mean can hide slow images (a search
@@ -13,14 +13,14 @@ is also run on --final-measure-images test images (default 100): report.md gives
 slowest image. The cost model (--measure model, no emulator) predicts one coarse figure for both.
 
 What one search does:
-  1. Every trial asks Optuna for a candidate from the search space (keras_ebnn.search_space), builds
+  1. Every trial asks Optuna for a candidate from the search space (keras_ebnn.train.search_space), builds
      it with random weights, lowers it and plans its memory (milliseconds), and checks its flash,
      RAM and speed on the target CPU: with the cost model (`estimate`), or, when the emulators are
      installed (source checkout), exactly (`measure`: its C export built and run in simavr / QEMU,
      a few seconds) after the plan's exact lower bounds. A candidate over a budget (or whose
      geometry does not work) is never trained: the trial ends PRUNED with the user attribute
      "infeasible" saying why, so the study counts it (`SearchResult.infeasible`).
-  2. A feasible candidate is trained (`train_candidate`: the keras_ebnn.training recipe with the
+  2. A feasible candidate is trained (`train_candidate`: the keras_ebnn.train.training recipe with the
      candidate's learning rate, shifts, output scale and BN re-estimation) on the training split and
      scored on a VALIDATION split (the last `val_size` training images); the test set is not touched.
      Objectives: maximise validation accuracy, minimise bytes (flash + RAM, the input buffer
@@ -30,7 +30,7 @@ What one search does:
      from scratch for `final_epochs` on the whole training split, evaluated ONCE on the test set,
      saved as best.keras and exported to C with keras_ebnn.export (reference vs Keras compared on the
      test set; the compiled C vs the reference bit for bit when a host C compiler exists).
-     With `final_teacher` (--final-teacher T.keras, e.g. a float keras_ebnn.training.teacher_model
+     With `final_teacher` (--final-teacher T.keras, e.g. a float keras_ebnn.train.training.teacher_model
      trained on the same split) that retraining is distilled from it (the trials are not).
 
 Engine: Optuna. Sampler: its multi-objective TPE sampler by default (few, expensive trials), NSGA-II
@@ -79,7 +79,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import boards
+from ..planning import boards
 from .search_space import DEFAULT_SPACE, SPACES, SearchSpace
 
 # ------------------------------------------------------------------------------------------------
@@ -134,7 +134,7 @@ SPEED_MODEL_NOTE = ("linear per-operation model fitted to emulator counts (bench
 
 
 def board_budget(name):
-    """{"cpu", "flash", "ram", "title", "clock_mhz"} of a --board name (keras_ebnn.boards: e.g. uno =
+    """{"cpu", "flash", "ram", "title", "clock_mhz"} of a --board name (keras_ebnn.planning.boards: e.g. uno =
     32 KB flash minus the 512 B Optiboot bootloader, 2 KB SRAM holding the input and the stack).
     ValueError for an unknown board or a CPU without a cost model here."""
     b = boards.get(name)
@@ -202,7 +202,7 @@ class Budget:
 
 
 def _plan(lowered, cpu):
-    from .exporters.c import memory_plan
+    from ..exporters.c import memory_plan
     try:
         return memory_plan(lowered, target=CPUS[cpu]["plan_target"])
     except (TypeError, ValueError):  # a plan without per-target figures
@@ -212,7 +212,7 @@ def _plan(lowered, cpu):
 def speed_features(lowered):
     """Operation counts the speed model is linear in: MACs and outputs of the input conv, the binary
     convs and the dense blocks (hidden and output), and the block count."""
-    from .report import block_macs
+    from ..frontdoor.report import block_macs
     f = dict.fromkeys(SPEED_FEATURES, 0)
     for b in lowered.blocks:
         macs = block_macs(b)
@@ -251,7 +251,7 @@ SMALL_STACK = ("-DEBNN_CHUNK=8", "-DEBNN_LOW_STACK=1")  # the runtime's size-ove
 
 def _targets():
     """(bench.targets.avr, bench.targets.cortexm) of a source checkout, or None (installed package)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     if not (root / "bench" / "targets" / "avr.py").is_file():
         return None
     if str(root) not in sys.path:
@@ -280,7 +280,7 @@ def measure(lowered, cpu, images, clock_mhz=None):
     data: for a candidate with random weights it is the count of that candidate, not of the trained
     model (search() measures the trained model again)."""
     import tempfile
-    from .exporters.c import export_c
+    from ..exporters.c import export_c
     avr, cortexm = _targets()
     name = lowered.name
     images = np.asarray(images)
@@ -339,8 +339,8 @@ def probe_images(x, n, stat):
 
 def load_data(dataset, data_dir=None):
     """((x_train, y_train), (x_test, y_test)) for "mnist", "fashion_mnist", an IDX folder (MNIST
-    layout, see keras_ebnn.datasets) or an .npz file with x, y (and optionally x_test, y_test; else
-    its last fifth is the test split), or "cifar10" (keras_ebnn.datasets.load_cifar10, the JPEG copy;
+    layout, see keras_ebnn.train.datasets) or an .npz file with x, y (and optionally x_test, y_test; else
+    its last fifth is the test split), or "cifar10" (keras_ebnn.train.datasets.load_cifar10, the JPEG copy;
     its training images, stored by class, come in a fixed random order (seed 0) so that the last
     val_size of them are a validation split of every class)."""
     from . import datasets
@@ -384,7 +384,7 @@ def _early_stop(patience):
     """A Keras callback that stops training (by raising _Stop, caught by train_candidate) once
     val_accuracy has not improved for `patience` epochs; it keeps its state across the per-epoch
     fit() calls of the augmented path of training.train."""
-    from ._tf import import_tf
+    from .._tf import import_tf
     tf = import_tf()
 
     class EarlyStop(tf.keras.callbacks.Callback):
@@ -405,13 +405,13 @@ def _early_stop(patience):
 
 def train_candidate(model, params, train, val, epochs, batch_size=128, seed=0, patience=None, verbose=0,
                     bn_images=20_000, teacher=None, alpha=0.3, temperature=2.0):
-    """Train `model` with the recipe of keras_ebnn.training.train and the candidate's knobs (lr,
+    """Train `model` with the recipe of keras_ebnn.train.training.train and the candidate's knobs (lr,
     shift, hflip, epochs if searched), re-estimate its BN statistics on (up to `bn_images`) training
     images when params["bn_reestimate"], and return its Keras accuracy on the validation split `val`.
     patience: stop after that many epochs without a better val_accuracy (None: never).
     teacher: a trained Keras model to distil from (training.train's teacher, alpha, temperature)."""
     from . import training
-    from ._tf import import_tf
+    from .._tf import import_tf
     tf = import_tf()
     tf.keras.utils.set_random_seed(seed)
     (xtr, ytr), (xval, yval) = train, val
@@ -698,9 +698,9 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
     final_candidates: retrain the K most accurate front trials instead and keep the one with the best
     VALIDATION accuracy after retraining (the test set still sees only that one).
     final_teacher: distil the final retraining from this trained Keras model (or .keras file, loaded
-    with keras_ebnn.load_model), e.g. keras_ebnn.training.teacher_model trained on the same training
+    with keras_ebnn.load_model), e.g. keras_ebnn.train.training.teacher_model trained on the same training
     split; loss (1 - distill_alpha) x cross-entropy + distill_alpha x T^2 x KL at temperature
-    distill_temperature (keras_ebnn.training.distillation_loss). The trials are not distilled.
+    distill_temperature (keras_ebnn.train.training.distillation_loss). The trials are not distilled.
     objectives: default ("accuracy", "bytes"), + "ms" when max_ms or minimize_ms.
     sampler: "tpe" (default), "nsga2", "random"; seed: the sampler's seed (None: different per process).
     callbacks: extra Optuna callbacks (called after every trial).
@@ -718,9 +718,9 @@ def search(dataset="mnist", *, board=None, cpu=None, max_flash=None, max_ram=Non
     """
     import optuna
     from optuna.trial import TrialState
-    from ._tf import import_tf
-    from .errors import UnsupportedModelError
-    from .lowering import lower
+    from .._tf import import_tf
+    from ..errors import UnsupportedModelError
+    from ..frontend.lowering import lower
 
     tf = import_tf()
     out = Path(out)
@@ -897,7 +897,7 @@ def _teacher(teacher, alpha, temperature):
         return None, None
     label = getattr(teacher, "name", "teacher")
     if isinstance(teacher, (str, os.PathLike)):
-        from .model_loading import load_model
+        from ..frontend.model_loading import load_model
         label = str(teacher)
         teacher = load_model(teacher)
     if not 0.0 <= float(alpha) <= 1.0 or float(temperature) <= 0:
@@ -929,9 +929,9 @@ def finalize(rows, space, train, val, test, classes, input_shape, budget, out, f
     teacher: a trained Keras model the retraining distils from; distill: {"alpha", "temperature",
     "teacher"} (the last a label recorded in best.json)."""
     from . import training
-    from .exporting import export
-    from .lowering import lower
-    from ._tf import import_tf
+    from ..frontdoor.exporting import export
+    from ..frontend.lowering import lower
+    from .._tf import import_tf
     tf = import_tf()
     retrained = []  # (val accuracy, -index, row, params, model, minutes)
     for i, row in enumerate(rows):
@@ -1055,7 +1055,7 @@ def main(argv=None):
                                  epilog="\n".join(__doc__.splitlines()[1:31]))
     ap.add_argument("--dataset", default="mnist", help="mnist, fashion_mnist, cifar10, an IDX folder or an .npz (x, y)")
     ap.add_argument("--space", default="default", choices=sorted(SPACES),
-                    help="search space (keras_ebnn.search_space.SPACES): default (28x28 chains), cifar10 "
+                    help="search space (keras_ebnn.train.search_space.SPACES): default (28x28 chains), cifar10 "
                          "(binary VGG chains for 32x32x3)")
     ap.add_argument("--data-dir", default=None, help="IDX folder for mnist/fashion_mnist (default: EBNN_DATA_DIR)")
     ap.add_argument("--board", default=None, help=f"board budget: {', '.join(boards.board_names())}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .graph import as_graph
+from ..ir.graph import as_graph
 
 # The debug hook of a program built with -DEBNN_DEBUG_HOOK: writes every reported tensor (a chain's
 # hidden blocks, a graph's ops) as (uint32 index, uint32 nbits, its (nbits + 31) / 32 words) to bits_file.

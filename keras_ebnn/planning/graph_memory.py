@@ -17,7 +17,7 @@ Sizes (bytes):
   bits     4 * ceil(n / 32): packed 32-bit words, as between the blocks today;
   int      4 * n: int32 (the C kernels' one integer type; every size is then a multiple of 4, so every
            offset stays 4-aligned);
-  int8     4 * ceil(n / 4): one byte each (integer-only graphs, keras_ebnn.graph_quant), whole words;
+  int8     4 * ceil(n / 4): one byte each (integer-only graphs, keras_ebnn.passes.graph_quant), whole words;
   float32  4 * n.
 Not in the arena: the model input (the caller's array) and, by default, the output logits (the
 caller's scores array), and any `reshape` of them. output_in_arena=True gives the output a buffer too
@@ -29,7 +29,7 @@ depends on in[i] only) writes over an input whose buffer no later op reads and t
 size; otherwise no op shares memory with its inputs. Kernel scratch (a binary conv block's
 patch and mask, `exporters/c.py` _scratch_bytes; a conv_pool op's accumulators and taps) is a buffer
 live only during its op.
-Row streaming (keras_ebnn/graph_fuse.py plan_streams): a conv_pool op whose output is streamed into its
+Row streaming (keras_ebnn/passes/graph_fuse.py plan_streams): a conv_pool op whose output is streamed into its
 reader runs while that reader runs, so its inputs, scratch and output stay live during the reader's
 op (every lifetime uses the op index it runs at), and that output is only its ring of rows
 (ring_rows x W x C float32).
@@ -56,8 +56,8 @@ def scratch_bytes(op):
     if op.kind == "block" and op.params["block"].kind == "binary_conv":
         g = op.params["block"].geometry
         return 2 * words(g.kernel[0] * g.kernel[1] * g.in_shape[2]) * 4
-    if op.kind == "conv_pool":  # keras_ebnn/graph_fuse.py: one conv position's accumulators + the pool's
-        from .graph_fuse import scratch_bytes as conv_pool_scratch
+    if op.kind == "conv_pool":  # keras_ebnn/passes/graph_fuse.py: one conv position's accumulators + the pool's
+        from ..passes.graph_fuse import scratch_bytes as conv_pool_scratch
         return conv_pool_scratch(op)
     if op.kind == "conv_s8" and conv_s8_bits(op) is not None:  # runtime_c EBNN_CONV_S8_BITS_SCRATCH
         k4 = -(-int(np.prod(op.params["weights"].shape[:3])) // 4) * 4
@@ -94,7 +94,7 @@ def conv_s8_cache(op):
 
 
 def conv_s8_bits(op):
-    """(sign nibbles, magnitudes) of an int8 conv (keras_ebnn/graph_quant.py "conv_s8") whose weights are
+    """(sign nibbles, magnitudes) of an int8 conv (keras_ebnn/passes/graph_quant.py "conv_s8") whose weights are
     binary (each output channel's weights +-m, m > 0: a binary-weight conv on an int8 map), for
     runtime_c's ebnn_conv_s8_bits: uint8 (out_c, (k4 / 4 + 1) // 2), per output channel the sign nibble of
     each group of four taps (bit i = tap 4g + i is +m; (KH, KW, C) tap order; low half of the byte for
@@ -119,9 +119,9 @@ def conv_s8_bits(op):
 
 
 def _stream_layout(graph):
-    """(times, ring) of the row streaming (keras_ebnn/graph_fuse.py plan_streams): times[i] = the op index
+    """(times, ring) of the row streaming (keras_ebnn/passes/graph_fuse.py plan_streams): times[i] = the op index
     op i runs at (a streamed op runs inside its reader), ring = {tensor: bytes} of the streamed outputs."""
-    from .graph_fuse import op_times, ring_bytes
+    from ..passes.graph_fuse import op_times, ring_bytes
     ring = {op.output: ring_bytes(graph, op) for op in graph.ops if op.kind == "conv_pool" and "ring_rows" in op.params}
     return op_times(graph), ring
 
@@ -310,9 +310,9 @@ def table(graph, plan):
 
 
 def summary(model, print_fn=print, inplace_ok=False):
-    """The per-op tensor table of a Keras model (or a Graph) lowered with keras_ebnn.graph, with
+    """The per-op tensor table of a Keras model (or a Graph) lowered with keras_ebnn.ir.graph, with
     the peak and the arena; returns the text."""
-    from .graph import Graph, lower_graph
+    from ..ir.graph import Graph, lower_graph
     graph = model if isinstance(model, Graph) else lower_graph(model)
     text = table(graph, plan_memory(graph, inplace_ok=inplace_ok))
     if print_fn is not None:

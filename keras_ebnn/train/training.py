@@ -15,7 +15,7 @@ The recipe (`train`) that produced the shipped models in examples/models/:
 """
 import numpy as np
 
-from ._tf import import_larq
+from .._tf import import_larq
 
 
 def _bn_layers(model, tf):

@@ -1,6 +1,6 @@
 """Worst-case stack of an exported model's predict functions, from the compiler's own figures.
 
-    python -m keras_ebnn.stackcheck OUT_DIR --target cortex-m3 [-O2] [-DEBNN_CHUNK=8 ...]
+    python -m keras_ebnn.planning.stackcheck OUT_DIR --target cortex-m3 [-O2] [-DEBNN_CHUNK=8 ...]
 
 (targets: cortex-m0plus, cortex-m3, cortex-m4, avr; default optimisation -O2, -Os for avr.)
 

@@ -1,22 +1,22 @@
 """Compare a lowered model (reference executor) with the Keras model it came from, and the compiled C
 with the reference.
 
-Chain of blocks (keras_ebnn.lowering, the chain view of a graph): graph_reference.run; the C must give its classes and logits bit
+Chain of blocks (keras_ebnn.frontend.lowering, the chain view of a graph): graph_reference.run; the C must give its classes and logits bit
 for bit. Graph (exporters/graph_c.py GraphModel): graph_reference.run; bits and integers are exact and so
 are the float32 ops (same operations in the same order), so the C logits must be bit-identical too,
 except when the graph has an unfused tanh / sigmoid: C computes those with the C library's tanhf /
 expf, which may differ from NumPy's by an ulp, so its logits must lie within C_LOGIT_TOL x (1 + max
 |reference logit|) of the reference's, with identical classes. Against Keras a graph's float parts
-agree to float32 rounding only (their summation order differs from TensorFlow's: keras_ebnn.graph).
+agree to float32 rounding only (their summation order differs from TensorFlow's: keras_ebnn.ir.graph).
 """
 from dataclasses import dataclass, field
 from typing import List, Optional
 
 import numpy as np
 
-from . import graph_reference
-from ._tf import import_tf
-from .blocks import class_threshold, classes_of, spatial
+from ..ir import graph_reference
+from .._tf import import_tf
+from ..ir.blocks import class_threshold, classes_of, spatial
 
 C_LOGIT_TOL = 1e-4  # C vs reference for graphs with tanh / sigmoid: relative to 1 + max |logit|
 
@@ -163,7 +163,7 @@ def compare(model, lowered, x, ref=None, progress=None):
 
 
 def compare_graph(model, graph, x, ref=None, batch_size=256):
-    """`compare` for a graph (keras_ebnn.graph): classes, logits (when Keras exposes them: no final
+    """`compare` for a graph (keras_ebnn.ir.graph): classes, logits (when Keras exposes them: no final
     softmax) and, per bits tensor that is the sign of a Keras layer's output, the fraction of bits
     that differ from Keras's signs (graph_reference.run, free-running). Returns (Agreement, reference
     result, Keras logits or probabilities)."""
@@ -190,9 +190,9 @@ def compare_graph(model, graph, x, ref=None, batch_size=256):
             d[1] += v.size
         return v
 
-    quant = getattr(graph, "quant", None)  # an integer-only graph (keras_ebnn.graph_quant) takes quantized inputs
+    quant = getattr(graph, "quant", None)  # an integer-only graph (keras_ebnn.passes.graph_quant) takes quantized inputs
     if ref is None:
-        from .graph_quant import quantize_input
+        from ..passes.graph_quant import quantize_input
         ref = graph_reference.run(graph, quantize_input(graph, x) if quant else x, hook=hook)
     kcls = classes_of(kout, class_threshold(graph))
     flips = int(np.sum(kcls != ref["classes"]))

@@ -19,10 +19,12 @@ from typing import Optional
 
 import numpy as np
 
-from . import boards, graph_reference, report
-from .blocks import LoweredModel, class_threshold, classes_of
-from .errors import BudgetError  # also keras_ebnn.exporting.BudgetError, keras_ebnn.BudgetError
-from .graph import as_graph
+from ..planning import boards
+from ..ir import graph_reference
+from . import report
+from ..ir.blocks import LoweredModel, class_threshold, classes_of
+from ..errors import BudgetError  # also keras_ebnn.frontdoor.exporting.BudgetError, keras_ebnn.BudgetError
+from ..ir.graph import as_graph
 
 TARGETS = ("c", "zephyr", "arduino")
 SAMPLES_PER_TARGET = {"c": 0, "arduino": 8, "zephyr": 32}  # test inputs embedded in the example
@@ -89,13 +91,13 @@ class ExportResult:
 
 def _exporter(target):
     if target == "c":
-        from .exporters.c import export_c
+        from ..exporters.c import export_c
         return lambda lowered, out, name, **kw: export_c(lowered, out, name)
     if target == "arduino":
-        from .exporters.arduino import export_arduino
+        from ..exporters.arduino import export_arduino
         return export_arduino
     if target == "zephyr":
-        from .exporters.zephyr import export_zephyr
+        from ..exporters.zephyr import export_zephyr
         return export_zephyr
     raise ValueError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
 
@@ -117,17 +119,17 @@ def check_budget(plan, max_ram=None, max_flash=None):
 
 
 def lower_for_export(model, name="model", float_weights="float32", quantize=None, representative_data=None):
-    """What `export()` exports: the one lowering's graph (`keras_ebnn.graph.lower_graph`), seen as its
-    chain of fused blocks (`keras_ebnn.lowering.chain_view`, a LoweredModel) when it is one, else wrapped
+    """What `export()` exports: the one lowering's graph (`keras_ebnn.ir.graph.lower_graph`), seen as its
+    chain of fused blocks (`keras_ebnn.frontend.lowering.chain_view`, a LoweredModel) when it is one, else wrapped
     as exporters/graph_c.py GraphModel. A model it cannot lower raises its UnsupportedModelError (naming
     the layer). A LoweredModel, Graph or GraphModel passes through (a Graph is wrapped).
     float_weights="int8": the graph's full-precision conv / depthwise / dense weights as int8 with a
-    float32 scale per output channel (keras_ebnn.graph_int8; a chain has no such layer). quantize="int8":
-    the integer-only graph of keras_ebnn.graph_quant, calibrated on representative_data (always a graph,
+    float32 scale per output channel (keras_ebnn.passes.graph_int8; a chain has no such layer). quantize="int8":
+    the integer-only graph of keras_ebnn.passes.graph_quant, calibrated on representative_data (always a graph,
     even for a chain model)."""
-    from .exporters.graph_c import GraphModel
-    from .graph import Graph
-    from .lowering import lower_any
+    from ..exporters.graph_c import GraphModel
+    from ..ir.graph import Graph
+    from ..frontend.lowering import lower_any
     if quantize == "int8":  # an integer-only graph passes through, anything else is quantized
         graph = model.graph if isinstance(model, GraphModel) else model
         if isinstance(graph, Graph) and graph.quant:
@@ -149,7 +151,7 @@ def summary(model, print_fn=print):
     per op with its output tensor (bits / int / float32, shape, bytes, arena offset), its flash, the
     bytes live while it runs, and the peak. Returns the table as a string.
     """
-    from .exporters.c import memory_plan
+    from ..exporters.c import memory_plan
 
     lowered = lower_for_export(model)
     plan = memory_plan(lowered)  # refuses parameters the C types cannot hold (graph_c.check_c_limits)
@@ -163,7 +165,7 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
            max_ram=None, max_flash=None, keras_model=None, check_c=True, progress=False, board=None,
            force=False, sketch_verify_inputs=True, float_weights="float32", overwrite=False,
            audio_frontend=None, quantize=None, representative_data=None):
-    """Export `model` (Keras model, model file, LoweredModel, or a keras_ebnn.graph Graph) to `out_dir`;
+    """Export `model` (Keras model, model file, LoweredModel, or a keras_ebnn.ir.graph Graph) to `out_dir`;
     return an ExportResult. A Keras model is lowered by `lower_for_export` (chain first, else graph).
 
     verify_inputs/labels: when given, the exported model is run on them with the reference executor
@@ -177,27 +179,27 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
     models) or reads its inputs over Serial.
     float_weights: "float32" (default: Keras's weights) or "int8": full-precision conv / depthwise /
     dense layers of a graph store int8 weights + a float32 scale per output channel (~4x less flash
-    for them; keras_ebnn.graph_int8). The outputs then differ from Keras's by that rounding: the
+    for them; keras_ebnn.passes.graph_int8). The outputs then differ from Keras's by that rounding: the
     report's "reference vs Keras" line measures it; C still equals the reference bit for bit.
     overwrite: replace an `out_dir` that holds files an export did not write (see check_out_dir).
-    audio_frontend: a keras_ebnn.audio.FrontEnd whose uint8 feature window is the model's input: its C
+    audio_frontend: a keras_ebnn.frontend.audio.FrontEnd whose uint8 feature window is the model's input: its C
     (NAME_audio.c / .h: push samples, get the window, classify) is written beside NAME.c.
-    verify_inputs must fit the model's input (keras_ebnn.verify.check_inputs: shape, finite values,
+    verify_inputs must fit the model's input (keras_ebnn.frontdoor.verify.check_inputs: shape, finite values,
     integers 0..255 for a model starting with Rescaling); a flat (n,) model takes (N, n). Labels:
     (N,) or (N, 1) classes. A single output unit is a binary classifier (class 1 when the sigmoid
-    p >= 0.5, or the logit z >= 0: keras_ebnn.blocks.class_threshold).
+    p >= 0.5, or the logit z >= 0: keras_ebnn.ir.blocks.class_threshold).
     Raises UnsupportedModelError (ModelOutputError: several outputs, an output that is not a vector,
     a one-unit softmax), verify.InputDataError (verification data outside the model's input), BudgetError,
     BoardError (unknown board, Zephyr on AVR), OutputDirError, or RuntimeError (C mismatch); all before
     any file is written except the last.
-    quantize: None (default: the exact float32 graph) or "int8": integer-only C (keras_ebnn.graph_quant:
+    quantize: None (default: the exact float32 graph) or "int8": integer-only C (keras_ebnn.passes.graph_quant:
     int8 activations calibrated on `representative_data` (inputs as Keras takes them), per-channel int8
     weights, int32 accumulators, TFLite's fixed-point requantization; no floating-point arithmetic). The C
     then takes the quantized input (NAME.h: NAME_INPUT_SCALE / NAME_INPUT_ZERO_POINT, or raw uint8 when the
     model starts with Rescaling) and returns int32 scores (NAME_OUTPUT_SCALE); verify_inputs stay float
     (the export quantizes them); the report states the agreement with Keras, C equals the reference bit for bit.
     """
-    from .exporters.c import check_name, memory_plan
+    from ..exporters.c import check_name, memory_plan
     from .host import find_cc, predict_c
     from .verify import compare
 
@@ -206,8 +208,8 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
     check_name(name)  # before any work: a name the C files cannot take (exporters/c.py)
     model_file = [model] if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__") else []
     out_dir = check_out_dir(out_dir, overwrite=overwrite, inputs=model_file)
-    from .exporters.graph_c import GraphModel
-    from .graph import Graph
+    from ..exporters.graph_c import GraphModel
+    from ..ir.graph import Graph
     if not isinstance(model, (LoweredModel, GraphModel, Graph)):  # a Keras model or a model file
         keras_model = model if keras_model is None else keras_model
     if float_weights not in ("float32", "int8"):
@@ -249,7 +251,7 @@ def export(model, out_dir, name="model", target="c", verify_inputs=None, verify_
             result.sketch_inputs = (f"classifies {len(images)} embedded inputs ({source})" if images is not None
                                     else f"reads its inputs over Serial ({source})")
         if audio_frontend is not None:
-            from .audio import export_frontend
+            from ..frontend.audio import export_frontend
             result.notes.append(export_frontend(audio_frontend, lowered, tmp, name, target))
         if float_weights == "int8":
             result.notes.append(_int8_note(lowered))
@@ -291,8 +293,8 @@ def _check_quantize(quantize, representative_data, float_weights, target):
 
 
 def _quantized_graph(model, name, representative_data):
-    from .blocks import LoweredModel as _LM
-    from .graph_quant import quantize_graph
+    from ..ir.blocks import LoweredModel as _LM
+    from ..passes.graph_quant import quantize_graph
     if isinstance(model, _LM):
         raise ValueError("quantize='int8' needs the Keras model (or a model file, or a float Graph), not a "
                          "LoweredModel")
@@ -312,8 +314,8 @@ def _quantize_note(lowered):
 
 def _int8_note(lowered):
     """The report's line on float_weights="int8": what it changed (or that it changed nothing)."""
-    from .exporters.graph_c import as_graph_model
-    from .graph_int8 import weight_bytes
+    from ..exporters.graph_c import as_graph_model
+    from ..passes.graph_int8 import weight_bytes
     graph = as_graph_model(lowered).graph
     n = sum("weights_int8" in op.params for op in graph.ops)
     if not n:
@@ -339,7 +341,7 @@ def check_board(board, target):
 
 def _sketch_samples(lowered, plan, board, images, labels):
     """What the Arduino example embeds: as many samples as fit the flash the board has left."""
-    from .exporters.arduino import choose_samples
+    from ..exporters.arduino import choose_samples
     if board is None:
         return choose_samples(lowered, images, labels)
     left = board.flash_bytes - boards.budget(plan, board, "arduino", lowered.num_classes).flash_needed
@@ -349,7 +351,7 @@ def _sketch_samples(lowered, plan, board, images, labels):
 def _board_budget(lowered, plan, board, target, samples):
     extra = []
     if samples is not None and samples[0] is not None:
-        from .exporters.arduino import samples_bytes
+        from ..exporters.arduino import samples_bytes
         n = len(samples[0])
         extra.append((f"{n} embedded sample inputs + labels", samples_bytes(lowered, n)))
     return boards.budget(plan, board, target, lowered.num_classes, sketch_flash=extra)
@@ -388,7 +390,7 @@ def _verify(result, keras_model, x, y, tmp, check_c, compare, predict_c, progres
         if y is not None:
             result.keras_accuracy = float(np.mean(classes_of(kout, class_threshold(lowered)) == y))
     elif quant_graph is not None:
-        from .graph_quant import quantize_input
+        from ..passes.graph_quant import quantize_input
         ref = graph_reference.run(quant_graph, quantize_input(quant_graph, x))
     else:
         ref = graph_reference.run(lowered, x, progress=progress and progress("reference"))
@@ -396,9 +398,9 @@ def _verify(result, keras_model, x, y, tmp, check_c, compare, predict_c, progres
     if y is not None:
         result.accuracy = float(np.mean(ref["classes"] == y))
     if check_c:
-        from .exporters.graph_c import as_graph_model, uses_libm
+        from ..exporters.graph_c import as_graph_model, uses_libm
         if quant_graph is not None:  # integer-only: the C takes the quantized input
-            from .graph_quant import quantize_input
+            from ..passes.graph_quant import quantize_input
             x = quantize_input(quant_graph, x)
         cls, logits = predict_c(lowered, _c_dir(tmp, result.target), result.name, x)
         result.c_checked = True
@@ -417,7 +419,7 @@ def check_out_dir(out_dir, overwrite=False, inputs=()):
     """The folder to export into (a symbolic link to a folder: that folder); OutputDirError if it is
     an existing file (or a link to one, or a broken link), holds one of `inputs` (the model file), or
     holds anything an earlier export did not write (listed in its MANIFEST) unless `overwrite`."""
-    from .errors import printable
+    from ..errors import printable
     out_dir = Path(out_dir)
     shown = printable(out_dir)
     if out_dir.name in ("", ".", ".."):  # "." or "/": name the folder itself (its parent holds the swap)

@@ -1,8 +1,8 @@
-"""Building blocks of the preset architectures (keras_ebnn.models) and of the search spaces
-(keras_ebnn.search_space): the binary conv / dense layer settings, a conv block, the classifier head,
+"""Building blocks of the preset architectures (keras_ebnn.train.models) and of the search spaces
+(keras_ebnn.train.search_space): the binary conv / dense layer settings, a conv block, the classifier head,
 the binary VGG chain for 32x32x3 images, and the learnt output scale. Both import from here, so the
 presets can be described by search-space texts (models.SEARCHED) without an import cycle."""
-from ._tf import import_larq
+from .._tf import import_larq
 
 SIGN = dict(kernel_quantizer="ste_sign", kernel_constraint="weight_clip", use_bias=False)
 HIDDEN = dict(input_quantizer="ste_sign", **SIGN)
@@ -42,7 +42,7 @@ def cifar_vgg(stem=32, stages=((64,), (128,), (256,)), dense=(), classes=10, inp
          stage, the last conv of a stage followed by MaxPool 2 (before its BN)   (XNOR-popcount)
       -> Flatten -> QuantDense(units) -> BN per `dense` -> QuantDense(classes) -> BN -> softmax.
 
-    Everything is a layer of the chain exporter (keras_ebnn.lowering): one fused block per conv,
+    Everything is a layer of the chain exporter (keras_ebnn.frontend.lowering): one fused block per conv,
     thresholds instead of batch norm, the pooled maps stored as bits. Binary weights cost one bit,
     the activation arena two maps of (H x W x C) bits plus a conv row buffer."""
     tf, lq = import_larq()

@@ -4,7 +4,7 @@ Every preset starts with Rescaling(1/255) so that the exported C takes raw uint8
 first layer runs in integers, and uses only layers keras-ebnn lowers. Memory figures are those of
 `keras_ebnn.summary(model)` (activation arena, model data); BENCHMARKS.md has the measured ones.
 """
-from ._tf import import_larq
+from .._tf import import_larq
 from .architectures import SIGN, _bn, _conv_block, _head, cifar_vgg, with_output_scale  # noqa: F401 (models.cifar_vgg, models.with_output_scale)
 
 
@@ -94,7 +94,7 @@ def m15_fashion_mnist(classes=10):
     return _model(tf, layers + _head(tf, lq, hidden=(64,), classes=classes), "m15_fashion_mnist")
 
 
-# ---- 32x32x3 RGB images (CIFAR-10): binary VGG-style chains (keras_ebnn.architectures.cifar_vgg)
+# ---- 32x32x3 RGB images (CIFAR-10): binary VGG-style chains (keras_ebnn.train.architectures.cifar_vgg)
 def vgg_cifar10_t(classes=10):
     """The smallest binary VGG for 32x32x3, sized to train on a 2-core CPU in an hour (5-11 min per
     epoch of 48,000 images on this repository's shared 2-core machine): stem 32 p2 -> [48] p2 -> [96]
@@ -129,7 +129,7 @@ SEARCHED_EPOCHS = {"m15_search_mnist": 15, "uno_search_mnist": 30}  # the search
 
 
 def searched_params(name):
-    """The search-space candidate (keras_ebnn.search_space) of the searched preset `name`: its
+    """The search-space candidate (keras_ebnn.train.search_space) of the searched preset `name`: its
     architecture and training recipe (lr, shift, output_scale, bn_reestimate)."""
     from .search_space import DEFAULT_SPACE
     if name not in SEARCHED:

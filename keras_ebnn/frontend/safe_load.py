@@ -15,12 +15,12 @@ object in it is a Keras built-in or larq class from an explicit allow-list:
 * `.h5` / HDF5: the `model_config` attribute, then every HDF5 object (`check_h5_objects`: no
   external storage / links / virtual datasets / plugin filters, arrays within the configuration's
   weight bound) -- nothing but attributes is read.
-* The configuration's sizes are bounded (`keras_ebnn.size_bound.model_bound`).
+* The configuration's sizes are bounded (`keras_ebnn.frontend.size_bound.model_bound`).
 * SavedModel directory: refused unless trusted, because its TensorFlow graph can hold arbitrary
   ops (file writes, ...) that no configuration check can vouch for.
 
 `prepare` does all of this in the calling process; `prepared_model_file` does it in a child process
-with memory and time limits (keras_ebnn.isolation), the way `keras_ebnn.lowering.load_model` and the
+with memory and time limits (keras_ebnn.frontend.isolation), the way `keras_ebnn.frontend.lowering.load_model` and the
 CLI use it.
 
 `Lambda`, `TFOpLambda`/`SlicingOpLambda` (call TensorFlow functions by name; a TFOpLambda of one of the
@@ -43,7 +43,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from .errors import ModelFileError, UnsafeModelError, printable
+from ..errors import ModelFileError, UnsafeModelError, printable
 from .size_bound import SizeError, estimated_weights, model_bound  # noqa: F401  (estimated_weights: API)
 
 MAX_ARCHIVE_BYTES = 2 * 1024 ** 3  # a .keras archive whose members unpack to more is refused
@@ -122,7 +122,7 @@ CODE_CLASSES = {
 }
 # TFOpLambda layers (Python operators / tf.* calls in a functional model) whose recorded TensorFlow
 # function is one of these plain-arithmetic ones: loading such a layer calls only that function, and the
-# graph lowering takes exactly these (keras_ebnn/graph.py TF_OPS). Any other TFOpLambda stays refused.
+# graph lowering takes exactly these (keras_ebnn/ir/graph.py TF_OPS). Any other TFOpLambda stays refused.
 TF_OP_FUNCTIONS = frozenset({"__operators__.add", "math.add", "math.subtract", "math.multiply", "math.truediv",
                              "math.negative", "reshape", "nn.relu", "nn.relu6", "math.tanh", "math.sigmoid"})
 # Config keys whose string value Keras resolves by name to a function or class.
@@ -725,7 +725,7 @@ def prepare(path, workdir, trust_model=False):
 def prepared_model_file(path, trust_model=False, isolate=None):
     """`with prepared_model_file(path) as (kind, private_path):` load `private_path` with Keras.
 
-    Runs `prepare` in a child process (keras_ebnn.isolation: 8 GiB address space, time limit, no core
+    Runs `prepare` in a child process (keras_ebnn.frontend.isolation: 8 GiB address space, time limit, no core
     files), so a crash or endless loop of the HDF5 library on a damaged file becomes a ModelFileError
     with one line; in a process that is already such a child (the CLI's) it runs here. The private
     folder is removed on exit, also on failure. isolate=False runs `prepare` here (no child).
@@ -750,7 +750,7 @@ def _prepare_in_child(path, work, trust_model):
 
     from . import isolation
     out, err = io.StringIO(), io.StringIO()
-    cmd = [sys.executable, "-m", "keras_ebnn.safe_load", os.fspath(path), work]
+    cmd = [sys.executable, "-m", "keras_ebnn.frontend.safe_load", os.fspath(path), work]
     if trust_model:
         cmd.append("--trust-model")
     seconds = isolation.load_seconds()
@@ -772,7 +772,7 @@ def _prepare_in_child(path, work, trust_model):
 
 
 def _child_main(argv):
-    """python -m keras_ebnn.safe_load PATH WORKDIR [--trust-model]: `prepare` under limits; prints one
+    """python -m keras_ebnn.frontend.safe_load PATH WORKDIR [--trust-model]: `prepare` under limits; prints one
     JSON line (the result or the error)."""
     from . import isolation
     isolation.limit_self(cpu_seconds=isolation.load_seconds() + 5)

@@ -3,7 +3,7 @@
 For one output channel, Keras computes  sign(post(maxpool(pre(acc))))  in float32, where `pre` and
 `post` are chains of per-channel monotone elementwise functions before and after the pooling layer
 (bias, BatchNormalization, ReLU / ReLU6, hard-tanh, tanh, sigmoid, leaky ReLU, a positive per-channel
-scale, ...: the graph lowering, keras_ebnn.graph, hands them over evaluated with Keras's own code).
+scale, ...: the graph lowering, keras_ebnn.ir.graph, hands them over evaluated with Keras's own code).
 Every step is a monotone function of its input, even in float32 arithmetic, so:
   * max-pooling commutes with `pre` when `pre` is non-decreasing, and becomes min-pooling of the
     accumulator when `pre` is decreasing (negative gamma before the pool);

@@ -1,7 +1,7 @@
 """Memory/agreement report written next to every export (`NAME_report.md`, `NAME_memory.png`)."""
 from pathlib import Path
 
-from .blocks import fan_in
+from ..ir.blocks import fan_in
 
 
 def block_macs(block):
@@ -19,7 +19,7 @@ def _shape(s):
 
 def block_rows(lowered, plan):
     """One dict per block: what the report and `summary()` print."""
-    from .exporters.graph_c import as_graph_model
+    from ..exporters.graph_c import as_graph_model
     rows, in_shape = [], lowered.input.shape
     blocks = [op.params["block"] for op in as_graph_model(lowered).graph.ops]
     for b, p in zip(blocks, plan["blocks"]):
@@ -78,7 +78,7 @@ def table(lowered, plan):
 
 def stack_build_text(plan):
     """Which build the plan's stack figure is an upper bound for."""
-    from .exporters.c import STACK_BUILDS
+    from ..exporters.c import STACK_BUILDS
     s = plan["stack"]
     where = "any of " + ", ".join(s["targets"]) if s["target"] == "any" else ", ".join(s["targets"])
     return f"{where}; {STACK_BUILDS[s['build']]}, -O1..-O3 or -Os"
@@ -86,11 +86,11 @@ def stack_build_text(plan):
 
 def stack_table_text(lowered):
     """One line: the stack bound per target, default build / small-stack build."""
-    from .exporters.c import STACK_TARGETS, stack_bound
+    from ..exporters.c import STACK_TARGETS, stack_bound
     return "- Stack bound per target, default build / with `-DEBNN_CHUNK=8 -DEBNN_LOW_STACK=1` (slower): " + \
         ", ".join(f"{t} {stack_bound(lowered, t):,} / {stack_bound(lowered, t, 'small'):,} B"
                   for t in STACK_TARGETS) + \
-        " (`python -m keras_ebnn.stackcheck OUT --target T` computes it for your build)"
+        " (`python -m keras_ebnn.planning.stackcheck OUT --target T` computes it for your build)"
 
 
 def totals_text(lowered, plan):
@@ -112,7 +112,7 @@ def _classes_text(lowered):
     """The report's "Classes:" value: K, or for one output unit its class rule (README "Limits")."""
     if lowered.num_classes != 1:
         return str(lowered.num_classes)
-    from .exporters.c import class_rule_text
+    from ..exporters.c import class_rule_text
     return f"2 ({class_rule_text(lowered)})"
 
 

@@ -2,7 +2,7 @@
 
 A lowered model is an input description plus a short list of blocks. Every block reads the previous
 block's output *bits* (or the raw model input, for the first block) and writes bits, except the last,
-which writes float logits. The semantics below are the contract: `keras_ebnn.graph_reference` implements them
+which writes float logits. The semantics below are the contract: `keras_ebnn.ir.graph_reference` implements them
 in NumPy, `runtime_c/` implements them in C, and both must agree bit for bit.
 
 Conventions
@@ -210,14 +210,14 @@ def threshold_limit(block):
 # (z >= 0, i.e. sigmoid(z) >= 0.5), else 0. NaN gives class 0 (NumPy's and C's `>=` agree).
 def class_threshold(model):
     """None (argmax) for several scores; for one score the threshold of `classes_of`: 0.5 when a
-    graph (keras_ebnn.graph Graph, or a GraphModel) ends in a sigmoid, else 0.0 (a logit)."""
+    graph (keras_ebnn.ir.graph Graph, or a GraphModel) ends in a sigmoid, else 0.0 (a logit)."""
     if model.num_classes != 1:
         return None
     graph = getattr(model, "graph", model)
     ops = getattr(graph, "ops", None)
     if ops:
         last = {op.output: op for op in ops}.get(graph.output)
-        if last is not None and last.kind == "conv_pool":  # fused (keras_ebnn/graph_fuse.py): its last step
+        if last is not None and last.kind == "conv_pool":  # fused (keras_ebnn/passes/graph_fuse.py): its last step
             last = last.params["ops"][-1]
         if last is not None and last.kind == "activation" and last.params.get("fn") == "sigmoid":
             return 0.5
@@ -233,7 +233,7 @@ def classes_of(scores, threshold=None):
 
 
 def spatial(shape):
-    """(H, W, C) view of a Keras shape: (L, C) -> (1, L, C); (N,) -> (1, 1, N) (the graph IR's, keras_ebnn/graph.py)."""
+    """(H, W, C) view of a Keras shape: (L, C) -> (1, L, C); (N,) -> (1, 1, N) (the graph IR's, keras_ebnn/ir/graph.py)."""
     if len(shape) == 3:
         return tuple(shape)
     if len(shape) == 2:

@@ -1,10 +1,10 @@
 """Graph IR: any single-input, single-output Keras/Larq model as a list of ops over typed tensors.
 
-This generalises the chain of fused blocks (`keras_ebnn.blocks`) to directed acyclic graphs: residual
+This generalises the chain of fused blocks (`keras_ebnn.ir.blocks`) to directed acyclic graphs: residual
 `Add`, `Concatenate` branches, full-precision layers anywhere, average and global pooling, 1-D inputs.
 The fused blocks stay the core operation: wherever a binary conv / dense is followed by (max pool,)
 monotone elementwise layers and a sign, it is ONE op that writes bits. `lower_graph(model)` builds a
-`Graph`; `keras_ebnn.graph_reference.run` executes it (the executable definition of what follows);
+`Graph`; `keras_ebnn.ir.graph_reference.run` executes it (the executable definition of what follows);
 `plan_memory(graph)` places every tensor in one arena.
 
 Tensors
@@ -28,13 +28,13 @@ applies a softmax after it; the class is the first maximum of the logits).
 
 Ops (`Op.kind`; inputs are tensor names; `params` as listed)
 -------------------------------------------------------------
-block      A fused block of `keras_ebnn.blocks`, with exactly those semantics: params["block"] is an
+block      A fused block of `keras_ebnn.ir.blocks`, with exactly those semantics: params["block"] is an
            InputConvBlock (input: the model input, read as its InputSpec says), BinaryConvBlock,
            BinaryDenseBlock (bits in, bits out) or OutputDenseBlock (bits in, float32 out). A 1-D
            tensor (L, C) is the (1, L, C) image of the blocks; a dense block reads its input bits
            flattened (row-major). The output keeps the Keras shape of the layer it replaces.
 bconv      Binary convolution without threshold: bits (H, W, C) in, int accumulators out
-           (acc of `keras_ebnn.blocks`: sum of +1/-1 products, pad taps worth geometry.pad_value
+           (acc of `keras_ebnn.ir.blocks`: sum of +1/-1 products, pad taps worth geometry.pad_value
            0 or 1), params: weights bool (O, KH, KW, C), geometry (ConvGeometry, no pool).
 bdense     Binary dense layer without threshold over the last axis: bits (..., N) in, int (..., O) out,
            x[o] = sum_n w[o, n] * a[n]; params: weights bool (O, N).
@@ -79,7 +79,7 @@ sign       float32 or int -> bits: bit = (x >= 0) (an int with a divisor: v >= 0
            Activation layer with a larq sign quantizer (Activation(SteSign())) lowers to.
 conv_pool  A full-precision conv (or dense) and the affine / activation / pool / sign or threshold ops
            after it, computed per pooled output without materialising the conv's map
-           (keras_ebnn/graph_fuse.py: its output equals its sub-ops' params["ops"] run one after the
+           (keras_ebnn/passes/graph_fuse.py: its output equals its sub-ops' params["ops"] run one after the
            other, bit for bit; binary weights are stored as bits; it may read the raw uint8 input
            through an absorbed to_float / Rescaling affine). params["ring_rows"]: the output is streamed into its
            reader, only that many rows held at once (the same values).
@@ -87,7 +87,7 @@ threshold  float32 or int -> bits, per channel c: bit = (x >= t[c]) if not flip[
            (params threshold float32 / int64 (C,), flip bool (C,); +-inf or out-of-range values make
            a constant channel). An int input's value is compared before its divisor is applied.
 
-Integer-only graphs (`export(..., quantize="int8")`, `keras_ebnn.graph_quant`, which states their
+Integer-only graphs (`export(..., quantize="int8")`, `keras_ebnn.passes.graph_quant`, which states their
 arithmetic exactly) add the dtype "int8" (values -128..127, one byte each, with Tensor.scale and
 Tensor.zero_point: real = scale * (q - zero_point)); int accumulators may carry a per-channel real
 Tensor.scale; the output is an int tensor of int32 logits. Their ops: conv_s8, depthwise_s8, dense_s8
@@ -101,11 +101,11 @@ Fusion and exactness
 becomes a `sign` op, shared by every layer reading the same tensor), then fuses every
   sign(post(max_pool(pre(bconv / bdense(bits)))))   and   sign(...(first-layer conv on the input))
 whose intermediate tensors have no other reader into one `block` op (and, last, every full-precision
-conv -> affine / activation -> pool -> sign chain into one `conv_pool` op: keras_ebnn/graph_fuse.py). pre and post are chains of
+conv -> affine / activation -> pool -> sign chain into one `conv_pool` op: keras_ebnn/passes/graph_fuse.py). pre and post are chains of
 affine / activation / to_float ops (and a Flatten between a conv and a dense); the thresholds come
-from `keras_ebnn.thresholds.chain_thresholds`, which evaluates the *Keras layers themselves* on
+from `keras_ebnn.passes.thresholds.chain_thresholds`, which evaluates the *Keras layers themselves* on
 every reachable integer accumulator, so fused bits equal Keras's bits exactly (a float first layer
-keeps the rare float-rounding differences documented in `keras_ebnn.blocks`). A final binary dense
+keeps the rare float-rounding differences documented in `keras_ebnn.ir.blocks`). A final binary dense
 followed only by bias / BatchNormalization becomes an OutputDenseBlock. A remaining
 sign(chain(x)) on a float32 (or int) tensor x that no binary op wrote -- e.g. BatchNormalization ->
 sign in a DenseNet block -- becomes one `threshold` op, found the same way (bisection over the
@@ -136,7 +136,7 @@ Anything else (x * y, a named TF function outside the table) is refused naming t
 
 Unsupported layers, multi-bit quantizers, several inputs or outputs and nested models raise
 `UnsupportedModelError` naming the layer, followed by GRAPH_SUPPORTED (= keras_ebnn.errors.SUPPORTED).
-This is the one lowering: `keras_ebnn.lower()` (keras_ebnn/lowering.py) is a view of its graph when
+This is the one lowering: `keras_ebnn.lower()` (keras_ebnn/frontend/lowering.py) is a view of its graph when
 the graph is a chain of fused blocks (`LoweredModel`), `from_lowered` the way back; its C back end is
 exporters/graph_c.py.
 """
@@ -146,11 +146,11 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from . import graph_int8, thresholds
-from ._tf import import_larq
+from ..passes import graph_int8, thresholds
+from .._tf import import_larq
 from .blocks import (BinaryConvBlock, BinaryDenseBlock, ConvGeometry, InputConvBlock, InputSpec, OutputDenseBlock,
                      integer_range, spatial)
-from .errors import SUPPORTED, UnsupportedModelError
+from ..errors import SUPPORTED, UnsupportedModelError
 
 DTYPES = ("bits", "int", "float32", "int8")  # int8: integer-only graphs (graph_quant)
 SIGN_QUANTIZERS = {"ste_sign", "approx_sign", "swish_sign", "SteSign", "ApproxSign", "SwishSign"}
@@ -161,7 +161,7 @@ COMPUTE_LAYERS = ("QuantConv2D", "QuantConv1D", "QuantDense", "QuantDepthwiseCon
                   "SeparableConv1D", "SeparableConv2D")
 CHAIN_KINDS = ("affine", "activation", "to_float", "div")  # monotone per channel: fusable before a sign
 # TFOpLambda layers (Python operators and tf.* calls in a functional model, e.g. `x = x + y`) by the
-# TensorFlow function Keras records, and how they lower (`_translate_tfop`). keras_ebnn/safe_load.py
+# TensorFlow function Keras records, and how they lower (`_translate_tfop`). keras_ebnn/frontend/safe_load.py
 # TF_OP_FUNCTIONS admits exactly these names when loading a file (tests/test_graph_tfops.py checks).
 TF_OPS = {"__operators__.add": "add", "math.add": "add", "math.subtract": "subtract",
           "math.multiply": "multiply", "math.truediv": "divide", "math.negative": "negative",
@@ -204,7 +204,7 @@ class Graph:
     tensors: Dict[str, Tensor]
     ops: List[Op]
     softmax: bool = False
-    quant: Optional[dict] = None  # integer-only graph (keras_ebnn.graph_quant): input / output scales
+    quant: Optional[dict] = None  # integer-only graph (keras_ebnn.passes.graph_quant): input / output scales
 
     @property
     def input_tensor(self):
@@ -820,8 +820,8 @@ def _output_name(t):
 def check_keras_outputs(model):
     """Raise ModelOutputError unless the Keras model has one output that is a vector (K,) or (1, .., K) (README
     "Limits": NAME_predict fills one scores array; K == 1 is a binary classifier, see
-    keras_ebnn.blocks.class_threshold)."""
-    from .errors import ModelOutputError
+    keras_ebnn.ir.blocks.class_threshold)."""
+    from ..errors import ModelOutputError
     outs = list(getattr(model, "outputs", None) or [])
     if len(outs) > 1:
         raise ModelOutputError(
@@ -838,8 +838,8 @@ def check_keras_outputs(model):
 
 def check_output(g):
     """Raise ModelOutputError unless the graph's output is a vector (K,), and, for K == 1, a sigmoid
-    probability or a linear logit without softmax (keras_ebnn.blocks.class_threshold)."""
-    from .errors import ModelOutputError
+    probability or a linear logit without softmax (keras_ebnn.ir.blocks.class_threshold)."""
+    from ..errors import ModelOutputError
     out = g.tensors[g.output]
     if not out.shape or any(d != 1 for d in out.shape[:-1]):
         raise ModelOutputError(f"the model's output has shape {out.shape}, not a vector of scores (K,).")
@@ -1268,7 +1268,7 @@ def int8_weights(g):
     """Rewrite every full-precision conv / depthwise / dense op of an UNFUSED graph `g` to int8 weights
     plus a per-channel scale (in place; returns the number of ops rewritten). Run it before
     `fuse` so the scale folds into thresholds like any other affine op. The quantization rule is
-    keras_ebnn.graph_int8's (which imports nothing from here: the rewrites of the IR live in this module)."""
+    keras_ebnn.passes.graph_int8's (which imports nothing from here: the rewrites of the IR live in this module)."""
     count = 0
     for op in list(g.ops):
         if not graph_int8.quantizable(op):
@@ -1294,12 +1294,12 @@ def lower_graph(model, name="model", fuse_blocks=True, float_weights="float32"):
     Raises `UnsupportedModelError` naming the first layer that cannot be lowered. fuse_blocks=False
     keeps the unfused ops (every sign, binary accumulator and float op on its own), for testing.
     float_weights="int8" stores the full-precision conv / depthwise / dense weights as int8 with a
-    float32 scale per output channel (`keras_ebnn.graph_int8`; the outputs then differ from Keras's
+    float32 scale per output channel (`keras_ebnn.passes.graph_int8`; the outputs then differ from Keras's
     by that rounding); "float32" (default) keeps Keras's weights.
     """
     if float_weights not in ("float32", "int8"):
         raise ValueError(f"float_weights must be 'float32' or 'int8', got {float_weights!r}")
-    from .model_loading import load_model
+    from ..frontend.model_loading import load_model
     tf, _ = import_larq()
     if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
         model = load_model(model)
@@ -1313,7 +1313,7 @@ def lower_graph(model, name="model", fuse_blocks=True, float_weights="float32"):
     check_output(g)
     if fuse_blocks:
         fuse(g)
-        from .graph_fuse import fuse_conv_pool
+        from ..passes.graph_fuse import fuse_conv_pool
         fuse_conv_pool(g)  # conv -> affine / activation -> pool -> sign as one op (graph_fuse.py)
     check(g)
     return g
@@ -1328,12 +1328,12 @@ def check(g):
         assert op.output not in written, f"{op.output} written twice"
         written.add(op.output)
         assert g.tensors[op.output].dtype in DTYPES
-    # the output: float32 logits, or int32 logits for an integer-only graph (keras_ebnn.graph_quant)
+    # the output: float32 logits, or int32 logits for an integer-only graph (keras_ebnn.passes.graph_quant)
     assert g.output in written and g.tensors[g.output].dtype == ("int" if g.quant else "float32")
 
 
 def from_lowered(lowered):
-    """The `Graph` of a chain of blocks (`keras_ebnn.blocks.LoweredModel`): one `block` op per block,
+    """The `Graph` of a chain of blocks (`keras_ebnn.ir.blocks.LoweredModel`): one `block` op per block,
     bits tensors between them (the same computation: graph_reference gives reference.run's logits)."""
     spec = lowered.input
     tensors = {"input": Tensor("input", tuple(spec.shape), "int" if spec.dtype == np.uint8 else "float32",

@@ -1,6 +1,6 @@
 """Optional int8 weights for the full-precision layers of a graph (`export(..., float_weights="int8")`).
 
-A full-precision `conv`, `depthwise` or `dense` op of `keras_ebnn.graph` keeps float32 weights by
+A full-precision `conv`, `depthwise` or `dense` op of `keras_ebnn.ir.graph` keeps float32 weights by
 default (4 bytes each, the Keras values). With int8 weights, each output channel o gets one float32
 scale and int8 weights, symmetric, per channel (as TFLite's per-channel weight quantization):
 
@@ -8,7 +8,7 @@ scale and int8 weights, symmetric, per channel (as TFLite's per-channel weight q
     q[k, o] = clip(round_half_even(w[k, o] / s[o]), -127, 127)      (int8; computed in float64)
 
 and the op computes, in float32, exactly the graph op on the weights float32(q) (small integers:
-exact), followed by a new `affine` op y = acc * s[o] + 0 -- the rewrite (keras_ebnn.graph.int8_weights)
+exact), followed by a new `affine` op y = acc * s[o] + 0 -- the rewrite (keras_ebnn.ir.graph.int8_weights)
 is a graph transformation, so the reference executor, the fusion (the scale folds into a following threshold like any affine), the
 memory planner and the C generator all see ordinary ops. The op keeps the int8 values in
 params["weights_int8"] (same layout as "weights") and params["weight_scale_int8"] = s; the C kernels

@@ -79,7 +79,7 @@ class reading_timer:
 
 def child_env(workdir, extra=None):
     """The environment of a child: marked isolated, TMPDIR in `workdir`, this keras_ebnn importable."""
-    package_root = str(Path(__file__).resolve().parent.parent)
+    package_root = str(Path(__file__).resolve().parents[2])
     path = os.environ.get("PYTHONPATH")
     env = dict(os.environ, **{CHILD_ENV: "1"}, TMPDIR=str(workdir),
                PYTHONPATH=package_root + (os.pathsep + path if path else ""))

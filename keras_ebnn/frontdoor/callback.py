@@ -12,8 +12,8 @@ import threading
 
 import numpy as np
 
-from ._tf import import_tf
-from .errors import UnsupportedModelError
+from .._tf import import_tf
+from ..errors import UnsupportedModelError
 
 tf = import_tf()
 log = logging.getLogger("keras_ebnn")
@@ -58,13 +58,13 @@ class EbnnExport(tf.keras.callbacks.Callback):
       reestimate_bn:  x data on which to re-estimate batch-norm statistics before exporting (the
                       training model itself is left untouched: a copy is re-estimated), or None.
       max_ram, max_flash: byte budgets; an export that does not fit is logged as an error and skipped.
-      board, force:   a board name of `keras_ebnn.boards` (checked at construction): each export must
+      board, force:   a board name of `keras_ebnn.planning.boards` (checked at construction): each export must
                       fit it (flash and SRAM incl. stack and input), else it is logged and skipped, or
-                      with force=True written with a warning (see `keras_ebnn.exporting.export`).
+                      with force=True written with a warning (see `keras_ebnn.frontdoor.exporting.export`).
       float_weights:  "float32" (default) or "int8": weights of full-precision conv / dense layers
-                      (see `keras_ebnn.exporting.export`).
+                      (see `keras_ebnn.frontdoor.exporting.export`).
       quantize, representative_data:  quantize="int8" with representative inputs (as the model takes
-                      them): integer-only C (see `keras_ebnn.exporting.export`); checked at construction.
+                      them): integer-only C (see `keras_ebnn.frontdoor.exporting.export`); checked at construction.
     An export that fails (budget overrun, I/O error, any exception) is logged on one line and recorded
     in `errors`; it is never raised into `fit`: training goes on and the previous export, if any, stays
     in place.
@@ -184,7 +184,7 @@ class EbnnExport(tf.keras.callbacks.Callback):
         from .exporting import export
         model = plain_copy(self.model, weights)
         if self.reestimate_bn is not None:
-            from .training import reestimate_batchnorm
+            from ..train.training import reestimate_batchnorm
             reestimate_batchnorm(model, self.reestimate_bn)
         x, y = _split(self.verify_data)
         if x is None and self.verify:

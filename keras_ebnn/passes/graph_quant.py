@@ -1,6 +1,6 @@
 """Integer-only graphs: `export(..., quantize="int8", representative_data=x)`.
 
-`quantize_graph(model_or_graph, x)` turns a lowered float graph (`keras_ebnn.graph`) into one whose
+`quantize_graph(model_or_graph, x)` turns a lowered float graph (`keras_ebnn.ir.graph`) into one whose
 full-precision parts run in the TFLite int8 scheme, so the C it becomes has no floating-point
 arithmetic at all (no soft-float routine on an FPU-less core). The default export stays the exact
 float32 graph; this mode trades exactness against Keras for integer arithmetic (the export report and
@@ -30,7 +30,7 @@ mbqm(x, M, shift) = rdbpot(srdhm(x * 2^max(shift, 0), M), max(-shift, 0)) with
 M may be negative here (a batch norm with a negative gamma); the formula is the same. Every left
 shift is checked at export against the input's integer range (no int32 overflow).
 
-Ops added to the graph IR (keras_ebnn/graph.py; int8 values are held as int64 by the reference):
+Ops added to the graph IR (keras_ebnn/ir/graph.py; int8 values are held as int64 by the reference):
 conv_s8 / depthwise_s8 / dense_s8   int8 x (zero point zp) -> int32 acc: acc = bias[o] + sum over the
         in-bounds taps of (x - zp) * w[tap, o] (w int8 per output channel, symmetric: s_w[o] =
         max|w| / 127, q = round_half_even(w / s_w)); out-of-bounds taps add (pad_q) * w with
@@ -67,10 +67,10 @@ import math
 
 import numpy as np
 
-from .errors import UnsupportedModelError
-from .fixed_point import (ADD_LEFT_SHIFT, INT32_MAX, INT32_MIN, QMAX, QMIN, QUANT_KINDS,  # noqa: F401
+from ..errors import UnsupportedModelError
+from ..ir.fixed_point import (ADD_LEFT_SHIFT, INT32_MAX, INT32_MIN, QMAX, QMIN, QUANT_KINDS,  # noqa: F401
                           mbqm, rdbpot, srdhm)
-from .graph import Graph, Op, Tensor
+from ..ir.graph import Graph, Op, Tensor
 
 LOGIT_BITS = 20  # the int32 logits use about +-2^20 for the calibrated logit range
 SUPPORTED = ("quantize='int8' supports the graph ops conv / depthwise / dense (float or binary weights), "
@@ -260,7 +260,7 @@ class _Quantizer:
                 return self.output_block(op)
             raise UnsupportedModelError(f"quantize='int8': a fused {b.kind} block on a float input "
                                         f"({', '.join(op.layers)}) has no integer form; pass the Keras model "
-                                        "(or a graph from keras_ebnn.graph_quant.lower_int8), which keeps that "
+                                        "(or a graph from keras_ebnn.passes.graph_quant.lower_int8), which keeps that "
                                         "layer a conv", None, None, SUPPORTED)
         if kind == "to_float":
             x = src.tensors[op.inputs[0]]
@@ -488,7 +488,7 @@ class _Quantizer:
 
 def calibrate(graph, x, batch=64):
     """{float32 tensor name: (min, max)} of the float graph's tensors over the representative data."""
-    from . import graph_reference
+    from ..ir import graph_reference
     ranges = {}
 
     def hook(t, values, start):
@@ -510,9 +510,9 @@ def calibrate(graph, x, batch=64):
 def lower_int8(model, name="model"):
     """The float graph the int8 mode quantizes: `lower_graph`, except that a binary-weight conv on a
     float model input stays a conv op (an input block on a float input computes in float)."""
-    from .graph import _prune, check, fuse, lower_graph
+    from ..ir.graph import _prune, check, fuse, lower_graph
     g = lower_graph(model, name, fuse_blocks=False)
-    g.quant = {"lowering": True}  # keras_ebnn.graph._fuse_sign: no input block on a float input
+    g.quant = {"lowering": True}  # keras_ebnn.ir.graph._fuse_sign: no input block on a float input
     _prune(g)
     fuse(g)
     g.quant = None
@@ -537,7 +537,7 @@ def quantize_graph(model, representative_data, name="model"):
     """The integer-only graph of a Keras model (or a float Graph from `lower_int8`); see the module
     docstring. `graph.quant` holds: input (scale, zero_point) or None (raw uint8 input), output_scale,
     float_graph (the float graph it was calibrated on)."""
-    from .graph import _prune
+    from ..ir.graph import _prune
     src = model if isinstance(model, Graph) else lower_int8(model, name)
     x = representative(representative_data, src)
     calib = calibrate(src, x)
@@ -648,8 +648,8 @@ def fuse_convs(g):
 
 
 def check_q(g):
-    """An integer-only graph: keras_ebnn.graph.check's invariants (int32 logits out), no float32 tensor."""
-    from .graph import check
+    """An integer-only graph: keras_ebnn.ir.graph.check's invariants (int32 logits out), no float32 tensor."""
+    from ..ir.graph import check
     check(g)
     bad = [t.name for t in g.tensors.values() if t.dtype == "float32"]
     assert not bad, f"float32 tensors left in an int8 graph: {bad}"
@@ -668,7 +668,7 @@ def quantize_input(graph, x):
 
 def run(graph, x_float, **kw):
     """graph_reference.run on float inputs (quantized first); adds "real_logits" (dequantized)."""
-    from . import graph_reference
+    from ..ir import graph_reference
     out = graph_reference.run(graph, quantize_input(graph, x_float), **kw)
     out["real_logits"] = out["logits"].astype(np.float64) * graph.quant["output_scale"]
     return out

@@ -63,7 +63,7 @@ def find_dir(name="mnist", data_dir=None, use_env=True):
 
 def _keras_load(name):
     """Keras's loader: its cache (~/.keras/datasets), else a download."""
-    from ._tf import import_tf
+    from .._tf import import_tf
 
     return getattr(import_tf().keras.datasets, name).load_data()
 

@@ -1,7 +1,7 @@
 """eBNN's reordering for full-precision convolutions: conv -> affine / activation -> pool -> ... -> sign
 as ONE graph op that never materialises the convolution's full-resolution map.
 
-The pass `fuse_conv_pool(g)` runs on a lowered, block-fused `keras_ebnn.graph.Graph` (lower_graph calls
+The pass `fuse_conv_pool(g)` runs on a lowered, block-fused `keras_ebnn.ir.graph.Graph` (lower_graph calls
 it last) and replaces every chain
 
     conv -> pre* -> [pool] -> post* -> [final]
@@ -23,7 +23,7 @@ nothing else reads, those ops are absorbed too (params["input_steps"]; the op th
 input and converts each tap as it reads it, never storing the input's float copy).
 
 Semantics of "conv_pool" (exact): the output equals running its sub-ops, params["ops"] = [input steps...,
-conv, pre..., pool, post..., final], one after the other with the graph reference (`keras_ebnn.graph_reference`),
+conv, pre..., pool, post..., final], one after the other with the graph reference (`keras_ebnn.ir.graph_reference`),
 bit for bit. The C kernel (runtime_c/ebnn_conv_pool_f32.c) performs the same float32 operations in
 the same order, only scheduled differently: for each pooled output position it visits the pool
 window's in-bounds conv positions in row-major order, computes each one's accumulators exactly as the
@@ -41,7 +41,7 @@ Streaming (MCUNetV2's row idea, `plan_streams`): when a conv_pool op A writes a 
 another conv_pool op B, the C computes A's output rows on demand while B produces its output rows,
 keeping only a ring of params["ring_rows"] rows of A's output (row y in slot y % ring_rows): the
 rows the widest window of B needs. A is moved right before B in the op order; the values are the
-same (pure scheduling). `keras_ebnn.graph_memory` sizes such a tensor as its ring and keeps A's inputs
+same (pure scheduling). `keras_ebnn.planning.graph_memory` sizes such a tensor as its ring and keeps A's inputs
 and scratch live while B runs.
 """
 
@@ -87,7 +87,7 @@ def conv_geometry(g_or_tensors, conv):
     (N,) or (L, N) tensor is the 1x1 conv over the (1, 1, N) or (1, L, N) map (same sums, same order)."""
     if conv.kind == "conv":
         return conv.params["geometry"]
-    from .blocks import ConvGeometry, spatial
+    from ..ir.blocks import ConvGeometry, spatial
     tensors = getattr(g_or_tensors, "tensors", g_or_tensors)
     h, w, n = spatial(tensors[conv.inputs[0]].shape)
     return ConvGeometry(in_shape=(h, w, n), kernel=(1, 1), strides=(1, 1), pad=(0, 0), conv_shape=(h, w),

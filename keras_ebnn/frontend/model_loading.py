@@ -1,20 +1,20 @@
-"""Loading a Keras/Larq model file (keras_ebnn.lowering.load_model, which re-exports it; keras_ebnn.graph.lower
+"""Loading a Keras/Larq model file (keras_ebnn.frontend.lowering.load_model, which re-exports it; keras_ebnn.ir.graph.lower
 reads model files with it too)."""
 import contextlib
 
-from ._tf import import_larq
-from .errors import ModelFileError
+from .._tf import import_larq
+from ..errors import ModelFileError
 
 
 def load_model(path, trust_model=False, custom_objects_file=None, isolate=None, custom_objects=None):
     """Load a .keras / .h5 file (or, trusted only, a SavedModel directory) with larq's objects registered.
 
-    The file is read once, into a private copy named after its format (`keras_ebnn.safe_load.prepare`:
+    The file is read once, into a private copy named after its format (`keras_ebnn.frontend.safe_load.prepare`:
     FIFOs, ambiguous zip+HDF5 files and name/content mismatches are refused). Unless `trust_model` is
     True, that copy's configuration is checked without Keras (Lambda layers, custom classes, modules
     outside Keras/larq, SavedModel graphs raise `UnsafeModelError`; absurd sizes, HDF5 external
     storage / links / virtual datasets / user blocks and arrays larger than the configuration allows
-    raise `ModelFileError`), in a child process with memory and time limits (keras_ebnn.isolation;
+    raise `ModelFileError`), in a child process with memory and time limits (keras_ebnn.frontend.isolation;
     `isolate=False` checks in this process). Keras then loads the checked copy (.keras with its
     safe_mode on as well) under a time limit; the copy is removed afterwards. Both errors are
     `UnsupportedModelError`s. Pass trust_model=True only for files you trust like a Python script.
@@ -24,7 +24,7 @@ def load_model(path, trust_model=False, custom_objects_file=None, isolate=None, 
     model whose class is a subclass of Sequential); it also needs trust_model=True.
     """
     from . import isolation
-    from .errors import printable
+    from ..errors import printable
     from .safe_load import prepared_model_file, short_error
     if custom_objects and not trust_model:
         raise ValueError("custom_objects needs trust_model=True: loading custom classes runs their code")

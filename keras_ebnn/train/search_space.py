@@ -13,7 +13,7 @@ one *distribution* per parameter and two methods:
     -> Flatten -> dense_layers x (QuantDense(dense_units) -> BN)
     -> QuantDense(classes) -> BN (learns a per-class scale when output_scale) -> softmax
 
-  and the recipe knobs of `keras_ebnn.training.train` that mattered in the 67-run training record
+  and the recipe knobs of `keras_ebnn.train.training.train` that mattered in the 67-run training record
   (examples/models/README.md): `lr` (peak of the cosine schedule; 1e-2 and more helped the small
   models, 3e-3 the Uno one), `shift` (random +-1 px shifts: +0.4 val points for uno_mnist, -0.4 for
   m15), `output_scale` (+2 points without a hidden dense layer, ~0 with one) and `bn_reestimate`
@@ -23,13 +23,13 @@ one *distribution* per parameter and two methods:
   as Fashion-MNIST) is None by default (off, not suggested): give it Choice((False, True)) to search it.
 
 Every layer is one keras-ebnn lowers (binary weights clipped to [-1, 1], sign inputs on hidden layers,
-BN momentum 0.9 as in keras_ebnn.models), so every candidate exports to exact C.
+BN momentum 0.9 as in keras_ebnn.train.models), so every candidate exports to exact C.
 
 Distributions: `Choice(values)` (categorical), `LogUniform(low, high)` (floats, log scale),
 `IntRange(low, high, step)`. Extend or narrow the space with dataclasses.replace, e.g.
 
     from dataclasses import replace
-    from keras_ebnn.search_space import DEFAULT_SPACE, Choice
+    from keras_ebnn.train.search_space import DEFAULT_SPACE, Choice
     space = replace(DEFAULT_SPACE, input_filters=Choice((32, 40, 48)), conv_blocks=Choice((2, 3)),
                     max_conv_blocks=3)
 
@@ -44,7 +44,7 @@ layers that are built.
 from dataclasses import dataclass, fields
 from typing import Optional, Tuple
 
-from ._tf import import_larq
+from .._tf import import_larq
 from .architectures import cifar_vgg, with_output_scale
 
 
@@ -278,7 +278,7 @@ DEFAULT_SPACE = SearchSpace()
 
 @dataclass(frozen=True)
 class CifarVGGSpace:
-    """The binary VGG chains of keras_ebnn.models.cifar_vgg for 32x32x3 images (CIFAR-10):
+    """The binary VGG chains of keras_ebnn.train.models.cifar_vgg for 32x32x3 images (CIFAR-10):
 
     uint8 input -> Rescaling(1/255)
     -> stem   QuantConv2D(stem_filters, stem_kernel, 'same') on the raw pixels [-> MaxPool(stem_pool)] -> BN
@@ -286,7 +286,7 @@ class CifarVGGSpace:
                  the last one pooled 2x2 before its BN)                           (i = 1 .. stages)
     -> Flatten -> dense_layers x (QuantDense(dense_units) -> BN) -> QuantDense(classes) -> BN -> softmax
 
-    with the recipe knobs of keras_ebnn.training.train: lr, shift (random crop: shifts of up to that many
+    with the recipe knobs of keras_ebnn.train.training.train: lr, shift (random crop: shifts of up to that many
     pixels), hflip (random left-right flips, right for CIFAR's photos), output_scale, bn_reestimate.
     Fixed-length genome as SearchSpace: stage<i>_filters / _convs are suggested for every i up to
     `max_stages`. Each stage halves the map (32 -> 16 -> 8 -> 4 -> 2, one more with stem_pool), so every

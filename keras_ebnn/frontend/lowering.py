@@ -1,25 +1,25 @@
-"""`lower()`: the chain view of the one lowering (keras_ebnn.graph.lower_graph).
+"""`lower()`: the chain view of the one lowering (keras_ebnn.ir.graph.lower_graph).
 
 A Keras/Larq model whose fused graph is a chain of fused blocks -- an input block, binary conv / dense
 blocks, an output dense block, each reading the one before it (Flatten ops in between) -- is returned
-as a `keras_ebnn.blocks.LoweredModel` of those very blocks (the search, the benches and users read its
-blocks; `keras_ebnn.graph.from_lowered` is the way back). There is no second lowering behind it: a
+as a `keras_ebnn.ir.blocks.LoweredModel` of those very blocks (the search, the benches and users read its
+blocks; `keras_ebnn.ir.graph.from_lowered` is the way back). There is no second lowering behind it: a
 model whose graph is not such a chain is refused naming the first layer that lowers to another op.
 """
 import dataclasses
 
 import numpy as np
 
-from .blocks import LoweredModel
-from .errors import UnsupportedModelError
-from .graph import NOOP_LAYERS, lower_graph
-from .model_loading import load_model  # (keras_ebnn.lowering.load_model: the Python door for model files)
+from ..ir.blocks import LoweredModel
+from ..errors import UnsupportedModelError
+from ..ir.graph import NOOP_LAYERS, lower_graph
+from .model_loading import load_model  # (keras_ebnn.frontend.lowering.load_model: the Python door for model files)
 
 CHAIN_TEXT = ("lower() / LoweredModel describe a chain of fused blocks only: binary layers (QuantConv2D / "
               "QuantDense with sign-type kernel quantizers, sign-type input quantizers after the first) each "
               "followed only by max pooling, BatchNormalization or monotone activations up to the next "
               "layer's sign, Flatten before a QuantDense, ending in a QuantDense (bias / BatchNormalization "
-              "with finite values, softmax). keras_ebnn.export() and keras_ebnn.graph.lower_graph take "
+              "with finite values, softmax). keras_ebnn.export() and keras_ebnn.ir.graph.lower_graph take "
               "this model as a graph.")
 # Keras layers a chain's blocks are made of (the layer `not_a_chain` names is the first one of another class)
 BLOCK_LAYERS = {"QuantConv2D", "QuantDense", "MaxPooling2D", "BatchNormalization", "Flatten", "Rescaling", "Activation",
@@ -100,7 +100,7 @@ def lower_any(model, name="model", float_weights="float32"):
 
 def lower(model, name="model"):
     """Lower a Keras/Larq model (or a path to a saved one) into a `LoweredModel` (a view of
-    keras_ebnn.graph.lower_graph's graph, see the module docstring).
+    keras_ebnn.ir.graph.lower_graph's graph, see the module docstring).
 
     Raises `UnsupportedModelError` naming the first offending layer.
     """

@@ -1,5 +1,5 @@
-"""NumPy reference executor of the graph IR (`keras_ebnn.graph`): the executable definition of its
-semantics, and of the fused blocks' (`keras_ebnn.blocks`; a chain of blocks runs as the graph of one
+"""NumPy reference executor of the graph IR (`keras_ebnn.ir.graph`): the executable definition of its
+semantics, and of the fused blocks' (`keras_ebnn.ir.blocks`; a chain of blocks runs as the graph of one
 `block` op per block, graph.from_lowered).
 
 Tensors are held per batch as: bits -> bool arrays (True = +1), int -> int64, float32 -> float32,
@@ -105,7 +105,7 @@ def _binary_acc(x, op, depthwise=False):
 
 
 # --------------------------------------------------------------------------------------------------
-# Fused blocks (keras_ebnn.blocks)
+# Fused blocks (keras_ebnn.ir.blocks)
 
 
 def _input_values(spec, x):
@@ -273,12 +273,12 @@ def run_op(graph, op, args):
         return args[0].reshape((n,) + out_shape)
     if kind == "sign":
         return args[0] >= 0
-    if kind in QUANT_KINDS:  # integer-only graphs (keras_ebnn.graph_quant defines them)
+    if kind in QUANT_KINDS:  # integer-only graphs (keras_ebnn.passes.graph_quant defines them)
         return run_quant_op(graph, op, args)
     if kind == "threshold":
         x = args[0]
         return np.where(p["flip"], -x, x) >= p["threshold"].astype(x.dtype if x.dtype == np.float32 else np.float64)
-    if kind == "conv_pool":  # keras_ebnn/graph_fuse.py: its sub-ops, one after the other
+    if kind == "conv_pool":  # keras_ebnn/passes/graph_fuse.py: its sub-ops, one after the other
         return run_fused(graph, op, args[0])
     raise ValueError(f"unknown op kind {kind!r}")
 
@@ -301,8 +301,8 @@ def _check_dtype(value, tensor):
 
 
 def run(model, x, keep=False, batch=BATCH, hook=None, keep_bits=False, progress=None):
-    """Run `model` (a keras_ebnn.graph Graph, an exporters/graph_c.py GraphModel, or a chain of blocks:
-    keras_ebnn.blocks.LoweredModel) on inputs x (N, *input shape). Returns {"logits", "classes"};
+    """Run `model` (a keras_ebnn.ir.graph Graph, an exporters/graph_c.py GraphModel, or a chain of blocks:
+    keras_ebnn.ir.blocks.LoweredModel) on inputs x (N, *input shape). Returns {"logits", "classes"};
     with keep=True "tensors": every tensor's values (name -> array, batch first); with keep_bits=True
     "bits": the values of the bits tensors other than the output, in op order (a chain: one bool
     array (N, H, W, C) per hidden block).
@@ -362,7 +362,7 @@ def predict(model, x):
 
 
 # --------------------------------------------------------------------------------------------------
-# Reference semantics of the integer-only ops (keras_ebnn.graph_quant builds them; called by run_op)
+# Reference semantics of the integer-only ops (keras_ebnn.passes.graph_quant builds them; called by run_op)
 
 
 def _quant_windows(x, geom, fill, kind="conv"):

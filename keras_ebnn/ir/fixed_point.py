@@ -1,6 +1,6 @@
 """Fixed-point arithmetic of the integer-only graphs (quantize="int8"): the int8 / int32 limits, the op
-kinds, gemmlowp's rounding multiplies and shifts. keras_ebnn/graph_quant.py (which builds those graphs and
-re-exports these names; its docstring describes the scheme) and keras_ebnn/graph_reference.py (which runs
+kinds, gemmlowp's rounding multiplies and shifts. keras_ebnn/passes/graph_quant.py (which builds those graphs and
+re-exports these names; its docstring describes the scheme) and keras_ebnn/ir/graph_reference.py (which runs
 them) both use it."""
 import numpy as np
 

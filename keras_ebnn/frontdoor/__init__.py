@@ -1,0 +1,1 @@
+"""Export front door: export(), the Keras callback, verification, host C builds, reports."""

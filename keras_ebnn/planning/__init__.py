@@ -1,0 +1,1 @@
+"""Planning: the arena planner, stack bounds, boards and their budgets."""

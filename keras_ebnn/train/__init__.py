@@ -1,0 +1,1 @@
+"""Training and search: the training recipe, model presets, datasets, the model search."""
